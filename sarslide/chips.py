@@ -1,0 +1,318 @@
+"""Chips: tiles of an event's before/after pass pair, balanced and split like the paper.
+
+A :class:`ChipSet` holds, for ``N`` chips of ``size × size`` pixels,
+
+* ``images`` — ``(N, 4, size, size)`` float32 linear backscatter in the channel order
+  :data:`CHANNELS` (``pre_vv, pre_vh, post_vv, post_vh``), NaN = no data;
+* ``labels`` — ``(N, size, size)`` uint16: the landslide mask (0/1) or per-pixel point counts;
+* ``meta`` — a table with one row per chip (id, pixel window, map bounds, landslide
+  pixel and point counts, no-data share, split);
+* ``attrs`` — event, label kind, CRS (WKT), chip size and the passes used;
+* ``stats`` — the log10 standardisation statistics of the stage-1 training chips (a plain
+  dict, see :mod:`sarslide.transforms`), once computed.
+
+The pipeline is ``make_chips → balance → assign_splits`` and a chip store on disk
+(:func:`save_chips`, :func:`open_chips`), written atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from .cube import atomic_directory, pass_pair, validate_cube
+
+__all__ = [
+    "CHANNELS",
+    "SPLITS",
+    "SPLIT_FRACTIONS",
+    "ChipError",
+    "ChipSet",
+    "make_chips",
+    "balance",
+    "assign_splits",
+    "split_table",
+    "save_chips",
+    "open_chips",
+]
+
+CHANNELS: tuple[str, ...] = ("pre_vv", "pre_vh", "post_vv", "post_vh")
+SPLITS: tuple[str, ...] = ("stage1_train", "stage2_train", "validation", "test")
+#: The paper's split: 50% stage-1 training, 25% stage-2 training, 12.5% validation, 12.5% test.
+SPLIT_FRACTIONS: tuple[float, ...] = (0.5, 0.25, 0.125, 0.125)
+UNASSIGNED = "unassigned"
+
+
+class ChipError(ValueError):
+    """Chips cannot be made, balanced or split as asked; the message says why and what to do."""
+
+
+@dataclass
+class ChipSet:
+    """Chips of one event: arrays, per-chip metadata and provenance (see module docstring)."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    meta: pd.DataFrame
+    attrs: dict = field(default_factory=dict)
+    stats: dict | None = None
+
+    def __post_init__(self) -> None:
+        n = len(self.meta)
+        if self.images.ndim != 4 or self.images.shape[1] != len(CHANNELS):
+            raise ChipError(
+                f"images have shape {self.images.shape} but chips need (N, {len(CHANNELS)}, H, W) "
+                f"with channels {list(CHANNELS)}"
+            )
+        if self.labels.shape != (self.images.shape[0],) + self.images.shape[2:]:
+            raise ChipError(
+                f"labels have shape {self.labels.shape} but images {self.images.shape} need "
+                f"labels of shape {(self.images.shape[0],) + self.images.shape[2:]}"
+            )
+        if self.images.shape[0] != n:
+            raise ChipError(f"{self.images.shape[0]} chips but {n} metadata rows")
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    @property
+    def has_landslide(self) -> np.ndarray:
+        """(N,) bool: whether each chip holds any landslide pixel or point."""
+        return self.meta["has_landslide"].to_numpy(dtype=bool)
+
+    def subset(self, indices) -> "ChipSet":
+        """The chips at the given positions (array of ints or a boolean mask), in that order."""
+        idx = np.asarray(indices)
+        if idx.dtype == bool:
+            idx = np.flatnonzero(idx)
+        return replace(
+            self,
+            images=np.asarray(self.images[idx]),
+            labels=np.asarray(self.labels[idx]),
+            meta=self.meta.iloc[idx].reset_index(drop=True),
+        )
+
+    def split(self, name: str) -> "ChipSet":
+        """The chips of one split (one of :data:`SPLITS`)."""
+        if name not in SPLITS:
+            raise ChipError(f"unknown split {name!r}; splits are {list(SPLITS)}")
+        if "split" not in self.meta or (self.meta["split"] == UNASSIGNED).all():
+            raise ChipError("chips have no splits yet; call assign_splits(chipset) first")
+        return self.subset((self.meta["split"] == name).to_numpy())
+
+
+def make_chips(
+    cube: xr.Dataset,
+    size: int = 128,
+    *,
+    n_pre: int = 1,
+    n_post: int = 1,
+    orbit_state: str | None = None,
+    max_nodata_fraction: float = 0.1,
+) -> ChipSet:
+    """Cut the event's pass pair into non-overlapping ``size × size`` chips.
+
+    Passes are averaged with :func:`sarslide.cube.pass_pair` (``n_pre`` before and
+    ``n_post`` after the event). A pixel is no data when any of the four channels is NaN;
+    chips with a larger no-data share than ``max_nodata_fraction`` are dropped.
+    A chip holds a landslide when any mask pixel is set (or any point falls inside it).
+
+    Returns
+    -------
+    ChipSet
+        All kept chips in row-major order, split ``"unassigned"``.
+    """
+    validate_cube(cube)
+    ny, nx = cube.sizes["y"], cube.sizes["x"]
+    if size < 8:
+        raise ChipError(f"chip size {size} is too small; use at least 8 pixels")
+    if size > ny or size > nx:
+        raise ChipError(
+            f"chip size {size} is larger than the cube ({ny}×{nx} px); use a smaller size or a "
+            "larger area"
+        )
+    if not 0.0 <= max_nodata_fraction <= 1.0:
+        raise ChipError(f"max_nodata_fraction={max_nodata_fraction} must lie in [0, 1]")
+    pair = pass_pair(cube, n_pre=n_pre, n_post=n_post, orbit_state=orbit_state)
+    stack = np.stack([np.asarray(pair[c].values, dtype=np.float32) for c in CHANNELS])
+    labels_full = np.asarray(cube["landslides"].values).astype(np.uint16)
+    nodata_full = ~np.isfinite(stack).all(axis=0)
+    x = np.asarray(cube["x"].values, dtype=float)
+    y = np.asarray(cube["y"].values, dtype=float)
+    dx, dy = abs(x[1] - x[0]), abs(y[1] - y[0])
+    kind = cube.attrs["label_kind"]
+
+    images, labels, rows = [], [], []
+    for r in range(0, ny - size + 1, size):
+        for c in range(0, nx - size + 1, size):
+            nodata = float(nodata_full[r : r + size, c : c + size].mean())
+            if nodata > max_nodata_fraction:
+                continue
+            lab = labels_full[r : r + size, c : c + size]
+            xs, ys = x[c : c + size], y[r : r + size]
+            rows.append(
+                {
+                    "chip_id": f"{cube.attrs.get('event', 'event')}-r{r:05d}-c{c:05d}",
+                    "row": r,
+                    "col": c,
+                    "size": size,
+                    "xmin": float(xs.min() - dx / 2),
+                    "ymin": float(ys.min() - dy / 2),
+                    "xmax": float(xs.max() + dx / 2),
+                    "ymax": float(ys.max() + dy / 2),
+                    "landslide_pixels": int((lab > 0).sum()),
+                    "landslide_points": int(lab.sum()) if kind == "points" else 0,
+                    "has_landslide": bool(lab.any()),
+                    "nodata_fraction": nodata,
+                    "split": UNASSIGNED,
+                }
+            )
+            images.append(stack[:, r : r + size, c : c + size])
+            labels.append(lab)
+    if not rows:
+        raise ChipError(
+            f"every {size}×{size} chip has more than {max_nodata_fraction:.0%} no data; check the "
+            "cube's passes or raise max_nodata_fraction"
+        )
+    attrs = {
+        "event": cube.attrs.get("event"),
+        "label_kind": kind,
+        "source": cube.attrs.get("source"),
+        "crs": cube.rio.crs.to_wkt(),
+        "chip_size": int(size),
+        "resolution": float(dx),
+        "pre_times": list(pair.attrs["pre_times"]),
+        "post_times": list(pair.attrs["post_times"]),
+    }
+    return ChipSet(
+        images=np.stack(images).astype(np.float32),
+        labels=np.stack(labels),
+        meta=pd.DataFrame(rows),
+        attrs=attrs,
+    )
+
+
+def balance(chips: ChipSet, seed: int = 0) -> ChipSet:
+    """Keep as many landslide-free chips as landslide chips (50/50), discarding at random.
+
+    As in the paper, the surplus class is randomly thinned (normally the landslide-free
+    chips; if landslide chips are the majority they are thinned instead). Order is kept.
+    """
+    has = chips.has_landslide
+    n_pos, n_neg = int(has.sum()), int((~has).sum())
+    if n_pos == 0 or n_neg == 0:
+        raise ChipError(
+            f"too few chips to balance: {n_pos} landslide and {n_neg} landslide-free chips; "
+            "need both kinds (use a larger area, smaller chips, or check the labels)"
+        )
+    rng = np.random.default_rng(seed)
+    n = min(n_pos, n_neg)
+    keep_pos = np.flatnonzero(has)
+    keep_neg = np.flatnonzero(~has)
+    if n_pos > n:
+        keep_pos = rng.choice(keep_pos, size=n, replace=False)
+    if n_neg > n:
+        keep_neg = rng.choice(keep_neg, size=n, replace=False)
+    return chips.subset(np.sort(np.concatenate([keep_pos, keep_neg])))
+
+
+def _split_counts(n: int, fractions: tuple[float, ...]) -> np.ndarray:
+    """Largest-remainder allocation of ``n`` items to ``fractions`` (ties go to earlier splits)."""
+    exact = np.asarray(fractions, dtype=float) * n
+    counts = np.floor(exact).astype(int)
+    order = np.argsort(-(exact - counts), kind="stable")
+    counts[order[: n - counts.sum()]] += 1
+    return counts
+
+
+def assign_splits(
+    chips: ChipSet, fractions: tuple[float, ...] = SPLIT_FRACTIONS, seed: int = 0
+) -> ChipSet:
+    """Assign every chip to one of :data:`SPLITS`, stratified so each split keeps the balance.
+
+    Landslide and landslide-free chips are shuffled (seeded) and allocated separately with
+    the same fractions, so on a balanced set every split is balanced.
+
+    Raises
+    ------
+    ChipError
+        If a split would get no chip of either kind.
+    """
+    if len(fractions) != len(SPLITS) or not np.isclose(sum(fractions), 1.0):
+        raise ChipError(f"fractions {fractions} must give one share per split {list(SPLITS)} summing to 1")
+    rng = np.random.default_rng(seed)
+    split = np.empty(len(chips), dtype=object)
+    for cls in (True, False):
+        members = np.flatnonzero(chips.has_landslide == cls)
+        counts = _split_counts(len(members), fractions)
+        if (counts == 0).any():
+            need = int(np.ceil(1.0 / min(fractions)))
+            raise ChipError(
+                f"too few {'landslide' if cls else 'landslide-free'} chips to split: "
+                f"{len(members)}, but every split needs at least one, so at least {need}; use a "
+                "larger area or smaller chips"
+            )
+        members = rng.permutation(members)
+        split[members] = np.repeat(np.array(SPLITS, dtype=object), counts)
+    meta = chips.meta.copy()
+    meta["split"] = split.astype(str)
+    return replace(chips, meta=meta)
+
+
+def split_table(chips: ChipSet) -> pd.DataFrame:
+    """Chips per split and kind, like the paper's Table A1 (rows: splits, then ``total``)."""
+    meta = chips.meta
+    table = (
+        pd.crosstab(meta["split"], meta["has_landslide"])
+        .reindex(index=[s for s in SPLITS if s in set(meta["split"])], columns=[True, False], fill_value=0)
+        .rename(columns={True: "landslide", False: "landslide_free"})
+    )
+    table["total"] = table.sum(axis=1)
+    table.loc["total"] = table.sum(axis=0)
+    table["share"] = table["total"] / len(meta)
+    table.index.name = "split"
+    table.columns.name = None
+    return table
+
+
+def save_chips(chips: ChipSet, path: str | os.PathLike) -> Path:
+    """Write a chip store (a directory) atomically.
+
+    Layout: ``images.npy`` (N, 4, H, W) float32, ``labels.npy`` (N, H, W) uint16,
+    ``meta.parquet`` (one row per chip) and ``info.json`` (attrs, stats, channel names).
+    An interrupted write leaves the previous store (or none) in place.
+    """
+    path = Path(path)
+    info = {"attrs": chips.attrs, "stats": chips.stats, "channels": list(CHANNELS), "format": 1}
+    with atomic_directory(path) as tmp:
+        tmp.mkdir(parents=True)
+        np.save(tmp / "images.npy", chips.images)
+        np.save(tmp / "labels.npy", chips.labels)
+        chips.meta.to_parquet(tmp / "meta.parquet", index=False)
+        (tmp / "info.json").write_text(json.dumps(info, indent=2))
+    return path
+
+
+def open_chips(path: str | os.PathLike, *, mmap: bool = False) -> ChipSet:
+    """Open a chip store written by :func:`save_chips` (``mmap=True`` maps arrays lazily)."""
+    path = Path(path)
+    missing = [n for n in ("images.npy", "labels.npy", "meta.parquet", "info.json") if not (path / n).exists()]
+    if missing:
+        raise FileNotFoundError(
+            f"{path} is not a complete chip store (missing {missing}); rebuild it with save_chips"
+        )
+    info = json.loads((path / "info.json").read_text())
+    mode = "r" if mmap else None
+    return ChipSet(
+        images=np.load(path / "images.npy", mmap_mode=mode),
+        labels=np.load(path / "labels.npy", mmap_mode=mode),
+        meta=pd.read_parquet(path / "meta.parquet"),
+        attrs=info["attrs"],
+        stats=info["stats"],
+    )

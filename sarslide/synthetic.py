@@ -1,0 +1,278 @@
+"""A physically plausible synthetic landslide event: the offline default and test data.
+
+The scene is built the way a radar sees real hills:
+
+1. **Terrain.** A fractal (power-law spectrum) elevation model; slopes and aspects follow.
+2. **Backscatter texture.** Slopes facing the radar return more energy (local incidence
+   angle), land cover adds patchy texture; VV and VH share most of it.
+3. **Passes.** Each pass adds a small weather-like change (soil moisture) and independent
+   multiplicative gamma speckle (``looks`` equivalent number of looks), as in multi-looked
+   Sentinel-1 GRD/RTC amplitude.
+4. **Landslides.** Compact elongated blobs on steep slopes, clustered so some areas are hit
+   hard and others not at all. In post-event passes vegetation loss lowers backscatter on a
+   landslide (VH more than VV, by a random amount per landslide): visible on average over a
+   landslide, but well inside the speckle on a single pixel.
+
+The statistics match the real Hokkaido cube (DESIGN.md): log10(VV) mean ≈ −0.73,
+std ≈ 0.21; log10(VH) mean ≈ −1.32, std ≈ 0.19, over all pixels and passes.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+from pyproj import Transformer
+from scipy import ndimage, special
+
+from .cube import validate_cube
+from .events import get_event
+
+__all__ = ["make_cube", "LOG10_TARGETS"]
+
+#: Reference statistics of the real Hokkaido cube: band -> (log10 mean, log10 std).
+LOG10_TARGETS: dict[str, tuple[float, float]] = {"vv": (-0.73, 0.21), "vh": (-1.32, 0.19)}
+
+_REVISIT_DAYS = 12
+
+
+def _fractal_field(rng: np.random.Generator, shape: tuple[int, int], beta: float) -> np.ndarray:
+    """Zero-mean, unit-std Gaussian field with power spectrum ~ k^-beta, float64 (ny, nx)."""
+    ny, nx = shape
+    ky = np.fft.fftfreq(ny)[:, None]
+    kx = np.fft.rfftfreq(nx)[None, :]
+    k = np.hypot(ky, kx)
+    k[0, 0] = np.inf
+    amplitude = k ** (-beta / 2.0)
+    noise = rng.standard_normal((ny, nx // 2 + 1)) + 1j * rng.standard_normal((ny, nx // 2 + 1))
+    field = np.fft.irfft2(noise * amplitude, s=(ny, nx))
+    return (field - field.mean()) / field.std()
+
+
+def _zscore(a: np.ndarray) -> np.ndarray:
+    return (a - a.mean()) / a.std()
+
+
+def _speckle_log10_moments(looks: float) -> tuple[float, float]:
+    """Mean and std of log10 of unit-mean gamma speckle with ``looks`` looks."""
+    mean = (special.digamma(looks) - np.log(looks)) / np.log(10.0)
+    std = np.sqrt(special.polygamma(1, looks)) / np.log(10.0)
+    return float(mean), float(std)
+
+
+def _draw_landslides(
+    rng: np.random.Generator,
+    slope_deg: np.ndarray,
+    aspect_rad: np.ndarray,
+    fraction: float,
+    cluster_share: float,
+) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int]]]:
+    """Place elongated blobs until ``fraction`` of pixels are covered.
+
+    Returns the blob id raster (int32, 0 = none), a per-pixel change strength (float32,
+    0 outside landslides) and the blob centroids as (row, col).
+    """
+    ny, nx = slope_deg.shape
+    # Where landslides may start: a smooth "shaking intensity" field above a quantile, on slopes.
+    shaking = _fractal_field(rng, (ny, nx), beta=4.0)
+    allowed = (shaking > np.quantile(shaking, 1.0 - cluster_share)) & (slope_deg > 8.0)
+    weight = np.where(allowed, np.exp(1.5 * shaking) * np.sin(np.radians(slope_deg)), 0.0).ravel()
+    if weight.sum() <= 0:
+        raise ValueError("no slope steep enough for landslides; raise relief or lower cluster_share")
+    weight /= weight.sum()
+    ids = np.zeros((ny, nx), dtype=np.int32)
+    strength = np.zeros((ny, nx), dtype=np.float32)
+    centroids: list[tuple[int, int]] = []
+    target = fraction * ny * nx
+    covered = 0
+    blob = 0
+    while covered < target and blob < 100_000:
+        flat = rng.choice(ny * nx, p=weight)
+        r0, c0 = divmod(int(flat), nx)
+        # Lengths ~ lognormal: most landslides are small, a few are large (pixels at 10 m).
+        length = float(np.clip(rng.lognormal(np.log(6.0), 0.45), 3.0, 25.0))
+        width = float(np.clip(length * rng.uniform(0.35, 0.7), 2.0, 12.0))
+        theta = float(aspect_rad[r0, c0])  # elongated downslope
+        half = int(np.ceil(length)) + 1
+        r_lo, r_hi = max(r0 - half, 0), min(r0 + half + 1, ny)
+        c_lo, c_hi = max(c0 - half, 0), min(c0 + half + 1, nx)
+        rr, cc = np.mgrid[r_lo:r_hi, c_lo:c_hi]
+        dr, dc = rr - r0, cc - c0
+        along = dc * np.sin(theta) - dr * np.cos(theta)
+        across = dc * np.cos(theta) + dr * np.sin(theta)
+        inside = (along / length) ** 2 + (across / width) ** 2 <= 1.0
+        inside &= ids[r_lo:r_hi, c_lo:c_hi] == 0
+        if not inside.any():
+            continue
+        blob += 1
+        ids[r_lo:r_hi, c_lo:c_hi][inside] = blob
+        strength[r_lo:r_hi, c_lo:c_hi][inside] = rng.uniform(0.5, 1.5)
+        covered += int(inside.sum())
+        rows, cols = np.nonzero(inside)
+        centroids.append((r_lo + int(round(rows.mean())), c_lo + int(round(cols.mean()))))
+    return ids, strength, centroids
+
+
+def make_cube(
+    shape: tuple[int, int] = (768, 768),
+    *,
+    event: str = "hokkaido",
+    label_kind: str | None = None,
+    n_pre: int = 1,
+    n_post: int = 1,
+    landslide_fraction: float = 0.03,
+    cluster_share: float = 0.45,
+    change_db: tuple[float, float] = (-1.3, -2.3),
+    looks: float = 7.0,
+    relief_m: float = 350.0,
+    nodata_corner: float = 0.04,
+    seed: int = 0,
+    resolution: float = 10.0,
+) -> xr.Dataset:
+    """Generate a synthetic event cube that follows :mod:`sarslide.cube`'s schema.
+
+    Parameters
+    ----------
+    shape:
+        ``(ny, nx)`` pixels; the grid is ``resolution`` metres per pixel.
+    event:
+        Which event's metadata (CRS, event time, pass dates, location) to borrow.
+    label_kind:
+        ``"mask"`` (uint8 landslide mask) or ``"points"`` (uint16 centroid counts);
+        defaults to the event's own kind (Hokkaido: mask, Kaikōura: points).
+    n_pre, n_post:
+        Number of passes before and after the event (12-day revisit, the paper's pass
+        dates nearest the event).
+    landslide_fraction:
+        Share of pixels inside landslides (the Hokkaido test set has ≈ 0.032).
+    cluster_share:
+        Share of the area where landslides may occur (the rest stays landslide-free).
+    change_db:
+        Mean post-event backscatter change on a landslide for (VV, VH) in dB; each
+        landslide draws a factor in [0.5, 1.5] of it.
+    looks:
+        Equivalent number of looks of the gamma speckle (single-pass noise level).
+    relief_m:
+        Standard deviation of the synthetic elevation in metres.
+    nodata_corner:
+        Share of the scene outside the swath (NaN in every pass, a corner wedge).
+    seed:
+        Everything is deterministic given the seed.
+    resolution:
+        Pixel size in metres.
+
+    Returns
+    -------
+    xarray.Dataset
+        ``vv``, ``vh`` (time, y, x) float32 linear backscatter; ``landslides`` (y, x);
+        ``dem`` (y, x) float32 metres; per-pass ``orbit_state`` and ``relative_orbit``;
+        attrs ``event``, ``event_time``, ``label_kind``, ``source="synthetic"``, ``seed``.
+    """
+    evt = get_event(event)
+    kind = label_kind or evt.label_kind
+    if kind not in ("mask", "points"):
+        raise ValueError(f"label_kind={kind!r}; choose 'mask' or 'points'")
+    ny, nx = (int(s) for s in shape)
+    if ny < 32 or nx < 32:
+        raise ValueError(f"shape={shape} is too small; a synthetic cube needs at least 32×32 pixels")
+    if n_pre < 1 or n_post < 1:
+        raise ValueError(f"n_pre={n_pre}, n_post={n_post}: need at least one pass on each side")
+    if not 0.0 < landslide_fraction < 0.5:
+        raise ValueError(f"landslide_fraction={landslide_fraction} must lie in (0, 0.5)")
+
+    rng = np.random.default_rng(seed)
+
+    # 1. Terrain.
+    dem = relief_m * _fractal_field(rng, (ny, nx), beta=3.6) + 400.0
+    dzdy, dzdx = np.gradient(dem, resolution)
+    slope = np.degrees(np.arctan(np.hypot(dzdx, dzdy)))
+    aspect = np.arctan2(-dzdx, dzdy)  # downslope direction, radians from north
+
+    # 2. Texture: local incidence for a right-looking radar looking east (ascending pass).
+    incidence = np.radians(39.0)
+    look = np.array([np.sin(incidence), 0.0, -np.cos(incidence)])  # (east, north, up)
+    normal = np.stack([-dzdx, dzdy, np.ones_like(dem)])  # y decreases northward: flip dzdy
+    normal /= np.linalg.norm(normal, axis=0)
+    cos_local = np.clip(-(look[:, None, None] * normal).sum(axis=0), 0.05, 1.0)
+    terrain = _zscore(np.log10(cos_local))
+    cover = _fractal_field(rng, (ny, nx), beta=2.2)
+    texture_vv = _zscore(0.7 * terrain + 0.5 * cover)
+    texture_vh = _zscore(0.5 * terrain + 0.6 * cover + 0.4 * _fractal_field(rng, (ny, nx), 2.0))
+
+    # 3. Landslides.
+    ids, strength, centroids = _draw_landslides(rng, slope, aspect, landslide_fraction, cluster_share)
+
+    # 4. Passes: clean log10 backscatter + weather + landslide change + speckle.
+    speckle_mean, speckle_std = _speckle_log10_moments(looks)
+    weather_std = 0.03
+    pre_dates = [evt.paper_pre_pass - timedelta(days=_REVISIT_DAYS * i) for i in range(n_pre)][::-1]
+    post_dates = [evt.paper_post_pass + timedelta(days=_REVISIT_DAYS * i) for i in range(n_post)]
+    event_hour = timedelta(hours=20, minutes=40)  # a descending-like overpass time (UTC)
+    times = pd.DatetimeIndex([pd.Timestamp(d) + event_hour for d in pre_dates + post_dates])
+    bands: dict[str, np.ndarray] = {}
+    for b, texture, change in (("vv", texture_vv, change_db[0]), ("vh", texture_vh, change_db[1])):
+        mean, std = LOG10_TARGETS[b]
+        texture_std = np.sqrt(max(std**2 - speckle_std**2 - weather_std**2, 1e-6))
+        clean = (mean - speckle_mean) + texture_std * texture
+        stack = np.empty((len(times), ny, nx), dtype=np.float32)
+        for t in range(len(times)):
+            log10 = clean + weather_std * _fractal_field(rng, (ny, nx), beta=3.0)
+            if t >= n_pre:
+                log10 = log10 + (change / 10.0) * strength
+            speckle = rng.gamma(shape=looks, scale=1.0 / looks, size=(ny, nx))
+            stack[t] = (10.0**log10 * speckle).astype(np.float32)
+        bands[b] = stack
+
+    # 5. No data outside the swath: a corner wedge, NaN in every pass.
+    if nodata_corner > 0:
+        rr, cc = np.mgrid[0:ny, 0:nx]
+        wedge = (rr / ny + cc / nx) < np.sqrt(2.0 * nodata_corner)
+        for b in bands:
+            bands[b][:, wedge] = np.nan
+
+    # 6. Labels.
+    if kind == "mask":
+        labels = (ids > 0).astype(np.uint8)
+    else:
+        labels = np.zeros((ny, nx), dtype=np.uint16)
+        for r, c in centroids:
+            labels[r, c] += 1
+
+    # 7. Grid: the event's UTM zone, anchored at the south-west corner of its area.
+    to_utm = Transformer.from_crs("EPSG:4326", evt.crs, always_xy=True)
+    west, south = to_utm.transform(evt.bounds_lonlat[0], evt.bounds_lonlat[1])
+    x0 = np.floor(west / resolution) * resolution
+    y_top = np.floor(south / resolution) * resolution + ny * resolution
+    x = x0 + resolution * (np.arange(nx) + 0.5)
+    y = y_top - resolution * (np.arange(ny) + 0.5)
+
+    cube = xr.Dataset(
+        {
+            "vv": (("time", "y", "x"), bands["vv"]),
+            "vh": (("time", "y", "x"), bands["vh"]),
+            "landslides": (("y", "x"), labels),
+            "dem": (("y", "x"), dem.astype(np.float32)),
+        },
+        coords={
+            "time": times,
+            "y": y,
+            "x": x,
+            "orbit_state": ("time", np.array(["descending"] * len(times))),
+            "relative_orbit": ("time", np.full(len(times), 46, dtype=np.int16)),
+        },
+        attrs={
+            "event": evt.name,
+            "event_time": evt.time_utc.isoformat(),
+            "label_kind": kind,
+            "source": "synthetic",
+            "seed": int(seed),
+            "landslide_count": len(centroids),
+        },
+    )
+    cube["vv"].attrs.update(units="1", long_name="VV backscatter (linear power)")
+    cube["vh"].attrs.update(units="1", long_name="VH backscatter (linear power)")
+    cube["dem"].attrs.update(units="m", long_name="elevation")
+    cube = cube.rio.write_crs(evt.crs)
+    return validate_cube(cube)

@@ -1,0 +1,110 @@
+"""Log10 + standardisation of chips, with statistics of the training split only.
+
+Backscatter is heavy-tailed in linear power and close to Gaussian in log10, so models see
+``(log10(x) − mean) / std``. The statistics are computed once per event from the
+stage-1 training chips (never from validation or test chips, which would leak them) and
+stored with the chips and with every checkpoint.
+
+Statistics are per polarisation with the pre- and post-event passes pooled, so that a
+real backscatter change between the passes survives standardisation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+import numpy as np
+
+__all__ = ["BandStats", "LINEAR_FLOOR", "compute_stats", "standardize", "band_channels"]
+
+#: Linear values below this (−50 dB, incl. zeros and negative noise) are clipped before log10.
+LINEAR_FLOOR = 1e-5
+_CHANNELS = ("pre_vv", "pre_vh", "post_vv", "post_vh")
+
+
+def band_channels(band: str) -> list[int]:
+    """Channel positions of one polarisation in the 4-channel chip (``'vv'`` → [0, 2])."""
+    return [i for i, name in enumerate(_CHANNELS) if name.endswith("_" + band)]
+
+
+@dataclass(frozen=True)
+class BandStats:
+    """Mean and standard deviation of log10 backscatter per polarisation (``'vv'``, ``'vh'``)."""
+
+    mean: dict[str, float]
+    std: dict[str, float]
+
+    def to_dict(self) -> dict:
+        return {"mean": dict(self.mean), "std": dict(self.std)}
+
+    @classmethod
+    def from_dict(cls, data: "Mapping | BandStats") -> "BandStats":
+        if isinstance(data, BandStats):
+            return data
+        try:
+            return cls(mean={k: float(v) for k, v in data["mean"].items()},
+                       std={k: float(v) for k, v in data["std"].items()})
+        except (KeyError, TypeError, AttributeError) as err:
+            raise ValueError(
+                f"statistics {data!r} are not of the form {{'mean': {{'vv':…, 'vh':…}}, "
+                "'std': {…}}; compute them with compute_stats(images)"
+            ) from err
+
+
+def _check_images(images: np.ndarray) -> np.ndarray:
+    images = np.asarray(images)
+    if images.ndim != 4 or images.shape[1] != len(_CHANNELS):
+        raise ValueError(
+            f"images have shape {images.shape} but need (N, 4, H, W) with channels "
+            f"{list(_CHANNELS)}"
+        )
+    return images
+
+
+def compute_stats(images: np.ndarray) -> BandStats:
+    """log10 statistics per polarisation from linear chips ``(N, 4, H, W)``, NaN ignored.
+
+    Pass the stage-1 training chips only.
+    """
+    images = _check_images(images)
+    if images.shape[0] == 0:
+        raise ValueError("no chips to compute statistics from; pass the stage-1 training chips")
+    mean, std = {}, {}
+    for band in ("vv", "vh"):
+        values = images[:, band_channels(band)]
+        values = values[np.isfinite(values)]
+        if values.size == 0:
+            raise ValueError(f"every {band!r} value is NaN; cannot compute statistics")
+        logs = np.log10(np.maximum(values.astype(np.float64), LINEAR_FLOOR))
+        mean[band], std[band] = float(logs.mean()), float(logs.std())
+        if std[band] <= 0:
+            raise ValueError(f"{band!r} is constant (log10 std = 0); cannot standardise")
+    return BandStats(mean=mean, std=std)
+
+
+def standardize(images: np.ndarray, stats: "BandStats | Mapping") -> np.ndarray:
+    """``(log10(max(x, LINEAR_FLOOR)) − mean) / std`` per polarisation, NaN → 0.
+
+    Parameters
+    ----------
+    images:
+        ``(N, 4, H, W)`` linear backscatter, channels pre_vv, pre_vh, post_vv, post_vh.
+    stats:
+        :class:`BandStats` or its ``to_dict()`` form (as stored with chips and checkpoints).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(N, 4, H, W)`` float32; no-data pixels become 0 (the training mean).
+    """
+    images = _check_images(images)
+    stats = BandStats.from_dict(stats)
+    out = np.empty(images.shape, dtype=np.float32)
+    for band in ("vv", "vh"):
+        idx = band_channels(band)
+        with np.errstate(invalid="ignore"):
+            logs = np.log10(np.maximum(images[:, idx].astype(np.float32), LINEAR_FLOOR))
+        out[:, idx] = (logs - stats.mean[band]) / stats.std[band]
+    out[~np.isfinite(out)] = 0.0
+    return out
