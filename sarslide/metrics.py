@@ -1,0 +1,354 @@
+"""Evaluation metrics: APRC, per-chip pixel miscounts, ensembling and uncertainty.
+
+The paper (Böhm et al. 2022) scores segmentations in two ways:
+
+* **APRC**, the area under the precision–recall curve over *all* test pixels, computed as
+  scikit-learn's :func:`~sklearn.metrics.average_precision_score` (step-wise average
+  precision, no interpolation). A random guess scores the landslide pixel share
+  (≈ 0.032 on the Hokkaido test set).
+* **Per-chip miscounts** at a fixed threshold (0.5): ΔL1 = |Σŷ − Σy| and
+  Δcount = Σŷ − Σy, where ŷ = (p ≥ threshold) and y = (label > 0), summarised by their
+  medians over all chips, over landslide-free chips and over chips with landslides.
+
+Conventions used throughout the package (and stated here once):
+
+* A pixel is a **landslide** where its label is > 0, so point-count labels (uint16) and
+  masks (uint8) are treated alike.
+* A pixel is **predicted** landslide where its probability is ``>= threshold``
+  (scikit-learn's convention in :func:`~sklearn.metrics.precision_recall_curve`).
+* Ensembles average **probabilities** (after the sigmoid), not logits, over seeds ×
+  saved checkpoints; :func:`ensemble_mean` is the one place this happens.
+* Error bars are the standard error of the mean over runs with ``ddof=1``
+  (:func:`sem`); confidence intervals over test chips are percentile bootstraps that
+  resample whole chips (:func:`bootstrap_ci`), because pixels within a chip are not
+  independent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats as _scipy_stats
+from sklearn.metrics import average_precision_score
+
+__all__ = [
+    "aprc",
+    "random_guess_aprc",
+    "miscounts",
+    "miscount_medians",
+    "ensemble_mean",
+    "sem",
+    "BootstrapCI",
+    "bootstrap_ci",
+]
+
+
+def _check_same_shape(a: np.ndarray, b: np.ndarray, names: tuple[str, str]) -> None:
+    if a.shape != b.shape:
+        raise ValueError(
+            f"{names[0]} has shape {a.shape} but {names[1]} has shape {b.shape}; "
+            "they must match pixel for pixel"
+        )
+
+
+def aprc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Area under the precision–recall curve over all pixels (average precision).
+
+    Parameters
+    ----------
+    scores:
+        Any shape, e.g. (N, H, W) probabilities or any monotone score (higher = more
+        likely landslide). Must be finite: mask or fill no-data before scoring.
+    labels:
+        Same shape as ``scores``; pixels with label > 0 are positives (mask or counts).
+
+    Returns
+    -------
+    float
+        ``sklearn.metrics.average_precision_score(labels > 0, scores)`` over the
+        flattened arrays, in [0, 1].
+
+    Raises
+    ------
+    ValueError
+        If the shapes differ, if a score is NaN/inf, or if there is no positive label —
+        average precision is undefined without positives (scikit-learn would silently
+        return 0 with a warning); evaluate on chips that contain landslides.
+    """
+    scores = np.asarray(scores)
+    labels = np.asarray(labels)
+    _check_same_shape(scores, labels, ("scores", "labels"))
+    if scores.size == 0:
+        raise ValueError("aprc got empty arrays; pass at least one pixel")
+    flat_scores = scores.reshape(-1).astype(np.float64, copy=False)
+    bad = ~np.isfinite(flat_scores)
+    if bad.any():
+        raise ValueError(
+            f"scores hold {int(bad.sum())} non-finite value(s) (NaN = no data?); "
+            "fill or drop those pixels before computing the APRC"
+        )
+    positive = labels.reshape(-1) > 0
+    if not positive.any():
+        raise ValueError(
+            f"labels hold no positive pixel among {positive.size}; the APRC is undefined "
+            "without landslides — evaluate on a set of chips that contains some"
+        )
+    return float(average_precision_score(positive, flat_scores))
+
+
+def random_guess_aprc(labels: np.ndarray) -> float:
+    """The APRC of an uninformative score: the share of positive (label > 0) pixels."""
+    labels = np.asarray(labels)
+    if labels.size == 0:
+        raise ValueError("random_guess_aprc got an empty label array")
+    return float(np.mean(labels > 0))
+
+
+def miscounts(
+    probabilities: np.ndarray,
+    labels: np.ndarray,
+    threshold: float = 0.5,
+    chip_ids: Sequence | None = None,
+) -> pd.DataFrame:
+    """Per-chip pixel miscounts at a decision threshold.
+
+    Parameters
+    ----------
+    probabilities:
+        (N, H, W) float landslide probabilities. NaN (no data) counts as not predicted.
+    labels:
+        (N, H, W) labels; > 0 is landslide.
+    threshold:
+        A pixel is predicted landslide where ``probability >= threshold``.
+    chip_ids:
+        Optional N identifiers for the ``chip`` column (default 0 … N−1).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per chip with columns ``chip``, ``predicted_pixels`` (Σŷ),
+        ``true_pixels`` (Σy), ``delta_l1`` = |Σŷ − Σy|, ``delta_count`` = Σŷ − Σy
+        (all int64, in pixels) and ``has_landslide`` (bool, Σy > 0).
+    """
+    probabilities = np.asarray(probabilities)
+    labels = np.asarray(labels)
+    if probabilities.ndim != 3:
+        raise ValueError(
+            f"probabilities have shape {probabilities.shape}; expected (N, H, W) — add a chip "
+            "axis with [None] for a single chip"
+        )
+    _check_same_shape(probabilities, labels, ("probabilities", "labels"))
+    n = probabilities.shape[0]
+    if chip_ids is None:
+        chip_ids = np.arange(n)
+    elif len(chip_ids) != n:
+        raise ValueError(f"got {len(chip_ids)} chip_ids for {n} chips")
+    with np.errstate(invalid="ignore"):
+        predicted = (probabilities >= threshold).sum(axis=(1, 2)).astype(np.int64)
+    true = (labels > 0).sum(axis=(1, 2)).astype(np.int64)
+    delta = predicted - true
+    return pd.DataFrame(
+        {
+            "chip": np.asarray(chip_ids),
+            "predicted_pixels": predicted,
+            "true_pixels": true,
+            "delta_l1": np.abs(delta),
+            "delta_count": delta,
+            "has_landslide": true > 0,
+        }
+    )
+
+
+def miscount_medians(table: pd.DataFrame) -> pd.DataFrame:
+    """Medians of ΔL1 and Δcount over all chips, landslide-free chips and landslide chips.
+
+    Parameters
+    ----------
+    table:
+        The output of :func:`miscounts` (needs ``delta_l1``, ``delta_count``,
+        ``has_landslide``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Index ``["all", "landslide_free", "landslide"]``, columns ``delta_l1``,
+        ``delta_count`` (float, pixels; NaN for an empty group) and ``n_chips``.
+        The paper's Figure 3 reads ΔL1 from ``all`` and Δcount from the other two rows.
+    """
+    missing = {"delta_l1", "delta_count", "has_landslide"} - set(table.columns)
+    if missing:
+        raise ValueError(
+            f"table lacks columns {sorted(missing)}; build it with sarslide.metrics.miscounts"
+        )
+    has = table["has_landslide"].astype(bool)
+    groups = {"all": table, "landslide_free": table[~has], "landslide": table[has]}
+    rows = {
+        name: {
+            "delta_l1": float(g["delta_l1"].median()) if len(g) else np.nan,
+            "delta_count": float(g["delta_count"].median()) if len(g) else np.nan,
+            "n_chips": len(g),
+        }
+        for name, g in groups.items()
+    }
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def ensemble_mean(probabilities: Sequence[np.ndarray] | Iterable[np.ndarray]) -> np.ndarray:
+    """Average the probability maps of several models (seeds × saved checkpoints).
+
+    The project averages **probabilities** (sigmoid outputs), never logits, so every
+    ensemble member has the same say whatever its confidence scale.
+
+    Parameters
+    ----------
+    probabilities:
+        A sequence (or iterable, consumed once — handy for a generator that predicts one
+        checkpoint at a time) of arrays of one common shape, e.g. (N, H, W), with values in
+        [0, 1]; or one stacked array of shape (M, N, H, W).
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 array of the members' common shape. NaN where any member is NaN.
+    """
+    if isinstance(probabilities, np.ndarray):
+        probabilities = list(probabilities)
+    total: np.ndarray | None = None
+    count = 0
+    for member in probabilities:
+        member = np.asarray(member, dtype=np.float64)
+        if total is None:
+            total = np.zeros_like(member)
+        elif member.shape != total.shape:
+            raise ValueError(
+                f"ensemble member {count} has shape {member.shape} but member 0 has "
+                f"{total.shape}; predict every member on the same chips"
+            )
+        finite = member[np.isfinite(member)]
+        if finite.size and (finite.min() < 0 or finite.max() > 1):
+            raise ValueError(
+                f"ensemble member {count} has values in [{finite.min():.3g}, {finite.max():.3g}]"
+                " — these look like logits; apply the sigmoid first (the project averages "
+                "probabilities)"
+            )
+        total += member
+        count += 1
+    if total is None:
+        raise ValueError("ensemble_mean got no members; pass at least one probability array")
+    return (total / count).astype(np.float32)
+
+
+def sem(values: Sequence[float] | np.ndarray) -> float:
+    """Standard error of the mean over runs: ``std(values, ddof=1) / sqrt(N)``.
+
+    ``ddof=1`` (the sample standard deviation) because the runs are a sample of the
+    possible seeds. With a single value the SEM is undefined and NaN is returned (so a
+    one-seed table still renders, with no error bar). NaN values propagate.
+
+    Raises
+    ------
+    ValueError
+        If ``values`` is empty.
+    """
+    arr = np.asarray(values, dtype=np.float64).reshape(-1)
+    if arr.size == 0:
+        raise ValueError("sem got no values; pass the per-run metric values")
+    if arr.size == 1:
+        return float("nan")
+    return float(np.std(arr, ddof=1) / np.sqrt(arr.size))
+
+
+@dataclass(frozen=True)
+class BootstrapCI:
+    """A point estimate with a percentile bootstrap confidence interval.
+
+    Attributes
+    ----------
+    estimate:
+        The statistic on the full set of chips.
+    low, high:
+        The ``alpha/2`` and ``1 − alpha/2`` percentiles of the bootstrap distribution.
+    n_boot, alpha:
+        Number of resamples and the interval's error rate (0.05 → a 95 % interval).
+    """
+
+    estimate: float
+    low: float
+    high: float
+    n_boot: int
+    alpha: float
+
+
+def bootstrap_ci(
+    statistic: Callable[..., float],
+    *arrays: np.ndarray,
+    n_boot: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
+) -> BootstrapCI:
+    """Percentile bootstrap confidence interval that resamples test *chips*.
+
+    Chips are drawn with replacement along axis 0 of every array together (paired), and
+    ``statistic`` is evaluated on each resample, e.g.::
+
+        bootstrap_ci(aprc, probabilities, labels)          # APRC over pixels of the chips
+        bootstrap_ci(np.median, table["delta_l1"].values)  # median ΔL1 over chips
+
+    Resampling is done by :func:`scipy.stats.bootstrap` (``method="percentile"``) on the
+    chip indices, so it is reproducible for a given ``seed``.
+
+    Parameters
+    ----------
+    statistic:
+        Called as ``statistic(*resampled_arrays)`` and returning a float.
+    arrays:
+        One or more arrays with the chips along axis 0 (same length N ≥ 2).
+    n_boot:
+        Number of bootstrap resamples.
+    seed:
+        Seed of the random generator.
+    alpha:
+        Error rate of the two-sided interval, in (0, 1).
+
+    Notes
+    -----
+    A resample may contain no landslide chip; a statistic that then raises (such as
+    :func:`aprc`) makes this function raise too — use enough chips.
+    """
+    if not arrays:
+        raise ValueError("bootstrap_ci needs at least one array of per-chip values")
+    arrays = tuple(np.asarray(a) for a in arrays)
+    n = len(arrays[0])
+    lengths = [len(a) for a in arrays]
+    if any(length != n for length in lengths):
+        raise ValueError(f"arrays have {lengths} chips along axis 0; they must be equal")
+    if n < 2:
+        raise ValueError(f"bootstrap_ci needs at least 2 chips, got {n}")
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha={alpha} must be in (0, 1), e.g. 0.05 for a 95 % interval")
+    if n_boot < 1:
+        raise ValueError(f"n_boot={n_boot} must be >= 1")
+
+    def on_indices(idx: np.ndarray) -> float:
+        idx = idx.astype(np.intp)
+        return float(statistic(*(a[idx] for a in arrays)))
+
+    result = _scipy_stats.bootstrap(
+        (np.arange(n),),
+        on_indices,
+        n_resamples=n_boot,
+        vectorized=False,
+        confidence_level=1 - alpha,
+        method="percentile",
+        rng=np.random.default_rng(seed),
+    )
+    return BootstrapCI(
+        estimate=float(statistic(*arrays)),
+        low=float(result.confidence_interval.low),
+        high=float(result.confidence_interval.high),
+        n_boot=n_boot,
+        alpha=alpha,
+    )
