@@ -252,7 +252,7 @@ def assign_splits(
         members = np.flatnonzero(chips.has_landslide == cls)
         counts = _split_counts(len(members), fractions)
         if (counts == 0).any():
-            need = int(np.ceil(1.0 / min(fractions)))
+            need = next(m for m in range(1, 10_000) if (_split_counts(m, fractions) > 0).all())
             raise ChipError(
                 f"too few {'landslide' if cls else 'landslide-free'} chips to split: "
                 f"{len(members)}, but every split needs at least one, so at least {need}; use a "

@@ -1,0 +1,59 @@
+"""Shared fixtures: small hand-built event cubes with known contents."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+
+
+def hand_cube(
+    labels: np.ndarray,
+    *,
+    kind: str = "mask",
+    n_pre: int = 1,
+    n_post: int = 1,
+    crs: str = "EPSG:32654",
+    value: float = 0.2,
+    seed: int = 0,
+) -> xr.Dataset:
+    """A valid event cube of the labels' shape with gamma-distributed backscatter.
+
+    Passes are 12 days apart around 2018-09-06 (the Hokkaido event); pixel size 10 m.
+    """
+    ny, nx = labels.shape
+    rng = np.random.default_rng(seed)
+    times = pd.DatetimeIndex(
+        [pd.Timestamp("2018-08-24T20:40") - pd.Timedelta(days=12 * i) for i in range(n_pre)][::-1]
+        + [pd.Timestamp("2018-09-13T20:40") + pd.Timedelta(days=12 * i) for i in range(n_post)]
+    )
+    shape = (len(times), ny, nx)
+    cube = xr.Dataset(
+        {
+            "vv": (("time", "y", "x"), (value * rng.gamma(5, 1 / 5, shape)).astype("float32")),
+            "vh": (("time", "y", "x"), (value / 4 * rng.gamma(5, 1 / 5, shape)).astype("float32")),
+            "landslides": (("y", "x"), labels.astype("uint8" if kind == "mask" else "uint16")),
+        },
+        coords={
+            "time": times,
+            "y": 4_700_000.0 - 10.0 * (np.arange(ny) + 0.5),
+            "x": 500_000.0 + 10.0 * (np.arange(nx) + 0.5),
+        },
+        attrs={
+            "event": "hokkaido",
+            "event_time": "2018-09-05T18:07:59+00:00",
+            "label_kind": kind,
+            "source": "test",
+        },
+    )
+    return cube.rio.write_crs(crs)
+
+
+@pytest.fixture
+def make_hand_cube():
+    return hand_cube
