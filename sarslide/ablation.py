@@ -1,0 +1,431 @@
+"""The ablation grid: stage-2 training-set size × stage-1 pretraining × seed.
+
+The paper's experiment (Böhm et al. 2022, Figures 2–3) trains the stage-2 segmenter on
+2, 5, 10, 20 and all (110) labelled Hokkaido chips, three seeds each (five for two
+chips), in three *arms*:
+
+``none``
+    no pretraining (the segmenter alone),
+``hokkaido``
+    frozen stage-1 embeddings pretrained on Hokkaido chips,
+``kaikoura``
+    frozen stage-1 embeddings pretrained on Kaikōura chips (point labels, another country).
+
+Every run draws its own random, balanced training subset from the stage-2 training split,
+keeps its top-k checkpoints by validation APRC and scores each on the test split.
+
+Results are a *tidy* table — one row per run × checkpoint × metric — stored as Parquet
+and written atomically after every finished run, so an interrupted grid resumes where it
+stopped (finished runs are skipped). Runs can be dispatched to a dask.distributed cluster:
+``scheduler="local"`` starts a :class:`~distributed.LocalCluster`, an address such as
+``"tcp://10.0.0.5:8786"`` uses a real cluster, and ``None`` runs serially in-process.
+
+Each run also saves the mean of its checkpoints' test probabilities, so arm-level
+ensembles over seeds × checkpoints (probabilities averaged, see :mod:`sarslide.metrics`)
+are computed without retraining; the log-ratio change-detection score is the
+non-learned baseline in every table.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from .baseline import log_ratio_score
+from .chips import ChipSet
+from .datasets import data_dir, prepare_event
+from .metrics import aprc, miscount_medians, miscounts, random_guess_aprc, sem
+from .profiles import Profile, get_profile
+from .transforms import standardize
+
+__all__ = [
+    "ARMS",
+    "BASELINE_ARM",
+    "METRICS",
+    "Run",
+    "experiment_grid",
+    "training_subset",
+    "score_probabilities",
+    "run_one",
+    "run_baseline",
+    "run_grid",
+    "summarize",
+    "stratified_aprc_interval",
+    "ensemble_scores",
+]
+
+ARMS: tuple[str, ...] = ("none", "hokkaido", "kaikoura")
+BASELINE_ARM = "log_ratio"
+METRICS: tuple[str, ...] = (
+    "aprc",
+    "median_delta_l1",
+    "median_delta_count_free",
+    "median_delta_count_landslide",
+)
+_RESULTS = "results.parquet"
+_PROBA = "test_proba.npy"
+
+
+@dataclass(frozen=True)
+class Run:
+    """One cell of the grid: pretraining arm, training-set size (None = all) and seed."""
+
+    arm: str
+    train_size: int | None
+    seed: int
+
+    def __post_init__(self) -> None:
+        if self.arm not in ARMS:
+            raise ValueError(f"unknown arm {self.arm!r}; arms are {list(ARMS)}")
+        if self.train_size is not None and self.train_size < 2:
+            raise ValueError(f"train_size={self.train_size}: use at least 2 chips (one of each kind)")
+
+    @property
+    def run_id(self) -> str:
+        size = "all" if self.train_size is None else f"{self.train_size:03d}"
+        return f"{self.arm}-n{size}-s{self.seed}"
+
+
+def experiment_grid(profile: Profile | str | None = None, arms: Sequence[str] = ARMS) -> list[Run]:
+    """All runs of a profile: arms × ``train_sizes`` × seeds (``seeds_smallest`` for the smallest size)."""
+    profile = profile if isinstance(profile, Profile) else get_profile(profile)
+    sizes = list(profile.train_sizes)
+    finite = [s for s in sizes if s is not None]
+    smallest = min(finite) if finite else None
+    runs = []
+    for arm in arms:
+        for size in sizes:
+            seeds = profile.seeds_smallest if size == smallest else profile.seeds
+            runs.extend(Run(arm, size, seed) for seed in seeds)
+    return runs
+
+
+def training_subset(chips: ChipSet, size: int | None, seed: int) -> np.ndarray:
+    """Positions of a random, balanced training subset of ``size`` chips (None = all).
+
+    Half of the chips hold landslides (the larger half when ``size`` is odd), as in the
+    paper's "half the data contain no landslides" setting. The draw depends on
+    ``(seed, size)`` only, so each run of the grid has its own subset and reruns are
+    identical.
+    """
+    n = len(chips)
+    if size is None:
+        return np.arange(n)
+    if size > n:
+        raise ValueError(f"train_size={size} but the training split holds only {n} chips; use at most {n}")
+    has = chips.has_landslide
+    n_pos = (size + 1) // 2
+    n_neg = size - n_pos
+    if has.sum() < n_pos or (~has).sum() < n_neg:
+        raise ValueError(
+            f"cannot draw {n_pos} landslide and {n_neg} landslide-free chips from a split with "
+            f"{int(has.sum())} and {int((~has).sum())}"
+        )
+    rng = np.random.default_rng([seed, size])
+    pos = rng.choice(np.flatnonzero(has), n_pos, replace=False)
+    neg = rng.choice(np.flatnonzero(~has), n_neg, replace=False)
+    return np.sort(np.concatenate([pos, neg]))
+
+
+def score_probabilities(probabilities: np.ndarray, labels: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
+    """The four grid metrics of one set of test probabilities ``(N, H, W)``."""
+    medians = miscount_medians(miscounts(probabilities, labels, threshold))
+    return {
+        "aprc": aprc(probabilities, labels),
+        "median_delta_l1": float(medians.loc["all", "delta_l1"]),
+        "median_delta_count_free": float(medians.loc["landslide_free", "delta_count"]),
+        "median_delta_count_landslide": float(medians.loc["landslide", "delta_count"]),
+    }
+
+
+def _atomic_write(path: Path, write) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    with open(path, "wb") as f:  # a file object: np.save would append ".npy" to a temp name
+        np.save(f, array)
+
+
+def _tidy(run: Run, rows: Iterable[tuple[int, int, dict[str, float]]]) -> pd.DataFrame:
+    records = []
+    for rank, epoch, scores in rows:
+        for metric, value in scores.items():
+            records.append(
+                {
+                    "run_id": run.run_id,
+                    "arm": run.arm,
+                    "train_size": -1 if run.train_size is None else run.train_size,
+                    "seed": run.seed,
+                    "checkpoint": rank,
+                    "epoch": epoch,
+                    "metric": metric,
+                    "value": float(value),
+                }
+            )
+    return pd.DataFrame.from_records(records)
+
+
+def run_one(
+    run: Run,
+    *,
+    event: str = "hokkaido",
+    profile: Profile | str | None = None,
+    out_dir: str | os.PathLike,
+    cache_dir: str | os.PathLike | None = None,
+    device: str | None = None,
+    num_threads: int | None = None,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """Train and score one run; return its tidy rows (one per checkpoint × metric).
+
+    The stage-1 model of the run's arm comes from
+    :func:`sarslide.train.pretrained_stage1` (cached; trained on first use). The mean test
+    probabilities over the run's checkpoints are saved as ``<out_dir>/<run_id>/test_proba.npy``.
+    ``train_size`` is stored as −1 for "all chips".
+    """
+    import torch
+
+    from .models import Segmenter
+    from .train import (
+        checkpoint_info,
+        fit_chipset,
+        load_checkpoint,
+        predict_proba,
+        pretrained_stage1,
+        seed_everything,
+    )
+
+    if num_threads is not None:
+        torch.set_num_threads(num_threads)
+    profile = profile if isinstance(profile, Profile) else get_profile(profile)
+    chips = prepare_event(event, profile, cache_dir=cache_dir)
+    stage1 = None if run.arm == "none" else pretrained_stage1(run.arm, profile, cache_dir=cache_dir, progress=progress)
+    subset = training_subset(chips.split("stage2_train"), run.train_size, run.seed)
+    seed_everything(run.seed)
+    model = Segmenter(stage1)
+    run_dir = Path(out_dir) / run.run_id
+    result = fit_chipset(
+        model,
+        chips,
+        task="stage2",
+        train_indices=subset,
+        max_epochs=profile.stage2_max_epochs,
+        patience=profile.patience,
+        batch_size=profile.batch_size,
+        lr=profile.learning_rate,
+        top_k=profile.top_k,
+        seed=run.seed,
+        checkpoint_dir=run_dir / "checkpoints",
+        device=device,
+        progress=progress,
+    )
+    test = chips.split("test")
+    images = standardize(test.images, chips.stats)
+    rows, total = [], None
+    for rank, path in enumerate(result.checkpoints):
+        probabilities = predict_proba(load_checkpoint(path, "stage2", device="cpu"), images, device=device)
+        total = probabilities.astype(np.float64) if total is None else total + probabilities
+        epoch = int(checkpoint_info(path).get("epoch", -1))
+        rows.append((rank, epoch, score_probabilities(probabilities, test.labels)))
+    _atomic_write(run_dir / _PROBA, lambda p: _save_npy(p, (total / len(rows)).astype(np.float32)))
+    return _tidy(run, rows)
+
+
+def run_baseline(
+    *,
+    event: str = "hokkaido",
+    profile: Profile | str | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    window: int = 5,
+) -> pd.DataFrame:
+    """Rows for the non-learned references on the test split: the log-ratio change score
+    (APRC only: it is not a probability, so there is no 0.5 threshold) and a random guess."""
+    profile = profile if isinstance(profile, Profile) else get_profile(profile)
+    test = prepare_event(event, profile, cache_dir=cache_dir).split("test")
+    score = log_ratio_score(test.images, window=window)
+    base = {"arm": BASELINE_ARM, "train_size": 0, "seed": 0, "checkpoint": 0, "epoch": 0}
+    return pd.DataFrame(
+        [
+            {"run_id": BASELINE_ARM, **base, "metric": "aprc", "value": aprc(np.nan_to_num(score, nan=0.0), test.labels)},
+            {"run_id": "random", **base, "arm": "random", "metric": "aprc", "value": random_guess_aprc(test.labels)},
+        ]
+    )
+
+
+def _load_results(path: Path) -> pd.DataFrame:
+    return pd.read_parquet(path) if path.exists() else pd.DataFrame()
+
+
+def _client(scheduler: Any):
+    from distributed import Client, LocalCluster
+
+    if isinstance(scheduler, Client):
+        return scheduler, None
+    if scheduler == "local":
+        cluster = LocalCluster(n_workers=min(os.cpu_count() or 1, 4), threads_per_worker=1, processes=True)
+        return Client(cluster), cluster
+    if isinstance(scheduler, str):
+        return Client(scheduler), None
+    raise ValueError(f"scheduler={scheduler!r}: use None (serial), 'local', an address or a distributed.Client")
+
+
+def run_grid(
+    runs: Sequence[Run],
+    *,
+    event: str = "hokkaido",
+    profile: Profile | str | None = None,
+    out_dir: str | os.PathLike | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    scheduler: Any = None,
+    device: str | None = None,
+    num_threads: int | None = None,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Run every run not yet in ``<out_dir>/results.parquet`` and return the whole table.
+
+    Parameters
+    ----------
+    runs:
+        From :func:`experiment_grid` (or any subset).
+    out_dir:
+        Results folder; defaults to ``<data dir>/ablation/<event>-<profile>``.
+    scheduler:
+        ``None`` (serial), ``"local"`` (a LocalCluster), a scheduler address or a
+        :class:`distributed.Client`.
+    num_threads:
+        Torch threads per run (``1`` on a multi-worker cluster to avoid oversubscription).
+
+    The table is written atomically after each finished run, plus once with the baseline
+    rows; a failed run raises after the finished ones are saved.
+    """
+    profile = profile if isinstance(profile, Profile) else get_profile(profile)
+    out = Path(out_dir) if out_dir is not None else data_dir(cache_dir) / "ablation" / f"{event}-{profile.name}"
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / _RESULTS
+    table = _load_results(path)
+    done = set(table["run_id"]) if len(table) else set()
+    if BASELINE_ARM not in done:
+        table = pd.concat([table, run_baseline(event=event, profile=profile, cache_dir=cache_dir)], ignore_index=True)
+        _atomic_write(path, lambda p: table.to_parquet(p, index=False))
+    todo = [r for r in runs if r.run_id not in done]
+    if todo:
+        # Build shared inputs once, before any dispatch: chips and each arm's stage-1 model.
+        from .train import pretrained_stage1
+
+        prepare_event(event, profile, cache_dir=cache_dir)
+        for arm in sorted({r.arm for r in todo} - {"none"}):
+            pretrained_stage1(arm, profile, cache_dir=cache_dir, progress=progress)
+    kwargs = dict(event=event, profile=profile, out_dir=out, cache_dir=cache_dir, device=device, num_threads=num_threads)
+
+    def add(rows: pd.DataFrame) -> None:
+        nonlocal table
+        table = pd.concat([table, rows], ignore_index=True)
+        _atomic_write(path, lambda p: table.to_parquet(p, index=False))
+
+    bar = tqdm(total=len(todo), desc="ablation runs", disable=not progress or not todo)
+    if scheduler is None:
+        for run in todo:
+            add(run_one(run, **kwargs))
+            bar.update()
+    elif todo:
+        from distributed import as_completed
+
+        client, cluster = _client(scheduler)
+        try:
+            futures = [client.submit(run_one, run, pure=False, key=f"sarslide-{run.run_id}-{uuid.uuid4().hex[:6]}", **kwargs) for run in todo]
+            for future in as_completed(futures):
+                add(future.result())
+                bar.update()
+        finally:
+            if cluster is not None:
+                client.close()
+                cluster.close()
+    bar.close()
+    return _sorted(table)
+
+
+def _sorted(table: pd.DataFrame) -> pd.DataFrame:
+    if not len(table):
+        return table
+    return table.sort_values(["arm", "train_size", "seed", "checkpoint", "metric"]).reset_index(drop=True)
+
+
+def summarize(table: pd.DataFrame) -> pd.DataFrame:
+    """Mean and SEM per arm × training size × metric.
+
+    Each run is first reduced to the mean over its checkpoints; the mean and the standard
+    error of the mean (ddof=1) are then taken over runs (seeds), the paper's error bars.
+    """
+    per_run = table.groupby(["arm", "train_size", "metric", "run_id"], as_index=False)["value"].mean()
+    grouped = per_run.groupby(["arm", "train_size", "metric"])["value"]
+    out = grouped.agg(mean="mean", n_runs="count").reset_index()
+    out["sem"] = grouped.agg(lambda v: sem(v.to_numpy()) if len(v) > 1 else np.nan).to_numpy()
+    return out
+
+
+def stratified_aprc_interval(
+    probabilities: np.ndarray, labels: np.ndarray, *, n_boot: int = 200, seed: int = 0, alpha: float = 0.05
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of the APRC that resamples test chips *within* each kind.
+
+    Landslide and landslide-free chips are resampled separately (the test split is
+    balanced by construction), so every resample holds landslides and the APRC is always
+    defined — :func:`sarslide.metrics.bootstrap_ci` resamples all chips together and can
+    draw a resample without any landslide on small test sets.
+    """
+    has = (np.asarray(labels) > 0).any(axis=(1, 2))
+    pos, neg = np.flatnonzero(has), np.flatnonzero(~has)
+    if len(pos) == 0:
+        raise ValueError("the test chips hold no landslide; the APRC is undefined")
+    rng = np.random.default_rng(seed)
+    values = np.empty(n_boot)
+    for b in range(n_boot):
+        idx = np.concatenate([rng.choice(pos, len(pos)), rng.choice(neg, len(neg))])
+        values[b] = aprc(probabilities[idx], labels[idx])
+    return float(np.quantile(values, alpha / 2)), float(np.quantile(values, 1 - alpha / 2))
+
+
+def ensemble_scores(
+    table: pd.DataFrame,
+    *,
+    event: str = "hokkaido",
+    profile: Profile | str | None = None,
+    out_dir: str | os.PathLike | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    n_boot: int = 200,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Metrics of each arm × size on probabilities averaged over all its seeds × checkpoints.
+
+    Each run's saved mean is weighted by its number of checkpoints, so the result equals the
+    plain mean over every checkpoint of every seed. Adds a stratified percentile
+    bootstrap 95 % interval of the APRC over test chips (:func:`stratified_aprc_interval`).
+    """
+    profile = profile if isinstance(profile, Profile) else get_profile(profile)
+    out = Path(out_dir) if out_dir is not None else data_dir(cache_dir) / "ablation" / f"{event}-{profile.name}"
+    labels = prepare_event(event, profile, cache_dir=cache_dir).split("test").labels
+    learned = table[~table["arm"].isin([BASELINE_ARM, "random"])]
+    records = []
+    for (arm, size), group in learned.groupby(["arm", "train_size"]):
+        weights = group.groupby("run_id")["checkpoint"].nunique()
+        total = sum(w * np.load(out / run_id / _PROBA).astype(np.float64) for run_id, w in weights.items())
+        mean = total / weights.sum()
+        scores = score_probabilities(mean, labels)
+        low, high = stratified_aprc_interval(mean, labels, n_boot=n_boot, seed=seed)
+        records.append({"arm": arm, "train_size": size, "n_models": int(weights.sum()), **scores,
+                        "aprc_low": low, "aprc_high": high})
+    return pd.DataFrame.from_records(records)

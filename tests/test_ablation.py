@@ -1,0 +1,142 @@
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from sarslide import ablation
+from sarslide.ablation import Run, experiment_grid, summarize, training_subset
+from sarslide.datasets import prepare_event
+from sarslide.metrics import aprc
+from sarslide.profiles import get_profile
+
+TINY = get_profile("demo").with_overrides(
+    name="tiny-ablation", synthetic_shape=(256, 256), chip_size=32, stage1_max_epochs=1,
+    stage2_max_epochs=2, patience=5, top_k=2, batch_size=8, train_sizes=(2, None),
+    seeds=(0,), seeds_smallest=(0, 1),
+)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_paper_grid_has_the_papers_runs():
+    runs = experiment_grid("paper")
+    # 3 arms x (5 seeds at 2 chips + 3 seeds at each of 5, 10, 20, all)
+    assert len(runs) == 3 * (5 + 3 * 4)
+    assert {r.arm for r in runs} == {"none", "hokkaido", "kaikoura"}
+    assert sorted({r.train_size for r in runs}, key=lambda s: s or 10**6) == [2, 5, 10, 20, None]
+    assert len({r.run_id for r in runs}) == len(runs)
+
+
+def test_bad_runs():
+    with pytest.raises(ValueError, match="unknown arm 'imagenet'"):
+        Run("imagenet", 2, 0)
+    with pytest.raises(ValueError, match="at least 2 chips"):
+        Run("none", 1, 0)
+
+
+def test_training_subsets_are_balanced_seeded_and_differ_between_runs(tmp_path):
+    stage2 = prepare_event("hokkaido", TINY, cache_dir=tmp_path).split("stage2_train")
+    a = training_subset(stage2, 5, seed=0)
+    assert len(a) == 5 and len(set(a)) == 5
+    assert stage2.has_landslide[a].sum() == 3  # the larger half holds landslides
+    np.testing.assert_array_equal(a, training_subset(stage2, 5, seed=0))
+    assert not np.array_equal(a, training_subset(stage2, 5, seed=1))
+    np.testing.assert_array_equal(training_subset(stage2, None, seed=3), np.arange(len(stage2)))
+    with pytest.raises(ValueError, match=f"holds only {len(stage2)} chips"):
+        training_subset(stage2, len(stage2) + 1, seed=0)
+
+
+def test_summary_uses_per_run_means_and_the_sem_formula():
+    rows = []
+    # run means: 0.2, 0.4, 0.9 (two checkpoints each)
+    for seed, (v1, v2) in enumerate([(0.1, 0.3), (0.4, 0.4), (1.0, 0.8)]):
+        for ck, v in enumerate((v1, v2)):
+            rows.append({"run_id": f"none-n002-s{seed}", "arm": "none", "train_size": 2, "seed": seed,
+                         "checkpoint": ck, "epoch": ck, "metric": "aprc", "value": v})
+    out = summarize(pd.DataFrame(rows)).iloc[0]
+    run_means = np.array([0.2, 0.4, 0.9])
+    assert out["mean"] == pytest.approx(0.5)
+    # SEM by hand: sample std (ddof=1) / sqrt(3)
+    hand = np.sqrt(((run_means - 0.5) ** 2).sum() / 2) / np.sqrt(3)
+    assert out["sem"] == pytest.approx(hand)
+    assert out["n_runs"] == 3
+
+
+def test_stratified_interval_always_has_landslides_and_brackets_the_estimate():
+    rng = np.random.default_rng(0)
+    labels = np.zeros((4, 8, 8), dtype=np.uint16)
+    labels[0, :2, :2] = 1  # one landslide chip among four: plain bootstraps often miss it
+    probabilities = rng.random((4, 8, 8)).astype(np.float32)
+    probabilities[0, :2, :2] += 0.5
+    low, high = ablation.stratified_aprc_interval(probabilities, labels, n_boot=100, seed=0)
+    assert low <= aprc(probabilities, labels) <= high
+
+
+@pytest.fixture(scope="module")
+def grid_dirs(tmp_path_factory):
+    cache = tmp_path_factory.mktemp("cache")
+    runs = experiment_grid(TINY, arms=("none", "hokkaido"))[:3]  # none x2 seeds at size 2, none at all
+    runs.append(Run("hokkaido", 2, 0))
+    serial = tmp_path_factory.mktemp("serial")
+    table = ablation.run_grid(runs, profile=TINY, cache_dir=cache, out_dir=serial, num_threads=1, progress=False)
+    return cache, serial, runs, table
+
+
+def test_grid_table_is_tidy_and_complete(grid_dirs):
+    _, serial, runs, table = grid_dirs
+    learned = table[table["arm"].isin(["none", "hokkaido"])]
+    assert set(learned["run_id"]) == {r.run_id for r in runs}
+    per_run = learned.groupby("run_id")["checkpoint"].nunique()
+    assert (per_run >= 1).all() and (per_run <= TINY.top_k).all()
+    assert set(learned["metric"]) == set(ablation.METRICS)
+    assert {"log_ratio", "random"} <= set(table["arm"])
+    assert (serial / "results.parquet").exists()
+    for r in runs:
+        assert (serial / r.run_id / "test_proba.npy").exists()
+
+
+def test_resumed_grid_skips_finished_runs(grid_dirs, monkeypatch):
+    cache, serial, runs, table = grid_dirs
+    calls = []
+    real = ablation.run_one
+
+    def counting(run, **kwargs):
+        calls.append(run.run_id)
+        return real(run, **kwargs)
+
+    monkeypatch.setattr(ablation, "run_one", counting)
+    extra = Run("hokkaido", 2, 1)
+    again = ablation.run_grid(runs + [extra], profile=TINY, cache_dir=cache, out_dir=serial, num_threads=1, progress=False)
+    assert calls == [extra.run_id]
+    old = again[again["run_id"] != extra.run_id].reset_index(drop=True)
+    pd.testing.assert_frame_equal(old, table.reset_index(drop=True))
+
+
+def test_ensemble_equals_the_plain_mean_over_all_checkpoints(grid_dirs):
+    cache, serial, runs, table = grid_dirs
+    ens = ablation.ensemble_scores(table, profile=TINY, cache_dir=cache, out_dir=serial, n_boot=20)
+    row = ens[(ens["arm"] == "none") & (ens["train_size"] == 2)].iloc[0]
+    ids = [r.run_id for r in runs if r.arm == "none" and r.train_size == 2]
+    counts = [table[table["run_id"] == i]["checkpoint"].nunique() for i in ids]
+    means = [np.load(serial / i / "test_proba.npy") for i in ids]
+    plain = sum(c * m.astype(np.float64) for c, m in zip(counts, means)) / sum(counts)
+    labels = prepare_event("hokkaido", TINY, cache_dir=cache).split("test").labels
+    assert row["aprc"] == pytest.approx(aprc(plain, labels))
+    assert row["n_models"] == sum(counts)
+
+
+def test_dask_local_cluster_gives_the_serial_table(grid_dirs, tmp_path):
+    pytest.importorskip("distributed")
+    cache, serial, runs, table = grid_dirs
+    subset = runs[:2]
+    distributed = ablation.run_grid(subset, profile=TINY, cache_dir=cache, out_dir=tmp_path, scheduler="local",
+                                    num_threads=1, progress=False)
+    ids = {r.run_id for r in subset} | {"log_ratio", "random"}
+    expected = table[table["run_id"].isin(ids)].reset_index(drop=True)
+    pd.testing.assert_frame_equal(distributed.reset_index(drop=True), expected, check_exact=False, rtol=1e-5)
