@@ -1,0 +1,1020 @@
+"""One training loop for both stages, checkpoints, and prediction with ensembles.
+
+Training (:func:`fit`)
+    Adam, mini-batches in a seeded order (epoch ``e`` of seed ``s`` always visits the
+    chips in the same order), early stopping when the validation loss has not improved for
+    ``patience`` epochs, the ``top_k`` checkpoints by validation APRC (stage 2) or accuracy
+    (stage 1) kept on disk, mixed precision (float16 autocast + gradient scaling) on CUDA
+    only, a tqdm bar per run.  The device is CUDA when available, else CPU.
+
+    * ``task="stage1"``: a :class:`~sarslide.models.SiameseClassifier`; the target of a
+      chip is 1 when any of its label pixels is > 0 (mask or point counts); loss = binary
+      cross-entropy on the logit.
+    * ``task="stage2"``: a :class:`~sarslide.models.Segmenter`; the target of a pixel is
+      ``label > 0``; loss = soft dice on sigmoid probabilities, summed over the *whole batch*
+      (:func:`dice_loss`).  Half the chips hold no landslide, so a batch may hold no
+      landslide pixel at all: its loss is then ``Σp / (Σp + 1)``, which is zero only when
+      the network predicts nothing, so landslide-free chips still teach the network not to
+      raise false alarms.  (segmentation-models-pytorch's ``DiceLoss`` sets the loss of
+      such a batch to zero, which would make landslide-free chips useless.)
+
+Checkpoints
+    Every epoch rewrites ``last.pt`` (model, optimiser, gradient scaler, RNG states, history,
+    early-stopping state); the best ``top_k`` epochs are kept as ``top-epochNNNN.pt``.  Every
+    file records the model class and configuration, the data statistics
+    (:class:`~sarslide.transforms.BandStats` as a dict), package versions and the epoch;
+    writes go to a temporary file then ``os.replace``.  Calling :func:`fit` again with the
+    same arguments resumes from ``last.pt`` and ends exactly where an uninterrupted run
+    would (bit-identical on CPU); calling it on a finished run returns its result at once.
+
+Prediction
+    :func:`predict_proba` (pixel probabilities) and :func:`predict_chip_proba` (chip
+    probabilities) accept one model, a checkpoint path or a list of them and **average
+    the probabilities** (not the logits) over the models: this is the project's ensembling
+    rule (seeds x checkpoints), as in the paper.
+
+Inputs everywhere are standardised chips ``(N, 4, H, W)`` float32 (no NaN; see
+:func:`sarslide.transforms.standardize`) and labels ``(N, H, W)`` (mask 0/1 or point counts).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import random
+import re
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor, nn
+
+from . import __version__
+from .models import Segmenter, SiameseClassifier, build_model, check_input
+
+__all__ = [
+    "TASKS",
+    "TrainResult",
+    "CheckpointError",
+    "seed_everything",
+    "select_device",
+    "dice_loss",
+    "chip_targets",
+    "pixel_targets",
+    "evaluate",
+    "fit",
+    "fit_chipset",
+    "save_checkpoint",
+    "load_checkpoint",
+    "load_checkpoints",
+    "load_weights",
+    "checkpoint_info",
+    "predict_proba",
+    "predict_chip_proba",
+    "pooled_embeddings",
+    "embedding_pca",
+    "stage1_checkpoint_dir",
+    "train_stage1",
+    "pretrained_stage1",
+]
+
+Task = Literal["stage1", "stage2"]
+TASKS: tuple[str, ...] = ("stage1", "stage2")
+_MODEL_FOR_TASK = {"stage1": SiameseClassifier, "stage2": Segmenter}
+_METRIC_FOR_TASK = {"stage1": "val_accuracy", "stage2": "val_aprc"}
+_FORMAT = "sarslide-checkpoint"
+_FORMAT_VERSION = 1
+_LAST = "last.pt"
+_TOP_PATTERN = re.compile(r"^top-epoch(\d{4,})\.pt$")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint does not fit what was asked of it; the message says what and how to fix it."""
+
+
+# --------------------------------------------------------------------------- utilities
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's ``random``, NumPy's global generator and torch (CPU and CUDA).
+
+    Call it before building a model so that its initial weights are reproducible.
+    """
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def select_device(device: str | torch.device | None = None) -> torch.device:
+    """``device`` as a :class:`torch.device`; ``None`` picks CUDA when available, else CPU."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def _progress_bar(**kwargs):
+    """tqdm's notebook bar where ipywidgets is installed (Colab), else the text bar."""
+    try:
+        import ipywidgets  # noqa: F401
+
+        from tqdm.auto import tqdm
+    except ImportError:
+        from tqdm.std import tqdm
+    return tqdm(**kwargs)
+
+
+def _versions() -> dict[str, str]:
+    import segmentation_models_pytorch as smp
+
+    return {
+        "sarslide": __version__,
+        "torch": str(torch.__version__),
+        "segmentation_models_pytorch": str(smp.__version__),
+        "numpy": str(np.__version__),
+        "python": platform.python_version(),
+    }
+
+
+def dice_loss(logits: Tensor, target: Tensor, smooth: float = 1.0) -> Tensor:
+    """Soft dice loss over the whole batch: ``1 - (2 Σ p·y + s) / (Σ p + Σ y + s)``.
+
+    Parameters
+    ----------
+    logits:
+        Per-pixel logits, any shape (typically ``(N, 1, H, W)``).
+    target:
+        Same shape, 1 for landslide pixels and 0 elsewhere.
+    smooth:
+        ``s`` above.  On a batch without any landslide pixel the loss is
+        ``Σp / (Σp + s)``: it still penalises every predicted landslide pixel and is 0
+        only when the network predicts none.
+
+    Returns
+    -------
+    Tensor
+        Scalar in ``[0, 1)``, computed in float32.
+    """
+    if logits.shape != target.shape:
+        raise ValueError(f"logits {tuple(logits.shape)} and target {tuple(target.shape)} differ in shape")
+    p = torch.sigmoid(logits.float())
+    t = target.float()
+    inter = (p * t).sum()
+    return 1.0 - (2.0 * inter + smooth) / (p.sum() + t.sum() + smooth)
+
+
+def chip_targets(labels: np.ndarray) -> np.ndarray:
+    """Stage-1 targets ``(N,)`` float32: 1.0 where any label pixel of the chip is > 0."""
+    labels = np.asarray(labels)
+    return (labels.reshape(labels.shape[0], -1) > 0).any(axis=1).astype(np.float32)
+
+
+def pixel_targets(labels: np.ndarray) -> np.ndarray:
+    """Stage-2 targets ``(N, 1, H, W)`` float32: 1.0 where the label is > 0 (mask or points)."""
+    return (np.asarray(labels) > 0).astype(np.float32)[:, None]
+
+
+def _check_task(task: str) -> str:
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; choose 'stage1' (chip classification) or 'stage2' (segmentation)")
+    return task
+
+
+def _check_model_for_task(model: nn.Module, task: str) -> None:
+    cls = _MODEL_FOR_TASK[task]
+    if not isinstance(model, cls):
+        raise TypeError(f"task={task!r} trains a {cls.__name__}, got a {type(model).__name__}")
+
+
+def _check_images(images: Any, model: nn.Module | None, what: str) -> np.ndarray:
+    """``images`` as a C-contiguous float32 array ``(N, 4, H, W)`` without NaN, that ``model`` can take."""
+    if isinstance(images, Tensor):
+        images = images.detach().cpu().numpy()
+    images = np.asarray(images)
+    if images.ndim != 4:
+        raise ValueError(f"{what} have shape {images.shape} but must be chips (N, 4, H, W)")
+    images = np.ascontiguousarray(images, dtype=np.float32)
+    if images.shape[0] == 0:
+        raise ValueError(
+            f"{what} are empty (0 chips); check the split you selected "
+            "(e.g. chips.split_table(chipset)) or use a larger profile/scene"
+        )
+    bad = int(np.count_nonzero(~np.isfinite(images)))
+    if bad:
+        raise ValueError(
+            f"{what} contain {bad} NaN/infinite values; standardise linear chips with "
+            "sarslide.transforms.standardize(images, stats), which maps no-data to 0"
+        )
+    probe = torch.empty((0,) + images.shape[1:])
+    if model is not None:
+        check_input(probe, size_multiple=getattr(model, "size_multiple", 1), min_size=getattr(model, "min_size", 1))
+    else:
+        check_input(probe)
+    return images
+
+
+def _check_labels(labels: Any, images: np.ndarray, what: str) -> np.ndarray:
+    labels = np.asarray(labels)
+    expected = (images.shape[0],) + images.shape[2:]
+    if labels.shape != expected:
+        raise ValueError(f"{what} labels have shape {labels.shape} but the chips need {expected} (N, H, W)")
+    if labels.dtype.kind == "f" and not np.isfinite(labels).all():
+        raise ValueError(f"{what} labels contain NaN; use 0 for 'no landslide'")
+    if labels.size and labels.min() < 0:
+        raise ValueError(f"{what} labels contain negative values; use a 0/1 mask or point counts")
+    return labels
+
+
+def _fingerprint(*arrays: np.ndarray) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(str((a.shape, a.dtype.str)).encode())
+        h.update(memoryview(a).cast("B"))
+    return h.hexdigest()
+
+
+def _batches(n: int, batch_size: int, order: np.ndarray | None = None):
+    idx = np.arange(n) if order is None else order
+    for start in range(0, n, batch_size):
+        yield idx[start : start + batch_size]
+
+
+def _autocast(device: torch.device, enabled: bool):
+    return torch.autocast(device_type=device.type, dtype=torch.float16, enabled=enabled)
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass
+class TrainResult:
+    """What :func:`fit` returns.
+
+    Attributes
+    ----------
+    history:
+        One row per epoch: ``epoch`` (1-based), ``train_loss`` (mean over chips of the
+        batch losses), ``val_loss`` (over the whole validation set), ``val_aprc`` (stage 2)
+        or ``val_accuracy`` (stage 1), ``seconds`` (wall time of the epoch).
+    checkpoints:
+        Paths of the kept top-k checkpoints, best first (ranked by the validation metric,
+        ties by lower validation loss, then earlier epoch).
+    best:
+        ``checkpoints[0]``.
+    metric:
+        ``"val_aprc"`` or ``"val_accuracy"``.
+    stopped_early:
+        True when the validation loss did not improve for ``patience`` epochs (the run
+        stopped there, and resuming it with a larger budget will not train further).
+    checkpoint_dir, last:
+        The run's folder and its ``last.pt``.
+    task:
+        ``"stage1"`` or ``"stage2"``.
+    """
+
+    history: pd.DataFrame
+    checkpoints: list[Path]
+    metric: str
+    stopped_early: bool
+    checkpoint_dir: Path
+    task: str
+    last: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.last = self.checkpoint_dir / _LAST
+
+    @property
+    def best(self) -> Path:
+        return self.checkpoints[0]
+
+    @property
+    def epochs(self) -> int:
+        return int(len(self.history))
+
+    @property
+    def best_epoch(self) -> int:
+        return int(checkpoint_info(self.best)["epoch"])
+
+    def best_model(self, device: str | torch.device | None = "cpu") -> nn.Module:
+        """The model of the best checkpoint, in eval mode."""
+        return load_checkpoint(self.best, expected=self.task, device=device)
+
+    def models(self, device: str | torch.device | None = "cpu") -> list[nn.Module]:
+        """The models of all kept checkpoints (for ensembling with :func:`predict_proba`)."""
+        return load_checkpoints(self.checkpoints, expected=self.task, device=device)
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def _atomic_save(obj: Any, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(obj, fh)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual mode
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _model_record(model: nn.Module, task: str, stats: Mapping | None) -> dict[str, Any]:
+    return {
+        "format": _FORMAT,
+        "format_version": _FORMAT_VERSION,
+        "task": task,
+        "model_class": type(model).__name__,
+        "model_config": model.config_dict(),
+        "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        "stats": None if stats is None else _stats_dict(stats),
+        "versions": _versions(),
+    }
+
+
+def _stats_dict(stats: Any) -> dict:
+    from .transforms import BandStats
+
+    return BandStats.from_dict(stats).to_dict()
+
+
+def save_checkpoint(
+    model: nn.Module,
+    path: str | os.PathLike,
+    *,
+    task: Task | None = None,
+    stats: Mapping | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write a self-describing checkpoint of ``model`` atomically and return its path.
+
+    ``task`` defaults from the model class.  ``extra`` adds plain fields (epoch, metrics).
+    """
+    if task is None:
+        task = "stage1" if isinstance(model, SiameseClassifier) else "stage2"
+    _check_model_for_task(model, _check_task(task))
+    record = _model_record(model, task, stats)
+    record.update(dict(extra or {}))
+    path = Path(path)
+    _atomic_save(record, path)
+    return path
+
+
+def _read(path: str | os.PathLike) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}; train with sarslide.train.fit(...) first")
+    try:
+        record = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # corrupt file, foreign pickle
+        raise CheckpointError(f"{path} is not a readable sarslide checkpoint ({err})") from err
+    if not isinstance(record, dict) or record.get("format") != _FORMAT:
+        raise CheckpointError(f"{path} is not a sarslide checkpoint (no '{_FORMAT}' marker)")
+    if record.get("format_version", 0) > _FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path} has checkpoint format {record['format_version']}, newer than this sarslide "
+            f"({_FORMAT_VERSION}); upgrade sarslide"
+        )
+    return record
+
+
+def checkpoint_info(path: str | os.PathLike) -> dict[str, Any]:
+    """A checkpoint's metadata (task, model class/config, stats, versions, epoch, metrics), no weights."""
+    record = _read(path)
+    skip = {"state_dict", "optimizer", "scaler", "rng"}
+    return {k: v for k, v in record.items() if k not in skip}
+
+
+def _describe(model_class: str, config: Mapping[str, Any]) -> str:
+    return f"{model_class}({', '.join(f'{k}={v!r}' for k, v in config.items())})"
+
+
+def load_checkpoint(
+    path: str | os.PathLike,
+    expected: Task | None = None,
+    *,
+    device: str | torch.device | None = "cpu",
+) -> nn.Module:
+    """Rebuild the model saved at ``path`` (in eval mode, on ``device``).
+
+    Parameters
+    ----------
+    expected:
+        ``"stage1"`` or ``"stage2"`` to insist on a stage; a checkpoint of the other stage
+        raises :class:`CheckpointError`.
+    device:
+        Where to put the model (``None``: CUDA when available).
+    """
+    record = _read(path)
+    task = record.get("task")
+    if expected is not None:
+        _check_task(expected)
+        if task != expected:
+            raise CheckpointError(
+                f"{path} holds a {task} model ({record.get('model_class')}) but a {expected} "
+                f"model ({_MODEL_FOR_TASK[expected].__name__}) was expected; pick a checkpoint "
+                f"from a {expected} run"
+            )
+    model = build_model(record["model_class"], record["model_config"])
+    try:
+        model.load_state_dict(record["state_dict"])
+    except RuntimeError as err:
+        raise CheckpointError(
+            f"weights in {path} do not fit {_describe(record['model_class'], record['model_config'])}: {err}"
+        ) from err
+    return model.to(select_device(device)).eval()
+
+
+def load_checkpoints(
+    paths: Sequence[str | os.PathLike], expected: Task | None = None, *, device: str | torch.device | None = "cpu"
+) -> list[nn.Module]:
+    """:func:`load_checkpoint` for each path: the members of an ensemble."""
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    if len(paths) == 0:
+        raise ValueError("no checkpoint paths given; pass TrainResult.checkpoints of one or more runs")
+    return [load_checkpoint(p, expected, device=device) for p in paths]
+
+
+def load_weights(model: nn.Module, path: str | os.PathLike) -> nn.Module:
+    """Load the weights at ``path`` into an existing ``model`` of the same class and configuration."""
+    record = _read(path)
+    saved = (record["model_class"], record["model_config"])
+    have = (type(model).__name__, model.config_dict())
+    if saved != have:
+        raise CheckpointError(
+            f"{path} was saved from {_describe(*saved)} but the model is {_describe(*have)}; "
+            "build the matching model or use load_checkpoint(path) to rebuild it"
+        )
+    model.load_state_dict(record["state_dict"])
+    return model
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+@torch.no_grad()
+def _forward_all(model: nn.Module, images: np.ndarray, batch_size: int, device: torch.device, amp: bool) -> Tensor:
+    """Model outputs for all chips, float32 on CPU (model must already be on ``device``)."""
+    outs = []
+    for idx in _batches(len(images), batch_size):
+        xb = torch.from_numpy(images[idx]).to(device, non_blocking=True)
+        with _autocast(device, amp):
+            outs.append(model(xb).float().cpu())
+    return torch.cat(outs)
+
+
+def _score(task: str, outputs: Tensor, targets: np.ndarray) -> tuple[float, float]:
+    """(validation loss, validation metric) from float32 CPU outputs."""
+    from sklearn.metrics import average_precision_score
+
+    t = torch.from_numpy(targets)
+    if task == "stage1":
+        loss = nn.functional.binary_cross_entropy_with_logits(outputs, t).item()
+        accuracy = float(((outputs > 0).float() == t).float().mean())
+        return loss, accuracy
+    loss = dice_loss(outputs, t).item()
+    aprc = float(average_precision_score(targets.ravel(), torch.sigmoid(outputs).numpy().ravel()))
+    return loss, aprc
+
+
+def evaluate(
+    model: nn.Module,
+    images: np.ndarray,
+    labels: np.ndarray,
+    *,
+    task: Task,
+    batch_size: int = 32,
+    device: str | torch.device | None = None,
+) -> dict[str, float]:
+    """Loss and metric of ``model`` on chips, as :func:`fit` computes them each epoch.
+
+    Returns ``{"loss": ..., "accuracy": ...}`` (stage 1: BCE, share of chips right at logit 0)
+    or ``{"loss": ..., "aprc": ...}`` (stage 2: dice over all chips, APRC over all pixels).
+    """
+    _check_model_for_task(model, _check_task(task))
+    images = _check_images(images, model, "chips")
+    labels = _check_labels(labels, images, "chips")
+    dev = select_device(device)
+    model.to(dev).eval()
+    targets = chip_targets(labels) if task == "stage1" else pixel_targets(labels)
+    loss, metric = _score(task, _forward_all(model, images, batch_size, dev, dev.type == "cuda"), targets)
+    return {"loss": loss, _METRIC_FOR_TASK[task].removeprefix("val_"): metric}
+
+
+# --------------------------------------------------------------------------- training
+
+
+def _rng_state() -> dict[str, Any]:
+    np_state = np.random.get_state()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": {
+            "name": np_state[0],
+            "keys": torch.from_numpy(np_state[1].astype(np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "cached_gaussian": float(np_state[4]),
+        },
+        "python": repr(random.getstate()),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: Mapping[str, Any]) -> None:
+    import ast
+
+    torch.set_rng_state(state["torch"])
+    s = state["numpy"]
+    np.random.set_state((s["name"], s["keys"].numpy().astype(np.uint32), s["pos"], s["has_gauss"], s["cached_gaussian"]))
+    random.setstate(ast.literal_eval(state["python"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _rank_key(entry: Mapping[str, Any]) -> tuple:
+    # best first: higher metric, then lower validation loss, then earlier epoch
+    return (-entry["metric"], entry["val_loss"], entry["epoch"])
+
+
+def _clean_dir(checkpoint_dir: Path, keep: set[str]) -> None:
+    for p in checkpoint_dir.iterdir():
+        if _TOP_PATTERN.match(p.name) and p.name not in keep:
+            p.unlink()
+
+
+def fit(
+    model: nn.Module,
+    train_images: np.ndarray,
+    train_labels: np.ndarray,
+    val_images: np.ndarray,
+    val_labels: np.ndarray,
+    *,
+    task: Task,
+    max_epochs: int,
+    checkpoint_dir: str | os.PathLike,
+    patience: int = 50,
+    batch_size: int = 32,
+    lr: float = 1e-3,
+    top_k: int = 5,
+    seed: int = 0,
+    stats: Mapping | None = None,
+    device: str | torch.device | None = None,
+    amp: bool | None = None,
+    progress: bool = True,
+    resume: bool = True,
+) -> TrainResult:
+    """Train ``model`` in place for one stage; return its history and kept checkpoints.
+
+    Parameters
+    ----------
+    model:
+        A :class:`~sarslide.models.SiameseClassifier` (``task="stage1"``) or a
+        :class:`~sarslide.models.Segmenter` (``task="stage2"``).  Build it after
+        :func:`seed_everything` for reproducible initial weights.  After :func:`fit` it
+        holds the *last* epoch's weights; use ``result.best_model()`` for the best.
+    train_images, val_images:
+        Standardised chips ``(N, 4, H, W)`` float32, no NaN.
+    train_labels, val_labels:
+        ``(N, H, W)``: masks (0/1) or point counts; > 0 means landslide.
+    max_epochs:
+        Epoch budget.  Resuming with a larger budget continues the run.
+    checkpoint_dir:
+        The run's folder (``last.pt`` and ``top-epochNNNN.pt``); one folder per run.
+    patience:
+        Stop when the validation loss has not improved for this many epochs.
+    batch_size, lr:
+        Mini-batch size and Adam learning rate (default Adam betas).
+    top_k:
+        How many best checkpoints to keep (by validation APRC or accuracy).
+    seed:
+        Seeds torch/NumPy/Python at the start and fixes the chip order of every epoch.
+    stats:
+        The standardisation statistics (``BandStats`` or its dict), stored in checkpoints.
+    device:
+        ``None`` picks CUDA when available, else CPU.
+    amp:
+        Mixed precision; ``None`` means on for CUDA, off elsewhere (it is never used on CPU).
+    progress:
+        Show a tqdm bar over epochs.
+    resume:
+        Continue from ``checkpoint_dir/last.pt`` if it exists (it must come from the same
+        model configuration, data and settings); ``False`` starts afresh and deletes the
+        folder's old checkpoints.
+
+    Raises
+    ------
+    ValueError
+        Empty splits, NaN, wrong channel count or chip size, stage-2 validation chips
+        without any landslide pixel (APRC undefined), bad settings.
+    CheckpointError
+        ``last.pt`` belongs to a different model, data or settings.
+    """
+    task = _check_task(task)
+    _check_model_for_task(model, task)
+    for name, value, low in (("max_epochs", max_epochs, 1), ("batch_size", batch_size, 1), ("top_k", top_k, 1), ("patience", patience, 1)):
+        if int(value) != value or value < low:
+            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    if not lr > 0:
+        raise ValueError(f"lr must be positive, got {lr!r}")
+    train_images = _check_images(train_images, model, "training chips")
+    train_labels = _check_labels(train_labels, train_images, "training")
+    val_images = _check_images(val_images, model, "validation chips")
+    val_labels = _check_labels(val_labels, val_images, "validation")
+
+    if task == "stage1":
+        train_t, val_t = chip_targets(train_labels), chip_targets(val_labels)
+        criterion = nn.functional.binary_cross_entropy_with_logits
+    else:
+        train_t, val_t = pixel_targets(train_labels), pixel_targets(val_labels)
+        if val_t.sum() == 0:
+            raise ValueError(
+                "the validation chips hold no landslide pixel, so APRC is undefined; "
+                "use a validation split with landslide chips (chips.balance keeps half)"
+            )
+        criterion = dice_loss
+    metric_name = _METRIC_FOR_TASK[task]
+
+    dev = select_device(device)
+    use_amp = (dev.type == "cuda") if amp is None else (bool(amp) and dev.type == "cuda")
+    checkpoint_dir = Path(checkpoint_dir)
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    last_path = checkpoint_dir / _LAST
+
+    settings = {
+        "task": task,
+        "model_class": type(model).__name__,
+        "model_config": model.config_dict(),
+        "batch_size": int(batch_size),
+        "lr": float(lr),
+        "seed": int(seed),
+        "patience": int(patience),
+        "top_k": int(top_k),
+        "data": _fingerprint(train_images, train_t, val_images, val_t),
+    }
+
+    seed_everything(seed)
+    model.to(dev)
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError(f"{type(model).__name__} has no trainable parameters")
+    optimizer = torch.optim.Adam(params, lr=lr)
+    scaler = torch.amp.GradScaler(dev.type, enabled=use_amp)
+
+    history: list[dict[str, float]] = []
+    top: list[dict[str, Any]] = []
+    best_val_loss = float("inf")
+    bad_epochs = 0
+    stopped_early = False
+    start_epoch = 0
+
+    if resume and last_path.exists():
+        state = _read(last_path)
+        old = state.get("settings", {})
+        changed = sorted(k for k in settings if old.get(k) != settings[k])
+        if changed:
+            raise CheckpointError(
+                f"{last_path} belongs to a different run (differs in {changed}); use another "
+                "checkpoint_dir, or resume=False to overwrite it"
+            )
+        if state["epoch"] > max_epochs:
+            raise CheckpointError(
+                f"{last_path} is already at epoch {state['epoch']} > max_epochs={max_epochs}; "
+                "ask for at least that many epochs, or use another checkpoint_dir"
+            )
+        model.load_state_dict(state["state_dict"])
+        optimizer.load_state_dict(state["optimizer"])
+        scaler.load_state_dict(state["scaler"])
+        _set_rng_state(state["rng"])
+        history = list(state["history"])
+        top = list(state["top"])
+        best_val_loss = state["best_val_loss"]
+        bad_epochs = state["bad_epochs"]
+        stopped_early = state["stopped_early"]
+        start_epoch = state["epoch"]
+    else:
+        _clean_dir(checkpoint_dir, keep=set())
+        if last_path.exists():
+            last_path.unlink()
+
+    def result() -> TrainResult:
+        frame = pd.DataFrame(history, columns=["epoch", "train_loss", "val_loss", metric_name, "seconds"])
+        frame["epoch"] = frame["epoch"].astype(int)
+        paths = [checkpoint_dir / e["file"] for e in sorted(top, key=_rank_key)]
+        return TrainResult(frame, paths, metric_name, stopped_early, checkpoint_dir, task)
+
+    if stopped_early or start_epoch >= max_epochs:
+        return result()
+
+    n = len(train_images)
+    bar = _progress_bar(
+        total=max_epochs, initial=start_epoch, disable=not progress,
+        desc=f"{task} {type(model).__name__}", unit="epoch", leave=True,
+    )  # fmt: skip
+    try:
+        for epoch in range(start_epoch + 1, max_epochs + 1):
+            t0 = time.perf_counter()
+            model.train()
+            order = np.random.default_rng([int(seed), epoch]).permutation(n)
+            total = 0.0
+            for idx in _batches(n, batch_size, order):
+                xb = torch.from_numpy(train_images[idx]).to(dev, non_blocking=True)
+                yb = torch.from_numpy(train_t[idx]).to(dev, non_blocking=True)
+                optimizer.zero_grad(set_to_none=True)
+                with _autocast(dev, use_amp):
+                    out = model(xb)
+                loss = criterion(out.float(), yb)
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+                total += loss.item() * len(idx)
+            train_loss = total / n
+
+            model.eval()
+            val_loss, val_metric = _score(task, _forward_all(model, val_images, batch_size, dev, use_amp), val_t)
+            history.append(
+                {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
+                 metric_name: val_metric, "seconds": time.perf_counter() - t0}
+            )  # fmt: skip
+
+            if val_loss < best_val_loss:
+                best_val_loss, bad_epochs = val_loss, 0
+            else:
+                bad_epochs += 1
+            stopped_early = bad_epochs >= patience
+
+            entry = {"epoch": epoch, "metric": val_metric, "val_loss": val_loss, "file": f"top-epoch{epoch:04d}.pt"}
+            candidate = sorted(top + [entry], key=_rank_key)[:top_k]
+            metrics = {"train_loss": train_loss, "val_loss": val_loss, metric_name: val_metric}
+            if entry in candidate:
+                save_checkpoint(
+                    model, checkpoint_dir / entry["file"], task=task, stats=stats,
+                    extra={"epoch": epoch, "metrics": metrics, "settings": settings},
+                )  # fmt: skip
+            top = candidate
+            record = _model_record(model, task, stats)
+            record.update(
+                epoch=epoch, metrics=metrics, settings=settings,
+                optimizer=optimizer.state_dict(), scaler=scaler.state_dict(), rng=_rng_state(),
+                history=history, top=top, best_val_loss=best_val_loss, bad_epochs=bad_epochs,
+                stopped_early=stopped_early,
+            )  # fmt: skip
+            _atomic_save(record, last_path)
+            _clean_dir(checkpoint_dir, keep={e["file"] for e in top})
+
+            bar.update(1)
+            bar.set_postfix(train_loss=f"{train_loss:.4f}", val_loss=f"{val_loss:.4f}", **{metric_name: f"{val_metric:.3f}"})
+            if stopped_early:
+                break
+    finally:
+        bar.close()
+    return result()
+
+
+def fit_chipset(
+    model: nn.Module,
+    chipset,
+    *,
+    task: Task,
+    train_split: str | None = None,
+    train_indices: Sequence[int] | None = None,
+    val_split: str = "validation",
+    **kwargs: Any,
+) -> TrainResult:
+    """:func:`fit` on a :class:`~sarslide.chips.ChipSet`: select splits, standardise, record stats.
+
+    Parameters
+    ----------
+    chipset:
+        Chips with ``stats`` (as :func:`sarslide.datasets.prepare_event` returns them).
+    train_split:
+        Defaults to ``"stage1_train"`` for stage 1 and ``"stage2_train"`` for stage 2.
+    train_indices:
+        Positions *within* the training split to use (few-shot subsets); all by default.
+    val_split:
+        Validation split name.
+    kwargs:
+        Passed to :func:`fit` (``max_epochs``, ``checkpoint_dir``, ``seed``, ...).
+    """
+    from .transforms import standardize
+
+    task = _check_task(task)
+    if chipset.stats is None:
+        raise ValueError(
+            "the chips carry no standardisation statistics; compute them on the stage-1 "
+            "training chips (transforms.compute_stats) or use datasets.prepare_event"
+        )
+    train = chipset.split(train_split or ("stage1_train" if task == "stage1" else "stage2_train"))
+    if train_indices is not None:
+        train = train.subset(np.asarray(train_indices, dtype=int))
+    val = chipset.split(val_split)
+    return fit(
+        model,
+        standardize(train.images, chipset.stats) if len(train) else train.images,
+        train.labels,
+        standardize(val.images, chipset.stats) if len(val) else val.images,
+        val.labels,
+        task=task,
+        stats=chipset.stats,
+        **kwargs,
+    )
+
+
+# --------------------------------------------------------------------------- prediction
+
+
+def _as_models(models: Any, task: str) -> list[nn.Module]:
+    if isinstance(models, (nn.Module, str, os.PathLike)):
+        models = [models]
+    models = list(models)
+    if not models:
+        raise ValueError("no models given; pass a model, a checkpoint path or a list of them")
+    out = []
+    for m in models:
+        m = load_checkpoint(m, task, device="cpu") if isinstance(m, (str, os.PathLike)) else m
+        _check_model_for_task(m, task)
+        out.append(m)
+    return out
+
+
+@torch.no_grad()
+def _predict_mean(models: list[nn.Module], images: np.ndarray, batch_size: int, device) -> Tensor:
+    dev = select_device(device)
+    total = None
+    for m in models:
+        was_training = m.training
+        m.to(dev).eval()
+        prob = torch.sigmoid(_forward_all(m, images, batch_size, dev, dev.type == "cuda"))
+        total = prob if total is None else total + prob
+        m.train(was_training)
+    return total / len(models)
+
+
+def predict_proba(
+    models: Any, images: np.ndarray, *, batch_size: int = 32, device: str | torch.device | None = None
+) -> np.ndarray:
+    """Landslide probability per pixel, ``(N, H, W)`` float32 in [0, 1].
+
+    ``models`` is a :class:`~sarslide.models.Segmenter`, a stage-2 checkpoint path, or a
+    list of either.  With several models the result is the **mean of their sigmoid
+    probabilities** (not of their logits): the project's ensembling rule over seeds and
+    checkpoints.  ``images`` are standardised chips ``(N, 4, H, W)``.
+    """
+    members = _as_models(models, "stage2")
+    images = _check_images(images, members[0], "chips")
+    return _predict_mean(members, images, batch_size, device)[:, 0].numpy().astype(np.float32)
+
+
+def predict_chip_proba(
+    models: Any, images: np.ndarray, *, batch_size: int = 32, device: str | torch.device | None = None
+) -> np.ndarray:
+    """Probability that each chip holds a landslide, ``(N,)`` float32, from stage-1 classifiers.
+
+    Several models (or stage-1 checkpoint paths) are combined by averaging probabilities.
+    """
+    members = _as_models(models, "stage1")
+    images = _check_images(images, members[0], "chips")
+    return _predict_mean(members, images, batch_size, device).numpy().astype(np.float32)
+
+
+@torch.no_grad()
+def pooled_embeddings(
+    model: SiameseClassifier, images: np.ndarray, *, batch_size: int = 32, device: str | torch.device | None = None
+) -> np.ndarray:
+    """Stage-1 embeddings averaged over each chip: ``(N, 2*embedding_channels)`` float32.
+
+    Columns ``0:C`` come from the pre-event pass, ``C:2C`` from the post-event pass.
+    """
+    if isinstance(model, (str, os.PathLike)):
+        model = load_checkpoint(model, "stage1")
+    _check_model_for_task(model, "stage1")
+    images = _check_images(images, model, "chips")
+    dev = select_device(device)
+    was_training = model.training
+    model.to(dev).eval()
+    out = []
+    for idx in _batches(len(images), batch_size):
+        with _autocast(dev, dev.type == "cuda"):
+            emb = model.embed(torch.from_numpy(images[idx]).to(dev))
+        out.append(emb.float().mean(dim=(2, 3)).cpu())
+    model.train(was_training)
+    return torch.cat(out).numpy()
+
+
+def embedding_pca(features: np.ndarray, n_components: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """Principal components of per-chip features (scikit-learn PCA on standardised columns).
+
+    Returns ``(scores (N, n_components), explained_variance_ratio (n_components,))``.
+    """
+    from sklearn.decomposition import PCA
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    features = np.asarray(features, dtype=np.float64)
+    if features.ndim != 2 or features.shape[0] < n_components:
+        raise ValueError(f"need at least {n_components} rows of features (N, D), got shape {features.shape}")
+    pipe = make_pipeline(StandardScaler(), PCA(n_components=n_components, random_state=0))
+    scores = pipe.fit_transform(features)
+    return scores.astype(np.float32), pipe[-1].explained_variance_ratio_.astype(np.float32)
+
+
+# --------------------------------------------------------------------------- stage-1 get-or-train
+
+
+def stage1_checkpoint_dir(
+    event: str, profile=None, *, config: str | None = None, seed: int = 0, data_seed: int = 0, cache_dir=None
+) -> Path:
+    """Where :func:`train_stage1` keeps a run: ``<data dir>/checkpoints/stage1-...``.
+
+    The name carries the event, profile, configuration, seed and a hash of the chip store,
+    so changing the data or a setting starts a new run instead of reusing a stale one.
+    """
+    from .datasets import data_dir, store_key
+    from .events import get_event
+    from .profiles import Profile, get_profile
+
+    profile = profile if isinstance(profile, Profile) else get_profile(profile)
+    name = get_event(event).name
+    config = config or profile.stage1_config
+    key = store_key(name, profile, data_seed)
+    return data_dir(cache_dir) / "checkpoints" / f"stage1-{name}-{profile.name}-{config}-seed{seed}-{key}"
+
+
+def train_stage1(
+    event: str,
+    profile=None,
+    *,
+    config: str | None = None,
+    seed: int = 0,
+    data_seed: int = 0,
+    cache_dir=None,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+    resume: bool = True,
+) -> TrainResult:
+    """Train (or resume, or just return) the stage-1 classifier of ``event`` under ``profile``.
+
+    Uses :func:`sarslide.datasets.prepare_event` (split ``stage1_train``, validation split
+    ``validation``) and the profile's budget (``stage1_max_epochs``, ``patience``,
+    ``batch_size``, ``learning_rate``, ``top_k``, ``stage1_config``).  Checkpoints go to
+    :func:`stage1_checkpoint_dir`; a finished run is returned without training again.
+    """
+    from .datasets import prepare_event
+    from .profiles import Profile, get_profile
+
+    profile = profile if isinstance(profile, Profile) else get_profile(profile)
+    config = config or profile.stage1_config
+    chips = prepare_event(event, profile, cache_dir=cache_dir, seed=data_seed)
+    seed_everything(seed)
+    model = SiameseClassifier(config)
+    return fit_chipset(
+        model,
+        chips,
+        task="stage1",
+        max_epochs=profile.stage1_max_epochs,
+        patience=profile.patience,
+        batch_size=profile.batch_size,
+        lr=profile.learning_rate,
+        top_k=profile.top_k,
+        seed=seed,
+        checkpoint_dir=stage1_checkpoint_dir(event, profile, config=config, seed=seed, data_seed=data_seed, cache_dir=cache_dir),
+        device=device,
+        progress=progress,
+        resume=resume,
+    )
+
+
+def pretrained_stage1(
+    event: str,
+    profile=None,
+    *,
+    config: str | None = None,
+    seed: int = 0,
+    data_seed: int = 0,
+    cache_dir=None,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+) -> SiameseClassifier:
+    """The best stage-1 classifier of ``event``: loaded from the cache, trained first if missing.
+
+    This is what a stage-2 chapter calls, so it runs standalone on a fresh runtime.
+    The returned model is on the CPU in eval mode; pass it to ``Segmenter(stage1=...)``.
+    """
+    result = train_stage1(
+        event, profile, config=config, seed=seed, data_seed=data_seed,
+        cache_dir=cache_dir, device=device, progress=progress,
+    )  # fmt: skip
+    return load_checkpoint(result.best, "stage1", device="cpu")
