@@ -59,6 +59,8 @@ __all__ = [
     "summarize",
     "stratified_aprc_interval",
     "ensemble_scores",
+    "paper_comparison",
+    "PAPER_APRC",
 ]
 
 ARMS: tuple[str, ...] = ("none", "hokkaido", "kaikoura")
@@ -429,3 +431,25 @@ def ensemble_scores(
         records.append({"arm": arm, "train_size": size, "n_models": int(weights.sum()), **scores,
                         "aprc_low": low, "aprc_high": high})
     return pd.DataFrame.from_records(records)
+
+
+#: The paper's reported values, read from its Figure 2 (APRC) and Figure 3 (median Δcount on
+#: landslide-free chips at two training chips); size ``-1`` is "all" (110 chips in the paper).
+PAPER_APRC: dict[str, dict[int, float]] = {
+    "none": {2: 0.048, 5: 0.080, 10: 0.132, 20: 0.183, -1: 0.323},
+    "hokkaido": {2: 0.047, 5: 0.088, 10: 0.168, 20: 0.179, -1: 0.337},
+    "kaikoura": {2: 0.048, 5: 0.075, 10: 0.145, 20: 0.180, -1: 0.337},
+}
+PAPER_FREE_DELTA_COUNT_AT_2: dict[str, float] = {"none": 695.0, "hokkaido": 0.0, "kaikoura": 385.0}
+PAPER_RANDOM_APRC = 0.032
+
+
+def paper_comparison(summary: pd.DataFrame) -> pd.DataFrame:
+    """Side by side: this grid's mean APRC per arm × size and the paper's reported APRC."""
+    ours = summary[summary["metric"] == "aprc"].set_index(["arm", "train_size"])["mean"]
+    rows = []
+    for arm, by_size in PAPER_APRC.items():
+        for size, value in by_size.items():
+            rows.append({"arm": arm, "train_size": size, "paper_aprc": value,
+                         "our_aprc": float(ours.get((arm, size), np.nan))})
+    return pd.DataFrame(rows)
