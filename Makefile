@@ -6,6 +6,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 export SARSLIDE_PROFILE ?= demo
+# Cubes, chips, checkpoints and results of the notebooks live inside the checkout (ignored
+# by git), so a fresh clone starts cold and the book build reuses what nbmake computed.
+export SARSLIDE_DATA_DIR ?= $(CURDIR)/data
 # Keep matplotlib and caches off the user's display / home-independent in CI.
 export MPLBACKEND ?= Agg
 

@@ -58,6 +58,8 @@ __all__ = [
     "run_grid",
     "summarize",
     "stratified_aprc_interval",
+    "results_dir",
+    "ensemble_probabilities",
     "ensemble_scores",
     "paper_comparison",
     "PAPER_APRC",
@@ -315,7 +317,7 @@ def run_grid(
     rows; a failed run raises after the finished ones are saved.
     """
     profile = profile if isinstance(profile, Profile) else get_profile(profile)
-    out = Path(out_dir) if out_dir is not None else data_dir(cache_dir) / "ablation" / f"{event}-{profile.name}"
+    out = Path(out_dir) if out_dir is not None else results_dir(event, profile, cache_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = out / _RESULTS
     table = _load_results(path)
@@ -401,6 +403,27 @@ def stratified_aprc_interval(
     return float(np.quantile(values, alpha / 2)), float(np.quantile(values, 1 - alpha / 2))
 
 
+def results_dir(event: str = "hokkaido", profile: Profile | str | None = None,
+                cache_dir: str | os.PathLike | None = None) -> Path:
+    """The default results folder of a grid: ``<data dir>/ablation/<event>-<profile>``."""
+    profile = profile if isinstance(profile, Profile) else get_profile(profile)
+    return data_dir(cache_dir) / "ablation" / f"{event}-{profile.name}"
+
+
+def ensemble_probabilities(table: pd.DataFrame, arm: str, train_size: int, out_dir: str | os.PathLike) -> tuple[np.ndarray, int]:
+    """Test probabilities ``(N, H, W)`` averaged over every checkpoint of every seed of one cell.
+
+    Each run's saved mean is weighted by its number of checkpoints, so the result equals
+    the plain mean over all checkpoints. Returns the mean and the number of models.
+    """
+    group = table[(table["arm"] == arm) & (table["train_size"] == train_size)]
+    if group.empty:
+        raise ValueError(f"no runs for arm={arm!r}, train_size={train_size} in the table")
+    weights = group.groupby("run_id")["checkpoint"].nunique()
+    total = sum(w * np.load(Path(out_dir) / run_id / _PROBA).astype(np.float64) for run_id, w in weights.items())
+    return (total / weights.sum()).astype(np.float32), int(weights.sum())
+
+
 def ensemble_scores(
     table: pd.DataFrame,
     *,
@@ -411,24 +434,18 @@ def ensemble_scores(
     n_boot: int = 200,
     seed: int = 0,
 ) -> pd.DataFrame:
-    """Metrics of each arm × size on probabilities averaged over all its seeds × checkpoints.
-
-    Each run's saved mean is weighted by its number of checkpoints, so the result equals the
-    plain mean over every checkpoint of every seed. Adds a stratified percentile
-    bootstrap 95 % interval of the APRC over test chips (:func:`stratified_aprc_interval`).
-    """
-    profile = profile if isinstance(profile, Profile) else get_profile(profile)
-    out = Path(out_dir) if out_dir is not None else data_dir(cache_dir) / "ablation" / f"{event}-{profile.name}"
+    """Metrics of each arm × size on probabilities averaged over all its seeds × checkpoints
+    (:func:`ensemble_probabilities`), with a stratified percentile bootstrap 95 % interval
+    of the APRC over test chips (:func:`stratified_aprc_interval`)."""
+    out = Path(out_dir) if out_dir is not None else results_dir(event, profile, cache_dir)
     labels = prepare_event(event, profile, cache_dir=cache_dir).split("test").labels
-    learned = table[~table["arm"].isin([BASELINE_ARM, "random"])]
+    learned = table[table["arm"].isin(ARMS)]
     records = []
-    for (arm, size), group in learned.groupby(["arm", "train_size"]):
-        weights = group.groupby("run_id")["checkpoint"].nunique()
-        total = sum(w * np.load(out / run_id / _PROBA).astype(np.float64) for run_id, w in weights.items())
-        mean = total / weights.sum()
+    for (arm, size), _ in learned.groupby(["arm", "train_size"]):
+        mean, n_models = ensemble_probabilities(table, arm, size, out)
         scores = score_probabilities(mean, labels)
         low, high = stratified_aprc_interval(mean, labels, n_boot=n_boot, seed=seed)
-        records.append({"arm": arm, "train_size": size, "n_models": int(weights.sum()), **scores,
+        records.append({"arm": arm, "train_size": size, "n_models": n_models, **scores,
                         "aprc_low": low, "aprc_high": high})
     return pd.DataFrame.from_records(records)
 

@@ -9,9 +9,15 @@ The scene is built the way a radar sees real hills:
    multiplicative gamma speckle (``looks`` equivalent number of looks), as in multi-looked
    Sentinel-1 GRD/RTC amplitude.
 4. **Landslides.** Compact elongated blobs on steep slopes, clustered so some areas are hit
-   hard and others not at all. In post-event passes vegetation loss lowers backscatter on a
-   landslide (VH more than VV, by a random amount per landslide): visible on average over a
-   landslide, but well inside the speckle on a single pixel.
+   hard and others not at all. In post-event passes vegetation loss lowers backscatter on
+   most landslides (VH more than VV, by a random amount per landslide); on some, rough
+   debris raises it instead. Visible on average over a landslide, but well inside the
+   speckle on a single pixel.
+5. **Other changes.** Between any two passes the land changes for reasons that have
+   nothing to do with landslides — fields are ploughed or harvested, soil dries. Rectangular
+   patches on gentle slopes change backscatter by a few dB of either sign, so a plain
+   change detector raises false alarms that a model using shape and context can learn to
+   ignore.
 
 The statistics match the real Hokkaido cube (DESIGN.md): log10(VV) mean ≈ −0.73,
 std ≈ 0.21; log10(VH) mean ≈ −1.32, std ≈ 0.19, over all pixels and passes.
@@ -115,6 +121,29 @@ def _draw_landslides(
     return ids, strength, centroids
 
 
+def _draw_field_changes(
+    rng: np.random.Generator, slope_deg: np.ndarray, fraction: float, sigma_db: float
+) -> np.ndarray:
+    """Rectangular patches on gentle slopes with a random backscatter change.
+
+    Returns (ny, nx) float32 change in dB (0 outside the patches), about ``fraction`` of pixels.
+    """
+    ny, nx = slope_deg.shape
+    change = np.zeros((ny, nx), dtype=np.float32)
+    if fraction <= 0:
+        return change
+    gentle = np.flatnonzero((slope_deg < np.quantile(slope_deg, 0.5)).ravel())
+    covered, target = 0, fraction * ny * nx
+    while covered < target:
+        r0, c0 = divmod(int(rng.choice(gentle)), nx)
+        h, w = (int(v) for v in rng.integers(6, 28, size=2))
+        block = change[r0 : r0 + h, c0 : c0 + w]
+        fresh = block == 0
+        block[fresh] = rng.normal(0.0, sigma_db)
+        covered += int(fresh.sum())
+    return change
+
+
 def make_cube(
     shape: tuple[int, int] = (768, 768),
     *,
@@ -125,6 +154,9 @@ def make_cube(
     landslide_fraction: float = 0.03,
     cluster_share: float = 0.45,
     change_db: tuple[float, float] = (-1.3, -2.3),
+    brighter_share: float = 0.2,
+    field_change_fraction: float = 0.05,
+    field_change_db: float = 2.5,
     looks: float = 7.0,
     relief_m: float = 350.0,
     nodata_corner: float = 0.04,
@@ -152,6 +184,12 @@ def make_cube(
     change_db:
         Mean post-event backscatter change on a landslide for (VV, VH) in dB; each
         landslide draws a factor in [0.5, 1.5] of it.
+    brighter_share:
+        Share of landslides whose backscatter rises instead (rough debris): the factor's
+        sign is flipped.
+    field_change_fraction, field_change_db:
+        Share of pixels in non-landslide change patches, and the standard deviation (dB)
+        of their change (same sign in VV and VH).
     looks:
         Equivalent number of looks of the gamma speckle (single-pass noise level).
     relief_m:
@@ -203,6 +241,11 @@ def make_cube(
 
     # 3. Landslides.
     ids, strength, centroids = _draw_landslides(rng, slope, aspect, landslide_fraction, cluster_share)
+    if brighter_share > 0:
+        flips = np.where(rng.random(len(centroids) + 1) < brighter_share, -1.0, 1.0).astype(np.float32)
+        flips[0] = 1.0
+        strength = strength * flips[ids]
+    fields = _draw_field_changes(rng, slope, field_change_fraction, field_change_db) * (ids == 0)
 
     # 4. Passes: clean log10 backscatter + weather + landslide change + speckle.
     speckle_mean, speckle_std = _speckle_log10_moments(looks)
@@ -220,7 +263,7 @@ def make_cube(
         for t in range(len(times)):
             log10 = clean + weather_std * _fractal_field(rng, (ny, nx), beta=3.0)
             if t >= n_pre:
-                log10 = log10 + (change / 10.0) * strength
+                log10 = log10 + (change / 10.0) * strength + fields / 10.0
             speckle = rng.gamma(shape=looks, scale=1.0 / looks, size=(ny, nx))
             stack[t] = (10.0**log10 * speckle).astype(np.float32)
         bands[b] = stack
