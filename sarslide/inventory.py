@@ -1,0 +1,362 @@
+"""Landslide inventories -> label rasters on the event-cube grid.
+
+An inventory is either a set of **polygons** (mapped landslide outlines, e.g. the Hokkaido
+inventory of Zhang et al. 2019) or a set of **points** (landslide centroids, e.g. the GNS
+Kaikōura inventory). Both are rasterised onto the grid of an event cube:
+
+* polygons -> ``uint8`` mask, 1 where the pixel centre lies inside any polygon;
+* points -> ``uint16`` counts, the number of points that fall inside each pixel.
+
+Inputs may be a :class:`geopandas.GeoDataFrame` or a path to a GeoPackage, shapefile
+(also zipped), GeoJSON, KML/KMZ or CSV file with longitude/latitude columns. Any input CRS
+is reprojected to the cube's CRS. :func:`fetch_inventory` downloads the events' published
+inventories with pooch.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import rasterio.features
+import shapely
+import shapely.geometry
+import rioxarray  # noqa: F401  (registers the .rio accessor)
+import xarray as xr
+from rasterio.enums import MergeAlg
+
+from sarslide.cube import CubeError, validate_cube
+from sarslide.events import Event, get_event
+
+__all__ = [
+    "InventoryWarning",
+    "GEOSPATIAL_SUFFIXES",
+    "read_inventory",
+    "inventory_kind",
+    "rasterize",
+    "with_labels",
+    "polygons_from_mask",
+    "fetch_inventory",
+]
+
+#: File endings :func:`read_inventory` understands (``.zip`` = zipped shapefile/GeoPackage).
+GEOSPATIAL_SUFFIXES: tuple[str, ...] = (
+    ".gpkg", ".shp", ".geojson", ".json", ".kml", ".kmz", ".csv", ".zip", ".fgb", ".parquet",
+)
+_LON_NAMES = ("lon", "longitude", "long", "lng", "x")
+_LAT_NAMES = ("lat", "latitude", "y")
+_MAX_COUNT = np.iinfo(np.uint16).max
+
+
+class InventoryWarning(UserWarning):
+    """The inventory does not overlap the cube, or holds no usable geometry."""
+
+
+def _read_csv(path: Path, crs: str | None) -> gpd.GeoDataFrame:
+    table = pd.read_csv(path)
+    lower = {str(c).strip().lower(): c for c in table.columns}
+    lon = next((lower[n] for n in _LON_NAMES if n in lower), None)
+    lat = next((lower[n] for n in _LAT_NAMES if n in lower), None)
+    if lon is None or lat is None:
+        raise ValueError(
+            f"CSV inventory {path} has columns {list(table.columns)}; it needs a longitude "
+            f"column (one of {list(_LON_NAMES)}) and a latitude column (one of "
+            f"{list(_LAT_NAMES)}), case-insensitive"
+        )
+    geometry = gpd.points_from_xy(table[lon], table[lat])
+    return gpd.GeoDataFrame(table, geometry=geometry, crs=crs or "EPSG:4326")
+
+
+def read_inventory(
+    inventory: str | os.PathLike | gpd.GeoDataFrame | gpd.GeoSeries,
+    *,
+    crs: str | None = None,
+) -> gpd.GeoDataFrame:
+    """Read an inventory into a GeoDataFrame with a CRS and 2-D geometries.
+
+    Parameters
+    ----------
+    inventory:
+        A GeoDataFrame/GeoSeries, or a path to a GeoPackage, shapefile (``.shp`` or a
+        ``.zip`` holding one), GeoJSON, FlatGeobuf, GeoParquet, KML/KMZ, or a CSV with
+        longitude/latitude columns (``lon``/``lat``, ``longitude``/``latitude`` or ``x``/``y``).
+    crs:
+        CRS of the input when the file does not say (CSV coordinates default to
+        EPSG:4326); ignored for inputs that carry their own CRS.
+
+    Returns
+    -------
+    geopandas.GeoDataFrame
+        Rows with empty or missing geometry dropped, Z coordinates removed.
+
+    Raises
+    ------
+    FileNotFoundError, ValueError
+        For a missing file, an unknown file type or an input without a CRS.
+    """
+    if isinstance(inventory, gpd.GeoSeries):
+        inventory = gpd.GeoDataFrame(geometry=inventory)
+    if isinstance(inventory, gpd.GeoDataFrame):
+        gdf = inventory.copy()
+        source = "the GeoDataFrame"
+    else:
+        path = Path(inventory)
+        source = str(path)
+        if not path.exists():
+            raise FileNotFoundError(f"no inventory file at {path}")
+        suffix = path.suffix.lower()
+        if suffix not in GEOSPATIAL_SUFFIXES and not path.is_dir():
+            raise ValueError(
+                f"inventory {path} has an unknown file type {suffix!r}; use one of "
+                f"{list(GEOSPATIAL_SUFFIXES)} or pass a GeoDataFrame"
+            )
+        if suffix == ".csv":
+            gdf = _read_csv(path, crs)
+        elif suffix == ".parquet":
+            gdf = gpd.read_parquet(path)
+        else:
+            gdf = gpd.read_file(path)
+    if gdf.crs is None:
+        if crs is None:
+            raise ValueError(
+                f"{source} has no CRS; pass crs='EPSG:…' (e.g. 'EPSG:4326' for lon/lat) "
+                "or set it with gdf.set_crs(...)"
+            )
+        gdf = gdf.set_crs(crs)
+    gdf = gdf[~(gdf.geometry.is_empty | gdf.geometry.isna())]
+    if gdf.geometry.has_z.any():
+        gdf = gdf.set_geometry(gdf.geometry.force_2d())
+    return gdf
+
+
+def inventory_kind(gdf: gpd.GeoDataFrame) -> str:
+    """``"points"`` for (multi)point inventories, ``"mask"`` for (multi)polygon ones.
+
+    Raises
+    ------
+    ValueError
+        For lines, mixed geometry kinds or an empty inventory.
+    """
+    types = set(gdf.geom_type.dropna().unique())
+    if not types:
+        raise ValueError("the inventory holds no geometries")
+    if types <= {"Point", "MultiPoint"}:
+        return "points"
+    if types <= {"Polygon", "MultiPolygon"}:
+        return "mask"
+    raise ValueError(
+        f"inventory geometry types {sorted(types)} cannot be rasterised as one label layer; "
+        "use only polygons (a mask) or only points (counts), e.g. gdf[gdf.geom_type == 'Point']"
+    )
+
+
+def _grid(like: xr.Dataset | xr.DataArray):
+    crs = like.rio.crs
+    if crs is None:
+        raise CubeError(
+            "the target grid has no CRS; attach one with like.rio.write_crs('EPSG:…')"
+        )
+    for dim in ("y", "x"):
+        if dim not in like.dims:
+            raise CubeError(f"the target grid has dims {tuple(like.dims)}; it needs 'y' and 'x'")
+    shape = (like.sizes["y"], like.sizes["x"])
+    return crs, like.rio.transform(recalc=True), shape
+
+
+def rasterize(
+    inventory: str | os.PathLike | gpd.GeoDataFrame | gpd.GeoSeries,
+    like: xr.Dataset | xr.DataArray,
+    *,
+    kind: str | None = None,
+    crs: str | None = None,
+    all_touched: bool = False,
+) -> xr.DataArray:
+    """Rasterise a landslide inventory onto the grid of ``like``.
+
+    Parameters
+    ----------
+    inventory:
+        Polygons or points: a GeoDataFrame or a file path (see :func:`read_inventory`).
+    like:
+        An event cube (or any DataArray/Dataset with ``y``/``x`` pixel-centre coordinates
+        and a rioxarray CRS); the labels are built on its grid.
+    kind:
+        ``"mask"`` or ``"points"``; by default taken from the geometry type.
+    crs:
+        CRS of the input when the file carries none (CSV defaults to EPSG:4326).
+    all_touched:
+        Polygons only: mark every pixel a polygon touches instead of the pixels whose
+        centre is inside (the default, which keeps the rasterised area unbiased).
+
+    Returns
+    -------
+    xarray.DataArray
+        Named ``landslides``, dims (y, x) with the coordinates and CRS of ``like``:
+        uint8 0/1 for polygons, uint16 counts of points per pixel for points. Attribute
+        ``label_kind`` says which, ``n_features`` and ``n_features_inside`` how many
+        geometries the inventory held and how many touch the grid.
+
+    Warns
+    -----
+    InventoryWarning
+        When no geometry falls on the grid (the labels are then all zero).
+    """
+    gdf = read_inventory(inventory, crs=crs)
+    grid_crs, transform, shape = _grid(like)
+    detected = inventory_kind(gdf) if len(gdf) else (kind or "mask")
+    kind = kind or detected
+    if kind not in ("mask", "points"):
+        raise ValueError(f"kind={kind!r}; use 'mask' (polygons) or 'points' (centroids)")
+    if kind != detected:
+        raise ValueError(
+            f"kind={kind!r} but the inventory holds {detected!r} geometries; drop kind= to "
+            "use the geometry type"
+        )
+    gdf = gdf.to_crs(grid_crs)
+    # The grid's outer edges in its own CRS, to count the features that land on it.
+    west, north = transform.c, transform.f
+    east, south = west + transform.a * shape[1], north + transform.e * shape[0]
+    xmin, xmax = sorted((west, east))
+    ymin, ymax = sorted((south, north))
+    inside = gdf.geometry.intersects(shapely.box(xmin, ymin, xmax, ymax))
+    n_inside = int(inside.sum())
+    if kind == "points":
+        geoms = gdf.geometry[inside].explode(index_parts=False)
+        data = np.zeros(shape, dtype=np.uint16)
+        if len(geoms):
+            # GDAL adds 1 per point into the pixel that holds it: per-pixel counts.
+            counts = rasterio.features.rasterize(
+                ((g, 1) for g in geoms),
+                out_shape=shape,
+                transform=transform,
+                fill=0,
+                merge_alg=MergeAlg.add,
+                dtype="uint32",
+            )
+            data = np.minimum(counts, _MAX_COUNT).astype(np.uint16)
+    else:
+        data = np.zeros(shape, dtype=np.uint8)
+        geoms = gdf.geometry[inside]
+        if len(geoms):
+            data = rasterio.features.rasterize(
+                ((g, 1) for g in geoms),
+                out_shape=shape,
+                transform=transform,
+                fill=0,
+                all_touched=all_touched,
+                dtype="uint8",
+            )
+    if n_inside == 0 or not data.any():
+        warnings.warn(
+            f"none of the inventory's {len(gdf)} features falls on the cube grid "
+            f"(x {xmin:.0f}..{xmax:.0f}, y {ymin:.0f}..{ymax:.0f} in {grid_crs.to_string()}); "
+            "the labels are all zero — check the inventory and the cube cover the same area",
+            InventoryWarning,
+            stacklevel=2,
+        )
+    out = xr.DataArray(
+        data,
+        dims=("y", "x"),
+        coords={"y": like["y"].values, "x": like["x"].values},
+        name="landslides",
+        attrs={
+            "label_kind": kind,
+            "n_features": int(len(gdf)),
+            "n_features_inside": n_inside,
+            "long_name": "landslide mask" if kind == "mask" else "landslide points per pixel",
+        },
+    )
+    return out.rio.write_crs(grid_crs)
+
+
+def with_labels(
+    cube: xr.Dataset,
+    inventory: str | os.PathLike | gpd.GeoDataFrame | gpd.GeoSeries,
+    **kwargs,
+) -> xr.Dataset:
+    """Return ``cube`` with a ``landslides`` layer rasterised from ``inventory``.
+
+    Keyword arguments go to :func:`rasterize`. The result has ``attrs["label_kind"]``
+    set and is checked with :func:`sarslide.cube.validate_cube`.
+    """
+    labels = rasterize(inventory, like=cube, **kwargs)
+    out = cube.copy()
+    out["landslides"] = (("y", "x"), labels.values, {"long_name": labels.attrs["long_name"]})
+    out.attrs["label_kind"] = labels.attrs["label_kind"]
+    out.attrs["n_landslide_features"] = labels.attrs["n_features_inside"]
+    return validate_cube(out)
+
+
+def polygons_from_mask(labels: xr.DataArray) -> gpd.GeoDataFrame:
+    """Vectorise a label raster: one polygon per 4-connected group of labelled pixels.
+
+    The inverse of :func:`rasterize` for masks (pixel-aligned polygons rasterise back to
+    the same pixels), useful to write labels or predictions as a GeoPackage/GeoJSON.
+
+    Parameters
+    ----------
+    labels:
+        (y, x) integer raster with a rioxarray CRS; pixels > 0 are landslide.
+
+    Returns
+    -------
+    geopandas.GeoDataFrame
+        Columns ``geometry`` (polygons in the raster's CRS) and ``area_m2``.
+    """
+    crs, transform, _ = _grid(labels)
+    mask = np.asarray(labels.values) > 0
+    shapes = rasterio.features.shapes(
+        mask.astype("uint8"), mask=mask, transform=transform, connectivity=4
+    )
+    geoms = [shapely.geometry.shape(geom) for geom, _ in shapes]
+    gdf = gpd.GeoDataFrame(geometry=geoms, crs=crs)
+    gdf["area_m2"] = gdf.area
+    return gdf
+
+
+def _doi_record_files(doi: str, cache_dir: Path) -> dict[str, str]:
+    """File name -> ``md5:…`` of a Zenodo record (network access)."""
+    import pooch
+
+    pup = pooch.create(path=cache_dir, base_url=f"{doi.rstrip('/')}/", registry=None)
+    pup.load_registry_from_doi()
+    return dict(pup.registry)
+
+
+def fetch_inventory(
+    event: str | Event,
+    cache_dir: str | os.PathLike | None = None,
+    *,
+    filename: str | None = None,
+    progress: bool = True,
+) -> Path:
+    """Download (once) the published landslide inventory of ``event`` and return its path.
+
+    Uses ``event.inventory``: a direct URL with a known sha256 (Kaikōura KMZ), or a Zenodo
+    DOI record (Hokkaido) whose files are listed and checked against the record's md5. For
+    a record holding several inventory files, ``filename`` picks one (the error lists them).
+    Network failures raise :class:`sarslide.acquire.NetworkUnavailableError`.
+    """
+    from sarslide.acquire import default_cache_dir, fetch_file, network_errors
+
+    ev = get_event(event)
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir() / "inventories"
+    url = ev.inventory.url
+    if url.startswith("doi:") and filename is None and url.count("/") <= 1:
+        # A bare record DOI: pick the geospatial file from the record's listing.
+        with network_errors(url):
+            files = _doi_record_files(url, cache)
+        candidates = sorted(f for f in files if Path(f).suffix.lower() in GEOSPATIAL_SUFFIXES)
+        if len(candidates) != 1:
+            raise ValueError(
+                f"the record {url} holds files {sorted(files)}; pass filename=… to choose "
+                "the inventory to fetch"
+            )
+        filename = candidates[0]
+    if url.startswith("doi:") and filename is not None:
+        url = f"{url.rstrip('/')}/{filename}"
+    return fetch_file(url, ev.inventory.known_hash, cache_dir=cache, progress=progress)
