@@ -80,6 +80,7 @@ __all__ = [
     "predict_chip_proba",
     "pooled_embeddings",
     "embedding_pca",
+    "checkpoint_root",
     "stage1_checkpoint_dir",
     "train_stage1",
     "pretrained_stage1",
@@ -238,6 +239,16 @@ def _fingerprint(*arrays: np.ndarray) -> str:
         h.update(str((a.shape, a.dtype.str)).encode())
         h.update(memoryview(a).cast("B"))
     return h.hexdigest()
+
+
+def _frozen_fingerprint(model: nn.Module) -> str | None:
+    """Hash of a segmenter's frozen stage-1 weights (None without them): a run resumed with
+    another stage-1 network would silently mix two models."""
+    stage1 = getattr(model, "stage1", None)
+    if stage1 is None:
+        return None
+    tensors = [t.detach().cpu().contiguous().numpy() for _, t in sorted(stage1.state_dict().items())]
+    return _fingerprint(*tensors)
 
 
 def _batches(n: int, batch_size: int, order: np.ndarray | None = None):
@@ -664,6 +675,7 @@ def fit(
         "patience": int(patience),
         "top_k": int(top_k),
         "data": _fingerprint(train_images, train_t, val_images, val_t),
+        "frozen_stage1": _frozen_fingerprint(model),
     }
 
     seed_everything(seed)
@@ -775,8 +787,11 @@ def fit(
             _atomic_save(record, last_path)
             _clean_dir(checkpoint_dir, keep={e["file"] for e in top})
 
+            bar.set_postfix(
+                train_loss=f"{train_loss:.4f}", val_loss=f"{val_loss:.4f}", refresh=False,
+                **{metric_name: f"{val_metric:.3f}"},
+            )  # fmt: skip
             bar.update(1)
-            bar.set_postfix(train_loss=f"{train_loss:.4f}", val_loss=f"{val_loss:.4f}", **{metric_name: f"{val_metric:.3f}"})
             if stopped_early:
                 break
     finally:
@@ -934,6 +949,14 @@ def embedding_pca(features: np.ndarray, n_components: int = 2) -> tuple[np.ndarr
 # --------------------------------------------------------------------------- stage-1 get-or-train
 
 
+def checkpoint_root(cache_dir=None) -> Path:
+    """The folder that holds training runs: ``<data dir>/checkpoints`` (see
+    :func:`sarslide.datasets.data_dir`; ``$SARSLIDE_DATA_DIR`` or the user cache)."""
+    from .datasets import data_dir
+
+    return data_dir(cache_dir) / "checkpoints"
+
+
 def stage1_checkpoint_dir(
     event: str, profile=None, *, config: str | None = None, seed: int = 0, data_seed: int = 0, cache_dir=None
 ) -> Path:
@@ -942,7 +965,7 @@ def stage1_checkpoint_dir(
     The name carries the event, profile, configuration, seed and a hash of the chip store,
     so changing the data or a setting starts a new run instead of reusing a stale one.
     """
-    from .datasets import data_dir, store_key
+    from .datasets import store_key
     from .events import get_event
     from .profiles import Profile, get_profile
 
@@ -950,7 +973,7 @@ def stage1_checkpoint_dir(
     name = get_event(event).name
     config = config or profile.stage1_config
     key = store_key(name, profile, data_seed)
-    return data_dir(cache_dir) / "checkpoints" / f"stage1-{name}-{profile.name}-{config}-seed{seed}-{key}"
+    return checkpoint_root(cache_dir) / f"stage1-{name}-{profile.name}-{config}-seed{seed}-{key}"
 
 
 def train_stage1(
