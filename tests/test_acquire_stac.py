@@ -456,3 +456,23 @@ def test_grd_gcp_scenes_load_onto_the_grid(fixture_server, tmp_path):
         for pol in ("vv", "vh"):
             expected = dns[stamp, pol].astype("float32") ** 2  # DN² in uncalibrated power
             np.testing.assert_array_equal(cube[pol].isel(time=k).values, expected)
+
+
+def test_timeline_and_footprint_figures_show_the_passes():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from sarslide.plots.acquisition import plot_footprints, plot_pass_timeline
+
+    ev = get_event("hokkaido")
+    passes = group_passes(recorded_items(), bounds_lonlat=ev.bounds_lonlat)
+    sel = select_passes(recorded_items(), ev)
+    ax = plot_pass_timeline(pass_table(passes, ev), ev.time_utc, selected=[p.time for p in sel.passes])
+    points = [c.get_offsets() for c in ax.collections]
+    assert sum(len(p) for p in points[:-1]) == len(passes)  # one marker per pass
+    assert len(points[-1]) == 2  # the two chosen passes are ringed
+    ax2 = plot_footprints(sel.passes, ev.bounds_lonlat)
+    assert len(ax2.patches) == len(sel.items) + 1  # each frame + the area of interest
+    plt.close("all")
