@@ -31,7 +31,7 @@ import os
 import warnings
 import zipfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta, timezone
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -263,11 +263,9 @@ def find_zarr_store(path: str | os.PathLike) -> Path:
     path = Path(path)
     if any((path / m).exists() for m in _ZARR_MARKERS):
         return path
-    stores = sorted(
-        p.parent for m in _ZARR_MARKERS for p in path.rglob(m)
-        if not any((q / mm).exists() for q in p.parent.parents for mm in _ZARR_MARKERS)
-    )
-    stores = sorted(set(stores))
+    found = {marker.parent for m in _ZARR_MARKERS for marker in path.rglob(m)}
+    # groups inside a store carry markers too: keep only the outermost stores
+    stores = sorted(p for p in found if not any(a in found for a in p.parents))
     if len(stores) != 1:
         listing = sorted(str(p.relative_to(path)) for p in path.iterdir())[:20]
         raise CubeError(

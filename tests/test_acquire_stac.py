@@ -359,6 +359,18 @@ def test_sign_once_fails_after_expiry(fixture_server):
     assert np.isfinite(lazy["vv"].values).any()
 
 
+def test_resigning_driver_travels_to_dask_workers():
+    """Distributed dask pickles the driver; the default signer must survive the trip."""
+    import pickle
+
+    from sarslide.acquire import resign_planetary_computer
+
+    driver = pickle.loads(pickle.dumps(ResigningRioDriver()))
+    assert driver.sign is resign_planetary_computer
+    # non-Azure URLs pass through unsigned (no network involved)
+    assert driver.sign("http://127.0.0.1:1/x.tif") == "http://127.0.0.1:1/x.tif"
+
+
 def test_ten_metre_load_is_georeferenced(fixture_server):
     server, items, files = fixture_server
     ev = fixture_event()

@@ -138,6 +138,7 @@ def test_download_convert_validate(served, tmp_path):
     np.testing.assert_array_equal(again["vh"].values, cube["vh"].values)
 
 
+@pytest.mark.filterwarnings("ignore:Mean of empty slice")
 def test_orbit_state_and_pass_pair(served, tmp_path):
     server, archive, ds = served
     cube = load_paper_cube("hokkaido", url=server.url(archive.name), known_hash=sha256(archive),
@@ -287,3 +288,32 @@ def test_interrupted_extraction_leaves_no_folder(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["hokkaido_japan.zarr", "hokkaido_japan.zip"]
     monkeypatch.undo()
     validate_cube(load_paper_cube("hokkaido", path=archive))
+
+
+def test_archive_with_two_stores_is_ambiguous(tmp_path):
+    ds = paper_layout()
+    ds.to_zarr(tmp_path / "a.zarr", consolidated=True, zarr_format=2)
+    ds.to_zarr(tmp_path / "b.zarr", consolidated=True, zarr_format=3)
+    with pytest.raises(CubeError, match=r"found 2 \(\['a.zarr', 'b.zarr'\]\)"):
+        load_paper_cube("hokkaido", path=tmp_path)
+    # a zarr v3 store alone is found and read as well
+    validate_cube(load_paper_cube("hokkaido", path=tmp_path / "b.zarr"))
+
+
+def test_download_killed_midway_leaves_no_file(served, tmp_path, monkeypatch):
+    """Ctrl-C while bytes are being written: pooch's temporary file is removed."""
+    import pooch
+
+    server, archive, _ = served
+
+    def half_then_interrupt(self, url, output_file, pooch_obj, check_only=False):
+        with open(output_file, "wb") as out:
+            out.write(archive.read_bytes()[: archive.stat().st_size // 2])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pooch.HTTPDownloader, "__call__", half_then_interrupt)
+    cache = tmp_path / "cache"
+    with pytest.raises(KeyboardInterrupt):
+        load_paper_cube("hokkaido", url=server.url(archive.name), known_hash=sha256(archive),
+                        cache_dir=cache, progress=False)
+    assert list(cache.rglob("*")) == []

@@ -362,3 +362,24 @@ def test_polygons_from_mask_round_trip():
     diag = like.copy(data=np.zeros((50, 60), "uint8"))
     diag.values[10, 10] = diag.values[11, 11] = 1
     assert len(polygons_from_mask(diag)) == 2
+
+
+def test_fetch_inventory_picks_the_file_of_a_doi_record(tmp_path, monkeypatch):
+    """A bare record DOI: the one geospatial file is chosen; several need filename=."""
+    import sarslide.acquire as acquire
+    import sarslide.inventory as inv
+
+    asked = []
+    monkeypatch.setattr(acquire, "fetch_file",
+                        lambda url, known_hash, **kw: asked.append((url, known_hash)) or tmp_path)
+    monkeypatch.setattr(inv, "_doi_record_files",
+                        lambda doi, cache: {"README.txt": "md5:1", "landslides.zip": "md5:2"})
+    inv.fetch_inventory("hokkaido", cache_dir=tmp_path, progress=False)
+    assert asked[-1] == ("doi:10.5281/zenodo.2577300/landslides.zip", None)
+    monkeypatch.setattr(inv, "_doi_record_files",
+                        lambda doi, cache: {"polygons.zip": "md5:1", "points.kmz": "md5:2"})
+    with pytest.raises(ValueError, match=r"pass filename=") as err:
+        inv.fetch_inventory("hokkaido", cache_dir=tmp_path, progress=False)
+    assert "points.kmz" in str(err.value) and "polygons.zip" in str(err.value)
+    inv.fetch_inventory("hokkaido", cache_dir=tmp_path, filename="points.kmz", progress=False)
+    assert asked[-1][0] == "doi:10.5281/zenodo.2577300/points.kmz"
