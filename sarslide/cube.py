@@ -83,7 +83,9 @@ def post_event_times(cube: xr.Dataset) -> pd.DatetimeIndex:
     return times[times > event_time(cube)].sort_values()
 
 
-def validate_cube(cube: xr.Dataset, *, require_labels: bool = True) -> xr.Dataset:
+def validate_cube(
+    cube: xr.Dataset, *, require_labels: bool = True, check_values: bool = True
+) -> xr.Dataset:
     """Check that ``cube`` follows the event-cube schema and return it unchanged.
 
     Parameters
@@ -93,6 +95,10 @@ def validate_cube(cube: xr.Dataset, *, require_labels: bool = True) -> xr.Datase
     require_labels:
         Whether the ``landslides`` layer must be present (a freshly acquired cube has
         none until :func:`sarslide.inventory.rasterize` adds it).
+    check_values:
+        Whether to read the data to find all-NaN passes and decibel values. This reads
+        every pixel: loaders of large lazy (dask) cubes pass ``False`` and leave the check
+        to the first computation.
 
     Raises
     ------
@@ -171,6 +177,8 @@ def validate_cube(cube: xr.Dataset, *, require_labels: bool = True) -> xr.Datase
             f"cube needs passes both before and after the event ({evt.isoformat()}); "
             f"its passes are {[t.strftime('%Y-%m-%d') for t in times]}"
         )
+    if not check_values:
+        return cube
     # Value checks read the data: one reduction per band over (y, x) keeps this cheap.
     for band in BANDS:
         finite = np.isfinite(cube[band]).any(dim=("y", "x")).values

@@ -118,3 +118,11 @@ def test_interrupted_save_leaves_previous_store(cube, tmp_path, monkeypatch):
 def test_open_missing_store(tmp_path):
     with pytest.raises(FileNotFoundError, match="no event cube"):
         open_cube(tmp_path / "nope.zarr")
+
+
+def test_value_checks_can_be_skipped_for_lazy_cubes(cube):
+    bad = cube.copy(deep=True)
+    bad["vv"][1] = np.nan
+    assert validate_cube(bad, check_values=False) is bad  # schema only, no data read
+    with pytest.raises(CubeError, match="all NaN"):
+        validate_cube(bad)
