@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import inspect
 import os
 import warnings
 import zipfile
@@ -480,7 +479,7 @@ def paper_cube_to_event_cube(
         "source": "zenodo",
         "citation": ev.datacube.citation,
     }
-    return _validate(out, require_labels=True)
+    return validate_cube(out, check_values=False, require_labels=True)
 
 
 def _reproject_lazy(cube: xr.Dataset, ev: Event) -> xr.Dataset:
@@ -507,14 +506,6 @@ def _reproject_lazy(cube: xr.Dataset, ev: Event) -> xr.Dataset:
     out = out.assign_coords({c: cube[c] for c in keep})
     out = out.drop_vars([c for c in ("spatial_ref",) if c in out.coords])
     return out.rio.write_crs(ev.crs)
-
-
-def _validate(cube: xr.Dataset, *, require_labels: bool) -> xr.Dataset:
-    """validate_cube without reading every pixel when the validator allows it."""
-    params = inspect.signature(validate_cube).parameters
-    if "check_values" in params:
-        return validate_cube(cube, require_labels=require_labels, check_values=False)
-    return validate_cube(cube, require_labels=require_labels)
 
 
 def load_paper_cube(
@@ -1280,4 +1271,4 @@ def load_planetary_computer(
         "pre_times": [p.time.isoformat() for p in selection.pre],
         "post_times": [p.time.isoformat() for p in selection.post],
     }
-    return _validate(ds, require_labels=False)
+    return validate_cube(ds, check_values=False, require_labels=False)
