@@ -54,6 +54,7 @@ __all__ = [
     "training_subset",
     "score_probabilities",
     "run_one",
+    "run_models",
     "run_baseline",
     "run_grid",
     "summarize",
@@ -183,6 +184,32 @@ def _tidy(run: Run, rows: Iterable[tuple[int, int, dict[str, float]]]) -> pd.Dat
     return pd.DataFrame.from_records(records)
 
 
+def _fit_run(run: Run, chips: ChipSet, profile: Profile, out_dir: Path, cache_dir, device, progress):
+    """Train one run (or return it at once if its checkpoints say it is finished)."""
+    from .models import Segmenter
+    from .train import fit_chipset, pretrained_stage1, seed_everything
+
+    stage1 = None if run.arm == "none" else pretrained_stage1(run.arm, profile, cache_dir=cache_dir, progress=progress)
+    subset = training_subset(chips.split("stage2_train"), run.train_size, run.seed)
+    seed_everything(run.seed)
+    model = Segmenter(stage1)
+    return fit_chipset(
+        model,
+        chips,
+        task="stage2",
+        train_indices=subset,
+        max_epochs=profile.stage2_max_epochs,
+        patience=profile.patience,
+        batch_size=profile.batch_size,
+        lr=profile.learning_rate,
+        top_k=profile.top_k,
+        seed=run.seed,
+        checkpoint_dir=out_dir / run.run_id / "checkpoints",
+        device=device,
+        progress=progress,
+    )
+
+
 def run_one(
     run: Run,
     *,
@@ -203,40 +230,14 @@ def run_one(
     """
     import torch
 
-    from .models import Segmenter
-    from .train import (
-        checkpoint_info,
-        fit_chipset,
-        load_checkpoint,
-        predict_proba,
-        pretrained_stage1,
-        seed_everything,
-    )
+    from .train import checkpoint_info, load_checkpoint, predict_proba
 
     if num_threads is not None:
         torch.set_num_threads(num_threads)
     profile = profile if isinstance(profile, Profile) else get_profile(profile)
     chips = prepare_event(event, profile, cache_dir=cache_dir)
-    stage1 = None if run.arm == "none" else pretrained_stage1(run.arm, profile, cache_dir=cache_dir, progress=progress)
-    subset = training_subset(chips.split("stage2_train"), run.train_size, run.seed)
-    seed_everything(run.seed)
-    model = Segmenter(stage1)
     run_dir = Path(out_dir) / run.run_id
-    result = fit_chipset(
-        model,
-        chips,
-        task="stage2",
-        train_indices=subset,
-        max_epochs=profile.stage2_max_epochs,
-        patience=profile.patience,
-        batch_size=profile.batch_size,
-        lr=profile.learning_rate,
-        top_k=profile.top_k,
-        seed=run.seed,
-        checkpoint_dir=run_dir / "checkpoints",
-        device=device,
-        progress=progress,
-    )
+    result = _fit_run(run, chips, profile, Path(out_dir), cache_dir, device, progress)
     test = chips.split("test")
     images = standardize(test.images, chips.stats)
     rows, total = [], None
@@ -247,6 +248,27 @@ def run_one(
         rows.append((rank, epoch, score_probabilities(probabilities, test.labels)))
     _atomic_write(run_dir / _PROBA, lambda p: _save_npy(p, (total / len(rows)).astype(np.float32)))
     return _tidy(run, rows)
+
+
+def run_models(
+    run: Run,
+    *,
+    event: str = "hokkaido",
+    profile: Profile | str | None = None,
+    out_dir: str | os.PathLike | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    device: str | None = None,
+    progress: bool = True,
+) -> list:
+    """The kept checkpoints of one run as models (an ensemble), training the run first if
+    it has not been trained — the same run, folder and checkpoints as :func:`run_grid`."""
+    from .train import load_checkpoints
+
+    profile = profile if isinstance(profile, Profile) else get_profile(profile)
+    out = Path(out_dir) if out_dir is not None else results_dir(event, profile, cache_dir)
+    chips = prepare_event(event, profile, cache_dir=cache_dir)
+    result = _fit_run(run, chips, profile, out, cache_dir, device, progress)
+    return load_checkpoints(result.checkpoints, "stage2", device=device or "cpu")
 
 
 def run_baseline(

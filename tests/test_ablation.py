@@ -140,3 +140,19 @@ def test_dask_local_cluster_gives_the_serial_table(grid_dirs, tmp_path):
     ids = {r.run_id for r in subset} | {"log_ratio", "random"}
     expected = table[table["run_id"].isin(ids)].reset_index(drop=True)
     pd.testing.assert_frame_equal(distributed.reset_index(drop=True), expected, check_exact=False, rtol=1e-5)
+
+
+def test_run_models_reloads_the_grids_checkpoints_without_retraining(grid_dirs):
+    from sarslide.train import predict_proba
+    from sarslide.transforms import standardize
+
+    cache, serial, runs, table = grid_dirs
+    run = runs[0]
+    before = sorted(p.stat().st_mtime_ns for p in (serial / run.run_id / "checkpoints").iterdir())
+    models = ablation.run_models(run, profile=TINY, cache_dir=cache, out_dir=serial, progress=False)
+    assert len(models) == table[table["run_id"] == run.run_id]["checkpoint"].nunique()
+    after = sorted(p.stat().st_mtime_ns for p in (serial / run.run_id / "checkpoints").iterdir())
+    assert before == after  # nothing was trained or rewritten
+    chips = prepare_event("hokkaido", TINY, cache_dir=cache)
+    images = standardize(chips.split("test").images, chips.stats)
+    np.testing.assert_allclose(predict_proba(models, images), np.load(serial / run.run_id / "test_proba.npy"), atol=1e-5)
