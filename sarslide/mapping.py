@@ -33,7 +33,8 @@ are evaluated by both), so the result does not depend on ``chunk_size`` — ther
 at block borders either — and memory is bounded by one block whatever the area. With
 ``lazy=True`` each block is a :mod:`dask` task and the result a dask-backed DataArray
 that :func:`write_cog` streams to disk; pass pairs from :func:`sarslide.cube.open_cube`
-are read block by block.
+are read block by block. A lazy map runs the model again each time it is evaluated: write
+it once with :func:`write_cog` and reopen the file (``rioxarray.open_rasterio``) to reuse it.
 
 No-data pixels (NaN in any of the four channels) are NaN in the output: never mapped as
 landslide. Multi-pass averaging is done upstream by
@@ -56,7 +57,6 @@ import rioxarray  # noqa: F401  (registers the .rio accessor)
 import xarray as xr
 from pyproj import Transformer
 from scipy.signal.windows import tukey
-from tqdm.auto import tqdm
 
 from .chips import CHANNELS
 from .transforms import BandStats, standardize
@@ -81,6 +81,17 @@ BINARY_NODATA = 255
 _WEIGHT_FLOOR = 1e-3
 
 Predictor = Callable[[np.ndarray], np.ndarray]
+
+
+def _progress_bar(**kwargs):
+    """tqdm's notebook bar where ipywidgets is installed (Colab), else the text bar."""
+    try:
+        import ipywidgets  # noqa: F401
+
+        from tqdm.auto import tqdm
+    except ImportError:
+        from tqdm.std import tqdm
+    return tqdm(**kwargs)
 
 
 class MappingError(ValueError):
@@ -123,8 +134,8 @@ def window_weights(window: int, overlap: int, floor: float = _WEIGHT_FLOOR) -> n
 
 
 # ----------------------------------------------------------------------------- inputs
-def _pair_stack(pair: xr.Dataset) -> xr.DataArray:
-    """The four channels of a pass pair as one (channel, y, x) DataArray, checked."""
+def _pair_channels(pair: xr.Dataset) -> list[Any]:
+    """The four channels' (y, x) arrays (numpy or dask, not copied), after checking the pair."""
     if not isinstance(pair, xr.Dataset):
         raise MappingError(
             f"expected a pass pair (xarray.Dataset), got {type(pair).__name__}; build one with "
@@ -151,7 +162,8 @@ def _pair_stack(pair: xr.Dataset) -> xr.DataArray:
             "the pass pair has no CRS; attach the grid's projected CRS with "
             "pair.rio.write_crs('EPSG:…')"
         )
-    return xr.concat([pair[c] for c in CHANNELS], dim="channel")
+    # No concatenation here: a (4, y, x) copy of a large pair would cost memory ∝ area.
+    return [pair[c].data for c in CHANNELS]
 
 
 def _torch_predictor(model: Any, device: str | None) -> tuple[Predictor, int, int]:
@@ -248,7 +260,7 @@ def _block_plan(
 
 
 def _predict_block(
-    region: np.ndarray,
+    region: list[np.ndarray],
     block: dict[str, Any],
     fn: Predictor,
     prepare: Callable[[np.ndarray], np.ndarray],
@@ -259,7 +271,7 @@ def _predict_block(
     bar: Any = None,
 ) -> np.ndarray:
     """Blend all windows of one block; returns the core (float32, NaN where no data)."""
-    region = np.asarray(region, dtype=np.float32)  # (4, hy, hx) linear
+    region = np.stack([np.asarray(c, dtype=np.float32) for c in region])  # (4, hy, hx) linear
     ry0, _, rx0, _ = block["region"]
     r0, r1, c0, c1 = block["core"]
     x = prepare(region[None])[0]
@@ -302,8 +314,8 @@ def _sliding_window(
     name: str,
     attrs: dict[str, Any],
 ) -> xr.DataArray:
-    stack = _pair_stack(pair)
-    ny, nx = stack.sizes["y"], stack.sizes["x"]
+    channels = _pair_channels(pair)
+    ny, nx = pair.sizes["y"], pair.sizes["x"]
     window, chunk_size = int(window), int(chunk_size)
     overlap = window // 4 if overlap is None else int(overlap)
     if window % size_multiple or window < min_size:
@@ -325,13 +337,12 @@ def _sliding_window(
 
     weights = window_weights(window, overlap)
     plan = _block_plan(ny, nx, window, overlap, chunk_size)
-    data = stack.data
     n_rows = len(range(0, ny, chunk_size))
     n_cols = len(plan) // n_rows
 
     def region_of(block: dict[str, Any]):
         ry0, ry1, rx0, rx1 = block["region"]
-        return data[:, ry0:ry1, rx0:rx1]
+        return [c[ry0:ry1, rx0:rx1] for c in channels]
 
     common = dict(fn=fn, prepare=prepare, weights=weights, window=window,
                   batch_size=batch_size, probabilities=probabilities)  # fmt: skip
@@ -348,11 +359,11 @@ def _sliding_window(
     else:
         values = np.empty((ny, nx), dtype=np.float32)
         total = sum(len(b["windows"]) for b in plan)
-        with tqdm(total=total, desc="mapping windows", unit="win", disable=not progress) as bar:
+        with _progress_bar(total=total, desc="mapping windows", unit="win", disable=not progress) as bar:
             for block in plan:
                 r0, r1, c0, c1 = block["core"]
                 values[r0:r1, c0:c1] = _predict_block(
-                    np.asarray(region_of(block)), block, bar=bar, **common
+                    region_of(block), block, bar=bar, **common
                 )
 
     out = xr.DataArray(values, coords={"y": pair["y"], "x": pair["x"]}, dims=("y", "x"), name=name)
@@ -633,12 +644,12 @@ def _valid_and_value(da: xr.DataArray) -> tuple[xr.DataArray, xr.DataArray]:
     return valid, value.astype(np.float32)
 
 
-def density_heatmap(map_: xr.DataArray, cell_size: float = 1000.0) -> xr.DataArray:
+def density_heatmap(raster: xr.DataArray, cell_size: float = 1000.0) -> xr.DataArray:
     """Landslide area fraction per square cell of ``cell_size`` metres.
 
     Parameters
     ----------
-    map_:
+    raster:
         A binary map from :func:`binary_map` (uint8, 255 = no data) — the fraction is then
         the mapped landslide area — or a probability map (float, NaN = no data) — then the
         *expected* landslide area. Dims (y, x) with coordinates in metres.
@@ -659,7 +670,7 @@ def density_heatmap(map_: xr.DataArray, cell_size: float = 1000.0) -> xr.DataArr
     MappingError
         If ``cell_size`` is not a positive whole multiple of the pixel size.
     """
-    dx, dy = _pixel_size(map_)
+    dx, dy = _pixel_size(raster)
     factors = []
     for step in (dy, dx):
         f = cell_size / step
@@ -671,13 +682,13 @@ def density_heatmap(map_: xr.DataArray, cell_size: float = 1000.0) -> xr.DataArr
             )
         factors.append(int(round(f)))
     fy, fx = factors
-    valid, value = _valid_and_value(map_)
+    valid, value = _valid_and_value(raster)
     coarse = dict(y=fy, x=fx, boundary="pad")
     area = value.coarsen(**coarse).sum()
     n_valid = valid.astype(np.float32).coarsen(**coarse).sum()
     fraction = (area / (fy * fx)).where(n_valid > 0).astype(np.float32)
-    x_left = float(map_["x"].values[0]) - dx / 2
-    y_top = float(map_["y"].values[0]) + dy / 2
+    x_left = float(raster["x"].values[0]) - dx / 2
+    y_top = float(raster["y"].values[0]) + dy / 2
     fraction = fraction.assign_coords(
         x=x_left + cell_size * (np.arange(fraction.sizes["x"]) + 0.5),
         y=y_top - cell_size * (np.arange(fraction.sizes["y"]) + 0.5),
@@ -689,10 +700,10 @@ def density_heatmap(map_: xr.DataArray, cell_size: float = 1000.0) -> xr.DataArr
         "pixel_size": float(dx),
     }
     for key in ("threshold", "event", "pre_times", "post_times"):
-        if key in map_.attrs:
-            fraction.attrs[key] = map_.attrs[key]
-    if map_.rio.crs is not None:
-        fraction = fraction.rio.write_crs(map_.rio.crs)
+        if key in raster.attrs:
+            fraction.attrs[key] = raster.attrs[key]
+    if raster.rio.crs is not None:
+        fraction = fraction.rio.write_crs(raster.rio.crs)
     return fraction.rio.write_nodata(np.nan, encoded=False)
 
 
@@ -710,7 +721,7 @@ def rank_cells(heatmap: xr.DataArray, top: int = 20) -> pd.DataFrame:
     if top < 1:
         raise ValueError(f"top={top} must be >= 1")
     if heatmap.rio.crs is None:
-        raise MappingError("the heatmap has no CRS; build it with density_heatmap(map_)")
+        raise MappingError("the heatmap has no CRS; build it with density_heatmap(binary_map(prob, threshold))")
     cell = heatmap.attrs.get("cell_size")
     if cell is None:
         dx, dy = _pixel_size(heatmap)

@@ -1,0 +1,180 @@
+"""Benchmark: area-wide landslide mapping throughput (km² per second) and peak memory.
+
+Maps a large synthetic pass pair with the stage-2 segmenter (untrained weights: the speed
+does not depend on them) and with the log-ratio baseline, through
+:func:`sarslide.mapping.predict_probability` / :func:`~sarslide.mapping.predict_raw`, and
+prints for each: wall time, throughput, how many pixels the model evaluated per mapped pixel
+(window overlap and block borders), the peak of numpy/Python allocations during mapping
+(tracemalloc) and the process's peak resident memory during mapping (Linux: VmHWM after
+resetting it; elsewhere the lifetime peak from getrusage). Not a test.
+
+Examples::
+
+    .venv/bin/python benchmarks/bench_mapping.py                    # 4096² px = 1,678 km²
+    .venv/bin/python benchmarks/bench_mapping.py --size 2048 --skip-baseline
+    .venv/bin/python benchmarks/bench_mapping.py --lazy --cog /tmp/map.tif
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import sys
+import time
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import rioxarray  # noqa: F401  (registers the .rio accessor)
+import xarray as xr
+
+
+def _reset_peak_rss() -> bool:
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def _peak_rss_mb(reset_ok: bool) -> float:
+    if reset_ok:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    scale = 1 if sys.platform == "darwin" else 1024  # bytes on macOS, KiB on Linux
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 1024**2
+
+
+def _rss_mb() -> float:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+def _evaluated_pixels(ny: int, nx: int, window: int, overlap: int, chunk: int) -> int:
+    from sarslide.mapping import _block_plan
+
+    return sum(len(b["windows"]) for b in _block_plan(ny, nx, window, overlap, chunk)) * window**2
+
+
+def _measure(label: str, run, area_km2: float, ny: int, nx: int, args, window: int) -> None:
+    overlap = window // 4 if args.overlap is None else args.overlap
+    tracemalloc.start()
+    tracemalloc.reset_peak()
+    reset_ok = _reset_peak_rss()
+    rss0 = _rss_mb()
+    t0 = time.perf_counter()
+    out = run()
+    wall = time.perf_counter() - t0
+    _, traced_peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    peak = _peak_rss_mb(reset_ok)
+    ratio = _evaluated_pixels(ny, nx, window, overlap, args.chunk) / (ny * nx)
+    print(
+        f"{label:<22} {wall:8.1f} s  {area_km2 / wall:8.2f} km²/s  "
+        f"{ny * nx / wall / 1e6:6.3f} Mpx/s  evaluated/mapped px {ratio:4.2f}  "
+        f"numpy peak {traced_peak / 1024**2:7.0f} MiB  "
+        f"RSS before {rss0:6.0f} MiB, peak {peak:6.0f} MiB"
+        + ("" if reset_ok else " (lifetime peak)")
+    )
+    if out is not None:
+        finite = np.isfinite(np.asarray(out.values))
+        print(f"{'':<22} map {out.shape}, {finite.mean():.1%} valid pixels")
+
+
+def _synthetic_pair(size: int, tile: int):
+    """A size × size pass pair: one synthetic cube, or a smaller one repeated like tiles."""
+    from sarslide import cube, synthetic
+
+    side = size if tile <= 0 else min(tile, size)
+    pair = cube.pass_pair(synthetic.make_cube((side, side), seed=0)).drop_vars("landslides")
+    if side == size:
+        return pair
+    reps = -(-size // side)
+    res = float(pair["x"][1] - pair["x"][0])
+    x0, y0 = float(pair["x"][0]) - res / 2, float(pair["y"][0]) + res / 2
+    big = xr.Dataset(
+        {v: (("y", "x"), np.tile(pair[v].values, (reps, reps))[:size, :size]) for v in pair.data_vars},
+        coords={"y": y0 - res * (np.arange(size) + 0.5), "x": x0 + res * (np.arange(size) + 0.5)},
+        attrs=pair.attrs,
+    )
+    return big.rio.write_crs(pair.rio.crs)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=4096, help="pass pair side in pixels (10 m)")
+    parser.add_argument("--window", type=int, default=512)
+    parser.add_argument("--overlap", type=int, default=64, help="default: window // 4")
+    parser.add_argument("--batch-size", type=int, default=2)
+    parser.add_argument("--chunk", type=int, default=2048, help="block side in pixels")
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--lazy", action="store_true", help="dask blocks, written to --cog")
+    parser.add_argument("--cog", type=Path, default=None, help="write the model map here")
+    parser.add_argument(
+        "--tile", type=int, default=1024,
+        help="build a synthetic cube of this side and tile it to --size (make_cube's landslide "
+        "placement is slow at 4096²; speed does not depend on content); 0 = one whole cube",
+    )  # fmt: skip
+    parser.add_argument("--skip-model", action="store_true")
+    parser.add_argument("--skip-baseline", action="store_true")
+    args = parser.parse_args(argv)
+
+    import dask
+    import torch
+
+    from sarslide import baseline, mapping, models
+    from sarslide.transforms import BandStats
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    t0 = time.perf_counter()
+    pair = _synthetic_pair(args.size, args.tile)
+    ny, nx = pair.sizes["y"], pair.sizes["x"]
+    res = float(pair["x"][1] - pair["x"][0])
+    area = ny * nx * res * res / 1e6
+    print(
+        f"pass pair {ny}×{nx} px at {res:g} m = {area:,.0f} km² (tile {args.tile}, built in "
+        f"{time.perf_counter() - t0:.0f} s); window {args.window}, overlap "
+        f"{args.overlap}, batch {args.batch_size}, chunk {args.chunk}, torch threads "
+        f"{torch.get_num_threads()}, lazy={args.lazy}, cpu count {os.cpu_count()}"
+    )
+    # Reference Hokkaido statistics (DESIGN.md); the speed does not depend on them.
+    stats = BandStats(mean={"vv": -0.73, "vh": -1.32}, std={"vv": 0.21, "vh": 0.19})
+    common = dict(window=args.window, overlap=args.overlap, batch_size=args.batch_size,
+                  chunk_size=args.chunk, lazy=args.lazy, progress=False)  # fmt: skip
+
+    def finish(da, cog: Path | None):
+        # One block at a time: torch already uses every core inside a block.
+        with dask.config.set(scheduler="synchronous"):
+            if cog is not None:
+                mapping.write_cog(da, cog)  # a lazy map streams to disk block by block
+                print(f"{'':<22} written to {cog} ({cog.stat().st_size / 1024**2:.1f} MiB)")
+                return None
+            return da.compute()
+
+    baseline_cog = None if args.cog is None else args.cog.with_name(args.cog.stem + "_logratio.tif")
+
+    if not args.skip_model:
+        model = models.Segmenter(None)
+        print(f"model: stage-2 Segmenter without stage-1 embeddings, "
+              f"{models.count_parameters(model):,} parameters, device "
+              f"{'cuda' if torch.cuda.is_available() else 'cpu'}")  # fmt: skip
+        _measure("stage-2 segmenter",
+                 lambda: finish(mapping.predict_probability(pair, model, stats, **common), args.cog),
+                 area, ny, nx, args, args.window)  # fmt: skip
+    if not args.skip_baseline:
+        _measure("log-ratio baseline",
+                 lambda: finish(mapping.predict_raw(pair, baseline.log_ratio_score, **common),
+                                baseline_cog),
+                 area, ny, nx, args, args.window)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
