@@ -1,0 +1,26 @@
+"""Exceptions and warnings raised while acquiring data (shared by the acquire modules)."""
+
+from __future__ import annotations
+
+__all__ = [
+    "NetworkUnavailableError",
+    "MissingKeyError",
+    "NoPassesError",
+    "UncalibratedDataWarning",
+]
+
+
+class NetworkUnavailableError(ConnectionError):
+    """A remote service could not be reached; the message names the offline alternative."""
+
+
+class MissingKeyError(PermissionError):
+    """A Planetary Computer collection needs a subscription key that is not set."""
+
+
+class NoPassesError(LookupError):
+    """No Sentinel-1 passes satisfy the request before and/or after the event."""
+
+
+class UncalibratedDataWarning(UserWarning):
+    """The data are not radiometrically calibrated / terrain corrected (sentinel-1-grd)."""

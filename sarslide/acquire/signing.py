@@ -1,0 +1,91 @@
+"""Planetary Computer access: the subscription-key check and URL signing at every read
+(an odc-stac reader driver), so loads that outlive a shared-access token keep working.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable
+from urllib.parse import urlparse
+
+from odc.loader import RioDriver, RioReader
+from odc.loader._rio import rio_read  # the reader RioReader.read itself delegates to
+
+from .errors import MissingKeyError
+from .stac import COLLECTIONS, PC_KEY_ENV
+
+__all__ = [
+    "require_key",
+    "resign_planetary_computer",
+    "ResigningRioDriver",
+]
+
+
+def require_key(collection: str) -> None:
+    """Raise :class:`MissingKeyError` if ``collection`` needs a key and none is set."""
+    info = COLLECTIONS.get(collection)
+    if info is None:
+        raise ValueError(f"collection {collection!r} is not supported; use one of {list(COLLECTIONS)}")
+    if not info["needs_key"]:
+        return
+    key = os.environ.get(PC_KEY_ENV)
+    if not key:
+        try:
+            from planetary_computer.settings import Settings
+
+            key = Settings.get().subscription_key
+        except Exception:  # pragma: no cover - settings unavailable
+            key = None
+    if not key:
+        raise MissingKeyError(
+            f"Planetary Computer's {collection!r} needs a subscription key, but "
+            f"{PC_KEY_ENV} is not set. Request one at https://planetarycomputer.microsoft.com/"
+            f"account/request and run `export {PC_KEY_ENV}=<key>` (or "
+            f"os.environ['{PC_KEY_ENV}'] = '<key>' in a notebook). Without a key use "
+            "collection='sentinel-1-grd' (anonymous, but uncalibrated and not terrain "
+            "corrected) or the paper's cubes."
+        )
+
+
+def resign_planetary_computer(url: str) -> str:
+    """A freshly signed Planetary Computer URL (any old SAS token is dropped first).
+
+    ``planetary_computer`` caches tokens and fetches a new one when the cached token has
+    less than a minute left, so calling this at every read keeps long loads working.
+    """
+    import planetary_computer
+
+    parsed = urlparse(url)
+    if parsed.netloc.endswith(".blob.core.windows.net") and parsed.query:
+        url = parsed._replace(query="").geturl()
+    return planetary_computer.sign_url(url)
+
+
+class _ResigningReader(RioReader):
+    """A rasterio reader that signs its asset URL again right before each read."""
+
+    def __init__(self, src, ctx, sign: Callable[[str], str]):
+        super().__init__(src, ctx)
+        self._sign = sign
+
+    def read(self, cfg, dst_geobox, *, dst=None, selection=None):
+        src = dataclasses.replace(self._src, uri=self._sign(self._src.uri))
+        return rio_read(src, cfg, dst_geobox, dst=dst, selection=selection)
+
+
+class ResigningRioDriver(RioDriver):
+    """An odc-stac reader driver that signs each asset URL when a chunk is read.
+
+    odc-stac's ``patch_url`` signs once, when the dask graph is built; a load that runs
+    longer than the token's life then fails with HTTP 403. This driver calls ``sign`` at
+    every read instead (``sign`` must accept signed or unsigned URLs, like
+    :func:`resign_planetary_computer`). Pass it as ``odc.stac.load(..., driver=...)``.
+    """
+
+    def __init__(self, sign: Callable[[str], str] = resign_planetary_computer):
+        super().__init__()
+        self.sign = sign
+
+    def open(self, src, ctx):
+        return _ResigningReader(src, ctx, self.sign)

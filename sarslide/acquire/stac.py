@@ -1,0 +1,112 @@
+"""Planetary Computer's STAC API: the supported Sentinel-1 collections, the search
+parameters for an event, and the search itself.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta, timezone
+
+from sarslide.events import Event, get_event
+
+from .download import network_errors
+
+__all__ = [
+    "PC_STAC_URL",
+    "PC_KEY_ENV",
+    "COLLECTIONS",
+    "stac_query",
+    "search_passes",
+]
+
+
+#: Planetary Computer's STAC API.
+PC_STAC_URL = "https://planetarycomputer.microsoft.com/api/stac/v1"
+#: Environment variable holding the Planetary Computer subscription key.
+PC_KEY_ENV = "PC_SDK_SUBSCRIPTION_KEY"
+
+#: What each supported collection is, in words the notebook shows.
+COLLECTIONS: dict[str, dict[str, str | bool]] = {
+    "sentinel-1-rtc": {
+        "needs_key": True,
+        "values": "gamma0 (linear power), radiometrically terrain corrected, float32, "
+                  "no-data -32768",
+        "geometry": "map-projected (UTM zone of each scene, 10 m), not snapped to a "
+                    "common grid",
+    },
+    "sentinel-1-grd": {
+        "needs_key": False,
+        "values": "digital numbers (uint16 amplitude), NOT calibrated to sigma0/gamma0 and "
+                  "NOT terrain corrected: slopes facing the radar look brighter, slopes "
+                  "facing away darker, foreshortening and layover are left in",
+        "geometry": "radar geometry georeferenced only by ground control points (GCPs): "
+                    "positions can be off by tens of metres in steep terrain",
+    },
+}
+
+
+def stac_query(
+    event: str | Event,
+    *,
+    collection: str = "sentinel-1-rtc",
+    days_before: int = 36,
+    days_after: int = 24,
+    bounds_lonlat: tuple[float, float, float, float] | None = None,
+) -> dict:
+    """The STAC item-search parameters :func:`search_passes` sends (a plain dict).
+
+    ``datetime`` spans ``days_before`` days before to ``days_after`` days after the event
+    (Sentinel-1 repeats every 12 days per satellite, every 6 with two); only
+    Interferometric Wide swath scenes are asked for.
+    """
+    ev = get_event(event)
+    t0 = ev.time_utc.astimezone(timezone.utc)
+    start = (t0 - timedelta(days=days_before)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    end = (t0 + timedelta(days=days_after)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {
+        "collections": [collection],
+        "bbox": list(bounds_lonlat or ev.bounds_lonlat),
+        "datetime": f"{start}/{end}",
+        "query": {"sar:instrument_mode": {"eq": "IW"}},
+    }
+
+
+def search_passes(
+    event: str | Event,
+    *,
+    collection: str = "sentinel-1-rtc",
+    days_before: int = 36,
+    days_after: int = 24,
+    bounds_lonlat: tuple[float, float, float, float] | None = None,
+    catalog: str | object = PC_STAC_URL,
+    max_items: int | None = 500,
+):
+    """Search a STAC API for Sentinel-1 scenes around the event.
+
+    Parameters
+    ----------
+    catalog:
+        STAC API URL, or an open :class:`pystac_client.Client`.
+    Other parameters:
+        See :func:`stac_query`.
+
+    Returns
+    -------
+    pystac.ItemCollection
+        The matching items (scenes), unsigned. Feed them to :func:`select_passes`.
+
+    Raises
+    ------
+    NetworkUnavailableError
+        When the STAC API cannot be reached.
+    """
+    import pystac_client
+
+    if collection not in COLLECTIONS:
+        raise ValueError(f"collection {collection!r} is not supported; use one of {list(COLLECTIONS)}")
+    params = stac_query(event, collection=collection, days_before=days_before,
+                        days_after=days_after, bounds_lonlat=bounds_lonlat)
+    where = catalog if isinstance(catalog, str) else getattr(catalog, "self_href", "the STAC API")
+    with network_errors(str(where)):
+        client = pystac_client.Client.open(catalog) if isinstance(catalog, str) else catalog
+        search = client.search(**params, max_items=max_items)
+        return search.item_collection()
