@@ -188,6 +188,22 @@ def _torch_predictor(model: Any, device: str | None) -> tuple[Predictor, int, in
 
 
 def _as_predictor(predict: Any, device: str | None) -> tuple[Predictor, int, int]:
+    if isinstance(predict, (list, tuple)):
+        if not predict:
+            raise MappingError("got an empty list of models; pass at least one")
+        members = [_as_predictor(m, device) for m in predict]
+        multiple = int(np.lcm.reduce([m[1] for m in members]))
+        min_size = max(m[2] for m in members)
+
+        def ensemble(batch: np.ndarray) -> np.ndarray:
+            # the project's rule: average probabilities, not logits (sarslide.metrics)
+            total = None
+            for fn, _, _ in members:
+                out = np.asarray(fn(batch), dtype=np.float64)
+                total = out if total is None else total + out
+            return (total / len(members)).astype(np.float32)
+
+        return ensemble, multiple, min_size
     torch = sys.modules.get("torch")
     if torch is not None and isinstance(predict, torch.nn.Module):
         return _torch_predictor(predict, device)
@@ -406,7 +422,9 @@ def predict_probability(
         :func:`sarslide.transforms.standardize`) and returning probabilities
         ``(B, h, w)`` in [0, 1]; or a ``torch.nn.Module`` whose forward returns logits
         ``(B, 1, h, w)`` (it is put in eval mode, moved to ``device`` and its logits passed
-        through a sigmoid, without gradients).
+        through a sigmoid, without gradients); or a list of these — an ensemble (seeds ×
+        checkpoints, e.g. ``sarslide.ablation.run_models(run)``) whose probabilities are
+        averaged.
     stats:
         The band statistics the model was trained with (``chipset.stats``).
     window, overlap:

@@ -189,6 +189,22 @@ def test_torch_module_logits_go_through_sigmoid():
     assert not model.training
 
 
+def test_list_of_modules_averages_probabilities():
+    torch = pytest.importorskip("torch")
+    torch.set_num_threads(1)
+    members = []
+    for p in (0.2, 0.6):
+        model = torch.nn.Conv2d(4, 1, 1)
+        with torch.no_grad():
+            model.weight.zero_()
+            model.bias.fill_(np.log(p / (1 - p)))
+        members.append(model)
+    prob = mapping.predict_probability(
+        _pair(40, 40), members, IDENTITY_STATS, window=32, overlap=8, device="cpu", progress=False
+    )
+    np.testing.assert_allclose(prob.values, 0.4, rtol=1e-5)  # not sigmoid(mean logit) ≈ 0.38
+
+
 def test_stage2_segmenter_maps_a_pair():
     torch = pytest.importorskip("torch")
     models = pytest.importorskip("sarslide.models")
