@@ -33,7 +33,7 @@ __all__ = ["DATA_DIR_ENV", "data_dir", "prepare_cube", "prepare_event", "store_k
 
 DATA_DIR_ENV = "SARSLIDE_DATA_DIR"
 #: Bump when the synthetic generator or the chip pipeline changes what they produce.
-PIPELINE_VERSION = 2
+PIPELINE_VERSION = 3
 
 
 def data_dir(cache_dir: str | os.PathLike | None = None) -> Path:

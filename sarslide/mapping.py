@@ -72,6 +72,7 @@ __all__ = [
     "reliability_curve",
     "density_heatmap",
     "rank_cells",
+    "heatmap_agreement",
     "write_cog",
     "BINARY_NODATA",
 ]
@@ -765,6 +766,37 @@ def rank_cells(heatmap: xr.DataArray, top: int = 20) -> pd.DataFrame:
             "landslide_area_km2": frac * cell_area / 1e6,
         }
     )
+
+
+def heatmap_agreement(mapped: xr.DataArray, truth: xr.DataArray, top: int = 5) -> dict[str, float]:
+    """How well a mapped density heatmap matches the true one (same cell grid).
+
+    Returns
+    -------
+    dict
+        ``correlation`` (Pearson r over cells valid in both), ``shared_top_cells`` (how
+        many of the ``top`` most affected true cells are also among the ``top`` mapped
+        ones), ``mapped_area_km2`` and ``true_area_km2`` (Σ fraction × cell area).
+    """
+    if mapped.shape != truth.shape or not np.allclose(mapped["x"], truth["x"]) or not np.allclose(mapped["y"], truth["y"]):
+        raise MappingError(
+            f"heatmaps are on different grids ({mapped.shape} vs {truth.shape}); build both with "
+            "density_heatmap(..., cell_size=...) from rasters of the same scene"
+        )
+    cell_area = float(mapped.attrs.get("cell_size", 0.0)) ** 2 or abs(
+        float(np.prod(_pixel_size(mapped)))
+    )
+    a = np.asarray(mapped.values, dtype=np.float64).ravel()
+    b = np.asarray(truth.values, dtype=np.float64).ravel()
+    ok = np.isfinite(a) & np.isfinite(b)
+    corr = float(np.corrcoef(a[ok], b[ok])[0, 1]) if ok.sum() > 1 and a[ok].std() > 0 and b[ok].std() > 0 else float("nan")
+    cells = lambda h: set(map(tuple, rank_cells(h, top)[["x", "y"]].to_numpy()))  # noqa: E731
+    return {
+        "correlation": corr,
+        "shared_top_cells": float(len(cells(mapped) & cells(truth))),
+        "mapped_area_km2": float(np.nansum(a)) * cell_area / 1e6,
+        "true_area_km2": float(np.nansum(b)) * cell_area / 1e6,
+    }
 
 
 # ----------------------------------------------------------------------------- GeoTIFF

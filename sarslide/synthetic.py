@@ -87,7 +87,15 @@ def _draw_landslides(
     weight = np.where(allowed, np.exp(1.5 * shaking) * np.sin(np.radians(slope_deg)), 0.0).ravel()
     if weight.sum() <= 0:
         raise ValueError("no slope steep enough for landslides; raise relief or lower cluster_share")
-    weight /= weight.sum()
+    # Start points are drawn in batches by inverse-CDF sampling (one cumulative sum for
+    # the whole scene), so large scenes cost O(pixels), not O(pixels × landslides).
+    cdf = np.cumsum(weight)
+    cdf /= cdf[-1]
+
+    def starts(k: int) -> np.ndarray:
+        return np.minimum(np.searchsorted(cdf, rng.random(k), side="right"), cdf.size - 1)
+
+    pending: list[int] = []
     ids = np.zeros((ny, nx), dtype=np.int32)
     strength = np.zeros((ny, nx), dtype=np.float32)
     centroids: list[tuple[int, int]] = []
@@ -95,8 +103,9 @@ def _draw_landslides(
     covered = 0
     blob = 0
     while covered < target and blob < 100_000:
-        flat = rng.choice(ny * nx, p=weight)
-        r0, c0 = divmod(int(flat), nx)
+        if not pending:
+            pending = starts(256).tolist()
+        r0, c0 = divmod(int(pending.pop()), nx)
         # Lengths ~ lognormal: most landslides are small, a few are large (pixels at 10 m).
         length = float(np.clip(rng.lognormal(np.log(6.0), 0.45), 3.0, 25.0))
         width = float(np.clip(length * rng.uniform(0.35, 0.7), 2.0, 12.0))

@@ -389,3 +389,32 @@ def test_write_cog_needs_crs(tmp_path):
     with pytest.raises(MappingError, match="CRS"):
         mapping.write_cog(da, tmp_path / "x.tif")
     assert not list(tmp_path.iterdir())
+
+
+def _heatmap(values, cell=1000.0):
+    values = np.asarray(values, dtype=np.float32)
+    ny, nx = values.shape
+    da = xr.DataArray(
+        values,
+        dims=("y", "x"),
+        coords={"y": 4_700_000.0 - cell * (np.arange(ny) + 0.5), "x": 500_000.0 + cell * (np.arange(nx) + 0.5)},
+        attrs={"cell_size": cell},
+    )
+    return da.rio.write_crs("EPSG:32654")
+
+
+def test_heatmap_agreement_against_hand_values():
+    truth = _heatmap([[0.4, 0.0, 0.1], [0.0, 0.2, np.nan]])
+    same = mapping.heatmap_agreement(truth, truth, top=2)
+    assert same["correlation"] == pytest.approx(1.0)
+    assert same["shared_top_cells"] == 2
+    # 0.7 of a 1 km² cell in total
+    assert same["true_area_km2"] == pytest.approx(0.7) and same["mapped_area_km2"] == pytest.approx(0.7)
+    swapped = _heatmap([[0.0, 0.4, 0.1], [0.2, 0.0, np.nan]])
+    out = mapping.heatmap_agreement(swapped, truth, top=2)
+    a = np.array([0.0, 0.4, 0.1, 0.2, 0.0])
+    b = np.array([0.4, 0.0, 0.1, 0.0, 0.2])
+    assert out["correlation"] == pytest.approx(np.corrcoef(a, b)[0, 1])
+    assert out["shared_top_cells"] == 0  # top-2 truth cells are (0,0) and (1,1); mapped (0,1) and (1,0)
+    with pytest.raises(MappingError, match="different grids"):
+        mapping.heatmap_agreement(_heatmap([[0.1, 0.2]]), truth)
