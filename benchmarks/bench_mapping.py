@@ -118,9 +118,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lazy", action="store_true", help="dask blocks, written to --cog")
     parser.add_argument("--cog", type=Path, default=None, help="write the model map here")
     parser.add_argument(
-        "--tile", type=int, default=1024,
-        help="build a synthetic cube of this side and tile it to --size (make_cube's landslide "
-        "placement is slow at 4096²; speed does not depend on content); 0 = one whole cube",
+        "--tile", type=int, default=0,
+        help="build a synthetic cube of this side and tile it to --size (saves build time on "
+        "huge scenes; mapping speed does not depend on content); 0 = one whole cube",
     )  # fmt: skip
     parser.add_argument("--skip-model", action="store_true")
     parser.add_argument("--skip-baseline", action="store_true")
