@@ -22,7 +22,6 @@ from pathlib import Path
 import pooch
 import xarray as xr
 
-from . import __version__
 from .chips import ChipSet, assign_splits, balance, make_chips, open_chips, save_chips
 from .cube import open_cube, save_cube
 from .events import get_event

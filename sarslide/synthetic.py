@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 from pyproj import Transformer
-from scipy import ndimage, special
+from scipy import special
 
 from .cube import validate_cube
 from .events import get_event
