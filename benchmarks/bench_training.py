@@ -23,7 +23,8 @@ import torch
 from sarslide.datasets import prepare_event
 from sarslide.models import Segmenter, SiameseClassifier, count_parameters
 from sarslide.profiles import get_profile
-from sarslide.train import fit, seed_everything, select_device
+from sarslide.runtime import select_device
+from sarslide.train import fit, seed_everything
 from sarslide.transforms import standardize
 
 

@@ -187,7 +187,8 @@ def _tidy(run: Run, rows: Iterable[tuple[int, int, dict[str, float]]]) -> pd.Dat
 def _fit_run(run: Run, chips: ChipSet, profile: Profile, out_dir: Path, cache_dir, device, progress):
     """Train one run (or return it at once if its checkpoints say it is finished)."""
     from .models import Segmenter
-    from .train import fit_chipset, pretrained_stage1, seed_everything
+    from .pretrained import pretrained_stage1
+    from .train import fit_chipset, seed_everything
 
     stage1 = None if run.arm == "none" else pretrained_stage1(run.arm, profile, cache_dir=cache_dir, progress=progress)
     subset = training_subset(chips.split("stage2_train"), run.train_size, run.seed)
@@ -224,13 +225,14 @@ def run_one(
     """Train and score one run; return its tidy rows (one per checkpoint × metric).
 
     The stage-1 model of the run's arm comes from
-    :func:`sarslide.train.pretrained_stage1` (cached; trained on first use). The mean test
+    :func:`sarslide.pretrained.pretrained_stage1` (cached; trained on first use). The mean test
     probabilities over the run's checkpoints are saved as ``<out_dir>/<run_id>/test_proba.npy``.
     ``train_size`` is stored as −1 for "all chips".
     """
     import torch
 
-    from .train import checkpoint_info, load_checkpoint, predict_proba
+    from .checkpoints import checkpoint_info, load_checkpoint
+    from .predict import predict_proba
 
     if num_threads is not None:
         torch.set_num_threads(num_threads)
@@ -262,7 +264,7 @@ def run_models(
 ) -> list:
     """The kept checkpoints of one run as models (an ensemble), training the run first if
     it has not been trained — the same run, folder and checkpoints as :func:`run_grid`."""
-    from .train import load_checkpoints
+    from .checkpoints import load_checkpoints
 
     profile = profile if isinstance(profile, Profile) else get_profile(profile)
     out = Path(out_dir) if out_dir is not None else results_dir(event, profile, cache_dir)
@@ -350,7 +352,7 @@ def run_grid(
     todo = [r for r in runs if r.run_id not in done]
     if todo:
         # Build shared inputs once, before any dispatch: chips and each arm's stage-1 model.
-        from .train import pretrained_stage1
+        from .pretrained import pretrained_stage1
 
         prepare_event(event, profile, cache_dir=cache_dir)
         for arm in sorted({r.arm for r in todo} - {"none"}):

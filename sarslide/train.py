@@ -1,4 +1,4 @@
-"""One training loop for both stages, checkpoints, and prediction with ensembles.
+"""One training loop for both stages: early stopping, top-k checkpoints, exact resume.
 
 Training (:func:`fit`)
     Adam, mini-batches in a seeded order (epoch ``e`` of seed ``s`` always visits the
@@ -18,20 +18,15 @@ Training (:func:`fit`)
       raise false alarms.  (segmentation-models-pytorch's ``DiceLoss`` sets the loss of
       such a batch to zero, which would make landslide-free chips useless.)
 
-Checkpoints
+A run's folder
     Every epoch rewrites ``last.pt`` (model, optimiser, gradient scaler, RNG states, history,
-    early-stopping state); the best ``top_k`` epochs are kept as ``top-epochNNNN.pt``.  Every
-    file records the model class and configuration, the data statistics
-    (:class:`~sarslide.transforms.BandStats` as a dict), package versions and the epoch;
-    writes go to a temporary file then ``os.replace``.  Calling :func:`fit` again with the
-    same arguments resumes from ``last.pt`` and ends exactly where an uninterrupted run
-    would (bit-identical on CPU); calling it on a finished run returns its result at once.
+    early-stopping state); the best ``top_k`` epochs are kept as ``top-epochNNNN.pt``
+    (checkpoints in the format of :mod:`sarslide.checkpoints`).  Calling :func:`fit` again
+    with the same arguments resumes from ``last.pt`` and ends exactly where an uninterrupted
+    run would (bit-identical on CPU); calling it on a finished run returns its result at once.
 
-Prediction
-    :func:`predict_proba` (pixel probabilities) and :func:`predict_chip_proba` (chip
-    probabilities) accept one model, a checkpoint path or a list of them and **average
-    the probabilities** (not the logits) over the models: this is the project's ensembling
-    rule (seeds x checkpoints), as in the paper.
+Prediction with the trained models is in :mod:`sarslide.predict`; the cached stage-1 run of
+an event in :mod:`sarslide.pretrained`.
 
 Inputs everywhere are standardised chips ``(N, 4, H, W)`` float32 (no NaN; see
 :func:`sarslide.transforms.standardize`) and labels ``(N, H, W)`` (mask 0/1 or point counts).
@@ -41,63 +36,54 @@ from __future__ import annotations
 
 import hashlib
 import os
-import platform
 import random
 import re
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from . import __version__
-from .models import Segmenter, SiameseClassifier, build_model, check_input
+from .checkpoints import (
+    CheckpointError,
+    _atomic_save,
+    _model_record,
+    _read,
+    checkpoint_info,
+    load_checkpoint,
+    load_checkpoints,
+    save_checkpoint,
+)
+from .runtime import (
+    Task,
+    _autocast,
+    _batches,
+    _check_images,
+    _check_model_for_task,
+    _check_task,
+    _forward_all,
+    select_device,
+)
 
 __all__ = [
-    "TASKS",
     "TrainResult",
-    "CheckpointError",
     "seed_everything",
-    "select_device",
     "dice_loss",
     "chip_targets",
     "pixel_targets",
     "evaluate",
     "fit",
     "fit_chipset",
-    "save_checkpoint",
-    "load_checkpoint",
-    "load_checkpoints",
-    "load_weights",
-    "checkpoint_info",
-    "predict_proba",
-    "predict_chip_proba",
-    "pooled_embeddings",
-    "embedding_pca",
-    "checkpoint_root",
-    "stage1_checkpoint_dir",
-    "train_stage1",
-    "pretrained_stage1",
 ]
 
-Task = Literal["stage1", "stage2"]
-TASKS: tuple[str, ...] = ("stage1", "stage2")
-_MODEL_FOR_TASK = {"stage1": SiameseClassifier, "stage2": Segmenter}
 _METRIC_FOR_TASK = {"stage1": "val_accuracy", "stage2": "val_aprc"}
-_FORMAT = "sarslide-checkpoint"
-_FORMAT_VERSION = 1
 _LAST = "last.pt"
 _TOP_PATTERN = re.compile(r"^top-epoch(\d{4,})\.pt$")
-
-
-class CheckpointError(ValueError):
-    """A checkpoint does not fit what was asked of it; the message says what and how to fix it."""
 
 
 # --------------------------------------------------------------------------- utilities
@@ -113,13 +99,6 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def select_device(device: str | torch.device | None = None) -> torch.device:
-    """``device`` as a :class:`torch.device`; ``None`` picks CUDA when available, else CPU."""
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
 def _progress_bar(**kwargs):
     """tqdm's notebook bar where ipywidgets is installed (Colab), else the text bar."""
     try:
@@ -129,18 +108,6 @@ def _progress_bar(**kwargs):
     except ImportError:
         from tqdm.std import tqdm
     return tqdm(**kwargs)
-
-
-def _versions() -> dict[str, str]:
-    import segmentation_models_pytorch as smp
-
-    return {
-        "sarslide": __version__,
-        "torch": str(torch.__version__),
-        "segmentation_models_pytorch": str(smp.__version__),
-        "numpy": str(np.__version__),
-        "python": platform.python_version(),
-    }
 
 
 def dice_loss(logits: Tensor, target: Tensor, smooth: float = 1.0) -> Tensor:
@@ -181,45 +148,6 @@ def pixel_targets(labels: np.ndarray) -> np.ndarray:
     return (np.asarray(labels) > 0).astype(np.float32)[:, None]
 
 
-def _check_task(task: str) -> str:
-    if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; choose 'stage1' (chip classification) or 'stage2' (segmentation)")
-    return task
-
-
-def _check_model_for_task(model: nn.Module, task: str) -> None:
-    cls = _MODEL_FOR_TASK[task]
-    if not isinstance(model, cls):
-        raise TypeError(f"task={task!r} trains a {cls.__name__}, got a {type(model).__name__}")
-
-
-def _check_images(images: Any, model: nn.Module | None, what: str) -> np.ndarray:
-    """``images`` as a C-contiguous float32 array ``(N, 4, H, W)`` without NaN, that ``model`` can take."""
-    if isinstance(images, Tensor):
-        images = images.detach().cpu().numpy()
-    images = np.asarray(images)
-    if images.ndim != 4:
-        raise ValueError(f"{what} have shape {images.shape} but must be chips (N, 4, H, W)")
-    images = np.ascontiguousarray(images, dtype=np.float32)
-    if images.shape[0] == 0:
-        raise ValueError(
-            f"{what} are empty (0 chips); check the split you selected "
-            "(e.g. chips.split_table(chipset)) or use a larger profile/scene"
-        )
-    bad = int(np.count_nonzero(~np.isfinite(images)))
-    if bad:
-        raise ValueError(
-            f"{what} contain {bad} NaN/infinite values; standardise linear chips with "
-            "sarslide.transforms.standardize(images, stats), which maps no-data to 0"
-        )
-    probe = torch.empty((0,) + images.shape[1:])
-    if model is not None:
-        check_input(probe, size_multiple=getattr(model, "size_multiple", 1), min_size=getattr(model, "min_size", 1))
-    else:
-        check_input(probe)
-    return images
-
-
 def _check_labels(labels: Any, images: np.ndarray, what: str) -> np.ndarray:
     labels = np.asarray(labels)
     expected = (images.shape[0],) + images.shape[2:]
@@ -249,16 +177,6 @@ def _frozen_fingerprint(model: nn.Module) -> str | None:
         return None
     tensors = [t.detach().cpu().contiguous().numpy() for _, t in sorted(stage1.state_dict().items())]
     return _fingerprint(*tensors)
-
-
-def _batches(n: int, batch_size: int, order: np.ndarray | None = None):
-    idx = np.arange(n) if order is None else order
-    for start in range(0, n, batch_size):
-        yield idx[start : start + batch_size]
-
-
-def _autocast(device: torch.device, enabled: bool):
-    return torch.autocast(device_type=device.type, dtype=torch.float16, enabled=enabled)
 
 
 # --------------------------------------------------------------------------- results
@@ -318,172 +236,11 @@ class TrainResult:
         return load_checkpoint(self.best, expected=self.task, device=device)
 
     def models(self, device: str | torch.device | None = "cpu") -> list[nn.Module]:
-        """The models of all kept checkpoints (for ensembling with :func:`predict_proba`)."""
+        """The models of all kept checkpoints (for ensembling with :func:`~sarslide.predict.predict_proba`)."""
         return load_checkpoints(self.checkpoints, expected=self.task, device=device)
 
 
-# --------------------------------------------------------------------------- checkpoints
-
-
-def _atomic_save(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _model_record(model: nn.Module, task: str, stats: Mapping | None) -> dict[str, Any]:
-    return {
-        "format": _FORMAT,
-        "format_version": _FORMAT_VERSION,
-        "task": task,
-        "model_class": type(model).__name__,
-        "model_config": model.config_dict(),
-        "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
-        "stats": None if stats is None else _stats_dict(stats),
-        "versions": _versions(),
-    }
-
-
-def _stats_dict(stats: Any) -> dict:
-    from .transforms import BandStats
-
-    return BandStats.from_dict(stats).to_dict()
-
-
-def save_checkpoint(
-    model: nn.Module,
-    path: str | os.PathLike,
-    *,
-    task: Task | None = None,
-    stats: Mapping | None = None,
-    extra: Mapping[str, Any] | None = None,
-) -> Path:
-    """Write a self-describing checkpoint of ``model`` atomically and return its path.
-
-    ``task`` defaults from the model class.  ``extra`` adds plain fields (epoch, metrics).
-    """
-    if task is None:
-        task = "stage1" if isinstance(model, SiameseClassifier) else "stage2"
-    _check_model_for_task(model, _check_task(task))
-    record = _model_record(model, task, stats)
-    record.update(dict(extra or {}))
-    path = Path(path)
-    _atomic_save(record, path)
-    return path
-
-
-def _read(path: str | os.PathLike) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}; train with sarslide.train.fit(...) first")
-    try:
-        record = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # corrupt file, foreign pickle
-        raise CheckpointError(f"{path} is not a readable sarslide checkpoint ({err})") from err
-    if not isinstance(record, dict) or record.get("format") != _FORMAT:
-        raise CheckpointError(f"{path} is not a sarslide checkpoint (no '{_FORMAT}' marker)")
-    if record.get("format_version", 0) > _FORMAT_VERSION:
-        raise CheckpointError(
-            f"{path} has checkpoint format {record['format_version']}, newer than this sarslide "
-            f"({_FORMAT_VERSION}); upgrade sarslide"
-        )
-    return record
-
-
-def checkpoint_info(path: str | os.PathLike) -> dict[str, Any]:
-    """A checkpoint's metadata (task, model class/config, stats, versions, epoch, metrics), no weights."""
-    record = _read(path)
-    skip = {"state_dict", "optimizer", "scaler", "rng"}
-    return {k: v for k, v in record.items() if k not in skip}
-
-
-def _describe(model_class: str, config: Mapping[str, Any]) -> str:
-    return f"{model_class}({', '.join(f'{k}={v!r}' for k, v in config.items())})"
-
-
-def load_checkpoint(
-    path: str | os.PathLike,
-    expected: Task | None = None,
-    *,
-    device: str | torch.device | None = "cpu",
-) -> nn.Module:
-    """Rebuild the model saved at ``path`` (in eval mode, on ``device``).
-
-    Parameters
-    ----------
-    expected:
-        ``"stage1"`` or ``"stage2"`` to insist on a stage; a checkpoint of the other stage
-        raises :class:`CheckpointError`.
-    device:
-        Where to put the model (``None``: CUDA when available).
-    """
-    record = _read(path)
-    task = record.get("task")
-    if expected is not None:
-        _check_task(expected)
-        if task != expected:
-            raise CheckpointError(
-                f"{path} holds a {task} model ({record.get('model_class')}) but a {expected} "
-                f"model ({_MODEL_FOR_TASK[expected].__name__}) was expected; pick a checkpoint "
-                f"from a {expected} run"
-            )
-    model = build_model(record["model_class"], record["model_config"])
-    try:
-        model.load_state_dict(record["state_dict"])
-    except RuntimeError as err:
-        raise CheckpointError(
-            f"weights in {path} do not fit {_describe(record['model_class'], record['model_config'])}: {err}"
-        ) from err
-    return model.to(select_device(device)).eval()
-
-
-def load_checkpoints(
-    paths: Sequence[str | os.PathLike], expected: Task | None = None, *, device: str | torch.device | None = "cpu"
-) -> list[nn.Module]:
-    """:func:`load_checkpoint` for each path: the members of an ensemble."""
-    if isinstance(paths, (str, os.PathLike)):
-        paths = [paths]
-    if len(paths) == 0:
-        raise ValueError("no checkpoint paths given; pass TrainResult.checkpoints of one or more runs")
-    return [load_checkpoint(p, expected, device=device) for p in paths]
-
-
-def load_weights(model: nn.Module, path: str | os.PathLike) -> nn.Module:
-    """Load the weights at ``path`` into an existing ``model`` of the same class and configuration."""
-    record = _read(path)
-    saved = (record["model_class"], record["model_config"])
-    have = (type(model).__name__, model.config_dict())
-    if saved != have:
-        raise CheckpointError(
-            f"{path} was saved from {_describe(*saved)} but the model is {_describe(*have)}; "
-            "build the matching model or use load_checkpoint(path) to rebuild it"
-        )
-    model.load_state_dict(record["state_dict"])
-    return model
-
-
 # --------------------------------------------------------------------------- evaluation
-
-
-@torch.no_grad()
-def _forward_all(model: nn.Module, images: np.ndarray, batch_size: int, device: torch.device, amp: bool) -> Tensor:
-    """Model outputs for all chips, float32 on CPU (model must already be on ``device``)."""
-    outs = []
-    for idx in _batches(len(images), batch_size):
-        xb = torch.from_numpy(images[idx]).to(device, non_blocking=True)
-        with _autocast(device, amp):
-            outs.append(model(xb).float().cpu())
-    return torch.cat(outs)
 
 
 def _score(task: str, outputs: Tensor, targets: np.ndarray) -> tuple[float, float]:
@@ -846,198 +603,3 @@ def fit_chipset(
         stats=chipset.stats,
         **kwargs,
     )
-
-
-# --------------------------------------------------------------------------- prediction
-
-
-def _as_models(models: Any, task: str) -> list[nn.Module]:
-    if isinstance(models, (nn.Module, str, os.PathLike)):
-        models = [models]
-    models = list(models)
-    if not models:
-        raise ValueError("no models given; pass a model, a checkpoint path or a list of them")
-    out = []
-    for m in models:
-        m = load_checkpoint(m, task, device="cpu") if isinstance(m, (str, os.PathLike)) else m
-        _check_model_for_task(m, task)
-        out.append(m)
-    return out
-
-
-@torch.no_grad()
-def _predict_mean(models: list[nn.Module], images: np.ndarray, batch_size: int, device) -> Tensor:
-    dev = select_device(device)
-    total = None
-    for m in models:
-        was_training = m.training
-        m.to(dev).eval()
-        prob = torch.sigmoid(_forward_all(m, images, batch_size, dev, dev.type == "cuda"))
-        total = prob if total is None else total + prob
-        m.train(was_training)
-    return total / len(models)
-
-
-def predict_proba(
-    models: Any, images: np.ndarray, *, batch_size: int = 32, device: str | torch.device | None = None
-) -> np.ndarray:
-    """Landslide probability per pixel, ``(N, H, W)`` float32 in [0, 1].
-
-    ``models`` is a :class:`~sarslide.models.Segmenter`, a stage-2 checkpoint path, or a
-    list of either.  With several models the result is the **mean of their sigmoid
-    probabilities** (not of their logits): the project's ensembling rule over seeds and
-    checkpoints.  ``images`` are standardised chips ``(N, 4, H, W)``.
-    """
-    members = _as_models(models, "stage2")
-    images = _check_images(images, members[0], "chips")
-    return _predict_mean(members, images, batch_size, device)[:, 0].numpy().astype(np.float32)
-
-
-def predict_chip_proba(
-    models: Any, images: np.ndarray, *, batch_size: int = 32, device: str | torch.device | None = None
-) -> np.ndarray:
-    """Probability that each chip holds a landslide, ``(N,)`` float32, from stage-1 classifiers.
-
-    Several models (or stage-1 checkpoint paths) are combined by averaging probabilities.
-    """
-    members = _as_models(models, "stage1")
-    images = _check_images(images, members[0], "chips")
-    return _predict_mean(members, images, batch_size, device).numpy().astype(np.float32)
-
-
-@torch.no_grad()
-def pooled_embeddings(
-    model: SiameseClassifier, images: np.ndarray, *, batch_size: int = 32, device: str | torch.device | None = None
-) -> np.ndarray:
-    """Stage-1 embeddings averaged over each chip: ``(N, 2*embedding_channels)`` float32.
-
-    Columns ``0:C`` come from the pre-event pass, ``C:2C`` from the post-event pass.
-    """
-    if isinstance(model, (str, os.PathLike)):
-        model = load_checkpoint(model, "stage1")
-    _check_model_for_task(model, "stage1")
-    images = _check_images(images, model, "chips")
-    dev = select_device(device)
-    was_training = model.training
-    model.to(dev).eval()
-    out = []
-    for idx in _batches(len(images), batch_size):
-        with _autocast(dev, dev.type == "cuda"):
-            emb = model.embed(torch.from_numpy(images[idx]).to(dev))
-        out.append(emb.float().mean(dim=(2, 3)).cpu())
-    model.train(was_training)
-    return torch.cat(out).numpy()
-
-
-def embedding_pca(features: np.ndarray, n_components: int = 2) -> tuple[np.ndarray, np.ndarray]:
-    """Principal components of per-chip features (scikit-learn PCA on standardised columns).
-
-    Returns ``(scores (N, n_components), explained_variance_ratio (n_components,))``.
-    """
-    from sklearn.decomposition import PCA
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    features = np.asarray(features, dtype=np.float64)
-    if features.ndim != 2 or features.shape[0] < n_components:
-        raise ValueError(f"need at least {n_components} rows of features (N, D), got shape {features.shape}")
-    pipe = make_pipeline(StandardScaler(), PCA(n_components=n_components, random_state=0))
-    scores = pipe.fit_transform(features)
-    return scores.astype(np.float32), pipe[-1].explained_variance_ratio_.astype(np.float32)
-
-
-# --------------------------------------------------------------------------- stage-1 get-or-train
-
-
-def checkpoint_root(cache_dir=None) -> Path:
-    """The folder that holds training runs: ``<data dir>/checkpoints`` (see
-    :func:`sarslide.datasets.data_dir`; ``$SARSLIDE_DATA_DIR`` or the user cache)."""
-    from .datasets import data_dir
-
-    return data_dir(cache_dir) / "checkpoints"
-
-
-def stage1_checkpoint_dir(
-    event: str, profile=None, *, config: str | None = None, seed: int = 0, data_seed: int = 0, cache_dir=None
-) -> Path:
-    """Where :func:`train_stage1` keeps a run: ``<data dir>/checkpoints/stage1-...``.
-
-    The name carries the event, profile, configuration, seed and a hash of the chip store,
-    so changing the data or a setting starts a new run instead of reusing a stale one.
-    """
-    from .datasets import store_key
-    from .events import get_event
-    from .profiles import Profile, get_profile
-
-    profile = profile if isinstance(profile, Profile) else get_profile(profile)
-    name = get_event(event).name
-    config = config or profile.stage1_config
-    key = store_key(name, profile, data_seed)
-    return checkpoint_root(cache_dir) / f"stage1-{name}-{profile.name}-{config}-seed{seed}-{key}"
-
-
-def train_stage1(
-    event: str,
-    profile=None,
-    *,
-    config: str | None = None,
-    seed: int = 0,
-    data_seed: int = 0,
-    cache_dir=None,
-    device: str | torch.device | None = None,
-    progress: bool = True,
-    resume: bool = True,
-) -> TrainResult:
-    """Train (or resume, or just return) the stage-1 classifier of ``event`` under ``profile``.
-
-    Uses :func:`sarslide.datasets.prepare_event` (split ``stage1_train``, validation split
-    ``validation``) and the profile's budget (``stage1_max_epochs``, ``patience``,
-    ``batch_size``, ``learning_rate``, ``top_k``, ``stage1_config``).  Checkpoints go to
-    :func:`stage1_checkpoint_dir`; a finished run is returned without training again.
-    """
-    from .datasets import prepare_event
-    from .profiles import Profile, get_profile
-
-    profile = profile if isinstance(profile, Profile) else get_profile(profile)
-    config = config or profile.stage1_config
-    chips = prepare_event(event, profile, cache_dir=cache_dir, seed=data_seed)
-    seed_everything(seed)
-    model = SiameseClassifier(config)
-    return fit_chipset(
-        model,
-        chips,
-        task="stage1",
-        max_epochs=profile.stage1_max_epochs,
-        patience=profile.patience,
-        batch_size=profile.batch_size,
-        lr=profile.learning_rate,
-        top_k=profile.top_k,
-        seed=seed,
-        checkpoint_dir=stage1_checkpoint_dir(event, profile, config=config, seed=seed, data_seed=data_seed, cache_dir=cache_dir),
-        device=device,
-        progress=progress,
-        resume=resume,
-    )
-
-
-def pretrained_stage1(
-    event: str,
-    profile=None,
-    *,
-    config: str | None = None,
-    seed: int = 0,
-    data_seed: int = 0,
-    cache_dir=None,
-    device: str | torch.device | None = None,
-    progress: bool = True,
-) -> SiameseClassifier:
-    """The best stage-1 classifier of ``event``: loaded from the cache, trained first if missing.
-
-    This is what a stage-2 chapter calls, so it runs standalone on a fresh runtime.
-    The returned model is on the CPU in eval mode; pass it to ``Segmenter(stage1=...)``.
-    """
-    result = train_stage1(
-        event, profile, config=config, seed=seed, data_seed=data_seed,
-        cache_dir=cache_dir, device=device, progress=progress,
-    )  # fmt: skip
-    return load_checkpoint(result.best, "stage1", device="cpu")

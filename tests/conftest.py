@@ -1,4 +1,4 @@
-"""Shared fixtures: small hand-built event cubes with known contents."""
+"""Shared fixtures: small hand-built event cubes and toy chips with known contents."""
 
 from __future__ import annotations
 
@@ -57,3 +57,26 @@ def hand_cube(
 @pytest.fixture
 def make_hand_cube():
     return hand_cube
+
+
+def toy_chips(n: int, size: int = 32, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Noise chips; every other chip has an 8x8 'landslide' that brightens the post pass."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 4, size, size)).astype(np.float32)
+    y = np.zeros((n, size, size), np.uint8)
+    for i in range(0, n, 2):
+        r, c = rng.integers(0, size - 8, 2)
+        y[i, r : r + 8, c : c + 8] = 1
+        x[i, 2:, r : r + 8, c : c + 8] += 2.0
+    return x, y
+
+
+@pytest.fixture
+def make_toy_chips():
+    return toy_chips
+
+
+@pytest.fixture(scope="module")
+def toy_data():
+    """Training (8) and validation (4) toy chips and labels: ``(x, y, xv, yv)``."""
+    return toy_chips(8, seed=0) + toy_chips(4, seed=1)

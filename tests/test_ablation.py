@@ -143,7 +143,7 @@ def test_dask_local_cluster_gives_the_serial_table(grid_dirs, tmp_path):
 
 
 def test_run_models_reloads_the_grids_checkpoints_without_retraining(grid_dirs):
-    from sarslide.train import predict_proba
+    from sarslide.predict import predict_proba
     from sarslide.transforms import standardize
 
     cache, serial, runs, table = grid_dirs

@@ -1,4 +1,4 @@
-"""The training loop, checkpoints and ensembled prediction.
+"""The training loop: losses, targets, learning, exact resume, early stopping and top-k.
 
 References used: hand-computed dice values and segmentation-models-pytorch's DiceLoss,
 scikit-learn's average precision, the pixel base rate, the epoch history itself for the
@@ -14,44 +14,12 @@ import torch
 from segmentation_models_pytorch.losses import DiceLoss
 from sklearn.metrics import average_precision_score
 
+from sarslide.checkpoints import CheckpointError
 from sarslide.models import Segmenter, SiameseClassifier
-from sarslide.train import (
-    CheckpointError,
-    chip_targets,
-    dice_loss,
-    fit,
-    fit_chipset,
-    load_checkpoint,
-    load_checkpoints,
-    load_weights,
-    pixel_targets,
-    predict_chip_proba,
-    predict_proba,
-    pretrained_stage1,
-    save_checkpoint,
-    seed_everything,
-)
+from sarslide.predict import predict_proba
+from sarslide.train import chip_targets, dice_loss, fit, pixel_targets, seed_everything
 
 torch.set_num_threads(1)
-
-STATS = {"mean": {"vv": -0.73, "vh": -1.32}, "std": {"vv": 0.21, "vh": 0.19}}
-
-
-def toy(n: int, size: int = 32, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Noise chips; every other chip has an 8x8 'landslide' that brightens the post pass."""
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(n, 4, size, size)).astype(np.float32)
-    y = np.zeros((n, size, size), np.uint8)
-    for i in range(0, n, 2):
-        r, c = rng.integers(0, size - 8, 2)
-        y[i, r : r + 8, c : c + 8] = 1
-        x[i, 2:, r : r + 8, c : c + 8] += 2.0
-    return x, y
-
-
-@pytest.fixture(scope="module")
-def toy_data():
-    return toy(8, seed=0) + toy(4, seed=1)
 
 
 def run(model_cls, data, tmp, task, max_epochs, seed=0, **kw):
@@ -107,10 +75,10 @@ def test_targets_from_masks_and_point_counts():
 # --------------------------------------------------------------------------- learning
 
 
-def test_stage2_loss_falls_and_beats_base_rate_on_a_learnable_task(tmp_path):
-    x, y = toy(16, seed=2)
-    xv, yv = toy(8, seed=3)
-    xt, yt = toy(8, seed=4)
+def test_stage2_loss_falls_and_beats_base_rate_on_a_learnable_task(tmp_path, make_toy_chips):
+    x, y = make_toy_chips(16, seed=2)
+    xv, yv = make_toy_chips(8, seed=3)
+    xt, yt = make_toy_chips(8, seed=4)
     model, result = run(Segmenter, (x, y, xv, yv), tmp_path, "stage2", 5, batch_size=8)
     h = result.history
     assert h["train_loss"].iloc[-1] < 0.8 * h["train_loss"].iloc[0]
@@ -120,9 +88,9 @@ def test_stage2_loss_falls_and_beats_base_rate_on_a_learnable_task(tmp_path):
     assert average_precision_score(yt.ravel() > 0, prob.ravel()) > 5 * base_rate
 
 
-def test_stage1_loss_falls_on_a_learnable_task(tmp_path):
-    x, y = toy(16, seed=2)
-    xv, yv = toy(8, seed=3)
+def test_stage1_loss_falls_on_a_learnable_task(tmp_path, make_toy_chips):
+    x, y = make_toy_chips(16, seed=2)
+    xv, yv = make_toy_chips(8, seed=3)
     _, result = run(SiameseClassifier, (x, y, xv, yv), tmp_path, "stage1", 6, batch_size=8)
     h = result.history
     assert h["train_loss"].iloc[-2:].mean() < h["train_loss"].iloc[0] - 0.05
@@ -192,11 +160,11 @@ def test_resume_refuses_another_frozen_stage1(tmp_path, toy_data):
 # --------------------------------------------------------------------------- early stopping, top-k
 
 
-def test_top_k_and_early_stopping_follow_the_history(tmp_path):
+def test_top_k_and_early_stopping_follow_the_history(tmp_path, make_toy_chips):
     rng = np.random.default_rng(5)
-    x, _ = toy(12, seed=5)
+    x, _ = make_toy_chips(12, seed=5)
     y = (rng.random((12, 32, 32)) > 0.995).astype(np.uint8)  # labels unrelated to the images
-    xv, _ = toy(6, seed=6)
+    xv, _ = make_toy_chips(6, seed=6)
     yv = (rng.random((6, 32, 32)) > 0.995).astype(np.uint8)
     patience, max_epochs, k = 2, 12, 3
     _, result = run(SiameseClassifier, (x, y, xv, yv), tmp_path, "stage1", max_epochs,
@@ -221,86 +189,6 @@ def test_top_k_and_early_stopping_follow_the_history(tmp_path):
     on_disk = sorted(p.name for p in tmp_path.iterdir())
     assert on_disk == sorted(["last.pt"] + [p.name for p in result.checkpoints])
     assert result.best == result.checkpoints[0] and result.best_epoch == expected_epochs[0]
-
-
-# --------------------------------------------------------------------------- checkpoints
-
-
-def test_checkpoint_round_trip_records_provenance(tmp_path, toy_data):
-    torch.manual_seed(0)
-    model = Segmenter(SiameseClassifier()).eval()
-    path = save_checkpoint(model, tmp_path / "seg.pt", stats=STATS, extra={"epoch": 3})
-    loaded = load_checkpoint(path, expected="stage2")
-    assert isinstance(loaded, Segmenter) and loaded.uses_embeddings and not loaded.training
-    x = torch.from_numpy(toy_data[2])
-    with torch.no_grad():
-        torch.testing.assert_close(loaded(x), model(x))
-    from sarslide.train import checkpoint_info
-
-    info = checkpoint_info(path)
-    assert info["stats"] == STATS and info["epoch"] == 3
-    assert info["model_config"] == {"stage1": {"config": "reference", "in_channels": 2, "embedding_channels": 32}}
-    assert info["versions"]["torch"] == str(torch.__version__)
-    assert [p.name for p in tmp_path.iterdir()] == ["seg.pt"]  # no temp file left behind
-
-
-def test_checkpoint_errors(tmp_path):
-    s1 = save_checkpoint(SiameseClassifier("reference"), tmp_path / "s1.pt")
-    s2 = save_checkpoint(Segmenter(), tmp_path / "s2.pt")
-    with pytest.raises(CheckpointError, match="holds a stage1 model .* stage2 model"):
-        load_checkpoint(s1, expected="stage2")
-    with pytest.raises(CheckpointError, match="config='reference'.*config='paper'"):
-        load_weights(SiameseClassifier("paper"), s1)
-    with pytest.raises(CheckpointError, match="stage1=None"):
-        load_weights(Segmenter(SiameseClassifier()), s2)
-    assert isinstance(load_weights(Segmenter(), s2), Segmenter)
-
-    record = torch.load(s2, weights_only=True)
-    record["model_config"] = {"stage1": {"config": "reference", "in_channels": 2, "embedding_channels": 32}}
-    torch.save(record, tmp_path / "tampered.pt")
-    with pytest.raises(CheckpointError, match="do not fit Segmenter"):
-        load_checkpoint(tmp_path / "tampered.pt")
-    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(CheckpointError, match="not a readable"):
-        load_checkpoint(tmp_path / "junk.pt")
-    torch.save({"weights": torch.zeros(1)}, tmp_path / "foreign.pt")
-    with pytest.raises(CheckpointError, match="not a sarslide checkpoint"):
-        load_checkpoint(tmp_path / "foreign.pt")
-    with pytest.raises(FileNotFoundError, match="no checkpoint"):
-        load_checkpoint(tmp_path / "missing.pt")
-    with pytest.raises(ValueError, match="no checkpoint paths"):
-        load_checkpoints([])
-
-
-# --------------------------------------------------------------------------- prediction
-
-
-def test_predict_proba_averages_probabilities_not_logits(tmp_path, toy_data):
-    x = toy_data[2]
-    models = []
-    for seed, bias in ((0, 3.0), (1, -1.0)):
-        torch.manual_seed(seed)
-        m = Segmenter().eval()
-        with torch.no_grad():
-            m.head[-1].bias.fill_(bias)
-        models.append(m)
-    with torch.no_grad():
-        logits = [m(torch.from_numpy(x))[:, 0] for m in models]
-    expected = torch.stack([torch.sigmoid(lg) for lg in logits]).mean(0).numpy()
-    got = predict_proba(models, x, batch_size=3)
-    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
-    assert not np.allclose(got, torch.sigmoid(torch.stack(logits).mean(0)).numpy(), atol=1e-3)
-    paths = [save_checkpoint(m, tmp_path / f"m{i}.pt") for i, m in enumerate(models)]
-    np.testing.assert_allclose(predict_proba(paths, x), got, rtol=1e-5, atol=1e-6)
-
-    classifiers = [SiameseClassifier().eval() for _ in range(2)]
-    with torch.no_grad():
-        chip_expected = torch.stack([torch.sigmoid(c(torch.from_numpy(x))) for c in classifiers]).mean(0).numpy()
-    chip = predict_chip_proba(classifiers, x)
-    assert chip.shape == (len(x),) and chip.dtype == np.float32
-    np.testing.assert_allclose(chip, chip_expected, rtol=1e-5, atol=1e-6)
-    with pytest.raises(TypeError, match="task='stage2' trains a Segmenter"):
-        predict_proba(classifiers, x)
 
 
 # --------------------------------------------------------------------------- bad input
@@ -334,63 +222,3 @@ def test_bad_inputs_to_fit(tmp_path, toy_data):
         go(task="stage3")
     with pytest.raises(ValueError, match="max_epochs must be an integer >= 1"):
         fit(Segmenter(), x, y, xv, yv, task="stage2", max_epochs=0, checkpoint_dir=tmp_path)
-
-
-# --------------------------------------------------------------------------- demo data
-
-
-@pytest.fixture(scope="module")
-def demo_chips(tmp_path_factory):
-    """Demo-profile Hokkaido chips (synthetic 512x512 scene, 32x32 chips, pinned here so a
-    later change of the demo profile does not change this test), short stage-1 budget."""
-    from sarslide.datasets import prepare_event
-    from sarslide.profiles import get_profile
-
-    profile = get_profile("demo").with_overrides(
-        synthetic_shape=(512, 512), chip_size=32, stage1_max_epochs=2, top_k=2, batch_size=8
-    )
-    cache = tmp_path_factory.mktemp("cache")
-    return profile, cache, prepare_event("hokkaido", profile, cache_dir=cache)
-
-
-def test_demo_segmenter_beats_the_pixel_base_rate(tmp_path, demo_chips):
-    """The two-stage model (segmenter on frozen stage-1 embeddings), trained on the demo
-    stage-2 chips, ranks the pixels of the held-back test chips clearly better than chance.
-
-    An uninformative score has an APRC equal to the share of landslide pixels (the base
-    rate, about 0.04-0.08 here; random scores stay within about 0.005 of it on these ~16k
-    pixels), so 2x the base rate is far outside chance. Over seeds 0-3 this setup gave
-    4.1x-9.1x. (The segmenter without embeddings gave 1.0x-6.4x on the same chips: too
-    fragile for a test, and the reason the chapters show both.)
-    """
-    from sarslide.transforms import standardize
-
-    profile, cache, chips = demo_chips
-    test = chips.split("test")
-    stage1 = pretrained_stage1("hokkaido", profile, cache_dir=cache, progress=False)
-    seed_everything(0)
-    model = Segmenter(stage1)
-    result = fit_chipset(model, chips, task="stage2", max_epochs=6, batch_size=8, top_k=3,
-                         checkpoint_dir=tmp_path, progress=False)  # fmt: skip
-    prob = predict_proba(result.checkpoints, standardize(test.images, chips.stats))
-    truth = test.labels.ravel() > 0
-    base_rate = truth.mean()
-    assert 0 < base_rate < 0.2
-    assert average_precision_score(truth, prob.ravel()) > 2.0 * base_rate
-    assert load_checkpoint(result.best).config_dict()["stage1"] == stage1.config_dict()
-
-
-def test_pretrained_stage1_trains_once_then_reuses(demo_chips):
-    from sarslide.train import checkpoint_info, train_stage1
-
-    profile, cache, chips = demo_chips
-    model = pretrained_stage1("hokkaido", profile, cache_dir=cache, progress=False)
-    assert isinstance(model, SiameseClassifier) and model.config == profile.stage1_config
-    result = train_stage1("hokkaido", profile, cache_dir=cache, progress=False)
-    stamp = result.last.stat().st_mtime_ns
-    again = pretrained_stage1("hokkaido", profile, cache_dir=cache, progress=False)
-    assert result.last.stat().st_mtime_ns == stamp  # not trained again
-    for k, v in model.state_dict().items():
-        assert torch.equal(v, again.state_dict()[k])
-    assert checkpoint_info(result.best)["stats"] == chips.stats
-    assert result.epochs == profile.stage1_max_epochs

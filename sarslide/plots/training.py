@@ -1,6 +1,6 @@
 """Figures of chapters 3–4: learning curves, stage-1 chip scores and embeddings, and
 stage-2 probability maps.  Each function only draws what it is given (histories from
-:func:`sarslide.train.fit`, scores from :mod:`sarslide.train`) and returns the Figure/Axes.
+:func:`sarslide.train.fit`, scores from :mod:`sarslide.predict`) and returns the Figure/Axes.
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ def plot_chip_probabilities(
 ):
     """Stage-1 chip probabilities, one dot per chip, split by the true class.
 
-    ``probabilities`` ``(N,)`` from :func:`sarslide.train.predict_chip_proba`;
+    ``probabilities`` ``(N,)`` from :func:`sarslide.predict.predict_chip_proba`;
     ``has_landslide`` ``(N,)`` bool.  The dashed line is the decision threshold.
     """
     if ax is None:
@@ -114,7 +114,7 @@ def plot_embedding_pca(
 ):
     """First two principal components of pooled stage-1 embeddings, coloured by chip class.
 
-    ``scores`` ``(N, 2)`` and ``explained`` from :func:`sarslide.train.embedding_pca`.
+    ``scores`` ``(N, 2)`` and ``explained`` from :func:`sarslide.predict.embedding_pca`.
     """
     if ax is None:
         _, ax = plt.subplots(figsize=(4.6, 4.0), constrained_layout=True)
@@ -146,7 +146,7 @@ def plot_probability_maps(
     landslide probability map with the true landslides outlined.
 
     ``before_db``, ``after_db`` ``(n, H, W)``; ``truth`` ``(n, H, W)`` (> 0 = landslide);
-    ``probabilities`` ``{model label: (n, H, W)}`` from :func:`sarslide.train.predict_proba`.
+    ``probabilities`` ``{model label: (n, H, W)}`` from :func:`sarslide.predict.predict_proba`.
     """
     n = len(chip_titles)
     cols = 3 + len(probabilities)

@@ -1,0 +1,206 @@
+"""Checkpoints: one self-describing file per model, written atomically.
+
+Every file is a ``torch.save`` of a plain dict (read back with ``weights_only=True``) that
+records the format marker and version, the task (``"stage1"``/``"stage2"``), the model
+class and configuration, the weights, the data statistics
+(:class:`~sarslide.transforms.BandStats` as a dict) and package versions, plus any extra
+fields (epoch, metrics; a training run's ``last.pt`` also holds the optimiser, gradient
+scaler, RNG states, history and early-stopping state, see :mod:`sarslide.train`).  Writes
+go to a temporary file in the same folder, then ``os.replace``.
+
+:func:`load_checkpoint` rebuilds the model from the file alone; :func:`load_weights` loads
+the weights into a model you built.  A file that does not fit what was asked raises
+:class:`CheckpointError` with what is wrong and how to fix it.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import __version__
+from .models import SiameseClassifier, build_model
+from .runtime import _MODEL_FOR_TASK, Task, _check_model_for_task, _check_task, select_device
+
+__all__ = [
+    "CheckpointError",
+    "save_checkpoint",
+    "load_checkpoint",
+    "load_checkpoints",
+    "load_weights",
+    "checkpoint_info",
+]
+
+_FORMAT = "sarslide-checkpoint"
+_FORMAT_VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint does not fit what was asked of it; the message says what and how to fix it."""
+
+
+def _versions() -> dict[str, str]:
+    import segmentation_models_pytorch as smp
+
+    return {
+        "sarslide": __version__,
+        "torch": str(torch.__version__),
+        "segmentation_models_pytorch": str(smp.__version__),
+        "numpy": str(np.__version__),
+        "python": platform.python_version(),
+    }
+
+
+def _atomic_save(obj: Any, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(obj, fh)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual mode
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _model_record(model: nn.Module, task: str, stats: Mapping | None) -> dict[str, Any]:
+    return {
+        "format": _FORMAT,
+        "format_version": _FORMAT_VERSION,
+        "task": task,
+        "model_class": type(model).__name__,
+        "model_config": model.config_dict(),
+        "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        "stats": None if stats is None else _stats_dict(stats),
+        "versions": _versions(),
+    }
+
+
+def _stats_dict(stats: Any) -> dict:
+    from .transforms import BandStats
+
+    return BandStats.from_dict(stats).to_dict()
+
+
+def save_checkpoint(
+    model: nn.Module,
+    path: str | os.PathLike,
+    *,
+    task: Task | None = None,
+    stats: Mapping | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write a self-describing checkpoint of ``model`` atomically and return its path.
+
+    ``task`` defaults from the model class.  ``extra`` adds plain fields (epoch, metrics).
+    """
+    if task is None:
+        task = "stage1" if isinstance(model, SiameseClassifier) else "stage2"
+    _check_model_for_task(model, _check_task(task))
+    record = _model_record(model, task, stats)
+    record.update(dict(extra or {}))
+    path = Path(path)
+    _atomic_save(record, path)
+    return path
+
+
+def _read(path: str | os.PathLike) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}; train with sarslide.train.fit(...) first")
+    try:
+        record = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # corrupt file, foreign pickle
+        raise CheckpointError(f"{path} is not a readable sarslide checkpoint ({err})") from err
+    if not isinstance(record, dict) or record.get("format") != _FORMAT:
+        raise CheckpointError(f"{path} is not a sarslide checkpoint (no '{_FORMAT}' marker)")
+    if record.get("format_version", 0) > _FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path} has checkpoint format {record['format_version']}, newer than this sarslide "
+            f"({_FORMAT_VERSION}); upgrade sarslide"
+        )
+    return record
+
+
+def checkpoint_info(path: str | os.PathLike) -> dict[str, Any]:
+    """A checkpoint's metadata (task, model class/config, stats, versions, epoch, metrics), no weights."""
+    record = _read(path)
+    skip = {"state_dict", "optimizer", "scaler", "rng"}
+    return {k: v for k, v in record.items() if k not in skip}
+
+
+def _describe(model_class: str, config: Mapping[str, Any]) -> str:
+    return f"{model_class}({', '.join(f'{k}={v!r}' for k, v in config.items())})"
+
+
+def load_checkpoint(
+    path: str | os.PathLike,
+    expected: Task | None = None,
+    *,
+    device: str | torch.device | None = "cpu",
+) -> nn.Module:
+    """Rebuild the model saved at ``path`` (in eval mode, on ``device``).
+
+    Parameters
+    ----------
+    expected:
+        ``"stage1"`` or ``"stage2"`` to insist on a stage; a checkpoint of the other stage
+        raises :class:`CheckpointError`.
+    device:
+        Where to put the model (``None``: CUDA when available).
+    """
+    record = _read(path)
+    task = record.get("task")
+    if expected is not None:
+        _check_task(expected)
+        if task != expected:
+            raise CheckpointError(
+                f"{path} holds a {task} model ({record.get('model_class')}) but a {expected} "
+                f"model ({_MODEL_FOR_TASK[expected].__name__}) was expected; pick a checkpoint "
+                f"from a {expected} run"
+            )
+    model = build_model(record["model_class"], record["model_config"])
+    try:
+        model.load_state_dict(record["state_dict"])
+    except RuntimeError as err:
+        raise CheckpointError(
+            f"weights in {path} do not fit {_describe(record['model_class'], record['model_config'])}: {err}"
+        ) from err
+    return model.to(select_device(device)).eval()
+
+
+def load_checkpoints(
+    paths: Sequence[str | os.PathLike], expected: Task | None = None, *, device: str | torch.device | None = "cpu"
+) -> list[nn.Module]:
+    """:func:`load_checkpoint` for each path: the members of an ensemble."""
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    if len(paths) == 0:
+        raise ValueError("no checkpoint paths given; pass TrainResult.checkpoints of one or more runs")
+    return [load_checkpoint(p, expected, device=device) for p in paths]
+
+
+def load_weights(model: nn.Module, path: str | os.PathLike) -> nn.Module:
+    """Load the weights at ``path`` into an existing ``model`` of the same class and configuration."""
+    record = _read(path)
+    saved = (record["model_class"], record["model_config"])
+    have = (type(model).__name__, model.config_dict())
+    if saved != have:
+        raise CheckpointError(
+            f"{path} was saved from {_describe(*saved)} but the model is {_describe(*have)}; "
+            "build the matching model or use load_checkpoint(path) to rebuild it"
+        )
+    model.load_state_dict(record["state_dict"])
+    return model

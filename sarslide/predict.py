@@ -1,0 +1,121 @@
+"""Prediction with trained models; ensembles average probabilities.
+
+:func:`predict_proba` (pixel probabilities) and :func:`predict_chip_proba` (chip
+probabilities) accept one model, a checkpoint path or a list of them and **average the
+probabilities** (not the logits) over the models: this is the project's ensembling rule
+(seeds x checkpoints), as in the paper.  :func:`pooled_embeddings` and
+:func:`embedding_pca` look inside a stage-1 classifier.
+
+Inputs are standardised chips ``(N, 4, H, W)`` float32 (no NaN; see
+:func:`sarslide.transforms.standardize`).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from .checkpoints import load_checkpoint
+from .models import SiameseClassifier
+from .runtime import _autocast, _batches, _check_images, _check_model_for_task, _forward_all, select_device
+
+__all__ = ["predict_proba", "predict_chip_proba", "pooled_embeddings", "embedding_pca"]
+
+
+def _as_models(models: Any, task: str) -> list[nn.Module]:
+    if isinstance(models, (nn.Module, str, os.PathLike)):
+        models = [models]
+    models = list(models)
+    if not models:
+        raise ValueError("no models given; pass a model, a checkpoint path or a list of them")
+    out = []
+    for m in models:
+        m = load_checkpoint(m, task, device="cpu") if isinstance(m, (str, os.PathLike)) else m
+        _check_model_for_task(m, task)
+        out.append(m)
+    return out
+
+
+@torch.no_grad()
+def _predict_mean(models: list[nn.Module], images: np.ndarray, batch_size: int, device) -> Tensor:
+    dev = select_device(device)
+    total = None
+    for m in models:
+        was_training = m.training
+        m.to(dev).eval()
+        prob = torch.sigmoid(_forward_all(m, images, batch_size, dev, dev.type == "cuda"))
+        total = prob if total is None else total + prob
+        m.train(was_training)
+    return total / len(models)
+
+
+def predict_proba(
+    models: Any, images: np.ndarray, *, batch_size: int = 32, device: str | torch.device | None = None
+) -> np.ndarray:
+    """Landslide probability per pixel, ``(N, H, W)`` float32 in [0, 1].
+
+    ``models`` is a :class:`~sarslide.models.Segmenter`, a stage-2 checkpoint path, or a
+    list of either.  With several models the result is the **mean of their sigmoid
+    probabilities** (not of their logits): the project's ensembling rule over seeds and
+    checkpoints.  ``images`` are standardised chips ``(N, 4, H, W)``.
+    """
+    members = _as_models(models, "stage2")
+    images = _check_images(images, members[0], "chips")
+    return _predict_mean(members, images, batch_size, device)[:, 0].numpy().astype(np.float32)
+
+
+def predict_chip_proba(
+    models: Any, images: np.ndarray, *, batch_size: int = 32, device: str | torch.device | None = None
+) -> np.ndarray:
+    """Probability that each chip holds a landslide, ``(N,)`` float32, from stage-1 classifiers.
+
+    Several models (or stage-1 checkpoint paths) are combined by averaging probabilities.
+    """
+    members = _as_models(models, "stage1")
+    images = _check_images(images, members[0], "chips")
+    return _predict_mean(members, images, batch_size, device).numpy().astype(np.float32)
+
+
+@torch.no_grad()
+def pooled_embeddings(
+    model: SiameseClassifier, images: np.ndarray, *, batch_size: int = 32, device: str | torch.device | None = None
+) -> np.ndarray:
+    """Stage-1 embeddings averaged over each chip: ``(N, 2*embedding_channels)`` float32.
+
+    Columns ``0:C`` come from the pre-event pass, ``C:2C`` from the post-event pass.
+    """
+    if isinstance(model, (str, os.PathLike)):
+        model = load_checkpoint(model, "stage1")
+    _check_model_for_task(model, "stage1")
+    images = _check_images(images, model, "chips")
+    dev = select_device(device)
+    was_training = model.training
+    model.to(dev).eval()
+    out = []
+    for idx in _batches(len(images), batch_size):
+        with _autocast(dev, dev.type == "cuda"):
+            emb = model.embed(torch.from_numpy(images[idx]).to(dev))
+        out.append(emb.float().mean(dim=(2, 3)).cpu())
+    model.train(was_training)
+    return torch.cat(out).numpy()
+
+
+def embedding_pca(features: np.ndarray, n_components: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """Principal components of per-chip features (scikit-learn PCA on standardised columns).
+
+    Returns ``(scores (N, n_components), explained_variance_ratio (n_components,))``.
+    """
+    from sklearn.decomposition import PCA
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    features = np.asarray(features, dtype=np.float64)
+    if features.ndim != 2 or features.shape[0] < n_components:
+        raise ValueError(f"need at least {n_components} rows of features (N, D), got shape {features.shape}")
+    pipe = make_pipeline(StandardScaler(), PCA(n_components=n_components, random_state=0))
+    scores = pipe.fit_transform(features)
+    return scores.astype(np.float32), pipe[-1].explained_variance_ratio_.astype(np.float32)

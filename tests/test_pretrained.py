@@ -1,0 +1,75 @@
+"""The cached stage-1 run of an event (get-or-train), and the two-stage model built on it.
+
+On demo-profile Hokkaido chips.  References used: scikit-learn's average precision
+against the pixel base rate, file modification times (a cached run is not trained
+again), and the run's own saved statistics and epoch budget.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from sklearn.metrics import average_precision_score
+
+from sarslide.checkpoints import checkpoint_info, load_checkpoint
+from sarslide.models import Segmenter, SiameseClassifier
+from sarslide.predict import predict_proba
+from sarslide.pretrained import pretrained_stage1, train_stage1
+from sarslide.train import fit_chipset, seed_everything
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def demo_chips(tmp_path_factory):
+    """Demo-profile Hokkaido chips (synthetic 512x512 scene, 32x32 chips, pinned here so a
+    later change of the demo profile does not change this test), short stage-1 budget."""
+    from sarslide.datasets import prepare_event
+    from sarslide.profiles import get_profile
+
+    profile = get_profile("demo").with_overrides(
+        synthetic_shape=(512, 512), chip_size=32, stage1_max_epochs=2, top_k=2, batch_size=8
+    )
+    cache = tmp_path_factory.mktemp("cache")
+    return profile, cache, prepare_event("hokkaido", profile, cache_dir=cache)
+
+
+def test_demo_segmenter_beats_the_pixel_base_rate(tmp_path, demo_chips):
+    """The two-stage model (segmenter on frozen stage-1 embeddings), trained on the demo
+    stage-2 chips, ranks the pixels of the held-back test chips clearly better than chance.
+
+    An uninformative score has an APRC equal to the share of landslide pixels (the base
+    rate, about 0.04-0.08 here; random scores stay within about 0.005 of it on these ~16k
+    pixels), so 2x the base rate is far outside chance. Over seeds 0-3 this setup gave
+    4.1x-9.1x. (The segmenter without embeddings gave 1.0x-6.4x on the same chips: too
+    fragile for a test, and the reason the chapters show both.)
+    """
+    from sarslide.transforms import standardize
+
+    profile, cache, chips = demo_chips
+    test = chips.split("test")
+    stage1 = pretrained_stage1("hokkaido", profile, cache_dir=cache, progress=False)
+    seed_everything(0)
+    model = Segmenter(stage1)
+    result = fit_chipset(model, chips, task="stage2", max_epochs=6, batch_size=8, top_k=3,
+                         checkpoint_dir=tmp_path, progress=False)  # fmt: skip
+    prob = predict_proba(result.checkpoints, standardize(test.images, chips.stats))
+    truth = test.labels.ravel() > 0
+    base_rate = truth.mean()
+    assert 0 < base_rate < 0.2
+    assert average_precision_score(truth, prob.ravel()) > 2.0 * base_rate
+    assert load_checkpoint(result.best).config_dict()["stage1"] == stage1.config_dict()
+
+
+def test_pretrained_stage1_trains_once_then_reuses(demo_chips):
+    profile, cache, chips = demo_chips
+    model = pretrained_stage1("hokkaido", profile, cache_dir=cache, progress=False)
+    assert isinstance(model, SiameseClassifier) and model.config == profile.stage1_config
+    result = train_stage1("hokkaido", profile, cache_dir=cache, progress=False)
+    stamp = result.last.stat().st_mtime_ns
+    again = pretrained_stage1("hokkaido", profile, cache_dir=cache, progress=False)
+    assert result.last.stat().st_mtime_ns == stamp  # not trained again
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, again.state_dict()[k])
+    assert checkpoint_info(result.best)["stats"] == chips.stats
+    assert result.epochs == profile.stage1_max_epochs
