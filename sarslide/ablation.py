@@ -36,13 +36,14 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
+from .atomic import atomic_file
 from .baseline import log_ratio_score
 from .chips import ChipSet
 from .datasets import data_dir, prepare_event
 from .metrics import aprc, miscount_medians, miscounts, random_guess_aprc, sem
 from .profiles import Profile, get_profile
+from .progress import progress_bar
 from .transforms import standardize
 
 __all__ = [
@@ -150,19 +151,9 @@ def score_probabilities(probabilities: np.ndarray, labels: np.ndarray, threshold
     }
 
 
-def _atomic_write(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def _save_npy(path: Path, array: np.ndarray) -> None:
-    with open(path, "wb") as f:  # a file object: np.save would append ".npy" to a temp name
-        np.save(f, array)
+def _write_table(table: pd.DataFrame, path: Path) -> None:
+    with atomic_file(path) as tmp:
+        table.to_parquet(tmp, index=False)
 
 
 def _tidy(run: Run, rows: Iterable[tuple[int, int, dict[str, float]]]) -> pd.DataFrame:
@@ -248,7 +239,8 @@ def run_one(
         total = probabilities.astype(np.float64) if total is None else total + probabilities
         epoch = int(checkpoint_info(path).get("epoch", -1))
         rows.append((rank, epoch, score_probabilities(probabilities, test.labels)))
-    _atomic_write(run_dir / _PROBA, lambda p: _save_npy(p, (total / len(rows)).astype(np.float32)))
+    with atomic_file(run_dir / _PROBA) as tmp, open(tmp, "wb") as f:  # np.save(path) would append ".npy"
+        np.save(f, (total / len(rows)).astype(np.float32))
     return _tidy(run, rows)
 
 
@@ -348,7 +340,7 @@ def run_grid(
     done = set(table["run_id"]) if len(table) else set()
     if BASELINE_ARM not in done:
         table = pd.concat([table, run_baseline(event=event, profile=profile, cache_dir=cache_dir)], ignore_index=True)
-        _atomic_write(path, lambda p: table.to_parquet(p, index=False))
+        _write_table(table, path)
     todo = [r for r in runs if r.run_id not in done]
     if todo:
         # Build shared inputs once, before any dispatch: chips and each arm's stage-1 model.
@@ -362,9 +354,9 @@ def run_grid(
     def add(rows: pd.DataFrame) -> None:
         nonlocal table
         table = pd.concat([table, rows], ignore_index=True)
-        _atomic_write(path, lambda p: table.to_parquet(p, index=False))
+        _write_table(table, path)
 
-    bar = tqdm(total=len(todo), desc="ablation runs", disable=not progress or not todo)
+    bar = progress_bar(total=len(todo), desc="ablation runs", disable=not progress or not todo)
     if scheduler is None:
         for run in todo:
             add(run_one(run, **kwargs))

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import platform
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ import torch
 from torch import nn
 
 from . import __version__
+from .atomic import atomic_file
 from .models import SiameseClassifier, build_model
 from .runtime import _MODEL_FOR_TASK, Task, _check_model_for_task, _check_task, select_device
 
@@ -60,19 +60,8 @@ def _versions() -> dict[str, str]:
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_file(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def _model_record(model: nn.Module, task: str, stats: Mapping | None) -> dict[str, Any]:

@@ -26,7 +26,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from .cube import atomic_directory, pass_pair, validate_cube
+from .atomic import atomic_directory
+from .cube import pass_pair, validate_cube
 
 __all__ = [
     "CHANNELS",

@@ -22,14 +22,14 @@ checks it in one place.
 from __future__ import annotations
 
 import os
-import shutil
-import uuid
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import rioxarray  # noqa: F401  (registers the .rio accessor)
 import xarray as xr
+
+from .atomic import atomic_directory
 
 __all__ = [
     "CubeError",
@@ -42,7 +42,6 @@ __all__ = [
     "pre_event_times",
     "post_event_times",
     "pass_pair",
-    "atomic_directory",
 ]
 
 BANDS: tuple[str, str] = ("vv", "vh")
@@ -256,36 +255,6 @@ def pass_pair(
     if cube.rio.crs is not None:
         out = out.rio.write_crs(cube.rio.crs)
     return out
-
-
-class atomic_directory:
-    """Context manager that builds a directory under a temporary name, then renames it.
-
-    ``with atomic_directory(path) as tmp: write into tmp`` — on success ``tmp`` replaces
-    ``path`` (an existing ``path`` is swapped out and removed); on any exception the
-    temporary directory is deleted and ``path`` is left exactly as it was.
-    """
-
-    def __init__(self, path: str | os.PathLike):
-        self.path = Path(path)
-        self.tmp = self.path.with_name(f".{self.path.name}.tmp-{uuid.uuid4().hex[:8]}")
-
-    def __enter__(self) -> Path:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        return self.tmp
-
-    def __exit__(self, exc_type, exc, tb) -> bool:
-        if exc_type is not None:
-            shutil.rmtree(self.tmp, ignore_errors=True)
-            return False
-        old = None
-        if self.path.exists():
-            old = self.path.with_name(f".{self.path.name}.old-{uuid.uuid4().hex[:8]}")
-            os.replace(self.path, old)
-        os.replace(self.tmp, self.path)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-        return False
 
 
 def save_cube(cube: xr.Dataset, path: str | os.PathLike) -> Path:

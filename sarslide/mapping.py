@@ -46,7 +46,6 @@ from __future__ import annotations
 import os
 import sys
 import threading
-import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -58,7 +57,9 @@ import xarray as xr
 from pyproj import Transformer
 from scipy.signal.windows import tukey
 
+from .atomic import atomic_file
 from .chips import CHANNELS
+from .progress import progress_bar
 from .transforms import BandStats, standardize
 
 __all__ = [
@@ -82,17 +83,6 @@ BINARY_NODATA = 255
 _WEIGHT_FLOOR = 1e-3
 
 Predictor = Callable[[np.ndarray], np.ndarray]
-
-
-def _progress_bar(**kwargs):
-    """tqdm's notebook bar where ipywidgets is installed (Colab), else the text bar."""
-    try:
-        import ipywidgets  # noqa: F401
-
-        from tqdm.auto import tqdm
-    except ImportError:
-        from tqdm.std import tqdm
-    return tqdm(**kwargs)
 
 
 class MappingError(ValueError):
@@ -376,7 +366,7 @@ def _sliding_window(
     else:
         values = np.empty((ny, nx), dtype=np.float32)
         total = sum(len(b["windows"]) for b in plan)
-        with _progress_bar(total=total, desc="mapping windows", unit="win", disable=not progress) as bar:
+        with progress_bar(total=total, desc="mapping windows", unit="win", disable=not progress) as bar:
             for block in plan:
                 r0, r1, c0, c1 = block["core"]
                 values[r0:r1, c0:c1] = _predict_block(
@@ -843,22 +833,19 @@ def write_cog(
         overview_resampling = "nearest" if np.issubdtype(da.dtype, np.integer) else "average"
     if da.rio.nodata is None and np.issubdtype(da.dtype, np.floating):
         da = da.rio.write_nodata(np.nan, encoded=False)
-    tag = uuid.uuid4().hex[:8]
-    tmp = path.with_name(f".{path.name}.tmp-{tag}.tif")
-    staging = path.with_name(f".{path.name}.stage-{tag}.tif")
     options = {"compress": compress, "overview_resampling": overview_resampling}
-    try:
+    with atomic_file(path, suffix=".tif") as tmp:
         if da.chunks is None:
             da.rio.to_raster(tmp, driver="COG", **options)
         else:
-            da.rio.to_raster(
-                staging, driver="GTiff", tiled=True, blockxsize=512, blockysize=512,
-                compress=compress, lock=threading.Lock(), windowed=True,
-            )  # fmt: skip
-            rasterio.shutil.copy(staging, tmp, driver="COG", **options)
-        os.replace(tmp, path)
-    finally:
-        for leftover in (tmp, staging):
-            if leftover.exists():
-                leftover.unlink()
+            # A lazy map streams block by block into a tiled GeoTIFF, then becomes a COG.
+            staging = tmp.with_name(tmp.stem + ".stage.tif")
+            try:
+                da.rio.to_raster(
+                    staging, driver="GTiff", tiled=True, blockxsize=512, blockysize=512,
+                    compress=compress, lock=threading.Lock(), windowed=True,
+                )  # fmt: skip
+                rasterio.shutil.copy(staging, tmp, driver="COG", **options)
+            finally:
+                staging.unlink(missing_ok=True)
     return path

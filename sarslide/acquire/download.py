@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlparse
 
-from sarslide.cube import atomic_directory
+from sarslide.atomic import atomic_directory
 
 from .errors import NetworkUnavailableError
 

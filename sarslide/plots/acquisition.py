@@ -17,14 +17,9 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Polygon as PolygonPatch
 from matplotlib.patches import Rectangle
 
+from .common import extent_km
+
 __all__ = ["plot_labels", "plot_pass_timeline", "plot_footprints"]
-
-
-def _extent_km(da: xr.DataArray) -> list[float]:
-    x, y = da["x"].values, da["y"].values
-    dx, dy = abs(x[1] - x[0]), abs(y[1] - y[0])
-    return [(x.min() - dx / 2) / 1e3, (x.max() + dx / 2) / 1e3,
-            (y.min() - dy / 2) / 1e3, (y.max() + dy / 2) / 1e3]
 
 
 def plot_labels(labels: xr.DataArray, *, kind: str | None = None, ax=None, title: str | None = None):
@@ -42,7 +37,7 @@ def plot_labels(labels: xr.DataArray, *, kind: str | None = None, ax=None, title
         _, ax = plt.subplots(figsize=(5, 5), constrained_layout=True)
     values = np.asarray(labels.values)
     kind = kind or labels.attrs.get("label_kind") or ("points" if values.max(initial=0) > 1 else "mask")
-    kw = dict(extent=_extent_km(labels), origin="upper", interpolation="nearest")
+    kw = dict(extent=extent_km(labels), origin="upper", interpolation="nearest")
     ax.set_facecolor("0.92")
     if kind == "mask":
         ax.imshow(np.where(values > 0, 1.0, np.nan), cmap=ListedColormap(["crimson"]), **kw)

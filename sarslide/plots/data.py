@@ -11,6 +11,8 @@ import xarray as xr
 from matplotlib.colors import ListedColormap
 from matplotlib.patches import Patch, Rectangle
 
+from .common import extent_km
+
 __all__ = [
     "to_db",
     "plot_pass_pair",
@@ -37,12 +39,6 @@ def to_db(linear: np.ndarray | xr.DataArray):
         return 10.0 * np.log10(np.where(linear > 0, linear, np.nan))
 
 
-def _extent_km(da: xr.DataArray) -> list[float]:
-    x, y = da["x"].values, da["y"].values
-    dx, dy = abs(x[1] - x[0]), abs(y[1] - y[0])
-    return [(x.min() - dx / 2) / 1e3, (x.max() + dx / 2) / 1e3, (y.min() - dy / 2) / 1e3, (y.max() + dy / 2) / 1e3]
-
-
 def plot_pass_pair(pair: xr.Dataset, band: str = "vh", *, vmin: float = -30, vmax: float = -5, figsize=(16, 4.2)):
     """Pre-event and post-event backscatter (dB), their difference and the labels, as maps.
 
@@ -50,7 +46,7 @@ def plot_pass_pair(pair: xr.Dataset, band: str = "vh", *, vmin: float = -30, vma
     """
     ncols = 4 if "landslides" in pair else 3
     fig, axes = plt.subplots(1, ncols, figsize=figsize, sharex=True, sharey=True, constrained_layout=True)
-    extent = _extent_km(pair[f"pre_{band}"])
+    extent = extent_km(pair[f"pre_{band}"])
     pre, post = to_db(pair[f"pre_{band}"]), to_db(pair[f"post_{band}"])
     kw = dict(extent=extent, origin="upper", interpolation="nearest")
     im = axes[0].imshow(pre, cmap="gray", vmin=vmin, vmax=vmax, **kw)
@@ -96,7 +92,7 @@ def plot_chip_layout(background: xr.DataArray, meta: pd.DataFrame, *, ax=None, d
     if ax is None:
         _, ax = plt.subplots(figsize=(7, 7), constrained_layout=True)
     ax.imshow(to_db(background), cmap="gray", vmin=db_range[0], vmax=db_range[1],
-              extent=_extent_km(background), origin="upper", interpolation="nearest")
+              extent=extent_km(background), origin="upper", interpolation="nearest")
     for row in meta.itertuples():
         colour = SPLIT_COLOURS.get(row.split, "white")
         ax.add_patch(Rectangle((row.xmin / 1e3, row.ymin / 1e3), (row.xmax - row.xmin) / 1e3,

@@ -15,6 +15,8 @@ import pandas as pd
 import xarray as xr
 from matplotlib.colors import ListedColormap
 
+from .common import extent_km
+
 __all__ = [
     "plot_probability_map",
     "plot_binary_map",
@@ -26,14 +28,6 @@ __all__ = [
 ]
 
 _NODATA_GREY = "0.85"
-
-
-def _extent_km(da: xr.DataArray) -> list[float]:
-    """[left, right, bottom, top] of a (y, x) raster in km, from its pixel-centre coords."""
-    x, y = da["x"].values.astype(float), da["y"].values.astype(float)
-    dx, dy = abs(x[1] - x[0]), abs(y[1] - y[0])
-    return [(x.min() - dx / 2) / 1e3, (x.max() + dx / 2) / 1e3,
-            (y.min() - dy / 2) / 1e3, (y.max() + dy / 2) / 1e3]  # fmt: skip
 
 
 def _axes(ax, figsize=(6, 5)):
@@ -51,7 +45,7 @@ def _label_axes(ax) -> None:
 def plot_probability_map(prob: xr.DataArray, *, ax=None, title: str | None = None, cmap="magma"):
     """Landslide probability (0–1) as a map; no data in grey."""
     ax = _axes(ax)
-    im = ax.imshow(prob.values, extent=_extent_km(prob), origin="upper", cmap=cmap,
+    im = ax.imshow(prob.values, extent=extent_km(prob), origin="upper", cmap=cmap,
                    vmin=0, vmax=1, interpolation="nearest")  # fmt: skip
     ax.figure.colorbar(im, ax=ax, shrink=0.8, label="landslide probability")
     ax.set_title(title or "landslide probability")
@@ -72,7 +66,7 @@ def plot_binary_map(
     values = np.asarray(binary.values)
     valid = values != 255
     mapped = (values == 1) & valid
-    extent = _extent_km(binary)
+    extent = extent_km(binary)
     if truth is None:
         layer = np.where(valid, mapped.astype(float), np.nan)
         ax.imshow(layer, extent=extent, origin="upper", interpolation="nearest",
@@ -112,7 +106,7 @@ def plot_density_heatmap(
     pct = 100.0 * heatmap.values
     if vmax is None:
         vmax = float(np.nanmax(pct)) if np.isfinite(pct).any() else 1.0
-    im = ax.imshow(pct, extent=_extent_km(heatmap), origin="upper", cmap=cmap,
+    im = ax.imshow(pct, extent=extent_km(heatmap), origin="upper", cmap=cmap,
                    vmin=0, vmax=max(vmax, 1e-9), interpolation="nearest")  # fmt: skip
     ax.figure.colorbar(im, ax=ax, shrink=0.8, label="landslide area (% of cell)")
     if ranked is not None:
