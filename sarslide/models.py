@@ -287,12 +287,22 @@ class Segmenter(nn.Module):
             self.stage1.eval()  # frozen: batch-norm statistics must not move
         return self
 
-    def forward(self, x: Tensor) -> Tensor:
+    @torch.no_grad()
+    def frozen_embeddings(self, x: Tensor) -> Tensor | None:
+        """The frozen stage-1 embeddings ``(N, 64, H, W)`` of chips ``x``, or None without stage 1.
+
+        They never change during stage-2 training, so :func:`sarslide.train.fit` computes
+        them once per run and passes them to :meth:`forward`.
+        """
+        return None if self.stage1 is None else self.stage1.embed(x)
+
+    def forward(self, x: Tensor, embeddings: Tensor | None = None) -> Tensor:
+        """Per-pixel logits ``(N, 1, H, W)``; ``embeddings`` are precomputed
+        :meth:`frozen_embeddings` of ``x`` (computed here when not given)."""
         check_input(x, size_multiple=self.size_multiple, min_size=self.min_size)
         feats = self.features(x)
         if self.stage1 is not None:
-            with torch.no_grad():
-                emb = self.stage1.embed(x)
+            emb = self.frozen_embeddings(x) if embeddings is None else embeddings
             feats = torch.cat([feats, emb.to(feats.dtype)], dim=1)
         return self.head(feats)
 

@@ -86,11 +86,39 @@ def _autocast(device: torch.device, enabled: bool):
 
 
 @torch.no_grad()
-def _forward_all(model: nn.Module, images: np.ndarray, batch_size: int, device: torch.device, amp: bool) -> Tensor:
-    """Model outputs for all chips, float32 on CPU (model must already be on ``device``)."""
+def _forward_all(
+    model: nn.Module,
+    images: np.ndarray,
+    batch_size: int,
+    device: torch.device,
+    amp: bool,
+    embeddings: np.ndarray | None = None,
+) -> Tensor:
+    """Model outputs for all chips, float32 on CPU (model must already be on ``device``).
+
+    ``embeddings`` (one per chip) are passed to the model as its second argument — a
+    segmenter's precomputed frozen stage-1 embeddings.
+    """
+    outs = []
+    for idx in _batches(len(images), batch_size):
+        xb = torch.from_numpy(images[idx]).to(device, non_blocking=True)
+        extra = () if embeddings is None else (torch.from_numpy(embeddings[idx]).to(device, non_blocking=True),)
+        with _autocast(device, amp):
+            outs.append(model(xb, *extra).float().cpu())
+    return torch.cat(outs)
+
+
+@torch.no_grad()
+def _frozen_embeddings(
+    model: nn.Module, images: np.ndarray, batch_size: int, device: torch.device, amp: bool
+) -> np.ndarray | None:
+    """A segmenter's frozen stage-1 embeddings of ``images`` (float32, on the CPU), or None
+    for models without them. Computed once per training run instead of every epoch."""
+    if not isinstance(model, Segmenter) or model.stage1 is None:
+        return None
     outs = []
     for idx in _batches(len(images), batch_size):
         xb = torch.from_numpy(images[idx]).to(device, non_blocking=True)
         with _autocast(device, amp):
-            outs.append(model(xb).float().cpu())
-    return torch.cat(outs)
+            outs.append(model.frozen_embeddings(xb).float().cpu())
+    return torch.cat(outs).numpy()

@@ -59,6 +59,7 @@ from .checkpoints import (
     load_checkpoints,
     save_checkpoint,
 )
+from .progress import progress_bar
 from .runtime import (
     Task,
     _autocast,
@@ -67,6 +68,7 @@ from .runtime import (
     _check_model_for_task,
     _check_task,
     _forward_all,
+    _frozen_embeddings,
     select_device,
 )
 
@@ -97,17 +99,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def _progress_bar(**kwargs):
-    """tqdm's notebook bar where ipywidgets is installed (Colab), else the text bar."""
-    try:
-        import ipywidgets  # noqa: F401
-
-        from tqdm.auto import tqdm
-    except ImportError:
-        from tqdm.std import tqdm
-    return tqdm(**kwargs)
 
 
 def dice_loss(logits: Tensor, target: Tensor, smooth: float = 1.0) -> Tensor:
@@ -489,7 +480,11 @@ def fit(
         return result()
 
     n = len(train_images)
-    bar = _progress_bar(
+    # A segmenter's stage-1 network is frozen: its embeddings of these chips are the same
+    # every epoch, so compute them once (N × 64 × H × W float32 per split, on the CPU).
+    train_emb = _frozen_embeddings(model, train_images, batch_size, dev, use_amp)
+    val_emb = _frozen_embeddings(model, val_images, batch_size, dev, use_amp)
+    bar = progress_bar(
         total=max_epochs, initial=start_epoch, disable=not progress,
         desc=f"{task} {type(model).__name__}", unit="epoch", leave=True,
     )  # fmt: skip
@@ -503,8 +498,9 @@ def fit(
                 xb = torch.from_numpy(train_images[idx]).to(dev, non_blocking=True)
                 yb = torch.from_numpy(train_t[idx]).to(dev, non_blocking=True)
                 optimizer.zero_grad(set_to_none=True)
+                extra = () if train_emb is None else (torch.from_numpy(train_emb[idx]).to(dev, non_blocking=True),)
                 with _autocast(dev, use_amp):
-                    out = model(xb)
+                    out = model(xb, *extra)
                 loss = criterion(out.float(), yb)
                 scaler.scale(loss).backward()
                 scaler.step(optimizer)
@@ -513,7 +509,7 @@ def fit(
             train_loss = total / n
 
             model.eval()
-            val_loss, val_metric = _score(task, _forward_all(model, val_images, batch_size, dev, use_amp), val_t)
+            val_loss, val_metric = _score(task, _forward_all(model, val_images, batch_size, dev, use_amp, val_emb), val_t)
             history.append(
                 {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
                  metric_name: val_metric, "seconds": time.perf_counter() - t0}

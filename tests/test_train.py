@@ -222,3 +222,32 @@ def test_bad_inputs_to_fit(tmp_path, toy_data):
         go(task="stage3")
     with pytest.raises(ValueError, match="max_epochs must be an integer >= 1"):
         fit(Segmenter(), x, y, xv, yv, task="stage2", max_epochs=0, checkpoint_dir=tmp_path)
+
+
+def test_frozen_embeddings_are_computed_once_per_run_not_every_epoch(tmp_path, toy_data):
+    x, y, xv, yv = toy_data
+    seed_everything(0)
+    model = Segmenter(SiameseClassifier("reference"))
+    calls = []
+    real_embed = model.stage1.embed
+
+    def counting_embed(batch):
+        calls.append(len(batch))
+        return real_embed(batch)
+
+    model.stage1.embed = counting_embed
+    fit(model, x, y, xv, yv, task="stage2", max_epochs=3, batch_size=4, top_k=1,
+        checkpoint_dir=tmp_path, progress=False)  # fmt: skip
+    # One pass over the 8 training and 4 validation chips, not one per epoch (3x as many).
+    assert sum(calls) == len(x) + len(xv)
+
+
+def test_precomputed_embeddings_give_the_same_logits():
+    seed_everything(0)
+    model = Segmenter(SiameseClassifier("reference")).eval()
+    x = torch.from_numpy(np.random.default_rng(0).normal(size=(3, 4, 32, 32)).astype(np.float32))
+    with torch.no_grad():
+        direct = model(x)
+        cached = model(x, model.frozen_embeddings(x))
+    torch.testing.assert_close(cached, direct, rtol=0, atol=0)
+    assert Segmenter().frozen_embeddings(x) is None
