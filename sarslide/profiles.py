@@ -59,6 +59,18 @@ class Profile:
         Random seeds per run; ``seeds_smallest`` for the smallest training size.
     stage1_config:
         ``"reference"`` (as the published experiments ran) or ``"paper"`` (as the text says).
+    split_scheme:
+        How chips are split (:func:`sarslide.chips.split_counts`): ``"table_a1"`` (the
+        paper's Table A1 counts), ``"text"`` (the 50/25/12.5/12.5 sentence of §2) or a
+        tuple of four fractions (stage1_train, stage2_train, validation, test).
+    few_shot_draw:
+        How a few-shot training subset is drawn from the stage-2 pool: ``"random"`` (the
+        paper: any mix, possibly without a landslide chip) or ``"balanced"`` (half landslide).
+    named_passes:
+        Use the event's named passes (``Event.paper_pre_pass`` / ``paper_post_pass``)
+        instead of the nearest same-track passes around the event.
+    precision:
+        ``"auto"`` (bf16 autocast + channels-last where the device supports it) or ``"fp32"``.
     """
 
     name: str
@@ -78,6 +90,10 @@ class Profile:
     seeds: tuple[int, ...]
     seeds_smallest: tuple[int, ...]
     stage1_config: str = "reference"
+    split_scheme: str | tuple[float, float, float, float] = "text"
+    few_shot_draw: str = "balanced"
+    named_passes: bool = False
+    precision: str = "auto"
 
     @property
     def offline(self) -> bool:
@@ -125,18 +141,26 @@ PROFILES: dict[str, Profile] = {
         train_sizes=(2, 5, 10, 20, None),
         seeds=(0, 1, 2),
         seeds_smallest=(0, 1, 2, 3, 4),
+        split_scheme="table_a1",
+        few_shot_draw="random",
+        named_passes=True,
     ),
 }
 
 
-def get_profile(name: str | None = None) -> Profile:
+def get_profile(name: "str | Profile | None" = None) -> Profile:
     """The named profile, or the one in ``$SARSLIDE_PROFILE`` (default ``"demo"``).
+
+    A :class:`Profile` passed in is returned as it is, so every entry point can call
+    ``get_profile(profile)`` once and pass the object on.
 
     Raises
     ------
     KeyError
         For an unknown name; the message lists the known profiles and the variable.
     """
+    if isinstance(name, Profile):
+        return name
     chosen = name if name is not None else os.environ.get(PROFILE_ENV, "demo")
     key = str(chosen).strip().lower()
     if key not in PROFILES:
