@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+# Real data files that travel with the repository (provenance, licences: data/README.md).
+FIXTURES = Path(__file__).resolve().parent / "data"
 
 
 def hand_cube(

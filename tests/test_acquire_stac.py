@@ -3,7 +3,7 @@
 * Search and pass selection run against recorded STAC JSON
   (``tests/data/s1_rtc_hokkaido_2018.json``: hand-written Sentinel-1 RTC items with
   realistic ``sat:``/``sar:`` properties), served by a minimal STAC API on loopback.
-* The load runs on the real Sentinel-1 RTC GeoTIFFs in ``shared/fixtures/opera_rtc_s1``,
+* The load runs on the real Sentinel-1 RTC GeoTIFFs in ``tests/data/opera_rtc_s1``,
   described by STAC items built here from the files' own projection metadata and served
   over HTTP with Range support; values are compared with reading the files directly.
 """
@@ -49,7 +49,7 @@ from sarslide.events import DataSource, Event, get_event
 
 DATA = Path(__file__).resolve().parent / "data"
 RECORDED = DATA / "s1_rtc_hokkaido_2018.json"
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "opera_rtc_s1"
+FIXTURES = DATA / "opera_rtc_s1"  # real files, see data/README.md
 
 
 def recorded_items() -> list[pystac.Item]:
@@ -217,13 +217,15 @@ def test_missing_key_for_rtc(monkeypatch):
 
 
 def fixture_files() -> dict[str, dict[str, Path]]:
-    if not FIXTURES.exists():
-        pytest.skip(f"real fixture missing: {FIXTURES} (clone the repo beside shared/)")
     out: dict[str, dict[str, Path]] = {}
     for path in sorted(FIXTURES.glob("OPERA_*_??.tif")):
         stamp = re.search(r"_(\d{8}T\d{6}Z)_", path.name).group(1)
         pol = path.stem.rsplit("_", 1)[1].lower()
         out.setdefault(stamp, {})[pol] = path
+    # three dates x (VV, VH): a missing file fails here, it is never skipped
+    assert {k: sorted(v) for k, v in out.items()} == {
+        k: ["vh", "vv"] for k in ("20231215T015904Z", "20231227T015903Z", "20250102T015857Z")
+    }, f"expected 6 OPERA GeoTIFFs in {FIXTURES}, found {sorted(FIXTURES.glob('*.tif'))}"
     return out
 
 

@@ -30,9 +30,9 @@ from sarslide.inventory import (
     with_labels,
 )
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+FIXTURES = Path(__file__).resolve().parent / "data"  # real files, see data/README.md
 KMZ = FIXTURES / "kaikoura_2016_points" / "Landslides_Kaikoura_2016.kmz"
-N_KMZ_POINTS = 7355  # stated in shared/fixtures/README.md
+N_KMZ_POINTS = 7355  # stated in tests/data/README.md
 
 UTM54 = "EPSG:32654"  # Hokkaido's grid CRS
 UTM59S = "EPSG:32759"  # Kaikōura's grid CRS
@@ -54,8 +54,6 @@ def edges(like: xr.DataArray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def kaikoura_points_utm() -> gpd.GeoDataFrame:
-    if not KMZ.exists():
-        pytest.skip(f"real fixture missing: {KMZ} (clone the repo beside shared/)")
     return gpd.read_file(KMZ).to_crs(UTM59S)
 
 
@@ -323,8 +321,6 @@ def test_fetch_inventory_checks_the_real_sha256(tmp_path):
     from sarslide.events import get_event
     from sarslide.inventory import fetch_inventory
 
-    if not KMZ.exists():
-        pytest.skip(f"real fixture missing: {KMZ}")
     real = get_event("kaikoura")
     with LoopbackServer(KMZ.parent) as server:
         url = server.url(KMZ.name)
