@@ -1,18 +1,24 @@
 # sarslide — two commands on a fresh machine (see README):
 #   make demo   create .venv, install, execute every notebook on the demo profile, build the book
-#   make test   create .venv if missing, run the package tests, the notebooks under nbmake, a book build
+#   make test   create .venv if missing, check the notebooks' code, run the package tests,
+#               the notebooks under nbmake, a book build, and check the built site's figures
+# More: make format | lab | site-check | colab-check | clean  (README, "Working on the book")
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+BUILD  := _build
 export SARSLIDE_PROFILE ?= demo
 # Cubes, chips, checkpoints and results of the notebooks live inside the checkout (ignored
 # by git), so a fresh clone starts cold and the book build reuses what nbmake computed.
 export SARSLIDE_DATA_DIR ?= $(CURDIR)/data
-# Keep matplotlib and caches off the user's display / home-independent in CI.
-export MPLBACKEND ?= Agg
+# No matplotlib backend override may reach the notebook kernels: with none, ipykernel
+# selects the inline backend and every figure becomes an output on the book's pages
+# (MPLBACKEND=Agg once hid them all). The package tests select Agg themselves, inside the
+# pytest run only (tests/conftest.py).
+unexport MPLBACKEND
 
-.PHONY: demo test venv book pytest nbmake clean
+.PHONY: demo test venv book pytest nbmake lint format check-site site-check lab colab-check clean
 
 venv: $(STAMP)
 
@@ -34,7 +40,38 @@ pytest: venv
 nbmake: venv
 	$(BIN)/python -m pytest --nbmake --nbmake-timeout=900 -p no:cacheprovider notebooks
 
-test: pytest nbmake book
+# The notebooks' code as the book shows it: ruff-formatted, no line over 88 characters.
+lint: venv
+	$(BIN)/ruff format --check notebooks
+	$(BIN)/python tools/check_line_length.py notebooks
+
+# Format the notebooks' code in place (ruff format; settings in pyproject.toml [tool.ruff]).
+format: venv
+	$(BIN)/ruff format notebooks
+	$(BIN)/python tools/check_line_length.py notebooks
+
+# Every chapter page of the built book shows its figures, each a real, non-blank image.
+check-site: venv
+	$(BIN)/python tools/check_site.py $(BUILD)
+
+test: lint pytest nbmake book check-site
+
+# Optional: open every chapter page in headless Chromium, one screenshot each under
+# _build/screenshots/. Needs Debian's chromium (apt-get install chromium); says so if absent.
+site-check: book check-site
+	$(BIN)/python tools/screenshot_site.py $(BUILD)
+
+# JupyterLab on the notebooks, with the package installed (editable) and the data cache set.
+LAB_ARGS ?=
+lab: venv
+	@echo "SARSLIDE_PROFILE=$(SARSLIDE_PROFILE) SARSLIDE_DATA_DIR=$(SARSLIDE_DATA_DIR)"
+	$(BIN)/jupyter lab --notebook-dir=notebooks $(LAB_ARGS)
+
+# Not part of `make test`: build the wheel, install it into a clean virtual environment
+# without the development extras (as a chapter's first cell does on Colab), then execute
+# chapter 2 there on the demo profile with a cold data cache. Prints the time of each step.
+colab-check: venv
+	$(BIN)/python tools/colab_check.py --python $(PYTHON) --work $(BUILD)/colab-check
 
 clean:
-	rm -rf _build
+	rm -rf $(BUILD)

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import matplotlib
 import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
+
+# Tests draw off-screen. Set here, inside the pytest run only: an exported MPLBACKEND would
+# reach the notebook kernels too, and the book's pages would lose every figure.
+matplotlib.use("Agg")
 
 # Real data files that travel with the repository (provenance, licences: data/README.md).
 FIXTURES = Path(__file__).resolve().parent / "data"
