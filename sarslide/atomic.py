@@ -4,31 +4,167 @@ Every writer in the package goes through these two context managers, so an inter
 run (a crash, Ctrl-C, a full disk) never leaves a half-written file behind: the work
 happens under a hidden temporary name next to the target and is renamed onto it with
 :func:`os.replace` at the end, or deleted if anything fails.
+
+Two more guarantees:
+
+* **Only the package's own stores are replaced.** Every directory written by
+  :func:`atomic_directory` carries a small marker file (:data:`STORE_MARKER`). An existing
+  directory at the target is replaced only when it carries that marker (or is an older
+  store of the package: a chip store with ``info.json`` + ``images.npy``, or a zarr store),
+  or is empty; anything else raises :class:`ForeignPathError` naming the path and what is
+  in it — ``save_cube(cube, "data")`` never wipes a user's ``data/`` folder.
+* **Leftovers of a killed process are cleaned up.** Temporary names carry the writer's
+  process id (``.<name>.tmp-<pid>-<hex>``); the next write to the same path (and
+  :func:`recover_directory`, which readers call before opening a store) removes those of
+  processes that no longer run. A kill between the two renames of a store replacement
+  (target moved aside to ``.<name>.old-<pid>-<hex>``, new store not yet in place) is
+  recovered by moving the old store back.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["atomic_file", "atomic_directory"]
+__all__ = [
+    "STORE_MARKER",
+    "ForeignPathError",
+    "atomic_file",
+    "atomic_directory",
+    "recover_directory",
+    "is_package_store",
+]
+
+#: The file every directory written by :func:`atomic_directory` carries.
+STORE_MARKER = ".sarslide-store"
+
+# Markers of stores written by earlier versions of the package (before STORE_MARKER).
+_LEGACY_MARKERS: tuple[tuple[str, ...], ...] = (
+    ("info.json", "images.npy"),  # chip store
+    (".zgroup",),  # zarr v2
+    ("zarr.json",),  # zarr v3
+)
+
+
+class ForeignPathError(FileExistsError):
+    """The target path holds something the package did not write; it is left untouched."""
 
 
 def _temporary_name(path: Path, kind: str, suffix: str = "") -> Path:
-    return path.with_name(f".{path.name}.{kind}-{uuid.uuid4().hex[:8]}{suffix}")
+    return path.with_name(f".{path.name}.{kind}-{os.getpid()}-{uuid.uuid4().hex[:8]}{suffix}")
+
+
+def _leftover_pattern(path: Path, kinds: str) -> re.Pattern:
+    # new names carry the writer's pid; names of older versions only 8 hex digits
+    return re.compile(rf"^\.{re.escape(path.name)}\.({kinds})-(?:(\d+)-)?[0-9a-f]{{8}}(?:\..*)?$")
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    except OSError:  # pragma: no cover - e.g. pid out of range
+        return False
+    return True
+
+
+def _leftovers(path: Path, kinds: str) -> list[tuple[Path, str]]:
+    """Hidden temporaries next to ``path`` whose writer no longer runs: (path, kind)."""
+    parent = path.parent
+    if not parent.is_dir():
+        return []
+    pattern = _leftover_pattern(path, kinds)
+    out = []
+    for entry in parent.iterdir():
+        m = pattern.match(entry.name)
+        if m is None:
+            continue
+        pid = m.group(2)
+        if pid is not None and _process_alive(int(pid)):
+            continue
+        out.append((entry, m.group(1)))
+    return out
+
+
+def _remove(entry: Path) -> None:
+    if entry.is_dir() and not entry.is_symlink():
+        shutil.rmtree(entry, ignore_errors=True)
+    else:
+        entry.unlink(missing_ok=True)
+
+
+def recover_directory(path: str | os.PathLike) -> Path:
+    """Repair what a killed writer of the store at ``path`` left behind; return ``path``.
+
+    * ``path`` missing but an old copy hidden as ``.<name>.old-*`` (killed between the two
+      renames of a replacement): the newest old copy is moved back to ``path``.
+    * Hidden ``.<name>.tmp-*`` / ``.<name>.old-*`` entries of dead processes are deleted.
+
+    Safe to call at any time; readers of stores call it before opening one.
+    """
+    path = Path(path)
+    leftovers = _leftovers(path, "tmp|old")
+    olds = sorted((e for e, kind in leftovers if kind == "old"), key=lambda e: e.stat().st_mtime)
+    if not path.exists() and olds:
+        os.replace(olds[-1], path)
+        leftovers = [(e, k) for e, k in leftovers if e != olds[-1]]
+    for entry, _ in leftovers:
+        _remove(entry)
+    return path
+
+
+def is_package_store(path: str | os.PathLike) -> bool:
+    """Whether the directory ``path`` was written by this package (marker file, or an older
+    chip store / zarr store)."""
+    path = Path(path)
+    if not path.is_dir():
+        return False
+    if (path / STORE_MARKER).is_file():
+        return True
+    return any(all((path / name).exists() for name in names) for names in _LEGACY_MARKERS)
+
+
+def _describe_contents(path: Path, limit: int = 8) -> str:
+    if not path.is_dir():
+        return "a file" if path.is_file() else "something that is not a directory"
+    names = sorted(p.name + ("/" if p.is_dir() else "") for p in path.iterdir())
+    shown = ", ".join(names[:limit]) + (f", … ({len(names)} entries)" if len(names) > limit else "")
+    return f"a directory holding {shown}"
+
+
+def _check_replaceable(path: Path) -> None:
+    if not (path.exists() or path.is_symlink()):
+        return
+    if path.is_dir() and not path.is_symlink() and (is_package_store(path) or not any(path.iterdir())):
+        return
+    raise ForeignPathError(
+        f"{path} already exists and was not written by sarslide ({_describe_contents(path)}); "
+        "nothing was changed. Write to a new path (e.g. a subfolder such as "
+        f"'{path / 'store'}'), or move or delete {path} yourself if it may be replaced"
+    )
 
 
 @contextmanager
 def atomic_file(path: str | os.PathLike, *, suffix: str = "") -> Iterator[Path]:
     """``with atomic_file(path) as tmp:`` write the file at ``tmp``; it replaces ``path``
     on success and is deleted on any exception. ``suffix`` is appended to the temporary
-    name for writers that look at the extension (e.g. GDAL)."""
+    name for writers that look at the extension (e.g. GDAL). Temporaries of ``path`` left
+    by killed processes are deleted first."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    for entry, _ in _leftovers(path, "tmp"):
+        _remove(entry)
     tmp = _temporary_name(path, "tmp", suffix)
     try:
         yield tmp
@@ -41,16 +177,30 @@ def atomic_file(path: str | os.PathLike, *, suffix: str = "") -> Iterator[Path]:
 @contextmanager
 def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     """``with atomic_directory(path) as tmp:`` build the directory at ``tmp``; on success it
-    replaces ``path`` (an existing ``path`` is swapped out, then removed); on any exception
-    the temporary directory is deleted and ``path`` is left exactly as it was."""
+    replaces ``path`` (an existing store of the package is swapped out, then removed); on
+    any exception the temporary directory is deleted and ``path`` is left exactly as it was.
+
+    The finished directory gets the marker file :data:`STORE_MARKER`.
+
+    Raises
+    ------
+    ForeignPathError
+        Before anything is written, when ``path`` holds something the package did not
+        write (a non-empty directory without the marker, or a file).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    recover_directory(path)
+    _check_replaceable(path)
     tmp = _temporary_name(path, "tmp")
     try:
         yield tmp
+        tmp.mkdir(parents=True, exist_ok=True)
+        (tmp / STORE_MARKER).write_text(json.dumps({"writer": "sarslide", "format": 1}) + "\n")
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    _check_replaceable(path)  # it may have appeared while the store was being built
     old = None
     if path.exists():
         old = _temporary_name(path, "old")

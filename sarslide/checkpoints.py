@@ -105,6 +105,16 @@ def save_checkpoint(
     return path
 
 
+def _load_failure(err: BaseException) -> str:
+    """torch's reason for refusing a file, without its advice to load it unsafely."""
+    text = str(err)
+    if "WeightsUnpickler error:" in text:
+        text = text.split("WeightsUnpickler error:", 1)[1].split("Check the documentation", 1)[0]
+    text = " ".join(text.split())
+    sentences = [t for t in text.split(". ") if "weights_only" not in t]
+    return f"{type(err).__name__}: {'. '.join(sentences[:1]).strip() or 'unreadable'}"
+
+
 def _read(path: str | os.PathLike) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
@@ -112,7 +122,12 @@ def _read(path: str | os.PathLike) -> dict[str, Any]:
     try:
         record = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # corrupt file, foreign pickle
-        raise CheckpointError(f"{path} is not a readable sarslide checkpoint ({err})") from err
+        raise CheckpointError(
+            f"{path} is corrupt or not a sarslide checkpoint: it cannot be read safely "
+            f"({_load_failure(err)}). Delete it (rm '{path}'); a training run then starts "
+            "afresh (or pass resume=False), and a kept top-k checkpoint is written again by "
+            "training once more"
+        ) from None
     if not isinstance(record, dict) or record.get("format") != _FORMAT:
         raise CheckpointError(f"{path} is not a sarslide checkpoint (no '{_FORMAT}' marker)")
     if record.get("format_version", 0) > _FORMAT_VERSION:

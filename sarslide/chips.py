@@ -112,15 +112,24 @@ def make_chips(
     cube: xr.Dataset,
     size: int = 128,
     *,
-    n_pre: int = 1,
-    n_post: int = 1,
+    n_pre: int | None = None,
+    n_post: int | None = None,
     orbit_state: str | None = None,
+    relative_orbit: int | None = None,
+    pre=None,
+    post=None,
+    named_passes: bool = False,
+    same_track: bool = True,
     max_nodata_fraction: float = 0.1,
 ) -> ChipSet:
     """Cut the event's pass pair into non-overlapping ``size × size`` chips.
 
-    Passes are averaged with :func:`sarslide.cube.pass_pair` (``n_pre`` before and
-    ``n_post`` after the event). A pixel is no data when any of the four channels is NaN;
+    Passes are chosen and averaged with :func:`sarslide.cube.pass_pair`, which takes the
+    pass arguments as they are: ``named_passes=True`` uses exactly the event's named
+    passes (the paper profile), ``pre=`` / ``post=`` passes the caller names, otherwise the
+    ``n_pre`` nearest before and ``n_post`` nearest after the event (default 1) from one
+    orbit track (``same_track=False`` allows a cross-track pair; ``orbit_state`` /
+    ``relative_orbit`` restrict the tracks). A pixel is no data when any of the four channels is NaN;
     chips with a larger no-data share than ``max_nodata_fraction`` are dropped.
     A chip holds a landslide when any mask pixel is set (or any point falls inside it).
 
@@ -140,7 +149,9 @@ def make_chips(
         )
     if not 0.0 <= max_nodata_fraction <= 1.0:
         raise ChipError(f"max_nodata_fraction={max_nodata_fraction} must lie in [0, 1]")
-    pair = pass_pair(cube, n_pre=n_pre, n_post=n_post, orbit_state=orbit_state)
+    pair = pass_pair(cube, n_pre=n_pre, n_post=n_post, orbit_state=orbit_state,
+                     relative_orbit=relative_orbit, pre=pre, post=post, named=named_passes,
+                     same_track=same_track)
     stack = np.stack([np.asarray(pair[c].values, dtype=np.float32) for c in CHANNELS])
     labels_full = np.asarray(cube["landslides"].values).astype(np.uint16)
     nodata_full = ~np.isfinite(stack).all(axis=0)
@@ -190,6 +201,10 @@ def make_chips(
         "resolution": float(dx),
         "pre_times": list(pair.attrs["pre_times"]),
         "post_times": list(pair.attrs["post_times"]),
+        "pre_tracks": list(pair.attrs["pre_tracks"]),
+        "post_tracks": list(pair.attrs["post_tracks"]),
+        "same_track": bool(pair.attrs["same_track"]),
+        "pass_rule": str(pair.attrs["pass_rule"]),
     }
     return ChipSet(
         images=np.stack(images).astype(np.float32),

@@ -134,6 +134,7 @@ def prepare_event(
         profile.chip_size,
         n_pre=profile.n_pre_passes,
         n_post=profile.n_post_passes,
+        named_passes=profile.named_passes,
         max_nodata_fraction=profile.max_nodata_fraction,
     )
     chips = assign_splits(balance(chips, seed=seed), seed=seed)

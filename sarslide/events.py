@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 
-__all__ = ["DataSource", "Event", "EVENTS", "get_event", "event_names"]
+__all__ = ["DataSource", "PassGeometry", "Event", "EVENTS", "get_event", "event_names"]
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,42 @@ class DataSource:
     known_hash: str | None
     citation: str
     license: str
+
+
+@dataclass(frozen=True)
+class PassGeometry:
+    """What a named Sentinel-1 pass most likely was, worked out from the orbit, not from data.
+
+    Sentinel-1 flies 175 orbits in 12 days (S1A and S1B 6 days apart on every track), so a
+    place is seen by a few relative orbits, each on its own days and at its own time of
+    day. A circular ground-track model (anchored on S1A absolute orbit 13949, 2016-11-15
+    07:22 UTC, relative orbit 52, and agreeing with the published Hokkaido tracks 46
+    descending / 68 ascending) gives, for each named date, the track(s) whose IW swath
+    (about 29°–46° incidence, right-looking) covers the area that UTC day. The package
+    never uses this to select data: direction and relative orbit are read from the cube.
+
+    Attributes
+    ----------
+    platform:
+        ``"S1A"`` or ``"S1B"``.
+    orbit_state:
+        ``"ascending"`` or ``"descending"``.
+    relative_orbit:
+        Relative orbit (track) number, 1–175.
+    time_utc:
+        Approximate overpass time, ``"HH:MM"`` UTC.
+    incidence_deg:
+        Approximate incidence angle at the area's centre, degrees.
+    certainty:
+        How sure, and the alternative if there is one.
+    """
+
+    platform: str
+    orbit_state: str
+    relative_orbit: int
+    time_utc: str
+    incidence_deg: float
+    certainty: str
 
 
 @dataclass(frozen=True)
@@ -59,7 +95,10 @@ class Event:
     resolution:
         Pixel size of the event grid in metres.
     paper_pre_pass, paper_post_pass:
-        The Sentinel-1 acquisition dates the paper used before and after the event.
+        The Sentinel-1 acquisition dates (UTC) the paper used before and after the event.
+    paper_pre_geometry, paper_post_geometry:
+        What those passes most likely were (:class:`PassGeometry`): documentation for the
+        book, never used to select data.
     label_kind:
         ``"mask"`` (polygon inventory) or ``"points"`` (landslide centroids).
     inventory:
@@ -82,6 +121,8 @@ class Event:
     datacube: DataSource
     resolution: float = 10.0
     notes: str = field(default="", compare=False)
+    paper_pre_geometry: PassGeometry | None = field(default=None, compare=False)
+    paper_post_geometry: PassGeometry | None = field(default=None, compare=False)
 
 
 _PAPER_CUBES_DOI = "doi:10.5281/zenodo.7248056"
@@ -118,6 +159,16 @@ EVENTS: dict[str, Event] = {
             license="CC-BY-4.0",
         ),
         notes="Polygon inventory: thousands of shallow landslides on pumice-covered hills.",
+        # 20 days apart: not one track. On each UTC day only one track's swath covers the area.
+        paper_pre_geometry=PassGeometry(
+            "S1A", "descending", 46, "20:40", 40.0,
+            "the only Sentinel-1 track over the area on 2018-08-24 (UTC)",
+        ),
+        paper_post_geometry=PassGeometry(
+            "S1B", "ascending", 68, "08:27", 36.0,
+            "the only Sentinel-1 track over the area on 2018-09-13 (UTC); with the pre-event "
+            "pass a cross-track pair (opposite look directions)",
+        ),
     ),
     "kaikoura": Event(
         name="kaikoura",
@@ -150,6 +201,17 @@ EVENTS: dict[str, Event] = {
             license="CC-BY-4.0",
         ),
         notes="Point inventory: 7,355 landslide centroids.",
+        # 84 days = 7 x 12 apart: both dates fall on the same two candidate tracks.
+        paper_pre_geometry=PassGeometry(
+            "S1A", "ascending", 52, "07:22", 37.0,
+            "likely; S1B descending relative orbit 146 (about 17:38 UTC) also covers the "
+            "area on both dates, if S1B (launched April 2016) acquired there that August",
+        ),
+        paper_post_geometry=PassGeometry(
+            "S1A", "ascending", 52, "07:22", 37.0,
+            "likely (S1A absolute orbit 13949 is an ascending 07:22 UTC pass over Kaikōura "
+            "that day); S1B descending 146 at about 17:38 UTC is the alternative, as before",
+        ),
     ),
 }
 

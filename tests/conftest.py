@@ -30,13 +30,15 @@ def hand_cube(
 ) -> xr.Dataset:
     """A valid event cube of the labels' shape with gamma-distributed backscatter.
 
-    Passes are 12 days apart around 2018-09-06 (the Hokkaido event); pixel size 10 m.
+    Passes are 12 days apart around 2018-09-06 (the Hokkaido event), at 20:40 UTC on the
+    dates of Sentinel-1A's descending relative orbit 46 (2018-08-24 before, 2018-09-17
+    after): one track, though the cube records no orbit coordinates. Pixel size 10 m.
     """
     ny, nx = labels.shape
     rng = np.random.default_rng(seed)
     times = pd.DatetimeIndex(
         [pd.Timestamp("2018-08-24T20:40") - pd.Timedelta(days=12 * i) for i in range(n_pre)][::-1]
-        + [pd.Timestamp("2018-09-13T20:40") + pd.Timedelta(days=12 * i) for i in range(n_post)]
+        + [pd.Timestamp("2018-09-17T20:40") + pd.Timedelta(days=12 * i) for i in range(n_post)]
     )
     shape = (len(times), ny, nx)
     cube = xr.Dataset(

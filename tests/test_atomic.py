@@ -2,7 +2,7 @@ import os
 
 import pytest
 
-from sarslide.atomic import atomic_directory, atomic_file
+from sarslide.atomic import STORE_MARKER, atomic_directory, atomic_file
 
 
 def test_atomic_file_replaces_only_when_complete(tmp_path):
@@ -33,4 +33,4 @@ def test_atomic_directory_swaps_in_a_complete_directory(tmp_path):
     with atomic_directory(target) as tmp:
         tmp.mkdir()
         (tmp / "b").write_text("3")
-    assert os.listdir(target) == ["b"] and os.listdir(tmp_path) == ["store"]
+    assert sorted(os.listdir(target)) == [STORE_MARKER, "b"] and os.listdir(tmp_path) == ["store"]

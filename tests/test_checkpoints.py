@@ -57,7 +57,7 @@ def test_checkpoint_errors(tmp_path):
     with pytest.raises(CheckpointError, match="do not fit Segmenter"):
         load_checkpoint(tmp_path / "tampered.pt")
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(CheckpointError, match="not a readable"):
+    with pytest.raises(CheckpointError, match="corrupt or not a sarslide checkpoint"):
         load_checkpoint(tmp_path / "junk.pt")
     torch.save({"weights": torch.zeros(1)}, tmp_path / "foreign.pt")
     with pytest.raises(CheckpointError, match="not a sarslide checkpoint"):

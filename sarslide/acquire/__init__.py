@@ -24,11 +24,14 @@ from one relative orbit and orbit direction (:mod:`.passes`), and
 Asset URLs are signed again at every read (:mod:`.signing`), so a load that outlives its
 shared-access token keeps working.
 
+Every network call has a timeout and a bounded retry with backoff (:mod:`.network`;
+``SARSLIDE_NETWORK_TIMEOUT``, ``SARSLIDE_NETWORK_RETRIES``, ``SARSLIDE_NETWORK_BACKOFF``).
 Network failures raise :class:`NetworkUnavailableError` (:mod:`.download`, :mod:`.errors`);
 nothing here ever falls back to synthetic data — that choice belongs to the profile
 (``SARSLIDE_PROFILE=demo``).
 
-Modules: :mod:`.errors` (exceptions, warnings), :mod:`.download` (pooch fetch, atomic
+Modules: :mod:`.errors` (exceptions, warnings), :mod:`.network` (timeouts, retries, GDAL
+HTTP options), :mod:`.download` (pooch fetch, atomic
 unzip, cache folder, network-error translation), :mod:`.paper` (Zenodo cubes → event
 cube), :mod:`.grid` (event grid), :mod:`.stac` (collections, STAC search), :mod:`.passes`
 (pass grouping and selection), :mod:`.signing` (key check, re-signing reader),
@@ -38,8 +41,16 @@ cube), :mod:`.grid` (event grid), :mod:`.stac` (collections, STAC search), :mod:
 
 from __future__ import annotations
 
-from .download import CACHE_ENV, default_cache_dir, extract_zip, fetch_file, network_errors
+from .download import (
+    CACHE_ENV,
+    default_cache_dir,
+    extract_zip,
+    fetch_file,
+    is_network_failure,
+    network_errors,
+)
 from .errors import (
+    CorruptFileError,
     MissingKeyError,
     NetworkUnavailableError,
     NoPassesError,
@@ -47,6 +58,7 @@ from .errors import (
 )
 from .grd import load_grd_items
 from .grid import event_geobox
+from .network import NetworkSettings, gdal_http_options, network_settings
 from .load import load_planetary_computer, load_stac_items
 from .paper import (
     fetch_paper_cube,
@@ -65,10 +77,16 @@ __all__ = [
     "MissingKeyError",
     "NoPassesError",
     "UncalibratedDataWarning",
+    "CorruptFileError",
+    # network settings
+    "NetworkSettings",
+    "network_settings",
+    "gdal_http_options",
     # downloads
     "CACHE_ENV",
     "default_cache_dir",
     "network_errors",
+    "is_network_failure",
     "fetch_file",
     "extract_zip",
     # the paper's cubes

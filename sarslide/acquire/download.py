@@ -7,18 +7,21 @@ from __future__ import annotations
 import contextlib
 import os
 import zipfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlparse
 
-from sarslide.atomic import atomic_directory
+from sarslide.atomic import atomic_directory, recover_directory
 
-from .errors import NetworkUnavailableError
+from .errors import CorruptFileError, NetworkUnavailableError
+from .network import NetworkSettings, gdal_network_failure, network_settings, with_retries
 
 __all__ = [
     "CACHE_ENV",
     "default_cache_dir",
     "network_errors",
+    "is_network_failure",
     "fetch_file",
     "extract_zip",
 ]
@@ -27,7 +30,9 @@ __all__ = [
 _OFFLINE_HINT = (
     "No network: the paper profile and the Planetary Computer need internet access. "
     "Run offline with the demo profile instead (SARSLIDE_PROFILE=demo, or "
-    "profile_name='demo' in a notebook's parameters cell), which uses synthetic cubes."
+    "profile_name='demo' in a notebook's parameters cell), which uses synthetic cubes, "
+    "or download the data beforehand where there is a network (`sarslide fetch`). "
+    "A slow server may need a longer timeout: SARSLIDE_NETWORK_TIMEOUT=<seconds>."
 )
 
 
@@ -68,12 +73,24 @@ def _connection_failure(err: BaseException) -> BaseException | None:
     return None
 
 
-@contextlib.contextmanager
-def network_errors(what: str) -> Iterator[None]:
-    """Turn connection failures inside the block into :class:`NetworkUnavailableError`.
+def is_network_failure(err: BaseException) -> bool:
+    """Whether ``err`` (or an error it wraps) is a connection failure or a timeout."""
+    return _connection_failure(err) is not None or gdal_network_failure(err)
 
-    ``what`` (a URL or service name) is named in the message, with the demo-profile hint.
-    HTTP errors (404, 403, …) and checksum mismatches pass through unchanged.
+
+def _host(what: str) -> str:
+    parsed = urlparse(what)
+    return parsed.netloc or what
+
+
+@contextlib.contextmanager
+def network_errors(what: str, settings: NetworkSettings | None = None) -> Iterator[None]:
+    """Turn connection failures and timeouts inside the block into :class:`NetworkUnavailableError`.
+
+    ``what`` (a URL or service name) is named in the message with its host, the timeout
+    and retries in force (:func:`~sarslide.acquire.network.network_settings`) and the
+    offline alternatives. HTTP errors (404, 403, …) and checksum mismatches pass through
+    unchanged.
     """
     try:
         yield
@@ -81,10 +98,14 @@ def network_errors(what: str) -> Iterator[None]:
         raise
     except Exception as err:
         cause = _connection_failure(err)
+        if cause is None and gdal_network_failure(err):
+            cause = err
         if cause is None:
             raise
+        s = settings or network_settings()
         raise NetworkUnavailableError(
-            f"could not reach {what} ({type(cause).__name__}: {cause}). {_OFFLINE_HINT}"
+            f"could not reach {_host(what)} for {what} ({s.describe()}; "
+            f"{type(cause).__name__}: {str(cause).strip()[:300]}). {_OFFLINE_HINT}"
         ) from err
 
 
@@ -130,24 +151,32 @@ def fetch_file(
         target = cache / (fname or name)
         if target.exists():
             return target
-        with network_errors(url):
-            pup = pooch.create(path=cache, base_url=f"{base}/", registry=None)
-            pup.load_registry_from_doi()
+        settings = network_settings()
+        with network_errors(url, settings):
+            pup = pooch.create(path=cache, base_url=f"{base}/", registry=None,
+                               retry_if_failed=int(settings.retries))
+            with_retries(pup.load_registry_from_doi, retry_on=is_network_failure,
+                         settings=settings)
             if name not in pup.registry:
                 raise FileNotFoundError(
                     f"the record {base} has no file {name!r}; it holds {sorted(pup.registry)}"
                 )
-            return Path(pup.fetch(name, progressbar=progress))
+            downloader = pooch.DOIDownloader(progressbar=progress, timeout=settings.timeout)
+            return Path(pup.fetch(name, downloader=downloader))
     name = fname or Path(urlparse(url).path).name
     if not name:
         raise ValueError(f"cannot tell a file name from {url!r}; pass fname=…")
     target = cache / name
     if target.exists() and known_hash is None:
         return target
-    with network_errors(url):
-        return Path(
-            pooch.retrieve(url, known_hash, fname=name, path=cache, progressbar=progress)
-        )
+    settings = network_settings()
+    downloader = pooch.HTTPDownloader(progressbar=progress, timeout=settings.timeout)
+    with network_errors(url, settings):
+        return Path(with_retries(
+            lambda: pooch.retrieve(url, known_hash, fname=name, path=cache,
+                                   downloader=downloader),
+            retry_on=is_network_failure, settings=settings,
+        ))
 
 
 def extract_zip(path: str | os.PathLike, extract_dir: str | os.PathLike | None = None) -> Path:
@@ -159,9 +188,18 @@ def extract_zip(path: str | os.PathLike, extract_dir: str | os.PathLike | None =
     """
     path = Path(path)
     out = Path(extract_dir) if extract_dir is not None else path.with_name(path.name + ".unzip")
+    recover_directory(out)
     if out.is_dir():
         return out
-    with atomic_directory(out) as tmp:
-        with zipfile.ZipFile(path) as archive:
-            archive.extractall(tmp)
+    if not path.is_file():
+        raise FileNotFoundError(f"no archive at {path}; download it first (fetch_file)")
+    try:
+        with atomic_directory(out) as tmp:
+            with zipfile.ZipFile(path) as archive:
+                archive.extractall(tmp)
+    except (zipfile.BadZipFile, EOFError, zlib.error) as err:
+        raise CorruptFileError(
+            f"{path} is not a readable zip archive ({type(err).__name__}: {err}): the file is "
+            f"corrupt or incomplete; delete it (rm '{path}') and download it again"
+        ) from err
     return out

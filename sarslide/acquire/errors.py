@@ -7,6 +7,7 @@ __all__ = [
     "MissingKeyError",
     "NoPassesError",
     "UncalibratedDataWarning",
+    "CorruptFileError",
 ]
 
 
@@ -24,3 +25,7 @@ class NoPassesError(LookupError):
 
 class UncalibratedDataWarning(UserWarning):
     """The data are not radiometrically calibrated / terrain corrected (sentinel-1-grd)."""
+
+
+class CorruptFileError(ValueError):
+    """A downloaded or cached file cannot be read; the message names it and how to replace it."""

@@ -12,18 +12,17 @@ import xarray as xr
 
 from sarslide.cube import BANDS, CubeError
 
+from .download import network_errors
+from .network import gdal_http_options
 from .passes import Pass
 
 __all__ = ["load_grd_items"]
 
 
-#: GDAL settings for reading single files over HTTP (as odc-stac's cloud defaults):
-#: no directory listing on open, retries on transient errors.
-_CLOUD_GDAL = {
-    "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
-    "GDAL_HTTP_MAX_RETRY": "5",
-    "GDAL_HTTP_RETRY_DELAY": "1",
-}
+def _cloud_gdal() -> dict[str, str]:
+    """GDAL settings for reading single files over HTTP (as odc-stac's cloud defaults): no
+    directory listing on open, the package's timeout and retries (:mod:`.network`)."""
+    return {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR", **gdal_http_options()}
 
 
 def _gcp_read_block(hrefs, geobox_spec, window, resampling, sign):
@@ -57,7 +56,7 @@ def _gcp_read_block(hrefs, geobox_spec, window, resampling, sign):
     margin = 8
     for href in hrefs:
         url = sign(href) if sign is not None else href
-        with rasterio.Env(**_CLOUD_GDAL), rasterio.open(url) as src:
+        with network_errors(href), rasterio.Env(**_cloud_gdal()), rasterio.open(url) as src:
             gcps, gcp_crs = src.gcps
             if not gcps:
                 raise CubeError(

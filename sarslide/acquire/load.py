@@ -19,6 +19,7 @@ from sarslide.events import Event, get_event
 from .errors import UncalibratedDataWarning
 from .grd import load_grd_items
 from .grid import event_geobox
+from .network import gdal_http_options
 from .passes import Pass, select_passes
 from .signing import ResigningRioDriver, require_key, resign_planetary_computer
 from .stac import COLLECTIONS, PC_STAC_URL, search_passes
@@ -70,6 +71,10 @@ def load_stac_items(
         Dask chunk edge in pixels (``None``: load eagerly).
     sign:
         Called on every asset URL at read time (e.g. :func:`resign_planetary_computer`).
+        Reads use the package's network timeout and retries
+        (:func:`~sarslide.acquire.network.gdal_http_options`); a server that cannot be
+        reached or stalls raises :class:`~sarslide.acquire.errors.NetworkUnavailableError`
+        when the data are computed.
     resampling:
         Resampling from the scenes' grids to the target grid.
     nodata_values:
@@ -83,8 +88,8 @@ def load_stac_items(
     """
     import odc.stac
 
-    odc.stac.configure_rio(cloud_defaults=True)
-    driver = ResigningRioDriver(sign) if sign is not None else None
+    odc.stac.configure_rio(cloud_defaults=True, **gdal_http_options())
+    driver = ResigningRioDriver(sign)
     ds = odc.stac.load(
         list(items),
         bands=list(bands),

@@ -11,6 +11,7 @@ schema (:func:`paper_cube_to_event_cube`).
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -32,7 +33,30 @@ __all__ = [
     "paper_cube_to_event_cube",
     "load_paper_cube",
     "load_paper_pass_pair",
+    "relative_orbit_from_absolute",
 ]
+
+#: ESA's rule from absolute to relative orbit: ``(absolute - offset) mod 175 + 1``.
+_RELATIVE_ORBIT_OFFSET = {"a": 73, "b": 27}
+
+
+def relative_orbit_from_absolute(platform, absolute_orbit) -> int | None:
+    """The relative orbit (1–175) of a Sentinel-1A/B absolute orbit number, or ``None``.
+
+    ``platform`` is any spelling ending in the unit letter (``"sentinel-1a"``, ``"S1B"``);
+    other platforms (S1C and later have their own offsets) give ``None``. Example: S1A
+    absolute orbit 13949 (2016-11-15, over Kaikōura) is relative orbit 52.
+    """
+    name = str(platform.decode() if isinstance(platform, bytes) else platform).strip().lower()
+    match = re.fullmatch(r"(?:sentinel[-_ ]?1|s1)([a-z])", name)
+    unit = match.group(1) if match else ""
+    try:
+        absolute = int(absolute_orbit)
+    except (TypeError, ValueError):
+        return None
+    if unit not in _RELATIVE_ORBIT_OFFSET or absolute <= 0:
+        return None
+    return (absolute - _RELATIVE_ORBIT_OFFSET[unit]) % 175 + 1
 
 
 _ZARR_MARKERS = (".zgroup", ".zmetadata", "zarr.json")
@@ -215,6 +239,14 @@ def paper_cube_to_event_cube(
                      ("platform", "platform")):
         if key in ds.coords and ds[key].dims == ("timestep",) and new not in out.coords:
             out = out.assign_coords({new: ("time", ds[key].values)})
+    if "relative_orbit" not in out.coords and "platform" in out.coords:
+        for key in ("sat:absolute_orbit", "absolute_orbit"):
+            if key in ds.coords and ds[key].dims == ("timestep",):
+                rel = [relative_orbit_from_absolute(p, a)
+                       for p, a in zip(out["platform"].values, ds[key].values)]
+                if all(r is not None for r in rel):
+                    out = out.assign_coords(relative_orbit=("time", np.asarray(rel, dtype="int16")))
+                break
     raw_label = ds[label].transpose("y", "x").fillna(0)
     if ev.label_kind == "mask":
         lab = (raw_label > 0).astype("uint8")
@@ -343,18 +375,33 @@ def load_paper_cube(
 def load_paper_pass_pair(
     event: str | Event,
     *,
-    n_pre: int = 1,
-    n_post: int = 1,
-    orbit_state: str | None = "descending",
+    named: bool = False,
+    n_pre: int | None = None,
+    n_post: int | None = None,
+    orbit_state: str | None = None,
+    relative_orbit: int | None = None,
+    same_track: bool = True,
     **kwargs,
 ) -> xr.Dataset:
     """The paper cube reduced to one (averaged) pre- and post-event pass pair.
 
-    Convenience for ``pass_pair(load_paper_cube(event, orbit_state=…), n_pre, n_post)``;
-    the published experiments used descending passes. Other keywords go to
-    :func:`load_paper_cube`.
+    Convenience for ``pass_pair(load_paper_cube(event), …)`` with the same pass arguments
+    (:func:`sarslide.cube.pass_pair`): ``named=True`` gives exactly the paper's passes
+    (``Event.paper_pre_pass`` / ``paper_post_pass``); otherwise the nearest passes from one
+    orbit track. Other keywords go to :func:`load_paper_cube`.
+
+    The paper's text does not say which orbit its passes came from, and the dates do not
+    allow one track for Hokkaido: 2018-08-24 and 2018-09-13 are 20 days apart, not a
+    multiple of Sentinel-1's 6-day repeat (:func:`sarslide.cube.same_track_possible`).
+    By Sentinel-1's orbit geometry they are most likely S1A descending relative orbit 46
+    (about 20:40 UTC) and S1B ascending relative orbit 68 (about 08:27 UTC): a
+    cross-track pair. Kaikōura's 2016-08-23 and 2016-11-15 are 84 days (7 × 12) apart and
+    can share a track (most likely S1A ascending, relative orbit 52). The direction and
+    relative orbit used are read from the cube and recorded in the result's attrs
+    (``pre_tracks``, ``post_tracks``, ``same_track``), never assumed.
     """
     from sarslide.cube import pass_pair
 
-    cube = load_paper_cube(event, orbit_state=orbit_state, **kwargs)
-    return pass_pair(cube, n_pre=n_pre, n_post=n_post)
+    cube = load_paper_cube(event, **kwargs)
+    return pass_pair(cube, n_pre=n_pre, n_post=n_post, orbit_state=orbit_state,
+                     relative_orbit=relative_orbit, named=named, same_track=same_track)

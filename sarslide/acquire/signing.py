@@ -12,6 +12,7 @@ from urllib.parse import urlparse
 from odc.loader import RioDriver, RioReader
 from odc.loader._rio import rio_read  # the reader RioReader.read itself delegates to
 
+from .download import network_errors
 from .errors import MissingKeyError
 from .stac import COLLECTIONS, PC_KEY_ENV
 
@@ -63,15 +64,20 @@ def resign_planetary_computer(url: str) -> str:
 
 
 class _ResigningReader(RioReader):
-    """A rasterio reader that signs its asset URL again right before each read."""
+    """A rasterio reader that signs its asset URL again right before each read (when
+    ``sign`` is given) and turns connection failures and timeouts into
+    :class:`~sarslide.acquire.errors.NetworkUnavailableError`."""
 
-    def __init__(self, src, ctx, sign: Callable[[str], str]):
+    def __init__(self, src, ctx, sign: Callable[[str], str] | None):
         super().__init__(src, ctx)
         self._sign = sign
 
     def read(self, cfg, dst_geobox, *, dst=None, selection=None):
-        src = dataclasses.replace(self._src, uri=self._sign(self._src.uri))
-        return rio_read(src, cfg, dst_geobox, dst=dst, selection=selection)
+        src = self._src
+        if self._sign is not None:
+            src = dataclasses.replace(src, uri=self._sign(src.uri))
+        with network_errors(urlparse(self._src.uri)._replace(query="").geturl()):
+            return rio_read(src, cfg, dst_geobox, dst=dst, selection=selection)
 
 
 class ResigningRioDriver(RioDriver):
@@ -81,9 +87,13 @@ class ResigningRioDriver(RioDriver):
     longer than the token's life then fails with HTTP 403. This driver calls ``sign`` at
     every read instead (``sign`` must accept signed or unsigned URLs, like
     :func:`resign_planetary_computer`). Pass it as ``odc.stac.load(..., driver=...)``.
+    ``sign=None`` reads the URLs as they are. Either way a read that cannot reach the
+    server, or stalls past the GDAL HTTP timeout, raises the package's
+    :class:`~sarslide.acquire.errors.NetworkUnavailableError` instead of a raw
+    ``RasterioIOError``.
     """
 
-    def __init__(self, sign: Callable[[str], str] = resign_planetary_computer):
+    def __init__(self, sign: Callable[[str], str] | None = resign_planetary_computer):
         super().__init__()
         self.sign = sign
 

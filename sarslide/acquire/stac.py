@@ -8,7 +8,8 @@ from datetime import timedelta, timezone
 
 from sarslide.events import Event, get_event
 
-from .download import network_errors
+from .download import is_network_failure, network_errors
+from .network import network_settings, with_retries
 
 __all__ = [
     "PC_STAC_URL",
@@ -94,19 +95,33 @@ def search_passes(
     pystac.ItemCollection
         The matching items (scenes), unsigned. Feed them to :func:`select_passes`.
 
+    Every request has the package's timeout (``SARSLIDE_NETWORK_TIMEOUT``), and the search
+    is tried again with backoff (``SARSLIDE_NETWORK_RETRIES``, ``SARSLIDE_NETWORK_BACKOFF``;
+    see :mod:`sarslide.acquire.network`) when the server cannot be reached or stalls.
+
     Raises
     ------
     NetworkUnavailableError
-        When the STAC API cannot be reached.
+        When the STAC API cannot be reached or does not answer in time.
     """
     import pystac_client
+    from pystac_client.stac_api_io import StacApiIO
 
     if collection not in COLLECTIONS:
         raise ValueError(f"collection {collection!r} is not supported; use one of {list(COLLECTIONS)}")
     params = stac_query(event, collection=collection, days_before=days_before,
                         days_after=days_after, bounds_lonlat=bounds_lonlat)
     where = catalog if isinstance(catalog, str) else getattr(catalog, "self_href", "the STAC API")
-    with network_errors(str(where)):
-        client = pystac_client.Client.open(catalog) if isinstance(catalog, str) else catalog
-        search = client.search(**params, max_items=max_items)
-        return search.item_collection()
+    settings = network_settings()
+
+    def attempt():
+        if isinstance(catalog, str):
+            # retries are ours (with backoff), not urllib3's: max_retries=0
+            io = StacApiIO(timeout=settings.timeout, max_retries=0)
+            client = pystac_client.Client.open(catalog, stac_io=io, timeout=settings.timeout)
+        else:
+            client = catalog
+        return client.search(**params, max_items=max_items).item_collection()
+
+    with network_errors(str(where), settings):
+        return with_retries(attempt, retry_on=is_network_failure, settings=settings)
