@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from .atomic import atomic_directory
+from .atomic import atomic_directory, recover_directory
 from .cube import pass_pair, validate_cube
 
 __all__ = [
@@ -34,6 +34,7 @@ __all__ = [
     "SPLITS",
     "SPLIT_FRACTIONS",
     "ChipError",
+    "CorruptChipStoreError",
     "ChipSet",
     "make_chips",
     "balance",
@@ -52,6 +53,10 @@ UNASSIGNED = "unassigned"
 
 class ChipError(ValueError):
     """Chips cannot be made, balanced or split as asked; the message says why and what to do."""
+
+
+class CorruptChipStoreError(ChipError):
+    """A chip store on disk cannot be read (truncated array, broken ``info.json``, …)."""
 
 
 @dataclass
@@ -140,6 +145,12 @@ def make_chips(
     """
     validate_cube(cube)
     ny, nx = cube.sizes["y"], cube.sizes["x"]
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)):
+        raise ChipError(
+            f"chip size must be a whole number of pixels (int), got {size!r} of type "
+            f"{type(size).__name__}; use e.g. size={int(size) if isinstance(size, float) and float(size).is_integer() else 128}"
+        )
+    size = int(size)
     if size < 8:
         raise ChipError(f"chip size {size} is too small; use at least 8 pixels")
     if size > ny or size > nx:
@@ -317,18 +328,38 @@ def save_chips(chips: ChipSet, path: str | os.PathLike) -> Path:
 
 def open_chips(path: str | os.PathLike, *, mmap: bool = False) -> ChipSet:
     """Open a chip store written by :func:`save_chips` (``mmap=True`` maps arrays lazily)."""
-    path = Path(path)
+    path = recover_directory(path)
     missing = [n for n in ("images.npy", "labels.npy", "meta.parquet", "info.json") if not (path / n).exists()]
     if missing:
         raise FileNotFoundError(
             f"{path} is not a complete chip store (missing {missing}); rebuild it with save_chips"
         )
-    info = json.loads((path / "info.json").read_text())
+
+    def corrupt(name: str, err: BaseException) -> CorruptChipStoreError:
+        return CorruptChipStoreError(
+            f"{path / name} is corrupt ({type(err).__name__}: {err}): the chip store at {path} "
+            f"cannot be read. Delete it (rm -r '{path}') and rebuild it, e.g. "
+            "datasets.prepare_event(..., rebuild=True), which also rebuilds corrupt caches itself"
+        )
+
+    try:
+        info = json.loads((path / "info.json").read_text())
+        attrs, stats = info["attrs"], info["stats"]
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as err:
+        raise corrupt("info.json", err) from err
     mode = "r" if mmap else None
-    return ChipSet(
-        images=np.load(path / "images.npy", mmap_mode=mode),
-        labels=np.load(path / "labels.npy", mmap_mode=mode),
-        meta=pd.read_parquet(path / "meta.parquet"),
-        attrs=info["attrs"],
-        stats=info["stats"],
-    )
+    arrays = {}
+    for name in ("images", "labels"):
+        try:
+            arrays[name] = np.load(path / f"{name}.npy", mmap_mode=mode)
+        except (ValueError, OSError, EOFError) as err:  # truncated or not a .npy file
+            raise corrupt(f"{name}.npy", err) from err
+    try:
+        meta = pd.read_parquet(path / "meta.parquet")
+    except Exception as err:  # pyarrow raises its own error types for a broken file
+        raise corrupt("meta.parquet", err) from err
+    try:
+        return ChipSet(images=arrays["images"], labels=arrays["labels"], meta=meta,
+                       attrs=attrs, stats=stats)
+    except ChipError as err:  # the files disagree on the number or shape of chips
+        raise corrupt("images.npy", err) from err

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 import zlib
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -22,13 +23,26 @@ from pathlib import Path
 import pooch
 import xarray as xr
 
-from .chips import ChipSet, assign_splits, balance, make_chips, open_chips, save_chips
-from .cube import open_cube, save_cube
+from .atomic import recover_directory
+from .chips import (
+    ChipSet,
+    CorruptChipStoreError,
+    assign_splits,
+    balance,
+    make_chips,
+    open_chips,
+    save_chips,
+)
+from .cube import CubeError, open_cube, save_cube
 from .events import get_event
 from .profiles import Profile, get_profile
 from .transforms import compute_stats
 
-__all__ = ["DATA_DIR_ENV", "data_dir", "prepare_cube", "prepare_event", "store_key"]
+__all__ = ["DATA_DIR_ENV", "CacheRebuiltWarning", "data_dir", "prepare_cube", "prepare_event", "store_key"]
+
+
+class CacheRebuiltWarning(UserWarning):
+    """A cached cube or chip store was unreadable (corrupt) and has been built again."""
 
 DATA_DIR_ENV = "SARSLIDE_DATA_DIR"
 #: Bump when the synthetic generator or the chip pipeline changes what they produce.
@@ -75,15 +89,20 @@ def prepare_cube(
         from .synthetic import make_cube
 
         path = data_dir(cache_dir) / "cubes" / f"{evt.name}-{profile.name}-{store_key(evt.name, profile, seed)}.zarr"
-        if not path.exists():
-            cube = make_cube(
-                profile.synthetic_shape,
-                event=evt.name,
-                n_pre=max(profile.n_pre_passes, 1),
-                n_post=max(profile.n_post_passes, 1),
-                seed=_synthetic_seed(evt.name, seed),
-            )
-            save_cube(cube, path)
+        recover_directory(path)
+        if path.exists():
+            try:
+                return open_cube(path)
+            except CubeError as err:  # a cache the package owns: build it again
+                warnings.warn(f"rebuilding the cached cube: {err}", CacheRebuiltWarning, stacklevel=2)
+        cube = make_cube(
+            profile.synthetic_shape,
+            event=evt.name,
+            n_pre=max(profile.n_pre_passes, 1),
+            n_post=max(profile.n_post_passes, 1),
+            seed=_synthetic_seed(evt.name, seed),
+        )
+        save_cube(cube, path)
         return open_cube(path)
     if profile.data_source == "zenodo":
         from .acquire import load_paper_cube
@@ -126,8 +145,12 @@ def prepare_event(
     evt = get_event(event)
     profile = profile if isinstance(profile, Profile) else get_profile(profile)
     path = data_dir(cache_dir) / "chips" / f"{evt.name}-{profile.name}-{store_key(evt.name, profile, seed)}"
+    recover_directory(path)
     if path.exists() and not rebuild:
-        return open_chips(path)
+        try:
+            return open_chips(path)
+        except CorruptChipStoreError as err:  # a cache the package owns: build it again
+            warnings.warn(f"rebuilding the cached chips: {err}", CacheRebuiltWarning, stacklevel=2)
     cube = prepare_cube(evt.name, profile, cache_dir=cache_dir, seed=seed)
     chips = make_chips(
         cube,
