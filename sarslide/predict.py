@@ -7,7 +7,9 @@ probabilities** (not the logits) over the models: this is the project's ensembli
 :func:`embedding_pca` look inside a stage-1 classifier.
 
 Inputs are standardised chips ``(N, 4, H, W)`` float32 (no NaN; see
-:func:`sarslide.transforms.standardize`).
+:func:`sarslide.transforms.standardize`).  ``precision`` is ``"auto"`` (the device's fast
+path: bfloat16 autocast + channels-last on CPUs with native bf16 and on recent GPUs),
+``"fp32"`` or a :class:`~sarslide.runtime.Precision`; see :func:`sarslide.runtime.resolve_precision`.
 """
 
 from __future__ import annotations
@@ -21,7 +23,15 @@ from torch import Tensor, nn
 
 from .checkpoints import load_checkpoint
 from .models import SiameseClassifier
-from .runtime import _autocast, _batches, _check_images, _check_model_for_task, _forward_all, select_device
+from .runtime import (
+    Precision,
+    _batches,
+    _check_images,
+    _check_model_for_task,
+    _forward_all,
+    resolve_precision,
+    select_device,
+)
 
 __all__ = ["predict_proba", "predict_chip_proba", "pooled_embeddings", "embedding_pca"]
 
@@ -41,20 +51,30 @@ def _as_models(models: Any, task: str) -> list[nn.Module]:
 
 
 @torch.no_grad()
-def _predict_mean(models: list[nn.Module], images: np.ndarray, batch_size: int, device) -> Tensor:
+def _predict_mean(
+    models: list[nn.Module], images: np.ndarray, batch_size: int, device, precision: str | Precision
+) -> Tensor:
     dev = select_device(device)
+    prec = resolve_precision(dev, precision)
+    prec.apply_backend_settings()
     total = None
     for m in models:
         was_training = m.training
-        m.to(dev).eval()
-        prob = torch.sigmoid(_forward_all(m, images, batch_size, dev, dev.type == "cuda"))
+        m.eval()
+        with prec.prepared(m, dev):
+            prob = torch.sigmoid(_forward_all(m, images, batch_size, dev, prec))
         total = prob if total is None else total + prob
         m.train(was_training)
     return total / len(models)
 
 
 def predict_proba(
-    models: Any, images: np.ndarray, *, batch_size: int = 32, device: str | torch.device | None = None
+    models: Any,
+    images: np.ndarray,
+    *,
+    batch_size: int = 32,
+    device: str | torch.device | None = None,
+    precision: str | Precision = "auto",
 ) -> np.ndarray:
     """Landslide probability per pixel, ``(N, H, W)`` float32 in [0, 1].
 
@@ -65,11 +85,16 @@ def predict_proba(
     """
     members = _as_models(models, "stage2")
     images = _check_images(images, members[0], "chips")
-    return _predict_mean(members, images, batch_size, device)[:, 0].numpy().astype(np.float32)
+    return _predict_mean(members, images, batch_size, device, precision)[:, 0].numpy().astype(np.float32)
 
 
 def predict_chip_proba(
-    models: Any, images: np.ndarray, *, batch_size: int = 32, device: str | torch.device | None = None
+    models: Any,
+    images: np.ndarray,
+    *,
+    batch_size: int = 32,
+    device: str | torch.device | None = None,
+    precision: str | Precision = "auto",
 ) -> np.ndarray:
     """Probability that each chip holds a landslide, ``(N,)`` float32, from stage-1 classifiers.
 
@@ -77,12 +102,17 @@ def predict_chip_proba(
     """
     members = _as_models(models, "stage1")
     images = _check_images(images, members[0], "chips")
-    return _predict_mean(members, images, batch_size, device).numpy().astype(np.float32)
+    return _predict_mean(members, images, batch_size, device, precision).numpy().astype(np.float32)
 
 
 @torch.no_grad()
 def pooled_embeddings(
-    model: SiameseClassifier, images: np.ndarray, *, batch_size: int = 32, device: str | torch.device | None = None
+    model: SiameseClassifier,
+    images: np.ndarray,
+    *,
+    batch_size: int = 32,
+    device: str | torch.device | None = None,
+    precision: str | Precision = "auto",
 ) -> np.ndarray:
     """Stage-1 embeddings averaged over each chip: ``(N, 2*embedding_channels)`` float32.
 
@@ -93,13 +123,16 @@ def pooled_embeddings(
     _check_model_for_task(model, "stage1")
     images = _check_images(images, model, "chips")
     dev = select_device(device)
+    prec = resolve_precision(dev, precision)
+    prec.apply_backend_settings()
     was_training = model.training
-    model.to(dev).eval()
+    model.eval()
     out = []
-    for idx in _batches(len(images), batch_size):
-        with _autocast(dev, dev.type == "cuda"):
-            emb = model.embed(torch.from_numpy(images[idx]).to(dev))
-        out.append(emb.float().mean(dim=(2, 3)).cpu())
+    with prec.prepared(model, dev):
+        for idx in _batches(len(images), batch_size):
+            with prec.autocast():
+                emb = model.embed(prec.to_input(images[idx], dev))
+            out.append(emb.float().mean(dim=(2, 3)).cpu())
     model.train(was_training)
     return torch.cat(out).numpy()
 

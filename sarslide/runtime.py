@@ -1,19 +1,50 @@
-"""Running a stage's model on chips: the two tasks, the device, input checks, batched forwards.
+"""Running a stage's model on chips: the two tasks, the device, precision, input checks, batched forwards.
 
-The pieces that training (:mod:`sarslide.train`), checkpoints (:mod:`sarslide.checkpoints`)
-and prediction (:mod:`sarslide.predict`) share:
+The pieces that training (:mod:`sarslide.train`), checkpoints (:mod:`sarslide.checkpoints`),
+prediction (:mod:`sarslide.predict`) and mapping (:mod:`sarslide.mapping`) share:
 
 * the two tasks and the model class each one runs: ``"stage1"`` a
   :class:`~sarslide.models.SiameseClassifier` (chip classification), ``"stage2"`` a
   :class:`~sarslide.models.Segmenter` (segmentation);
 * :func:`select_device`: CUDA when available, else CPU;
+* :func:`resolve_precision`: the one place that decides the arithmetic and memory layout
+  per device (a :class:`Precision`); every forward and training step goes through it;
 * the check that turns what a caller passes into standardised chips ``(N, 4, H, W)``
   float32 without NaN that the model can take;
-* the model's outputs over all chips in mini-batches, with float16 autocast on CUDA only.
+* the model's outputs over all chips in mini-batches.
+
+Precision
+---------
+``precision="auto"`` (the default everywhere) picks the fast path of the device:
+
+============================  =========================================================
+device                        what runs
+============================  =========================================================
+CPU with native bf16          bfloat16 autocast + channels-last memory layout (oneDNN
+(AVX-512 BF16 / AMX, Arm BF16)  uses the bf16 dot-product units)
+CPU without it, MPS, others   plain float32
+CUDA with bf16 (Ampere+)      bfloat16 autocast, channels-last, cuDNN autotuning, TF32
+CUDA without bf16 (T4, V100)  float16 autocast + gradient scaling, channels-last,
+                              cuDNN autotuning, TF32 off (no TF32 units anyway)
+============================  =========================================================
+
+``precision="fp32"`` is plain float32 in the default layout everywhere (no TF32);
+``"bf16"`` and ``"fp16"`` force one autocast dtype (``"fp16"`` only on CUDA).
+
+Autocast only changes the arithmetic of the forward pass: parameters, optimiser state and
+checkpoints stay float32, and losses are computed in float32.  Results are bit-identical
+between reruns with the same precision and thread count on a CPU, not across precisions
+(the fast path's probabilities differ from float32 by well under 0.02; see
+``tests/test_precision.py``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import platform
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -22,11 +53,24 @@ from torch import Tensor, nn
 
 from .models import Segmenter, SiameseClassifier, check_input
 
-__all__ = ["TASKS", "Task", "select_device"]
+__all__ = [
+    "TASKS",
+    "Task",
+    "PRECISIONS",
+    "Precision",
+    "select_device",
+    "resolve_precision",
+    "cpu_has_native_bf16",
+    "runtime_record",
+]
 
 Task = Literal["stage1", "stage2"]
 TASKS: tuple[str, ...] = ("stage1", "stage2")
 _MODEL_FOR_TASK = {"stage1": SiameseClassifier, "stage2": Segmenter}
+
+#: What ``precision=`` accepts (besides a :class:`Precision`).
+PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16")
+_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def select_device(device: str | torch.device | None = None) -> torch.device:
@@ -34,6 +78,212 @@ def select_device(device: str | torch.device | None = None) -> torch.device:
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
+
+
+# --------------------------------------------------------------------------- precision
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 dot products in hardware and oneDNN can use them.
+
+    x86: AVX-512 BF16 or AMX (``torch.cpu._is_avx512_bf16_supported``,
+    ``torch.cpu._is_amx_tile_supported``); Arm: the BF16 extension as oneDNN reports it.
+    Plain AVX-512 without BF16 only *emulates* bfloat16 (slower than float32), so it
+    counts as no.  False when oneDNN (mkldnn) is unavailable or disabled.
+    """
+    if not (torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled):
+        return False
+    machine = platform.machine().lower()
+    try:
+        if machine in ("x86_64", "amd64", "i386", "i686"):
+            return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+        if machine in ("aarch64", "arm64"):
+            return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # private helpers: absent in other torch builds
+        return False
+    return False
+
+
+@dataclass(frozen=True)
+class Precision:
+    """How a model runs on one device: autocast dtype, memory layout, gradient scaling.
+
+    Build it with :func:`resolve_precision`; pass it (or a name) as ``precision=`` to
+    :func:`sarslide.train.fit`, :mod:`sarslide.predict` and :mod:`sarslide.mapping`.
+
+    Attributes
+    ----------
+    name:
+        ``"fp32"``, ``"bf16"`` or ``"fp16"``: the resolved choice (never ``"auto"``); it is
+        recorded in a training run's settings, so a run resumes only with the same one.
+    device_type:
+        ``"cpu"``, ``"cuda"``, ...
+    autocast_dtype:
+        ``torch.bfloat16`` / ``torch.float16`` for autocast, ``None`` for plain float32.
+    channels_last:
+        Inputs and 4-D weights in NHWC layout (oneDNN's and cuDNN's fast convolutions).
+    grad_scaler:
+        Training needs a gradient scaler (float16: small gradients would underflow).
+    cudnn_benchmark, tf32:
+        CUDA backend settings (:meth:`apply_backend_settings`): cuDNN algorithm
+        autotuning, TensorFloat-32 for the float32 matmuls and convolutions left outside
+        autocast.
+    """
+
+    name: str
+    device_type: str
+    autocast_dtype: torch.dtype | None
+    channels_last: bool
+    grad_scaler: bool
+    cudnn_benchmark: bool = False
+    tf32: bool = False
+
+    @property
+    def memory_format(self) -> torch.memory_format:
+        return torch.channels_last if self.channels_last else torch.contiguous_format
+
+    @property
+    def storage_dtype(self) -> torch.dtype:
+        """The dtype the forward pass produces: float32, or the autocast dtype.  Frozen
+        embeddings kept in it lose nothing compared with recomputing them."""
+        return torch.float32 if self.autocast_dtype is None else self.autocast_dtype
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """Context manager for the forward pass (a no-op for ``fp32``)."""
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device_type, dtype=self.autocast_dtype)
+
+    def to_input(self, batch: np.ndarray | Tensor, device: torch.device) -> Tensor:
+        """A batch ``(B, C, H, W)`` as a tensor on ``device`` in this precision's layout
+        (values unchanged; autocast casts them inside the convolutions)."""
+        t = torch.from_numpy(batch) if isinstance(batch, np.ndarray) else batch
+        t = t.to(device, non_blocking=True)
+        return t.contiguous(memory_format=self.memory_format) if t.ndim == 4 else t
+
+    def grad_scaler_for(self, device: torch.device) -> torch.amp.GradScaler:
+        """A :class:`torch.amp.GradScaler`, enabled only when :attr:`grad_scaler`."""
+        return torch.amp.GradScaler(device.type, enabled=self.grad_scaler)
+
+    def apply_backend_settings(self) -> None:
+        """Set the process-wide CUDA backend switches this precision wants (no-op off CUDA).
+
+        ``cudnn.benchmark`` picks the fastest convolution algorithm per shape (results
+        may then differ in the last bits between processes); TF32 as :attr:`tf32` says.
+        """
+        if self.device_type != "cuda":
+            return
+        torch.backends.cudnn.benchmark = self.cudnn_benchmark
+        mode = "tf32" if self.tf32 else "ieee"
+        if hasattr(torch.backends.cuda.matmul, "fp32_precision"):  # torch >= 2.9
+            torch.backends.cuda.matmul.fp32_precision = mode
+            torch.backends.cudnn.conv.fp32_precision = mode
+        else:  # pragma: no cover - older torch
+            torch.backends.cuda.matmul.allow_tf32 = self.tf32
+            torch.backends.cudnn.allow_tf32 = self.tf32
+
+    def apply_layout(self, model: nn.Module) -> nn.Module:
+        """Put ``model``'s 4-D weights in this precision's layout, in place (values and
+        parameter objects unchanged, so an optimiser built on them keeps working)."""
+        if self.channels_last:
+            model.to(memory_format=torch.channels_last)
+        return model
+
+    def restore_layout(self, model: nn.Module) -> nn.Module:
+        """Undo :meth:`apply_layout`: 4-D weights back in the default layout, in place."""
+        if self.channels_last:
+            model.to(memory_format=torch.contiguous_format)
+        return model
+
+    @contextlib.contextmanager
+    def prepared(self, model: nn.Module, device: torch.device) -> Iterator[nn.Module]:
+        """``model`` on ``device`` in this precision's layout for the block; its 4-D
+        parameters are put back in the default layout afterwards (it stays on ``device``)."""
+        self.apply_layout(model.to(device))
+        try:
+            yield model
+        finally:
+            self.restore_layout(model)
+
+    def describe(self) -> dict[str, Any]:
+        """Plain-data summary (for checkpoints and benchmark output)."""
+        return {
+            "precision": self.name,
+            "device_type": self.device_type,
+            "autocast_dtype": None if self.autocast_dtype is None else str(self.autocast_dtype).removeprefix("torch."),
+            "channels_last": self.channels_last,
+            "grad_scaler": self.grad_scaler,
+            "cudnn_benchmark": self.cudnn_benchmark,
+            "tf32": self.tf32,
+        }
+
+
+def resolve_precision(
+    device: str | torch.device | None = None, precision: str | Precision = "auto"
+) -> Precision:
+    """Decide how to run on ``device``: see the module docstring's table.
+
+    Parameters
+    ----------
+    device:
+        ``None`` picks CUDA when available, else CPU (:func:`select_device`).
+    precision:
+        ``"auto"`` (the device's fast path), ``"fp32"`` (plain), ``"bf16"``, ``"fp16"``
+        (CUDA only), or a :class:`Precision` (returned as is if it is for this device).
+
+    Raises
+    ------
+    ValueError
+        An unknown name, ``"fp16"`` off CUDA, ``"bf16"`` on a GPU without bfloat16, or a
+        :class:`Precision` made for another device type.
+    """
+    dev = select_device(device)
+    if isinstance(precision, Precision):
+        if precision.device_type != dev.type:
+            raise ValueError(
+                f"precision was resolved for device type {precision.device_type!r} but the "
+                f"model runs on {dev.type!r}; pass a name ('auto', 'fp32', ...) instead"
+            )
+        return precision
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose one of {list(PRECISIONS)}")
+    name = precision
+    if dev.type == "cuda":
+        if name == "auto":
+            name = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        if name == "bf16" and not torch.cuda.is_bf16_supported():
+            raise ValueError("this GPU has no bfloat16; use precision='fp16' or 'auto'")
+        fast = name != "fp32"
+        return Precision(
+            name=name, device_type="cuda", autocast_dtype=_DTYPES[name], channels_last=fast,
+            grad_scaler=name == "fp16", cudnn_benchmark=fast, tf32=fast and name == "bf16",
+        )  # fmt: skip
+    if name == "fp16":
+        raise ValueError(
+            f"precision='fp16' needs a CUDA GPU, the model runs on {dev.type!r}; use 'bf16' "
+            "(fast on CPUs with AVX-512 BF16 or AMX), 'fp32' or 'auto'"
+        )
+    if name == "auto":
+        name = "bf16" if dev.type == "cpu" and cpu_has_native_bf16() else "fp32"
+    fast = name == "bf16"
+    return Precision(
+        name=name, device_type=dev.type, autocast_dtype=_DTYPES[name],
+        channels_last=fast and dev.type == "cpu", grad_scaler=False,
+    )  # fmt: skip
+
+
+def runtime_record(device: torch.device, precision: Precision) -> dict[str, Any]:
+    """How a computation was run (precision, device, torch threads, torch version), as
+    plain data for a checkpoint's metadata."""
+    return {
+        **precision.describe(),
+        "device": str(device),
+        "threads": int(torch.get_num_threads()),
+        "torch": str(torch.__version__),
+    }
+
+
+# --------------------------------------------------------------------------- inputs
 
 
 def _check_task(task: str) -> str:
@@ -75,14 +325,44 @@ def _check_images(images: Any, model: nn.Module | None, what: str) -> np.ndarray
     return images
 
 
+def _fingerprint(*arrays: np.ndarray | Tensor) -> str:
+    """blake2b hex digest of the shapes, dtypes and bytes of ``arrays`` (tensors included)."""
+    h = hashlib.blake2b(digest_size=16)
+    for a in arrays:
+        if isinstance(a, Tensor):
+            a = a.detach().cpu().contiguous()
+            h.update(str((tuple(a.shape), str(a.dtype))).encode())
+            h.update(memoryview(a.view(-1).view(torch.uint8).numpy()) if a.numel() else b"")
+            continue
+        a = np.ascontiguousarray(a)
+        h.update(str((a.shape, a.dtype.str)).encode())
+        h.update(memoryview(a).cast("B"))
+    return h.hexdigest()
+
+
+def _weights_fingerprint(model: nn.Module) -> str:
+    """Fingerprint of a module's parameters and buffers (names, shapes, dtypes, values)."""
+    items = sorted(model.state_dict().items())
+    h = hashlib.blake2b(digest_size=16)
+    h.update(repr([k for k, _ in items]).encode())
+    h.update(_fingerprint(*[t for _, t in items]).encode())
+    return h.hexdigest()
+
+
+# --------------------------------------------------------------------------- forwards
+
+
 def _batches(n: int, batch_size: int, order: np.ndarray | None = None):
     idx = np.arange(n) if order is None else order
     for start in range(0, n, batch_size):
         yield idx[start : start + batch_size]
 
 
-def _autocast(device: torch.device, enabled: bool):
-    return torch.autocast(device_type=device.type, dtype=torch.float16, enabled=enabled)
+def _take(array: np.ndarray | Tensor, idx: np.ndarray) -> Tensor:
+    """Rows ``idx`` of a numpy array or (CPU) tensor, as a tensor."""
+    if isinstance(array, Tensor):
+        return array[torch.from_numpy(np.asarray(idx, dtype=np.int64))]
+    return torch.from_numpy(np.ascontiguousarray(array[idx]))
 
 
 @torch.no_grad()
@@ -91,34 +371,100 @@ def _forward_all(
     images: np.ndarray,
     batch_size: int,
     device: torch.device,
-    amp: bool,
-    embeddings: np.ndarray | None = None,
+    precision: Precision,
+    embeddings: np.ndarray | Tensor | None = None,
 ) -> Tensor:
-    """Model outputs for all chips, float32 on CPU (model must already be on ``device``).
+    """Model outputs for all chips, float32 on CPU (model must already be on ``device``,
+    in the precision's layout: :meth:`Precision.prepared`).
 
     ``embeddings`` (one per chip) are passed to the model as its second argument — a
     segmenter's precomputed frozen stage-1 embeddings.
     """
     outs = []
     for idx in _batches(len(images), batch_size):
-        xb = torch.from_numpy(images[idx]).to(device, non_blocking=True)
-        extra = () if embeddings is None else (torch.from_numpy(embeddings[idx]).to(device, non_blocking=True),)
-        with _autocast(device, amp):
+        xb = precision.to_input(images[idx], device)
+        extra = () if embeddings is None else (precision.to_input(_take(embeddings, idx), device),)
+        with precision.autocast():
             outs.append(model(xb, *extra).float().cpu())
     return torch.cat(outs)
 
 
 @torch.no_grad()
 def _frozen_embeddings(
-    model: nn.Module, images: np.ndarray, batch_size: int, device: torch.device, amp: bool
-) -> np.ndarray | None:
-    """A segmenter's frozen stage-1 embeddings of ``images`` (float32, on the CPU), or None
-    for models without them. Computed once per training run instead of every epoch."""
+    model: nn.Module, images: np.ndarray, batch_size: int, device: torch.device, precision: Precision
+) -> Tensor | None:
+    """A segmenter's frozen stage-1 embeddings of ``images`` ``(N, 64, H, W)``, or None for
+    models without them.
+
+    A CPU tensor in :attr:`Precision.storage_dtype` (float32, or bfloat16/float16 under
+    autocast: exactly what the forward pass produced, in half the memory).  Computed once
+    per training run instead of every epoch; :mod:`sarslide.embeddings` caches them on disk
+    across runs.
+    """
     if not isinstance(model, Segmenter) or model.stage1 is None:
         return None
+    return _embed_all(model.stage1, images, batch_size, device, precision)
+
+
+@torch.no_grad()
+def _embed_all(
+    stage1: SiameseClassifier, images: np.ndarray, batch_size: int, device: torch.device, precision: Precision
+) -> Tensor:
+    """``stage1.embed`` of all chips in mini-batches: CPU tensor ``(N, 64, H, W)`` in the
+    precision's storage dtype, default layout (``stage1`` already on ``device`` and prepared)."""
     outs = []
     for idx in _batches(len(images), batch_size):
-        xb = torch.from_numpy(images[idx]).to(device, non_blocking=True)
-        with _autocast(device, amp):
-            outs.append(model.frozen_embeddings(xb).float().cpu())
-    return torch.cat(outs).numpy()
+        xb = precision.to_input(images[idx], device)
+        with precision.autocast():
+            emb = stage1.embed(xb)
+        outs.append(emb.to(precision.storage_dtype).cpu().contiguous())
+    return torch.cat(outs)
+
+
+def _check_embeddings(
+    embeddings: np.ndarray | Tensor | None,
+    model: nn.Module,
+    images: np.ndarray,
+    what: str,
+    device: torch.device,
+    precision: Precision,
+) -> Tensor | None:
+    """Precomputed frozen embeddings of ``images`` for ``model`` (a stage-1-backed
+    segmenter already on ``device`` and prepared), checked, as a CPU tensor; None if None.
+
+    Shape ``(N, 2*embedding_channels, H, W)`` aligned with ``images``, finite, floating;
+    the first chip is re-embedded and must agree within 5 % (mean absolute difference
+    relative to the mean magnitude; embeddings made under another precision differ by
+    about 1 %, embeddings of another chip or another stage-1 network by far more).
+    """
+    if embeddings is None:
+        return None
+    stage1 = getattr(model, "stage1", None)
+    if not isinstance(model, Segmenter) or stage1 is None:
+        raise ValueError(
+            f"{what} embeddings were given but the model is a {type(model).__name__} without a "
+            "stage-1 network; pass embeddings only to a Segmenter(stage1)"
+        )
+    t = embeddings if isinstance(embeddings, Tensor) else torch.from_numpy(np.asarray(embeddings))
+    t = t.detach().cpu()
+    expected = (images.shape[0], stage1.embedding_dim) + images.shape[2:]
+    if tuple(t.shape) != expected:
+        raise ValueError(
+            f"{what} embeddings have shape {tuple(t.shape)} but the chips need {expected} "
+            "(one embedding per chip, in the same order)"
+        )
+    if not torch.is_floating_point(t):
+        raise ValueError(f"{what} embeddings must be floating point, got {t.dtype}")
+    if not bool(torch.isfinite(t).all()):
+        raise ValueError(f"{what} embeddings contain NaN/infinite values; compute them again")
+    ref = _embed_all(stage1, images[:1], 1, device, precision).float()
+    got = t[:1].float()
+    rel = float((ref - got).abs().mean() / ref.abs().mean().clamp_min(1e-12))
+    if rel > 0.05:
+        raise ValueError(
+            f"{what} embeddings do not belong to these chips and this stage-1 network: the "
+            f"first chip's embedding differs by {rel:.1%} from a fresh one; compute them from "
+            "the same chips, in the same order, with the segmenter's stage-1 network "
+            "(sarslide.embeddings.cached_embeddings)"
+        )
+    return t

@@ -4,8 +4,12 @@ Training (:func:`fit`)
     Adam, mini-batches in a seeded order (epoch ``e`` of seed ``s`` always visits the
     chips in the same order), early stopping when the validation loss has not improved for
     ``patience`` epochs, the ``top_k`` checkpoints by validation APRC (stage 2) or accuracy
-    (stage 1) kept on disk, mixed precision (float16 autocast + gradient scaling) on CUDA
-    only, a tqdm bar per run.  The device is CUDA when available, else CPU.
+    (stage 1) kept on disk, the device's fast arithmetic by default (``precision="auto"``:
+    bfloat16 autocast + channels-last on CPUs with native bf16 and on recent GPUs, float16
+    + gradient scaling on older GPUs, float32 elsewhere; see
+    :func:`sarslide.runtime.resolve_precision`), a tqdm bar per run.  The device is CUDA
+    when available, else CPU.  Weights, optimiser state and checkpoints are float32; the
+    losses are computed in float32.
 
     * ``task="stage1"``: a :class:`~sarslide.models.SiameseClassifier`; the target of a
       chip is 1 when any of its label pixels is > 0 (mask or point counts); loss = binary
@@ -34,7 +38,6 @@ Inputs everywhere are standardised chips ``(N, 4, H, W)`` float32 (no NaN; see
 
 from __future__ import annotations
 
-import hashlib
 import os
 import random
 import re
@@ -61,14 +64,19 @@ from .checkpoints import (
 )
 from .progress import progress_bar
 from .runtime import (
+    Precision,
     Task,
-    _autocast,
     _batches,
+    _check_embeddings,
     _check_images,
     _check_model_for_task,
     _check_task,
+    _fingerprint,
     _forward_all,
     _frozen_embeddings,
+    _take,
+    resolve_precision,
+    runtime_record,
     select_device,
 )
 
@@ -149,15 +157,6 @@ def _check_labels(labels: Any, images: np.ndarray, what: str) -> np.ndarray:
     if labels.size and labels.min() < 0:
         raise ValueError(f"{what} labels contain negative values; use a 0/1 mask or point counts")
     return labels
-
-
-def _fingerprint(*arrays: np.ndarray) -> str:
-    h = hashlib.blake2b(digest_size=16)
-    for a in arrays:
-        a = np.ascontiguousarray(a)
-        h.update(str((a.shape, a.dtype.str)).encode())
-        h.update(memoryview(a).cast("B"))
-    return h.hexdigest()
 
 
 def _frozen_fingerprint(model: nn.Module) -> str | None:
@@ -256,19 +255,25 @@ def evaluate(
     task: Task,
     batch_size: int = 32,
     device: str | torch.device | None = None,
+    precision: str | Precision = "auto",
 ) -> dict[str, float]:
     """Loss and metric of ``model`` on chips, as :func:`fit` computes them each epoch.
 
     Returns ``{"loss": ..., "accuracy": ...}`` (stage 1: BCE, share of chips right at logit 0)
     or ``{"loss": ..., "aprc": ...}`` (stage 2: dice over all chips, APRC over all pixels).
+    ``precision`` as in :func:`fit`.
     """
     _check_model_for_task(model, _check_task(task))
     images = _check_images(images, model, "chips")
     labels = _check_labels(labels, images, "chips")
     dev = select_device(device)
-    model.to(dev).eval()
+    prec = resolve_precision(dev, precision)
+    prec.apply_backend_settings()
+    model.eval()
     targets = chip_targets(labels) if task == "stage1" else pixel_targets(labels)
-    loss, metric = _score(task, _forward_all(model, images, batch_size, dev, dev.type == "cuda"), targets)
+    with prec.prepared(model, dev):
+        outputs = _forward_all(model, images, batch_size, dev, prec)
+    loss, metric = _score(task, outputs, targets)
     return {"loss": loss, _METRIC_FOR_TASK[task].removeprefix("val_"): metric}
 
 
@@ -332,7 +337,9 @@ def fit(
     seed: int = 0,
     stats: Mapping | None = None,
     device: str | torch.device | None = None,
-    amp: bool | None = None,
+    precision: str | Precision = "auto",
+    train_embeddings: np.ndarray | Tensor | None = None,
+    val_embeddings: np.ndarray | Tensor | None = None,
     progress: bool = True,
     resume: bool = True,
 ) -> TrainResult:
@@ -365,8 +372,18 @@ def fit(
         The standardisation statistics (``BandStats`` or its dict), stored in checkpoints.
     device:
         ``None`` picks CUDA when available, else CPU.
-    amp:
-        Mixed precision; ``None`` means on for CUDA, off elsewhere (it is never used on CPU).
+    precision:
+        ``"auto"`` (the device's fast path), ``"fp32"``, ``"bf16"``, ``"fp16"`` (CUDA) or a
+        :class:`~sarslide.runtime.Precision`; see :func:`sarslide.runtime.resolve_precision`.
+        The resolved name is part of the run's settings (a run resumes only with the same
+        precision); checkpoints record it with the device and torch's thread count under
+        ``"runtime"``.
+    train_embeddings, val_embeddings:
+        A segmenter's frozen stage-1 embeddings of ``train_images`` / ``val_images``,
+        ``(N, 64, H, W)`` aligned with the chips (numpy array or CPU tensor, any float
+        dtype), e.g. from :func:`sarslide.embeddings.cached_embeddings`; used instead of
+        computing them here.  The first chip of each split is re-embedded as a check that
+        they belong to these chips and this stage-1 network.
     progress:
         Show a tqdm bar over epochs.
     resume:
@@ -408,7 +425,8 @@ def fit(
     metric_name = _METRIC_FOR_TASK[task]
 
     dev = select_device(device)
-    use_amp = (dev.type == "cuda") if amp is None else (bool(amp) and dev.type == "cuda")
+    prec = resolve_precision(dev, precision)
+    prec.apply_backend_settings()
     checkpoint_dir = Path(checkpoint_dir)
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     last_path = checkpoint_dir / _LAST
@@ -424,7 +442,9 @@ def fit(
         "top_k": int(top_k),
         "data": _fingerprint(train_images, train_t, val_images, val_t),
         "frozen_stage1": _frozen_fingerprint(model),
+        "precision": prec.name,
     }
+    runtime = runtime_record(dev, prec)
 
     seed_everything(seed)
     model.to(dev)
@@ -432,7 +452,7 @@ def fit(
     if not params:
         raise ValueError(f"{type(model).__name__} has no trainable parameters")
     optimizer = torch.optim.Adam(params, lr=lr)
-    scaler = torch.amp.GradScaler(dev.type, enabled=use_amp)
+    scaler = prec.grad_scaler_for(dev)
 
     history: list[dict[str, float]] = []
     top: list[dict[str, Any]] = []
@@ -443,7 +463,9 @@ def fit(
 
     if resume and last_path.exists():
         state = _read(last_path)
-        old = state.get("settings", {})
+        old = dict(state.get("settings", {}))
+        # runs from before precision was a setting: float16 + gradient scaler on CUDA, else float32
+        old.setdefault("precision", "fp16" if state.get("scaler") else "fp32")
         changed = sorted(k for k in settings if old.get(k) != settings[k])
         if changed:
             raise CheckpointError(
@@ -480,28 +502,35 @@ def fit(
         return result()
 
     n = len(train_images)
-    # A segmenter's stage-1 network is frozen: its embeddings of these chips are the same
-    # every epoch, so compute them once (N × 64 × H × W float32 per split, on the CPU).
-    train_emb = _frozen_embeddings(model, train_images, batch_size, dev, use_amp)
-    val_emb = _frozen_embeddings(model, val_images, batch_size, dev, use_amp)
+    # The precision's memory layout for the weights while training (put back at the end).
+    prec.apply_layout(model)
     bar = progress_bar(
         total=max_epochs, initial=start_epoch, disable=not progress,
         desc=f"{task} {type(model).__name__}", unit="epoch", leave=True,
     )  # fmt: skip
     try:
+        # A segmenter's stage-1 network is frozen: its embeddings of these chips are the
+        # same every epoch, so compute them once (N × 64 × H × W per split, on the CPU, in
+        # the dtype the forward pass produces), or take the caller's precomputed ones.
+        train_emb = _check_embeddings(train_embeddings, model, train_images, "training", dev, prec)
+        if train_emb is None:
+            train_emb = _frozen_embeddings(model, train_images, batch_size, dev, prec)
+        val_emb = _check_embeddings(val_embeddings, model, val_images, "validation", dev, prec)
+        if val_emb is None:
+            val_emb = _frozen_embeddings(model, val_images, batch_size, dev, prec)
         for epoch in range(start_epoch + 1, max_epochs + 1):
             t0 = time.perf_counter()
             model.train()
             order = np.random.default_rng([int(seed), epoch]).permutation(n)
             total = 0.0
             for idx in _batches(n, batch_size, order):
-                xb = torch.from_numpy(train_images[idx]).to(dev, non_blocking=True)
+                xb = prec.to_input(train_images[idx], dev)
                 yb = torch.from_numpy(train_t[idx]).to(dev, non_blocking=True)
                 optimizer.zero_grad(set_to_none=True)
-                extra = () if train_emb is None else (torch.from_numpy(train_emb[idx]).to(dev, non_blocking=True),)
-                with _autocast(dev, use_amp):
+                extra = () if train_emb is None else (prec.to_input(_take(train_emb, idx), dev),)
+                with prec.autocast():
                     out = model(xb, *extra)
-                loss = criterion(out.float(), yb)
+                loss = criterion(out.float(), yb)  # float32 loss, whatever the autocast dtype
                 scaler.scale(loss).backward()
                 scaler.step(optimizer)
                 scaler.update()
@@ -509,7 +538,7 @@ def fit(
             train_loss = total / n
 
             model.eval()
-            val_loss, val_metric = _score(task, _forward_all(model, val_images, batch_size, dev, use_amp, val_emb), val_t)
+            val_loss, val_metric = _score(task, _forward_all(model, val_images, batch_size, dev, prec, val_emb), val_t)
             history.append(
                 {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
                  metric_name: val_metric, "seconds": time.perf_counter() - t0}
@@ -527,12 +556,12 @@ def fit(
             if entry in candidate:
                 save_checkpoint(
                     model, checkpoint_dir / entry["file"], task=task, stats=stats,
-                    extra={"epoch": epoch, "metrics": metrics, "settings": settings},
+                    extra={"epoch": epoch, "metrics": metrics, "settings": settings, "runtime": runtime},
                 )  # fmt: skip
             top = candidate
             record = _model_record(model, task, stats)
             record.update(
-                epoch=epoch, metrics=metrics, settings=settings,
+                epoch=epoch, metrics=metrics, settings=settings, runtime=runtime,
                 optimizer=optimizer.state_dict(), scaler=scaler.state_dict(), rng=_rng_state(),
                 history=history, top=top, best_val_loss=best_val_loss, bad_epochs=bad_epochs,
                 stopped_early=stopped_early,
@@ -549,6 +578,7 @@ def fit(
                 break
     finally:
         bar.close()
+        prec.restore_layout(model)
     return result()
 
 
