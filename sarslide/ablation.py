@@ -11,8 +11,10 @@ chips), in three *arms*:
 ``kaikoura``
     frozen stage-1 embeddings pretrained on Kaikōura chips (point labels, another country).
 
-Every run draws its own random, balanced training subset from the stage-2 training split,
-keeps its top-k checkpoints by validation APRC and scores each on the test split.
+Every run draws its own training subset from the stage-2 training split — at random, as
+the paper does, or balanced (the profile's ``few_shot_draw``, see
+:func:`sarslide.chips.few_shot_subset`) — keeps its top-k checkpoints by validation APRC and
+scores each on the test split.
 
 Results are a *tidy* table — one row per run × checkpoint × metric — stored as Parquet
 and written atomically after every finished run, so an interrupted grid resumes where it
@@ -28,9 +30,11 @@ non-learned baseline in every table.
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import uuid
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -39,8 +43,8 @@ import pandas as pd
 
 from .atomic import atomic_file
 from .baseline import log_ratio_score
-from .chips import ChipSet
-from .datasets import data_dir, prepare_event
+from .chips import ChipSet, few_shot_subset
+from .datasets import data_dir, prepare_event, store_key
 from .metrics import aprc, miscount_medians, miscounts, random_guess_aprc, sem
 from .profiles import Profile, get_profile
 from .progress import progress_bar
@@ -52,13 +56,14 @@ __all__ = [
     "METRICS",
     "Run",
     "experiment_grid",
-    "training_subset",
     "score_probabilities",
     "run_one",
     "run_models",
     "run_baseline",
     "run_grid",
     "summarize",
+    "run_means",
+    "ensemble_metrics",
     "stratified_aprc_interval",
     "results_dir",
     "ensemble_probabilities",
@@ -66,6 +71,8 @@ __all__ = [
     "paper_comparison",
     "PAPER_APRC",
 ]
+
+_log = logging.getLogger(__name__)
 
 ARMS: tuple[str, ...] = ("none", "hokkaido", "kaikoura")
 BASELINE_ARM = "log_ratio"
@@ -76,6 +83,7 @@ METRICS: tuple[str, ...] = (
     "median_delta_count_landslide",
 )
 _RESULTS = "results.parquet"
+_SETTINGS = "settings.json"
 _PROBA = "test_proba.npy"
 
 
@@ -101,7 +109,7 @@ class Run:
 
 def experiment_grid(profile: Profile | str | None = None, arms: Sequence[str] = ARMS) -> list[Run]:
     """All runs of a profile: arms × ``train_sizes`` × seeds (``seeds_smallest`` for the smallest size)."""
-    profile = profile if isinstance(profile, Profile) else get_profile(profile)
+    profile = get_profile(profile)
     sizes = list(profile.train_sizes)
     finite = [s for s in sizes if s is not None]
     smallest = min(finite) if finite else None
@@ -111,33 +119,6 @@ def experiment_grid(profile: Profile | str | None = None, arms: Sequence[str] = 
             seeds = profile.seeds_smallest if size == smallest else profile.seeds
             runs.extend(Run(arm, size, seed) for seed in seeds)
     return runs
-
-
-def training_subset(chips: ChipSet, size: int | None, seed: int) -> np.ndarray:
-    """Positions of a random, balanced training subset of ``size`` chips (None = all).
-
-    Half of the chips hold landslides (the larger half when ``size`` is odd), as in the
-    paper's "half the data contain no landslides" setting. The draw depends on
-    ``(seed, size)`` only, so each run of the grid has its own subset and reruns are
-    identical.
-    """
-    n = len(chips)
-    if size is None:
-        return np.arange(n)
-    if size > n:
-        raise ValueError(f"train_size={size} but the training split holds only {n} chips; use at most {n}")
-    has = chips.has_landslide
-    n_pos = (size + 1) // 2
-    n_neg = size - n_pos
-    if has.sum() < n_pos or (~has).sum() < n_neg:
-        raise ValueError(
-            f"cannot draw {n_pos} landslide and {n_neg} landslide-free chips from a split with "
-            f"{int(has.sum())} and {int((~has).sum())}"
-        )
-    rng = np.random.default_rng([seed, size])
-    pos = rng.choice(np.flatnonzero(has), n_pos, replace=False)
-    neg = rng.choice(np.flatnonzero(~has), n_neg, replace=False)
-    return np.sort(np.concatenate([pos, neg]))
 
 
 def score_probabilities(probabilities: np.ndarray, labels: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
@@ -182,7 +163,7 @@ def _fit_run(run: Run, chips: ChipSet, profile: Profile, out_dir: Path, cache_di
     from .train import fit_chipset, seed_everything
 
     stage1 = None if run.arm == "none" else pretrained_stage1(run.arm, profile, cache_dir=cache_dir, progress=progress)
-    subset = training_subset(chips.split("stage2_train"), run.train_size, run.seed)
+    subset = few_shot_subset(chips.split("stage2_train"), run.train_size, run.seed, draw=profile.few_shot_draw)
     seed_everything(run.seed)
     model = Segmenter(stage1)
     return fit_chipset(
@@ -227,7 +208,7 @@ def run_one(
 
     if num_threads is not None:
         torch.set_num_threads(num_threads)
-    profile = profile if isinstance(profile, Profile) else get_profile(profile)
+    profile = get_profile(profile)
     chips = prepare_event(event, profile, cache_dir=cache_dir)
     run_dir = Path(out_dir) / run.run_id
     result = _fit_run(run, chips, profile, Path(out_dir), cache_dir, device, progress)
@@ -258,7 +239,7 @@ def run_models(
     it has not been trained — the same run, folder and checkpoints as :func:`run_grid`."""
     from .checkpoints import load_checkpoints
 
-    profile = profile if isinstance(profile, Profile) else get_profile(profile)
+    profile = get_profile(profile)
     out = Path(out_dir) if out_dir is not None else results_dir(event, profile, cache_dir)
     chips = prepare_event(event, profile, cache_dir=cache_dir)
     result = _fit_run(run, chips, profile, out, cache_dir, device, progress)
@@ -274,7 +255,7 @@ def run_baseline(
 ) -> pd.DataFrame:
     """Rows for the non-learned references on the test split: the log-ratio change score
     (APRC only: it is not a probability, so there is no 0.5 threshold) and a random guess."""
-    profile = profile if isinstance(profile, Profile) else get_profile(profile)
+    profile = get_profile(profile)
     test = prepare_event(event, profile, cache_dir=cache_dir).split("test")
     score = log_ratio_score(test.images, window=window)
     base = {"arm": BASELINE_ARM, "train_size": 0, "seed": 0, "checkpoint": 0, "epoch": 0}
@@ -284,6 +265,34 @@ def run_baseline(
             {"run_id": "random", **base, "arm": "random", "metric": "aprc", "value": random_guess_aprc(test.labels)},
         ]
     )
+
+
+def _check_settings(out: Path, event: str, profile: Profile) -> None:
+    """Refuse to mix runs made under other settings into one results folder.
+
+    The folder records the fingerprint (:func:`sarslide.datasets.store_key`) of the event,
+    profile and data seed it was made with; a folder made with other settings is an error
+    that names both fingerprints and the fix.
+    """
+    key = store_key(event, profile, profile.data_seed)
+    marker = out / _SETTINGS
+    if marker.exists():
+        old = json.loads(marker.read_text())
+        if old.get("key") != key:
+            changed = sorted(
+                k for k in set(old.get("profile", {})) | set(asdict(profile))
+                if old.get("profile", {}).get(k) != json.loads(json.dumps(asdict(profile), default=str)).get(k)
+            )
+            raise ValueError(
+                f"{out} holds results made with other settings (fingerprint {old.get('key')} "
+                f"for event {old.get('event')!r}, this run {key}; changed: {changed or 'event'}); "
+                "use another out_dir, or the default results_dir(event, profile), which is keyed "
+                "on the settings"
+            )
+        return
+    payload = {"key": key, "event": event, "profile": asdict(profile)}
+    with atomic_file(marker) as tmp:
+        Path(tmp).write_text(json.dumps(payload, indent=2, default=str))
 
 
 def _load_results(path: Path) -> pd.DataFrame:
@@ -332,12 +341,16 @@ def run_grid(
     The table is written atomically after each finished run, plus once with the baseline
     rows; a failed run raises after the finished ones are saved.
     """
-    profile = profile if isinstance(profile, Profile) else get_profile(profile)
+    profile = get_profile(profile)
     out = Path(out_dir) if out_dir is not None else results_dir(event, profile, cache_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = out / _RESULTS
+    _check_settings(out, event, profile)
     table = _load_results(path)
     done = set(table["run_id"]) if len(table) else set()
+    reused = sorted({r.run_id for r in runs} & done)
+    if reused:
+        _log.info("reusing %d finished runs from %s", len(reused), path)
     if BASELINE_ARM not in done:
         table = pd.concat([table, run_baseline(event=event, profile=profile, cache_dir=cache_dir)], ignore_index=True)
         _write_table(table, path)
@@ -384,6 +397,26 @@ def _sorted(table: pd.DataFrame) -> pd.DataFrame:
     return table.sort_values(["arm", "train_size", "seed", "checkpoint", "metric"]).reset_index(drop=True)
 
 
+def run_means(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per learned run × metric: the run's mean over its kept checkpoints.
+
+    Columns ``arm``, ``train_size``, ``seed``, ``run_id``, ``metric``, ``value``: the
+    per-model spread behind Figure 3's error bars (one model = one seed's run).
+    """
+    learned = table[table["arm"].isin(ARMS)]
+    return learned.groupby(["arm", "train_size", "seed", "run_id", "metric"], as_index=False)["value"].mean()
+
+
+def ensemble_metrics(ensembles: pd.DataFrame) -> pd.DataFrame:
+    """:func:`ensemble_scores` as a tidy table (``arm, train_size, metric, value``).
+
+    These are the paper's Figure 2 and 3 values: each metric computed once on the
+    prediction averaged over every seed × checkpoint of a cell.
+    """
+    return ensembles.melt(id_vars=["arm", "train_size"], value_vars=list(METRICS),
+                          var_name="metric", value_name="value")  # fmt: skip
+
+
 def summarize(table: pd.DataFrame) -> pd.DataFrame:
     """Mean and SEM per arm × training size × metric.
 
@@ -421,9 +454,13 @@ def stratified_aprc_interval(
 
 def results_dir(event: str = "hokkaido", profile: Profile | str | None = None,
                 cache_dir: str | os.PathLike | None = None) -> Path:
-    """The default results folder of a grid: ``<data dir>/ablation/<event>-<profile>``."""
-    profile = profile if isinstance(profile, Profile) else get_profile(profile)
-    return data_dir(cache_dir) / "ablation" / f"{event}-{profile.name}"
+    """The default results folder of a grid: ``<data dir>/ablation/<event>-<profile>-<key>``.
+
+    ``key`` is :func:`sarslide.datasets.store_key`, a hash of every profile setting and the
+    data seed, so results made under other settings are never returned for these.
+    """
+    profile = get_profile(profile)
+    return data_dir(cache_dir) / "ablation" / f"{event}-{profile.name}-{store_key(event, profile, profile.data_seed)}"
 
 
 def ensemble_probabilities(table: pd.DataFrame, arm: str, train_size: int, out_dir: str | os.PathLike) -> tuple[np.ndarray, int]:
@@ -449,12 +486,17 @@ def ensemble_scores(
     cache_dir: str | os.PathLike | None = None,
     n_boot: int = 200,
     seed: int = 0,
+    labels: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Metrics of each arm × size on probabilities averaged over all its seeds × checkpoints
     (:func:`ensemble_probabilities`), with a stratified percentile bootstrap 95 % interval
-    of the APRC over test chips (:func:`stratified_aprc_interval`)."""
+    of the APRC over test chips (:func:`stratified_aprc_interval`).
+
+    ``labels`` (N, H, W) are the test labels; by default those of the prepared event.
+    """
     out = Path(out_dir) if out_dir is not None else results_dir(event, profile, cache_dir)
-    labels = prepare_event(event, profile, cache_dir=cache_dir).split("test").labels
+    if labels is None:
+        labels = prepare_event(event, profile, cache_dir=cache_dir).split("test").labels
     learned = table[table["arm"].isin(ARMS)]
     records = []
     for (arm, size), _ in learned.groupby(["arm", "train_size"]):

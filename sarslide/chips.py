@@ -39,6 +39,12 @@ __all__ = [
     "make_chips",
     "balance",
     "assign_splits",
+    "split_counts",
+    "split_fractions",
+    "SPLIT_SCHEMES",
+    "TABLE_A1",
+    "few_shot_subset",
+    "FEW_SHOT_DRAWS",
     "split_table",
     "save_chips",
     "open_chips",
@@ -249,47 +255,169 @@ def balance(chips: ChipSet, seed: int = 0) -> ChipSet:
     return chips.subset(np.sort(np.concatenate([keep_pos, keep_neg])))
 
 
-def _split_counts(n: int, fractions: tuple[float, ...]) -> np.ndarray:
-    """Largest-remainder allocation of ``n`` items to ``fractions`` (ties go to earlier splits)."""
+#: The paper's Table A1: chips per split (stage1_train, stage2_train, validation, test).
+#: Kaikōura has no segmentation labels, so no stage-2 split.
+TABLE_A1: dict[str, tuple[int, int, int, int]] = {
+    "hokkaido": (331, 110, 55, 56),
+    "kaikoura": (1630, 0, 272, 272),
+}
+#: Named split schemes: ``"text"`` (§2's 50/25/12.5/12.5) and ``"table_a1"`` (Table A1).
+SPLIT_SCHEMES: tuple[str, ...] = ("text", "table_a1")
+
+
+def split_fractions(scheme: str | tuple[float, ...] = "text", *, event: str | None = None) -> tuple[float, ...]:
+    """The share of chips per split (in :data:`SPLITS` order) of a split scheme.
+
+    ``"text"`` is :data:`SPLIT_FRACTIONS`; ``"table_a1"`` is the event's Table A1 counts
+    divided by their total (``event`` required); a tuple of four non-negative fractions
+    summing to 1 is returned as it is.
+    """
+    if isinstance(scheme, str):
+        if scheme == "text":
+            return SPLIT_FRACTIONS
+        if scheme == "table_a1":
+            if event not in TABLE_A1:
+                raise ChipError(
+                    f"split scheme 'table_a1' needs event= one of {sorted(TABLE_A1)}, got {event!r}"
+                )
+            counts = np.asarray(TABLE_A1[event], dtype=float)
+            return tuple(float(c) for c in counts / counts.sum())
+        raise ChipError(f"unknown split scheme {scheme!r}; use one of {list(SPLIT_SCHEMES)} or 4 fractions")
+    fractions = tuple(float(f) for f in scheme)
+    if len(fractions) != len(SPLITS) or min(fractions) < 0 or not np.isclose(sum(fractions), 1.0):
+        raise ChipError(
+            f"split fractions {scheme} must be {len(SPLITS)} non-negative shares for {list(SPLITS)} "
+            "summing to 1"
+        )
+    return fractions
+
+
+def _largest_remainder(n: int, fractions: tuple[float, ...]) -> np.ndarray:
+    """Hamilton (largest-remainder) allocation of ``n`` items to ``fractions``.
+
+    Each split first gets ``floor(n * fraction)``; the items left over go one each to the
+    splits with the largest fractional remainders, ties to the earlier split.
+    """
     exact = np.asarray(fractions, dtype=float) * n
-    counts = np.floor(exact).astype(int)
+    counts = np.floor(exact + 1e-9).astype(int)
     order = np.argsort(-(exact - counts), kind="stable")
     counts[order[: n - counts.sum()]] += 1
     return counts
 
 
-def assign_splits(
-    chips: ChipSet, fractions: tuple[float, ...] = SPLIT_FRACTIONS, seed: int = 0
-) -> ChipSet:
-    """Assign every chip to one of :data:`SPLITS`, stratified so each split keeps the balance.
+def split_counts(
+    n_chips: int, scheme: str | tuple[float, ...] = "text", *, event: str | None = None
+) -> dict[str, int]:
+    """Chips per split for ``n_chips`` chips under a split scheme.
 
-    Landslide and landslide-free chips are shuffled (seeded) and allocated separately with
-    the same fractions, so on a balanced set every split is balanced.
+    Rounding rule: largest remainder over :func:`split_fractions` (ties go to the earlier
+    split), so the counts always sum to ``n_chips`` and reproduce Table A1 exactly at the
+    paper's totals: ``split_counts(552, "table_a1", event="hokkaido")`` gives 331 / 110 / 55 /
+    56 and ``split_counts(2174, "table_a1", event="kaikoura")`` 1,630 / 0 / 272 / 272.
+
+    Returns
+    -------
+    dict
+        Split name (:data:`SPLITS`) → number of chips.
+    """
+    if int(n_chips) != n_chips or n_chips < 0:
+        raise ChipError(f"n_chips must be a non-negative integer, got {n_chips!r}")
+    counts = _largest_remainder(int(n_chips), split_fractions(scheme, event=event))
+    return {name: int(c) for name, c in zip(SPLITS, counts)}
+
+
+def assign_splits(
+    chips: ChipSet,
+    scheme: str | tuple[float, ...] = "text",
+    *,
+    seed: int = 0,
+    stratify: bool | None = None,
+) -> ChipSet:
+    """Assign every chip to one of :data:`SPLITS` under a split scheme (:func:`split_counts`).
+
+    ``stratify=True`` allocates landslide and landslide-free chips separately with the same
+    fractions, so on a balanced set every split is balanced (the §2 sentence: "we ensure
+    that each of these datasets are also balanced"). ``stratify=False`` draws the split of
+    every chip from one seeded permutation, so the split *totals* are exact — what Table A1
+    reports (its Hokkaido test set holds 32 landslide and 24 landslide-free chips, so the
+    published split was not stratified). The default stratifies every scheme but
+    ``"table_a1"``. The event of ``"table_a1"`` is read from ``chips.attrs["event"]``.
 
     Raises
     ------
     ChipError
-        If a split would get no chip of either kind.
+        If a split with a positive share would get no chip (of either kind, when stratified).
     """
-    if len(fractions) != len(SPLITS) or not np.isclose(sum(fractions), 1.0):
-        raise ChipError(f"fractions {fractions} must give one share per split {list(SPLITS)} summing to 1")
+    event = chips.attrs.get("event")
+    fractions = split_fractions(scheme, event=event)
+    if stratify is None:
+        stratify = scheme != "table_a1"
     rng = np.random.default_rng(seed)
     split = np.empty(len(chips), dtype=object)
-    for cls in (True, False):
-        members = np.flatnonzero(chips.has_landslide == cls)
-        counts = _split_counts(len(members), fractions)
-        if (counts == 0).any():
-            need = next(m for m in range(1, 10_000) if (_split_counts(m, fractions) > 0).all())
+    groups = (
+        [(np.flatnonzero(chips.has_landslide == cls), "landslide" if cls else "landslide-free") for cls in (True, False)]
+        if stratify
+        else [(np.arange(len(chips)), "")]
+    )
+    wanted = np.asarray(fractions) > 0
+    for members, kind in groups:
+        counts = _largest_remainder(len(members), fractions)
+        if (counts[wanted] == 0).any():
+            need = next(m for m in range(1, 100_000) if (_largest_remainder(m, fractions)[wanted] > 0).all())
+            empty = [name for name, c, w in zip(SPLITS, counts, wanted) if w and c == 0]
             raise ChipError(
-                f"too few {'landslide' if cls else 'landslide-free'} chips to split: "
-                f"{len(members)}, but every split needs at least one, so at least {need}; use a "
-                "larger area or smaller chips"
+                f"too few {kind + ' ' if kind else ''}chips to split: {len(members)}, so split(s) "
+                f"{empty} would be empty; with fractions {tuple(round(f, 4) for f in fractions)} "
+                f"at least {need} are needed; use a larger area or smaller chips"
             )
         members = rng.permutation(members)
         split[members] = np.repeat(np.array(SPLITS, dtype=object), counts)
     meta = chips.meta.copy()
     meta["split"] = split.astype(str)
     return replace(chips, meta=meta)
+
+
+#: How a few-shot training subset is drawn (:func:`few_shot_subset`).
+FEW_SHOT_DRAWS: tuple[str, ...] = ("random", "balanced")
+
+
+def few_shot_subset(chips: ChipSet, size: int | None, seed: int, draw: str = "random") -> np.ndarray:
+    """Positions of a seeded few-shot training subset of ``size`` chips (None = all).
+
+    ``draw="random"``
+        ``size`` chips drawn uniformly without replacement from the pool, whatever they
+        hold — the paper's "we randomly sub-sample the training set". A small draw may hold
+        no landslide chip at all (a quarter of size-2 draws from a balanced pool).
+    ``draw="balanced"``
+        Half of the chips hold landslides (the larger half when ``size`` is odd).
+
+    The draw depends on ``(seed, size)`` only, so each run of a grid has its own subset and
+    reruns are identical. Returns sorted positions within ``chips``.
+    """
+    n = len(chips)
+    if draw not in FEW_SHOT_DRAWS:
+        raise ChipError(f"unknown few-shot draw {draw!r}; use one of {list(FEW_SHOT_DRAWS)}")
+    if size is None:
+        return np.arange(n)
+    if int(size) != size or size < 1:
+        raise ChipError(f"training size must be a positive integer or None (all), got {size!r}")
+    size = int(size)
+    if size > n:
+        raise ChipError(f"train_size={size} but the training split holds only {n} chips; use at most {n}")
+    rng = np.random.default_rng([seed, size])
+    if draw == "random":
+        return np.sort(rng.choice(n, size, replace=False))
+    has = chips.has_landslide
+    n_pos = (size + 1) // 2
+    n_neg = size - n_pos
+    if has.sum() < n_pos or (~has).sum() < n_neg:
+        raise ChipError(
+            f"cannot draw {n_pos} landslide and {n_neg} landslide-free chips from a split with "
+            f"{int(has.sum())} and {int((~has).sum())}; use draw='random' or a smaller size"
+        )
+    pos = rng.choice(np.flatnonzero(has), n_pos, replace=False)
+    neg = rng.choice(np.flatnonzero(~has), n_neg, replace=False)
+    return np.sort(np.concatenate([pos, neg]))
 
 
 def split_table(chips: ChipSet) -> pd.DataFrame:

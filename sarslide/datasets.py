@@ -46,7 +46,7 @@ class CacheRebuiltWarning(UserWarning):
 
 DATA_DIR_ENV = "SARSLIDE_DATA_DIR"
 #: Bump when the synthetic generator or the chip pipeline changes what they produce.
-PIPELINE_VERSION = 3
+PIPELINE_VERSION = 4
 
 
 def data_dir(cache_dir: str | os.PathLike | None = None) -> Path:
@@ -76,7 +76,7 @@ def prepare_cube(
     profile: Profile | str | None = None,
     *,
     cache_dir: str | os.PathLike | None = None,
-    seed: int = 0,
+    seed: int | None = None,
 ) -> xr.Dataset:
     """The event cube for a profile: synthetic (demo) or the paper's datacube (paper).
 
@@ -84,7 +84,8 @@ def prepare_cube(
     the paper's cubes are downloaded once by :func:`sarslide.acquire.load_paper_cube`.
     """
     evt = get_event(event)
-    profile = profile if isinstance(profile, Profile) else get_profile(profile)
+    profile = get_profile(profile)
+    seed = profile.data_seed if seed is None else int(seed)
     if profile.data_source == "synthetic":
         from .synthetic import make_cube
 
@@ -118,7 +119,7 @@ def prepare_event(
     profile: Profile | str | None = None,
     *,
     cache_dir: str | os.PathLike | None = None,
-    seed: int = 0,
+    seed: int | None = None,
     rebuild: bool = False,
 ) -> ChipSet:
     """Balanced, split chips of ``event`` with stage-1 training statistics, cached on disk.
@@ -132,7 +133,8 @@ def prepare_event(
     cache_dir:
         Overrides ``$SARSLIDE_DATA_DIR`` / the user cache.
     seed:
-        Seeds the synthetic scene, the balancing and the split.
+        Seeds the synthetic scene, the balancing and the split; ``None`` takes the
+        profile's ``data_seed``.
     rebuild:
         Build again even if a cached store exists.
 
@@ -143,7 +145,8 @@ def prepare_event(
         column, ``stats`` from the stage-1 training chips.
     """
     evt = get_event(event)
-    profile = profile if isinstance(profile, Profile) else get_profile(profile)
+    profile = get_profile(profile)
+    seed = profile.data_seed if seed is None else int(seed)
     path = data_dir(cache_dir) / "chips" / f"{evt.name}-{profile.name}-{store_key(evt.name, profile, seed)}"
     recover_directory(path)
     if path.exists() and not rebuild:
@@ -160,7 +163,7 @@ def prepare_event(
         named_passes=profile.named_passes,
         max_nodata_fraction=profile.max_nodata_fraction,
     )
-    chips = assign_splits(balance(chips, seed=seed), seed=seed)
+    chips = assign_splits(balance(chips, seed=seed), profile.split_scheme, seed=seed)
     stats = compute_stats(chips.split("stage1_train").images)
     chips = replace(chips, stats=stats.to_dict())
     save_chips(chips, path)

@@ -43,6 +43,9 @@ __all__ = [
     "sem",
     "BootstrapCI",
     "bootstrap_ci",
+    "PixelRanking",
+    "stratified_chip_weights",
+    "weighted_median",
 ]
 
 
@@ -352,3 +355,92 @@ def bootstrap_ci(
         n_boot=n_boot,
         alpha=alpha,
     )
+
+
+class PixelRanking:
+    """All test pixels of one prediction, sorted once, so the APRC of any resample of
+    whole chips is one weighted pass (a chip drawn k times weighs k).
+
+    ``PixelRanking(p, labels).aprc(w)`` equals
+    ``sklearn.metrics.average_precision_score(labels > 0, p, sample_weight=w per pixel)``,
+    ties included; with ``w`` all ones it is :func:`aprc`. Used by chip bootstraps, where
+    hundreds of resamples of the same chips would otherwise sort the pixels every time.
+
+    Parameters
+    ----------
+    scores:
+        (N, H, W) finite scores (probabilities).
+    labels:
+        (N, H, W) labels; > 0 is landslide.
+    """
+
+    def __init__(self, scores: np.ndarray, labels: np.ndarray) -> None:
+        scores = np.asarray(scores)
+        labels = np.asarray(labels)
+        _check_same_shape(scores, labels, ("scores", "labels"))
+        if scores.ndim != 3:
+            raise ValueError(f"scores have shape {scores.shape}; expected chips (N, H, W)")
+        if not np.isfinite(scores).all():
+            raise ValueError("scores hold non-finite values; fill no-data before ranking")
+        n, h, w = scores.shape
+        flat = scores.reshape(-1).astype(np.float64)
+        order = np.argsort(-flat, kind="stable")
+        self._chip = (order // (h * w)).astype(np.int64)
+        self._positive = (labels.reshape(-1) > 0)[order]
+        ranked = flat[order]
+        # The last position of each run of equal scores: one threshold per distinct score.
+        self._ends = np.flatnonzero(np.r_[ranked[1:] != ranked[:-1], True])
+        self.n_chips = n
+
+    def aprc(self, chip_weights: np.ndarray | None = None) -> float:
+        """Average precision with each chip weighted by ``chip_weights`` ((N,) ≥ 0)."""
+        if chip_weights is None:
+            weights = np.ones(self._chip.size)
+        else:
+            chip_weights = np.asarray(chip_weights, dtype=np.float64)
+            if chip_weights.shape != (self.n_chips,):
+                raise ValueError(f"chip_weights has shape {chip_weights.shape}; expected ({self.n_chips},)")
+            weights = chip_weights[self._chip]
+        tp = np.cumsum(weights * self._positive)[self._ends]
+        fp = np.cumsum(weights * ~self._positive)[self._ends]
+        if tp[-1] <= 0:
+            raise ValueError("the resample holds no landslide pixel; the APRC is undefined")
+        precision = tp / np.maximum(tp + fp, np.finfo(float).tiny)
+        recall_step = np.diff(np.r_[0.0, tp]) / tp[-1]
+        return float(np.sum(recall_step * precision))
+
+
+def stratified_chip_weights(has_landslide: np.ndarray, n_boot: int, seed: int = 0) -> np.ndarray:
+    """Bootstrap resamples of test chips as chip weights, drawn within each kind.
+
+    Landslide and landslide-free chips are resampled separately (with replacement, each
+    kind keeping its size), so every resample holds landslides and the APRC is defined.
+
+    Returns
+    -------
+    numpy.ndarray
+        (n_boot, N) float64: how many times each chip is drawn in each resample.
+    """
+    has = np.asarray(has_landslide, dtype=bool)
+    pos, neg = np.flatnonzero(has), np.flatnonzero(~has)
+    if len(pos) == 0:
+        raise ValueError("the chips hold no landslide; a stratified bootstrap needs some")
+    rng = np.random.default_rng(seed)
+    weights = np.zeros((int(n_boot), has.size))
+    for b in range(int(n_boot)):
+        for members in (pos, neg):
+            if len(members):
+                np.add.at(weights[b], rng.choice(members, len(members)), 1.0)
+    return weights
+
+
+def weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
+    """The median of ``values`` repeated ``weights`` times (integer weights, as a resample).
+
+    Equals ``numpy.median(numpy.repeat(values, weights))``; NaN when all weights are 0.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    weights = np.asarray(weights, dtype=np.int64)
+    if weights.sum() == 0:
+        return float("nan")
+    return float(np.median(np.repeat(values, weights)))

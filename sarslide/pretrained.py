@@ -28,7 +28,7 @@ def checkpoint_root(cache_dir=None) -> Path:
 
 
 def stage1_checkpoint_dir(
-    event: str, profile=None, *, config: str | None = None, seed: int = 0, data_seed: int = 0, cache_dir=None
+    event: str, profile=None, *, config: str | None = None, seed: int = 0, data_seed: int | None = None, cache_dir=None
 ) -> Path:
     """Where :func:`train_stage1` keeps a run: ``<data dir>/checkpoints/stage1-...``.
 
@@ -39,10 +39,10 @@ def stage1_checkpoint_dir(
     from .events import get_event
     from .profiles import Profile, get_profile
 
-    profile = profile if isinstance(profile, Profile) else get_profile(profile)
+    profile = get_profile(profile)
     name = get_event(event).name
     config = config or profile.stage1_config
-    key = store_key(name, profile, data_seed)
+    key = store_key(name, profile, profile.data_seed if data_seed is None else data_seed)
     return checkpoint_root(cache_dir) / f"stage1-{name}-{profile.name}-{config}-seed{seed}-{key}"
 
 
@@ -52,7 +52,7 @@ def train_stage1(
     *,
     config: str | None = None,
     seed: int = 0,
-    data_seed: int = 0,
+    data_seed: int | None = None,
     cache_dir=None,
     device: str | torch.device | None = None,
     progress: bool = True,
@@ -96,7 +96,7 @@ def pretrained_stage1(
     *,
     config: str | None = None,
     seed: int = 0,
-    data_seed: int = 0,
+    data_seed: int | None = None,
     cache_dir=None,
     device: str | torch.device | None = None,
     progress: bool = True,

@@ -18,6 +18,10 @@ The scene is built the way a radar sees real hills:
    patches on gentle slopes change backscatter by a few dB of either sign, so a plain
    change detector raises false alarms that a model using shape and context can learn to
    ignore.
+6. **Water.** Lakes and ponds fill the lowest basins of the terrain. Calm water reflects
+   the radar away (VV ≈ −20 dB, VH at the noise floor ≈ −24 dB); wind roughens it by a
+   different amount on every pass, so water "changes" by several dB between passes
+   without any landslide.
 
 The statistics match the real Hokkaido cube (DESIGN.md): log10(VV) mean ≈ −0.73,
 std ≈ 0.21; log10(VH) mean ≈ −1.32, std ≈ 0.19, over all pixels and passes.
@@ -74,6 +78,7 @@ def _draw_landslides(
     aspect_rad: np.ndarray,
     fraction: float,
     cluster_share: float,
+    forbidden: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int]]]:
     """Place elongated blobs until ``fraction`` of pixels are covered.
 
@@ -84,6 +89,8 @@ def _draw_landslides(
     # Where landslides may start: a smooth "shaking intensity" field above a quantile, on slopes.
     shaking = _fractal_field(rng, (ny, nx), beta=4.0)
     allowed = (shaking > np.quantile(shaking, 1.0 - cluster_share)) & (slope_deg > 8.0)
+    if forbidden is not None:
+        allowed &= ~forbidden
     weight = np.where(allowed, np.exp(1.5 * shaking) * np.sin(np.radians(slope_deg)), 0.0).ravel()
     if weight.sum() <= 0:
         raise ValueError("no slope steep enough for landslides; raise relief or lower cluster_share")
@@ -119,6 +126,8 @@ def _draw_landslides(
         across = dc * np.cos(theta) + dr * np.sin(theta)
         inside = (along / length) ** 2 + (across / width) ** 2 <= 1.0
         inside &= ids[r_lo:r_hi, c_lo:c_hi] == 0
+        if forbidden is not None:
+            inside &= ~forbidden[r_lo:r_hi, c_lo:c_hi]
         if not inside.any():
             continue
         blob += 1
@@ -128,6 +137,39 @@ def _draw_landslides(
         rows, cols = np.nonzero(inside)
         centroids.append((r_lo + int(round(rows.mean())), c_lo + int(round(cols.mean()))))
     return ids, strength, centroids
+
+
+#: log10 backscatter of calm water before speckle: VV ≈ −20 dB, VH at Sentinel-1's noise
+#: floor (NESZ ≈ −24 dB), which is what a VH image of calm water records.
+_WATER_LOG10 = {"vv": -2.0, "vh": -2.4}
+#: Wind roughening of water: per pass, up to this many dB, in smooth gusts.
+_WATER_WIND_DB = 10.0
+
+
+def _draw_water(dem: np.ndarray, fraction: float) -> np.ndarray:
+    """Lakes in the lowest basins: the ``fraction`` of pixels with the lowest elevation.
+
+    The fractal terrain is smooth at large scales, so its lowest pixels form a few compact
+    basins (lakes and ponds), not scattered pixels. Returns (ny, nx) bool.
+    """
+    if fraction <= 0:
+        return np.zeros(dem.shape, dtype=bool)
+    return dem <= np.quantile(dem, fraction)
+
+
+def _land_log10_moments(target_mean: float, target_std: float, water_share: float,
+                        water_mean: float, water_var: float) -> tuple[float, float]:
+    """Mean and std of land log10 backscatter so that land + water has the target moments.
+
+    For a mixture with water share ``f``: mean = (1−f)·m_land + f·m_water and
+    var = (1−f)·v_land + f·v_water + f(1−f)(m_land − m_water)².
+    """
+    f = float(water_share)
+    m_land = (target_mean - f * water_mean) / (1.0 - f)
+    v_land = (target_std**2 - f * water_var - f * (1.0 - f) * (m_land - water_mean) ** 2) / (1.0 - f)
+    if v_land <= 0:
+        raise ValueError(f"water_fraction={f:.3f} is too large to keep the reference statistics; use less water")
+    return m_land, float(np.sqrt(v_land))
 
 
 def _draw_field_changes(
@@ -169,6 +211,7 @@ def make_cube(
     looks: float = 7.0,
     relief_m: float = 350.0,
     nodata_corner: float = 0.04,
+    water_fraction: float = 0.003,
     seed: int = 0,
     resolution: float = 10.0,
 ) -> xr.Dataset:
@@ -205,6 +248,9 @@ def make_cube(
         Standard deviation of the synthetic elevation in metres.
     nodata_corner:
         Share of the scene outside the swath (NaN in every pass, a corner wedge).
+    water_fraction:
+        Share of pixels under water (lakes in the lowest basins); never a landslide or a
+        field, dark, and changed by wind on every pass.
     seed:
         Everything is deterministic given the seed.
     resolution:
@@ -248,13 +294,16 @@ def make_cube(
     texture_vv = _zscore(0.7 * terrain + 0.5 * cover)
     texture_vh = _zscore(0.5 * terrain + 0.6 * cover + 0.4 * _fractal_field(rng, (ny, nx), 2.0))
 
-    # 3. Landslides.
-    ids, strength, centroids = _draw_landslides(rng, slope, aspect, landslide_fraction, cluster_share)
+    # 3. Water, then landslides and field changes on land only.
+    water = _draw_water(dem, water_fraction)
+    ids, strength, centroids = _draw_landslides(
+        rng, slope, aspect, landslide_fraction, cluster_share, forbidden=water
+    )
     if brighter_share > 0:
         flips = np.where(rng.random(len(centroids) + 1) < brighter_share, -1.0, 1.0).astype(np.float32)
         flips[0] = 1.0
         strength = strength * flips[ids]
-    fields = _draw_field_changes(rng, slope, field_change_fraction, field_change_db) * (ids == 0)
+    fields = _draw_field_changes(rng, slope, field_change_fraction, field_change_db) * (ids == 0) * ~water
 
     # 4. Passes: clean log10 backscatter + weather + landslide change + speckle.
     speckle_mean, speckle_std = _speckle_log10_moments(looks)
@@ -263,14 +312,29 @@ def make_cube(
     post_dates = [evt.paper_post_pass + timedelta(days=_REVISIT_DAYS * i) for i in range(n_post)]
     event_hour = timedelta(hours=20, minutes=40)  # a descending-like overpass time (UTC)
     times = pd.DatetimeIndex([pd.Timestamp(d) + event_hour for d in pre_dates + post_dates])
+    # Wind on water: a per-pass strength (0 to _WATER_WIND_DB dB) in smooth gusts.
+    n_water = int(water.sum())
+    wind = [
+        rng.uniform(0.0, _WATER_WIND_DB) * special.expit(2.0 * _fractal_field(rng, (ny, nx), 3.0)[water]) / 10.0
+        for _ in range(len(times))
+    ] if n_water else []  # fmt: skip
+    water_share = n_water / (ny * nx)
     bands: dict[str, np.ndarray] = {}
     for b, texture, change in (("vv", texture_vv, change_db[0]), ("vh", texture_vh, change_db[1])):
         mean, std = LOG10_TARGETS[b]
-        texture_std = np.sqrt(max(std**2 - speckle_std**2 - weather_std**2, 1e-6))
-        clean = (mean - speckle_mean) + texture_std * texture
+        # Land gets the moments that make land + water match the reference statistics.
+        water_clean = np.concatenate(wind) + _WATER_LOG10[b] if n_water else np.zeros(1)
+        land_mean, land_std = _land_log10_moments(
+            mean - speckle_mean, np.sqrt(std**2 - speckle_std**2), water_share,
+            float(water_clean.mean()), float(water_clean.var()) + weather_std**2,
+        )  # fmt: skip
+        texture_std = np.sqrt(max(land_std**2 - weather_std**2, 1e-6))
+        clean = land_mean + texture_std * texture
         stack = np.empty((len(times), ny, nx), dtype=np.float32)
         for t in range(len(times)):
             log10 = clean + weather_std * _fractal_field(rng, (ny, nx), beta=3.0)
+            if n_water:
+                log10[water] = _WATER_LOG10[b] + wind[t] + (log10[water] - clean[water])
             if t >= n_pre:
                 log10 = log10 + (change / 10.0) * strength + fields / 10.0
             speckle = rng.gamma(shape=looks, scale=1.0 / looks, size=(ny, nx))
@@ -321,6 +385,7 @@ def make_cube(
             "source": "synthetic",
             "seed": int(seed),
             "landslide_count": len(centroids),
+            "water_fraction": float(water_share),
         },
     )
     cube["vv"].attrs.update(units="1", long_name="VV backscatter (linear power)")

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from sarslide import ablation
-from sarslide.ablation import Run, experiment_grid, summarize, training_subset
+from sarslide.ablation import Run, experiment_grid, summarize
 from sarslide.datasets import prepare_event
 from sarslide.metrics import aprc
 from sarslide.profiles import get_profile
@@ -12,7 +12,7 @@ from sarslide.profiles import get_profile
 TINY = get_profile("demo").with_overrides(
     name="tiny-ablation", synthetic_shape=(256, 256), chip_size=32, stage1_max_epochs=1,
     stage2_max_epochs=2, patience=5, top_k=2, batch_size=8, train_sizes=(2, None),
-    seeds=(0,), seeds_smallest=(0, 1),
+    seeds=(0,), seeds_smallest=(0, 1), split_scheme="text", few_shot_draw="balanced",
 )
 
 
@@ -40,16 +40,31 @@ def test_bad_runs():
         Run("none", 1, 0)
 
 
-def test_training_subsets_are_balanced_seeded_and_differ_between_runs(tmp_path):
-    stage2 = prepare_event("hokkaido", TINY, cache_dir=tmp_path).split("stage2_train")
-    a = training_subset(stage2, 5, seed=0)
-    assert len(a) == 5 and len(set(a)) == 5
-    assert stage2.has_landslide[a].sum() == 3  # the larger half holds landslides
-    np.testing.assert_array_equal(a, training_subset(stage2, 5, seed=0))
-    assert not np.array_equal(a, training_subset(stage2, 5, seed=1))
-    np.testing.assert_array_equal(training_subset(stage2, None, seed=3), np.arange(len(stage2)))
-    with pytest.raises(ValueError, match=f"holds only {len(stage2)} chips"):
-        training_subset(stage2, len(stage2) + 1, seed=0)
+def test_grid_draws_its_few_shot_subset_as_the_profile_says(tmp_path, monkeypatch):
+    from sarslide import chips as chips_module
+
+    seen = []
+    real = chips_module.few_shot_subset
+
+    def spy(chips, size, seed, draw="random"):
+        seen.append((size, seed, draw))
+        return real(chips, size, seed, draw)
+
+    monkeypatch.setattr(ablation, "few_shot_subset", spy)
+    random_draws = TINY.with_overrides(name="tiny-random", few_shot_draw="random", stage2_max_epochs=1)
+    ablation.run_grid([Run("none", 2, 3)], profile=random_draws, cache_dir=tmp_path, progress=False)
+    assert seen == [(2, 3, "random")]
+
+
+def test_results_of_other_settings_are_never_reused(tmp_path):
+    out = tmp_path / "grid"
+    one = TINY.with_overrides(name="tiny-settings", stage2_max_epochs=1)
+    ablation.run_grid([], profile=one, cache_dir=tmp_path, out_dir=out, progress=False)
+    changed = one.with_overrides(top_k=1)
+    with pytest.raises(ValueError, match=r"other settings .*changed: \['top_k'\]"):
+        ablation.run_grid([], profile=changed, cache_dir=tmp_path, out_dir=out, progress=False)
+    # The default folders are keyed on the settings, so they never collide.
+    assert ablation.results_dir("hokkaido", one, tmp_path) != ablation.results_dir("hokkaido", changed, tmp_path)
 
 
 def test_summary_uses_per_run_means_and_the_sem_formula():

@@ -5,7 +5,9 @@ from sarslide.chips import SPLITS
 from sarslide.profiles import get_profile
 from sarslide.transforms import compute_stats
 
-SMALL = get_profile("demo").with_overrides(name="small", synthetic_shape=(256, 256), chip_size=32)
+SMALL = get_profile("demo").with_overrides(
+    name="small", synthetic_shape=(256, 256), chip_size=32, split_scheme="text"
+)
 
 
 def test_prepare_event_builds_once_and_caches(tmp_path):

@@ -28,7 +28,8 @@ def demo_chips(tmp_path_factory):
     from sarslide.profiles import get_profile
 
     profile = get_profile("demo").with_overrides(
-        synthetic_shape=(512, 512), chip_size=32, stage1_max_epochs=2, top_k=2, batch_size=8
+        synthetic_shape=(512, 512), chip_size=32, stage1_max_epochs=2, top_k=2, batch_size=8,
+        split_scheme="text", few_shot_draw="balanced",
     )
     cache = tmp_path_factory.mktemp("cache")
     return profile, cache, prepare_event("hokkaido", profile, cache_dir=cache)

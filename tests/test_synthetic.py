@@ -95,3 +95,19 @@ def test_bad_arguments(kwargs, message):
     kwargs = {"shape": (64, 64), **kwargs}
     with pytest.raises((ValueError, KeyError), match=message):
         make_cube(**kwargs)
+
+
+def test_water_is_dark_changes_with_wind_and_never_slides():
+    cube = make_cube((256, 256), n_pre=3, n_post=3, seed=5, water_fraction=0.005, nodata_corner=0.0)
+    dem = cube["dem"].values
+    water = dem <= np.quantile(dem, 0.005)  # the lowest basins, by construction
+    vv_db = 10 * np.log10(cube["vv"].values)
+    # Water sits far below the land (the Hokkaido VV mean is about -7 dB).
+    assert np.median(vv_db[:, water]) < -12.0
+    assert np.median(vv_db[:, ~water]) > -10.0
+    # Wind: the water's median level moves by dB from pass to pass; the land's does not.
+    land = ~water & (cube["landslides"].values == 0)
+    assert np.std(np.median(vv_db[:, water], axis=1)) > 1.0
+    assert np.std(np.median(vv_db[:3][:, land], axis=1)) < 0.3
+    assert not (cube["landslides"].values[water] > 0).any()
+    assert cube.attrs["water_fraction"] == pytest.approx(0.005, abs=1e-3)
