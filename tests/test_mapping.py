@@ -182,7 +182,8 @@ def test_torch_module_logits_go_through_sigmoid():
         model.bias.fill_(np.log(0.2 / 0.8))  # logit of 0.2
     model.train()
     prob = mapping.predict_probability(
-        _pair(70, 90), model, IDENTITY_STATS, window=32, overlap=8, device="cpu", progress=False
+        _pair(70, 90), model, IDENTITY_STATS, window=32, overlap=8, device="cpu", progress=False,
+        precision="fp32",  # exact reference; the bf16 fast path is checked in test_precision.py
     )
     np.testing.assert_allclose(prob.values, 0.2, rtol=1e-5)
     assert not model.training
@@ -199,7 +200,8 @@ def test_list_of_modules_averages_probabilities():
             model.bias.fill_(np.log(p / (1 - p)))
         members.append(model)
     prob = mapping.predict_probability(
-        _pair(40, 40), members, IDENTITY_STATS, window=32, overlap=8, device="cpu", progress=False
+        _pair(40, 40), members, IDENTITY_STATS, window=32, overlap=8, device="cpu", progress=False,
+        precision="fp32",  # exact reference; the bf16 fast path is checked in test_precision.py
     )
     np.testing.assert_allclose(prob.values, 0.4, rtol=1e-5)  # not sigmoid(mean logit) ≈ 0.38
 
