@@ -10,13 +10,18 @@ name                      dims                 meaning
 ``time``                  (time,)              acquisition time (UTC, datetime64)
 ``landslides``            (y, x)               uint8 mask (``label_kind="mask"``) or
                                                uint16 centroid counts (``"points"``)
-``orbit_state`` etc.      (time,)              optional per-pass coordinates
+``orbit_state``,          (time,)              optional per-pass coordinates: direction
+``relative_orbit``, …                          (``"ascending"``/``"descending"``) and track
 ========================  ===================  ==========================================
 
 attrs: ``event`` (name), ``event_time`` (ISO 8601 UTC), ``label_kind`` (``"mask"`` or
 ``"points"``), ``source``; CRS through rioxarray (``cube.rio.crs``). The synthetic
 generator and the real-data loaders all return this schema, and :func:`validate_cube`
 checks it in one place.
+
+Which passes form the before/after pair is decided in one place too, :func:`pass_pair`:
+the event's named passes (the paper profile), passes the caller names, or the nearest
+passes from one orbit track (:func:`cube_passes` lists each pass with its track).
 """
 
 from __future__ import annotations
