@@ -363,12 +363,13 @@ def assign_splits(
     for members, kind in groups:
         counts = _largest_remainder(len(members), fractions)
         if (counts[wanted] == 0).any():
-            need = next(m for m in range(1, 100_000) if (_largest_remainder(m, fractions)[wanted] > 0).all())
+            need = next((m for m in range(1, 100_000) if (_largest_remainder(m, fractions)[wanted] > 0).all()), None)
             empty = [name for name, c, w in zip(SPLITS, counts, wanted) if w and c == 0]
             raise ChipError(
                 f"too few {kind + ' ' if kind else ''}chips to split: {len(members)}, so split(s) "
                 f"{empty} would be empty; with fractions {tuple(round(f, 4) for f in fractions)} "
-                f"at least {need} are needed; use a larger area or smaller chips"
+                + (f"at least {need} are needed" if need else "over 100,000 would be needed")
+                + "; use a larger area or smaller chips, or give every split a larger share"
             )
         members = rng.permutation(members)
         split[members] = np.repeat(np.array(SPLITS, dtype=object), counts)

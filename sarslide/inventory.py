@@ -67,8 +67,26 @@ def _read_csv(path: Path, crs: str | None) -> gpd.GeoDataFrame:
             f"column (one of {list(_LON_NAMES)}) and a latitude column (one of "
             f"{list(_LAT_NAMES)}), case-insensitive"
         )
+    if crs is None:
+        _check_lonlat_ranges(path, table[lon], table[lat], (lon, lat))
     geometry = gpd.points_from_xy(table[lon], table[lat])
     return gpd.GeoDataFrame(table, geometry=geometry, crs=crs or "EPSG:4326")
+
+
+def _check_lonlat_ranges(path: Path, lon: pd.Series, lat: pd.Series, names: tuple) -> None:
+    """Refuse coordinates read as lon/lat that cannot be degrees (e.g. projected metres)."""
+    lon = pd.to_numeric(lon, errors="coerce")
+    lat = pd.to_numeric(lat, errors="coerce")
+    bad_lon = ~lon.between(-180, 180) & lon.notna()
+    bad_lat = ~lat.between(-90, 90) & lat.notna()
+    if bad_lon.any() or bad_lat.any():
+        raise ValueError(
+            f"CSV inventory {path}: columns {names[0]!r}/{names[1]!r} are read as longitude/"
+            f"latitude (EPSG:4326) but span {lon.min():.6g}..{lon.max():.6g} and "
+            f"{lat.min():.6g}..{lat.max():.6g}, outside ±180/±90 degrees: they look like "
+            "projected coordinates (metres). Pass their CRS, e.g. "
+            "read_inventory(path, crs='EPSG:32654') or rasterize(path, cube, crs='EPSG:32654')"
+        )
 
 
 def read_inventory(
@@ -103,6 +121,14 @@ def read_inventory(
     if isinstance(inventory, gpd.GeoDataFrame):
         gdf = inventory.copy()
         source = "the GeoDataFrame"
+        try:
+            gdf.geometry
+        except AttributeError:  # no active geometry column, e.g. gpd.GeoDataFrame()
+            raise ValueError(
+                f"the GeoDataFrame has no geometry column (columns: {list(gdf.columns)}"
+                f"{', no rows' if len(gdf) == 0 else ''}); an inventory needs landslide "
+                "polygons or points, e.g. gpd.GeoDataFrame(geometry=[...], crs='EPSG:4326')"
+            ) from None
     else:
         path = Path(inventory)
         source = str(path)
@@ -250,7 +276,14 @@ def rasterize(
                 all_touched=all_touched,
                 dtype="uint8",
             )
-    if n_inside == 0 or not data.any():
+    if len(gdf) == 0:
+        warnings.warn(
+            "the inventory holds no features (empty, or only empty geometries); the labels "
+            "are all zero — check that the right inventory was passed",
+            InventoryWarning,
+            stacklevel=2,
+        )
+    elif n_inside == 0 or not data.any():
         warnings.warn(
             f"none of the inventory's {len(gdf)} features falls on the cube grid "
             f"(x {xmin:.0f}..{xmax:.0f}, y {ymin:.0f}..{ymax:.0f} in {grid_crs.to_string()}); "

@@ -38,6 +38,7 @@ Inputs everywhere are standardised chips ``(N, 4, H, W)`` float32 (no NaN; see
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import re
@@ -157,6 +158,38 @@ def _check_labels(labels: Any, images: np.ndarray, what: str) -> np.ndarray:
     if labels.size and labels.min() < 0:
         raise ValueError(f"{what} labels contain negative values; use a 0/1 mask or point counts")
     return labels
+
+
+def _writable_dir(folder: Path) -> Path:
+    """``folder``, created if missing, after checking that files can be written in it
+    (before any training, not after the first epoch)."""
+    hint = ("choose a writable checkpoint_dir (e.g. a folder under $SARSLIDE_DATA_DIR) or "
+            "fix the folder's permissions")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".sarslide-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise PermissionError(
+            f"cannot write checkpoints to {folder} ({type(err).__name__}: {err.strerror or err}); {hint}"
+        ) from err
+    return folder
+
+
+@contextlib.contextmanager
+def _one_chip_batch_hint(batch: int, size: int):
+    """Turn BatchNorm's error for a batch of one chip into one that says what to change."""
+    try:
+        yield
+    except ValueError as err:
+        if batch == 1 and "Expected more than 1 value per channel" in str(err):
+            raise ValueError(
+                f"a training batch of one {size}×{size} chip is too small for the model's "
+                "BatchNorm layers (one value per channel at the bottleneck); train on at least "
+                "2 chips with batch_size >= 2, or use larger chips"
+            ) from err
+        raise
 
 
 def _frozen_fingerprint(model: nn.Module) -> str | None:
@@ -427,9 +460,11 @@ def fit(
     dev = select_device(device)
     prec = resolve_precision(dev, precision)
     prec.apply_backend_settings()
-    checkpoint_dir = Path(checkpoint_dir)
-    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint_dir = _writable_dir(Path(checkpoint_dir))
     last_path = checkpoint_dir / _LAST
+    from .transforms import warn_if_unstandardized
+
+    warn_if_unstandardized(train_images, "training chips")
 
     settings = {
         "task": task,
@@ -522,20 +557,25 @@ def fit(
             t0 = time.perf_counter()
             model.train()
             order = np.random.default_rng([int(seed), epoch]).permutation(n)
-            total = 0.0
+            total, seen = 0.0, 0
             for idx in _batches(n, batch_size, order):
+                if len(idx) == 1 and batch_size > 1 and n > 1:
+                    # BatchNorm cannot train on a batch of one chip at small chip sizes; the
+                    # order is reshuffled every epoch, so a different chip sits out each time
+                    continue
                 xb = prec.to_input(train_images[idx], dev)
                 yb = torch.from_numpy(train_t[idx]).to(dev, non_blocking=True)
                 optimizer.zero_grad(set_to_none=True)
                 extra = () if train_emb is None else (prec.to_input(_take(train_emb, idx), dev),)
-                with prec.autocast():
+                with prec.autocast(), _one_chip_batch_hint(len(idx), train_images.shape[-1]):
                     out = model(xb, *extra)
                 loss = criterion(out.float(), yb)  # float32 loss, whatever the autocast dtype
                 scaler.scale(loss).backward()
                 scaler.step(optimizer)
                 scaler.update()
                 total += loss.item() * len(idx)
-            train_loss = total / n
+                seen += len(idx)
+            train_loss = total / seen
 
             model.eval()
             val_loss, val_metric = _score(task, _forward_all(model, val_images, batch_size, dev, prec, val_emb), val_t)
@@ -582,6 +622,23 @@ def fit(
     return result()
 
 
+def _check_indices(indices: Sequence[int], n: int) -> np.ndarray:
+    """``indices`` as int positions in ``[0, n)``; a clear error for anything else."""
+    idx = np.asarray(indices)
+    if idx.ndim != 1 or (idx.size and not np.issubdtype(idx.dtype, np.integer)):
+        raise ValueError(
+            f"train_indices must be a 1-D sequence of integer positions, got {indices!r}"
+        )
+    bad = idx[(idx < 0) | (idx >= n)] if idx.size else idx
+    if bad.size:
+        raise ValueError(
+            f"train_indices {sorted(set(bad.tolist()))[:10]} are outside the training split, "
+            f"which holds {n} chips (positions 0..{n - 1}); use positions within the split, e.g. "
+            "chips.few_shot_subset(split, size, seed)"
+        )
+    return idx.astype(int)
+
+
 def fit_chipset(
     model: nn.Module,
     chipset,
@@ -617,7 +674,7 @@ def fit_chipset(
         )
     train = chipset.split(train_split or ("stage1_train" if task == "stage1" else "stage2_train"))
     if train_indices is not None:
-        train = train.subset(np.asarray(train_indices, dtype=int))
+        train = train.subset(_check_indices(train_indices, len(train)))
     val = chipset.split(val_split)
     return fit(
         model,

@@ -12,11 +12,21 @@ real backscatter change between the passes survives standardisation.
 from __future__ import annotations
 
 from dataclasses import dataclass
+import warnings
 from typing import Mapping
 
 import numpy as np
 
-__all__ = ["BandStats", "LINEAR_FLOOR", "compute_stats", "standardize", "band_channels"]
+__all__ = [
+    "BandStats",
+    "LINEAR_FLOOR",
+    "UnstandardizedInputWarning",
+    "compute_stats",
+    "standardize",
+    "band_channels",
+    "standardization_problem",
+    "warn_if_unstandardized",
+]
 
 #: Linear values below this (−50 dB, incl. zeros and negative noise) are clipped before log10.
 LINEAR_FLOOR = 1e-5
@@ -108,3 +118,51 @@ def standardize(images: np.ndarray, stats: "BandStats | Mapping") -> np.ndarray:
         out[:, idx] = (logs - stats.mean[band]) / stats.std[band]
     out[~np.isfinite(out)] = 0.0
     return out
+
+
+class UnstandardizedInputWarning(UserWarning):
+    """Chips handed to a model do not look standardised (linear power or decibels?)."""
+
+
+def standardization_problem(images: np.ndarray, *, max_chips: int = 64) -> str | None:
+    """Why ``images`` do not look like :func:`standardize` output, or ``None`` if they do.
+
+    Standardised chips have mean ≈ 0 and standard deviation ≈ 1 per channel over the
+    training chips. Linear backscatter has a standard deviation of ~0.01–0.3 (and only
+    positive values), decibels a mean of about −10 to −25. A channel is flagged when its
+    mean lies outside ±2 or its standard deviation outside 0.25–4. At most ``max_chips``
+    evenly spaced chips are looked at.
+    """
+    images = _check_images(images)
+    if images.shape[0] == 0:
+        return None
+    step = max(images.shape[0] // max_chips, 1)
+    sample = np.asarray(images[::step][:max_chips], dtype=np.float64)
+    for i, name in enumerate(_CHANNELS):
+        values = sample[:, i][np.isfinite(sample[:, i])]
+        if values.size < 2:
+            continue
+        mean, std = float(values.mean()), float(values.std())
+        if abs(mean) > 2 or not 0.25 <= std <= 4:
+            kind = (
+                "linear backscatter" if values.min() >= 0 and std < 0.25
+                else "decibels" if mean < -2 else "unscaled values"
+            )
+            return (
+                f"channel {name!r} has mean {mean:.3g} and standard deviation {std:.3g} "
+                f"(standardised chips: about 0 and 1); it looks like {kind}"
+            )
+    return None
+
+
+def warn_if_unstandardized(images: np.ndarray, what: str = "training chips") -> None:
+    """Warn (:class:`UnstandardizedInputWarning`) when ``images`` do not look standardised."""
+    problem = standardization_problem(images)
+    if problem is not None:
+        warnings.warn(
+            f"the {what} do not look standardised: {problem}. Models expect "
+            "transforms.standardize(images, stats) (log10, then the stage-1 training "
+            "statistics); train.fit_chipset does this for you",
+            UnstandardizedInputWarning,
+            stacklevel=3,
+        )
