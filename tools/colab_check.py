@@ -70,16 +70,27 @@ def main(argv: list[str] | None = None) -> int:
         "--notebook", type=Path, default=ROOT / "notebooks" / "02_chipping.ipynb"
     )
     parser.add_argument("--timeout", type=int, default=1800, help="seconds per cell")
+    parser.add_argument(
+        "--reuse-venv",
+        action="store_true",
+        help="keep the clean venv of an earlier run; reinstall only the wheel",
+    )
     args = parser.parse_args(argv)
     if not args.notebook.is_file():
         parser.error(f"no such notebook: {args.notebook}")
     if shutil.which(args.python) is None and not Path(args.python).is_file():
         parser.error(f"--python {args.python!r} is not an interpreter on PATH")
     work = args.work.resolve()
-    shutil.rmtree(work, ignore_errors=True)
-    (work / "dist").mkdir(parents=True)
     venv, data = work / "venv", work / "data"
     py = venv / "bin" / "python"
+    reuse = args.reuse_venv and py.is_file()
+    for old in (work / "dist", data) if reuse else (work,):
+        shutil.rmtree(
+            old, ignore_errors=True
+        )  # a cold data cache, like a fresh runtime
+    (work / "dist").mkdir(parents=True)
+    runner = work / "execute.py"
+    runner.write_text(EXECUTE)
     times: dict[str, float] = {}
     quiet = ["--quiet", "--disable-pip-version-check"]
 
@@ -99,22 +110,20 @@ def main(argv: list[str] | None = None) -> int:
         times,
     )
     wheel = next((work / "dist").glob("sarslide-*.whl"))
-    step("create clean venv", [args.python, "-m", "venv", str(venv)], times)
-    step(
-        "install wheel",
-        [
-            str(py),
-            "-m",
-            "pip",
-            "install",
-            *quiet,
-            "-c",
-            str(ROOT / "constraints.txt"),
-            str(wheel),
-            *RUNNER_DEPS,
-        ],
-        times,
-    )
+    pip_install = [str(py), "-m", "pip", "install", *quiet]
+    constraints = ["-c", str(ROOT / "constraints.txt")]
+    if reuse:
+        reinstall = [*pip_install, "--no-deps", "--force-reinstall", str(wheel)]
+        step("reinstall wheel", reinstall, times)
+        # dependencies added since the venv was made (the others are already satisfied)
+        step("update dependencies", [*pip_install, *constraints, str(wheel)], times)
+    else:
+        step("create clean venv", [args.python, "-m", "venv", str(venv)], times)
+        step(
+            "install wheel",
+            [*pip_install, *constraints, str(wheel), *RUNNER_DEPS],
+            times,
+        )
     step(
         "register kernel",
         [str(py), "-m", "ipykernel", "install", "--sys-prefix", "--name", "python3"],
@@ -148,9 +157,8 @@ def main(argv: list[str] | None = None) -> int:
         f"execute {args.notebook.name}",
         [
             str(py),
-            "-c",
-            EXECUTE,
-            str(args.notebook),
+            str(runner),
+            str(args.notebook.resolve()),
             str(work / "executed.ipynb"),
             str(args.timeout),
             str(work),
