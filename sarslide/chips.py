@@ -45,7 +45,9 @@ __all__ = [
     "TABLE_A1",
     "few_shot_subset",
     "FEW_SHOT_DRAWS",
+    "draw_composition",
     "split_table",
+    "split_comparison",
     "save_chips",
     "open_chips",
 ]
@@ -421,6 +423,33 @@ def few_shot_subset(chips: ChipSet, size: int | None, seed: int, draw: str = "ra
     return np.sort(np.concatenate([pos, neg]))
 
 
+def draw_composition(
+    pool: ChipSet, sizes, seeds, draws: tuple[str, ...] = FEW_SHOT_DRAWS
+) -> pd.DataFrame:
+    """What each few-shot draw holds: one row per draw rule × size × seed.
+
+    Columns ``draw``, ``train_size``, ``seed``, ``landslide_chips`` (of the ``train_size``
+    drawn) and ``landslide_pixels`` (their labelled pixels), from :func:`few_shot_subset`.
+    Sizes larger than the pool are skipped; ``None`` (all) is the whole pool.
+    """
+    has = pool.has_landslide
+    pixels = pool.meta["landslide_pixels"].to_numpy() if "landslide_pixels" in pool.meta else (
+        (pool.labels > 0).sum(axis=(1, 2))
+    )
+    rows = []
+    for draw in draws:
+        for size in sizes:
+            if size is not None and size > len(pool):
+                continue
+            for seed in seeds:
+                idx = few_shot_subset(pool, size, seed, draw=draw)
+                rows.append({
+                    "draw": draw, "train_size": len(pool) if size is None else int(size), "seed": int(seed),
+                    "landslide_chips": int(has[idx].sum()), "landslide_pixels": int(pixels[idx].sum()),
+                })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
 def split_table(chips: ChipSet) -> pd.DataFrame:
     """Chips per split and kind, like the paper's Table A1 (rows: splits, then ``total``)."""
     meta = chips.meta
@@ -434,6 +463,26 @@ def split_table(chips: ChipSet) -> pd.DataFrame:
     table["share"] = table["total"] / len(meta)
     table.index.name = "split"
     table.columns.name = None
+    return table
+
+
+def split_comparison(chips: ChipSet, event: str | None = None) -> pd.DataFrame:
+    """This chip set's split sizes next to the paper's Table A1 for the same event.
+
+    Columns ``paper`` (Table A1's chips per split), ``paper_share``, ``this_run`` and
+    ``this_run_share``; rows :data:`SPLITS` and ``total``. ``event`` defaults to
+    ``chips.attrs["event"]``.
+    """
+    event = event or chips.attrs.get("event")
+    if event not in TABLE_A1:
+        raise ChipError(f"Table A1 lists {sorted(TABLE_A1)}, not {event!r}")
+    paper = pd.Series(TABLE_A1[event], index=list(SPLITS), dtype=int)
+    ours = chips.meta["split"].value_counts().reindex(list(SPLITS), fill_value=0).astype(int)
+    table = pd.DataFrame({"paper": paper, "this_run": ours})
+    table.loc["total"] = table.sum()
+    table.insert(1, "paper_share", table["paper"] / table.loc["total", "paper"])
+    table["this_run_share"] = table["this_run"] / table.loc["total", "this_run"]
+    table.index.name = "split"
     return table
 
 

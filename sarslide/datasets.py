@@ -19,6 +19,7 @@ import warnings
 import zlib
 from dataclasses import asdict, replace
 from pathlib import Path
+from typing import Sequence
 
 import pooch
 import xarray as xr
@@ -35,7 +36,7 @@ from .chips import (
 )
 from .cube import CubeError, open_cube, save_cube
 from .events import get_event
-from .profiles import Profile, get_profile
+from .profiles import CHIP_FIELDS, CUBE_FIELDS, Profile, get_profile
 from .transforms import compute_stats
 
 __all__ = ["DATA_DIR_ENV", "CacheRebuiltWarning", "data_dir", "prepare_cube", "prepare_event", "store_key"]
@@ -61,10 +62,19 @@ def _synthetic_seed(event: str, seed: int) -> int:
     return int(seed) + zlib.crc32(event.encode()) % 10_000
 
 
-def store_key(event: str, profile: Profile, seed: int) -> str:
-    """A short hash of everything that determines a prepared store."""
+def store_key(event: str, profile: Profile, seed: int, fields: Sequence[str] | None = None) -> str:
+    """A short hash of everything that determines a cached product.
+
+    ``fields`` names the profile settings that matter (e.g.
+    :data:`sarslide.profiles.CHIP_FIELDS` for a chip store); ``None`` hashes them all.
+    """
+    settings = asdict(profile)
+    if fields is not None:
+        settings = {k: settings[k] for k in fields}
+    else:
+        settings.pop("name")
     payload = json.dumps(
-        {"event": event, "profile": asdict(profile), "seed": seed, "pipeline": PIPELINE_VERSION},
+        {"event": event, "profile": settings, "seed": seed, "pipeline": PIPELINE_VERSION},
         sort_keys=True,
         default=str,
     )
@@ -89,7 +99,7 @@ def prepare_cube(
     if profile.data_source == "synthetic":
         from .synthetic import make_cube
 
-        path = data_dir(cache_dir) / "cubes" / f"{evt.name}-{profile.name}-{store_key(evt.name, profile, seed)}.zarr"
+        path = data_dir(cache_dir) / "cubes" / f"{evt.name}-{store_key(evt.name, profile, seed, CUBE_FIELDS)}.zarr"
         recover_directory(path)
         if path.exists():
             try:
@@ -147,7 +157,7 @@ def prepare_event(
     evt = get_event(event)
     profile = get_profile(profile)
     seed = profile.data_seed if seed is None else int(seed)
-    path = data_dir(cache_dir) / "chips" / f"{evt.name}-{profile.name}-{store_key(evt.name, profile, seed)}"
+    path = data_dir(cache_dir) / "chips" / f"{evt.name}-{store_key(evt.name, profile, seed, CHIP_FIELDS)}"
     recover_directory(path)
     if path.exists() and not rebuild:
         try:

@@ -32,18 +32,20 @@ def stage1_checkpoint_dir(
 ) -> Path:
     """Where :func:`train_stage1` keeps a run: ``<data dir>/checkpoints/stage1-...``.
 
-    The name carries the event, profile, configuration, seed and a hash of the chip store,
-    so changing the data or a setting starts a new run instead of reusing a stale one.
+    The name carries the event, configuration, seed and a hash of the chip store's and the
+    stage-1 training's settings (:data:`sarslide.profiles.STAGE1_FIELDS`), so changing the
+    data or a setting starts a new run instead of reusing a stale one, while profiles that
+    differ only in stage-2 settings share one stage-1 model.
     """
     from .datasets import store_key
     from .events import get_event
-    from .profiles import Profile, get_profile
+    from .profiles import STAGE1_FIELDS, get_profile
 
     profile = get_profile(profile)
     name = get_event(event).name
     config = config or profile.stage1_config
-    key = store_key(name, profile, profile.data_seed if data_seed is None else data_seed)
-    return checkpoint_root(cache_dir) / f"stage1-{name}-{profile.name}-{config}-seed{seed}-{key}"
+    key = store_key(name, profile, profile.data_seed if data_seed is None else data_seed, STAGE1_FIELDS)
+    return checkpoint_root(cache_dir) / f"stage1-{name}-{config}-seed{seed}-{key}"
 
 
 def train_stage1(

@@ -106,3 +106,17 @@ def test_balanced_draw_keeps_half_landslides():
         few_shot_subset(pool, 2, 0, draw="stratified")
     with pytest.raises(ChipError, match="positive integer"):
         few_shot_subset(pool, 2.5, 0)
+
+
+def test_draw_composition_counts_the_drawn_landslide_chips():
+    from sarslide.chips import draw_composition
+
+    pool = _chipset(10, 10)
+    table = draw_composition(pool, [2, 5, None, 50], seeds=range(6))
+    assert set(table["train_size"]) == {2, 5, 20}  # 50 > pool: skipped; None = whole pool
+    for row in table.itertuples():
+        idx = few_shot_subset(pool, None if row.train_size == 20 else row.train_size, row.seed, draw=row.draw)
+        assert row.landslide_chips == int(pool.has_landslide[idx].sum())
+        assert row.landslide_pixels == int((pool.labels[idx] > 0).sum())
+    balanced = table[(table["draw"] == "balanced") & (table["train_size"] == 5)]
+    assert (balanced["landslide_chips"] == 3).all()
