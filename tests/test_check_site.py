@@ -171,7 +171,9 @@ def test_drawn_but_not_rendered_fails(tmp_path):
             "display_data", data={"image/png": base64.b64encode(png).decode(), "text/plain": "<Figure>"}
         )]
         cells.append(cell)
-    nb.cells = [nbformat.v4.new_code_cell("print(1)"), *cells]
+    hidden = nbformat.v4.new_code_cell("plot()", metadata={"tags": ["remove-output"]})
+    hidden.outputs = list(cells[0].outputs)  # not on the page, so not counted
+    nb.cells = [nbformat.v4.new_code_cell("print(1)"), *cells, hidden]
     executed = build / "jupyter_execute" / "notebooks"
     executed.mkdir(parents=True)
     nbformat.write(nb, executed / "02_b.ipynb")

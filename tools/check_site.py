@@ -55,6 +55,7 @@ MIN_BYTES = (
 )
 MIN_SIDE = 32  # pixels
 MIN_STD = 2.0  # standard deviation of 8-bit pixel values; a single colour gives 0
+HIDDEN_TAGS = {"remove-output", "remove-cell"}  # Jupyter Book hides these outputs
 IMAGE_MIMES = ("image/png", "image/jpeg", "image/svg+xml", "image/gif")
 
 
@@ -135,10 +136,16 @@ def image_problem(data: bytes) -> str | None:
 
 
 def notebook_image_outputs(path: Path) -> int:
-    """Number of image outputs (one per figure) in an executed notebook."""
+    """Number of image outputs (one per figure) an executed notebook puts on its page.
+
+    Outputs of cells tagged ``remove-output`` or ``remove-cell`` are not shown, so not
+    counted.
+    """
     nb = nbformat.read(path, as_version=4)
     count = 0
     for cell in nb.cells:
+        if HIDDEN_TAGS & set(cell.get("metadata", {}).get("tags", [])):
+            continue
         for out in cell.get("outputs", []):
             data = out.get("data", {})
             if any(mime in data for mime in IMAGE_MIMES):
