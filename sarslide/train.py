@@ -27,7 +27,9 @@ A run's folder
     early-stopping state); the best ``top_k`` epochs are kept as ``top-epochNNNN.pt``
     (checkpoints in the format of :mod:`sarslide.checkpoints`).  Calling :func:`fit` again
     with the same arguments resumes from ``last.pt`` and ends exactly where an uninterrupted
-    run would (bit-identical on CPU); calling it on a finished run returns its result at once.
+    run would (bit-identical on CPU at the same torch thread count: the run's threads are
+    recorded under ``"runtime"`` in every checkpoint, and resuming with another count warns
+    with :class:`ThreadCountWarning`); calling it on a finished run returns its result at once.
 
 Prediction with the trained models is in :mod:`sarslide.predict`; the cached stage-1 run of
 an event in :mod:`sarslide.pretrained`.
@@ -82,6 +84,7 @@ from .runtime import (
 )
 
 __all__ = [
+    "ThreadCountWarning",
     "TrainResult",
     "seed_everything",
     "dice_loss",
@@ -158,6 +161,11 @@ def _check_labels(labels: Any, images: np.ndarray, what: str) -> np.ndarray:
     if labels.size and labels.min() < 0:
         raise ValueError(f"{what} labels contain negative values; use a 0/1 mask or point counts")
     return labels
+
+
+class ThreadCountWarning(UserWarning):
+    """A run resumes with another torch thread count than it was written with (results
+    are then not bit-identical to an uninterrupted run)."""
 
 
 def _writable_dir(folder: Path) -> Path:
@@ -522,6 +530,17 @@ def fit(
         bad_epochs = state["bad_epochs"]
         stopped_early = state["stopped_early"]
         start_epoch = state["epoch"]
+        was = (state.get("runtime") or {}).get("threads")
+        if was is not None and was != runtime["threads"] and start_epoch < max_epochs and not stopped_early:
+            import warnings
+
+            warnings.warn(
+                f"{last_path} was written with {was} torch thread(s), this process uses "
+                f"{runtime['threads']}: the resumed epochs will not be bit-identical to an "
+                f"uninterrupted run; call torch.set_num_threads({was}) first to match it",
+                ThreadCountWarning,
+                stacklevel=2,
+            )
     else:
         _clean_dir(checkpoint_dir, keep=set())
         if last_path.exists():

@@ -209,3 +209,29 @@ def test_unstandardised_training_chips_are_warned_about(tmp_path):
         warnings.simplefilter("error", UnstandardizedInputWarning)
         fit(SiameseClassifier(), x, y, xv, yv, task="stage1", max_epochs=1,
             checkpoint_dir=tmp_path / "std", progress=False)
+
+
+# ------------------------------------------------------------------ item 10: thread count
+
+
+def test_thread_count_is_recorded_and_a_resume_with_another_count_warns(tmp_path):
+    from sarslide.checkpoints import checkpoint_info
+    from sarslide.train import ThreadCountWarning
+
+    x, y = tiny_chips(4)
+    xv, yv = tiny_chips(2, seed=1)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        torch.manual_seed(0)
+        result = fit(SiameseClassifier(), x, y, xv, yv, task="stage1", max_epochs=1,
+                     checkpoint_dir=tmp_path, progress=False)
+        assert checkpoint_info(result.last)["runtime"]["threads"] == 1
+        assert checkpoint_info(result.best)["runtime"]["threads"] == 1
+        torch.set_num_threads(2)
+        torch.manual_seed(0)
+        with pytest.warns(ThreadCountWarning, match=r"written with 1 torch thread.*set_num_threads\(1\)"):
+            fit(SiameseClassifier(), x, y, xv, yv, task="stage1", max_epochs=2,
+                checkpoint_dir=tmp_path, progress=False)
+    finally:
+        torch.set_num_threads(before)
