@@ -337,13 +337,14 @@ def _scheduler(text: str | None):
     raise CLIError(f"--scheduler {text!r}: use 'serial', 'local' or a scheduler address such as tcp://10.0.0.5:8786")
 
 
-def summary_table(table) -> "Any":
-    """Mean ± SEM per arm × size × metric (:func:`sarslide.ablation.summarize`), sizes as labels."""
-    from .ablation import summarize
-
-    summary = summarize(table)
-    summary["train_size"] = summary["train_size"].map(lambda s: "all" if s == -1 else str(s))
-    return summary
+def aprc_text_table(summary) -> "Any":
+    """APRC ``mean ± SEM`` as text, arms × sizes (``ref``: the non-learned references, ``all``)."""
+    aprc = summary[summary["metric"] == "aprc"]
+    sizes = aprc["train_size"].map(lambda s: "all" if s == -1 else ("ref" if s == 0 else str(s)))
+    text = [f"{m:.3f}" if s != s else f"{m:.3f} ± {s:.3f}" for m, s in zip(aprc["mean"], aprc["sem"])]
+    table = aprc.assign(size=sizes, text=text).pivot(index="arm", columns="size", values="text").fillna("")
+    order = sorted(table.columns, key=lambda c: (c != "ref", c == "all", int(c) if c.isdigit() else 0))
+    return table[order]
 
 
 def cmd_grid(args: argparse.Namespace) -> int:
@@ -371,22 +372,15 @@ def cmd_grid(args: argparse.Namespace) -> int:
     print(f"{len(runs)} runs ({', '.join(arms)}) on {args.event}, profile {profile.name}; results in {out}")
     table = run_grid(runs, event=args.event, profile=profile, out_dir=out, cache_dir=cache,
                      scheduler=scheduler, device=args.device, num_threads=args.threads, progress=True)  # fmt: skip
-    summary = summary_table(table)
+    from .ablation import summarize
     from .atomic import atomic_file
+
+    summary = summarize(table)
 
     with atomic_file(out / "summary.csv", suffix=".csv") as tmp:
         summary.to_csv(tmp, index=False)
-    aprc = summary[summary["metric"] == "aprc"]
-    view = aprc.pivot_table(index="arm", columns="train_size", values="mean", aggfunc="first")
-    sems = aprc.pivot_table(index="arm", columns="train_size", values="sem", aggfunc="first")
-    cols = sorted(view.columns, key=lambda s: (s == "all", int(s) if s.isdigit() else 0))
-    print("\nAPRC on the test chips, mean ± SEM over seeds (train_size 0: non-learned references)")
-    text = view[cols].copy().astype(object)
-    for arm in view.index:
-        for c in cols:
-            m, s = view.loc[arm, c], sems.loc[arm, c]
-            text.loc[arm, c] = "" if m != m else (f"{m:.3f}" if s != s else f"{m:.3f} ± {s:.3f}")
-    print(text.to_string())
+    print("\nAPRC on the test chips, mean ± SEM over seeds (ref: the non-learned references)")
+    print(aprc_text_table(summary).to_string())
     print(f"\nresults: {out / 'results.parquet'}\nsummary: {out / 'summary.csv'}")
     return 0
 
@@ -502,19 +496,25 @@ def _window(args, models, pair) -> int:
 
 def cmd_map(args: argparse.Namespace) -> int:
     """Map an area: COGs, ranked cells (GeoJSON, CSV), quick-look PNG, map.json."""
-    import numpy as np
-
-    from . import mapping, mapping_export
-    from .atomic import atomic_file
-
+    # Check every argument before the heavy imports and any data work.
     profile = _profile(args)
-    cache = _cache_dir(args)
     event, custom = _resolve_event(args)
     source = args.source or ("synthetic" if profile.offline else ("planetary-computer" if custom else "zenodo"))
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
         raise CLIError(f"--threshold {args.threshold}: a probability threshold lies in [0, 1]")
     if args.model and parse_run_id(args.model) is None:
-        _checkpoint_paths(args.model)  # fail before any data work
+        _checkpoint_paths(args.model)
+    for flag, value in (("--cell-size", args.cell_size), ("--top", args.top), ("--window", args.window),
+                        ("--scene-size", args.scene_size)):  # fmt: skip
+        if value is not None and value <= 0:
+            raise CLIError(f"{flag} {value}: must be positive")
+
+    import numpy as np
+
+    from . import mapping, mapping_export
+    from .atomic import atomic_file
+
+    cache = _cache_dir(args)
     out = Path(args.out) if args.out else cache / "maps" / f"{event.name}-{profile.name}"
     out.mkdir(parents=True, exist_ok=True)
 
@@ -685,12 +685,9 @@ def build_parser() -> argparse.ArgumentParser:
 def _known_errors() -> tuple[type[BaseException], ...]:
     known: list[type[BaseException]] = [ValueError, KeyError, FileNotFoundError, NotADirectoryError,
                                          IsADirectoryError, PermissionError, ConnectionError, TimeoutError]  # fmt: skip
-    try:
-        from .acquire.errors import NoPassesError
-
-        known.append(NoPassesError)
-    except ImportError:  # pragma: no cover - acquire's dependencies missing
-        pass
+    errors = sys.modules.get("sarslide.acquire.errors")  # only raised if it was imported
+    if errors is not None:
+        known.append(errors.NoPassesError)
     return tuple(known)
 
 
