@@ -352,11 +352,15 @@ def polygons_from_mask(labels: xr.DataArray) -> gpd.GeoDataFrame:
 
 
 def _doi_record_files(doi: str, cache_dir: Path) -> dict[str, str]:
-    """File name -> ``md5:…`` of a Zenodo record (network access)."""
+    """File name -> ``md5:…`` of a Zenodo record (network access; pooch's timeout, the
+    package's retries with backoff, see :mod:`sarslide.acquire.network`)."""
     import pooch
 
+    from sarslide.acquire.download import is_network_failure
+    from sarslide.acquire.network import with_retries
+
     pup = pooch.create(path=cache_dir, base_url=f"{doi.rstrip('/')}/", registry=None)
-    pup.load_registry_from_doi()
+    with_retries(pup.load_registry_from_doi, retry_on=is_network_failure)
     return dict(pup.registry)
 
 
