@@ -122,7 +122,7 @@ def read_inventory(
         gdf = inventory.copy()
         source = "the GeoDataFrame"
         try:
-            gdf.geometry
+            _ = gdf.geometry
         except AttributeError:  # no active geometry column, e.g. gpd.GeoDataFrame()
             raise ValueError(
                 f"the GeoDataFrame has no geometry column (columns: {list(gdf.columns)}"
