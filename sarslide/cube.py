@@ -579,6 +579,23 @@ def pass_pair(
     auto = [s for s in ("pre", "post") if s not in chosen]
     want = {"pre": n_pre or 1, "post": n_post or 1}
     if auto:
+        # A pass stored as a bare date on the event's own UTC day may lie on either side.
+        evt = event_time(cube)
+        undated = (table["time"] == table["time"].dt.normalize()) & (
+            table["time"].dt.normalize() == evt.normalize()
+        )
+        if undated.any():
+            import warnings
+
+            warnings.warn(
+                f"pass(es) {_describe(table[undated])} are stored as a date without a time on "
+                f"the event's UTC day ({evt:%Y-%m-%d}, event at {evt:%H:%M} UTC), so they count "
+                "as before the event although they may have been taken after it; name the "
+                "passes with pre= / post=, or drop these with cube.drop_sel(time=...)",
+                UserWarning,
+                stacklevel=2,
+            )
+    if auto:
         if same_track:
             fixed = {g["track"].iloc[0] for s in chosen for r in chosen[s] for g in [r]}
             candidates = []

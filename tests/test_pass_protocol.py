@@ -234,3 +234,19 @@ def test_prepare_event_takes_the_pass_rule_from_the_profile(tmp_path):
     assert named.attrs["pass_rule"] == "named"
     assert named.attrs["pre_times"][0].startswith("2018-08-24")
     assert named.attrs["post_times"][0].startswith("2018-09-13")
+
+
+def test_a_bare_date_on_the_event_day_is_flagged():
+    # A cube that stores dates only: 2018-09-05 could be S1A's 20:40 UTC pass, after the
+    # 18:07 UTC event, although midnight sorts it before.
+    dates = [("2018-08-24", "descending", 46), ("2018-09-05", "descending", 46),
+             ("2018-09-17", "descending", 46)]
+    cube = orbit_cube(dates)
+    with pytest.warns(UserWarning, match="2018-09-05 00:00 UTC descending.*may have been taken after"):
+        pass_pair(cube)
+    # named passes are the caller's choice: no warning
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert pass_pair(cube, pre="2018-08-24", post="2018-09-17").attrs["same_track"]
