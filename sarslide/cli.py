@@ -261,6 +261,17 @@ def _pc_cube_path(cache: Path, event, collection: str) -> Path:
     return cache / "cubes" / f"pc-{event.name}-{collection}.zarr"
 
 
+def _load_pc(event, args, n_pre: int, n_post: int):
+    """The lazy Planetary Computer (or ``--catalog``) cube of the nearest passes."""
+    from .acquire import PC_STAC_URL, load_planetary_computer
+
+    return load_planetary_computer(
+        event, collection=args.collection, n_pre=n_pre, n_post=n_post,
+        days_before=args.days_before, days_after=args.days_after,
+        catalog=args.catalog or PC_STAC_URL, sign=not args.no_sign,
+    )  # fmt: skip
+
+
 def _resolve_event(args: argparse.Namespace):
     """The event of ``--event NAME`` / positional EVENT, or one built from ``--bbox``/``--date``."""
     from .events import get_event
@@ -273,7 +284,8 @@ def _resolve_event(args: argparse.Namespace):
     if bbox is not None:
         if when is None:
             raise CLIError("--bbox needs --date YYYY-MM-DD (the event day)")
-        return event_from_bbox(bbox, when, name=getattr(args, "name", None)), True
+        return event_from_bbox(bbox, when, name=getattr(args, "name", None),
+                               resolution=getattr(args, "resolution", None) or 10.0), True
     if when is not None:
         raise CLIError("--date goes with --bbox W S E N; for a known event give its name only")
     if not name:
@@ -307,7 +319,6 @@ def cmd_fetch(args: argparse.Namespace) -> int:
         print(f"{event.name}: the paper's datacube, {len(cube['time'])} passes, "
               f"{cube.sizes['y']}×{cube.sizes['x']} px")  # fmt: skip
     else:
-        from .acquire import load_planetary_computer
         from .cube import save_cube
 
         collection = args.collection
@@ -315,7 +326,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
         if path.exists() and not args.refresh:
             print(f"{event.name}: already cached (use --refresh to load again)")
         else:
-            cube = load_planetary_computer(event, collection=collection, n_pre=args.n_pre, n_post=args.n_post)
+            cube = _load_pc(event, args, args.n_pre, args.n_post)
             print(f"{event.name}: loading {len(cube['time'])} passes of {collection}, "
                   f"{cube.sizes['y']}×{cube.sizes['x']} px …")  # fmt: skip
             from dask.diagnostics import ProgressBar
@@ -471,10 +482,7 @@ def _real_pair(event, custom: bool, source: str, args, profile, cache):
             if path.exists():
                 cube = open_cube(path, require_labels=False)
             else:
-                from .acquire import load_planetary_computer
-
-                cube = load_planetary_computer(event, collection=args.collection,
-                                               n_pre=profile.n_pre_passes, n_post=profile.n_post_passes)  # fmt: skip
+                cube = _load_pc(event, args, profile.n_pre_passes, profile.n_post_passes)
     except NetworkUnavailableError as err:
         raise NetworkUnavailableError(f"{err} Or {fetch_hint}.") from err
     except MissingKeyError as err:
@@ -616,6 +624,18 @@ def _bbox_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", help="short name of a --bbox area (default aoi-<date>-<lon>-<lat>)")
 
 
+def _pc_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("planetary-computer source")
+    g.add_argument("--collection", default="sentinel-1-rtc", choices=("sentinel-1-rtc", "sentinel-1-grd"),
+                   help="rtc: terrain corrected, needs PC_SDK_SUBSCRIPTION_KEY; grd: anonymous, uncalibrated")  # fmt: skip
+    g.add_argument("--days-before", type=int, default=36, help="search window before the event (days, default 36)")
+    g.add_argument("--days-after", type=int, default=24, help="search window after the event (days, default 24)")
+    g.add_argument("--catalog", metavar="URL", help="another STAC API (default: Planetary Computer's)")
+    g.add_argument("--no-sign", action="store_true",
+                   help="use asset URLs as they are (a STAC API other than Planetary Computer's)")  # fmt: skip
+    g.add_argument("--resolution", type=float, default=None, help="grid of a --bbox area in metres (default 10)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``sarslide`` argument parser (sub-commands fetch, grid, map)."""
     common = _common()
@@ -633,8 +653,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("event", nargs="?", help="hokkaido or kaikoura (or use --bbox/--date with planetary-computer)")
     f.add_argument("--source", choices=("zenodo", "planetary-computer"), default=None,
                    help="the paper's datacube (default for a named event) or Planetary Computer passes")  # fmt: skip
-    f.add_argument("--collection", default="sentinel-1-rtc", choices=("sentinel-1-rtc", "sentinel-1-grd"),
-                   help="Planetary Computer collection (rtc needs PC_SDK_SUBSCRIPTION_KEY)")  # fmt: skip
+    _pc_args(f)
     f.add_argument("--n-pre", type=int, default=1, help="pre-event passes to fetch (planetary-computer)")
     f.add_argument("--n-post", type=int, default=1, help="post-event passes to fetch (planetary-computer)")
     f.add_argument("--refresh", action="store_true", help="load again even if cached (planetary-computer)")
@@ -661,8 +680,7 @@ def build_parser() -> argparse.ArgumentParser:
     _bbox_args(m)
     m.add_argument("--source", choices=SOURCES, default=None,
                    help="synthetic (offline; default on the demo profile), zenodo or planetary-computer")  # fmt: skip
-    m.add_argument("--collection", default="sentinel-1-rtc", choices=("sentinel-1-rtc", "sentinel-1-grd"),
-                   help="Planetary Computer collection")  # fmt: skip
+    _pc_args(m)
     _profile_args(m)
     m.add_argument("--model", metavar="RUN_OR_CHECKPOINT",
                    help=f"run id arm-n<size|all>-s<seed> (default {DEFAULT_RUN}; trained if missing), "

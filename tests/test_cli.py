@@ -4,7 +4,9 @@ Each command runs on the demo profile shrunk with ``--set`` overrides (a 256×25
 synthetic scene, 32 px chips, one epoch per stage, one kept checkpoint) so the whole module
 takes about a minute on one CPU core. The written files are checked against independent
 readers and hand counts: rio-cogeo's COG validator, geopandas for the GeoJSON (and its
-CRS), pandas for the CSV, pyproj for the UTM zone, matplotlib for the PNG.
+CRS), pandas for the CSV, pyproj for the UTM zone, matplotlib for the PNG. ``fetch`` is
+served by loopback servers: a zipped datacube with the paper's layout, and a STAC API
+over the real OPERA RTC fixtures (``tests/data``), so nothing needs the network.
 """
 
 from __future__ import annotations
@@ -20,11 +22,14 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import pytest
+import rasterio
 import rioxarray
 from pyproj.aoi import AreaOfInterest
 from pyproj.database import query_utm_crs_info
 from range_server import LoopbackServer
+from rasterio.warp import transform_bounds
 from rio_cogeo.cogeo import cog_validate
+from test_acquire_stac import FIXTURES, _StacApi, fixture_files, stac_item
 from test_acquire_zenodo import paper_layout, sha256, zipped_store
 
 from sarslide import ablation
@@ -357,3 +362,43 @@ def test_cache_dir_option_and_environment_agree(tmp_path):
     assert proc.returncode == 0 and str(tmp_path / "opt" / "ablation") in proc.stdout
     proc = run_cli("grid", "--list", "--arms", "none", data_dir=tmp_path / "env")
     assert proc.returncode == 0 and str(tmp_path / "env" / "ablation") in proc.stdout
+
+
+# ----------------------------------------------------------------------------- fetch → map offline
+def test_fetch_passes_from_a_stac_api_then_map_them_offline(mapped, data_dir, tmp_path):
+    """A new area through a STAC API (the real OPERA RTC fixtures served on loopback), cached
+    by ``fetch``; ``map`` then works from the cache with the server gone."""
+    files = fixture_files()
+    with rasterio.open(next(iter(files.values()))["vv"]) as src:
+        w, s, e, n = transform_bounds(src.crs, "EPSG:4326", *src.bounds)
+    bbox = [f"{v:.5f}" for v in (w + 0.003, s + 0.003, e - 0.003, n - 0.003)]
+    area = ["--bbox", *bbox, "--date", "2024-06-01", "--source", "planetary-computer", "--resolution", "30",
+            "--cache-dir", str(tmp_path / "cache")]  # fmt: skip
+    api = _StacApi([])
+    with LoopbackServer(FIXTURES, extra_handlers=api.handlers()) as server:
+        items = []
+        for stamp, pols in files.items():
+            item = stac_item(stamp, {p: server.url(f.name) for p, f in pols.items()}, pols)
+            item.collection_id = "sentinel-1-rtc"
+            items.append(item.to_dict())
+        api.features = items
+        proc = run_cli("fetch", *area, "--catalog", f"{server.base_url}/stac", "--no-sign",
+                       "--days-before", "200", "--days-after", "220", data_dir=tmp_path / "unused",
+                       env_extra={"PC_SDK_SUBSCRIPTION_KEY": ""})  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    cached = Path(next(line for line in proc.stdout.splitlines() if line.startswith("cache:")).split(":", 1)[1].strip())
+    assert cached.is_dir() and cached.name.startswith("pc-aoi-20240601") and api.bodies
+    centre = (float(bbox[0]) + float(bbox[2])) / 2, (float(bbox[1]) + float(bbox[3])) / 2
+    checkpoint = next((data_dir / "ablation").rglob("top-epoch*.pt"))
+    out = tmp_path / "map"
+    proc = run_cli("map", *area, *TINY, "--model", str(checkpoint), "--threshold", "0.5", "--window", "64",
+                   "--cell-size", "300", "--out", str(out), data_dir=tmp_path / "unused",
+                   env_extra={"PC_SDK_SUBSCRIPTION_KEY": ""})  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    info = json.loads((out / "map.json").read_text())
+    assert info["crs"] == utm_crs(*centre) and info["source"] == "planetary-computer"
+    assert info["pre_times"][0].startswith("2023-12-27") and info["post_times"][0].startswith("2025-01-02")
+    prob = rioxarray.open_rasterio(out / "landslide_probability.tif")
+    assert prob.rio.crs.to_string() == utm_crs(*centre) and prob.rio.resolution() == (30.0, -30.0)
+    assert cog_validate(str(out / "landslide_probability.tif"))[0]
+    assert np.isfinite(prob.values).mean() > 0.9
