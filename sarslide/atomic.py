@@ -38,6 +38,7 @@ __all__ = [
     "atomic_file",
     "atomic_directory",
     "recover_directory",
+    "remove_leftovers",
     "is_package_store",
 ]
 
@@ -122,6 +123,29 @@ def recover_directory(path: str | os.PathLike) -> Path:
     for entry, _ in leftovers:
         _remove(entry)
     return path
+
+
+_ANY_TMP = re.compile(r"^\.(.+)\.tmp-(?:(\d+)-)?[0-9a-f]{8}(?:\..*)?$")
+
+
+def remove_leftovers(folder: str | os.PathLike) -> list[Path]:
+    """Delete the hidden temporaries (``.<name>.tmp-<pid>-…``) that killed writers left in
+    ``folder``, whatever their target; return what was removed.
+
+    Temporaries of processes that still run are kept; so are hidden old copies of stores
+    (``.<name>.old-*``), which :func:`recover_directory` may still need.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    for entry in folder.iterdir():
+        m = _ANY_TMP.match(entry.name)
+        if m is None or (m.group(2) is not None and _process_alive(int(m.group(2)))):
+            continue
+        _remove(entry)
+        removed.append(entry)
+    return removed
 
 
 def is_package_store(path: str | os.PathLike) -> bool:

@@ -55,6 +55,7 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
+from .atomic import remove_leftovers
 from .checkpoints import (
     CheckpointError,
     _atomic_save,
@@ -469,6 +470,7 @@ def fit(
     prec = resolve_precision(dev, precision)
     prec.apply_backend_settings()
     checkpoint_dir = _writable_dir(Path(checkpoint_dir))
+    remove_leftovers(checkpoint_dir)  # half-written checkpoints of a killed run
     last_path = checkpoint_dir / _LAST
     from .transforms import warn_if_unstandardized
 

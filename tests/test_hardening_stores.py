@@ -253,3 +253,22 @@ def test_other_live_handles_are_warned_about(tmp_path):
     with pytest.warns(StaleHandleWarning, match=r"1 cube\(s\) opened lazily"):
         save_cube(hand_cube(np.zeros((16, 16), np.uint8), value=0.5), path)
     del old
+
+
+def test_fit_removes_half_written_checkpoints_of_a_killed_run(tmp_path, toy_data):
+    from sarslide.train import fit
+
+    run = tmp_path / "run"
+    child = run_child(f"""
+        import os, signal
+        from sarslide.atomic import atomic_file
+        with atomic_file({str(run / "top-epoch0003.pt")!r}) as tmp:
+            tmp.write_bytes(b"half")
+            os.kill(os.getpid(), signal.SIGKILL)
+    """)
+    assert child.returncode == -signal.SIGKILL, child.stderr
+    assert [n[:22] for n in hidden(run)] == [".top-epoch0003.pt.tmp-"]
+    x, y, xv, yv = toy_data
+    fit(SiameseClassifier(), x, y, xv, yv, task="stage1", max_epochs=1, checkpoint_dir=run,
+        progress=False)
+    assert hidden(run) == []
