@@ -315,7 +315,8 @@ def cmd_fetch(args: argparse.Namespace) -> int:
                 f"cache: {cache}"
             ) from err
         cube = load_paper_cube(event, path=store)  # opens and checks the layout, no network
-        path = store.parent if store.parent.name.endswith(".unzip") else store
+        # the unzipped folder is what prepare_cube reuses (the archive sits next to it)
+        path = next((p for p in (store, *store.parents) if p.name.endswith(".unzip")), store)
         print(f"{event.name}: the paper's datacube, {len(cube['time'])} passes, "
               f"{cube.sizes['y']}×{cube.sizes['x']} px")  # fmt: skip
     else:
@@ -429,7 +430,13 @@ def _models(args, profile, cache):
 
     paths = _checkpoint_paths(spec)
     models = load_checkpoints(paths, "stage2", device=args.device or "cpu")
-    stats = checkpoint_info(paths[0]).get("stats")
+    all_stats = [checkpoint_info(p).get("stats") for p in paths]
+    if any(st != all_stats[0] for st in all_stats[1:]):
+        raise CLIError(
+            f"--model {spec}: the checkpoints were trained with different band statistics "
+            "(different chips); map with checkpoints of one run, or one checkpoint at a time"
+        )
+    stats = all_stats[0]
     chips = None
     if stats is None or args.threshold is None:
         chips = prepare_event(args.train_event, profile, cache_dir=cache)
