@@ -88,7 +88,9 @@ class ResigningRioDriver(RioDriver):
     every read instead (``sign`` must accept signed or unsigned URLs, like
     :func:`resign_planetary_computer`). Pass it as ``odc.stac.load(..., driver=...)``.
     ``sign=None`` reads the URLs as they are. Either way a read that cannot reach the
-    server, or stalls past the GDAL HTTP timeout, raises the package's
+    server, or stalls past the GDAL HTTP timeout (GDAL itself retries transient HTTP
+    errors, ``GDAL_HTTP_MAX_RETRY``; a read is not retried here, because GDAL caches the
+    failed lookup and a second attempt would fail at once), raises the package's
     :class:`~sarslide.acquire.errors.NetworkUnavailableError` instead of a raw
     ``RasterioIOError``.
     """
