@@ -58,6 +58,7 @@ __all__ = [
     "experiment_grid",
     "score_probabilities",
     "run_one",
+    "split_embeddings",
     "run_models",
     "run_baseline",
     "run_grid",
@@ -156,17 +157,44 @@ def _tidy(run: Run, rows: Iterable[tuple[int, int, dict[str, float]]]) -> pd.Dat
     return pd.DataFrame.from_records(records)
 
 
+def split_embeddings(stage1, chips: ChipSet, split: str, profile: Profile, cache_dir, device=None):
+    """The frozen stage-1 embeddings of one split's standardised chips, cached per event.
+
+    Every run of an arm shares one frozen stage-1 network, so the embeddings of the
+    event's stage-2, validation and test chips are computed once per (arm, event,
+    settings) and stored with the chips (:func:`sarslide.embeddings.cached_embeddings`,
+    keyed on the weights, the chips and the precision); every run and chapter 4 reuse them.
+    Returns ``None`` for the arm without pretraining.
+    """
+    if stage1 is None:
+        return None
+    from .embeddings import cached_embeddings
+
+    part = chips.split(split)
+    return cached_embeddings(
+        stage1, standardize(part.images, chips.stats), data_dir(cache_dir) / "embeddings",
+        batch_size=profile.batch_size, device=device, precision=profile.precision,
+    )  # fmt: skip
+
+
 def _fit_run(run: Run, chips: ChipSet, profile: Profile, out_dir: Path, cache_dir, device, progress):
-    """Train one run (or return it at once if its checkpoints say it is finished)."""
+    """Train one run (or return it at once if its checkpoints say it is finished).
+
+    Returns the training result and the run's frozen stage-1 network (None for ``none``).
+    """
+    import torch
+
     from .models import Segmenter
     from .pretrained import pretrained_stage1
     from .train import fit_chipset, seed_everything
 
     stage1 = None if run.arm == "none" else pretrained_stage1(run.arm, profile, cache_dir=cache_dir, progress=progress)
     subset = few_shot_subset(chips.split("stage2_train"), run.train_size, run.seed, draw=profile.few_shot_draw)
+    pool_emb = split_embeddings(stage1, chips, "stage2_train", profile, cache_dir, device)
+    val_emb = split_embeddings(stage1, chips, "validation", profile, cache_dir, device)
     seed_everything(run.seed)
     model = Segmenter(stage1)
-    return fit_chipset(
+    result = fit_chipset(
         model,
         chips,
         task="stage2",
@@ -180,7 +208,11 @@ def _fit_run(run: Run, chips: ChipSet, profile: Profile, out_dir: Path, cache_di
         checkpoint_dir=out_dir / run.run_id / "checkpoints",
         device=device,
         progress=progress,
+        precision=profile.precision,
+        train_embeddings=None if pool_emb is None else pool_emb[torch.as_tensor(subset, dtype=torch.long)],
+        val_embeddings=val_emb,
     )
+    return result, stage1
 
 
 def run_one(
@@ -211,12 +243,14 @@ def run_one(
     profile = get_profile(profile)
     chips = prepare_event(event, profile, cache_dir=cache_dir)
     run_dir = Path(out_dir) / run.run_id
-    result = _fit_run(run, chips, profile, Path(out_dir), cache_dir, device, progress)
+    result, stage1 = _fit_run(run, chips, profile, Path(out_dir), cache_dir, device, progress)
     test = chips.split("test")
     images = standardize(test.images, chips.stats)
+    test_emb = split_embeddings(stage1, chips, "test", profile, cache_dir, device)
     rows, total = [], None
     for rank, path in enumerate(result.checkpoints):
-        probabilities = predict_proba(load_checkpoint(path, "stage2", device="cpu"), images, device=device)
+        model = load_checkpoint(path, "stage2", device="cpu")
+        probabilities = predict_proba(model, images, device=device, precision=profile.precision, embeddings=test_emb)
         total = probabilities.astype(np.float64) if total is None else total + probabilities
         epoch = int(checkpoint_info(path).get("epoch", -1))
         rows.append((rank, epoch, score_probabilities(probabilities, test.labels)))
@@ -242,7 +276,7 @@ def run_models(
     profile = get_profile(profile)
     out = Path(out_dir) if out_dir is not None else results_dir(event, profile, cache_dir)
     chips = prepare_event(event, profile, cache_dir=cache_dir)
-    result = _fit_run(run, chips, profile, out, cache_dir, device, progress)
+    result, _ = _fit_run(run, chips, profile, out, cache_dir, device, progress)
     return load_checkpoints(result.checkpoints, "stage2", device=device or "cpu")
 
 

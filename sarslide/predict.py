@@ -52,7 +52,8 @@ def _as_models(models: Any, task: str) -> list[nn.Module]:
 
 @torch.no_grad()
 def _predict_mean(
-    models: list[nn.Module], images: np.ndarray, batch_size: int, device, precision: str | Precision
+    models: list[nn.Module], images: np.ndarray, batch_size: int, device, precision: str | Precision,
+    embeddings: np.ndarray | Tensor | None = None,
 ) -> Tensor:
     dev = select_device(device)
     prec = resolve_precision(dev, precision)
@@ -62,7 +63,7 @@ def _predict_mean(
         was_training = m.training
         m.eval()
         with prec.prepared(m, dev):
-            prob = torch.sigmoid(_forward_all(m, images, batch_size, dev, prec))
+            prob = torch.sigmoid(_forward_all(m, images, batch_size, dev, prec, embeddings))
         total = prob if total is None else total + prob
         m.train(was_training)
     return total / len(models)
@@ -75,17 +76,27 @@ def predict_proba(
     batch_size: int = 32,
     device: str | torch.device | None = None,
     precision: str | Precision = "auto",
+    embeddings: np.ndarray | Tensor | None = None,
 ) -> np.ndarray:
     """Landslide probability per pixel, ``(N, H, W)`` float32 in [0, 1].
 
     ``models`` is a :class:`~sarslide.models.Segmenter`, a stage-2 checkpoint path, or a
     list of either.  With several models the result is the **mean of their sigmoid
     probabilities** (not of their logits): the project's ensembling rule over seeds and
-    checkpoints.  ``images`` are standardised chips ``(N, 4, H, W)``.
+    checkpoints.  ``images`` are standardised chips ``(N, 4, H, W)``.  ``embeddings`` are
+    the chips' precomputed frozen stage-1 embeddings
+    (:func:`sarslide.embeddings.cached_embeddings`), for segmenters that all share that
+    stage-1 network; without them each model embeds the chips itself.
     """
     members = _as_models(models, "stage2")
     images = _check_images(images, members[0], "chips")
-    return _predict_mean(members, images, batch_size, device, precision)[:, 0].numpy().astype(np.float32)
+    if embeddings is not None:
+        if any(not getattr(m, "uses_embeddings", False) for m in members):
+            raise ValueError("embeddings were given, but some models have no stage-1 network; drop embeddings=")
+        if len(embeddings) != len(images):
+            raise ValueError(f"got embeddings of {len(embeddings)} chips for {len(images)} chips")
+    probabilities = _predict_mean(members, images, batch_size, device, precision, embeddings)
+    return probabilities[:, 0].numpy().astype(np.float32)
 
 
 def predict_chip_proba(
