@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import matplotlib
@@ -13,6 +14,10 @@ import xarray as xr
 # Tests draw off-screen. Set here, inside the pytest run only: an exported MPLBACKEND would
 # reach the notebook kernels too, and the book's pages would lose every figure.
 matplotlib.use("Agg")
+
+# Offline tests that provoke network errors need not wait out the real backoff (1, 2, 4 s);
+# tests that check the backoff itself set their own value.
+os.environ.setdefault("SARSLIDE_NETWORK_BACKOFF", "0.05")
 
 # Real data files that travel with the repository (provenance, licences: data/README.md).
 FIXTURES = Path(__file__).resolve().parent / "data"
