@@ -597,7 +597,7 @@ def pass_pair(
             )
     if auto:
         if same_track:
-            fixed = {g["track"].iloc[0] for s in chosen for r in chosen[s] for g in [r]}
+            fixed = {g["track"].iloc[0] for s in chosen for g in chosen[s]}  # tracks of named passes
             candidates = []
             for track, rows in table.groupby("track", sort=True):
                 if fixed and track not in fixed:
