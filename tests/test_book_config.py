@@ -159,3 +159,22 @@ def test_tests_read_only_files_inside_the_repository():
     for folder in ("opera_rtc_s1", "kaikoura_2016_points"):
         assert (ROOT / "tests" / "data" / folder / "LICENSE").is_file()
     assert len(list((ROOT / "tests" / "data" / "opera_rtc_s1").glob("*.tif"))) == 6
+
+
+def test_line_length_check_counts_every_code_line(tmp_path):
+    """88 characters pass, 89 fail — also a comment ending in a URL, which ruff's E501 skips."""
+    lines = load_tool("check_line_length")
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_markdown_cell("x" * 200),  # prose is wrapped by the page, not checked
+        nbformat.v4.new_code_cell("a = 1  # " + "y" * 79),  # 88
+        nbformat.v4.new_code_cell("b = 2\n# see " + "z" * 61 + " https://example.org/p"),
+    ]
+    assert len(nb.cells[1].source) == 88
+    nbformat.write(nb, tmp_path / "nb.ipynb")
+    found = list(lines.long_lines(tmp_path / "nb.ipynb"))
+    assert [(h.cell, h.line, h.length) for h in found] == [(2, 2, 89)]
+    assert lines.main([str(tmp_path)]) == 1
+    assert lines.main(["--max", "100", str(tmp_path)]) == 0
+    with pytest.raises(SystemExit):
+        lines.main([str(tmp_path / "missing")])
