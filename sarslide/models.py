@@ -102,15 +102,29 @@ class SameConv2d(nn.Conv2d):
     For an even kernel ``k`` the ``k - 1`` padding pixels are split ``(k-1)//2`` before and
     the rest after, exactly as ``nn.Conv2d(padding="same")`` does, but without the warning
     PyTorch emits for even kernels.  Parameters: ``k*k*c_in*c_out + c_out``.
+
+    Under CPU bfloat16 autocast, inputs with a channel count that is not a multiple of 16
+    are zero-padded to one (weights alike; the result is exactly the same): oneDNN's AMX
+    convolution bundled with torch 2.14 returns wrong values for 4-14 input channels with
+    some kernels (e.g. 8 channels, 8x8: errors as large as the output itself, found here
+    on a Xeon with AMX; see ``benchmarks/bench_conv.py --check-onednn``).  It costs a
+    few percent of the segmenter's arithmetic (its first two layers are tiny).
     """
 
     def __init__(self, c_in: int, c_out: int, kernel: int = 8):
         super().__init__(c_in, c_out, kernel_size=kernel, padding=0)
         total = kernel - 1
         self._pad = (total // 2, total - total // 2, total // 2, total - total // 2)
+        self._channel_pad = -c_in % 16
 
     def forward(self, x: Tensor) -> Tensor:
-        return super().forward(nn.functional.pad(x, self._pad))
+        x = nn.functional.pad(x, self._pad)
+        if self._channel_pad and x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+            extra = self._channel_pad
+            weight = nn.functional.pad(self.weight, (0, 0, 0, 0, 0, extra))
+            x = nn.functional.pad(x, (0, 0, 0, 0, 0, extra))
+            return nn.functional.conv2d(x, weight, self.bias)
+        return super().forward(x)
 
 
 def _same_conv(c_in: int, c_out: int, kernel: int = 8) -> SameConv2d:

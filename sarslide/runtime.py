@@ -41,8 +41,10 @@ between reruns with the same precision and thread count on a CPU, not across pre
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import platform
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -61,6 +63,7 @@ __all__ = [
     "select_device",
     "resolve_precision",
     "cpu_has_native_bf16",
+    "cpu_bf16_is_correct",
     "runtime_record",
 ]
 
@@ -102,6 +105,47 @@ def cpu_has_native_bf16() -> bool:
     except (AttributeError, RuntimeError):  # private helpers: absent in other torch builds
         return False
     return False
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_bf16_is_correct(tolerance: float = 0.05) -> bool:
+    """Whether bfloat16 autocast + channels-last gives float32's answers for the package's
+    networks on this CPU: a once-per-process check (about 0.1 s) on a small random
+    ``Segmenter(SiameseClassifier("reference"))``.
+
+    It guards against convolution-library bugs such as the one found on this project's
+    Xeon (AMX) with torch 2.14's oneDNN, where 8 input channels and an 8x8 kernel gave
+    errors as large as the output (:class:`~sarslide.models.SameConv2d` works around that
+    one).  ``precision="auto"`` falls back to float32, with a warning, if the largest
+    difference exceeds ``tolerance`` times the largest float32 value.  The global random
+    state is left untouched.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = Segmenter(SiameseClassifier("reference")).eval()
+        x = torch.randn(2, 4, 32, 32)
+    with torch.no_grad():
+        ref_emb = model.frozen_embeddings(x)
+        ref = model(x, ref_emb)
+        model.to(memory_format=torch.channels_last)
+        xc = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            emb = model.frozen_embeddings(xc)
+            out = model(xc, emb)
+    errors = {
+        "stage-1 embeddings": float((emb.float() - ref_emb).abs().max() / ref_emb.abs().max()),
+        "segmenter logits": float((out.float() - ref).abs().max() / ref.abs().max()),
+    }
+    bad = {k: v for k, v in errors.items() if not v <= tolerance}
+    if bad:
+        warnings.warn(
+            f"bfloat16 convolutions on this CPU disagree with float32 ({', '.join(f'{k}: {v:.0%} of the largest value' for k, v in bad.items())}); "
+            "precision='auto' uses float32 here. Update torch, or set ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16 "
+            "before starting Python to avoid the AMX kernels",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    return not bad
 
 
 @dataclass(frozen=True)
@@ -264,7 +308,7 @@ def resolve_precision(
             "(fast on CPUs with AVX-512 BF16 or AMX), 'fp32' or 'auto'"
         )
     if name == "auto":
-        name = "bf16" if dev.type == "cpu" and cpu_has_native_bf16() else "fp32"
+        name = "bf16" if dev.type == "cpu" and cpu_has_native_bf16() and cpu_bf16_is_correct() else "fp32"
     fast = name == "bf16"
     return Precision(
         name=name, device_type=dev.type, autocast_dtype=_DTYPES[name],

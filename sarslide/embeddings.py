@@ -1,0 +1,186 @@
+"""Frozen stage-1 embeddings, computed once per event and cached on disk.
+
+Every stage-2 run of a pretraining arm uses the *same* frozen stage-1 network, so the
+embeddings of an event's chips are the same for all of them: the ablation grid (51 runs
+on the paper profile) and chapter 4 compute them once with :func:`cached_embeddings` and
+pass slices to :func:`sarslide.train.fit` (``train_embeddings=``, ``val_embeddings=``).
+
+The cache is one ``.npy`` file per (stage-1 weights, chips, precision), named by a
+fingerprint of all three, so a retrained stage-1 network, other chips or another
+precision never reuse stale embeddings.  Values are stored in the dtype the forward pass
+produced (:attr:`sarslide.runtime.Precision.storage_dtype`): float32 for ``"fp32"``,
+bfloat16 (as its uint16 bit pattern; numpy has no bfloat16) or float16 under autocast.
+That is lossless — logits from cached embeddings equal those of recomputed ones — and
+the fast path's files are half the size of float32 (2 MiB per 128² chip instead of 4).
+
+Files are written atomically (:func:`sarslide.atomic.atomic_file`) and filled batch by
+batch through a memory map, so memory stays bounded by one batch whatever the event's
+size; they are read back memory-mapped (copy-on-write) as well.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .atomic import atomic_file
+from .models import SiameseClassifier
+from .progress import progress_bar
+from .runtime import (
+    Precision,
+    _batches,
+    _check_images,
+    _check_model_for_task,
+    _embed_all,
+    _fingerprint,
+    _weights_fingerprint,
+    resolve_precision,
+    select_device,
+)
+
+__all__ = ["cached_embeddings", "embeddings_key", "embeddings_path"]
+
+# torch dtype -> (numpy dtype on disk, file tag)
+_STORAGE = {
+    torch.float32: (np.float32, "float32"),
+    torch.bfloat16: (np.uint16, "bfloat16"),
+    torch.float16: (np.float16, "float16"),
+}
+
+
+def embeddings_key(stage1: SiameseClassifier, images: np.ndarray, precision: Precision) -> str:
+    """Hex fingerprint of what the embeddings depend on: the stage-1 architecture and
+    weights (batch-norm statistics included), the chips' values and the precision."""
+    h = hashlib.blake2b(digest_size=12)
+    h.update(json.dumps(stage1.config_dict(), sort_keys=True).encode())
+    h.update(_weights_fingerprint(stage1).encode())
+    h.update(_fingerprint(np.ascontiguousarray(images, dtype=np.float32)).encode())
+    h.update(f"{precision.name}/{precision.device_type}".encode())
+    return h.hexdigest()
+
+
+def embeddings_path(
+    cache_dir: str | os.PathLike, stage1: SiameseClassifier, images: np.ndarray, precision: Precision
+) -> Path:
+    """The cache file of these embeddings: ``cache_dir/embeddings-<key>-<dtype>.npy``."""
+    tag = _STORAGE[precision.storage_dtype][1]
+    return Path(cache_dir) / f"embeddings-{embeddings_key(stage1, images, precision)}-{tag}.npy"
+
+
+def _as_tensor(array: np.ndarray, storage: torch.dtype) -> Tensor:
+    t = torch.from_numpy(array)
+    return t.view(torch.bfloat16) if storage == torch.bfloat16 else t
+
+
+def _load(path: Path, shape: tuple[int, ...], storage: torch.dtype) -> Tensor | None:
+    """The cached tensor, or None if the file is missing, unreadable or of another shape."""
+    if not path.is_file():
+        return None
+    try:
+        array = np.load(path, mmap_mode="c")  # copy-on-write: writable, nothing read yet
+    except (OSError, ValueError):
+        return None
+    if array.shape != shape or array.dtype != _STORAGE[storage][0]:
+        return None
+    return _as_tensor(array, storage)
+
+
+@torch.no_grad()
+def cached_embeddings(
+    stage1: SiameseClassifier,
+    images: np.ndarray,
+    cache_dir: str | os.PathLike | None,
+    *,
+    batch_size: int = 32,
+    device: str | torch.device | None = None,
+    precision: str | Precision = "auto",
+    progress: bool = False,
+) -> Tensor:
+    """Frozen stage-1 embeddings ``(N, 2*embedding_channels, H, W)`` of ``images``, cached.
+
+    Parameters
+    ----------
+    stage1:
+        The frozen stage-1 network of the arm (the one given to
+        :class:`~sarslide.models.Segmenter`); it runs in eval mode and is left as it was.
+    images:
+        Standardised chips ``(N, 4, H, W)`` float32, no NaN: typically all chips of the
+        event that stage-2 runs train, validate or test on.
+    cache_dir:
+        Folder of the cache files (e.g. next to the event's chips); ``None`` computes
+        without caching.
+    batch_size, device:
+        Forward-pass batch size; device (``None``: CUDA when available, else CPU).
+    precision:
+        As in :func:`sarslide.train.fit`; pass the same one the stage-2 runs use.
+    progress:
+        A progress bar over chips while computing.
+
+    Returns
+    -------
+    torch.Tensor
+        On the CPU, row ``i`` the embedding of ``images[i]``, in the precision's storage
+        dtype (float32, or bfloat16/float16 under autocast); memory-mapped from the cache
+        file when there is one.  Index it like the chips
+        (``emb[torch.as_tensor(idx)]``) and pass the rows to ``fit(train_embeddings=...)``.
+    """
+    _check_model_for_task(stage1, "stage1")
+    images = _check_images(images, stage1, "chips")
+    dev = select_device(device)
+    prec = resolve_precision(dev, precision)
+    storage = prec.storage_dtype
+    shape = (images.shape[0], stage1.embedding_dim) + images.shape[2:]
+
+    path = None if cache_dir is None else embeddings_path(cache_dir, stage1, images, prec)
+    if path is not None:
+        cached = _load(path, shape, storage)
+        if cached is not None:
+            return cached
+
+    prec.apply_backend_settings()
+    was_training = stage1.training
+    stage1.eval()
+    try:
+        with prec.prepared(stage1, dev):
+            if path is None:
+                return _compute(stage1, images, batch_size, dev, prec, progress)
+            with atomic_file(path, suffix=".npy") as tmp:
+                out = np.lib.format.open_memmap(tmp, mode="w+", dtype=_STORAGE[storage][0], shape=shape)
+                _compute(stage1, images, batch_size, dev, prec, progress, out=out)
+                out.flush()
+                del out
+    finally:
+        stage1.train(was_training)
+    loaded = _load(path, shape, storage)
+    if loaded is None:  # pragma: no cover - the file was just written
+        raise OSError(f"could not read back the embeddings just written to {path}")
+    return loaded
+
+
+def _compute(
+    stage1: SiameseClassifier,
+    images: np.ndarray,
+    batch_size: int,
+    device: torch.device,
+    precision: Precision,
+    progress: bool,
+    out: np.ndarray | None = None,
+) -> Tensor | None:
+    """Embed all chips in batches; into the memory map ``out`` if given, else returned."""
+    parts = []
+    with progress_bar(total=len(images), desc="stage-1 embeddings", unit="chip", disable=not progress) as bar:
+        for idx in _batches(len(images), batch_size):
+            emb = _embed_all(stage1, images[idx], len(idx), device, precision)
+            if out is None:
+                parts.append(emb)
+            else:
+                bits = emb.view(torch.int16).numpy().view(np.uint16) if emb.dtype == torch.bfloat16 else emb.numpy()
+                out[idx[0] : idx[-1] + 1] = bits
+            bar.update(len(idx))
+    return torch.cat(parts) if out is None else None
