@@ -330,9 +330,11 @@ def cmd_fetch(args: argparse.Namespace) -> int:
             cube = _load_pc(event, args, args.n_pre, args.n_post)
             print(f"{event.name}: loading {len(cube['time'])} passes of {collection}, "
                   f"{cube.sizes['y']}×{cube.sizes['x']} px …")  # fmt: skip
-            from dask.diagnostics import ProgressBar
+            from tqdm.dask import TqdmCallback
 
-            with ProgressBar():
+            from .progress import progress_bar
+
+            with TqdmCallback(tqdm_class=progress_bar, desc="reading passes", unit="chunk"):
                 cube = cube.compute()
             save_cube(cube, path)
     print(f"cache: {path}")
