@@ -47,7 +47,7 @@ class CacheRebuiltWarning(UserWarning):
 
 DATA_DIR_ENV = "SARSLIDE_DATA_DIR"
 #: Bump when the synthetic generator or the chip pipeline changes what they produce.
-PIPELINE_VERSION = 4
+PIPELINE_VERSION = 5
 
 
 def data_dir(cache_dir: str | os.PathLike | None = None) -> Path:

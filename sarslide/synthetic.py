@@ -2,14 +2,15 @@
 
 The scene is built the way a radar sees real hills:
 
-1. **Terrain.** A fractal (power-law spectrum) elevation model; slopes and aspects follow.
+1. **Terrain.** A fractal (power-law spectrum) elevation model scaled to a median slope of
+   15°; slopes and aspects follow.
 2. **Backscatter texture.** Slopes facing the radar return more energy (local incidence
    angle), land cover adds patchy texture; VV and VH share most of it.
 3. **Passes.** Each pass adds a small weather-like change (soil moisture) and independent
    multiplicative gamma speckle (``looks`` equivalent number of looks), as in multi-looked
    Sentinel-1 GRD/RTC amplitude.
-4. **Landslides.** Compact elongated blobs on steep slopes, clustered so some areas are hit
-   hard and others not at all. In post-event passes vegetation loss lowers backscatter on
+4. **Landslides.** Compact elongated blobs on slopes steeper than 12°, clustered so some
+   areas are hit hard and others not at all. In post-event passes vegetation loss lowers backscatter on
    most landslides (VH more than VV, by a random amount per landslide); on some, rough
    debris raises it instead. Visible on average over a landslide, but well inside the
    speckle on a single pixel.
@@ -88,12 +89,12 @@ def _draw_landslides(
     ny, nx = slope_deg.shape
     # Where landslides may start: a smooth "shaking intensity" field above a quantile, on slopes.
     shaking = _fractal_field(rng, (ny, nx), beta=4.0)
-    allowed = (shaking > np.quantile(shaking, 1.0 - cluster_share)) & (slope_deg > 8.0)
+    allowed = (shaking > np.quantile(shaking, 1.0 - cluster_share)) & (slope_deg > 12.0)
     if forbidden is not None:
         allowed &= ~forbidden
     weight = np.where(allowed, np.exp(1.5 * shaking) * np.sin(np.radians(slope_deg)), 0.0).ravel()
     if weight.sum() <= 0:
-        raise ValueError("no slope steep enough for landslides; raise relief or lower cluster_share")
+        raise ValueError("no slope steep enough for landslides; raise median_slope_deg or lower cluster_share")
     # Start points are drawn in batches by inverse-CDF sampling (one cumulative sum for
     # the whole scene), so large scenes cost O(pixels), not O(pixels × landslides).
     cdf = np.cumsum(weight)
@@ -209,7 +210,7 @@ def make_cube(
     field_change_fraction: float = 0.05,
     field_change_db: float = 2.5,
     looks: float = 7.0,
-    relief_m: float = 350.0,
+    median_slope_deg: float = 15.0,
     nodata_corner: float = 0.04,
     water_fraction: float = 0.003,
     seed: int = 0,
@@ -244,8 +245,10 @@ def make_cube(
         of their change (same sign in VV and VH).
     looks:
         Equivalent number of looks of the gamma speckle (single-pass noise level).
-    relief_m:
-        Standard deviation of the synthetic elevation in metres.
+    median_slope_deg:
+        Median terrain slope in degrees. The fractal elevation is scaled to it, so the
+        hills are as steep whatever the scene's size (the Iburi hills of the Hokkaido
+        event: mostly 10–30°, landslides on the steeper slopes).
     nodata_corner:
         Share of the scene outside the swath (NaN in every pass, a corner wedge).
     water_fraction:
@@ -278,7 +281,10 @@ def make_cube(
     rng = np.random.default_rng(seed)
 
     # 1. Terrain.
-    dem = relief_m * _fractal_field(rng, (ny, nx), beta=3.6) + 400.0
+    shape_field = _fractal_field(rng, (ny, nx), beta=3.6)
+    gy, gx = np.gradient(shape_field, resolution)
+    relief = np.tan(np.radians(median_slope_deg)) / np.median(np.hypot(gx, gy))
+    dem = relief * shape_field + 400.0
     dzdy, dzdx = np.gradient(dem, resolution)
     slope = np.degrees(np.arctan(np.hypot(dzdx, dzdy)))
     aspect = np.arctan2(-dzdx, dzdy)  # downslope direction, radians from north

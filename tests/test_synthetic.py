@@ -111,3 +111,12 @@ def test_water_is_dark_changes_with_wind_and_never_slides():
     assert np.std(np.median(vv_db[:3][:, land], axis=1)) < 0.3
     assert not (cube["landslides"].values[water] > 0).any()
     assert cube.attrs["water_fraction"] == pytest.approx(0.005, abs=1e-3)
+
+
+def test_terrain_is_hilly_not_cliffs_and_landslides_sit_on_the_steeper_slopes():
+    cube = make_cube((256, 512), seed=2)
+    dzdy, dzdx = np.gradient(cube["dem"].values.astype(float), 10.0)
+    slope = np.degrees(np.arctan(np.hypot(dzdx, dzdy)))
+    assert 13.0 < np.median(slope) < 17.0  # scaled to the 15° default
+    inside = cube["landslides"].values > 0
+    assert np.median(slope[inside]) > np.median(slope[~inside])
