@@ -447,8 +447,7 @@ def _models(args, profile, cache):
 
 
 def _synthetic_pair(event, custom: bool, args, profile, cache):
-    from .cube import pass_pair
-    from .datasets import prepare_cube
+    from .datasets import prepare_cube, profile_pass_pair
 
     if not custom and args.scene_size is None:
         cube = prepare_cube(event.name, profile, cache_dir=cache)
@@ -468,12 +467,14 @@ def _synthetic_pair(event, custom: bool, args, profile, cache):
                 )
         cube = make_cube(shape, event=event, n_pre=profile.n_pre_passes, n_post=profile.n_post_passes,
                          seed=args.seed)  # fmt: skip
-    return pass_pair(cube, profile.n_pre_passes, profile.n_post_passes)
+    # A new area (a bbox) has no paper passes to name: take the nearest same-track pair.
+    return profile_pass_pair(cube, profile.with_overrides(named_passes=False) if custom else profile)
 
 
 def _real_pair(event, custom: bool, source: str, args, profile, cache):
     from .acquire import MissingKeyError, NetworkUnavailableError
-    from .cube import open_cube, pass_pair
+    from .cube import open_cube
+    from .datasets import profile_pass_pair
 
     fetch_hint = (
         f"run `sarslide fetch {event.name if not custom else '--bbox … --date …'} --source {source}` "
@@ -496,7 +497,8 @@ def _real_pair(event, custom: bool, source: str, args, profile, cache):
         raise NetworkUnavailableError(f"{err} Or {fetch_hint}.") from err
     except MissingKeyError as err:
         raise MissingKeyError(f"{err} Or {fetch_hint}.") from err
-    return pass_pair(cube, profile.n_pre_passes, profile.n_post_passes)
+    # A new area (a bbox) has no paper passes to name: take the nearest same-track pair.
+    return profile_pass_pair(cube, profile.with_overrides(named_passes=False) if custom else profile)
 
 
 def _window(args, models, pair) -> int:

@@ -34,12 +34,12 @@ from .chips import (
     open_chips,
     save_chips,
 )
-from .cube import CubeError, open_cube, save_cube
+from .cube import CubeError, open_cube, pass_pair, save_cube
 from .events import get_event
 from .profiles import CHIP_FIELDS, CUBE_FIELDS, Profile, get_profile
 from .transforms import compute_stats
 
-__all__ = ["DATA_DIR_ENV", "CacheRebuiltWarning", "data_dir", "prepare_cube", "prepare_event", "store_key"]
+__all__ = ["DATA_DIR_ENV", "CacheRebuiltWarning", "data_dir", "prepare_cube", "prepare_event", "profile_pass_pair", "store_key"]
 
 
 class CacheRebuiltWarning(UserWarning):
@@ -121,6 +121,20 @@ def prepare_cube(
         return load_paper_cube(evt.name, cache_dir=data_dir(cache_dir))
     raise ValueError(
         f"profile {profile.name!r} has data_source={profile.data_source!r}; use 'synthetic' or 'zenodo'"
+    )
+
+
+def profile_pass_pair(cube: xr.Dataset, profile: Profile | str | None = None) -> xr.Dataset:
+    """The cube's before/after pass pair chosen as the profile says.
+
+    The one rule every caller shares (chip stores, chapters 2 and 7, ``sarslide map``): the
+    paper's named passes when ``profile.named_passes`` (the paper profile), else the
+    nearest same-track passes, ``n_pre_passes`` / ``n_post_passes`` of them averaged
+    (:func:`sarslide.cube.pass_pair`).
+    """
+    profile = get_profile(profile)
+    return pass_pair(
+        cube, n_pre=profile.n_pre_passes, n_post=profile.n_post_passes, named=profile.named_passes
     )
 
 
