@@ -1,0 +1,224 @@
+"""Estimate the paper profile's whole grid: 51 stage-2 runs and 2 stage-1 pretrainings.
+
+Run from the repository root::
+
+    .venv/bin/python benchmarks/estimate_paper_grid.py                # FLOPs + a CPU measurement
+    .venv/bin/python benchmarks/estimate_paper_grid.py --epochs 150 --no-measure
+
+The grid (``sarslide.ablation.experiment_grid("paper")``): 3 arms (no pretraining,
+Hokkaido-pretrained, Kaikōura-pretrained) × training sizes 2 (5 seeds), 5, 10, 20 and all
+110 Hokkaido stage-2 chips (3 seeds) = 51 runs, each validated on 55 chips per epoch, the
+top-5 checkpoints then predicting the 56 test chips; plus the two stage-1 pretrainings on
+331 (Hokkaido) and 1,630 (Kaikōura) chips, validated on 55 and 272.  Chips are 128², batch
+32, early stopping with patience 50 (at most 500 epochs).
+
+How the estimate is made (every assumption is printed):
+
+1. FLOPs per chip of each kind of work — a training step (forward + backward), a
+   validation forward, a frozen-embedding forward — counted on the real models with
+   :class:`torch.utils.flop_counter.FlopCounterMode` (convolutions and matrix products;
+   element-wise work is not counted).
+2. Work of the grid = chips × epochs × FLOPs per chip; the frozen embeddings are computed
+   once per arm (:mod:`sarslide.embeddings`).  Epochs per run are an assumption
+   (``--epochs``, default 100 = best epoch ~50 + patience 50; the bounds 51 and 500 are
+   printed too).
+3. Time on a GPU = work / (peak × achieved fraction) + per-epoch overhead (checkpoint
+   writes, Python, tiny batches of the few-shot runs: ``--epoch-overhead`` seconds).
+   Peaks are the vendors' dense tensor-core figures: T4 65 TFLOP/s fp16 (the fast path
+   there: fp16 + gradient scaling), H100 SXM 989 TFLOP/s bf16; achieved fractions 0.25
+   and 0.20 (8×8 convolutions with 128 channels run well below peak, the H100 more so at
+   batch 32 of 128² chips).
+4. On the machine running the script (unless ``--no-measure``) the per-chip seconds of a
+   stage-2 and a stage-1 training step are *measured* under the fast path and plain
+   fp32, giving the CPU's grid time and its achieved TFLOP/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from sarslide.ablation import experiment_grid
+from sarslide.chips import TABLE_A1
+from sarslide.models import Segmenter, SiameseClassifier
+from sarslide.profiles import get_profile
+from sarslide.runtime import resolve_precision, select_device
+from sarslide.train import dice_loss, seed_everything
+
+GPUS = {
+    # name: (peak dense TFLOP/s of the fast path's dtype, dtype, achieved fraction)
+    "T4": (65.0, "fp16", 0.25),
+    "H100 SXM": (989.0, "bf16", 0.20),
+}
+
+
+def _flops(fn) -> int:
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops()
+
+
+def flops_per_chip(size: int) -> dict[str, float]:
+    """FLOPs per chip: stage-2 training step (with / without embeddings), validation
+    forward, frozen embeddings, stage-1 training step and forward."""
+    seed_everything(0)
+    stage1 = SiameseClassifier("reference").eval()
+    seg, base = Segmenter(stage1), Segmenter()
+    b = 2
+    x = torch.randn(b, 4, size, size)
+    y = (torch.rand(b, 1, size, size) > 0.95).float()
+    with torch.no_grad():
+        emb = seg.frozen_embeddings(x)
+
+    def train_step(model, *extra):
+        dice_loss(model(x, *extra), y).backward()
+
+    def stage1_step():
+        stage1.train()
+        torch.nn.functional.binary_cross_entropy_with_logits(stage1(x), torch.ones(b)).backward()
+        stage1.eval()
+
+    out = {
+        "stage2 step (embeddings given)": _flops(lambda: train_step(seg, emb)),
+        "stage2 step (no pretraining)": _flops(lambda: train_step(base)),
+        "stage1 step": _flops(stage1_step),
+    }
+    with torch.no_grad():
+        out["stage2 forward (embeddings given)"] = _flops(lambda: seg(x, emb))
+        out["stage2 forward (no pretraining)"] = _flops(lambda: base(x))
+        out["frozen embeddings"] = _flops(lambda: stage1.embed(x))
+        out["stage1 forward"] = _flops(lambda: stage1(x))
+    return {k: v / b for k, v in out.items()}
+
+
+def grid_work(profile, flops: dict[str, float], epochs: float) -> dict[str, float]:
+    """Total FLOPs of each part of the grid (stage-2 runs, stage-1 pretrainings, test)."""
+    pool, n_val, n_test = TABLE_A1["hokkaido"][1:]
+    runs = experiment_grid(profile)
+    k = profile.top_k
+    work = {"stage2 training": 0.0, "stage2 validation": 0.0, "test prediction": 0.0, "frozen embeddings": 0.0}
+    for r in runs:
+        n = pool if r.train_size is None else r.train_size
+        emb = r.arm != "none"
+        kind = "(embeddings given)" if emb else "(no pretraining)"
+        work["stage2 training"] += epochs * n * flops[f"stage2 step {kind}"]
+        work["stage2 validation"] += epochs * n_val * flops[f"stage2 forward {kind}"]
+        work["test prediction"] += k * n_test * flops[f"stage2 forward {kind}"]
+    arms = {r.arm for r in runs if r.arm != "none"}
+    work["frozen embeddings"] = len(arms) * (pool + n_val + n_test) * flops["frozen embeddings"]
+    s1 = {"hokkaido": (331, 55), "kaikoura": (1630, 272)}
+    work["stage1 pretraining"] = sum(
+        epochs * (n_tr * flops["stage1 step"] + n_v * flops["stage1 forward"]) for n_tr, n_v in s1.values()
+    )
+    return work
+
+
+def _epochs_total(profile, epochs: float) -> float:
+    return epochs * (len(experiment_grid(profile)) + 2)
+
+
+def measure(size: int, batch: int, reps: int) -> dict[str, dict[str, float]]:
+    """Measured seconds per chip of training steps on this machine, fp32 vs the fast path."""
+    dev = select_device(None)
+    out: dict[str, dict[str, float]] = {}
+    seed_everything(0)
+    stage1 = SiameseClassifier("reference").eval()
+    x = torch.randn(batch, 4, size, size)
+    y = (torch.rand(batch, 1, size, size) > 0.95).float()
+    precisions = {"fp32": resolve_precision(dev, "fp32"), "fast": resolve_precision(dev, "auto")}
+    cases = {}
+    for pname, prec in precisions.items():
+        seg = prec.apply_layout(Segmenter(stage1).to(dev))
+        s1 = prec.apply_layout(SiameseClassifier("reference").to(dev))
+        with torch.no_grad(), prec.autocast():
+            emb = seg.frozen_embeddings(prec.to_input(x, dev))
+        opt2 = torch.optim.Adam([p for p in seg.parameters() if p.requires_grad])
+        opt1 = torch.optim.Adam(s1.parameters())
+
+        def s2_step(seg=seg, opt=opt2, prec=prec, emb=emb):
+            opt.zero_grad()
+            with prec.autocast():
+                out = seg(prec.to_input(x, dev), emb)
+            dice_loss(out.float(), y.to(dev)).backward()
+            opt.step()
+
+        def s1_step(s1=s1, opt=opt1, prec=prec):
+            opt.zero_grad()
+            with prec.autocast():
+                out = s1(prec.to_input(x, dev))
+            torch.nn.functional.binary_cross_entropy_with_logits(out.float(), (torch.arange(batch) % 2).float().to(dev)).backward()
+            opt.step()
+
+        cases[("stage2", pname)] = s2_step
+        cases[("stage1", pname)] = s1_step
+    times = {k: [] for k in cases}
+    for f in cases.values():
+        f()  # warm-up
+    for _ in range(reps):
+        for k, f in cases.items():
+            t0 = time.perf_counter()
+            f()
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+            times[k].append(time.perf_counter() - t0)
+    for (task, pname), v in times.items():
+        out.setdefault(pname, {})[task] = statistics.median(v) / batch
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=float, default=100.0, help="assumed epochs per run (early stopping)")
+    parser.add_argument("--epoch-overhead", type=float, default=0.05, help="seconds per epoch on a GPU beyond the FLOPs")
+    parser.add_argument("--no-measure", action="store_true", help="skip the measurement on this machine")
+    parser.add_argument("--batch", type=int, default=8, help="batch of the measurement")
+    parser.add_argument("--reps", type=int, default=2)
+    args = parser.parse_args()
+
+    profile = get_profile("paper")
+    size = profile.chip_size
+    flops = flops_per_chip(size)
+    print(f"paper profile: {len(experiment_grid(profile))} stage-2 runs + 2 stage-1 pretrainings, {size}² chips, "
+          f"batch {profile.batch_size}, patience {profile.patience}, max {profile.stage2_max_epochs} epochs")  # fmt: skip
+    print("FLOPs per chip (FlopCounterMode: convolutions and matmuls):")
+    for k, v in flops.items():
+        print(f"  {k:<36s} {v / 1e9:9.2f} GFLOP")
+    for epochs in sorted({51.0, args.epochs, 500.0}):
+        work = grid_work(profile, flops, epochs)
+        total = sum(work.values())
+        epoch_count = _epochs_total(profile, epochs)
+        print(f"\nassuming {epochs:.0f} epochs per run ({epoch_count:,.0f} epochs in all): {total / 1e15:.2f} PFLOP")
+        for k, v in work.items():
+            print(f"  {k:<20s} {v / 1e15:8.3f} PFLOP ({v / total:5.1%})")
+        for gpu, (peak, dtype, frac) in GPUS.items():
+            compute = total / (peak * 1e12 * frac)
+            overhead = epoch_count * args.epoch_overhead
+            print(f"  {gpu:<9s} {dtype} peak {peak:5.0f} TFLOP/s × {frac:.2f} achieved + {args.epoch_overhead:.2f} s/epoch "
+                  f"overhead: {compute / 3600:6.2f} h compute + {overhead / 3600:5.2f} h overhead = "
+                  f"{(compute + overhead) / 3600:6.2f} h")  # fmt: skip
+
+    if args.no_measure:
+        return
+    dev = select_device(None)
+    measured = measure(size, args.batch, args.reps)
+    work = grid_work(profile, flops, args.epochs)
+    print(f"\nmeasured on this machine ({dev}, {torch.get_num_threads()} threads, {size}² chips, batch {args.batch}):")
+    for pname, per in measured.items():
+        ach = flops["stage2 step (embeddings given)"] / per["stage2"] / 1e12
+        # scale every part of the work by the stage-2 step's measured FLOP rate, except
+        # stage-1 pretraining which uses its own measured rate
+        s1_rate = flops["stage1 step"] / per["stage1"]
+        s2_rate = flops["stage2 step (embeddings given)"] / per["stage2"]
+        seconds = work["stage1 pretraining"] / s1_rate + sum(v for k, v in work.items() if k != "stage1 pretraining") / s2_rate
+        print(f"  {pname:<4s}: stage-2 step {per['stage2'] * 1e3:7.1f} ms/chip ({ach:.2f} TFLOP/s), stage-1 step "
+              f"{per['stage1'] * 1e3:7.1f} ms/chip; whole grid at {args.epochs:.0f} epochs/run ≈ "
+              f"{seconds / 86400:6.1f} days")  # fmt: skip
+    print(f"grid on this CPU, fast path vs fp32: {measured['fp32']['stage2'] / measured['fast']['stage2']:.2f}× per stage-2 step")
+
+
+if __name__ == "__main__":
+    main()
