@@ -110,8 +110,8 @@ def cpu_has_native_bf16() -> bool:
 @functools.lru_cache(maxsize=1)
 def cpu_bf16_is_correct(tolerance: float = 0.05) -> bool:
     """Whether bfloat16 autocast + channels-last gives float32's answers for the package's
-    networks on this CPU: a once-per-process check (about 0.1 s) on a small random
-    ``Segmenter(SiameseClassifier("reference"))``.
+    networks on this CPU: a once-per-process check on a small random
+    ``Segmenter(SiameseClassifier("reference"))`` (0.9 s measured on one loaded core).
 
     It guards against convolution-library bugs such as the one found on this project's
     Xeon (AMX) with torch 2.14's oneDNN, where 8 input channels and an 8x8 kernel gave
