@@ -14,8 +14,8 @@ S)`` inputs, forward and forward+backward of
   multiply-adds than direct for 8×8 kernels at 128², but the kernels' spectra are
   ``128·128·(S+7)·(S/2+4)`` complex numbers (1.2 GB at 128²) that must be transformed at
   every training step and streamed through memory;
-* ``fft tiles fp32``: overlap-save over 32×32 tiles (25×25 outputs each): smaller spectra
-  (70 MB), more transforms,
+* ``fft tiles32 fp32`` / ``fft tiles64 fp32``: overlap-save over 32×32 (64×64) tiles,
+  25×25 (57×57) outputs each: spectra of 70 MB (277 MB), more transforms,
 
 alternating the configurations within one process after a warm-up (medians of ``--reps``),
 and checks each against the direct float32 convolution (max |difference| / max |output|).
@@ -114,7 +114,8 @@ def bench(args) -> None:
         "direct fp32 CL": direct_cl,
         f"direct fast ({fast.name})": direct_fast,
         "fft chip fp32": lambda: fft_conv_chip(x, conv.weight, conv.bias),
-        "fft tiles fp32": lambda: fft_conv_tiles(x, conv.weight, conv.bias),
+        "fft tiles32 fp32": lambda: fft_conv_tiles(x, conv.weight, conv.bias, tile=32),
+        "fft tiles64 fp32": lambda: fft_conv_tiles(x, conv.weight, conv.bias, tile=64),
     }
     with torch.no_grad():
         ref = direct().double()

@@ -177,7 +177,10 @@ def main() -> None:
     parser.add_argument("--no-measure", action="store_true", help="skip the measurement on this machine")
     parser.add_argument("--batch", type=int, default=8, help="batch of the measurement")
     parser.add_argument("--reps", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     profile = get_profile("paper")
     size = profile.chip_size
