@@ -40,11 +40,15 @@ def stage1_checkpoint_dir(
     from .datasets import store_key
     from .events import get_event
     from .profiles import STAGE1_FIELDS, get_profile
+    from .runtime import resolve_precision, select_device
 
     profile = get_profile(profile)
     name = get_event(event).name
     config = config or profile.stage1_config
-    key = store_key(name, profile, profile.data_seed if data_seed is None else data_seed, STAGE1_FIELDS)
+    # Key on the precision "auto" resolves to here: a run made in bf16 elsewhere is not ours.
+    resolved = resolve_precision(select_device(None), profile.precision).name
+    keyed = profile.with_overrides(precision=resolved)
+    key = store_key(name, keyed, profile.data_seed if data_seed is None else data_seed, STAGE1_FIELDS)
     return checkpoint_root(cache_dir) / f"stage1-{name}-{config}-seed{seed}-{key}"
 
 
