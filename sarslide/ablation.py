@@ -45,7 +45,15 @@ from .atomic import atomic_file
 from .baseline import log_ratio_score
 from .chips import ChipSet, few_shot_subset
 from .datasets import data_dir, prepare_event, store_key
-from .metrics import aprc, miscount_medians, miscounts, random_guess_aprc, sem
+from .metrics import (
+    PixelRanking,
+    aprc,
+    miscount_medians,
+    miscounts,
+    random_guess_aprc,
+    sem,
+    stratified_chip_weights,
+)
 from .profiles import Profile, get_profile
 from .progress import progress_bar
 from .transforms import standardize
@@ -469,20 +477,17 @@ def stratified_aprc_interval(
 ) -> tuple[float, float]:
     """Percentile bootstrap interval of the APRC that resamples test chips *within* each kind.
 
-    Landslide and landslide-free chips are resampled separately (the test split is
-    balanced by construction), so every resample holds landslides and the APRC is always
-    defined — :func:`sarslide.metrics.bootstrap_ci` resamples all chips together and can
-    draw a resample without any landslide on small test sets.
+    Landslide and landslide-free chips are resampled separately
+    (:func:`sarslide.metrics.stratified_chip_weights`), so every resample holds landslides
+    and the APRC is always defined — :func:`sarslide.metrics.bootstrap_ci` resamples all
+    chips together and can draw a resample without any landslide on small test sets. The
+    pixels are ranked once (:class:`sarslide.metrics.PixelRanking`).
     """
     has = (np.asarray(labels) > 0).any(axis=(1, 2))
-    pos, neg = np.flatnonzero(has), np.flatnonzero(~has)
-    if len(pos) == 0:
+    if not has.any():
         raise ValueError("the test chips hold no landslide; the APRC is undefined")
-    rng = np.random.default_rng(seed)
-    values = np.empty(n_boot)
-    for b in range(n_boot):
-        idx = np.concatenate([rng.choice(pos, len(pos)), rng.choice(neg, len(neg))])
-        values[b] = aprc(probabilities[idx], labels[idx])
+    ranking = PixelRanking(probabilities, labels)
+    values = [ranking.aprc(w) for w in stratified_chip_weights(has, n_boot, seed)]
     return float(np.quantile(values, alpha / 2)), float(np.quantile(values, 1 - alpha / 2))
 
 
