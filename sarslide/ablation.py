@@ -381,7 +381,10 @@ def run_grid(
         Torch threads per run (``1`` on a multi-worker cluster to avoid oversubscription).
 
     The table is written atomically after each finished run, plus once with the baseline
-    rows; a failed run raises after the finished ones are saved.
+    rows; a failed run raises after the finished ones are saved. Runs already in the table
+    are not run again: their ids are in ``table.attrs["reused_runs"]`` (and logged). The
+    folder is keyed on the settings (:func:`results_dir`), and a folder made with other
+    settings is refused, so a reused run always comes from the same settings.
     """
     profile = get_profile(profile)
     out = Path(out_dir) if out_dir is not None else results_dir(event, profile, cache_dir)
@@ -430,7 +433,9 @@ def run_grid(
                 client.close()
                 cluster.close()
     bar.close()
-    return _sorted(table)
+    table = _sorted(table)
+    table.attrs["reused_runs"] = reused  # run ids read back from results.parquet, not rerun
+    return table
 
 
 def _sorted(table: pd.DataFrame) -> pd.DataFrame:

@@ -389,6 +389,9 @@ def cmd_grid(args: argparse.Namespace) -> int:
     from .ablation import summarize
     from .atomic import atomic_file
 
+    reused = table.attrs.get("reused_runs", [])
+    if reused:
+        print(f"{len(reused)} of {len(runs)} runs were already finished with these settings; reused")
     summary = summarize(table)
 
     with atomic_file(out / "summary.csv", suffix=".csv") as tmp:

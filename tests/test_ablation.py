@@ -129,6 +129,7 @@ def test_resumed_grid_skips_finished_runs(grid_dirs, monkeypatch):
     extra = Run("hokkaido", 2, 1)
     again = ablation.run_grid(runs + [extra], profile=TINY, cache_dir=cache, out_dir=serial, num_threads=1, progress=False)
     assert calls == [extra.run_id]
+    assert again.attrs["reused_runs"] == sorted(r.run_id for r in runs)
     old = again[again["run_id"] != extra.run_id].reset_index(drop=True)
     pd.testing.assert_frame_equal(old, table.reset_index(drop=True))
 
