@@ -317,3 +317,16 @@ def test_download_killed_midway_leaves_no_file(served, tmp_path, monkeypatch):
         load_paper_cube("hokkaido", url=server.url(archive.name), known_hash=sha256(archive),
                         cache_dir=cache, progress=False)
     assert list(cache.rglob("*")) == []
+
+
+def test_minus_32768_in_the_authors_cube_becomes_nan(tmp_path):
+    ds = paper_layout()
+    vv = ds["vv"].values.copy()
+    vv[0, :3, :5] = -32768.0  # Planetary Computer RTC no-data, as the authors' cubes hold it
+    ds["vv"] = (ds["vv"].dims, vv)
+    store = tmp_path / "hokkaido_japan.zarr"
+    ds.to_zarr(store, consolidated=True, zarr_format=2)
+    cube = load_paper_cube("hokkaido", path=store)
+    values = cube["vv"].values
+    assert not (values == -32768.0).any()
+    assert np.isnan(values).sum() >= 15  # the 3 x 5 block, now no data

@@ -20,7 +20,7 @@ import pandas as pd
 import rioxarray  # noqa: F401  (registers the .rio accessor)
 import xarray as xr
 
-from sarslide.cube import BANDS, CubeError, validate_cube
+from sarslide.cube import BANDS, CubeError, mask_nodata, validate_cube
 from sarslide.events import Event, get_event
 
 from .download import _split_doi, default_cache_dir, extract_zip, fetch_file
@@ -285,7 +285,9 @@ def paper_cube_to_event_cube(
         "source": "zenodo",
         "citation": ev.datacube.citation,
     }
-    return validate_cube(out, check_values=False, require_labels=True)
+    # The authors' cubes come from Planetary Computer's RTC assets, whose no-data is −32768:
+    # mask it (and any nodata/_FillValue attribute) to NaN, lazily, like every other loader.
+    return validate_cube(mask_nodata(out), check_values=False, require_labels=True)
 
 
 def _reproject_lazy(cube: xr.Dataset, ev: Event) -> xr.Dataset:
