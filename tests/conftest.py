@@ -19,6 +19,21 @@ matplotlib.use("Agg")
 # tests that check the backoff itself set their own value.
 os.environ.setdefault("SARSLIDE_NETWORK_BACKOFF", "0.05")
 
+REPO = Path(__file__).resolve().parents[1]
+
+
+def load_tool(name: str):
+    """Import ``tools/<name>.py`` (the tools folder is scripts, not a package)."""
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location(f"tools_{name}", REPO / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 # Real data files that travel with the repository (provenance, licences: data/README.md).
 FIXTURES = Path(__file__).resolve().parent / "data"
 

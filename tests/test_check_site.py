@@ -8,9 +8,7 @@ checked against a real ``jupyter-book build`` of a one-cell notebook.
 from __future__ import annotations
 
 import base64
-import importlib.util
 import io
-import sys
 from pathlib import Path
 
 import matplotlib
@@ -20,18 +18,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import nbformat  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+from conftest import load_tool  # noqa: E402
 from PIL import Image  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def load_tool(name: str):
-    """Import ``tools/<name>.py`` (the tools folder is scripts, not a package)."""
-    spec = importlib.util.spec_from_file_location(f"tools_{name}", ROOT / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 check_site = load_tool("check_site")
