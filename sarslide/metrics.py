@@ -358,13 +358,20 @@ def bootstrap_ci(
 
 
 class PixelRanking:
-    """All test pixels of one prediction, sorted once, so the APRC of any resample of
-    whole chips is one weighted pass (a chip drawn k times weighs k).
+    """All test pixels of one prediction, ranked once, so the APRC of any resample of
+    whole chips is a small matrix product (a chip drawn k times weighs k).
 
     ``PixelRanking(p, labels).aprc(w)`` equals
     ``sklearn.metrics.average_precision_score(labels > 0, p, sample_weight=w per pixel)``,
     ties included; with ``w`` all ones it is :func:`aprc`. Used by chip bootstraps, where
     hundreds of resamples of the same chips would otherwise sort the pixels every time.
+
+    How: the average precision only changes at thresholds (distinct scores) that hold a
+    landslide pixel, ``K`` of them. For each chip the counts of landslide and other pixels
+    scoring at or above each such threshold are tabulated once, ``(N, K)``; a resample's
+    true and false positives at every threshold are then ``w @ table``. Where ``N × K``
+    would exceed :attr:`max_table` entries the counts are instead accumulated over all
+    pixels per call (same result, slower).
 
     Parameters
     ----------
@@ -373,6 +380,8 @@ class PixelRanking:
     labels:
         (N, H, W) labels; > 0 is landslide.
     """
+
+    max_table: int = 40_000_000
 
     def __init__(self, scores: np.ndarray, labels: np.ndarray) -> None:
         scores = np.asarray(scores)
@@ -385,25 +394,44 @@ class PixelRanking:
         n, h, w = scores.shape
         flat = scores.reshape(-1).astype(np.float64)
         order = np.argsort(-flat, kind="stable")
-        self._chip = (order // (h * w)).astype(np.int64)
-        self._positive = (labels.reshape(-1) > 0)[order]
+        chip = (order // (h * w)).astype(np.int64)
+        positive = (labels.reshape(-1) > 0)[order]
         ranked = flat[order]
-        # The last position of each run of equal scores: one threshold per distinct score.
-        self._ends = np.flatnonzero(np.r_[ranked[1:] != ranked[:-1], True])
+        # Group g of each ranked pixel: the index of its run of equal scores (its threshold).
+        group = np.r_[0, np.cumsum(ranked[1:] != ranked[:-1])]
+        key_groups = np.unique(group[positive])  # thresholds at which recall moves
         self.n_chips = n
+        self._tables: tuple[np.ndarray, np.ndarray] | None = None
+        if key_groups.size and n * key_groups.size <= self.max_table:
+            # Pixel i counts at key threshold k when group[i] <= key_groups[k].
+            first_key = np.searchsorted(key_groups, group)
+            inside = first_key < key_groups.size
+            k, c, pos = first_key[inside], chip[inside], positive[inside]
+            shape = (n, key_groups.size)
+            tp = np.zeros(shape)
+            fp = np.zeros(shape)
+            np.add.at(tp, (c[pos], k[pos]), 1.0)
+            np.add.at(fp, (c[~pos], k[~pos]), 1.0)
+            self._tables = (np.cumsum(tp, axis=1), np.cumsum(fp, axis=1))
+        else:
+            self._chip = chip
+            self._positive = positive
+            self._ends = np.flatnonzero(np.r_[ranked[1:] != ranked[:-1], True])
 
     def aprc(self, chip_weights: np.ndarray | None = None) -> float:
         """Average precision with each chip weighted by ``chip_weights`` ((N,) ≥ 0)."""
         if chip_weights is None:
-            weights = np.ones(self._chip.size)
+            chip_weights = np.ones(self.n_chips)
+        chip_weights = np.asarray(chip_weights, dtype=np.float64)
+        if chip_weights.shape != (self.n_chips,):
+            raise ValueError(f"chip_weights has shape {chip_weights.shape}; expected ({self.n_chips},)")
+        if self._tables is not None:
+            tp, fp = chip_weights @ self._tables[0], chip_weights @ self._tables[1]
         else:
-            chip_weights = np.asarray(chip_weights, dtype=np.float64)
-            if chip_weights.shape != (self.n_chips,):
-                raise ValueError(f"chip_weights has shape {chip_weights.shape}; expected ({self.n_chips},)")
             weights = chip_weights[self._chip]
-        tp = np.cumsum(weights * self._positive)[self._ends]
-        fp = np.cumsum(weights * ~self._positive)[self._ends]
-        if tp[-1] <= 0:
+            tp = np.cumsum(weights * self._positive)[self._ends]
+            fp = np.cumsum(weights * ~self._positive)[self._ends]
+        if tp.size == 0 or tp[-1] <= 0:
             raise ValueError("the resample holds no landslide pixel; the APRC is undefined")
         precision = tp / np.maximum(tp + fp, np.finfo(float).tiny)
         recall_step = np.diff(np.r_[0.0, tp]) / tp[-1]

@@ -40,6 +40,20 @@ def test_checkpoint_round_trip_records_provenance(tmp_path, toy_data):
     assert [p.name for p in tmp_path.iterdir()] == ["seg.pt"]  # no temp file left behind
 
 
+def test_loading_assigns_every_saved_tensor_and_keeps_the_frozen_stage1_frozen(tmp_path):
+    # The model is rebuilt without random initialisation (meta device, then the saved
+    # tensors assigned): every weight and buffer is the saved one, none is left empty, and
+    # the stage-1 copy inside a segmenter stays frozen while its head stays trainable.
+    torch.manual_seed(1)
+    model = Segmenter(SiameseClassifier())
+    path = save_checkpoint(model, tmp_path / "seg.pt")
+    loaded = load_checkpoint(path, expected="stage2")
+    for (name, saved), (_, got) in zip(model.state_dict().items(), loaded.state_dict().items()):
+        assert torch.equal(saved, got) and not got.is_meta, name
+    assert not any(p.requires_grad for p in loaded.stage1.parameters())
+    assert all(p.requires_grad for p in loaded.head.parameters())
+
+
 def test_checkpoint_errors(tmp_path):
     s1 = save_checkpoint(SiameseClassifier("reference"), tmp_path / "s1.pt")
     s2 = save_checkpoint(Segmenter(), tmp_path / "s2.pt")

@@ -91,10 +91,21 @@ def test_weighted_ranking_equals_sklearn_on_resamples():
     scores = np.round(rng.random((9, 4, 4)), 1)  # many ties
     labels = (rng.random((9, 4, 4)) < 0.25).astype(np.uint8)
     ranking = PixelRanking(scores, labels)
+    untabled = PixelRanking(scores, labels)
+    untabled.max_table = 0  # the per-call path taken for very large test sets
+    untabled.__init__(scores, labels)
+    assert ranking._tables is not None and untabled._tables is None
     weights = stratified_chip_weights(labels.any(axis=(1, 2)), 5, seed=1)
     for w in [np.ones(9)] + list(weights):
         expected = average_precision_score(labels.reshape(-1) > 0, scores.reshape(-1), sample_weight=np.repeat(w, 16))
         assert ranking.aprc(w) == pytest.approx(expected)
+        assert untabled.aprc(w) == pytest.approx(expected)
+    # A chip weighted 0 drops out entirely: the same as scoring the other chips alone.
+    w = np.ones(9)
+    w[[0, 4]] = 0
+    keep = w > 0
+    alone = average_precision_score(labels[keep].reshape(-1) > 0, scores[keep].reshape(-1))
+    assert ranking.aprc(w) == pytest.approx(alone)
     # Each stratified resample keeps the number of chips of each kind.
     has = labels.any(axis=(1, 2))
     assert (weights[:, has].sum(axis=1) == has.sum()).all()
