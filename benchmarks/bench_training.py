@@ -41,8 +41,8 @@ from sarslide.models import Segmenter, SiameseClassifier, count_parameters
 from sarslide.profiles import get_profile
 from sarslide.runtime import (
     Precision,
-    _embed_all,
-    _frozen_embeddings,
+    embed_all,
+    segmenter_embeddings,
     resolve_precision,
     select_device,
 )
@@ -97,7 +97,7 @@ def _cases(size: int, batch: int, device: torch.device, precisions: dict[str, Pr
     for pname, prec in precisions.items():
         # embeddings as fit holds them: computed once, in the precision's storage dtype
         with prec.prepared(seg, device):
-            emb = _frozen_embeddings(seg, x.numpy(), batch, device, prec)
+            emb = segmenter_embeddings(seg, x.numpy(), batch, device, prec)
         cases[("stage2", pname)] = _Case("stage2", copy.deepcopy(seg), prec, x, y_pix, emb, device)
         cases[("stage1", pname)] = _Case("stage1", copy.deepcopy(stage1), prec, x, y_chip, None, device)
     return cases
@@ -141,9 +141,9 @@ def _embedding_grid(args, device, fast: Precision) -> None:
         per_chip = {}
         for pname, prec in (("fp32", resolve_precision(device, "fp32")), ("fast", fast)):
             with prec.prepared(stage1, device):
-                _embed_all(stage1, x[:4], 4, device, prec)  # warm-up
+                embed_all(stage1, x[:4], 4, device, prec)  # warm-up
                 t0 = time.perf_counter()
-                _embed_all(stage1, x, 8, device, prec)
+                embed_all(stage1, x, 8, device, prec)
                 _sync(device)
                 per_chip[pname] = (time.perf_counter() - t0) / len(x)
         runs = [r for r in experiment_grid(profile) if r.arm != "none"]

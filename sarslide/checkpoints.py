@@ -28,7 +28,7 @@ from torch import nn
 from . import __version__
 from .atomic import atomic_file
 from .models import SiameseClassifier, build_model
-from .runtime import _MODEL_FOR_TASK, Task, _check_model_for_task, _check_task, select_device
+from .runtime import MODEL_FOR_TASK, Task, check_model_for_task, check_task, select_device
 
 __all__ = [
     "CheckpointError",
@@ -59,12 +59,12 @@ def _versions() -> dict[str, str]:
     }
 
 
-def _atomic_save(obj: Any, path: Path) -> None:
+def save_record(obj: Any, path: Path) -> None:
     with atomic_file(path) as tmp:
         torch.save(obj, tmp)
 
 
-def _model_record(model: nn.Module, task: str, stats: Mapping | None) -> dict[str, Any]:
+def model_record(model: nn.Module, task: str, stats: Mapping | None) -> dict[str, Any]:
     return {
         "format": _FORMAT,
         "format_version": _FORMAT_VERSION,
@@ -97,11 +97,11 @@ def save_checkpoint(
     """
     if task is None:
         task = "stage1" if isinstance(model, SiameseClassifier) else "stage2"
-    _check_model_for_task(model, _check_task(task))
-    record = _model_record(model, task, stats)
+    check_model_for_task(model, check_task(task))
+    record = model_record(model, task, stats)
     record.update(dict(extra or {}))
     path = Path(path)
-    _atomic_save(record, path)
+    save_record(record, path)
     return path
 
 
@@ -115,7 +115,7 @@ def _load_failure(err: BaseException) -> str:
     return f"{type(err).__name__}: {'. '.join(sentences[:1]).strip() or 'unreadable'}"
 
 
-def _read(path: str | os.PathLike) -> dict[str, Any]:
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}; train with sarslide.train.fit(...) first")
@@ -140,7 +140,7 @@ def _read(path: str | os.PathLike) -> dict[str, Any]:
 
 def checkpoint_info(path: str | os.PathLike) -> dict[str, Any]:
     """A checkpoint's metadata (task, model class/config, stats, versions, epoch, metrics), no weights."""
-    record = _read(path)
+    record = read_checkpoint(path)
     skip = {"state_dict", "optimizer", "scaler", "rng"}
     return {k: v for k, v in record.items() if k not in skip}
 
@@ -165,14 +165,14 @@ def load_checkpoint(
     device:
         Where to put the model (``None``: CUDA when available).
     """
-    record = _read(path)
+    record = read_checkpoint(path)
     task = record.get("task")
     if expected is not None:
-        _check_task(expected)
+        check_task(expected)
         if task != expected:
             raise CheckpointError(
                 f"{path} holds a {task} model ({record.get('model_class')}) but a {expected} "
-                f"model ({_MODEL_FOR_TASK[expected].__name__}) was expected; pick a checkpoint "
+                f"model ({MODEL_FOR_TASK[expected].__name__}) was expected; pick a checkpoint "
                 f"from a {expected} run"
             )
     # Built on the meta device: no memory and no random initialisation (the stage-1
@@ -205,7 +205,7 @@ def load_checkpoints(
 
 def load_weights(model: nn.Module, path: str | os.PathLike) -> nn.Module:
     """Load the weights at ``path`` into an existing ``model`` of the same class and configuration."""
-    record = _read(path)
+    record = read_checkpoint(path)
     saved = (record["model_class"], record["model_config"])
     have = (type(model).__name__, model.config_dict())
     if saved != have:

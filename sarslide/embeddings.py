@@ -34,12 +34,12 @@ from .models import SiameseClassifier
 from .progress import progress_bar
 from .runtime import (
     Precision,
-    _batches,
-    _check_images,
-    _check_model_for_task,
-    _embed_all,
-    _fingerprint,
-    _weights_fingerprint,
+    batch_indices,
+    check_images,
+    check_model_for_task,
+    embed_all,
+    array_fingerprint,
+    weights_fingerprint,
     resolve_precision,
     select_device,
 )
@@ -59,8 +59,8 @@ def embeddings_key(stage1: SiameseClassifier, images: np.ndarray, precision: Pre
     weights (batch-norm statistics included), the chips' values and the precision."""
     h = hashlib.blake2b(digest_size=12)
     h.update(json.dumps(stage1.config_dict(), sort_keys=True).encode())
-    h.update(_weights_fingerprint(stage1).encode())
-    h.update(_fingerprint(np.ascontiguousarray(images, dtype=np.float32)).encode())
+    h.update(weights_fingerprint(stage1).encode())
+    h.update(array_fingerprint(np.ascontiguousarray(images, dtype=np.float32)).encode())
     h.update(f"{precision.name}/{precision.device_type}".encode())
     return h.hexdigest()
 
@@ -130,8 +130,8 @@ def cached_embeddings(
         file when there is one.  Index it like the chips
         (``emb[torch.as_tensor(idx)]``) and pass the rows to ``fit(train_embeddings=...)``.
     """
-    _check_model_for_task(stage1, "stage1")
-    images = _check_images(images, stage1, "chips")
+    check_model_for_task(stage1, "stage1")
+    images = check_images(images, stage1, "chips")
     dev = select_device(device)
     prec = resolve_precision(dev, precision)
     storage = prec.storage_dtype
@@ -175,8 +175,8 @@ def _compute(
     """Embed all chips in batches; into the memory map ``out`` if given, else returned."""
     parts = []
     with progress_bar(total=len(images), desc="stage-1 embeddings", unit="chip", disable=not progress) as bar:
-        for idx in _batches(len(images), batch_size):
-            emb = _embed_all(stage1, images[idx], len(idx), device, precision)
+        for idx in batch_indices(len(images), batch_size):
+            emb = embed_all(stage1, images[idx], len(idx), device, precision)
             if out is None:
                 parts.append(emb)
             else:

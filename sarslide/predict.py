@@ -25,10 +25,10 @@ from .checkpoints import load_checkpoint
 from .models import SiameseClassifier
 from .runtime import (
     Precision,
-    _batches,
-    _check_images,
-    _check_model_for_task,
-    _forward_all,
+    batch_indices,
+    check_images,
+    check_model_for_task,
+    forward_all,
     resolve_precision,
     select_device,
 )
@@ -45,7 +45,7 @@ def _as_models(models: Any, task: str) -> list[nn.Module]:
     out = []
     for m in models:
         m = load_checkpoint(m, task, device="cpu") if isinstance(m, (str, os.PathLike)) else m
-        _check_model_for_task(m, task)
+        check_model_for_task(m, task)
         out.append(m)
     return out
 
@@ -63,7 +63,7 @@ def _predict_mean(
         was_training = m.training
         m.eval()
         with prec.prepared(m, dev):
-            prob = torch.sigmoid(_forward_all(m, images, batch_size, dev, prec, embeddings))
+            prob = torch.sigmoid(forward_all(m, images, batch_size, dev, prec, embeddings))
         total = prob if total is None else total + prob
         m.train(was_training)
     return total / len(models)
@@ -89,7 +89,7 @@ def predict_proba(
     stage-1 network; without them each model embeds the chips itself.
     """
     members = _as_models(models, "stage2")
-    images = _check_images(images, members[0], "chips")
+    images = check_images(images, members[0], "chips")
     if embeddings is not None:
         if any(not getattr(m, "uses_embeddings", False) for m in members):
             raise ValueError("embeddings were given, but some models have no stage-1 network; drop embeddings=")
@@ -112,7 +112,7 @@ def predict_chip_proba(
     Several models (or stage-1 checkpoint paths) are combined by averaging probabilities.
     """
     members = _as_models(models, "stage1")
-    images = _check_images(images, members[0], "chips")
+    images = check_images(images, members[0], "chips")
     return _predict_mean(members, images, batch_size, device, precision).numpy().astype(np.float32)
 
 
@@ -131,8 +131,8 @@ def pooled_embeddings(
     """
     if isinstance(model, (str, os.PathLike)):
         model = load_checkpoint(model, "stage1")
-    _check_model_for_task(model, "stage1")
-    images = _check_images(images, model, "chips")
+    check_model_for_task(model, "stage1")
+    images = check_images(images, model, "chips")
     dev = select_device(device)
     prec = resolve_precision(dev, precision)
     prec.apply_backend_settings()
@@ -140,7 +140,7 @@ def pooled_embeddings(
     model.eval()
     out = []
     with prec.prepared(model, dev):
-        for idx in _batches(len(images), batch_size):
+        for idx in batch_indices(len(images), batch_size):
             with prec.autocast():
                 emb = model.embed(prec.to_input(images[idx], dev))
             out.append(emb.float().mean(dim=(2, 3)).cpu())

@@ -69,7 +69,7 @@ __all__ = [
 
 Task = Literal["stage1", "stage2"]
 TASKS: tuple[str, ...] = ("stage1", "stage2")
-_MODEL_FOR_TASK = {"stage1": SiameseClassifier, "stage2": Segmenter}
+MODEL_FOR_TASK = {"stage1": SiameseClassifier, "stage2": Segmenter}
 
 #: What ``precision=`` accepts (besides a :class:`Precision`).
 PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16")
@@ -330,19 +330,19 @@ def runtime_record(device: torch.device, precision: Precision) -> dict[str, Any]
 # --------------------------------------------------------------------------- inputs
 
 
-def _check_task(task: str) -> str:
+def check_task(task: str) -> str:
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; choose 'stage1' (chip classification) or 'stage2' (segmentation)")
     return task
 
 
-def _check_model_for_task(model: nn.Module, task: str) -> None:
-    cls = _MODEL_FOR_TASK[task]
+def check_model_for_task(model: nn.Module, task: str) -> None:
+    cls = MODEL_FOR_TASK[task]
     if not isinstance(model, cls):
         raise TypeError(f"task={task!r} trains a {cls.__name__}, got a {type(model).__name__}")
 
 
-def _check_images(images: Any, model: nn.Module | None, what: str) -> np.ndarray:
+def check_images(images: Any, model: nn.Module | None, what: str) -> np.ndarray:
     """``images`` as a C-contiguous float32 array ``(N, 4, H, W)`` without NaN, that ``model`` can take."""
     if isinstance(images, Tensor):
         images = images.detach().cpu().numpy()
@@ -369,7 +369,7 @@ def _check_images(images: Any, model: nn.Module | None, what: str) -> np.ndarray
     return images
 
 
-def _fingerprint(*arrays: np.ndarray | Tensor) -> str:
+def array_fingerprint(*arrays: np.ndarray | Tensor) -> str:
     """blake2b hex digest of the shapes, dtypes and bytes of ``arrays`` (tensors included)."""
     h = hashlib.blake2b(digest_size=16)
     for a in arrays:
@@ -384,25 +384,25 @@ def _fingerprint(*arrays: np.ndarray | Tensor) -> str:
     return h.hexdigest()
 
 
-def _weights_fingerprint(model: nn.Module) -> str:
+def weights_fingerprint(model: nn.Module) -> str:
     """Fingerprint of a module's parameters and buffers (names, shapes, dtypes, values)."""
     items = sorted(model.state_dict().items())
     h = hashlib.blake2b(digest_size=16)
     h.update(repr([k for k, _ in items]).encode())
-    h.update(_fingerprint(*[t for _, t in items]).encode())
+    h.update(array_fingerprint(*[t for _, t in items]).encode())
     return h.hexdigest()
 
 
 # --------------------------------------------------------------------------- forwards
 
 
-def _batches(n: int, batch_size: int, order: np.ndarray | None = None):
+def batch_indices(n: int, batch_size: int, order: np.ndarray | None = None):
     idx = np.arange(n) if order is None else order
     for start in range(0, n, batch_size):
         yield idx[start : start + batch_size]
 
 
-def _take(array: np.ndarray | Tensor, idx: np.ndarray) -> Tensor:
+def take_rows(array: np.ndarray | Tensor, idx: np.ndarray) -> Tensor:
     """Rows ``idx`` of a numpy array or (CPU) tensor, as a tensor."""
     if isinstance(array, Tensor):
         return array[torch.from_numpy(np.asarray(idx, dtype=np.int64))]
@@ -410,7 +410,7 @@ def _take(array: np.ndarray | Tensor, idx: np.ndarray) -> Tensor:
 
 
 @torch.no_grad()
-def _forward_all(
+def forward_all(
     model: nn.Module,
     images: np.ndarray,
     batch_size: int,
@@ -425,16 +425,16 @@ def _forward_all(
     segmenter's precomputed frozen stage-1 embeddings.
     """
     outs = []
-    for idx in _batches(len(images), batch_size):
+    for idx in batch_indices(len(images), batch_size):
         xb = precision.to_input(images[idx], device)
-        extra = () if embeddings is None else (precision.to_input(_take(embeddings, idx), device),)
+        extra = () if embeddings is None else (precision.to_input(take_rows(embeddings, idx), device),)
         with precision.autocast():
             outs.append(model(xb, *extra).float().cpu())
     return torch.cat(outs)
 
 
 @torch.no_grad()
-def _frozen_embeddings(
+def segmenter_embeddings(
     model: nn.Module, images: np.ndarray, batch_size: int, device: torch.device, precision: Precision
 ) -> Tensor | None:
     """A segmenter's frozen stage-1 embeddings of ``images`` ``(N, 64, H, W)``, or None for
@@ -447,17 +447,17 @@ def _frozen_embeddings(
     """
     if not isinstance(model, Segmenter) or model.stage1 is None:
         return None
-    return _embed_all(model.stage1, images, batch_size, device, precision)
+    return embed_all(model.stage1, images, batch_size, device, precision)
 
 
 @torch.no_grad()
-def _embed_all(
+def embed_all(
     stage1: SiameseClassifier, images: np.ndarray, batch_size: int, device: torch.device, precision: Precision
 ) -> Tensor:
     """``stage1.embed`` of all chips in mini-batches: CPU tensor ``(N, 64, H, W)`` in the
     precision's storage dtype, default layout (``stage1`` already on ``device`` and prepared)."""
     outs = []
-    for idx in _batches(len(images), batch_size):
+    for idx in batch_indices(len(images), batch_size):
         xb = precision.to_input(images[idx], device)
         with precision.autocast():
             emb = stage1.embed(xb)
@@ -465,7 +465,7 @@ def _embed_all(
     return torch.cat(outs)
 
 
-def _check_embeddings(
+def check_embeddings(
     embeddings: np.ndarray | Tensor | None,
     model: nn.Module,
     images: np.ndarray,
@@ -501,7 +501,7 @@ def _check_embeddings(
         raise ValueError(f"{what} embeddings must be floating point, got {t.dtype}")
     if not bool(torch.isfinite(t).all()):
         raise ValueError(f"{what} embeddings contain NaN/infinite values; compute them again")
-    ref = _embed_all(stage1, images[:1], 1, device, precision).float()
+    ref = embed_all(stage1, images[:1], 1, device, precision).float()
     got = t[:1].float()
     rel = float((ref - got).abs().mean() / ref.abs().mean().clamp_min(1e-12))
     if rel > 0.05:

@@ -58,9 +58,9 @@ from torch import Tensor, nn
 from .atomic import remove_leftovers
 from .checkpoints import (
     CheckpointError,
-    _atomic_save,
-    _model_record,
-    _read,
+    save_record,
+    model_record,
+    read_checkpoint,
     checkpoint_info,
     load_checkpoint,
     load_checkpoints,
@@ -70,15 +70,15 @@ from .progress import progress_bar
 from .runtime import (
     Precision,
     Task,
-    _batches,
-    _check_embeddings,
-    _check_images,
-    _check_model_for_task,
-    _check_task,
-    _fingerprint,
-    _forward_all,
-    _frozen_embeddings,
-    _take,
+    batch_indices,
+    check_embeddings,
+    check_images,
+    check_model_for_task,
+    check_task,
+    array_fingerprint,
+    forward_all,
+    segmenter_embeddings,
+    take_rows,
     resolve_precision,
     runtime_record,
     select_device,
@@ -208,7 +208,7 @@ def _frozen_fingerprint(model: nn.Module) -> str | None:
     if stage1 is None:
         return None
     tensors = [t.detach().cpu().contiguous().numpy() for _, t in sorted(stage1.state_dict().items())]
-    return _fingerprint(*tensors)
+    return array_fingerprint(*tensors)
 
 
 # --------------------------------------------------------------------------- results
@@ -305,8 +305,8 @@ def evaluate(
     or ``{"loss": ..., "aprc": ...}`` (stage 2: dice over all chips, APRC over all pixels).
     ``precision`` as in :func:`fit`.
     """
-    _check_model_for_task(model, _check_task(task))
-    images = _check_images(images, model, "chips")
+    check_model_for_task(model, check_task(task))
+    images = check_images(images, model, "chips")
     labels = _check_labels(labels, images, "chips")
     dev = select_device(device)
     prec = resolve_precision(dev, precision)
@@ -314,7 +314,7 @@ def evaluate(
     model.eval()
     targets = chip_targets(labels) if task == "stage1" else pixel_targets(labels)
     with prec.prepared(model, dev):
-        outputs = _forward_all(model, images, batch_size, dev, prec)
+        outputs = forward_all(model, images, batch_size, dev, prec)
     loss, metric = _score(task, outputs, targets)
     return {"loss": loss, _METRIC_FOR_TASK[task].removeprefix("val_"): metric}
 
@@ -441,16 +441,16 @@ def fit(
     CheckpointError
         ``last.pt`` belongs to a different model, data or settings.
     """
-    task = _check_task(task)
-    _check_model_for_task(model, task)
+    task = check_task(task)
+    check_model_for_task(model, task)
     for name, value, low in (("max_epochs", max_epochs, 1), ("batch_size", batch_size, 1), ("top_k", top_k, 1), ("patience", patience, 1)):
         if int(value) != value or value < low:
             raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
     if not lr > 0:
         raise ValueError(f"lr must be positive, got {lr!r}")
-    train_images = _check_images(train_images, model, "training chips")
+    train_images = check_images(train_images, model, "training chips")
     train_labels = _check_labels(train_labels, train_images, "training")
-    val_images = _check_images(val_images, model, "validation chips")
+    val_images = check_images(val_images, model, "validation chips")
     val_labels = _check_labels(val_labels, val_images, "validation")
 
     if task == "stage1":
@@ -485,7 +485,7 @@ def fit(
         "seed": int(seed),
         "patience": int(patience),
         "top_k": int(top_k),
-        "data": _fingerprint(train_images, train_t, val_images, val_t),
+        "data": array_fingerprint(train_images, train_t, val_images, val_t),
         "frozen_stage1": _frozen_fingerprint(model),
         "precision": prec.name,
     }
@@ -507,7 +507,7 @@ def fit(
     start_epoch = 0
 
     if resume and last_path.exists():
-        state = _read(last_path)
+        state = read_checkpoint(last_path)
         old = dict(state.get("settings", {}))
         # runs from before precision was a setting: float16 + gradient scaler on CUDA, else float32
         old.setdefault("precision", "fp16" if state.get("scaler") else "fp32")
@@ -568,18 +568,18 @@ def fit(
         # A segmenter's stage-1 network is frozen: its embeddings of these chips are the
         # same every epoch, so compute them once (N × 64 × H × W per split, on the CPU, in
         # the dtype the forward pass produces), or take the caller's precomputed ones.
-        train_emb = _check_embeddings(train_embeddings, model, train_images, "training", dev, prec)
+        train_emb = check_embeddings(train_embeddings, model, train_images, "training", dev, prec)
         if train_emb is None:
-            train_emb = _frozen_embeddings(model, train_images, batch_size, dev, prec)
-        val_emb = _check_embeddings(val_embeddings, model, val_images, "validation", dev, prec)
+            train_emb = segmenter_embeddings(model, train_images, batch_size, dev, prec)
+        val_emb = check_embeddings(val_embeddings, model, val_images, "validation", dev, prec)
         if val_emb is None:
-            val_emb = _frozen_embeddings(model, val_images, batch_size, dev, prec)
+            val_emb = segmenter_embeddings(model, val_images, batch_size, dev, prec)
         for epoch in range(start_epoch + 1, max_epochs + 1):
             t0 = time.perf_counter()
             model.train()
             order = np.random.default_rng([int(seed), epoch]).permutation(n)
             total, seen = 0.0, 0
-            for idx in _batches(n, batch_size, order):
+            for idx in batch_indices(n, batch_size, order):
                 if len(idx) == 1 and batch_size > 1 and n > 1:
                     # BatchNorm cannot train on a batch of one chip at small chip sizes; the
                     # order is reshuffled every epoch, so a different chip sits out each time
@@ -587,7 +587,7 @@ def fit(
                 xb = prec.to_input(train_images[idx], dev)
                 yb = torch.from_numpy(train_t[idx]).to(dev, non_blocking=True)
                 optimizer.zero_grad(set_to_none=True)
-                extra = () if train_emb is None else (prec.to_input(_take(train_emb, idx), dev),)
+                extra = () if train_emb is None else (prec.to_input(take_rows(train_emb, idx), dev),)
                 with prec.autocast(), _one_chip_batch_hint(len(idx), train_images.shape[-1]):
                     out = model(xb, *extra)
                 loss = criterion(out.float(), yb)  # float32 loss, whatever the autocast dtype
@@ -599,7 +599,7 @@ def fit(
             train_loss = total / seen
 
             model.eval()
-            val_loss, val_metric = _score(task, _forward_all(model, val_images, batch_size, dev, prec, val_emb), val_t)
+            val_loss, val_metric = _score(task, forward_all(model, val_images, batch_size, dev, prec, val_emb), val_t)
             history.append(
                 {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
                  metric_name: val_metric, "seconds": time.perf_counter() - t0}
@@ -620,14 +620,14 @@ def fit(
                     extra={"epoch": epoch, "metrics": metrics, "settings": settings, "runtime": runtime},
                 )  # fmt: skip
             top = candidate
-            record = _model_record(model, task, stats)
+            record = model_record(model, task, stats)
             record.update(
                 epoch=epoch, metrics=metrics, settings=settings, runtime=runtime,
                 optimizer=optimizer.state_dict(), scaler=scaler.state_dict(), rng=_rng_state(),
                 history=history, top=top, best_val_loss=best_val_loss, bad_epochs=bad_epochs,
                 stopped_early=stopped_early,
             )  # fmt: skip
-            _atomic_save(record, last_path)
+            save_record(record, last_path)
             _clean_dir(checkpoint_dir, keep={e["file"] for e in top})
 
             bar.set_postfix(
@@ -687,7 +687,7 @@ def fit_chipset(
     """
     from .transforms import standardize
 
-    task = _check_task(task)
+    task = check_task(task)
     if chipset.stats is None:
         raise ValueError(
             "the chips carry no standardisation statistics; compute them on the stage-1 "

@@ -52,7 +52,7 @@ def test_embeddings_are_computed_once_per_event_across_runs(tmp_path, monkeypatc
     x, y = event
     calls = _count_computations(monkeypatch)
     # fit must not embed whole splits itself when it is given the embeddings
-    monkeypatch.setattr("sarslide.train._frozen_embeddings", lambda *a, **k: pytest.fail("recomputed"))
+    monkeypatch.setattr("sarslide.train.segmenter_embeddings", lambda *a, **k: pytest.fail("recomputed"))
     train_sets = [np.array([0, 1]), np.array([2, 3, 4, 5]), np.array([0, 2, 4, 6, 7, 1])]
     val = np.array([8, 9, 10, 11])
     for run, idx in enumerate(train_sets):
@@ -141,7 +141,7 @@ def test_corrupt_or_interrupted_cache_files_are_recomputed(tmp_path, stage1, eve
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(embeddings, "_embed_all", interrupted)
+    monkeypatch.setattr(embeddings, "embed_all", interrupted)
     with pytest.raises(KeyboardInterrupt):
         cached_embeddings(stage1, x, tmp_path, precision="fp32")
     assert list(tmp_path.iterdir()) == []

@@ -18,7 +18,7 @@ from conftest import toy_chips
 from sklearn.metrics import average_precision_score
 
 from sarslide import cube, mapping, runtime, synthetic
-from sarslide.checkpoints import CheckpointError, _atomic_save, _read, checkpoint_info
+from sarslide.checkpoints import CheckpointError, save_record, read_checkpoint, checkpoint_info
 from sarslide.models import SameConv2d, Segmenter, SiameseClassifier
 from sarslide.predict import predict_chip_proba, predict_proba
 from sarslide.runtime import Precision, resolve_precision
@@ -214,7 +214,7 @@ def test_checkpoints_record_precision_and_threads_and_stay_fp32(tmp_path, toy_da
     assert info["runtime"]["precision"] == prec.name
     assert info["runtime"]["threads"] == torch.get_num_threads()
     assert info["runtime"]["channels_last"] == prec.channels_last and info["runtime"]["device"] == "cpu"
-    state = _read(result.best)["state_dict"]
+    state = read_checkpoint(result.best)["state_dict"]
     assert all(t.dtype == torch.float32 for t in state.values() if t.is_floating_point())
     assert all(p.is_contiguous() and p.dtype == torch.float32 for p in model.parameters())
 
@@ -225,9 +225,9 @@ def test_resume_needs_the_same_precision_and_accepts_older_fp32_runs(tmp_path, t
         _train(tmp_path, toy_data, "bf16", epochs=2)
     # a run written before precision was a setting (CPU: plain float32) resumes as fp32
     last = tmp_path / "run" / "last.pt"
-    record = _read(last)
+    record = read_checkpoint(last)
     del record["settings"]["precision"]
-    _atomic_save(record, last)
+    save_record(record, last)
     _, resumed = _train(tmp_path, toy_data, "fp32", epochs=2)
     assert resumed.epochs == 2
 

@@ -109,7 +109,7 @@ def network_errors(what: str, settings: NetworkSettings | None = None) -> Iterat
         ) from err
 
 
-def _split_doi(url: str) -> tuple[str, str]:
+def split_doi(url: str) -> tuple[str, str]:
     """``doi:10.5281/zenodo.1/file.zip`` -> (``doi:10.5281/zenodo.1``, ``file.zip``)."""
     base, _, name = url.rpartition("/")
     if not url.startswith("doi:") or base.count("/") < 1 or not name:
@@ -147,7 +147,7 @@ def fetch_file(
 
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     if url.startswith("doi:"):
-        base, name = _split_doi(url)
+        base, name = split_doi(url)
         target = cache / (fname or name)
         if target.exists():
             return target

@@ -23,7 +23,7 @@ import xarray as xr
 from sarslide.cube import BANDS, CubeError, mask_nodata, validate_cube
 from sarslide.events import Event, get_event
 
-from .download import _split_doi, default_cache_dir, extract_zip, fetch_file
+from .download import split_doi, default_cache_dir, extract_zip, fetch_file
 from .errors import NoPassesError
 from .orbits import _orbit_state
 
@@ -101,7 +101,7 @@ def fetch_paper_cube(
     ev = get_event(event)
     src = url or ev.datacube.url
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir() / "paper_cubes"
-    name = _split_doi(src)[1] if src.startswith("doi:") else Path(urlparse(src).path).name
+    name = split_doi(src)[1] if src.startswith("doi:") else Path(urlparse(src).path).name
     unzipped = cache / (name + ".unzip")
     if not unzipped.is_dir():
         archive = fetch_file(
