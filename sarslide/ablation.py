@@ -36,7 +36,7 @@ import os
 import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -46,13 +46,13 @@ from .baseline import log_ratio_score
 from .chips import ChipSet, few_shot_subset
 from .datasets import data_dir, prepare_event, store_key
 from .metrics import (
-    PixelRanking,
+    GRID_METRICS,
     aprc,
-    miscount_medians,
-    miscounts,
+    ensemble_mean,
     random_guess_aprc,
+    score_probabilities,
     sem,
-    stratified_chip_weights,
+    stratified_aprc_interval,
 )
 from .profiles import Profile, get_profile
 from .progress import progress_bar
@@ -62,9 +62,11 @@ __all__ = [
     "ARMS",
     "BASELINE_ARM",
     "METRICS",
+    "SIZE_ALL",
+    "SIZE_BASELINE",
+    "size_sort_key",
     "Run",
     "experiment_grid",
-    "score_probabilities",
     "run_one",
     "split_embeddings",
     "run_models",
@@ -73,7 +75,6 @@ __all__ = [
     "summarize",
     "run_means",
     "ensemble_metrics",
-    "stratified_aprc_interval",
     "results_dir",
     "ensemble_probabilities",
     "ensemble_scores",
@@ -85,12 +86,19 @@ _log = logging.getLogger(__name__)
 
 ARMS: tuple[str, ...] = ("none", "hokkaido", "kaikoura")
 BASELINE_ARM = "log_ratio"
-METRICS: tuple[str, ...] = (
-    "aprc",
-    "median_delta_l1",
-    "median_delta_count_free",
-    "median_delta_count_landslide",
-)
+METRICS: tuple[str, ...] = GRID_METRICS
+
+#: How the results table stores a training size: the number of chips, or these codes.
+#: ``SIZE_ALL``: the whole stage-2 training split ("all", ``Run.train_size is None``);
+#: ``SIZE_BASELINE``: the non-learned reference rows (log-ratio, random guess).
+SIZE_ALL = -1
+SIZE_BASELINE = 0
+
+
+def size_sort_key(size: int) -> float:
+    """Sort key for stored training sizes: numbers in order, :data:`SIZE_ALL` last."""
+    return np.inf if int(size) == SIZE_ALL else float(size)
+
 _RESULTS = "results.parquet"
 _SETTINGS = "settings.json"
 _PROBA = "test_proba.npy"
@@ -109,6 +117,11 @@ class Run:
             raise ValueError(f"unknown arm {self.arm!r}; arms are {list(ARMS)}")
         if self.train_size is not None and self.train_size < 2:
             raise ValueError(f"train_size={self.train_size}: use at least 2 chips (one of each kind)")
+
+    @property
+    def stored_size(self) -> int:
+        """``train_size`` as the results table stores it (:data:`SIZE_ALL` for all chips)."""
+        return SIZE_ALL if self.train_size is None else self.train_size
 
     @property
     def run_id(self) -> str:
@@ -130,17 +143,6 @@ def experiment_grid(profile: Profile | str | None = None, arms: Sequence[str] = 
     return runs
 
 
-def score_probabilities(probabilities: np.ndarray, labels: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
-    """The four grid metrics of one set of test probabilities ``(N, H, W)``."""
-    medians = miscount_medians(miscounts(probabilities, labels, threshold))
-    return {
-        "aprc": aprc(probabilities, labels),
-        "median_delta_l1": float(medians.loc["all", "delta_l1"]),
-        "median_delta_count_free": float(medians.loc["landslide_free", "delta_count"]),
-        "median_delta_count_landslide": float(medians.loc["landslide", "delta_count"]),
-    }
-
-
 def _write_table(table: pd.DataFrame, path: Path) -> None:
     with atomic_file(path) as tmp:
         table.to_parquet(tmp, index=False)
@@ -154,7 +156,7 @@ def _tidy(run: Run, rows: Iterable[tuple[int, int, dict[str, float]]]) -> pd.Dat
                 {
                     "run_id": run.run_id,
                     "arm": run.arm,
-                    "train_size": -1 if run.train_size is None else run.train_size,
+                    "train_size": run.stored_size,
                     "seed": run.seed,
                     "checkpoint": rank,
                     "epoch": epoch,
@@ -239,7 +241,7 @@ def run_one(
     The stage-1 model of the run's arm comes from
     :func:`sarslide.pretrained.pretrained_stage1` (cached; trained on first use). The mean test
     probabilities over the run's checkpoints are saved as ``<out_dir>/<run_id>/test_proba.npy``.
-    ``train_size`` is stored as −1 for "all chips".
+    ``train_size`` is stored as :data:`SIZE_ALL` for "all chips".
     """
     import torch
 
@@ -255,15 +257,15 @@ def run_one(
     test = chips.split("test")
     images = standardize(test.images, chips.stats)
     test_emb = split_embeddings(stage1, chips, "test", profile, cache_dir, device)
-    rows, total = [], None
+    rows, members = [], []
     for rank, path in enumerate(result.checkpoints):
         model = load_checkpoint(path, "stage2", device="cpu")
         probabilities = predict_proba(model, images, device=device, precision=profile.precision, embeddings=test_emb)
-        total = probabilities.astype(np.float64) if total is None else total + probabilities
+        members.append(probabilities)
         epoch = int(checkpoint_info(path).get("epoch", -1))
         rows.append((rank, epoch, score_probabilities(probabilities, test.labels)))
     with atomic_file(run_dir / _PROBA) as tmp, open(tmp, "wb") as f:  # np.save(path) would append ".npy"
-        np.save(f, (total / len(rows)).astype(np.float32))
+        np.save(f, ensemble_mean(members))
     return _tidy(run, rows)
 
 
@@ -300,7 +302,7 @@ def run_baseline(
     profile = get_profile(profile)
     test = prepare_event(event, profile, cache_dir=cache_dir).split("test")
     score = log_ratio_score(test.images, window=window)
-    base = {"arm": BASELINE_ARM, "train_size": 0, "seed": 0, "checkpoint": 0, "epoch": 0}
+    base = {"arm": BASELINE_ARM, "train_size": SIZE_BASELINE, "seed": 0, "checkpoint": 0, "epoch": 0}
     return pd.DataFrame(
         [
             {"run_id": BASELINE_ARM, **base, "metric": "aprc", "value": aprc(np.nan_to_num(score, nan=0.0), test.labels)},
@@ -401,12 +403,7 @@ def run_grid(
         _write_table(table, path)
     todo = [r for r in runs if r.run_id not in done]
     if todo:
-        # Build shared inputs once, before any dispatch: chips and each arm's stage-1 model.
-        from .pretrained import pretrained_stage1
-
-        prepare_event(event, profile, cache_dir=cache_dir)
-        for arm in sorted({r.arm for r in todo} - {"none"}):
-            pretrained_stage1(arm, profile, cache_dir=cache_dir, progress=progress)
+        _prepare_shared_inputs(todo, event, profile, cache_dir, progress)
     kwargs = dict(event=event, profile=profile, out_dir=out, cache_dir=cache_dir, device=device, num_threads=num_threads)
 
     def add(rows: pd.DataFrame) -> None:
@@ -415,27 +412,50 @@ def run_grid(
         _write_table(table, path)
 
     bar = progress_bar(total=len(todo), desc="ablation runs", disable=not progress or not todo)
-    if scheduler is None:
-        for run in todo:
-            add(run_one(run, **kwargs))
+    try:
+        for rows in _dispatch(todo, kwargs, scheduler):
+            add(rows)
             bar.update()
-    elif todo:
-        from distributed import as_completed
-
-        client, cluster = _client(scheduler)
-        try:
-            futures = [client.submit(run_one, run, pure=False, key=f"sarslide-{run.run_id}-{uuid.uuid4().hex[:6]}", **kwargs) for run in todo]
-            for future in as_completed(futures):
-                add(future.result())
-                bar.update()
-        finally:
-            if cluster is not None:
-                client.close()
-                cluster.close()
-    bar.close()
+    finally:
+        bar.close()
     table = _sorted(table)
     table.attrs["reused_runs"] = reused  # run ids read back from results.parquet, not rerun
     return table
+
+
+def _prepare_shared_inputs(todo: Sequence[Run], event: str, profile: Profile, cache_dir, progress: bool) -> None:
+    """Build what every run shares once, before any dispatch: the chips and each arm's
+    stage-1 model (so parallel workers never train the same stage-1 network twice)."""
+    from .pretrained import pretrained_stage1
+
+    prepare_event(event, profile, cache_dir=cache_dir)
+    for arm in sorted({r.arm for r in todo} - {"none"}):
+        pretrained_stage1(arm, profile, cache_dir=cache_dir, progress=progress)
+
+
+def _dispatch(todo: Sequence[Run], kwargs: dict[str, Any], scheduler: Any) -> Iterator[pd.DataFrame]:
+    """Each run's tidy rows as it finishes: in this process (``scheduler=None``) or on a
+    dask cluster (:func:`_client`), in completion order."""
+    if scheduler is None:
+        for run in todo:
+            yield run_one(run, **kwargs)
+        return
+    if not todo:
+        return
+    from distributed import as_completed
+
+    client, cluster = _client(scheduler)
+    try:
+        futures = [
+            client.submit(run_one, run, pure=False, key=f"sarslide-{run.run_id}-{uuid.uuid4().hex[:6]}", **kwargs)
+            for run in todo
+        ]
+        for future in as_completed(futures):
+            yield future.result()
+    finally:
+        if cluster is not None:
+            client.close()
+            cluster.close()
 
 
 def _sorted(table: pd.DataFrame) -> pd.DataFrame:
@@ -477,25 +497,6 @@ def summarize(table: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def stratified_aprc_interval(
-    probabilities: np.ndarray, labels: np.ndarray, *, n_boot: int = 200, seed: int = 0, alpha: float = 0.05
-) -> tuple[float, float]:
-    """Percentile bootstrap interval of the APRC that resamples test chips *within* each kind.
-
-    Landslide and landslide-free chips are resampled separately
-    (:func:`sarslide.metrics.stratified_chip_weights`), so every resample holds landslides
-    and the APRC is always defined — :func:`sarslide.metrics.bootstrap_ci` resamples all
-    chips together and can draw a resample without any landslide on small test sets. The
-    pixels are ranked once (:class:`sarslide.metrics.PixelRanking`).
-    """
-    has = (np.asarray(labels) > 0).any(axis=(1, 2))
-    if not has.any():
-        raise ValueError("the test chips hold no landslide; the APRC is undefined")
-    ranking = PixelRanking(probabilities, labels)
-    values = [ranking.aprc(w) for w in stratified_chip_weights(has, n_boot, seed)]
-    return float(np.quantile(values, alpha / 2)), float(np.quantile(values, 1 - alpha / 2))
-
-
 def results_dir(event: str = "hokkaido", profile: Profile | str | None = None,
                 cache_dir: str | os.PathLike | None = None) -> Path:
     """The default results folder of a grid: ``<data dir>/ablation/<event>-<profile>-<key>``.
@@ -517,8 +518,8 @@ def ensemble_probabilities(table: pd.DataFrame, arm: str, train_size: int, out_d
     if group.empty:
         raise ValueError(f"no runs for arm={arm!r}, train_size={train_size} in the table")
     weights = group.groupby("run_id")["checkpoint"].nunique()
-    total = sum(w * np.load(Path(out_dir) / run_id / _PROBA).astype(np.float64) for run_id, w in weights.items())
-    return (total / weights.sum()).astype(np.float32), int(weights.sum())
+    means = (np.load(Path(out_dir) / run_id / _PROBA) for run_id in weights.index)
+    return ensemble_mean(means, weights=weights.to_numpy()), int(weights.sum())
 
 
 def ensemble_scores(
@@ -552,15 +553,13 @@ def ensemble_scores(
     return pd.DataFrame.from_records(records)
 
 
-#: The paper's reported values, read from its Figure 2 (APRC) and Figure 3 (median Δcount on
-#: landslide-free chips at two training chips); size ``-1`` is "all" (110 chips in the paper).
+#: The paper's reported APRC, read from its Figure 2; :data:`SIZE_ALL` is "all" (110 chips
+#: in the paper).
 PAPER_APRC: dict[str, dict[int, float]] = {
-    "none": {2: 0.048, 5: 0.080, 10: 0.132, 20: 0.183, -1: 0.323},
-    "hokkaido": {2: 0.047, 5: 0.088, 10: 0.168, 20: 0.179, -1: 0.337},
-    "kaikoura": {2: 0.048, 5: 0.075, 10: 0.145, 20: 0.180, -1: 0.337},
+    "none": {2: 0.048, 5: 0.080, 10: 0.132, 20: 0.183, SIZE_ALL: 0.323},
+    "hokkaido": {2: 0.047, 5: 0.088, 10: 0.168, 20: 0.179, SIZE_ALL: 0.337},
+    "kaikoura": {2: 0.048, 5: 0.075, 10: 0.145, 20: 0.180, SIZE_ALL: 0.337},
 }
-PAPER_FREE_DELTA_COUNT_AT_2: dict[str, float] = {"none": 695.0, "hokkaido": 0.0, "kaikoura": 385.0}
-PAPER_RANDOM_APRC = 0.032
 
 
 def paper_comparison(summary: pd.DataFrame) -> pd.DataFrame:

@@ -25,12 +25,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import pandas as pd
 
-from .ablation import ARMS, ensemble_probabilities, results_dir, run_means
+from .ablation import ARMS, ensemble_probabilities, results_dir, run_means, size_sort_key
 from .datasets import prepare_event
 from .metrics import PixelRanking, miscounts, stratified_chip_weights, weighted_median
 from .profiles import get_profile
@@ -148,7 +148,7 @@ def evaluate_findings(
     Returns
     -------
     pandas.DataFrame
-        Columns ``finding``, ``arm``, ``train_size`` (−1 = all), ``comparison`` (what is
+        Columns ``finding``, ``arm``, ``train_size`` (:data:`sarslide.ablation.SIZE_ALL` = all), ``comparison`` (what is
         subtracted from what), ``effect`` (on the ensembles), ``ci_low``, ``ci_high``
         (95 % percentile bootstrap over test chips), ``seeds_agree``, ``n_seeds`` (paired
         runs with the paper's sign) and ``supports`` (bool).
@@ -157,28 +157,44 @@ def evaluate_findings(
     out = Path(out_dir) if out_dir is not None else results_dir(event, profile, cache_dir)
     if labels is None:
         labels = prepare_event(event, profile, cache_dir=cache_dir).split("test").labels
-    has = (labels > 0).any(axis=(1, 2))
-    weights = stratified_chip_weights(has, n_boot, seed)
-    ones = np.ones(len(labels))
-    random_aprc = float(np.mean(labels > 0))
-    pixel_share = [(labels > 0).reshape(len(labels), -1).sum(1) @ w / (w.sum() * labels[0].size) for w in weights]
-
-    learned = table[table["arm"].isin(ARMS)]
-    sizes = sorted(set(learned["train_size"]), key=lambda s: np.inf if s == -1 else s)
-    cells = {
-        (arm, size): _Cell(ensemble_probabilities(table, arm, size, out)[0], labels)
-        for arm, size in learned.groupby(["arm", "train_size"]).groups
-    }
-    means = run_means(table)
+    grid = _Grid(table, out, labels, n_boot, seed)
     rows = []
+    for finding in FINDINGS:
+        for arm, size, comparison, value, seeds in _comparisons(finding, grid):
+            rows.append(grid.judge(finding, arm, size, comparison, value, seeds))
+    return pd.DataFrame(rows)
 
-    def add(finding: Finding, arm: str, size: int, comparison: str,
-            value: Callable[[np.ndarray], float], boot_extra: list | None, seeds: np.ndarray) -> None:
-        effect = value(ones)
-        boot = np.array([value(w) for w in weights])
-        if boot_extra is not None:
-            boot = boot - np.asarray(boot_extra)
-            effect = effect - random_aprc
+
+_Value = Callable[[np.ndarray], float]
+
+
+class _Grid:
+    """What every comparison of a finished grid needs: the cells' ensemble predictions,
+    the per-run means, the bootstrap resamples of the test chips and the random guess."""
+
+    def __init__(self, table: pd.DataFrame, out: Path, labels: np.ndarray, n_boot: int, seed: int):
+        has = (labels > 0).any(axis=(1, 2))
+        self.weights = stratified_chip_weights(has, n_boot, seed)
+        self.ones = np.ones(len(labels))
+        self.random_aprc = float(np.mean(labels > 0))
+        per_chip = (labels > 0).reshape(len(labels), -1).sum(1)
+        self.pixel_share = [per_chip @ w / (w.sum() * labels[0].size) for w in self.weights]
+        learned = table[table["arm"].isin(ARMS)]
+        self.sizes = sorted(set(learned["train_size"]), key=size_sort_key)
+        self.cells = {
+            (arm, size): _Cell(ensemble_probabilities(table, arm, size, out)[0], labels)
+            for arm, size in learned.groupby(["arm", "train_size"]).groups
+        }
+        self.means = run_means(table)
+
+    def judge(self, finding: Finding, arm: str, size: int, comparison: str,
+              value: _Value, seeds: np.ndarray) -> dict:
+        """One row: the effect on the ensembles, its bootstrap interval, the seeds."""
+        effect = value(self.ones)
+        boot = np.array([value(w) for w in self.weights])
+        if finding.key == "beats_random":  # against the resample's own landslide share
+            boot = boot - np.asarray(self.pixel_share)
+            effect = effect - self.random_aprc
         low, high = np.nanquantile(boot, [0.025, 0.975])
         if finding.sign == 0:
             supports = bool(low <= 0.0 <= high)
@@ -186,43 +202,48 @@ def evaluate_findings(
         else:
             supports = bool(high < 0.0) if finding.sign < 0 else bool(low > 0.0)
             agree = int(np.sum(np.sign(seeds) == finding.sign))
-        rows.append({
+        return {
             "finding": finding.key, "arm": arm, "train_size": size, "comparison": comparison,
             "effect": float(effect), "ci_low": float(low), "ci_high": float(high),
             "seeds_agree": agree, "n_seeds": int(len(seeds)), "supports": supports,
-        })  # fmt: skip
+        }  # fmt: skip
 
-    for finding in FINDINGS:
-        if finding.key == "beats_random":
-            for (arm, size), cell in cells.items():
-                seeds = _paired(means, "aprc", (arm, size), None) - random_aprc
-                add(finding, arm, size, "APRC − random guess",
-                    lambda w, c=cell: c.metric("aprc", w), pixel_share, seeds)  # fmt: skip
-        elif finding.key == "aprc_grows":
-            for arm in ARMS:
-                if (arm, sizes[0]) not in cells or (arm, sizes[-1]) not in cells:
-                    continue
-                big, small = cells[(arm, sizes[-1])], cells[(arm, sizes[0])]
-                seeds = _paired(means, "aprc", (arm, sizes[-1]), (arm, sizes[0]))
-                add(finding, arm, sizes[-1], f"APRC(all) − APRC({sizes[0]})",
-                    lambda w, b=big, s=small: b.metric("aprc", w) - s.metric("aprc", w), None, seeds)  # fmt: skip
-        else:
-            for arm in PRETRAINED_ARMS:
-                for size in sizes:
-                    if (arm, size) not in cells or ("none", size) not in cells:
-                        continue
-                    mine, base = cells[(arm, size)], cells[("none", size)]
-                    m = finding.metric
-                    if finding.key == "undercount":
-                        seeds = _paired(means, m, (arm, size), None)
-                        value = lambda w, c=mine, m=m: c.metric(m, w)  # noqa: E731
-                        comparison = f"{m} ({arm})"
-                    else:
-                        seeds = _paired(means, m, (arm, size), ("none", size))
-                        value = lambda w, c=mine, b=base, m=m: c.metric(m, w) - b.metric(m, w)  # noqa: E731
-                        comparison = f"{m}: {arm} − none"
-                    add(finding, arm, size, comparison, value, None, seeds)
-    return pd.DataFrame(rows)
+
+def _comparisons(finding: Finding, grid: _Grid) -> Iterator[tuple[str, int, str, _Value, np.ndarray]]:
+    """(arm, size, comparison, value of a resample, paired per-seed values) per cell."""
+    cells, means, sizes = grid.cells, grid.means, grid.sizes
+    if finding.key == "beats_random":
+        for (arm, size), cell in cells.items():
+            seeds = _paired(means, "aprc", (arm, size), None) - grid.random_aprc
+            yield arm, size, "APRC − random guess", (lambda w, c=cell: c.metric("aprc", w)), seeds
+    elif finding.key == "aprc_grows":
+        for arm in ARMS:
+            if (arm, sizes[0]) not in cells or (arm, sizes[-1]) not in cells:
+                continue
+            big, small = cells[(arm, sizes[-1])], cells[(arm, sizes[0])]
+            seeds = _paired(means, "aprc", (arm, sizes[-1]), (arm, sizes[0]))
+            value = lambda w, b=big, s=small: b.metric("aprc", w) - s.metric("aprc", w)  # noqa: E731
+            yield arm, sizes[-1], f"APRC(all) − APRC({sizes[0]})", value, seeds
+    else:
+        yield from _pretraining_comparisons(finding, grid)
+
+
+def _pretraining_comparisons(finding: Finding, grid: _Grid):
+    """A pretrained arm against no pretraining at each size (or alone, for "undercount")."""
+    cells, means, m = grid.cells, grid.means, finding.metric
+    for arm in PRETRAINED_ARMS:
+        for size in grid.sizes:
+            if (arm, size) not in cells or ("none", size) not in cells:
+                continue
+            mine, base = cells[(arm, size)], cells[("none", size)]
+            if finding.key == "undercount":
+                seeds = _paired(means, m, (arm, size), None)
+                value = lambda w, c=mine: c.metric(m, w)  # noqa: E731
+                yield arm, size, f"{m} ({arm})", value, seeds
+            else:
+                seeds = _paired(means, m, (arm, size), ("none", size))
+                value = lambda w, c=mine, b=base: c.metric(m, w) - b.metric(m, w)  # noqa: E731
+                yield arm, size, f"{m}: {arm} − none", value, seeds
 
 
 def summarize_findings(cells: pd.DataFrame) -> pd.DataFrame:

@@ -20,18 +20,19 @@ Conventions used throughout the package (and stated here once):
   saved checkpoints; :func:`ensemble_mean` is the one place this happens.
 * Error bars are the standard error of the mean over runs with ``ddof=1``
   (:func:`sem`); confidence intervals over test chips are percentile bootstraps that
-  resample whole chips (:func:`bootstrap_ci`), because pixels within a chip are not
-  independent.
+  resample whole chips, landslide and landslide-free chips separately
+  (:func:`stratified_chip_weights`, :func:`stratified_aprc_interval`), because pixels
+  within a chip are not independent and every resample must hold landslides.
+* A set of test probabilities is scored by :func:`score_probabilities` (the grid's four
+  metrics); every APRC in the package goes through :func:`aprc` or :class:`PixelRanking`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
-from scipy import stats as _scipy_stats
 from sklearn.metrics import average_precision_score
 
 __all__ = [
@@ -40,11 +41,12 @@ __all__ = [
     "miscounts",
     "miscount_medians",
     "ensemble_mean",
+    "score_probabilities",
+    "GRID_METRICS",
     "sem",
-    "BootstrapCI",
-    "bootstrap_ci",
     "PixelRanking",
     "stratified_chip_weights",
+    "stratified_aprc_interval",
     "weighted_median",
 ]
 
@@ -199,11 +201,17 @@ def miscount_medians(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
-def ensemble_mean(probabilities: Sequence[np.ndarray] | Iterable[np.ndarray]) -> np.ndarray:
+def ensemble_mean(
+    probabilities: Sequence[np.ndarray] | Iterable[np.ndarray],
+    weights: Sequence[float] | None = None,
+) -> np.ndarray:
     """Average the probability maps of several models (seeds × saved checkpoints).
 
     The project averages **probabilities** (sigmoid outputs), never logits, so every
-    ensemble member has the same say whatever its confidence scale.
+    ensemble member has the same say whatever its confidence scale. This is the one place
+    the package averages models: prediction (:func:`sarslide.predict.predict_proba`),
+    whole-scene mapping, each grid run's saved test mean and the grid's cell ensembles
+    all call it.
 
     Parameters
     ----------
@@ -211,15 +219,21 @@ def ensemble_mean(probabilities: Sequence[np.ndarray] | Iterable[np.ndarray]) ->
         A sequence (or iterable, consumed once — handy for a generator that predicts one
         checkpoint at a time) of arrays of one common shape, e.g. (N, H, W), with values in
         [0, 1]; or one stacked array of shape (M, N, H, W).
+    weights:
+        Optional weight per member (e.g. the number of models a member already averages,
+        so a mean of means equals the mean over all models); default 1 each.
 
     Returns
     -------
     numpy.ndarray
-        float32 array of the members' common shape. NaN where any member is NaN.
+        float32 array of the members' common shape: ``Σ w·p / Σ w``, accumulated in
+        float64. NaN where any member is NaN.
     """
     if isinstance(probabilities, np.ndarray):
         probabilities = list(probabilities)
+    weight_list = None if weights is None else [float(w) for w in weights]
     total: np.ndarray | None = None
+    norm = 0.0
     count = 0
     for member in probabilities:
         member = np.asarray(member, dtype=np.float64)
@@ -237,11 +251,51 @@ def ensemble_mean(probabilities: Sequence[np.ndarray] | Iterable[np.ndarray]) ->
                 " — these look like logits; apply the sigmoid first (the project averages "
                 "probabilities)"
             )
-        total += member
+        weight = 1.0 if weight_list is None else _member_weight(weight_list, count)
+        total += member if weight == 1.0 else weight * member
+        norm += weight
         count += 1
     if total is None:
         raise ValueError("ensemble_mean got no members; pass at least one probability array")
-    return (total / count).astype(np.float32)
+    if weight_list is not None and len(weight_list) != count:
+        raise ValueError(f"got {len(weight_list)} weights for {count} ensemble members; give one per member")
+    if norm <= 0:
+        raise ValueError(f"ensemble weights sum to {norm}; they must be positive")
+    return (total / norm).astype(np.float32)
+
+
+def _member_weight(weights: list[float], index: int) -> float:
+    if index >= len(weights):
+        raise ValueError(f"got {len(weights)} weights for more than {len(weights)} ensemble members; give one per member")
+    if weights[index] < 0:
+        raise ValueError(f"ensemble weight {weights[index]} of member {index} is negative")
+    return weights[index]
+
+
+#: The grid's metrics of one set of test probabilities (:func:`score_probabilities`).
+GRID_METRICS: tuple[str, ...] = (
+    "aprc",
+    "median_delta_l1",
+    "median_delta_count_free",
+    "median_delta_count_landslide",
+)
+
+
+def score_probabilities(
+    probabilities: np.ndarray, labels: np.ndarray, threshold: float = 0.5
+) -> dict[str, float]:
+    """The grid's four metrics (:data:`GRID_METRICS`) of test probabilities ``(N, H, W)``.
+
+    ``aprc`` over all pixels; the medians over chips of ΔL1 (all chips) and of Δcount on
+    landslide-free and on landslide chips, at ``threshold`` (:func:`miscount_medians`).
+    """
+    medians = miscount_medians(miscounts(probabilities, labels, threshold))
+    return {
+        "aprc": aprc(probabilities, labels),
+        "median_delta_l1": float(medians.loc["all", "delta_l1"]),
+        "median_delta_count_free": float(medians.loc["landslide_free", "delta_count"]),
+        "median_delta_count_landslide": float(medians.loc["landslide", "delta_count"]),
+    }
 
 
 def sem(values: Sequence[float] | np.ndarray) -> float:
@@ -262,99 +316,6 @@ def sem(values: Sequence[float] | np.ndarray) -> float:
     if arr.size == 1:
         return float("nan")
     return float(np.std(arr, ddof=1) / np.sqrt(arr.size))
-
-
-@dataclass(frozen=True)
-class BootstrapCI:
-    """A point estimate with a percentile bootstrap confidence interval.
-
-    Attributes
-    ----------
-    estimate:
-        The statistic on the full set of chips.
-    low, high:
-        The ``alpha/2`` and ``1 − alpha/2`` percentiles of the bootstrap distribution.
-    n_boot, alpha:
-        Number of resamples and the interval's error rate (0.05 → a 95 % interval).
-    """
-
-    estimate: float
-    low: float
-    high: float
-    n_boot: int
-    alpha: float
-
-
-def bootstrap_ci(
-    statistic: Callable[..., float],
-    *arrays: np.ndarray,
-    n_boot: int = 1000,
-    seed: int = 0,
-    alpha: float = 0.05,
-) -> BootstrapCI:
-    """Percentile bootstrap confidence interval that resamples test *chips*.
-
-    Chips are drawn with replacement along axis 0 of every array together (paired), and
-    ``statistic`` is evaluated on each resample, e.g.::
-
-        bootstrap_ci(aprc, probabilities, labels)          # APRC over pixels of the chips
-        bootstrap_ci(np.median, table["delta_l1"].values)  # median ΔL1 over chips
-
-    Resampling is done by :func:`scipy.stats.bootstrap` (``method="percentile"``) on the
-    chip indices, so it is reproducible for a given ``seed``.
-
-    Parameters
-    ----------
-    statistic:
-        Called as ``statistic(*resampled_arrays)`` and returning a float.
-    arrays:
-        One or more arrays with the chips along axis 0 (same length N ≥ 2).
-    n_boot:
-        Number of bootstrap resamples.
-    seed:
-        Seed of the random generator.
-    alpha:
-        Error rate of the two-sided interval, in (0, 1).
-
-    Notes
-    -----
-    A resample may contain no landslide chip; a statistic that then raises (such as
-    :func:`aprc`) makes this function raise too — use enough chips.
-    """
-    if not arrays:
-        raise ValueError("bootstrap_ci needs at least one array of per-chip values")
-    arrays = tuple(np.asarray(a) for a in arrays)
-    n = len(arrays[0])
-    lengths = [len(a) for a in arrays]
-    if any(length != n for length in lengths):
-        raise ValueError(f"arrays have {lengths} chips along axis 0; they must be equal")
-    if n < 2:
-        raise ValueError(f"bootstrap_ci needs at least 2 chips, got {n}")
-    if not 0 < alpha < 1:
-        raise ValueError(f"alpha={alpha} must be in (0, 1), e.g. 0.05 for a 95 % interval")
-    if n_boot < 1:
-        raise ValueError(f"n_boot={n_boot} must be >= 1")
-
-    def on_indices(idx: np.ndarray) -> float:
-        idx = idx.astype(np.intp)
-        return float(statistic(*(a[idx] for a in arrays)))
-
-    result = _scipy_stats.bootstrap(
-        (np.arange(n),),
-        on_indices,
-        n_resamples=n_boot,
-        vectorized=False,
-        confidence_level=1 - alpha,
-        method="percentile",
-        rng=np.random.default_rng(seed),
-    )
-    return BootstrapCI(
-        estimate=float(statistic(*arrays)),
-        low=float(result.confidence_interval.low),
-        high=float(result.confidence_interval.high),
-        n_boot=n_boot,
-        alpha=alpha,
-    )
 
 
 class PixelRanking:
@@ -460,6 +421,30 @@ def stratified_chip_weights(has_landslide: np.ndarray, n_boot: int, seed: int = 
             if len(members):
                 np.add.at(weights[b], rng.choice(members, len(members)), 1.0)
     return weights
+
+
+def stratified_aprc_interval(
+    probabilities: np.ndarray,
+    labels: np.ndarray,
+    *,
+    n_boot: int = 200,
+    seed: int = 0,
+    alpha: float = 0.05,
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of the APRC that resamples test chips *within* each kind.
+
+    Landslide and landslide-free chips are resampled separately
+    (:func:`stratified_chip_weights`), so every resample holds landslides and the APRC is
+    always defined, even on small test sets. The pixels are ranked once
+    (:class:`PixelRanking`). ``probabilities`` and ``labels`` are ``(N, H, W)``; returns
+    ``(low, high)`` of the ``1 − alpha`` interval.
+    """
+    has = (np.asarray(labels) > 0).any(axis=(1, 2))
+    if not has.any():
+        raise ValueError("the test chips hold no landslide; the APRC is undefined")
+    ranking = PixelRanking(probabilities, labels)
+    values = [ranking.aprc(w) for w in stratified_chip_weights(has, n_boot, seed)]
+    return float(np.quantile(values, alpha / 2)), float(np.quantile(values, 1 - alpha / 2))
 
 
 def weighted_median(values: np.ndarray, weights: np.ndarray) -> float:

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from .checkpoints import load_checkpoint
+from .metrics import ensemble_mean
 from .models import SiameseClassifier
 from .runtime import (
     Precision,
@@ -54,19 +55,22 @@ def _as_models(models: Any, task: str) -> list[nn.Module]:
 def _predict_mean(
     models: list[nn.Module], images: np.ndarray, batch_size: int, device, precision: str | Precision,
     embeddings: np.ndarray | Tensor | None = None,
-) -> Tensor:
+) -> np.ndarray:
+    """Each model's sigmoid outputs (float32, CPU), averaged by :func:`sarslide.metrics.ensemble_mean`."""
     dev = select_device(device)
     prec = resolve_precision(dev, precision)
     prec.apply_backend_settings()
-    total = None
-    for m in models:
-        was_training = m.training
-        m.eval()
-        with prec.prepared(m, dev):
-            prob = torch.sigmoid(forward_all(m, images, batch_size, dev, prec, embeddings))
-        total = prob if total is None else total + prob
-        m.train(was_training)
-    return total / len(models)
+
+    def member_probabilities():
+        for m in models:
+            was_training = m.training
+            m.eval()
+            with prec.prepared(m, dev):
+                prob = torch.sigmoid(forward_all(m, images, batch_size, dev, prec, embeddings))
+            m.train(was_training)
+            yield prob.numpy()
+
+    return ensemble_mean(member_probabilities())
 
 
 def predict_proba(
@@ -96,7 +100,7 @@ def predict_proba(
         if len(embeddings) != len(images):
             raise ValueError(f"got embeddings of {len(embeddings)} chips for {len(images)} chips")
     probabilities = _predict_mean(members, images, batch_size, device, precision, embeddings)
-    return probabilities[:, 0].numpy().astype(np.float32)
+    return probabilities[:, 0]
 
 
 def predict_chip_proba(
@@ -113,7 +117,7 @@ def predict_chip_proba(
     """
     members = _as_models(models, "stage1")
     images = check_images(images, members[0], "chips")
-    return _predict_mean(members, images, batch_size, device, precision).numpy().astype(np.float32)
+    return _predict_mean(members, images, batch_size, device, precision)
 
 
 @torch.no_grad()

@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 import torch
 
-from sarslide import ablation
+from sarslide import ablation, metrics
 from sarslide.ablation import Run, experiment_grid, summarize
 from sarslide.datasets import prepare_event
 from sarslide.metrics import aprc
@@ -89,7 +89,7 @@ def test_stratified_interval_always_has_landslides_and_brackets_the_estimate():
     labels[0, :2, :2] = 1  # one landslide chip among four: plain bootstraps often miss it
     probabilities = rng.random((4, 8, 8)).astype(np.float32)
     probabilities[0, :2, :2] += 0.5
-    low, high = ablation.stratified_aprc_interval(probabilities, labels, n_boot=100, seed=0)
+    low, high = metrics.stratified_aprc_interval(probabilities, labels, n_boot=100, seed=0)
     assert low <= aprc(probabilities, labels) <= high
 
 
@@ -172,3 +172,10 @@ def test_run_models_reloads_the_grids_checkpoints_without_retraining(grid_dirs):
     chips = prepare_event("hokkaido", TINY, cache_dir=cache)
     images = standardize(chips.split("test").images, chips.stats)
     np.testing.assert_allclose(predict_proba(models, images), np.load(serial / run.run_id / "test_proba.npy"), atol=1e-5)
+
+
+def test_stored_sizes_have_names_and_sort_all_last():
+    assert Run("none", None, 0).stored_size == ablation.SIZE_ALL
+    assert Run("none", 5, 0).stored_size == 5
+    assert sorted([ablation.SIZE_ALL, 20, 2, 5], key=ablation.size_sort_key) == [2, 5, 20, ablation.SIZE_ALL]
+    assert ablation.SIZE_BASELINE not in {r.stored_size for r in experiment_grid(get_profile("demo"))}

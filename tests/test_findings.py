@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import average_precision_score
 
-from sarslide import ablation
+from sarslide import ablation, metrics
 from sarslide.findings import evaluate_findings, findings_markdown, summarize_findings
 from sarslide.metrics import PixelRanking, stratified_chip_weights, weighted_median
 
@@ -40,7 +40,7 @@ def grid(tmp_path):
             (tmp_path / run.run_id).mkdir()
             np.save(tmp_path / run.run_id / "test_proba.npy", p)
             for ck in range(2):
-                scores = ablation.score_probabilities(p, labels)
+                scores = metrics.score_probabilities(p, labels)
                 for metric, value in scores.items():
                     rows.append({"run_id": run.run_id, "arm": arm, "train_size": 2, "seed": seed,
                                  "checkpoint": ck, "epoch": ck, "metric": metric, "value": value})

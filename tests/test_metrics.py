@@ -164,6 +164,37 @@ def test_ensemble_mean_bad_input():
         metrics.ensemble_mean([])
 
 
+def test_weighted_ensemble_mean_is_the_mean_over_all_models():
+    # A mean of per-run means, each weighted by its number of models, equals the plain
+    # mean over every model (numpy's weighted average is the reference).
+    rng = np.random.default_rng(4)
+    models = rng.random((5, 2, 3, 3))
+    run_a, run_b = models[:2].mean(axis=0), models[2:].mean(axis=0)
+    out = metrics.ensemble_mean([run_a, run_b], weights=[2, 3])
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out, models.mean(axis=0), rtol=1e-6)
+    np.testing.assert_allclose(out, np.average([run_a, run_b], axis=0, weights=[2, 3]), rtol=1e-6)
+    # Unit weights are the plain mean, bit for bit.
+    assert np.array_equal(metrics.ensemble_mean([run_a, run_b], weights=[1, 1]), metrics.ensemble_mean([run_a, run_b]))
+    with pytest.raises(ValueError, match="2 weights for more than 2 ensemble members"):
+        metrics.ensemble_mean([run_a, run_b, run_a], weights=[1, 1])
+    with pytest.raises(ValueError, match="negative"):
+        metrics.ensemble_mean([run_a, run_b], weights=[1, -1])
+
+
+def test_score_probabilities_by_hand():
+    # Two chips of 2x2: chip 0 has 2 landslide pixels, predicted 3 (one false alarm);
+    # chip 1 is landslide-free with 1 false alarm. Threshold 0.5.
+    labels = np.array([[[1, 1], [0, 0]], [[0, 0], [0, 0]]], dtype=np.uint8)
+    p = np.array([[[0.9, 0.8], [0.7, 0.1]], [[0.6, 0.2], [0.1, 0.1]]], dtype=np.float32)
+    scores = metrics.score_probabilities(p, labels)
+    assert tuple(scores) == metrics.GRID_METRICS
+    assert scores["aprc"] == pytest.approx(average_precision_score(labels.ravel(), p.ravel()))
+    assert scores["median_delta_count_landslide"] == 1.0  # 3 predicted - 2 true
+    assert scores["median_delta_count_free"] == 1.0
+    assert scores["median_delta_l1"] == 1.0  # |+1| on both chips
+
+
 # --------------------------------------------------------------------------- SEM
 def test_sem_matches_hand_formula():
     values = [1.0, 2.0, 3.0, 4.0]
@@ -179,35 +210,3 @@ def test_sem_single_and_empty():
         metrics.sem([])
 
 
-# --------------------------------------------------------------------------- bootstrap
-def test_bootstrap_reproducible_and_contains_estimate():
-    rng = np.random.default_rng(6)
-    labels = (rng.random((20, 8, 8)) < 0.2).astype(np.uint8)
-    scores = rng.random((20, 8, 8)) + 0.5 * labels
-    a = metrics.bootstrap_ci(metrics.aprc, scores, labels, n_boot=200, seed=11)
-    b = metrics.bootstrap_ci(metrics.aprc, scores, labels, n_boot=200, seed=11)
-    c = metrics.bootstrap_ci(metrics.aprc, scores, labels, n_boot=200, seed=12)
-    assert a == b
-    assert (a.low, a.high) != (c.low, c.high)
-    assert a.estimate == pytest.approx(average_precision_score(labels.ravel(), scores.ravel()))
-    assert a.low <= a.estimate <= a.high
-    assert a.low < a.high
-
-
-def test_bootstrap_mean_interval_close_to_normal_theory():
-    rng = np.random.default_rng(7)
-    values = rng.normal(10.0, 2.0, size=400)
-    ci = metrics.bootstrap_ci(np.mean, values, n_boot=2000, seed=0, alpha=0.05)
-    half = 1.96 * values.std(ddof=1) / math.sqrt(values.size)  # ≈ 0.196
-    assert ci.estimate == pytest.approx(values.mean())
-    assert ci.low == pytest.approx(values.mean() - half, abs=0.25 * half)
-    assert ci.high == pytest.approx(values.mean() + half, abs=0.25 * half)
-
-
-def test_bootstrap_bad_input():
-    with pytest.raises(ValueError, match="chips along axis 0"):
-        metrics.bootstrap_ci(np.mean, np.zeros(3), np.zeros(4))
-    with pytest.raises(ValueError, match="at least 2"):
-        metrics.bootstrap_ci(np.mean, np.zeros(1))
-    with pytest.raises(ValueError, match="alpha"):
-        metrics.bootstrap_ci(np.mean, np.zeros(5), alpha=1.5)

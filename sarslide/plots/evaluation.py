@@ -15,6 +15,8 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from ..ablation import SIZE_ALL, size_sort_key
+
 __all__ = [
     "ARM_STYLE",
     "MISCOUNT_PANELS",
@@ -40,14 +42,14 @@ _DODGE = 0.25
 
 
 def size_label(size: int, n_all: int | None = None) -> str:
-    """Tick label of a training size (−1 means all chips)."""
-    if size == -1:
+    """Tick label of a stored training size (:data:`sarslide.ablation.SIZE_ALL`: all chips)."""
+    if size == SIZE_ALL:
         return "all" if n_all is None else f"all ({n_all})"
     return str(size)
 
 
 def _ordered_sizes(sizes) -> list[int]:
-    return sorted({int(s) for s in sizes}, key=lambda s: np.inf if s == -1 else s)
+    return sorted({int(s) for s in sizes}, key=size_sort_key)
 
 
 def _tidy(table: pd.DataFrame, what: str) -> pd.DataFrame:
