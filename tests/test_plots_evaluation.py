@@ -104,3 +104,12 @@ def test_miscounts_accept_a_wide_table_without_error_bars(results):
     ax = fig.axes[1]
     assert len(_marker_lines(ax)) == len(ARMS) and not _error_bars(ax)
     plt.close(fig)
+
+
+def test_size_labels_name_the_stored_codes():
+    from sarslide.ablation import SIZE_ALL, SIZE_BASELINE
+    from sarslide.plots.evaluation import size_label
+
+    assert size_label(SIZE_ALL) == "all" and size_label(SIZE_ALL, 35) == "all (35)"
+    assert size_label(SIZE_BASELINE) == "no training"
+    assert size_label(20) == "20"

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from ..ablation import SIZE_ALL, size_sort_key
+from ..ablation import SIZE_ALL, SIZE_BASELINE, size_sort_key
 
 __all__ = [
     "ARM_STYLE",
@@ -45,6 +45,8 @@ def size_label(size: int, n_all: int | None = None) -> str:
     """Tick label of a stored training size (:data:`sarslide.ablation.SIZE_ALL`: all chips)."""
     if size == SIZE_ALL:
         return "all" if n_all is None else f"all ({n_all})"
+    if size == SIZE_BASELINE:
+        return "no training"  # the non-learned references (log-ratio, random guess)
     return str(size)
 
 
