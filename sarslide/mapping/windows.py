@@ -57,10 +57,10 @@ import xarray as xr
 from pyproj import Transformer
 from scipy.signal.windows import tukey
 
-from .atomic import atomic_file
-from .chips import CHANNELS
-from .progress import progress_bar
-from .transforms import BandStats, standardize
+from ..atomic import atomic_file
+from ..chips import CHANNELS
+from ..progress import progress_bar
+from ..transforms import BandStats, standardize
 
 __all__ = [
     "MappingError",
@@ -168,7 +168,7 @@ def _torch_predictor(model: Any, device: str | None, precision: Any = "auto") ->
 
     import torch
 
-    from .runtime import resolve_precision, select_device
+    from ..runtime import resolve_precision, select_device
 
     dev = select_device(device)
     prec = resolve_precision(dev, precision)
