@@ -68,9 +68,10 @@ def _rss_mb() -> float:
 
 
 def _evaluated_pixels(ny: int, nx: int, window: int, overlap: int, chunk: int) -> int:
-    from sarslide.mapping import _block_plan
+    from sarslide.mapping import block_plan
 
-    return sum(len(b["windows"]) for b in _block_plan(ny, nx, window, overlap, chunk)) * window**2
+    plan = block_plan(ny, nx, window, overlap, chunk)
+    return sum(len(b.windows) for b in plan) * window**2
 
 
 def _measure(label: str, run, area_km2: float, ny: int, nx: int, args, window: int):
@@ -182,7 +183,7 @@ def _region(args, stats) -> None:
     )
 
 
-def main(argv: list[str] | None = None) -> None:
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=1024, help="pass pair side in pixels (10 m)")
     parser.add_argument("--window", type=int, default=512)
@@ -203,16 +204,70 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--skip-model", action="store_true")
     parser.add_argument("--skip-baseline", action="store_true")
     args = parser.parse_args(argv)
+    return args
 
+
+def _finish(da, cog: Path | None):
+    """Compute a map, or stream it into the COG ``cog`` (returns None then)."""
     import dask
+
+    from sarslide import mapping
+
+    # One block at a time: torch already uses every core inside a block.
+    with dask.config.set(scheduler="synchronous"):
+        if cog is not None:
+            mapping.write_cog(da, cog)  # a lazy map streams to disk block by block
+            print(f"{'':<22} written to {cog} ({cog.stat().st_size / 1024**2:.1f} MiB)")
+            return None
+        return da.compute()
+
+
+def _bench_segmenter(args, pair, stats, common: dict, area: float) -> None:
+    """fp32 and the fast path alternated after a warm-up; prints the speedup."""
     import torch
 
-    from sarslide import baseline, mapping, models
+    from sarslide import mapping, models
     from sarslide.runtime import resolve_precision
+
+    ny, nx = pair.sizes["y"], pair.sizes["x"]
+    model = _model()
+    precisions = {"fp32": resolve_precision(None, "fp32"), "fast": resolve_precision(None, "auto")}
+    print(f"model: stage-2 Segmenter with stage-1 embeddings (chapter 7's), "
+          f"{models.count_parameters(model, trainable_only=False):,} parameters, device "
+          f"{'cuda' if torch.cuda.is_available() else 'cpu'}; fast path "
+          f"{precisions['fast'].describe()}")  # fmt: skip
+    warm = pair.isel(y=slice(0, args.window), x=slice(0, args.window))
+    for prec in precisions.values():  # warm-up: one window each
+        mapping.predict_probability(warm, model, stats, precision=prec, **{**common, "lazy": False})
+    walls: dict[str, list[float]] = {k: [] for k in precisions}
+    maps = {}
+    for _ in range(args.reps):
+        for name, prec in precisions.items():
+            label = f"segmenter {name} ({prec.name})"
+            cog = args.cog if name == "fast" else None
+            wall, out = _measure(label,
+                                 lambda prec=prec, cog=cog: _finish(mapping.predict_probability(pair, model, stats, precision=prec, **common), cog),
+                                 area, ny, nx, args, args.window)  # fmt: skip
+            walls[name].append(wall)
+            maps[name] = out
+    if maps.get("fp32") is not None and maps.get("fast") is not None:
+        a, b = np.asarray(maps["fp32"].values), np.asarray(maps["fast"].values)
+        ok = np.isfinite(a) & np.isfinite(b)
+        print(f"{'':<22} max |fast − fp32| probability {np.abs(a[ok] - b[ok]).max():.4f}")
+    ratio = float(np.median(walls["fp32"]) / np.median(walls["fast"]))
+    print(f"mapping speedup over plain fp32: {ratio:.2f}× ({area:,.0f} km², {ny}×{nx} px)")
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parse_args(argv)
+
+    import torch
+
+    from sarslide import baseline, mapping
     from sarslide.transforms import BandStats
 
     torch.set_num_threads(args.threads)
-    # Reference Hokkaido statistics (DESIGN.md); the speed does not depend on them.
+    # Reference Hokkaido statistics; the speed does not depend on them.
     stats = BandStats(mean={"vv": -0.73, "vh": -1.32}, std={"vv": 0.21, "vh": 0.19})
     if args.region_km2:
         _region(args, stats)
@@ -230,49 +285,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     common = dict(window=args.window, overlap=args.overlap, batch_size=args.batch_size,
                   chunk_size=args.chunk, lazy=args.lazy, progress=False)  # fmt: skip
-
-    def finish(da, cog: Path | None):
-        # One block at a time: torch already uses every core inside a block.
-        with dask.config.set(scheduler="synchronous"):
-            if cog is not None:
-                mapping.write_cog(da, cog)  # a lazy map streams to disk block by block
-                print(f"{'':<22} written to {cog} ({cog.stat().st_size / 1024**2:.1f} MiB)")
-                return None
-            return da.compute()
-
     baseline_cog = None if args.cog is None else args.cog.with_name(args.cog.stem + "_logratio.tif")
-
     if not args.skip_model:
-        model = _model()
-        precisions = {"fp32": resolve_precision(None, "fp32"), "fast": resolve_precision(None, "auto")}
-        print(f"model: stage-2 Segmenter with stage-1 embeddings (chapter 7's), "
-              f"{models.count_parameters(model, trainable_only=False):,} parameters, device "
-              f"{'cuda' if torch.cuda.is_available() else 'cpu'}; fast path "
-              f"{precisions['fast'].describe()}")  # fmt: skip
-        warm = pair.isel(y=slice(0, args.window), x=slice(0, args.window))
-        for prec in precisions.values():  # warm-up: one window each
-            mapping.predict_probability(warm, model, stats, precision=prec, **{**common, "lazy": False})
-        walls: dict[str, list[float]] = {k: [] for k in precisions}
-        maps = {}
-        for _ in range(args.reps):
-            for name, prec in precisions.items():
-                label = f"segmenter {name} ({prec.name})"
-                cog = args.cog if name == "fast" else None
-                wall, out = _measure(label,
-                                     lambda prec=prec, cog=cog: finish(mapping.predict_probability(pair, model, stats, precision=prec, **common), cog),
-                                     area, ny, nx, args, args.window)  # fmt: skip
-                walls[name].append(wall)
-                maps[name] = out
-        if maps.get("fp32") is not None and maps.get("fast") is not None:
-            a, b = np.asarray(maps["fp32"].values), np.asarray(maps["fast"].values)
-            ok = np.isfinite(a) & np.isfinite(b)
-            print(f"{'':<22} max |fast − fp32| probability {np.abs(a[ok] - b[ok]).max():.4f}")
-        ratio = float(np.median(walls["fp32"]) / np.median(walls["fast"]))
-        print(f"mapping speedup over plain fp32: {ratio:.2f}× ({area:,.0f} km², {ny}×{nx} px)")
+        _bench_segmenter(args, pair, stats, common, area)
     if not args.skip_baseline:
         _measure("log-ratio baseline",
-                 lambda: finish(mapping.predict_raw(pair, baseline.log_ratio_score, **common),
-                                baseline_cog),
+                 lambda: _finish(mapping.predict_raw(pair, baseline.log_ratio_score, **common),
+                                 baseline_cog),
                  area, ny, nx, args, args.window)  # fmt: skip
 
 

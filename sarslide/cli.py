@@ -516,68 +516,134 @@ def _window(args, models, pair) -> int:
     return fit
 
 
-def cmd_map(args: argparse.Namespace) -> int:
-    """Map an area: COGs, ranked cells (GeoJSON, CSV), quick-look PNG, map.json."""
-    # Check every argument before the heavy imports and any data work.
+def _check_map_args(args: argparse.Namespace):
+    """``(profile, event, custom, source)`` of ``sarslide map``, every argument checked.
+
+    Runs before the heavy imports and any data work, so a bad flag fails in a second.
+    """
     profile = _profile(args)
     event, custom = _resolve_event(args)
-    source = args.source or ("synthetic" if profile.offline else ("planetary-computer" if custom else "zenodo"))
+    if args.source:
+        source = args.source
+    elif profile.offline:
+        source = "synthetic"
+    else:
+        source = "planetary-computer" if custom else "zenodo"
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
-        raise CLIError(f"--threshold {args.threshold}: a probability threshold lies in [0, 1]")
+        raise CLIError(
+            f"--threshold {args.threshold}: a probability threshold lies in [0, 1]"
+        )
     if args.model and parse_run_id(args.model) is None:
         _checkpoint_paths(args.model)
-    for flag, value in (("--cell-size", args.cell_size), ("--top", args.top), ("--window", args.window),
-                        ("--scene-size", args.scene_size)):  # fmt: skip
+    positive = (
+        ("--cell-size", args.cell_size),
+        ("--top", args.top),
+        ("--window", args.window),
+        ("--scene-size", args.scene_size),
+    )
+    for flag, value in positive:
         if value is not None and value <= 0:
             raise CLIError(f"{flag} {value}: must be positive")
+    return profile, event, custom, source
 
-    import numpy as np
 
-    from . import mapping, mapping_export
-    from .atomic import atomic_file
+def _map_threshold(args: argparse.Namespace, models, stats, chips) -> tuple[float, str]:
+    """``(threshold, how it was chosen)``: ``--threshold``, else calibrated on validation.
 
-    cache = _cache_dir(args)
-    out = Path(args.out) if args.out else cache / "maps" / f"{event.name}-{profile.name}"
-    out.mkdir(parents=True, exist_ok=True)
-
-    if source == "synthetic":
-        pair = _synthetic_pair(event, custom, args, profile, cache)
-    else:
-        pair = _real_pair(event, custom, source, args, profile, cache)
-    print(f"scene: {event.name} ({source}), {pair.sizes['y']}×{pair.sizes['x']} px, {pair.rio.crs}")
-    models, stats, chips, model_text = _models(args, profile, cache)
-    print(f"model: {model_text}")
-    window = _window(args, models, pair)
-    prob = mapping.predict_probability(pair, models, stats, window=window, device=args.device, progress=True)
-
+    The calibration predicts the chip set's validation chips with the same models
+    (ensemble mean of probabilities) and makes the mapped landslide area unbiased there
+    (:func:`sarslide.mapping.calibrate_threshold`).
+    """
     if args.threshold is not None:
-        threshold, how = float(args.threshold), "given"
-    else:
-        from .predict import predict_proba
-        from .transforms import standardize
+        return float(args.threshold), "given"
+    from .mapping import calibrate_threshold
+    from .predict import predict_proba
+    from .transforms import standardize
 
-        val = chips.split("validation")
-        val_prob = predict_proba(models, standardize(val.images, stats), device=args.device)
-        threshold, how = mapping.calibrate_threshold(val_prob, val.labels), "calibrated on validation chips"
-    binary = mapping.binary_map(prob, threshold)
-    heatmap = mapping.density_heatmap(binary, cell_size=args.cell_size)
-    ranked = mapping.rank_cells(heatmap, top=args.top)
-    cells = mapping_export.cells_frame(ranked, heatmap)
+    val = chips.split("validation")
+    val_prob = predict_proba(models, standardize(val.images, stats), device=args.device)
+    return calibrate_threshold(val_prob, val.labels), "calibrated on validation chips"
 
+
+def _write_map_files(out: Path, prob, binary, heatmap, ranked, title: str) -> dict[str, Path]:
+    """Write the three COGs, the ranked cells (GeoJSON, CSV) and the quick-look PNG.
+
+    Returns ``{kind: path}`` in the order written (``probability``, ``binary``,
+    ``density``, ``cells_geojson``, ``cells_csv``, ``quicklook``).
+    """
+    from . import mapping
+
+    cells = mapping.cells_frame(ranked, heatmap)
     files = {
         "probability": mapping.write_cog(prob, out / "landslide_probability.tif"),
         "binary": mapping.write_cog(binary, out / "landslide_map.tif"),
         "density": mapping.write_cog(heatmap, out / "landslide_density.tif"),
     }
-    files["cells_geojson"], files["cells_csv"] = mapping_export.write_cells(
+    files["cells_geojson"], files["cells_csv"] = mapping.write_cells(
         cells, out / "most_affected_cells.geojson", out / "most_affected_cells.csv"
     )
-    files["quicklook"] = mapping_export.write_quicklook(
-        prob, binary, heatmap, out / "quicklook.png", ranked=ranked.head(10),
-        title=f"{event.title} — {source}, threshold {threshold:.3g}",
-    )  # fmt: skip
+    files["quicklook"] = mapping.write_quicklook(
+        prob, binary, heatmap, out / "quicklook.png", ranked=ranked.head(10), title=title
+    )
+    return files
+
+
+def _map_areas_km2(prob, binary) -> tuple[float, float]:
+    """``(mapped landslide area, valid area)`` in km² of a map on a regular grid."""
+    import numpy as np
+
     valid = int(np.isfinite(prob.values).sum())
-    pixel_km2 = abs(float(prob["x"][1] - prob["x"][0]) * float(prob["y"][0] - prob["y"][1])) / 1e6
+    dx = float(prob["x"][1] - prob["x"][0])
+    dy = float(prob["y"][0] - prob["y"][1])
+    pixel_km2 = abs(dx * dy) / 1e6
+    return float((binary.values == 1).sum()) * pixel_km2, valid * pixel_km2
+
+
+def _print_map_summary(record: dict[str, Any], ranked, files: dict[str, Path]) -> None:
+    """The threshold, the mapped area, the five most affected cells and the files."""
+    print(
+        f"threshold {record['threshold']:.3f} ({record['threshold_choice']}); mapped "
+        f"landslide area {record['mapped_area_km2']:.2f} km² "
+        f"of {record['valid_area_km2']:.1f} km²"
+    )
+    if len(ranked):
+        print("most affected cells:")
+        digits = {"x": 0, "y": 0, "lon": 4, "lat": 4, "landslide_fraction": 3,
+                  "landslide_area_km2": 3}  # fmt: skip
+        print(ranked.head(5).round(digits).to_string(index=False))
+    for key, path in files.items():
+        print(f"{key:14s} {path}")
+
+
+def cmd_map(args: argparse.Namespace) -> int:
+    """Map an area: COGs, ranked cells (GeoJSON, CSV), quick-look PNG, map.json."""
+    profile, event, custom, source = _check_map_args(args)
+
+    from . import mapping
+    from .atomic import atomic_file
+
+    cache = _cache_dir(args)
+    out = Path(args.out) if args.out else cache / "maps" / f"{event.name}-{profile.name}"
+    out.mkdir(parents=True, exist_ok=True)
+    if source == "synthetic":
+        pair = _synthetic_pair(event, custom, args, profile, cache)
+    else:
+        pair = _real_pair(event, custom, source, args, profile, cache)
+    size = f"{pair.sizes['y']}×{pair.sizes['x']} px"
+    print(f"scene: {event.name} ({source}), {size}, {pair.rio.crs}")
+    models, stats, chips, model_text = _models(args, profile, cache)
+    print(f"model: {model_text}")
+    window = _window(args, models, pair)
+    prob = mapping.predict_probability(
+        pair, models, stats, window=window, device=args.device, progress=True
+    )
+    threshold, how = _map_threshold(args, models, stats, chips)
+    binary = mapping.binary_map(prob, threshold)
+    heatmap = mapping.density_heatmap(binary, cell_size=args.cell_size)
+    ranked = mapping.rank_cells(heatmap, top=args.top)
+    title = f"{event.title} — {source}, threshold {threshold:.3g}"
+    files = _write_map_files(out, prob, binary, heatmap, ranked, title)
+    mapped_km2, valid_km2 = _map_areas_km2(prob, binary)
     record = {
         "event": event.name,
         "title": event.title,
@@ -592,22 +658,15 @@ def cmd_map(args: argparse.Namespace) -> int:
         "threshold_choice": how,
         "window": window,
         "cell_size_m": float(args.cell_size),
-        "mapped_area_km2": float((binary.values == 1).sum()) * pixel_km2,
-        "valid_area_km2": valid * pixel_km2,
+        "mapped_area_km2": mapped_km2,
+        "valid_area_km2": valid_km2,
         "pre_times": list(pair.attrs.get("pre_times", [])),
         "post_times": list(pair.attrs.get("post_times", [])),
         "files": {k: p.name for k, p in files.items()},
     }
     with atomic_file(out / "map.json", suffix=".json") as tmp:
         tmp.write_text(json.dumps(record, indent=2))
-    print(f"threshold {threshold:.3f} ({how}); mapped landslide area {record['mapped_area_km2']:.2f} km² "
-          f"of {record['valid_area_km2']:.1f} km²")  # fmt: skip
-    if len(ranked):
-        print("most affected cells:")
-        print(ranked.head(5).round({"x": 0, "y": 0, "lon": 4, "lat": 4, "landslide_fraction": 3,
-                                    "landslide_area_km2": 3}).to_string(index=False))  # fmt: skip
-    for key, path in files.items():
-        print(f"{key:14s} {path}")
+    _print_map_summary(record, ranked, files)
     return 0
 
 

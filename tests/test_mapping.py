@@ -419,3 +419,67 @@ def test_heatmap_agreement_against_hand_values():
     assert out["shared_top_cells"] == 0  # top-2 truth cells are (0,0) and (1,1); mapped (0,1) and (1,0)
     with pytest.raises(MappingError, match="different grids"):
         mapping.heatmap_agreement(_heatmap([[0.1, 0.2]]), truth)
+
+
+# ----------------------------------------------------------------------------- structure
+def test_public_names_of_the_subpackage():
+    """Every name the notebooks, CLI, tests and benchmarks use lives on sarslide.mapping."""
+    for name in mapping.__all__:
+        assert hasattr(mapping, name), name
+    assert mapping.MappingError.__module__ == "sarslide.mapping"
+    assert issubclass(mapping.MappingError, ValueError)
+
+
+def test_block_plan_covers_the_scene_once():
+    ny, nx, window, overlap, chunk = 130, 95, 32, 8, 50
+    plan = mapping.block_plan(ny, nx, window, overlap, chunk)
+    written = np.zeros((ny, nx), int)
+    for block in plan:
+        r0, r1, c0, c1 = block.core
+        written[r0:r1, c0:c1] += 1
+        ry0, ry1, rx0, rx1 = block.region
+        assert ry0 <= r0 and r1 <= ry1 and rx0 <= c0 and c1 <= rx1
+        for y, x in block.windows:  # every window lies in the region and touches the core
+            assert ry0 <= y and y + window <= ry1 and rx0 <= x and x + window <= rx1
+            assert y < r1 and y + window > r0 and x < c1 and x + window > c0
+    assert (written == 1).all()
+
+
+def test_ensemble_goes_through_metrics_ensemble_mean(monkeypatch):
+    calls = []
+
+    def counting_mean(members):
+        members = list(members)
+        calls.append(len(members))
+        return metrics.ensemble_mean(members)
+
+    monkeypatch.setattr(mapping.predictors, "ensemble_mean", counting_mean)
+    pair = _pair(64, 64)
+    prob = mapping.predict_probability(
+        pair, [_constant(0.2), _constant(0.7)], IDENTITY_STATS, window=32, overlap=8,
+        progress=False,
+    )  # fmt: skip
+    assert calls and set(calls) == {2}  # dry run and every batch average two members
+    np.testing.assert_allclose(prob.values, 0.45, rtol=1e-6)
+
+
+def test_ensemble_member_returning_logits_is_refused():
+    with pytest.raises(MappingError, match="not probabilities"):
+        mapping.predict_probability(
+            _pair(64, 64), [_constant(0.5), _constant(3.0)], IDENTITY_STATS, window=32
+        )
+
+
+def test_raw_and_probability_share_one_window_plan():
+    """One callable through both entry points: the same blend, only the input differs."""
+    from sarslide.transforms import LINEAR_FLOOR
+
+    pair = _pair(70, 90, seed=2)
+    kwargs = dict(window=32, overlap=8, chunk_size=40, progress=False)
+    prob = mapping.predict_probability(pair, _window_mean_model, IDENTITY_STATS, **kwargs)
+    # IDENTITY_STATS standardises to log10(max(x, floor)): do that inside the raw score
+    raw = mapping.predict_raw(
+        pair, lambda b: _window_mean_model(np.log10(np.maximum(b, LINEAR_FLOOR))), **kwargs
+    )
+    assert (raw.attrs["window"], raw.attrs["overlap"]) == (prob.attrs["window"], 8)
+    np.testing.assert_allclose(raw.values, prob.values, rtol=1e-5)

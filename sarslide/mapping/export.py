@@ -1,9 +1,7 @@
-"""GIS-ready exports of a landslide map: ranked cells as GeoJSON and CSV, and a PNG quick-look.
+"""Exports of a landslide map: Cloud-Optimized GeoTIFFs, ranked cells, a PNG quick-look.
 
-:mod:`sarslide.mapping` computes the rasters (probability, binary map, density heatmap) and
-writes them as Cloud-Optimized GeoTIFFs; this module writes what an analyst opens next to
-them:
-
+* :func:`write_cog` writes any raster of :mod:`sarslide.mapping` (probability, binary
+  map, density heatmap) as a Cloud-Optimized GeoTIFF, streaming lazy maps block by block;
 * :func:`cells_frame` turns :func:`sarslide.mapping.rank_cells`' table into square cell
   polygons (a :class:`geopandas.GeoDataFrame` in the heatmap's CRS);
 * :func:`write_cells` writes them as GeoJSON (in the map CRS, which GDAL records in the
@@ -12,23 +10,101 @@ them:
 * :func:`write_quicklook` draws probability, binary map and density heatmap side by side
   into a PNG (matplotlib's Agg canvas; no display needed).
 
-Every write is atomic (:mod:`sarslide.atomic`).
+Every write is atomic (:mod:`sarslide.atomic`). geopandas, shapely and matplotlib are
+imported only by the functions that need them, so ``import sarslide.mapping`` stays
+light.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import geopandas as gpd
 import numpy as np
 import pandas as pd
-import shapely
+import rioxarray  # noqa: F401  (registers the .rio accessor)
 import xarray as xr
 
-from .atomic import atomic_file
+from ..atomic import atomic_file
+from .calibration import BINARY_NODATA
+from .errors import MappingError
 
-__all__ = ["CELL_COLUMNS", "cells_frame", "write_cells", "write_quicklook"]
+if TYPE_CHECKING:
+    import geopandas as gpd
+
+__all__ = ["CELL_COLUMNS", "cells_frame", "write_cells", "write_cog", "write_quicklook"]
+
+
+def write_cog(
+    da: xr.DataArray,
+    path: str | os.PathLike,
+    *,
+    compress: str = "DEFLATE",
+    overview_resampling: str | None = None,
+) -> Path:
+    """Write a (y, x) raster as a Cloud-Optimized GeoTIFF, atomically.
+
+    In-memory rasters are written by rioxarray with GDAL's ``COG`` driver; dask-backed ones
+    (``lazy=True`` maps) are first streamed block by block into a tiled GeoTIFF, then
+    converted with the ``COG`` driver, so the map never has to fit in memory. Either way
+    the file appears at ``path`` only when complete (temporary file, then ``os.replace``).
+
+    Parameters
+    ----------
+    da:
+        2-D raster with a CRS (as returned by this module). NaN (float) or ``rio.nodata``
+        (integer) marks no data. A boolean map is written as uint8 (1 = True, 0 = False).
+    path:
+        Output ``.tif`` path; its directory is created.
+    compress:
+        GDAL compression (``"DEFLATE"``, ``"LZW"``, ``"ZSTD"`` …).
+    overview_resampling:
+        Resampling for the overviews; default ``"average"`` for floats, ``"nearest"`` for
+        class maps (integers).
+
+    Returns
+    -------
+    pathlib.Path
+    """
+    import rasterio.shutil
+
+    if tuple(da.dims) != ("y", "x"):
+        raise MappingError(
+            f"write_cog needs a (y, x) raster, got dims {tuple(da.dims)}"
+        )
+    if da.rio.crs is None:
+        raise MappingError(
+            "the raster has no CRS; attach one with da.rio.write_crs('EPSG:…')"
+        )
+    if da.dtype == bool:  # GeoTIFF has no boolean type: write 1 = True, 0 = False
+        da = da.astype("uint8")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if overview_resampling is None:
+        overview_resampling = (
+            "nearest" if np.issubdtype(da.dtype, np.integer) else "average"
+        )
+    if da.rio.nodata is None and np.issubdtype(da.dtype, np.floating):
+        da = da.rio.write_nodata(np.nan, encoded=False)
+    options = {"compress": compress, "overview_resampling": overview_resampling}
+    with atomic_file(path, suffix=".tif") as tmp:
+        if da.chunks is None:
+            da.rio.to_raster(tmp, driver="COG", **options)
+        else:
+            # A lazy map streams block by block into a tiled GeoTIFF, then becomes a COG.
+            staging = tmp.with_name(tmp.stem + ".stage.tif")
+            try:
+                da.rio.to_raster(
+                    staging, driver="GTiff", tiled=True, blockxsize=512, blockysize=512,
+                    compress=compress, lock=threading.Lock(), windowed=True,
+                )  # fmt: skip
+                rasterio.shutil.copy(staging, tmp, driver="COG", **options)
+            finally:
+                staging.unlink(missing_ok=True)
+    return path
+
 
 #: Attribute columns of the exported cells, in order (``geometry`` / ``geometry_wkt`` follow).
 CELL_COLUMNS: tuple[str, ...] = (
@@ -61,13 +137,18 @@ def cells_frame(ranked: pd.DataFrame, heatmap: xr.DataArray) -> gpd.GeoDataFrame
         :data:`CELL_COLUMNS` plus ``geometry`` (one square per cell, side ``cell_size_m``),
         most affected first, CRS of the heatmap.
     """
+    import geopandas as gpd
+    import shapely
+
     missing = [c for c in CELL_COLUMNS[:-1] if c not in ranked.columns]
     if missing:
         raise ValueError(
             f"the ranked table lacks columns {missing}; build it with sarslide.mapping.rank_cells(heatmap)"
         )
     if heatmap.rio.crs is None:
-        raise ValueError("the heatmap has no CRS; build it with sarslide.mapping.density_heatmap")
+        raise ValueError(
+            "the heatmap has no CRS; build it with sarslide.mapping.density_heatmap"
+        )
     cell = heatmap.attrs.get("cell_size")
     if cell is None:
         cell = abs(float(heatmap["x"].values[1] - heatmap["x"].values[0]))
@@ -78,11 +159,15 @@ def cells_frame(ranked: pd.DataFrame, heatmap: xr.DataArray) -> gpd.GeoDataFrame
     table = ranked[list(CELL_COLUMNS[:-1])].reset_index(drop=True).copy()
     table["rank"] = table["rank"].astype(np.int64)
     table["cell_size_m"] = float(cell)
-    return gpd.GeoDataFrame(table, geometry=list(polygons), crs=heatmap.rio.crs.to_wkt())
+    return gpd.GeoDataFrame(
+        table, geometry=list(polygons), crs=heatmap.rio.crs.to_wkt()
+    )
 
 
 def write_cells(
-    cells: gpd.GeoDataFrame, geojson_path: str | os.PathLike, csv_path: str | os.PathLike
+    cells: gpd.GeoDataFrame,
+    geojson_path: str | os.PathLike,
+    csv_path: str | os.PathLike,
 ) -> tuple[Path, Path]:
     """Write cells as GeoJSON (CRS kept) and CSV (same rows, polygon as ``geometry_wkt``).
 
@@ -94,11 +179,15 @@ def write_cells(
     (pathlib.Path, pathlib.Path)
         The GeoJSON and CSV paths.
     """
+    import shapely
+
     geojson_path, csv_path = Path(geojson_path), Path(csv_path)
     with atomic_file(geojson_path, suffix=".geojson") as tmp:
         cells.to_file(tmp, driver="GeoJSON", engine="pyogrio", layer=geojson_path.stem)
     table = pd.DataFrame(cells.drop(columns=cells.geometry.name))
-    table["geometry_wkt"] = shapely.to_wkt(cells.geometry.to_numpy(), rounding_precision=-1)
+    table["geometry_wkt"] = shapely.to_wkt(
+        cells.geometry.to_numpy(), rounding_precision=-1
+    )
     with atomic_file(csv_path, suffix=".csv") as tmp:
         table.to_csv(tmp, index=False)
     return geojson_path, csv_path
@@ -134,18 +223,22 @@ def write_quicklook(
     """
     import matplotlib
 
-    matplotlib.use("Agg", force=False)  # no display; a no-op where a backend is already set
+    matplotlib.use(
+        "Agg", force=False
+    )  # no display; a no-op where a backend is already set
     import matplotlib.pyplot as plt
 
-    from .plots.maps import plot_mapping_overview
+    from ..plots.maps import plot_mapping_overview
 
     prob = _quicklook_raster(prob, max_pixels, "mean")
     # 255 (no data) would win a max: mark it NaN first, back to 255 after.
-    valid = binary != 255
+    valid = binary != BINARY_NODATA
     small = _quicklook_raster(binary.where(valid).astype("float32"), max_pixels, "max")
     small = small.fillna(255).astype("uint8")
     small.attrs = dict(binary.attrs)
-    fig = plot_mapping_overview(prob.compute(), small.compute(), heatmap.compute(), ranked=ranked)
+    fig = plot_mapping_overview(
+        prob.compute(), small.compute(), heatmap.compute(), ranked=ranked
+    )
     try:
         if title:
             fig.suptitle(title)
