@@ -42,11 +42,12 @@ from sarslide.profiles import get_profile
 from sarslide.runtime import (
     Precision,
     embed_all,
-    segmenter_embeddings,
     resolve_precision,
+    segmenter_embeddings,
     select_device,
 )
-from sarslide.train import dice_loss, seed_everything
+from sarslide.tasks import TrainingTask, get_task
+from sarslide.train import seed_everything
 
 
 def _sync(device: torch.device) -> None:
@@ -58,7 +59,8 @@ class _Case:
     """One model + optimiser + batch under one precision, ready to step."""
 
     def __init__(self, task: str, model: torch.nn.Module, prec: Precision, x, y, emb, device):
-        self.task, self.prec, self.device = task, prec, device
+        self.task: TrainingTask = get_task(task)  # its loss is the one fit trains with
+        self.prec, self.device = prec, device
         self.model = prec.apply_layout(model.to(device)).train()
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.opt = torch.optim.Adam(params, lr=1e-3)
@@ -74,10 +76,7 @@ class _Case:
         self.opt.zero_grad(set_to_none=True)
         with prec.autocast():
             out = self.model(xb, *extra)
-        if self.task == "stage1":
-            loss = torch.nn.functional.binary_cross_entropy_with_logits(out.float(), yb)
-        else:
-            loss = dice_loss(out.float(), yb)
+        loss = self.task.loss(out.float(), yb)
         self.scaler.scale(loss).backward()
         self.scaler.step(self.opt)
         self.scaler.update()

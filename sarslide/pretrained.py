@@ -8,15 +8,24 @@ stage-2 chapter calls so that it runs standalone on a fresh runtime.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
 from .checkpoints import load_checkpoint
 from .models import SiameseClassifier
-from .train import TrainResult, fit_chipset, seed_everything
+from .profiles import Profile, get_profile
+from .tasks import STAGE1
+from .train import TrainConfig, TrainResult, finished_run, fit_chipset, seed_everything
 
-__all__ = ["checkpoint_root", "stage1_checkpoint_dir", "train_stage1", "pretrained_stage1"]
+__all__ = [
+    "checkpoint_root",
+    "pretrained_stage1",
+    "stage1_checkpoint_dir",
+    "stage1_train_config",
+    "train_stage1",
+]
 
 
 def checkpoint_root(cache_dir=None) -> Path:
@@ -28,33 +37,52 @@ def checkpoint_root(cache_dir=None) -> Path:
 
 
 def stage1_checkpoint_dir(
-    event: str, profile=None, *, config: str | None = None, seed: int = 0, data_seed: int | None = None, cache_dir=None
+    event: str,
+    profile: Profile | str | None = None,
+    *,
+    config: str | None = None,
+    seed: int = 0,
+    data_seed: int | None = None,
+    cache_dir=None,
 ) -> Path:
     """Where :func:`train_stage1` keeps a run: ``<data dir>/checkpoints/stage1-...``.
 
-    The name carries the event, configuration, seed and a hash of the chip store's and the
-    stage-1 training's settings (:data:`sarslide.profiles.STAGE1_FIELDS`), so changing the
-    data or a setting starts a new run instead of reusing a stale one, while profiles that
-    differ only in stage-2 settings share one stage-1 model.
+    The name carries the event, configuration, seed and a hash of the chip store's and
+    the stage-1 training's settings (:data:`sarslide.profiles.STAGE1_FIELDS`), so
+    changing the data or a setting starts a new run instead of reusing a stale one,
+    while profiles that differ only in stage-2 settings share one stage-1 model.
     """
     from .datasets import store_key
     from .events import get_event
-    from .profiles import STAGE1_FIELDS, get_profile
+    from .profiles import STAGE1_FIELDS
     from .runtime import resolve_precision, select_device
 
     profile = get_profile(profile)
     name = get_event(event).name
     config = config or profile.stage1_config
-    # Key on the precision "auto" resolves to here: a run made in bf16 elsewhere is not ours.
+    # Key on the precision "auto" resolves to here: a run made in bf16 elsewhere is not
+    # ours.
     resolved = resolve_precision(select_device(None), profile.precision).name
     keyed = profile.with_overrides(precision=resolved)
-    key = store_key(name, keyed, profile.data_seed if data_seed is None else data_seed, STAGE1_FIELDS)
+    chip_seed = profile.data_seed if data_seed is None else data_seed
+    key = store_key(name, keyed, chip_seed, STAGE1_FIELDS)
     return checkpoint_root(cache_dir) / f"stage1-{name}-{config}-seed{seed}-{key}"
+
+
+def stage1_train_config(profile: Profile | str | None = None) -> TrainConfig:
+    """The training settings of an event's stage-1 run under ``profile``:
+    :meth:`TrainConfig.from_profile` for stage 1 (``stage1_max_epochs``, ``patience``,
+    ``batch_size``, ``learning_rate``, ``top_k``) with ``precision="auto"``.
+
+    The stage-1 run has always trained under ``"auto"`` whatever ``profile.precision``
+    says (every built-in profile says ``"auto"``); kept so that cached runs resume.
+    """
+    return replace(TrainConfig.from_profile(profile, STAGE1), precision="auto")
 
 
 def train_stage1(
     event: str,
-    profile=None,
+    profile: Profile | str | None = None,
     *,
     config: str | None = None,
     seed: int = 0,
@@ -64,41 +92,61 @@ def train_stage1(
     progress: bool = True,
     resume: bool = True,
 ) -> TrainResult:
-    """Train (or resume, or just return) the stage-1 classifier of ``event`` under ``profile``.
+    """Train (or resume, or just return) the stage-1 classifier of ``event`` under
+    ``profile``.
 
-    Uses :func:`sarslide.datasets.prepare_event` (split ``stage1_train``, validation split
-    ``validation``) and the profile's budget (``stage1_max_epochs``, ``patience``,
-    ``batch_size``, ``learning_rate``, ``top_k``, ``stage1_config``).  Checkpoints go to
-    :func:`stage1_checkpoint_dir`; a finished run is returned without training again.
+    Uses :func:`sarslide.datasets.prepare_event` (split ``stage1_train``, validation
+    split ``validation``), :func:`stage1_train_config` and the profile's
+    ``stage1_config`` architecture.  Checkpoints go to :func:`stage1_checkpoint_dir`; a
+    finished run is returned without training again.
     """
     from .datasets import prepare_event
-    from .profiles import Profile, get_profile
 
-    profile = profile if isinstance(profile, Profile) else get_profile(profile)
-    config = config or profile.stage1_config
+    profile = get_profile(profile)
+    architecture = config or profile.stage1_config
     chips = prepare_event(event, profile, cache_dir=cache_dir, seed=data_seed)
     seed_everything(seed)
-    model = SiameseClassifier(config)
+    model = SiameseClassifier(architecture)
+    folder = stage1_checkpoint_dir(
+        event, profile, config=architecture, seed=seed, data_seed=data_seed,
+        cache_dir=cache_dir,
+    )  # fmt: skip
     return fit_chipset(
         model,
         chips,
-        task="stage1",
-        max_epochs=profile.stage1_max_epochs,
-        patience=profile.patience,
-        batch_size=profile.batch_size,
-        lr=profile.learning_rate,
-        top_k=profile.top_k,
+        task=STAGE1,
+        config=stage1_train_config(profile),
         seed=seed,
-        checkpoint_dir=stage1_checkpoint_dir(event, profile, config=config, seed=seed, data_seed=data_seed, cache_dir=cache_dir),
+        checkpoint_dir=folder,
         device=device,
         progress=progress,
         resume=resume,
     )
 
 
+def _finished_stage1(
+    folder: Path, architecture: str, profile: Profile, seed: int, device
+) -> TrainResult | None:
+    """The finished stage-1 run in ``folder`` as :func:`train_stage1` would return it,
+    without preparing chips or initialising a network; None if it is not finished.
+
+    The folder is named after the chips and settings (:func:`stage1_checkpoint_dir`),
+    which stands in for fit's data check.  The global RNG ends as after
+    :func:`train_stage1` (:func:`~sarslide.train.finished_run`).
+    """
+    # Only the class and configuration are compared: built on the meta device (no
+    # weights), in a forked RNG (initialising it would still draw from torch's).
+    with torch.random.fork_rng(devices=[]), torch.device("meta"):
+        model = SiameseClassifier(architecture)
+    return finished_run(
+        model, task=STAGE1, config=stage1_train_config(profile), checkpoint_dir=folder,
+        seed=seed, device=device,
+    )  # fmt: skip
+
+
 def pretrained_stage1(
     event: str,
-    profile=None,
+    profile: Profile | str | None = None,
     *,
     config: str | None = None,
     seed: int = 0,
@@ -107,13 +155,26 @@ def pretrained_stage1(
     device: str | torch.device | None = None,
     progress: bool = True,
 ) -> SiameseClassifier:
-    """The best stage-1 classifier of ``event``: loaded from the cache, trained first if missing.
+    """The best stage-1 classifier of ``event``: loaded from the cache, trained first if
+    missing.
 
-    This is what a stage-2 chapter calls, so it runs standalone on a fresh runtime.
-    The returned model is on the CPU in eval mode; pass it to ``Segmenter(stage1=...)``.
+    This is what a stage-2 chapter calls, so it runs standalone on a fresh runtime.  A
+    finished run is read straight from its checkpoint folder (no chips, no network to
+    initialise: the ablation grid calls this once per stage-2 run); otherwise
+    :func:`train_stage1` trains or resumes it.  Either way the same model and the same
+    global RNG state result.  The returned model is on the CPU in eval mode; pass it to
+    ``Segmenter(stage1=...)``.
     """
-    result = train_stage1(
-        event, profile, config=config, seed=seed, data_seed=data_seed,
-        cache_dir=cache_dir, device=device, progress=progress,
+    profile = get_profile(profile)
+    architecture = config or profile.stage1_config
+    folder = stage1_checkpoint_dir(
+        event, profile, config=architecture, seed=seed, data_seed=data_seed,
+        cache_dir=cache_dir,
     )  # fmt: skip
+    result = _finished_stage1(folder, architecture, profile, seed, device)
+    if result is None:
+        result = train_stage1(
+            event, profile, config=architecture, seed=seed, data_seed=data_seed,
+            cache_dir=cache_dir, device=device, progress=progress,
+        )  # fmt: skip
     return load_checkpoint(result.best, "stage1", device="cpu")

@@ -3,9 +3,11 @@
 The pieces that training (:mod:`sarslide.train`), checkpoints (:mod:`sarslide.checkpoints`),
 prediction (:mod:`sarslide.predict`) and mapping (:mod:`sarslide.mapping`) share:
 
-* the two tasks and the model class each one runs: ``"stage1"`` a
+* the two task names and the model class each one runs: ``"stage1"`` a
   :class:`~sarslide.models.SiameseClassifier` (chip classification), ``"stage2"`` a
-  :class:`~sarslide.models.Segmenter` (segmentation);
+  :class:`~sarslide.models.Segmenter` (segmentation); what else differs between them
+  (targets, loss, metric) is in :mod:`sarslide.tasks`, whose objects every check here
+  also accepts;
 * :func:`select_device`: CUDA when available, else CPU;
 * :func:`resolve_precision`: the one place that decides the arithmetic and memory layout
   per device (a :class:`Precision`); every forward and training step goes through it;
@@ -54,22 +56,40 @@ import torch
 from torch import Tensor, nn
 
 from .models import Segmenter, SiameseClassifier, check_input
+from .tasks import TASKS_BY_NAME, TrainingTask, get_task
 
 __all__ = [
-    "TASKS",
-    "Task",
+    "MODEL_FOR_TASK",
     "PRECISIONS",
+    "TASKS",
     "Precision",
-    "select_device",
-    "resolve_precision",
-    "cpu_has_native_bf16",
+    "Task",
+    "array_fingerprint",
+    "batch_indices",
+    "check_embeddings",
+    "check_images",
+    "check_model_for_task",
+    "check_task",
     "cpu_bf16_is_correct",
+    "cpu_has_native_bf16",
+    "embed_all",
+    "forward_all",
+    "resolve_precision",
     "runtime_record",
+    "segmenter_embeddings",
+    "select_device",
+    "take_rows",
+    "weights_fingerprint",
 ]
 
+#: A task's name; :mod:`sarslide.tasks` holds what each one means.
 Task = Literal["stage1", "stage2"]
-TASKS: tuple[str, ...] = ("stage1", "stage2")
-MODEL_FOR_TASK = {"stage1": SiameseClassifier, "stage2": Segmenter}
+#: The task names, in stage order.
+TASKS: tuple[str, ...] = tuple(TASKS_BY_NAME)
+#: The model class each task trains (from :mod:`sarslide.tasks`).
+MODEL_FOR_TASK: dict[str, type[nn.Module]] = {
+    name: task.model_class for name, task in TASKS_BY_NAME.items()
+}
 
 #: What ``precision=`` accepts (besides a :class:`Precision`).
 PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16")
@@ -330,16 +350,17 @@ def runtime_record(device: torch.device, precision: Precision) -> dict[str, Any]
 # --------------------------------------------------------------------------- inputs
 
 
-def check_task(task: str) -> str:
-    if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; choose 'stage1' (chip classification) or 'stage2' (segmentation)")
-    return task
+def check_task(task: str | TrainingTask) -> str:
+    """The name of ``task`` (``"stage1"`` or ``"stage2"``, or a
+    :class:`~sarslide.tasks.TrainingTask`); :class:`ValueError` for any other name
+    (:func:`sarslide.tasks.get_task`)."""
+    return get_task(task).name
 
 
-def check_model_for_task(model: nn.Module, task: str) -> None:
-    cls = MODEL_FOR_TASK[task]
-    if not isinstance(model, cls):
-        raise TypeError(f"task={task!r} trains a {cls.__name__}, got a {type(model).__name__}")
+def check_model_for_task(model: nn.Module, task: str | TrainingTask) -> None:
+    """Raise :class:`TypeError` unless ``model`` is the model class ``task`` trains
+    (:meth:`sarslide.tasks.TrainingTask.check_model`)."""
+    get_task(task).check_model(model)
 
 
 def check_images(images: Any, model: nn.Module | None, what: str) -> np.ndarray:
@@ -396,7 +417,12 @@ def weights_fingerprint(model: nn.Module) -> str:
 # --------------------------------------------------------------------------- forwards
 
 
-def batch_indices(n: int, batch_size: int, order: np.ndarray | None = None):
+def batch_indices(
+    n: int, batch_size: int, order: np.ndarray | None = None
+) -> Iterator[np.ndarray]:
+    """Consecutive mini-batches of positions: ``order`` (a permutation of ``range(n)``,
+    int array ``(n,)``; ``None`` is ``0..n-1``) cut into arrays of ``batch_size``
+    positions, the last one shorter if ``n`` is not a multiple."""
     idx = np.arange(n) if order is None else order
     for start in range(0, n, batch_size):
         yield idx[start : start + batch_size]

@@ -2,50 +2,58 @@
 
 Training (:func:`fit`)
     Adam, mini-batches in a seeded order (epoch ``e`` of seed ``s`` always visits the
-    chips in the same order), early stopping when the validation loss has not improved for
-    ``patience`` epochs, the ``top_k`` checkpoints by validation APRC (stage 2) or accuracy
-    (stage 1) kept on disk, the device's fast arithmetic by default (``precision="auto"``:
-    bfloat16 autocast + channels-last on CPUs with native bf16 and on recent GPUs, float16
-    + gradient scaling on older GPUs, float32 elsewhere; see
+    chips in the same order), early stopping when the validation loss has not improved
+    for ``patience`` epochs, the ``top_k`` checkpoints by validation APRC (stage 2) or
+    accuracy (stage 1) kept on disk, the device's fast arithmetic by default
+    (``precision="auto"``: bfloat16 autocast + channels-last on CPUs with native bf16
+    and on recent GPUs, float16 + gradient scaling on older GPUs, float32 elsewhere; see
     :func:`sarslide.runtime.resolve_precision`), a tqdm bar per run.  The device is CUDA
     when available, else CPU.  Weights, optimiser state and checkpoints are float32; the
-    losses are computed in float32.
+    losses are computed in float32.  The settings travel as one :class:`TrainConfig`
+    (``TrainConfig.from_profile(profile, "stage2")``).
+
+    What differs between the stages lives in :mod:`sarslide.tasks`:
 
     * ``task="stage1"``: a :class:`~sarslide.models.SiameseClassifier`; the target of a
-      chip is 1 when any of its label pixels is > 0 (mask or point counts); loss = binary
-      cross-entropy on the logit.
+      chip is 1 when any of its label pixels is > 0 (mask or point counts); loss =
+      binary cross-entropy on the logit.
     * ``task="stage2"``: a :class:`~sarslide.models.Segmenter`; the target of a pixel is
-      ``label > 0``; loss = soft dice on sigmoid probabilities, summed over the *whole batch*
-      (:func:`dice_loss`).  Half the chips hold no landslide, so a batch may hold no
-      landslide pixel at all: its loss is then ``Σp / (Σp + 1)``, which is zero only when
-      the network predicts nothing, so landslide-free chips still teach the network not to
-      raise false alarms.  (segmentation-models-pytorch's ``DiceLoss`` sets the loss of
-      such a batch to zero, which would make landslide-free chips useless.)
+      ``label > 0``; loss = soft dice on sigmoid probabilities, summed over the *whole
+      batch* (:func:`dice_loss`).  Half the chips hold no landslide, so a batch may hold
+      no landslide pixel at all: its loss is then ``Σp / (Σp + 1)``, which is zero only
+      when the network predicts nothing, so landslide-free chips still teach the network
+      not to raise false alarms.  (segmentation-models-pytorch's ``DiceLoss`` sets the
+      loss of such a batch to zero, which would make landslide-free chips useless.)
 
 A run's folder
-    Every epoch rewrites ``last.pt`` (model, optimiser, gradient scaler, RNG states, history,
-    early-stopping state); the best ``top_k`` epochs are kept as ``top-epochNNNN.pt``
-    (checkpoints in the format of :mod:`sarslide.checkpoints`).  Calling :func:`fit` again
-    with the same arguments resumes from ``last.pt`` and ends exactly where an uninterrupted
-    run would (bit-identical on CPU at the same torch thread count: the run's threads are
-    recorded under ``"runtime"`` in every checkpoint, and resuming with another count warns
-    with :class:`ThreadCountWarning`); calling it on a finished run returns its result at once.
+    Every epoch rewrites ``last.pt`` (model, optimiser, gradient scaler, RNG states,
+    history, early-stopping state); the best ``top_k`` epochs are kept as
+    ``top-epochNNNN.pt`` (checkpoints in the format of :mod:`sarslide.checkpoints`).
+    Calling :func:`fit` again with the same arguments resumes from ``last.pt`` and ends
+    exactly where an uninterrupted run would (bit-identical on CPU at the same torch
+    thread count: the run's threads are recorded under ``"runtime"`` in every
+    checkpoint, and resuming with another count warns with :class:`ThreadCountWarning`);
+    calling it on a finished run returns its result at once (:func:`finished_run` reads
+    that result without the chips).
 
-Prediction with the trained models is in :mod:`sarslide.predict`; the cached stage-1 run of
-an event in :mod:`sarslide.pretrained`.
+Prediction with the trained models is in :mod:`sarslide.predict`; the cached stage-1 run
+of an event in :mod:`sarslide.pretrained`.
 
 Inputs everywhere are standardised chips ``(N, 4, H, W)`` float32 (no NaN; see
-:func:`sarslide.transforms.standardize`) and labels ``(N, H, W)`` (mask 0/1 or point counts).
+:func:`sarslide.transforms.standardize`) and labels ``(N, H, W)`` (mask 0/1 or point
+counts).
 """
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import os
 import random
 import re
 import time
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,45 +66,45 @@ from torch import Tensor, nn
 from .atomic import remove_leftovers
 from .checkpoints import (
     CheckpointError,
-    save_record,
-    model_record,
-    read_checkpoint,
     checkpoint_info,
     load_checkpoint,
     load_checkpoints,
+    model_record,
+    read_checkpoint,
     save_checkpoint,
+    save_record,
 )
 from .progress import progress_bar
 from .runtime import (
     Precision,
     Task,
+    array_fingerprint,
     batch_indices,
     check_embeddings,
     check_images,
-    check_model_for_task,
-    check_task,
-    array_fingerprint,
     forward_all,
-    segmenter_embeddings,
-    take_rows,
     resolve_precision,
     runtime_record,
+    segmenter_embeddings,
     select_device,
+    take_rows,
 )
+from .tasks import TrainingTask, chip_targets, dice_loss, get_task, pixel_targets
 
 __all__ = [
     "ThreadCountWarning",
+    "TrainConfig",
     "TrainResult",
-    "seed_everything",
-    "dice_loss",
     "chip_targets",
-    "pixel_targets",
+    "dice_loss",
     "evaluate",
+    "finished_run",
     "fit",
     "fit_chipset",
+    "pixel_targets",
+    "seed_everything",
 ]
 
-_METRIC_FOR_TASK = {"stage1": "val_accuracy", "stage2": "val_aprc"}
 _LAST = "last.pt"
 _TOP_PATTERN = re.compile(r"^top-epoch(\d{4,})\.pt$")
 
@@ -114,53 +122,22 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def dice_loss(logits: Tensor, target: Tensor, smooth: float = 1.0) -> Tensor:
-    """Soft dice loss over the whole batch: ``1 - (2 Σ p·y + s) / (Σ p + Σ y + s)``.
-
-    Parameters
-    ----------
-    logits:
-        Per-pixel logits, any shape (typically ``(N, 1, H, W)``).
-    target:
-        Same shape, 1 for landslide pixels and 0 elsewhere.
-    smooth:
-        ``s`` above.  On a batch without any landslide pixel the loss is
-        ``Σp / (Σp + s)``: it still penalises every predicted landslide pixel and is 0
-        only when the network predicts none.
-
-    Returns
-    -------
-    Tensor
-        Scalar in ``[0, 1)``, computed in float32.
-    """
-    if logits.shape != target.shape:
-        raise ValueError(f"logits {tuple(logits.shape)} and target {tuple(target.shape)} differ in shape")
-    p = torch.sigmoid(logits.float())
-    t = target.float()
-    inter = (p * t).sum()
-    return 1.0 - (2.0 * inter + smooth) / (p.sum() + t.sum() + smooth)
-
-
-def chip_targets(labels: np.ndarray) -> np.ndarray:
-    """Stage-1 targets ``(N,)`` float32: 1.0 where any label pixel of the chip is > 0."""
-    labels = np.asarray(labels)
-    return (labels.reshape(labels.shape[0], -1) > 0).any(axis=1).astype(np.float32)
-
-
-def pixel_targets(labels: np.ndarray) -> np.ndarray:
-    """Stage-2 targets ``(N, 1, H, W)`` float32: 1.0 where the label is > 0 (mask or points)."""
-    return (np.asarray(labels) > 0).astype(np.float32)[:, None]
-
-
 def _check_labels(labels: Any, images: np.ndarray, what: str) -> np.ndarray:
+    """``labels`` as an array ``(N, H, W)`` matching ``images`` ``(N, 4, H, W)``:
+    finite, not negative (mask 0/1 or point counts)."""
     labels = np.asarray(labels)
     expected = (images.shape[0],) + images.shape[2:]
     if labels.shape != expected:
-        raise ValueError(f"{what} labels have shape {labels.shape} but the chips need {expected} (N, H, W)")
+        raise ValueError(
+            f"{what} labels have shape {labels.shape} but the chips need {expected} "
+            "(N, H, W)"
+        )
     if labels.dtype.kind == "f" and not np.isfinite(labels).all():
         raise ValueError(f"{what} labels contain NaN; use 0 for 'no landslide'")
     if labels.size and labels.min() < 0:
-        raise ValueError(f"{what} labels contain negative values; use a 0/1 mask or point counts")
+        raise ValueError(
+            f"{what} labels contain negative values; use a 0/1 mask or point counts"
+        )
     return labels
 
 
@@ -172,8 +149,10 @@ class ThreadCountWarning(UserWarning):
 def _writable_dir(folder: Path) -> Path:
     """``folder``, created if missing, after checking that files can be written in it
     (before any training, not after the first epoch)."""
-    hint = ("choose a writable checkpoint_dir (e.g. a folder under $SARSLIDE_DATA_DIR) or "
-            "fix the folder's permissions")
+    hint = (
+        "choose a writable checkpoint_dir (e.g. a folder under $SARSLIDE_DATA_DIR) or "
+        "fix the folder's permissions"
+    )
     try:
         folder.mkdir(parents=True, exist_ok=True)
         probe = folder / f".sarslide-write-test-{os.getpid()}"
@@ -181,39 +160,170 @@ def _writable_dir(folder: Path) -> Path:
         probe.unlink()
     except OSError as err:
         raise PermissionError(
-            f"cannot write checkpoints to {folder} ({type(err).__name__}: {err.strerror or err}); {hint}"
+            f"cannot write checkpoints to {folder} ({type(err).__name__}: "
+            f"{err.strerror or err}); {hint}"
         ) from err
     return folder
 
 
+def _open_run_dir(checkpoint_dir: str | os.PathLike) -> Path:
+    """The run's folder, writable, without the half-written files of a killed run."""
+    folder = _writable_dir(Path(checkpoint_dir))
+    remove_leftovers(folder)  # half-written checkpoints of a killed run
+    return folder
+
+
 @contextlib.contextmanager
-def _one_chip_batch_hint(batch: int, size: int):
-    """Turn BatchNorm's error for a batch of one chip into one that says what to change."""
+def _one_chip_batch_hint(batch: int, size: int) -> Iterator[None]:
+    """Turn BatchNorm's error for a batch of one chip into one that says what to
+    change."""
     try:
         yield
     except ValueError as err:
         if batch == 1 and "Expected more than 1 value per channel" in str(err):
             raise ValueError(
-                f"a training batch of one {size}×{size} chip is too small for the model's "
-                "BatchNorm layers (one value per channel at the bottleneck); train on at least "
-                "2 chips with batch_size >= 2, or use larger chips"
+                f"a training batch of one {size}×{size} chip is too small for the "
+                "model's BatchNorm layers (one value per channel at the bottleneck); "
+                "train on at least 2 chips with batch_size >= 2, or use larger chips"
             ) from err
         raise
 
 
 def _frozen_fingerprint(model: nn.Module) -> str | None:
-    """Hash of a segmenter's frozen stage-1 weights (None without them): a run resumed with
-    another stage-1 network would silently mix two models."""
+    """Hash of a segmenter's frozen stage-1 weights (None without them): a run resumed
+    with another stage-1 network would silently mix two models."""
     stage1 = getattr(model, "stage1", None)
     if stage1 is None:
         return None
-    tensors = [t.detach().cpu().contiguous().numpy() for _, t in sorted(stage1.state_dict().items())]
+    tensors = [
+        t.detach().cpu().contiguous().numpy()
+        for _, t in sorted(stage1.state_dict().items())
+    ]
     return array_fingerprint(*tensors)
 
 
+# --------------------------------------------------------------------------- settings
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The training settings of one stage, built once (e.g. from a profile) and passed
+    to :func:`fit` / :func:`fit_chipset` as ``config=``.
+
+    Attributes
+    ----------
+    max_epochs:
+        Epoch budget (>= 1).  Resuming with a larger budget continues the run.
+    patience:
+        Stop when the validation loss has not improved for this many epochs (>= 1).
+    batch_size:
+        Mini-batch size in chips (>= 1).
+    lr:
+        Adam learning rate (> 0; default Adam betas).
+    top_k:
+        How many best checkpoints to keep (>= 1; by validation APRC or accuracy).
+    precision:
+        ``"auto"``, ``"fp32"``, ``"bf16"``, ``"fp16"`` or a
+        :class:`~sarslide.runtime.Precision`
+        (:func:`sarslide.runtime.resolve_precision`).
+
+    Raises
+    ------
+    ValueError
+        A count that is not an integer >= 1, or a learning rate that is not positive.
+    """
+
+    max_epochs: int
+    patience: int = 50
+    batch_size: int = 32
+    lr: float = 1e-3
+    top_k: int = 5
+    precision: str | Precision = "auto"
+
+    def __post_init__(self) -> None:
+        counts = (
+            ("max_epochs", self.max_epochs),
+            ("batch_size", self.batch_size),
+            ("top_k", self.top_k),
+            ("patience", self.patience),
+        )
+        for name, value in counts:
+            if int(value) != value or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be positive, got {self.lr!r}")
+
+    @classmethod
+    def from_profile(cls, profile: Any, stage: str | TrainingTask) -> TrainConfig:
+        """The settings a :class:`~sarslide.profiles.Profile` (or its name; ``None``:
+        the default profile) gives ``stage`` (``"stage1"``/``"stage2"``): its
+        ``stage1_max_epochs`` or ``stage2_max_epochs``, and the shared ``patience``,
+        ``batch_size``, ``learning_rate``, ``top_k`` and ``precision``."""
+        from .profiles import get_profile
+
+        profile = get_profile(profile)
+        task = get_task(stage)
+        max_epochs = {
+            "stage1": profile.stage1_max_epochs,
+            "stage2": profile.stage2_max_epochs,
+        }[task.name]
+        return cls(
+            max_epochs=max_epochs,
+            patience=profile.patience,
+            batch_size=profile.batch_size,
+            lr=profile.learning_rate,
+            top_k=profile.top_k,
+            precision=profile.precision,
+        )
+
+
+def _config_from_arguments(config: TrainConfig | None, **settings: Any) -> TrainConfig:
+    """``config``, or one built from :func:`fit`'s keyword settings (those not None);
+    :class:`TypeError` when both are given or ``max_epochs`` is missing."""
+    given = {name: value for name, value in settings.items() if value is not None}
+    if config is not None:
+        if given:
+            raise TypeError(
+                f"fit() got config= and also {sorted(given)}; pass the training "
+                "settings either in the TrainConfig (dataclasses.replace(config, ...)) "
+                "or as keywords, not both"
+            )
+        return config
+    if "max_epochs" not in given:
+        raise TypeError(
+            "fit() missing 1 required keyword-only argument: 'max_epochs' (or pass "
+            "config=TrainConfig(...))"
+        )
+    return TrainConfig(**given)
+
+
+def _run_settings(
+    task: TrainingTask,
+    model: nn.Module,
+    config: TrainConfig,
+    seed: int,
+    precision_name: str,
+    data: str | None,
+) -> dict[str, Any]:
+    """What a run's ``last.pt`` must agree with to be resumed (stored in every
+    checkpoint under ``"settings"``); ``data`` is the fingerprint of the chips and
+    targets."""
+    return {
+        "task": task.name,
+        "model_class": type(model).__name__,
+        "model_config": model.config_dict(),
+        "batch_size": int(config.batch_size),
+        "lr": float(config.lr),
+        "seed": int(seed),
+        "patience": int(config.patience),
+        "top_k": int(config.top_k),
+        "data": data,
+        "frozen_stage1": _frozen_fingerprint(model),
+        "precision": precision_name,
+    }
+
+
 # --------------------------------------------------------------------------- results
-
-
 @dataclass
 class TrainResult:
     """What :func:`fit` returns.
@@ -222,11 +332,11 @@ class TrainResult:
     ----------
     history:
         One row per epoch: ``epoch`` (1-based), ``train_loss`` (mean over chips of the
-        batch losses), ``val_loss`` (over the whole validation set), ``val_aprc`` (stage 2)
-        or ``val_accuracy`` (stage 1), ``seconds`` (wall time of the epoch).
+        batch losses), ``val_loss`` (over the whole validation set), ``val_aprc``
+        (stage 2) or ``val_accuracy`` (stage 1), ``seconds`` (wall time of the epoch).
     checkpoints:
-        Paths of the kept top-k checkpoints, best first (ranked by the validation metric,
-        ties by lower validation loss, then earlier epoch).
+        Paths of the kept top-k checkpoints, best first (ranked by the validation
+        metric, ties by lower validation loss, then earlier epoch).
     best:
         ``checkpoints[0]``.
     metric:
@@ -257,7 +367,7 @@ class TrainResult:
 
     @property
     def epochs(self) -> int:
-        return int(len(self.history))
+        return len(self.history)
 
     @property
     def best_epoch(self) -> int:
@@ -268,25 +378,12 @@ class TrainResult:
         return load_checkpoint(self.best, expected=self.task, device=device)
 
     def models(self, device: str | torch.device | None = "cpu") -> list[nn.Module]:
-        """The models of all kept checkpoints (for ensembling with :func:`~sarslide.predict.predict_proba`)."""
+        """The models of all kept checkpoints, best first (for ensembling with
+        :func:`~sarslide.predict.predict_proba`)."""
         return load_checkpoints(self.checkpoints, expected=self.task, device=device)
 
 
 # --------------------------------------------------------------------------- evaluation
-
-
-def _score(task: str, outputs: Tensor, targets: np.ndarray) -> tuple[float, float]:
-    """(validation loss, validation metric) from float32 CPU outputs."""
-    from sklearn.metrics import average_precision_score
-
-    t = torch.from_numpy(targets)
-    if task == "stage1":
-        loss = nn.functional.binary_cross_entropy_with_logits(outputs, t).item()
-        accuracy = float(((outputs > 0).float() == t).float().mean())
-        return loss, accuracy
-    loss = dice_loss(outputs, t).item()
-    aprc = float(average_precision_score(targets.ravel(), torch.sigmoid(outputs).numpy().ravel()))
-    return loss, aprc
 
 
 def evaluate(
@@ -294,35 +391,39 @@ def evaluate(
     images: np.ndarray,
     labels: np.ndarray,
     *,
-    task: Task,
+    task: Task | TrainingTask,
     batch_size: int = 32,
     device: str | torch.device | None = None,
     precision: str | Precision = "auto",
 ) -> dict[str, float]:
     """Loss and metric of ``model`` on chips, as :func:`fit` computes them each epoch.
 
-    Returns ``{"loss": ..., "accuracy": ...}`` (stage 1: BCE, share of chips right at logit 0)
-    or ``{"loss": ..., "aprc": ...}`` (stage 2: dice over all chips, APRC over all pixels).
+    Returns ``{"loss": ..., "accuracy": ...}`` (stage 1: BCE, share of chips right at
+    logit 0) or ``{"loss": ..., "aprc": ...}`` (stage 2: dice over all chips, APRC over
+    all pixels; 0.0 with a warning on chips without any landslide pixel).
     ``precision`` as in :func:`fit`.
     """
-    check_model_for_task(model, check_task(task))
+    task = get_task(task)
+    task.check_model(model)
     images = check_images(images, model, "chips")
     labels = _check_labels(labels, images, "chips")
     dev = select_device(device)
     prec = resolve_precision(dev, precision)
     prec.apply_backend_settings()
     model.eval()
-    targets = chip_targets(labels) if task == "stage1" else pixel_targets(labels)
+    targets = task.targets(labels)
     with prec.prepared(model, dev):
         outputs = forward_all(model, images, batch_size, dev, prec)
-    loss, metric = _score(task, outputs, targets)
-    return {"loss": loss, _METRIC_FOR_TASK[task].removeprefix("val_"): metric}
+    loss, metric = task.score(outputs, targets)
+    return {"loss": loss, task.metric.removeprefix("val_"): metric}
 
 
-# --------------------------------------------------------------------------- training
+# ----------------------------------------------------------------------- RNG, ranking
 
 
 def _rng_state() -> dict[str, Any]:
+    """The global RNG states (torch, NumPy, Python, CUDA if present) as checkpoint
+    data."""
     np_state = np.random.get_state()
     state = {
         "torch": torch.get_rng_state(),
@@ -341,25 +442,369 @@ def _rng_state() -> dict[str, Any]:
 
 
 def _set_rng_state(state: Mapping[str, Any]) -> None:
-    import ast
-
+    """Restore what :func:`_rng_state` saved."""
     torch.set_rng_state(state["torch"])
     s = state["numpy"]
-    np.random.set_state((s["name"], s["keys"].numpy().astype(np.uint32), s["pos"], s["has_gauss"], s["cached_gaussian"]))
+    keys = s["keys"].numpy().astype(np.uint32)
+    np.random.set_state(
+        (s["name"], keys, s["pos"], s["has_gauss"], s["cached_gaussian"])
+    )
     random.setstate(ast.literal_eval(state["python"]))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def _rank_key(entry: Mapping[str, Any]) -> tuple:
-    # best first: higher metric, then lower validation loss, then earlier epoch
+    """Best first: higher metric, then lower validation loss, then earlier epoch."""
     return (-entry["metric"], entry["val_loss"], entry["epoch"])
 
 
 def _clean_dir(checkpoint_dir: Path, keep: set[str]) -> None:
+    """Delete the ``top-epochNNNN.pt`` files of ``checkpoint_dir`` not named in
+    ``keep``."""
     for p in checkpoint_dir.iterdir():
         if _TOP_PATTERN.match(p.name) and p.name not in keep:
             p.unlink()
+
+
+# --------------------------------------------------------------------------- one run
+
+
+@dataclass
+class _Run:
+    """What one :func:`fit` call works with; fixed for the run (the model, optimiser and
+    scaler change in place)."""
+
+    task: TrainingTask
+    config: TrainConfig
+    model: nn.Module
+    seed: int
+    stats: Mapping | None
+    device: torch.device
+    precision: Precision
+    checkpoint_dir: Path
+    train_images: np.ndarray
+    train_targets: np.ndarray
+    val_images: np.ndarray
+    val_targets: np.ndarray
+    settings: dict[str, Any]
+    runtime: dict[str, Any]
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+
+    @property
+    def last_path(self) -> Path:
+        return self.checkpoint_dir / _LAST
+
+
+@dataclass
+class _Progress:
+    """How far a run is: what ``last.pt`` stores besides the weights and optimiser."""
+
+    history: list[dict[str, float]] = field(default_factory=list)
+    top: list[dict[str, Any]] = field(default_factory=list)
+    best_val_loss: float = float("inf")
+    bad_epochs: int = 0
+    stopped_early: bool = False
+    epoch: int = 0
+
+    @classmethod
+    def from_record(cls, state: Mapping[str, Any]) -> _Progress:
+        """The progress saved in a ``last.pt`` record."""
+        return cls(
+            history=list(state["history"]),
+            top=list(state["top"]),
+            best_val_loss=state["best_val_loss"],
+            bad_epochs=state["bad_epochs"],
+            stopped_early=state["stopped_early"],
+            epoch=state["epoch"],
+        )
+
+    def finished(self, max_epochs: int) -> bool:
+        """Stopped early, or trained for ``max_epochs`` epochs."""
+        return self.stopped_early or self.epoch >= max_epochs
+
+
+def _checked_data(
+    task: TrainingTask,
+    model: nn.Module,
+    train_images: Any,
+    train_labels: Any,
+    val_images: Any,
+    val_labels: Any,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Checked chips (float32 ``(N, 4, H, W)``) and the task's float32 targets:
+    ``(train_images, train_targets, val_images, val_targets)``."""
+    train_images = check_images(train_images, model, "training chips")
+    train_labels = _check_labels(train_labels, train_images, "training")
+    val_images = check_images(val_images, model, "validation chips")
+    val_labels = _check_labels(val_labels, val_images, "validation")
+    train_targets, val_targets = task.targets(train_labels), task.targets(val_labels)
+    task.check_validation_targets(val_targets)
+    return train_images, train_targets, val_images, val_targets
+
+
+def _set_up_run(
+    task: TrainingTask,
+    config: TrainConfig,
+    model: nn.Module,
+    data: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    seed: int,
+    stats: Mapping | None,
+    device: torch.device,
+    precision: Precision,
+    checkpoint_dir: Path,
+) -> _Run:
+    """Record the run's settings, seed everything, move the model to the device and
+    build the optimiser and gradient scaler."""
+    train_images, train_targets, val_images, val_targets = data
+    fingerprint = array_fingerprint(
+        train_images, train_targets, val_images, val_targets
+    )
+    settings = _run_settings(task, model, config, seed, precision.name, fingerprint)
+    runtime = runtime_record(device, precision)
+    seed_everything(seed)
+    model.to(device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError(f"{type(model).__name__} has no trainable parameters")
+    optimizer = torch.optim.Adam(params, lr=config.lr)
+    scaler = precision.grad_scaler_for(device)
+    return _Run(
+        task, config, model, seed, stats, device, precision, checkpoint_dir,
+        train_images, train_targets, val_images, val_targets, settings, runtime,
+        optimizer, scaler,
+    )  # fmt: skip
+
+
+def _recorded_settings(state: Mapping[str, Any]) -> dict[str, Any]:
+    """The settings a ``last.pt`` record was written with."""
+    old = dict(state.get("settings", {}))
+    # runs from before precision was a setting: float16 + gradient scaler on CUDA, else
+    # float32
+    old.setdefault("precision", "fp16" if state.get("scaler") else "fp32")
+    return old
+
+
+def _check_resumable(run: _Run, state: Mapping[str, Any]) -> None:
+    """Raise :class:`CheckpointError` unless ``last.pt`` is this run, within budget."""
+    old = _recorded_settings(state)
+    changed = sorted(k for k in run.settings if old.get(k) != run.settings[k])
+    if changed:
+        raise CheckpointError(
+            f"{run.last_path} belongs to a different run (differs in {changed}); use "
+            "another checkpoint_dir, or resume=False to overwrite it"
+        )
+    max_epochs = run.config.max_epochs
+    if state["epoch"] > max_epochs:
+        raise CheckpointError(
+            f"{run.last_path} is already at epoch {state['epoch']} > "
+            f"max_epochs={max_epochs}; ask for at least that many epochs, or use "
+            "another checkpoint_dir"
+        )
+
+
+def _warn_if_threads_differ(run: _Run, state: Mapping[str, Any]) -> None:
+    """:class:`ThreadCountWarning` when a run that will train further was written with
+    another torch thread count (reported at :func:`fit`'s caller)."""
+    was = (state.get("runtime") or {}).get("threads")
+    now = run.runtime["threads"]
+    if (
+        was is None
+        or was == now
+        or _Progress.from_record(state).finished(run.config.max_epochs)
+    ):
+        return
+    warnings.warn(
+        f"{run.last_path} was written with {was} torch thread(s), this process uses "
+        f"{now}: the resumed epochs will not be bit-identical to an uninterrupted run; "
+        f"call torch.set_num_threads({was}) first to match it",
+        ThreadCountWarning,
+        stacklevel=4,  # _warn_if_threads_differ <- _start_or_resume <- fit <- caller
+    )
+
+
+def _start_or_resume(run: _Run, resume: bool) -> _Progress:
+    """Resume from ``last.pt`` (weights, optimiser, scaler, RNG, progress) when asked
+    and present; otherwise start afresh, deleting the folder's old checkpoints."""
+    if not (resume and run.last_path.exists()):
+        _clean_dir(run.checkpoint_dir, keep=set())
+        if run.last_path.exists():
+            run.last_path.unlink()
+        return _Progress()
+    state = read_checkpoint(run.last_path)
+    _check_resumable(run, state)
+    run.model.load_state_dict(state["state_dict"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.scaler.load_state_dict(state["scaler"])
+    _set_rng_state(state["rng"])
+    _warn_if_threads_differ(run, state)
+    return _Progress.from_record(state)
+
+
+def _split_embeddings(
+    run: _Run,
+    train_embeddings: np.ndarray | Tensor | None,
+    val_embeddings: np.ndarray | Tensor | None,
+) -> tuple[Tensor | None, Tensor | None]:
+    """A segmenter's frozen stage-1 embeddings of the training and validation chips
+    (``(N, 64, H, W)`` CPU tensors; None for models without them).
+
+    The stage-1 network is frozen, so its embeddings of these chips are the same every
+    epoch: computed once here (in the dtype the forward pass produces), or the caller's
+    precomputed ones, checked.
+    """
+    model, dev, prec = run.model, run.device, run.precision
+    batch = run.config.batch_size
+    train_emb = check_embeddings(
+        train_embeddings, model, run.train_images, "training", dev, prec
+    )
+    if train_emb is None:
+        train_emb = segmenter_embeddings(model, run.train_images, batch, dev, prec)
+    val_emb = check_embeddings(
+        val_embeddings, model, run.val_images, "validation", dev, prec
+    )
+    if val_emb is None:
+        val_emb = segmenter_embeddings(model, run.val_images, batch, dev, prec)
+    return train_emb, val_emb
+
+
+def _train_epoch(run: _Run, epoch: int, train_emb: Tensor | None) -> float:
+    """One pass over the training chips in the epoch's seeded order; the mean over chips
+    of the batch losses (float32 losses, whatever the autocast dtype)."""
+    model, dev, prec = run.model, run.device, run.precision
+    batch_size = run.config.batch_size
+    model.train()
+    n = len(run.train_images)
+    order = np.random.default_rng([int(run.seed), epoch]).permutation(n)
+    total, seen = 0.0, 0
+    for idx in batch_indices(n, batch_size, order):
+        if len(idx) == 1 and batch_size > 1 and n > 1:
+            # BatchNorm cannot train on a batch of one chip at small chip sizes; the
+            # order is reshuffled every epoch, so a different chip sits out each time
+            continue
+        xb = prec.to_input(run.train_images[idx], dev)
+        yb = torch.from_numpy(run.train_targets[idx]).to(dev, non_blocking=True)
+        run.optimizer.zero_grad(set_to_none=True)
+        extra = (
+            ()
+            if train_emb is None
+            else (prec.to_input(take_rows(train_emb, idx), dev),)
+        )
+        size = run.train_images.shape[-1]
+        with prec.autocast(), _one_chip_batch_hint(len(idx), size):
+            out = model(xb, *extra)
+        loss = run.task.loss(out.float(), yb)
+        run.scaler.scale(loss).backward()
+        run.scaler.step(run.optimizer)
+        run.scaler.update()
+        total += loss.item() * len(idx)
+        seen += len(idx)
+    return total / seen
+
+
+def _validate(run: _Run, val_emb: Tensor | None) -> tuple[float, float]:
+    """(validation loss, validation metric) over the whole validation set."""
+    run.model.eval()
+    outputs = forward_all(
+        run.model, run.val_images, run.config.batch_size, run.device, run.precision,
+        val_emb,
+    )  # fmt: skip
+    return run.task.score(outputs, run.val_targets)
+
+
+def _update_early_stopping(run: _Run, progress: _Progress, val_loss: float) -> None:
+    """Count the epochs without a strict improvement of the validation loss; stop at
+    ``patience``."""
+    if val_loss < progress.best_val_loss:
+        progress.best_val_loss, progress.bad_epochs = val_loss, 0
+    else:
+        progress.bad_epochs += 1
+    progress.stopped_early = progress.bad_epochs >= run.config.patience
+
+
+def _keep_top_k(run: _Run, progress: _Progress, metrics: dict[str, float]) -> None:
+    """Save this epoch as ``top-epochNNNN.pt`` if it ranks among the best ``top_k``,
+    rewrite ``last.pt`` and delete checkpoints that dropped out of the top k."""
+    epoch, metric = progress.epoch, run.task.metric
+    entry = {"epoch": epoch, "metric": metrics[metric], "val_loss": metrics["val_loss"],
+             "file": f"top-epoch{epoch:04d}.pt"}  # fmt: skip
+    candidate = sorted(progress.top + [entry], key=_rank_key)[: run.config.top_k]
+    extra = {"epoch": epoch, "metrics": metrics, "settings": run.settings,
+             "runtime": run.runtime}  # fmt: skip
+    if entry in candidate:
+        save_checkpoint(run.model, run.checkpoint_dir / entry["file"],
+                        task=run.task.name, stats=run.stats, extra=extra)  # fmt: skip
+    progress.top = candidate
+    record = model_record(run.model, run.task.name, run.stats)
+    record.update(
+        epoch=epoch, metrics=metrics, settings=run.settings, runtime=run.runtime,
+        optimizer=run.optimizer.state_dict(), scaler=run.scaler.state_dict(),
+        rng=_rng_state(), history=progress.history, top=progress.top,
+        best_val_loss=progress.best_val_loss, bad_epochs=progress.bad_epochs,
+        stopped_early=progress.stopped_early,
+    )  # fmt: skip
+    save_record(record, run.last_path)
+    _clean_dir(run.checkpoint_dir, keep={e["file"] for e in progress.top})
+
+
+def _train_remaining_epochs(
+    run: _Run,
+    progress: _Progress,
+    embeddings: tuple[np.ndarray | Tensor | None, np.ndarray | Tensor | None],
+    show_progress: bool,
+) -> None:
+    """Epochs ``progress.epoch + 1 .. max_epochs`` (fewer on early stopping), each
+    validated, ranked and saved; the weights in the precision's layout meanwhile."""
+    model, metric, max_epochs = run.model, run.task.metric, run.config.max_epochs
+    run.precision.apply_layout(model)  # put back at the end
+    bar = progress_bar(
+        total=max_epochs, initial=progress.epoch, disable=not show_progress,
+        desc=f"{run.task.name} {type(model).__name__}", unit="epoch", leave=True,
+    )  # fmt: skip
+    try:
+        train_emb, val_emb = _split_embeddings(run, *embeddings)
+        for epoch in range(progress.epoch + 1, max_epochs + 1):
+            t0 = time.perf_counter()
+            train_loss = _train_epoch(run, epoch, train_emb)
+            val_loss, val_metric = _validate(run, val_emb)
+            metrics = {
+                "train_loss": train_loss,
+                "val_loss": val_loss,
+                metric: val_metric,
+            }
+            progress.epoch = epoch
+            progress.history.append(
+                {"epoch": epoch, **metrics, "seconds": time.perf_counter() - t0}
+            )
+            _update_early_stopping(run, progress, val_loss)
+            _keep_top_k(run, progress, metrics)
+            bar.set_postfix(
+                train_loss=f"{train_loss:.4f}", val_loss=f"{val_loss:.4f}",
+                refresh=False, **{metric: f"{val_metric:.3f}"},
+            )  # fmt: skip
+            bar.update(1)
+            if progress.stopped_early:
+                break
+    finally:
+        bar.close()
+        run.precision.restore_layout(model)
+
+
+def _result(
+    task: TrainingTask, checkpoint_dir: Path, progress: _Progress
+) -> TrainResult:
+    """The :class:`TrainResult` of a run's progress."""
+    columns = ["epoch", "train_loss", "val_loss", task.metric, "seconds"]
+    frame = pd.DataFrame(progress.history, columns=columns)
+    frame["epoch"] = frame["epoch"].astype(int)
+    paths = [checkpoint_dir / e["file"] for e in sorted(progress.top, key=_rank_key)]
+    return TrainResult(
+        frame, paths, task.metric, progress.stopped_early, checkpoint_dir, task.name
+    )
+
+
+# ----------------------------------------------------------------------- entry points
 
 
 def fit(
@@ -369,17 +814,18 @@ def fit(
     val_images: np.ndarray,
     val_labels: np.ndarray,
     *,
-    task: Task,
-    max_epochs: int,
+    task: Task | TrainingTask,
     checkpoint_dir: str | os.PathLike,
-    patience: int = 50,
-    batch_size: int = 32,
-    lr: float = 1e-3,
-    top_k: int = 5,
+    config: TrainConfig | None = None,
+    max_epochs: int | None = None,
+    patience: int | None = None,
+    batch_size: int | None = None,
+    lr: float | None = None,
+    top_k: int | None = None,
+    precision: str | Precision | None = None,
     seed: int = 0,
     stats: Mapping | None = None,
     device: str | torch.device | None = None,
-    precision: str | Precision = "auto",
     train_embeddings: np.ndarray | Tensor | None = None,
     val_embeddings: np.ndarray | Tensor | None = None,
     progress: bool = True,
@@ -398,249 +844,123 @@ def fit(
         Standardised chips ``(N, 4, H, W)`` float32, no NaN.
     train_labels, val_labels:
         ``(N, H, W)``: masks (0/1) or point counts; > 0 means landslide.
-    max_epochs:
-        Epoch budget.  Resuming with a larger budget continues the run.
+    task:
+        ``"stage1"``, ``"stage2"`` or a :class:`~sarslide.tasks.TrainingTask`.
     checkpoint_dir:
         The run's folder (``last.pt`` and ``top-epochNNNN.pt``); one folder per run.
-    patience:
-        Stop when the validation loss has not improved for this many epochs.
-    batch_size, lr:
-        Mini-batch size and Adam learning rate (default Adam betas).
-    top_k:
-        How many best checkpoints to keep (by validation APRC or accuracy).
+    config:
+        The training settings (:class:`TrainConfig`, e.g.
+        ``TrainConfig.from_profile(profile, "stage2")``).
+    max_epochs, patience, batch_size, lr, top_k, precision:
+        Instead of ``config``: the fields of a :class:`TrainConfig` (``max_epochs``
+        required, the others default to its defaults).  ``precision`` is resolved by
+        :func:`sarslide.runtime.resolve_precision`; the resolved name is part of the
+        run's settings (a run resumes only with the same precision); checkpoints record
+        it with the device and torch's thread count under ``"runtime"``.
     seed:
         Seeds torch/NumPy/Python at the start and fixes the chip order of every epoch.
     stats:
-        The standardisation statistics (``BandStats`` or its dict), stored in checkpoints.
+        The standardisation statistics (``BandStats`` or its dict), stored in
+        checkpoints.
     device:
         ``None`` picks CUDA when available, else CPU.
-    precision:
-        ``"auto"`` (the device's fast path), ``"fp32"``, ``"bf16"``, ``"fp16"`` (CUDA) or a
-        :class:`~sarslide.runtime.Precision`; see :func:`sarslide.runtime.resolve_precision`.
-        The resolved name is part of the run's settings (a run resumes only with the same
-        precision); checkpoints record it with the device and torch's thread count under
-        ``"runtime"``.
     train_embeddings, val_embeddings:
         A segmenter's frozen stage-1 embeddings of ``train_images`` / ``val_images``,
         ``(N, 64, H, W)`` aligned with the chips (numpy array or CPU tensor, any float
         dtype), e.g. from :func:`sarslide.embeddings.cached_embeddings`; used instead of
-        computing them here.  The first chip of each split is re-embedded as a check that
-        they belong to these chips and this stage-1 network.
+        computing them here.  The first chip of each split is re-embedded as a check
+        that they belong to these chips and this stage-1 network.
     progress:
         Show a tqdm bar over epochs.
     resume:
-        Continue from ``checkpoint_dir/last.pt`` if it exists (it must come from the same
-        model configuration, data and settings); ``False`` starts afresh and deletes the
-        folder's old checkpoints.
+        Continue from ``checkpoint_dir/last.pt`` if it exists (it must come from the
+        same model configuration, data and settings); ``False`` starts afresh and
+        deletes the folder's old checkpoints.
 
     Raises
     ------
     ValueError
         Empty splits, NaN, wrong channel count or chip size, stage-2 validation chips
         without any landslide pixel (APRC undefined), bad settings.
+    TypeError
+        A model of the wrong class for ``task``; ``config`` together with keyword
+        settings, or neither ``config`` nor ``max_epochs``.
     CheckpointError
         ``last.pt`` belongs to a different model, data or settings.
     """
-    task = check_task(task)
-    check_model_for_task(model, task)
-    for name, value, low in (("max_epochs", max_epochs, 1), ("batch_size", batch_size, 1), ("top_k", top_k, 1), ("patience", patience, 1)):
-        if int(value) != value or value < low:
-            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-    if not lr > 0:
-        raise ValueError(f"lr must be positive, got {lr!r}")
-    train_images = check_images(train_images, model, "training chips")
-    train_labels = _check_labels(train_labels, train_images, "training")
-    val_images = check_images(val_images, model, "validation chips")
-    val_labels = _check_labels(val_labels, val_images, "validation")
-
-    if task == "stage1":
-        train_t, val_t = chip_targets(train_labels), chip_targets(val_labels)
-        criterion = nn.functional.binary_cross_entropy_with_logits
-    else:
-        train_t, val_t = pixel_targets(train_labels), pixel_targets(val_labels)
-        if val_t.sum() == 0:
-            raise ValueError(
-                "the validation chips hold no landslide pixel, so APRC is undefined; "
-                "use a validation split with landslide chips (chips.balance keeps half)"
-            )
-        criterion = dice_loss
-    metric_name = _METRIC_FOR_TASK[task]
-
+    task = get_task(task)
+    task.check_model(model)
+    config = _config_from_arguments(
+        config, max_epochs=max_epochs, patience=patience, batch_size=batch_size, lr=lr,
+        top_k=top_k, precision=precision,
+    )  # fmt: skip
+    data = _checked_data(
+        task, model, train_images, train_labels, val_images, val_labels
+    )
     dev = select_device(device)
-    prec = resolve_precision(dev, precision)
+    prec = resolve_precision(dev, config.precision)
     prec.apply_backend_settings()
-    checkpoint_dir = _writable_dir(Path(checkpoint_dir))
-    remove_leftovers(checkpoint_dir)  # half-written checkpoints of a killed run
-    last_path = checkpoint_dir / _LAST
+    folder = _open_run_dir(checkpoint_dir)
     from .transforms import warn_if_unstandardized
 
-    warn_if_unstandardized(train_images, "training chips")
+    warn_if_unstandardized(data[0], "training chips")
+    run = _set_up_run(task, config, model, data, seed, stats, dev, prec, folder)
+    state = _start_or_resume(run, resume)
+    if not state.finished(config.max_epochs):
+        _train_remaining_epochs(
+            run, state, (train_embeddings, val_embeddings), progress
+        )
+    return _result(task, folder, state)
 
-    settings = {
-        "task": task,
-        "model_class": type(model).__name__,
-        "model_config": model.config_dict(),
-        "batch_size": int(batch_size),
-        "lr": float(lr),
-        "seed": int(seed),
-        "patience": int(patience),
-        "top_k": int(top_k),
-        "data": array_fingerprint(train_images, train_t, val_images, val_t),
-        "frozen_stage1": _frozen_fingerprint(model),
-        "precision": prec.name,
-    }
-    runtime = runtime_record(dev, prec)
 
-    seed_everything(seed)
-    model.to(dev)
-    params = [p for p in model.parameters() if p.requires_grad]
-    if not params:
-        raise ValueError(f"{type(model).__name__} has no trainable parameters")
-    optimizer = torch.optim.Adam(params, lr=lr)
-    scaler = prec.grad_scaler_for(dev)
+def finished_run(
+    model: nn.Module,
+    *,
+    task: Task | TrainingTask,
+    config: TrainConfig,
+    checkpoint_dir: str | os.PathLike,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+) -> TrainResult | None:
+    """What :func:`fit` returns at once for a finished run, read without its chips.
 
-    history: list[dict[str, float]] = []
-    top: list[dict[str, Any]] = []
-    best_val_loss = float("inf")
-    bad_epochs = 0
-    stopped_early = False
-    start_epoch = 0
+    ``fit(model, <chips>, task=task, config=config, seed=seed,
+    checkpoint_dir=checkpoint_dir, device=device)`` on a run that is finished (stopped
+    early, or at ``config.max_epochs``) trains nothing and returns the run's result;
+    this returns the same result without the chips, so without checking them against the
+    run's data fingerprint (the caller vouches for them, e.g. with a folder named after
+    the data).  ``model`` only provides its class and configuration (it may live on the
+    meta device) and is not changed.
 
-    if resume and last_path.exists():
-        state = read_checkpoint(last_path)
-        old = dict(state.get("settings", {}))
-        # runs from before precision was a setting: float16 + gradient scaler on CUDA, else float32
-        old.setdefault("precision", "fp16" if state.get("scaler") else "fp32")
-        changed = sorted(k for k in settings if old.get(k) != settings[k])
-        if changed:
-            raise CheckpointError(
-                f"{last_path} belongs to a different run (differs in {changed}); use another "
-                "checkpoint_dir, or resume=False to overwrite it"
-            )
-        if state["epoch"] > max_epochs:
-            raise CheckpointError(
-                f"{last_path} is already at epoch {state['epoch']} > max_epochs={max_epochs}; "
-                "ask for at least that many epochs, or use another checkpoint_dir"
-            )
-        model.load_state_dict(state["state_dict"])
-        optimizer.load_state_dict(state["optimizer"])
-        scaler.load_state_dict(state["scaler"])
-        _set_rng_state(state["rng"])
-        history = list(state["history"])
-        top = list(state["top"])
-        best_val_loss = state["best_val_loss"]
-        bad_epochs = state["bad_epochs"]
-        stopped_early = state["stopped_early"]
-        start_epoch = state["epoch"]
-        was = (state.get("runtime") or {}).get("threads")
-        if was is not None and was != runtime["threads"] and start_epoch < max_epochs and not stopped_early:
-            import warnings
-
-            warnings.warn(
-                f"{last_path} was written with {was} torch thread(s), this process uses "
-                f"{runtime['threads']}: the resumed epochs will not be bit-identical to an "
-                f"uninterrupted run; call torch.set_num_threads({was}) first to match it",
-                ThreadCountWarning,
-                stacklevel=2,
-            )
-    else:
-        _clean_dir(checkpoint_dir, keep=set())
-        if last_path.exists():
-            last_path.unlink()
-
-    def result() -> TrainResult:
-        frame = pd.DataFrame(history, columns=["epoch", "train_loss", "val_loss", metric_name, "seconds"])
-        frame["epoch"] = frame["epoch"].astype(int)
-        paths = [checkpoint_dir / e["file"] for e in sorted(top, key=_rank_key)]
-        return TrainResult(frame, paths, metric_name, stopped_early, checkpoint_dir, task)
-
-    if stopped_early or start_epoch >= max_epochs:
-        return result()
-
-    n = len(train_images)
-    # The precision's memory layout for the weights while training (put back at the end).
-    prec.apply_layout(model)
-    bar = progress_bar(
-        total=max_epochs, initial=start_epoch, disable=not progress,
-        desc=f"{task} {type(model).__name__}", unit="epoch", leave=True,
-    )  # fmt: skip
-    try:
-        # A segmenter's stage-1 network is frozen: its embeddings of these chips are the
-        # same every epoch, so compute them once (N × 64 × H × W per split, on the CPU, in
-        # the dtype the forward pass produces), or take the caller's precomputed ones.
-        train_emb = check_embeddings(train_embeddings, model, train_images, "training", dev, prec)
-        if train_emb is None:
-            train_emb = segmenter_embeddings(model, train_images, batch_size, dev, prec)
-        val_emb = check_embeddings(val_embeddings, model, val_images, "validation", dev, prec)
-        if val_emb is None:
-            val_emb = segmenter_embeddings(model, val_images, batch_size, dev, prec)
-        for epoch in range(start_epoch + 1, max_epochs + 1):
-            t0 = time.perf_counter()
-            model.train()
-            order = np.random.default_rng([int(seed), epoch]).permutation(n)
-            total, seen = 0.0, 0
-            for idx in batch_indices(n, batch_size, order):
-                if len(idx) == 1 and batch_size > 1 and n > 1:
-                    # BatchNorm cannot train on a batch of one chip at small chip sizes; the
-                    # order is reshuffled every epoch, so a different chip sits out each time
-                    continue
-                xb = prec.to_input(train_images[idx], dev)
-                yb = torch.from_numpy(train_t[idx]).to(dev, non_blocking=True)
-                optimizer.zero_grad(set_to_none=True)
-                extra = () if train_emb is None else (prec.to_input(take_rows(train_emb, idx), dev),)
-                with prec.autocast(), _one_chip_batch_hint(len(idx), train_images.shape[-1]):
-                    out = model(xb, *extra)
-                loss = criterion(out.float(), yb)  # float32 loss, whatever the autocast dtype
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-                total += loss.item() * len(idx)
-                seen += len(idx)
-            train_loss = total / seen
-
-            model.eval()
-            val_loss, val_metric = _score(task, forward_all(model, val_images, batch_size, dev, prec, val_emb), val_t)
-            history.append(
-                {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
-                 metric_name: val_metric, "seconds": time.perf_counter() - t0}
-            )  # fmt: skip
-
-            if val_loss < best_val_loss:
-                best_val_loss, bad_epochs = val_loss, 0
-            else:
-                bad_epochs += 1
-            stopped_early = bad_epochs >= patience
-
-            entry = {"epoch": epoch, "metric": val_metric, "val_loss": val_loss, "file": f"top-epoch{epoch:04d}.pt"}
-            candidate = sorted(top + [entry], key=_rank_key)[:top_k]
-            metrics = {"train_loss": train_loss, "val_loss": val_loss, metric_name: val_metric}
-            if entry in candidate:
-                save_checkpoint(
-                    model, checkpoint_dir / entry["file"], task=task, stats=stats,
-                    extra={"epoch": epoch, "metrics": metrics, "settings": settings, "runtime": runtime},
-                )  # fmt: skip
-            top = candidate
-            record = model_record(model, task, stats)
-            record.update(
-                epoch=epoch, metrics=metrics, settings=settings, runtime=runtime,
-                optimizer=optimizer.state_dict(), scaler=scaler.state_dict(), rng=_rng_state(),
-                history=history, top=top, best_val_loss=best_val_loss, bad_epochs=bad_epochs,
-                stopped_early=stopped_early,
-            )  # fmt: skip
-            save_record(record, last_path)
-            _clean_dir(checkpoint_dir, keep={e["file"] for e in top})
-
-            bar.set_postfix(
-                train_loss=f"{train_loss:.4f}", val_loss=f"{val_loss:.4f}", refresh=False,
-                **{metric_name: f"{val_metric:.3f}"},
-            )  # fmt: skip
-            bar.update(1)
-            if stopped_early:
-                break
-    finally:
-        bar.close()
-        prec.restore_layout(model)
-    return result()
+    Returns None where :func:`fit` would have to do more (train, refuse or start
+    afresh): no ``last.pt``, other settings, an epoch beyond ``max_epochs``, a run not
+    finished, or no kept checkpoint (the global RNG is then untouched).  Otherwise it
+    has :func:`fit`'s side effects on a finished run: the device's backend settings,
+    half-written files removed from the folder, and the global RNG seeded with ``seed``
+    and then set to the state saved with the last epoch.
+    """
+    task = get_task(task)
+    task.check_model(model)
+    if not (Path(checkpoint_dir) / _LAST).exists():
+        return None
+    prec = resolve_precision(select_device(device), config.precision)
+    prec.apply_backend_settings()
+    folder = _open_run_dir(checkpoint_dir)
+    expected = _run_settings(task, model, config, seed, prec.name, data=None)
+    del expected["data"]  # the chips are not at hand
+    state = read_checkpoint(folder / _LAST)
+    recorded = _recorded_settings(state)
+    progress = _Progress.from_record(state)
+    if (
+        any(recorded.get(k) != v for k, v in expected.items())
+        or state["epoch"] > config.max_epochs
+        or not progress.finished(config.max_epochs)
+        or not progress.top
+    ):
+        return None
+    seed_everything(seed)  # as fit does before it reads last.pt (CUDA's RNG keeps it
+    _set_rng_state(state["rng"])  # when last.pt was written without CUDA)
+    return _result(task, folder, progress)
 
 
 def _check_indices(indices: Sequence[int], n: int) -> np.ndarray:
@@ -648,14 +968,15 @@ def _check_indices(indices: Sequence[int], n: int) -> np.ndarray:
     idx = np.asarray(indices)
     if idx.ndim != 1 or (idx.size and not np.issubdtype(idx.dtype, np.integer)):
         raise ValueError(
-            f"train_indices must be a 1-D sequence of integer positions, got {indices!r}"
+            "train_indices must be a 1-D sequence of integer positions, got "
+            f"{indices!r}"
         )
     bad = idx[(idx < 0) | (idx >= n)] if idx.size else idx
     if bad.size:
         raise ValueError(
-            f"train_indices {sorted(set(bad.tolist()))[:10]} are outside the training split, "
-            f"which holds {n} chips (positions 0..{n - 1}); use positions within the split, e.g. "
-            "chips.few_shot_subset(split, size, seed)"
+            f"train_indices {sorted(set(bad.tolist()))[:10]} are outside the training "
+            f"split, which holds {n} chips (positions 0..{n - 1}); use positions "
+            "within the split, e.g. chips.few_shot_subset(split, size, seed)"
         )
     return idx.astype(int)
 
@@ -664,36 +985,41 @@ def fit_chipset(
     model: nn.Module,
     chipset,
     *,
-    task: Task,
+    task: Task | TrainingTask,
     train_split: str | None = None,
     train_indices: Sequence[int] | None = None,
     val_split: str = "validation",
     **kwargs: Any,
 ) -> TrainResult:
-    """:func:`fit` on a :class:`~sarslide.chips.ChipSet`: select splits, standardise, record stats.
+    """:func:`fit` on a :class:`~sarslide.chips.ChipSet`: select splits, standardise,
+    record stats.
 
     Parameters
     ----------
     chipset:
         Chips with ``stats`` (as :func:`sarslide.datasets.prepare_event` returns them).
+    task:
+        ``"stage1"``, ``"stage2"`` or a :class:`~sarslide.tasks.TrainingTask`.
     train_split:
-        Defaults to ``"stage1_train"`` for stage 1 and ``"stage2_train"`` for stage 2.
+        Defaults to the task's :attr:`~sarslide.tasks.TrainingTask.default_train_split`
+        (``"stage1_train"`` for stage 1, ``"stage2_train"`` for stage 2).
     train_indices:
         Positions *within* the training split to use (few-shot subsets); all by default.
     val_split:
         Validation split name.
     kwargs:
-        Passed to :func:`fit` (``max_epochs``, ``checkpoint_dir``, ``seed``, ...).
+        Passed to :func:`fit` (``config``, ``checkpoint_dir``, ``seed``, ...).
     """
     from .transforms import standardize
 
-    task = check_task(task)
+    task = get_task(task)
     if chipset.stats is None:
         raise ValueError(
-            "the chips carry no standardisation statistics; compute them on the stage-1 "
-            "training chips (transforms.compute_stats) or use datasets.prepare_event"
+            "the chips carry no standardisation statistics; compute them on the "
+            "stage-1 training chips (transforms.compute_stats) or use "
+            "datasets.prepare_event"
         )
-    train = chipset.split(train_split or ("stage1_train" if task == "stage1" else "stage2_train"))
+    train = chipset.split(train_split or task.default_train_split)
     if train_indices is not None:
         train = train.subset(_check_indices(train_indices, len(train)))
     val = chipset.split(val_split)

@@ -74,3 +74,30 @@ def test_pretrained_stage1_trains_once_then_reuses(demo_chips):
         assert torch.equal(v, again.state_dict()[k])
     assert checkpoint_info(result.best)["stats"] == chips.stats
     assert result.epochs == profile.stage1_max_epochs
+
+
+def test_a_finished_stage1_run_is_fetched_without_chips_or_training(demo_chips, monkeypatch):
+    """The fast path of pretrained_stage1 gives the model and global RNG state that
+    train_stage1 (prepare the chips, build a network, go through fit) gives."""
+    import random
+
+    import numpy as np
+
+    from sarslide import pretrained
+
+    profile, cache, _ = demo_chips
+    pretrained_stage1("hokkaido", profile, cache_dir=cache, progress=False)  # trained once
+    slow = load_checkpoint(train_stage1("hokkaido", profile, cache_dir=cache, progress=False).best)
+    rng_slow = (torch.get_rng_state(), np.random.get_state()[1].copy(), random.random())
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a finished run must not go through train_stage1")
+
+    monkeypatch.setattr(pretrained, "train_stage1", refuse)
+    torch.manual_seed(99)  # the caller's RNG state does not matter: it is reset as before
+    fast = pretrained_stage1("hokkaido", profile, cache_dir=cache, progress=False)
+    assert torch.equal(torch.get_rng_state(), rng_slow[0])
+    assert np.array_equal(np.random.get_state()[1], rng_slow[1]) and random.random() == rng_slow[2]
+    assert not fast.training and type(fast) is SiameseClassifier
+    for k, v in slow.state_dict().items():
+        assert torch.equal(v, fast.state_dict()[k]), k

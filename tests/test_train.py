@@ -251,3 +251,64 @@ def test_precomputed_embeddings_give_the_same_logits():
         cached = model(x, model.frozen_embeddings(x))
     torch.testing.assert_close(cached, direct, rtol=0, atol=0)
     assert Segmenter().frozen_embeddings(x) is None
+
+
+# --------------------------------------------------------------------------- tasks and settings
+
+
+def test_tasks_are_looked_up_by_name_and_carry_what_differs():
+    from sarslide import runtime
+    from sarslide.tasks import STAGE1, STAGE2, get_task
+
+    assert get_task("stage1") is STAGE1 and get_task(STAGE2) is STAGE2
+    assert (STAGE1.metric, STAGE2.metric) == ("val_accuracy", "val_aprc")
+    assert (STAGE1.default_train_split, STAGE2.default_train_split) == ("stage1_train", "stage2_train")
+    assert runtime.MODEL_FOR_TASK == {"stage1": SiameseClassifier, "stage2": Segmenter}
+    assert runtime.check_task(STAGE2) == "stage2"
+    message = "unknown task 'stage3'; choose 'stage1' (chip classification) or 'stage2' (segmentation)"
+    for bad in (lambda: get_task("stage3"), lambda: runtime.check_task("stage3")):
+        with pytest.raises(ValueError) as err:
+            bad()
+        assert str(err.value) == message
+    with pytest.raises(TypeError, match="task='stage2' trains a Segmenter, got a SiameseClassifier"):
+        runtime.check_model_for_task(SiameseClassifier(), STAGE2)
+
+
+def test_stage2_validation_aprc_is_metrics_aprc_and_equals_scikit_learn_exactly():
+    from sarslide.tasks import STAGE2
+
+    rng = np.random.default_rng(0)
+    # coarse logits: many tied probabilities, as a barely trained network gives
+    logits = torch.from_numpy(np.round(rng.normal(size=(6, 1, 16, 16)), 1).astype(np.float32))
+    targets = pixel_targets((rng.random((6, 16, 16)) > 0.9).astype(np.uint8))
+    expected = float(average_precision_score(targets.ravel(), torch.sigmoid(logits).numpy().ravel()))
+    assert STAGE2.validation_metric(logits, targets) == expected  # bit for bit
+    # no landslide pixel: scikit-learn gave 0.0 with a warning, and so does this
+    with pytest.warns(UserWarning, match="no landslide pixel"):
+        assert STAGE2.validation_metric(logits, np.zeros_like(targets)) == 0.0
+
+
+def test_train_config_from_profile_and_as_fit_argument(tmp_path, toy_data):
+    from dataclasses import replace
+
+    from sarslide.profiles import get_profile
+    from sarslide.train import TrainConfig
+
+    profile = get_profile("demo").with_overrides(stage1_max_epochs=7, stage2_max_epochs=3)
+    one, two = TrainConfig.from_profile(profile, "stage1"), TrainConfig.from_profile("demo", "stage2")
+    assert one.max_epochs == 7 and two.max_epochs == get_profile("demo").stage2_max_epochs
+    assert (one.patience, one.batch_size, one.lr, one.top_k, one.precision) == (
+        profile.patience, profile.batch_size, profile.learning_rate, profile.top_k, profile.precision)
+    with pytest.raises(ValueError, match="top_k must be an integer >= 1, got 0"):
+        replace(one, top_k=0)
+    # a config gives exactly the run the same keywords give
+    config = TrainConfig(max_epochs=2, batch_size=3, top_k=2)
+    _, by_keywords = run(Segmenter, toy_data, tmp_path / "kw", "stage2", 2)
+    seed_everything(0)
+    model = Segmenter()
+    by_config = fit(model, *toy_data, task="stage2", config=config, checkpoint_dir=tmp_path / "cfg",
+                    seed=0, progress=False)  # fmt: skip
+    pd.testing.assert_frame_equal(by_keywords.history.drop(columns="seconds"),
+                                  by_config.history.drop(columns="seconds"))  # fmt: skip
+    with pytest.raises(TypeError, match=r"config= and also \['lr'\]"):
+        fit(Segmenter(), *toy_data, task="stage2", config=config, lr=0.1, checkpoint_dir=tmp_path)
