@@ -3,7 +3,8 @@
 A :class:`ChipSet` holds, for ``N`` chips of ``size × size`` pixels,
 
 * ``images`` — ``(N, 4, size, size)`` float32 linear backscatter in the channel order
-  :data:`CHANNELS` (``pre_vv, pre_vh, post_vv, post_vh``), NaN = no data;
+  :data:`sarslide.cube.CHANNELS` (``pre_vv, pre_vh, post_vv, post_vh``; re-exported
+  here as ``CHANNELS``), NaN = no data;
 * ``labels`` — ``(N, size, size)`` uint16: the landslide mask (0/1) or per-pixel point counts;
 * ``meta`` — a table with one row per chip (id, pixel window, map bounds, landslide
   pixel and point counts, no-data share, split);
@@ -27,7 +28,7 @@ import pandas as pd
 import xarray as xr
 
 from .atomic import atomic_directory, recover_directory
-from .cube import pass_pair, validate_cube
+from .cube import CHANNELS, pass_pair, validate_cube
 
 __all__ = [
     "CHANNELS",
@@ -52,7 +53,8 @@ __all__ = [
     "open_chips",
 ]
 
-CHANNELS: tuple[str, ...] = ("pre_vv", "pre_vh", "post_vv", "post_vh")
+# CHANNELS (the channel order) is defined once, in sarslide.cube; re-exported here.
+
 SPLITS: tuple[str, ...] = ("stage1_train", "stage2_train", "validation", "test")
 #: The paper's split: 50% stage-1 training, 25% stage-2 training, 12.5% validation, 12.5% test.
 SPLIT_FRACTIONS: tuple[float, ...] = (0.5, 0.25, 0.125, 0.125)
@@ -152,6 +154,27 @@ def make_chips(
         All kept chips in row-major order, split ``"unassigned"``.
     """
     validate_cube(cube)
+    size = _checked_chip_size(cube, size, max_nodata_fraction)
+    pair = pass_pair(cube, n_pre=n_pre, n_post=n_post, orbit_state=orbit_state,
+                     relative_orbit=relative_orbit, pre=pre, post=post, named=named_passes,
+                     same_track=same_track)
+    stack = np.stack([np.asarray(pair[c].values, dtype=np.float32) for c in CHANNELS])
+    images, labels, rows = _cut_chips(cube, stack, size, max_nodata_fraction)
+    if not rows:
+        raise ChipError(
+            f"every {size}×{size} chip has more than {max_nodata_fraction:.0%} no data; check the "
+            "cube's passes or raise max_nodata_fraction"
+        )
+    return ChipSet(
+        images=np.stack(images).astype(np.float32),
+        labels=np.stack(labels),
+        meta=pd.DataFrame(rows),
+        attrs=_chip_attrs(cube, pair, size),
+    )
+
+
+def _checked_chip_size(cube: xr.Dataset, size, max_nodata_fraction: float) -> int:
+    """``size`` as an int in [8, min(ny, nx)]; ``max_nodata_fraction`` in [0, 1]."""
     ny, nx = cube.sizes["y"], cube.sizes["x"]
     if isinstance(size, bool) or not isinstance(size, (int, np.integer)):
         raise ChipError(
@@ -168,17 +191,26 @@ def make_chips(
         )
     if not 0.0 <= max_nodata_fraction <= 1.0:
         raise ChipError(f"max_nodata_fraction={max_nodata_fraction} must lie in [0, 1]")
-    pair = pass_pair(cube, n_pre=n_pre, n_post=n_post, orbit_state=orbit_state,
-                     relative_orbit=relative_orbit, pre=pre, post=post, named=named_passes,
-                     same_track=same_track)
-    stack = np.stack([np.asarray(pair[c].values, dtype=np.float32) for c in CHANNELS])
+    return size
+
+
+def _cut_chips(
+    cube: xr.Dataset, stack: np.ndarray, size: int, max_nodata_fraction: float
+) -> tuple[list[np.ndarray], list[np.ndarray], list[dict]]:
+    """Row-major ``size × size`` tiles of ``stack`` (4, ny, nx) float32 and the labels.
+
+    Returns the kept tiles' images (4, size, size) float32, labels (size, size) uint16
+    and one meta row each (chip id, position, bounds in the cube's CRS metres, label
+    counts, no-data share); tiles with more no data than ``max_nodata_fraction`` are
+    skipped.
+    """
+    ny, nx = cube.sizes["y"], cube.sizes["x"]
     labels_full = np.asarray(cube["landslides"].values).astype(np.uint16)
     nodata_full = ~np.isfinite(stack).all(axis=0)
     x = np.asarray(cube["x"].values, dtype=float)
     y = np.asarray(cube["y"].values, dtype=float)
     dx, dy = abs(x[1] - x[0]), abs(y[1] - y[0])
     kind = cube.attrs["label_kind"]
-
     images, labels, rows = [], [], []
     for r in range(0, ny - size + 1, size):
         for c in range(0, nx - size + 1, size):
@@ -206,18 +238,19 @@ def make_chips(
             )
             images.append(stack[:, r : r + size, c : c + size])
             labels.append(lab)
-    if not rows:
-        raise ChipError(
-            f"every {size}×{size} chip has more than {max_nodata_fraction:.0%} no data; check the "
-            "cube's passes or raise max_nodata_fraction"
-        )
-    attrs = {
+    return images, labels, rows
+
+
+def _chip_attrs(cube: xr.Dataset, pair: xr.Dataset, size: int) -> dict:
+    """The chip set's attrs: event, label kind, source, CRS (WKT), size, resolution (m), passes."""
+    x = np.asarray(cube["x"].values, dtype=float)
+    return {
         "event": cube.attrs.get("event"),
-        "label_kind": kind,
+        "label_kind": cube.attrs["label_kind"],
         "source": cube.attrs.get("source"),
         "crs": cube.rio.crs.to_wkt(),
         "chip_size": int(size),
-        "resolution": float(dx),
+        "resolution": float(abs(x[1] - x[0])),
         "pre_times": list(pair.attrs["pre_times"]),
         "post_times": list(pair.attrs["post_times"]),
         "pre_tracks": list(pair.attrs["pre_tracks"]),
@@ -225,12 +258,6 @@ def make_chips(
         "same_track": bool(pair.attrs["same_track"]),
         "pass_rule": str(pair.attrs["pass_rule"]),
     }
-    return ChipSet(
-        images=np.stack(images).astype(np.float32),
-        labels=np.stack(labels),
-        meta=pd.DataFrame(rows),
-        attrs=attrs,
-    )
 
 
 def balance(chips: ChipSet, seed: int = 0) -> ChipSet:

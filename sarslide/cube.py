@@ -22,6 +22,8 @@ checks it in one place.
 Which passes form the before/after pair is decided in one place too, :func:`pass_pair`:
 the event's named passes (the paper profile), passes the caller names, or the nearest
 passes from one orbit track (:func:`cube_passes` lists each pass with its track).
+The pair's variables, in :data:`CHANNELS` order (``pre_vv, pre_vh, post_vv, post_vh``),
+are the channel order of every chip and every network input; this is its one definition.
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ from .atomic import atomic_directory, recover_directory
 __all__ = [
     "CubeError",
     "BANDS",
+    "PAIR_SIDES",
+    "CHANNELS",
     "LABEL_KINDS",
     "validate_cube",
     "save_cube",
@@ -56,7 +60,13 @@ __all__ = [
     "StaleHandleWarning",
 ]
 
+#: The polarisations of every pass, in this order.
 BANDS: tuple[str, str] = ("vv", "vh")
+#: The two sides of the event a pass pair averages, in this order.
+PAIR_SIDES: tuple[str, str] = ("pre", "post")
+#: The channel order of a pass pair, of chips and of the networks' input:
+#: ``("pre_vv", "pre_vh", "post_vv", "post_vh")`` (pre-event VV, VH, then post-event).
+CHANNELS: tuple[str, ...] = tuple(f"{side}_{band}" for side in PAIR_SIDES for band in BANDS)
 LABEL_KINDS: tuple[str, str] = ("mask", "points")
 
 
@@ -178,6 +188,19 @@ def validate_cube(
     """
     if not isinstance(cube, xr.Dataset):
         raise CubeError(f"an event cube is an xarray.Dataset, got {type(cube).__name__}")
+    _check_bands(cube)
+    _check_time_axis(cube)
+    _check_grid(cube)
+    _check_labels(cube, require_labels)
+    times = _check_both_sides(cube)
+    if check_values:
+        for band in BANDS:
+            _check_band_values(cube, band, times)
+    return cube
+
+
+def _check_bands(cube: xr.Dataset) -> None:
+    """Both :data:`BANDS` present, dims (time, y, x), floating point."""
     present = [b for b in BANDS if b in cube.data_vars]
     if len(present) != len(BANDS):
         raise CubeError(
@@ -197,12 +220,20 @@ def validate_cube(
                 f"variable {band!r} has dtype {da.dtype} but backscatter must be floating point "
                 "with NaN for no data; convert with .astype('float32') after masking no-data"
             )
+
+
+def _check_time_axis(cube: xr.Dataset) -> None:
+    """At least one pass; ``time`` is datetime64."""
     if cube.sizes["time"] == 0:
         raise CubeError("cube has no passes (time dimension is empty)")
     if not np.issubdtype(cube["time"].dtype, np.datetime64):
         raise CubeError(
             f"coordinate 'time' has dtype {cube['time'].dtype}; it must be datetime64 (UTC)"
         )
+
+
+def _check_grid(cube: xr.Dataset) -> None:
+    """A projected CRS in metres and regular ``y`` / ``x`` axes of at least 2 pixels."""
     crs = cube.rio.crs
     if crs is None:
         raise CubeError(
@@ -222,6 +253,10 @@ def validate_cube(
         step = np.diff(np.asarray(cube[dim].values, dtype="float64"))
         if not np.allclose(step, step[0], rtol=1e-6, atol=1e-6):
             raise CubeError(f"coordinate {dim!r} is not a regular grid; resample it onto one")
+
+
+def _check_labels(cube: xr.Dataset, require_labels: bool) -> None:
+    """``landslides`` (y, x) integer with a known ``label_kind``, or absent if allowed."""
     kind = cube.attrs.get("label_kind")
     if "landslides" in cube.variables:
         if kind not in LABEL_KINDS:
@@ -241,6 +276,10 @@ def validate_cube(
             "cube has no 'landslides' layer; add one with "
             "sarslide.inventory.rasterize(inventory, like=cube)"
         )
+
+
+def _check_both_sides(cube: xr.Dataset) -> pd.DatetimeIndex:
+    """Passes before and after ``attrs['event_time']``; returns the pass times."""
     evt = event_time(cube)
     times = _times(cube)
     if not (times < evt).any() or not (times > evt).any():
@@ -248,36 +287,42 @@ def validate_cube(
             f"cube needs passes both before and after the event ({evt.isoformat()}); "
             f"its passes are {[t.strftime('%Y-%m-%d') for t in times]}"
         )
-    if not check_values:
-        return cube
-    # Value checks read the data: one reduction per band over (y, x) keeps this cheap.
-    for band in BANDS:
-        values = _nodata_values(cube[band])
-        flagged = cube[band].isin(values)
-        if bool(flagged.any()):
-            share = float(flagged.mean())
-            raise CubeError(
-                f"{band!r} holds the no-data value(s) {values} in {share:.1%} of its pixels "
-                "(Planetary Computer RTC marks no data with -32768); they are not backscatter. "
-                "Mask them first: cube = sarslide.cube.mask_nodata(cube)"
-            )
-        finite = np.isfinite(cube[band]).any(dim=("y", "x")).values
-        if not finite.all():
-            bad = [times[i].strftime("%Y-%m-%d %H:%M") for i in np.flatnonzero(~finite)]
-            raise CubeError(
-                f"pass(es) {bad} of {band!r} are all NaN (no data); drop them with "
-                f"cube.drop_sel(time=...) before use"
-            )
-        step_y = max(cube.sizes["y"] // 256, 1)
-        step_x = max(cube.sizes["x"] // 256, 1)
-        sample = np.asarray(cube[band].isel(time=0, y=slice(None, None, step_y), x=slice(None, None, step_x)))
-        median = float(np.nanmedian(sample)) if np.isfinite(sample).any() else 0.0
-        if median < 0:
-            raise CubeError(
-                f"{band!r} has median {median:.3g} < 0: it looks like decibels; event cubes "
-                f"hold linear backscatter, convert with 10 ** (db / 10)"
-            )
-    return cube
+    return times
+
+
+def _check_band_values(cube: xr.Dataset, band: str, times: pd.DatetimeIndex) -> None:
+    """No no-data sentinels, no all-NaN pass, no decibels in ``band`` (reads the data).
+
+    One reduction per band over (y, x) keeps this cheap; the decibel test samples the
+    first pass on a grid of at most about 256 × 256 pixels.
+    """
+    values = _nodata_values(cube[band])
+    flagged = cube[band].isin(values)
+    if bool(flagged.any()):
+        share = float(flagged.mean())
+        raise CubeError(
+            f"{band!r} holds the no-data value(s) {values} in {share:.1%} of its pixels "
+            "(Planetary Computer RTC marks no data with -32768); they are not backscatter. "
+            "Mask them first: cube = sarslide.cube.mask_nodata(cube)"
+        )
+    finite = np.isfinite(cube[band]).any(dim=("y", "x")).values
+    if not finite.all():
+        bad = [times[i].strftime("%Y-%m-%d %H:%M") for i in np.flatnonzero(~finite)]
+        raise CubeError(
+            f"pass(es) {bad} of {band!r} are all NaN (no data); drop them with "
+            f"cube.drop_sel(time=...) before use"
+        )
+    step_y = max(cube.sizes["y"] // 256, 1)
+    step_x = max(cube.sizes["x"] // 256, 1)
+    sample = np.asarray(
+        cube[band].isel(time=0, y=slice(None, None, step_y), x=slice(None, None, step_x))
+    )
+    median = float(np.nanmedian(sample)) if np.isfinite(sample).any() else 0.0
+    if median < 0:
+        raise CubeError(
+            f"{band!r} has median {median:.3g} < 0: it looks like decibels; event cubes "
+            f"hold linear backscatter, convert with 10 ** (db / 10)"
+        )
 
 
 #: Sentinel-1's constellation repeat in days: two passes of one relative orbit are a whole
@@ -334,18 +379,9 @@ def cube_passes(cube: xr.Dataset) -> pd.DataFrame:
     """
     times = _times(cube)
     evt = event_time(cube)
-
-    def coord(*names):
-        for name in names:
-            if name in cube.coords or name in cube.data_vars:
-                da = cube[name]
-                if tuple(da.dims) == ("time",):
-                    return np.asarray(da.values)
-        return None
-
-    states = coord("orbit_state", "sat:orbit_state")
-    rel = coord("relative_orbit", "sat:relative_orbit")
-    plat = coord("platform", "sat:platform")
+    states = _per_time_values(cube, "orbit_state", "sat:orbit_state")
+    rel = _per_time_values(cube, "relative_orbit", "sat:relative_orbit")
+    plat = _per_time_values(cube, "platform", "sat:platform")
     n = len(times)
     table = pd.DataFrame(
         {
@@ -361,6 +397,30 @@ def cube_passes(cube: xr.Dataset) -> pd.DataFrame:
             "platform": [str(p.decode() if isinstance(p, bytes) else p) for p in plat] if plat is not None else [""] * n,
         }
     )
+    tracks, inferred = _track_labels(table, times)
+    table["track"] = tracks
+    table["track_inferred"] = inferred
+    table["pass_id"] = _pass_ids(table, times, tracks)
+    return table
+
+
+def _per_time_values(cube: xr.Dataset, *names: str) -> np.ndarray | None:
+    """Values of the first of ``names`` that is a (time,) variable of ``cube``, or None."""
+    for name in names:
+        if name in cube.coords or name in cube.data_vars:
+            da = cube[name]
+            if tuple(da.dims) == ("time",):
+                return np.asarray(da.values)
+    return None
+
+
+def _track_labels(table: pd.DataFrame, times: pd.DatetimeIndex) -> tuple[list[str], list[bool]]:
+    """Track label per time step (``"descending 46"``) and whether it was inferred.
+
+    Without a relative orbit, time steps join the first earlier track of their direction
+    that :func:`same_track_possible` allows, else start ``"<state> track <k>"``.
+    """
+    n = len(times)
     tracks, inferred = [""] * n, [False] * n
     anchors: list[tuple[str, pd.Timestamp, str]] = []  # (orbit_state, first time, label)
     for i in np.argsort(times.values, kind="stable"):
@@ -377,9 +437,12 @@ def cube_passes(cube: xr.Dataset) -> pd.DataFrame:
             anchors.append((state, times[i], label))
             tracks[i] = label
         inferred[i] = True
-    table["track"] = tracks
-    table["track_inferred"] = inferred
-    pass_id, last = np.zeros(n, dtype=int), {}
+    return tracks, inferred
+
+
+def _pass_ids(table: pd.DataFrame, times: pd.DatetimeIndex, tracks: list[str]) -> np.ndarray:
+    """One int id per overflight: steps of one track and side ≤ 10 minutes apart share it."""
+    pass_id, last = np.zeros(len(times), dtype=int), {}
     next_id = 0
     for i in np.argsort(times.values, kind="stable"):
         prev = last.get(tracks[i])
@@ -389,8 +452,7 @@ def cube_passes(cube: xr.Dataset) -> pd.DataFrame:
             pass_id[i] = next_id
             next_id += 1
         last[tracks[i]] = i
-    table["pass_id"] = pass_id
-    return table
+    return pass_id
 
 
 def _describe(rows: pd.DataFrame) -> str:
@@ -528,19 +590,55 @@ def pass_pair(
         if n is not None and (int(n) != n or n < 1):
             raise ValueError(f"{label}={n}: average at least one pass per side")
     if named:
-        if pre is not None or post is not None:
-            raise ValueError("named=True uses the event's named passes; do not also give pre= / post=")
-        from .events import get_event
-
-        try:
-            ev = get_event(cube.attrs.get("event", ""))
-        except KeyError as err:
-            raise PassSelectionError(
-                f"named=True needs a known event in cube.attrs['event'] (got "
-                f"{cube.attrs.get('event')!r}); name the passes with pre= / post= instead"
-            ) from err
-        pre, post = ev.paper_pre_pass, ev.paper_post_pass
+        pre, post = _event_named_passes(cube, pre, post)
     full = cube_passes(cube)
+    table, filters = _filter_passes(full, orbit_state, relative_orbit)
+    chosen = _caller_named_passes(table, full, pre, post, n_pre, n_post, named)
+    caller_named = bool(chosen)
+    auto = [s for s in ("pre", "post") if s not in chosen]
+    want = {"pre": n_pre or 1, "post": n_post or 1}
+    if auto:
+        evt = event_time(cube)
+        _warn_undated_event_day(table, evt)
+        if same_track:
+            picks = _same_track_picks(table, chosen, auto, want, filters, evt)
+        else:
+            picks = {s: _side_passes(table, s, evt)[: want[s]] for s in auto}
+        for s in auto:
+            if len(picks[s]) < want[s]:
+                raise PassSelectionError(
+                    f"asked for {want[s]} {s}-event pass(es) but the cube has "
+                    f"{len(_side_passes(table, s, evt))}"
+                    + (f" with {filters}" if filters else "")
+                    + "; lower the number of passes or load more"
+                )
+            chosen[s] = picks[s]
+    rule = (
+        "named" if named else "caller" if caller_named else "same-track" if same_track else "any-track"
+    )
+    return _average_pair(cube, chosen, rule)
+
+
+def _event_named_passes(cube: xr.Dataset, pre, post) -> tuple[str, str]:
+    """The paper's (pre, post) pass names of ``cube.attrs['event']`` for ``named=True``."""
+    if pre is not None or post is not None:
+        raise ValueError("named=True uses the event's named passes; do not also give pre= / post=")
+    from .events import get_event
+
+    try:
+        ev = get_event(cube.attrs.get("event", ""))
+    except KeyError as err:
+        raise PassSelectionError(
+            f"named=True needs a known event in cube.attrs['event'] (got "
+            f"{cube.attrs.get('event')!r}); name the passes with pre= / post= instead"
+        ) from err
+    return ev.paper_pre_pass, ev.paper_post_pass
+
+
+def _filter_passes(
+    full: pd.DataFrame, orbit_state: str | None, relative_orbit: int | None
+) -> tuple[pd.DataFrame, str]:
+    """Rows of :func:`cube_passes` that pass the orbit filters, and the filters as text."""
     table = full
     if orbit_state is not None:
         wanted = _orbit_name(orbit_state)
@@ -557,9 +655,14 @@ def pass_pair(
         f for f in (orbit_state and f"orbit_state={orbit_state!r}",
                     relative_orbit is not None and f"relative_orbit={relative_orbit}") if f
     )
+    return table, filters
 
+
+def _caller_named_passes(
+    table: pd.DataFrame, full: pd.DataFrame, pre, post, n_pre, n_post, named: bool
+) -> dict[str, list[pd.DataFrame]]:
+    """Per side with names: the rows of each named pass (a side without names is absent)."""
     chosen: dict[str, list[pd.DataFrame]] = {}
-    named_sides = {}
     for side, names, n in (("pre", _as_names(pre), n_pre), ("post", _as_names(post), n_post)):
         if not names:
             continue
@@ -569,92 +672,116 @@ def pass_pair(
                 + (" (named=True names one pass per side; use n_pre=n_post=1)" if named else "")
             )
         chosen[side] = [_named_rows(table, name, side, full) for name in names]
-        named_sides[side] = True
+    return chosen
 
-    def side_passes(rows: pd.DataFrame, side: str) -> list[pd.DataFrame]:
-        rows = rows[rows["side"] == side]
-        groups = [g for _, g in rows.groupby("pass_id", sort=False)]
-        return sorted(groups, key=lambda g: abs(g["time"].iloc[0] - event_time(cube)))
 
-    auto = [s for s in ("pre", "post") if s not in chosen]
-    want = {"pre": n_pre or 1, "post": n_post or 1}
-    if auto:
-        # A pass stored as a bare date on the event's own UTC day may lie on either side.
-        evt = event_time(cube)
-        undated = (table["time"] == table["time"].dt.normalize()) & (
-            table["time"].dt.normalize() == evt.normalize()
+def _side_passes(rows: pd.DataFrame, side: str, evt: pd.Timestamp) -> list[pd.DataFrame]:
+    """The passes (row groups by ``pass_id``) on ``side`` of the event, nearest first."""
+    rows = rows[rows["side"] == side]
+    groups = [g for _, g in rows.groupby("pass_id", sort=False)]
+    return sorted(groups, key=lambda g: abs(g["time"].iloc[0] - evt))
+
+
+def _warn_undated_event_day(table: pd.DataFrame, evt: pd.Timestamp) -> None:
+    """Warn about passes stored as a bare date on the event's own UTC day.
+
+    Such a pass may lie on either side of the event. The warning is attributed to the
+    caller of :func:`pass_pair` (``stacklevel=3``).
+    """
+    undated = (table["time"] == table["time"].dt.normalize()) & (
+        table["time"].dt.normalize() == evt.normalize()
+    )
+    if undated.any():
+        import warnings
+
+        warnings.warn(
+            f"pass(es) {_describe(table[undated])} are stored as a date without a time on "
+            f"the event's UTC day ({evt:%Y-%m-%d}, event at {evt:%H:%M} UTC), so they count "
+            "as before the event although they may have been taken after it; name the "
+            "passes with pre= / post=, or drop these with cube.drop_sel(time=...)",
+            UserWarning,
+            stacklevel=3,
         )
-        if undated.any():
-            import warnings
 
-            warnings.warn(
-                f"pass(es) {_describe(table[undated])} are stored as a date without a time on "
-                f"the event's UTC day ({evt:%Y-%m-%d}, event at {evt:%H:%M} UTC), so they count "
-                "as before the event although they may have been taken after it; name the "
-                "passes with pre= / post=, or drop these with cube.drop_sel(time=...)",
-                UserWarning,
-                stacklevel=2,
-            )
-    if auto:
-        if same_track:
-            fixed = {g["track"].iloc[0] for s in chosen for g in chosen[s]}  # tracks of named passes
-            candidates = []
-            for track, rows in table.groupby("track", sort=True):
-                if fixed and track not in fixed:
-                    continue
-                picks = {s: side_passes(rows, s)[: want[s]] for s in auto}
-                if any(len(picks[s]) < want[s] for s in auto):
-                    continue
-                everything = [g for s in chosen for g in chosen[s]] + [g for s in auto for g in picks[s]]
-                first = min(g["time"].min() for g in everything)
-                last = max(g["time"].max() for g in everything)
-                posts = [g for g in everything if g["side"].iloc[0] == "post"]
-                first_post = min(g["time"].min() for g in posts)
-                candidates.append(((last - first, first_post, track), picks))
-            if not candidates:
-                nearest = {s: side_passes(table, s)[: want[s]] for s in ("pre", "post")}
-                per_track = "; ".join(
-                    f"{track}: {(rows['side'] == 'pre').sum()} pre / {(rows['side'] == 'post').sum()} post"
-                    for track, rows in table.groupby("track", sort=True)
-                )
-                short = [s for s in auto if len(nearest[s]) < want[s]]
-                if short:
-                    s = short[0]
-                    raise PassSelectionError(
-                        f"asked for {want[s]} {s}-event pass(es) but the cube has {len(nearest[s])}"
-                        + (f" with {filters}" if filters else "")
-                        + f" ({per_track or 'no passes'}); lower the number of passes or load more"
-                    )
-                mixed = ""
-                if all(len(nearest[s]) >= 1 for s in ("pre", "post")):
-                    mixed = (
-                        f"The nearest passes, before: {_describe(nearest['pre'][0])} and after: "
-                        f"{_describe(nearest['post'][0])}, come from different orbit tracks, and "
-                        "an automatic pair never mixes tracks (a different look direction or "
-                        "incidence changes the backscatter of slopes, which looks like change). "
-                    )
-                raise PassSelectionError(
-                    f"no orbit track has {want['pre'] if 'pre' in auto else 'the named'} pass(es) "
-                    f"before and {want['post'] if 'post' in auto else 'the named'} after the event"
-                    + (f" with {filters}" if filters else "")
-                    + f" ({per_track or 'no passes'}). " + mixed
-                    + "Name the passes with pre= / post=, lower n_pre / n_post, or pass "
-                    "same_track=False to accept a cross-track pair"
-                )
-            _, picks = min(candidates, key=lambda c: c[0])
-        else:
-            picks = {s: side_passes(table, s)[: want[s]] for s in auto}
-        for s in auto:
-            if len(picks[s]) < want[s]:
-                raise PassSelectionError(
-                    f"asked for {want[s]} {s}-event pass(es) but the cube has {len(side_passes(table, s))}"
-                    + (f" with {filters}" if filters else "")
-                    + "; lower the number of passes or load more"
-                )
-            chosen[s] = picks[s]
 
+def _same_track_picks(
+    table: pd.DataFrame,
+    chosen: dict[str, list[pd.DataFrame]],
+    auto: list[str],
+    want: dict[str, int],
+    filters: str,
+    evt: pd.Timestamp,
+) -> dict[str, list[pd.DataFrame]]:
+    """The automatic sides' passes from the one track that spans the shortest time.
+
+    Only tracks of already named passes are candidates; ties go to the earlier first
+    post-event pass, then to the lower track label.
+    """
+    fixed = {g["track"].iloc[0] for s in chosen for g in chosen[s]}  # tracks of named passes
+    candidates = []
+    for track, rows in table.groupby("track", sort=True):
+        if fixed and track not in fixed:
+            continue
+        picks = {s: _side_passes(rows, s, evt)[: want[s]] for s in auto}
+        if any(len(picks[s]) < want[s] for s in auto):
+            continue
+        everything = [g for s in chosen for g in chosen[s]] + [g for s in auto for g in picks[s]]
+        first = min(g["time"].min() for g in everything)
+        last = max(g["time"].max() for g in everything)
+        posts = [g for g in everything if g["side"].iloc[0] == "post"]
+        first_post = min(g["time"].min() for g in posts)
+        candidates.append(((last - first, first_post, track), picks))
+    if not candidates:
+        raise _no_track_error(table, auto, want, filters, evt)
+    _, picks = min(candidates, key=lambda c: c[0])
+    return picks
+
+
+def _no_track_error(
+    table: pd.DataFrame, auto: list[str], want: dict[str, int], filters: str, evt: pd.Timestamp
+) -> PassSelectionError:
+    """The error when no track has enough passes: too few overall, or mixed tracks."""
+    nearest = {s: _side_passes(table, s, evt)[: want[s]] for s in ("pre", "post")}
+    per_track = "; ".join(
+        f"{track}: {(rows['side'] == 'pre').sum()} pre / {(rows['side'] == 'post').sum()} post"
+        for track, rows in table.groupby("track", sort=True)
+    )
+    short = [s for s in auto if len(nearest[s]) < want[s]]
+    if short:
+        s = short[0]
+        return PassSelectionError(
+            f"asked for {want[s]} {s}-event pass(es) but the cube has {len(nearest[s])}"
+            + (f" with {filters}" if filters else "")
+            + f" ({per_track or 'no passes'}); lower the number of passes or load more"
+        )
+    mixed = ""
+    if all(len(nearest[s]) >= 1 for s in ("pre", "post")):
+        mixed = (
+            f"The nearest passes, before: {_describe(nearest['pre'][0])} and after: "
+            f"{_describe(nearest['post'][0])}, come from different orbit tracks, and "
+            "an automatic pair never mixes tracks (a different look direction or "
+            "incidence changes the backscatter of slopes, which looks like change). "
+        )
+    return PassSelectionError(
+        f"no orbit track has {want['pre'] if 'pre' in auto else 'the named'} pass(es) "
+        f"before and {want['post'] if 'post' in auto else 'the named'} after the event"
+        + (f" with {filters}" if filters else "")
+        + f" ({per_track or 'no passes'}). " + mixed
+        + "Name the passes with pre= / post=, lower n_pre / n_post, or pass "
+        "same_track=False to accept a cross-track pair"
+    )
+
+
+def _average_pair(
+    cube: xr.Dataset, chosen: dict[str, list[pd.DataFrame]], rule: str
+) -> xr.Dataset:
+    """Average the chosen passes of each side into :data:`CHANNELS` (y, x) float32.
+
+    Keeps ``landslides`` and the cube's attrs and CRS; adds the times, tracks,
+    ``same_track`` and ``pass_rule`` attrs that :func:`pass_pair` documents.
+    """
     out = xr.Dataset(coords={"y": cube["y"], "x": cube["x"]})
-    for side in ("pre", "post"):
+    for side in PAIR_SIDES:
         positions = np.concatenate([g.index.to_numpy() for g in chosen[side]])
         sel = cube.isel(time=np.sort(positions))
         for band in BANDS:
@@ -663,13 +790,11 @@ def pass_pair(
         out["landslides"] = cube["landslides"]
     out.attrs.update(cube.attrs)
     tracks = {g["track"].iloc[0] for side in chosen for g in chosen[side]}
-    for side in ("pre", "post"):
+    for side in PAIR_SIDES:
         out.attrs[f"{side}_times"] = [g["time"].iloc[0].isoformat() for g in chosen[side]]
         out.attrs[f"{side}_tracks"] = [str(g["track"].iloc[0]) for g in chosen[side]]
     out.attrs["same_track"] = len(tracks) == 1
-    out.attrs["pass_rule"] = (
-        "named" if named else "caller" if named_sides else "same-track" if same_track else "any-track"
-    )
+    out.attrs["pass_rule"] = rule
     if cube.rio.crs is not None:
         out = out.rio.write_crs(cube.rio.crs)
     return out

@@ -9,8 +9,8 @@ Kaikōura inventory). Both are rasterised onto the grid of an event cube:
 
 Inputs may be a :class:`geopandas.GeoDataFrame` or a path to a GeoPackage, shapefile
 (also zipped), GeoJSON, KML/KMZ or CSV file with longitude/latitude columns. Any input CRS
-is reprojected to the cube's CRS. :func:`fetch_inventory` downloads the events' published
-inventories with pooch.
+is reprojected to the cube's CRS. Pure geometry -> raster: no network here; the events'
+published inventories are downloaded by :func:`sarslide.acquire.fetch_inventory`.
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ import xarray as xr
 from rasterio.enums import MergeAlg
 
 from sarslide.cube import CubeError, validate_cube
-from sarslide.events import Event, get_event
 
 __all__ = [
     "InventoryWarning",
@@ -40,7 +39,6 @@ __all__ = [
     "rasterize",
     "with_labels",
     "polygons_from_mask",
-    "fetch_inventory",
 ]
 
 #: File endings :func:`read_inventory` understands (``.zip`` = zipped shapefile/GeoPackage).
@@ -89,33 +87,10 @@ def _check_lonlat_ranges(path: Path, lon: pd.Series, lat: pd.Series, names: tupl
         )
 
 
-def read_inventory(
-    inventory: str | os.PathLike | gpd.GeoDataFrame | gpd.GeoSeries,
-    *,
-    crs: str | None = None,
-) -> gpd.GeoDataFrame:
-    """Read an inventory into a GeoDataFrame with a CRS and 2-D geometries.
-
-    Parameters
-    ----------
-    inventory:
-        A GeoDataFrame/GeoSeries, or a path to a GeoPackage, shapefile (``.shp`` or a
-        ``.zip`` holding one), GeoJSON, FlatGeobuf, GeoParquet, KML/KMZ, or a CSV with
-        longitude/latitude columns (``lon``/``lat``, ``longitude``/``latitude`` or ``x``/``y``).
-    crs:
-        CRS of the input when the file does not say (CSV coordinates default to
-        EPSG:4326); ignored for inputs that carry their own CRS.
-
-    Returns
-    -------
-    geopandas.GeoDataFrame
-        Rows with empty or missing geometry dropped, Z coordinates removed.
-
-    Raises
-    ------
-    FileNotFoundError, ValueError
-        For a missing file, an unknown file type or an input without a CRS.
-    """
+def _open_inventory(
+    inventory: str | os.PathLike | gpd.GeoDataFrame | gpd.GeoSeries, crs: str | None
+) -> tuple[gpd.GeoDataFrame, str]:
+    """A copy of a GeoDataFrame/GeoSeries, or the file read by its type; and its name."""
     if isinstance(inventory, gpd.GeoSeries):
         inventory = gpd.GeoDataFrame(geometry=inventory)
     if isinstance(inventory, gpd.GeoDataFrame):
@@ -146,6 +121,37 @@ def read_inventory(
             gdf = gpd.read_parquet(path)
         else:
             gdf = gpd.read_file(path)
+    return gdf, source
+
+
+def read_inventory(
+    inventory: str | os.PathLike | gpd.GeoDataFrame | gpd.GeoSeries,
+    *,
+    crs: str | None = None,
+) -> gpd.GeoDataFrame:
+    """Read an inventory into a GeoDataFrame with a CRS and 2-D geometries.
+
+    Parameters
+    ----------
+    inventory:
+        A GeoDataFrame/GeoSeries, or a path to a GeoPackage, shapefile (``.shp`` or a
+        ``.zip`` holding one), GeoJSON, FlatGeobuf, GeoParquet, KML/KMZ, or a CSV with
+        longitude/latitude columns (``lon``/``lat``, ``longitude``/``latitude`` or ``x``/``y``).
+    crs:
+        CRS of the input when the file does not say (CSV coordinates default to
+        EPSG:4326); ignored for inputs that carry their own CRS.
+
+    Returns
+    -------
+    geopandas.GeoDataFrame
+        Rows with empty or missing geometry dropped, Z coordinates removed.
+
+    Raises
+    ------
+    FileNotFoundError, ValueError
+        For a missing file, an unknown file type or an input without a CRS.
+    """
+    gdf, source = _open_inventory(inventory, crs)
     if gdf.crs is None:
         if crs is None:
             raise ValueError(
@@ -233,64 +239,13 @@ def rasterize(
     """
     gdf = read_inventory(inventory, crs=crs)
     grid_crs, transform, shape = _grid(like)
-    detected = inventory_kind(gdf) if len(gdf) else (kind or "mask")
-    kind = kind or detected
-    if kind not in ("mask", "points"):
-        raise ValueError(f"kind={kind!r}; use 'mask' (polygons) or 'points' (centroids)")
-    if kind != detected:
-        raise ValueError(
-            f"kind={kind!r} but the inventory holds {detected!r} geometries; drop kind= to "
-            "use the geometry type"
-        )
+    kind = _checked_kind(gdf, kind)
     gdf = gdf.to_crs(grid_crs)
-    # The grid's outer edges in its own CRS, to count the features that land on it.
-    west, north = transform.c, transform.f
-    east, south = west + transform.a * shape[1], north + transform.e * shape[0]
-    xmin, xmax = sorted((west, east))
-    ymin, ymax = sorted((south, north))
-    inside = gdf.geometry.intersects(shapely.box(xmin, ymin, xmax, ymax))
+    bounds = _grid_bounds(transform, shape)
+    inside = gdf.geometry.intersects(shapely.box(*bounds))
     n_inside = int(inside.sum())
-    if kind == "points":
-        geoms = gdf.geometry[inside].explode(index_parts=False)
-        data = np.zeros(shape, dtype=np.uint16)
-        if len(geoms):
-            # GDAL adds 1 per point into the pixel that holds it: per-pixel counts.
-            counts = rasterio.features.rasterize(
-                ((g, 1) for g in geoms),
-                out_shape=shape,
-                transform=transform,
-                fill=0,
-                merge_alg=MergeAlg.add,
-                dtype="uint32",
-            )
-            data = np.minimum(counts, _MAX_COUNT).astype(np.uint16)
-    else:
-        data = np.zeros(shape, dtype=np.uint8)
-        geoms = gdf.geometry[inside]
-        if len(geoms):
-            data = rasterio.features.rasterize(
-                ((g, 1) for g in geoms),
-                out_shape=shape,
-                transform=transform,
-                fill=0,
-                all_touched=all_touched,
-                dtype="uint8",
-            )
-    if len(gdf) == 0:
-        warnings.warn(
-            "the inventory holds no features (empty, or only empty geometries); the labels "
-            "are all zero — check that the right inventory was passed",
-            InventoryWarning,
-            stacklevel=2,
-        )
-    elif n_inside == 0 or not data.any():
-        warnings.warn(
-            f"none of the inventory's {len(gdf)} features falls on the cube grid "
-            f"(x {xmin:.0f}..{xmax:.0f}, y {ymin:.0f}..{ymax:.0f} in {grid_crs.to_string()}); "
-            "the labels are all zero — check the inventory and the cube cover the same area",
-            InventoryWarning,
-            stacklevel=2,
-        )
+    data = _burn(gdf.geometry[inside], kind, shape, transform, all_touched)
+    _warn_if_no_labels(gdf, n_inside, data, bounds, grid_crs)
     out = xr.DataArray(
         data,
         dims=("y", "x"),
@@ -304,6 +259,84 @@ def rasterize(
         },
     )
     return out.rio.write_crs(grid_crs)
+
+
+def _checked_kind(gdf: gpd.GeoDataFrame, kind: str | None) -> str:
+    """The label kind: ``kind`` if given and it matches the geometries, else detected.
+
+    An empty inventory takes ``kind`` (default ``"mask"``).
+    """
+    detected = inventory_kind(gdf) if len(gdf) else (kind or "mask")
+    kind = kind or detected
+    if kind not in ("mask", "points"):
+        raise ValueError(f"kind={kind!r}; use 'mask' (polygons) or 'points' (centroids)")
+    if kind != detected:
+        raise ValueError(
+            f"kind={kind!r} but the inventory holds {detected!r} geometries; drop kind= to "
+            "use the geometry type"
+        )
+    return kind
+
+
+def _grid_bounds(transform, shape: tuple[int, int]) -> tuple[float, float, float, float]:
+    """The grid's outer edges ``(xmin, ymin, xmax, ymax)`` in its own CRS (metres)."""
+    west, north = transform.c, transform.f
+    east, south = west + transform.a * shape[1], north + transform.e * shape[0]
+    xmin, xmax = sorted((west, east))
+    ymin, ymax = sorted((south, north))
+    return xmin, ymin, xmax, ymax
+
+
+def _burn(
+    geoms: gpd.GeoSeries, kind: str, shape: tuple[int, int], transform, all_touched: bool
+) -> np.ndarray:
+    """Rasterise ``geoms`` (already in the grid's CRS) to (ny, nx) labels.
+
+    ``"points"``: GDAL adds 1 per point into the pixel that holds it (multi-points are
+    exploded), giving uint16 counts capped at 65535. ``"mask"``: uint8 1 where a pixel
+    centre lies inside a polygon (every touched pixel with ``all_touched``).
+    """
+    points = kind == "points"
+    if points:
+        geoms = geoms.explode(index_parts=False)
+    if not len(geoms):
+        return np.zeros(shape, dtype=np.uint16 if points else np.uint8)
+    merge_alg, touched, dtype = (
+        (MergeAlg.add, False, "uint32") if points else (MergeAlg.replace, all_touched, "uint8")
+    )
+    burned = rasterio.features.rasterize(
+        ((g, 1) for g in geoms),
+        out_shape=shape,
+        transform=transform,
+        fill=0,
+        all_touched=touched,
+        merge_alg=merge_alg,
+        dtype=dtype,
+    )
+    return np.minimum(burned, _MAX_COUNT).astype(np.uint16) if points else burned
+
+
+def _warn_if_no_labels(
+    gdf: gpd.GeoDataFrame, n_inside: int, data: np.ndarray, bounds: tuple, grid_crs
+) -> None:
+    """:class:`InventoryWarning` when the labels came out all zero (for the caller of
+    :func:`rasterize`, ``stacklevel=3``): an empty inventory, or none on the grid."""
+    xmin, ymin, xmax, ymax = bounds
+    if len(gdf) == 0:
+        warnings.warn(
+            "the inventory holds no features (empty, or only empty geometries); the labels "
+            "are all zero — check that the right inventory was passed",
+            InventoryWarning,
+            stacklevel=3,
+        )
+    elif n_inside == 0 or not data.any():
+        warnings.warn(
+            f"none of the inventory's {len(gdf)} features falls on the cube grid "
+            f"(x {xmin:.0f}..{xmax:.0f}, y {ymin:.0f}..{ymax:.0f} in {grid_crs.to_string()}); "
+            "the labels are all zero — check the inventory and the cube cover the same area",
+            InventoryWarning,
+            stacklevel=3,
+        )
 
 
 def with_labels(
@@ -351,49 +384,17 @@ def polygons_from_mask(labels: xr.DataArray) -> gpd.GeoDataFrame:
     return gdf
 
 
-def _doi_record_files(doi: str, cache_dir: Path) -> dict[str, str]:
-    """File name -> ``md5:…`` of a Zenodo record (network access; pooch's timeout, the
-    package's retries with backoff, see :mod:`sarslide.acquire.network`)."""
-    import pooch
+def __getattr__(name: str):
+    """``sarslide.inventory.fetch_inventory``: a compatibility alias of
+    :func:`sarslide.acquire.fetch_inventory`, kept while chapter 1 still imports it here.
 
-    from sarslide.acquire.download import is_network_failure
-    from sarslide.acquire.network import with_retries
-
-    pup = pooch.create(path=cache_dir, base_url=f"{doi.rstrip('/')}/", registry=None)
-    with_retries(pup.load_registry_from_doi, retry_on=is_network_failure)
-    return dict(pup.registry)
-
-
-def fetch_inventory(
-    event: str | Event,
-    cache_dir: str | os.PathLike | None = None,
-    *,
-    filename: str | None = None,
-    progress: bool = True,
-) -> Path:
-    """Download (once) the published landslide inventory of ``event`` and return its path.
-
-    Uses ``event.inventory``: a direct URL with a known sha256 (Kaikōura KMZ), or a Zenodo
-    DOI record (Hokkaido) whose files are listed and checked against the record's md5. For
-    a record holding several inventory files, ``filename`` picks one (the error lists them).
-    Network failures raise :class:`sarslide.acquire.NetworkUnavailableError`.
+    Looked up by name at first use (``importlib``), so this module never imports the
+    download stack and ``sarslide.acquire`` (which reads :data:`GEOSPATIAL_SUFFIXES`
+    from here) stays the only direction of the dependency. Remove once the notebook
+    imports ``fetch_inventory`` from :mod:`sarslide.acquire`.
     """
-    from sarslide.acquire import default_cache_dir, fetch_file, network_errors
+    if name == "fetch_inventory":
+        import importlib
 
-    ev = get_event(event)
-    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir() / "inventories"
-    url = ev.inventory.url
-    if url.startswith("doi:") and filename is None and url.count("/") <= 1:
-        # A bare record DOI: pick the geospatial file from the record's listing.
-        with network_errors(url):
-            files = _doi_record_files(url, cache)
-        candidates = sorted(f for f in files if Path(f).suffix.lower() in GEOSPATIAL_SUFFIXES)
-        if len(candidates) != 1:
-            raise ValueError(
-                f"the record {url} holds files {sorted(files)}; pass filename=… to choose "
-                "the inventory to fetch"
-            )
-        filename = candidates[0]
-    if url.startswith("doi:") and filename is not None:
-        url = f"{url.rstrip('/')}/{filename}"
-    return fetch_file(url, ev.inventory.known_hash, cache_dir=cache, progress=progress)
+        return importlib.import_module("sarslide.acquire").fetch_inventory
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -38,6 +38,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .cube import CHANNELS  # the channel order, defined once in the schema
+
 __all__ = [
     "CHANNELS",
     "STAGE1_CONFIGS",
@@ -48,9 +50,6 @@ __all__ = [
     "count_parameters",
     "build_model",
 ]
-
-#: Channel order of every chip the networks take.
-CHANNELS = ("pre_vv", "pre_vh", "post_vv", "post_vh")
 
 #: The two stage-1 configurations (see the module docstring).
 STAGE1_CONFIGS = ("reference", "paper")

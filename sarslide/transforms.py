@@ -17,6 +17,8 @@ from typing import Mapping
 
 import numpy as np
 
+from .cube import CHANNELS  # the channel order, defined once in the schema
+
 __all__ = [
     "BandStats",
     "LINEAR_FLOOR",
@@ -30,12 +32,11 @@ __all__ = [
 
 #: Linear values below this (−50 dB, incl. zeros and negative noise) are clipped before log10.
 LINEAR_FLOOR = 1e-5
-_CHANNELS = ("pre_vv", "pre_vh", "post_vv", "post_vh")
 
 
 def band_channels(band: str) -> list[int]:
     """Channel positions of one polarisation in the 4-channel chip (``'vv'`` → [0, 2])."""
-    return [i for i, name in enumerate(_CHANNELS) if name.endswith("_" + band)]
+    return [i for i, name in enumerate(CHANNELS) if name.endswith("_" + band)]
 
 
 @dataclass(frozen=True)
@@ -64,10 +65,10 @@ class BandStats:
 
 def _check_images(images: np.ndarray) -> np.ndarray:
     images = np.asarray(images)
-    if images.ndim != 4 or images.shape[1] != len(_CHANNELS):
+    if images.ndim != 4 or images.shape[1] != len(CHANNELS):
         raise ValueError(
             f"images have shape {images.shape} but need (N, 4, H, W) with channels "
-            f"{list(_CHANNELS)}"
+            f"{list(CHANNELS)}"
         )
     return images
 
@@ -138,7 +139,7 @@ def standardization_problem(images: np.ndarray, *, max_chips: int = 64) -> str |
         return None
     step = max(images.shape[0] // max_chips, 1)
     sample = np.asarray(images[::step][:max_chips], dtype=np.float64)
-    for i, name in enumerate(_CHANNELS):
+    for i, name in enumerate(CHANNELS):
         values = sample[:, i][np.isfinite(sample[:, i])]
         if values.size < 2:
             continue

@@ -318,8 +318,8 @@ def test_fetch_inventory_checks_the_real_sha256(tmp_path):
 
     from range_server import LoopbackServer
 
+    from sarslide.acquire import fetch_inventory
     from sarslide.events import get_event
-    from sarslide.inventory import fetch_inventory
 
     real = get_event("kaikoura")
     with LoopbackServer(KMZ.parent) as server:
@@ -362,20 +362,33 @@ def test_polygons_from_mask_round_trip():
 
 def test_fetch_inventory_picks_the_file_of_a_doi_record(tmp_path, monkeypatch):
     """A bare record DOI: the one geospatial file is chosen; several need filename=."""
-    import sarslide.acquire as acquire
-    import sarslide.inventory as inv
+    import sarslide.acquire.inventory as inv
 
     asked = []
-    monkeypatch.setattr(acquire, "fetch_file",
+    monkeypatch.setattr(inv, "fetch_file",
                         lambda url, known_hash, **kw: asked.append((url, known_hash)) or tmp_path)
-    monkeypatch.setattr(inv, "_doi_record_files",
+    monkeypatch.setattr(inv, "doi_record_files",
                         lambda doi, cache: {"README.txt": "md5:1", "landslides.zip": "md5:2"})
     inv.fetch_inventory("hokkaido", cache_dir=tmp_path, progress=False)
     assert asked[-1] == ("doi:10.5281/zenodo.2577300/landslides.zip", None)
-    monkeypatch.setattr(inv, "_doi_record_files",
+    monkeypatch.setattr(inv, "doi_record_files",
                         lambda doi, cache: {"polygons.zip": "md5:1", "points.kmz": "md5:2"})
     with pytest.raises(ValueError, match=r"pass filename=") as err:
         inv.fetch_inventory("hokkaido", cache_dir=tmp_path, progress=False)
     assert "points.kmz" in str(err.value) and "polygons.zip" in str(err.value)
     inv.fetch_inventory("hokkaido", cache_dir=tmp_path, filename="points.kmz", progress=False)
     assert asked[-1][0] == "doi:10.5281/zenodo.2577300/points.kmz"
+
+
+def test_inventory_reads_without_the_download_stack():
+    """``sarslide.inventory`` is geometry -> raster; the old download name still resolves."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, sarslide.inventory as inv; "
+        "assert 'sarslide.acquire' not in sys.modules, 'inventory imported acquire'; "
+        "from sarslide.acquire import fetch_inventory; "
+        "assert inv.fetch_inventory is fetch_inventory"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

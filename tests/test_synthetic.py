@@ -13,7 +13,8 @@ def cube():
 
 @pytest.mark.parametrize("band", ["vv", "vh"])
 def test_log10_statistics_match_the_hokkaido_cube(cube, band):
-    # Reference numbers from the real Hokkaido cube (DESIGN.md), not from this generator.
+    # Reference numbers from the real Hokkaido cube (synthetic.LOG10_TARGETS), not from
+    # this generator.
     ref_mean, ref_std = {"vv": (-0.73, 0.21), "vh": (-1.32, 0.19)}[band]
     values = np.log10(cube[band].values)
     values = values[np.isfinite(values)]

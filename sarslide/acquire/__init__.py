@@ -36,7 +36,8 @@ unzip, cache folder, network-error translation), :mod:`.paper` (Zenodo cubes →
 cube), :mod:`.grid` (event grid), :mod:`.stac` (collections, STAC search), :mod:`.passes`
 (pass grouping and selection), :mod:`.signing` (key check, re-signing reader),
 :mod:`.load` (odc-stac and Planetary Computer loads), :mod:`.grd` (GCP-warped GRD loads),
-:mod:`.orbits` (orbit-direction names).
+:mod:`.orbits` (orbit-direction names), :mod:`.inventory` (the events' published landslide
+inventories, :func:`fetch_inventory`).
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from .download import (
     fetch_file,
     is_network_failure,
     network_errors,
+    split_doi,
 )
 from .errors import (
     CorruptFileError,
@@ -59,6 +61,7 @@ from .errors import (
 from .grd import load_grd_items
 from .grid import event_geobox
 from .network import NetworkSettings, gdal_http_options, network_settings
+from .inventory import doi_record_files, fetch_inventory
 from .load import load_planetary_computer, load_stac_items
 from .paper import (
     fetch_paper_cube,
@@ -89,6 +92,10 @@ __all__ = [
     "is_network_failure",
     "fetch_file",
     "extract_zip",
+    "split_doi",
+    # the events' landslide inventories
+    "fetch_inventory",
+    "doi_record_files",
     # the paper's cubes
     "fetch_paper_cube",
     "find_zarr_store",

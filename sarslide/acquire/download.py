@@ -24,6 +24,7 @@ __all__ = [
     "is_network_failure",
     "fetch_file",
     "extract_zip",
+    "split_doi",
 ]
 
 

@@ -176,14 +176,7 @@ def load_planetary_computer(
     ev = get_event(event)
     if collection not in COLLECTIONS:
         raise ValueError(f"collection {collection!r} is not supported; use one of {list(COLLECTIONS)}")
-    signer: Callable[[str], str] | None
-    if sign is True:
-        require_key(collection)
-        signer = resign_planetary_computer
-    elif sign is False:
-        signer = None
-    else:
-        signer = sign
+    signer = _signer(sign, collection)
     if items is None:
         items = search_passes(ev, collection=collection, days_before=days_before,
                               days_after=days_after, bounds_lonlat=bounds_lonlat,
@@ -193,18 +186,7 @@ def load_planetary_computer(
                               bounds_lonlat=bounds_lonlat)
     gbox = _as_geobox(ev, geobox, resolution, crs, bounds_lonlat)
     passes = sorted(selection.passes, key=lambda p: p.time)
-    if collection == "sentinel-1-grd":
-        warnings.warn(
-            "sentinel-1-grd values are " + str(COLLECTIONS[collection]["values"]) + "; "
-            + str(COLLECTIONS[collection]["geometry"]),
-            UncalibratedDataWarning,
-            stacklevel=2,
-        )
-        ds = load_grd_items(passes, gbox, chunks=chunks or 2048, sign=signer,
-                            resampling=resampling)
-    else:
-        ds = load_stac_items([it for p in passes for it in p.items], gbox, chunks=chunks,
-                             sign=signer, resampling=resampling)
+    ds = _load_passes(collection, passes, gbox, chunks, signer, resampling)
     ds = _attach_pass_coords(ds, passes)
     ds.attrs = {
         "event": ev.name,
@@ -216,3 +198,40 @@ def load_planetary_computer(
         "post_times": [p.time.isoformat() for p in selection.post],
     }
     return validate_cube(ds, check_values=False, require_labels=False)
+
+
+def _signer(sign: bool | Callable[[str], str], collection: str) -> Callable[[str], str] | None:
+    """The URL signer for ``sign``: Planetary Computer's (the key is checked), none, or
+    the caller's callable."""
+    if sign is True:
+        require_key(collection)
+        return resign_planetary_computer
+    if sign is False:
+        return None
+    return sign
+
+
+def _load_passes(
+    collection: str,
+    passes: Sequence[Pass],
+    gbox,
+    chunks: int | None,
+    signer: Callable[[str], str] | None,
+    resampling: str,
+) -> xr.Dataset:
+    """Load ``passes`` (time order) onto ``gbox``: GRD via the GCP warp, RTC via odc-stac.
+
+    GRD loads warn with :class:`UncalibratedDataWarning`, attributed to the caller of
+    :func:`load_planetary_computer` (``stacklevel=3``).
+    """
+    if collection == "sentinel-1-grd":
+        warnings.warn(
+            "sentinel-1-grd values are " + str(COLLECTIONS[collection]["values"]) + "; "
+            + str(COLLECTIONS[collection]["geometry"]),
+            UncalibratedDataWarning,
+            stacklevel=3,
+        )
+        return load_grd_items(passes, gbox, chunks=chunks or 2048, sign=signer,
+                              resampling=resampling)
+    return load_stac_items([it for p in passes for it in p.items], gbox, chunks=chunks,
+                           sign=signer, resampling=resampling)

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+__all__ = ["normalize_orbit_state"]
 
 _ORBIT_STATES = {"a": "ascending", "d": "descending", "ascending": "ascending",
                  "descending": "descending"}
 
 
-def _orbit_state(value: str) -> str:
+def normalize_orbit_state(value: str) -> str:
+    """``"ascending"`` or ``"descending"`` for ``value`` (``'a'``/``'d'`` or the word).
+
+    Case and surrounding blanks are ignored.
+
+    Raises
+    ------
+    ValueError
+        For any other value (the message names it and the accepted spellings).
+    """
     key = str(value).strip().lower()
     if key not in _ORBIT_STATES:
         raise ValueError(

@@ -25,7 +25,7 @@ from sarslide.events import Event, get_event
 
 from .download import split_doi, default_cache_dir, extract_zip, fetch_file
 from .errors import NoPassesError
-from .orbits import _orbit_state
+from .orbits import normalize_orbit_state
 
 __all__ = [
     "fetch_paper_cube",
@@ -204,72 +204,17 @@ def paper_cube_to_event_cube(
         When the layout is not the expected one; the message lists what was found.
     """
     ev = get_event(event)
-    problems = []
-    if "timestep" not in ds.dims:
-        problems.append("no 'timestep' dimension")
-    for name in (*BANDS, label):
-        if name not in ds.data_vars:
-            problems.append(f"no {name!r} variable")
-    for name in BANDS:
-        if name in ds.data_vars and set(ds[name].dims) != {"timestep", "y", "x"}:
-            problems.append(f"{name!r} has dims {ds[name].dims}, expected (timestep, y, x)")
-    if label in ds.data_vars and set(ds[label].dims) != {"y", "x"}:
-        problems.append(f"{label!r} has dims {ds[label].dims}, expected (y, x)")
-    if problems:
-        raise CubeError(
-            "unknown datacube layout (" + "; ".join(problems) + "); found "
-            + _layout_summary(ds)
-            + ". Expected the layout of Zenodo record 7248056: dims timestep/y/x(/timepair), "
-            "variables vv, vh (timestep, y, x), landslides (y, x), coordinate sat:orbit_state"
-        )
+    _check_paper_layout(ds, label)
     if "timepair" in ds.dims:
         ds = ds.drop_dims("timepair")
-    times = _as_datetimes(ds["timestep"].values)
-    out = xr.Dataset(coords={"time": ("time", times.values), "y": ds["y"].values,
-                             "x": ds["x"].values})
-    for name in BANDS:
-        band = ds[name].transpose("timestep", "y", "x").astype("float32")
-        band = band.where(np.isfinite(band) & (band > 0))
-        out[name] = (("time", "y", "x"), band.data, {"units": "1", "long_name": f"{name} linear backscatter"})
-    if "sat:orbit_state" in ds.coords or "sat:orbit_state" in ds.data_vars:
-        raw = ds["sat:orbit_state"].values
-        states = [_orbit_state(v.decode() if isinstance(v, bytes) else v) for v in raw]
-        out = out.assign_coords(orbit_state=("time", np.asarray(states, dtype=str)))
-    for key, new in (("sat:relative_orbit", "relative_orbit"), ("sat:platform", "platform"),
-                     ("platform", "platform")):
-        if key in ds.coords and ds[key].dims == ("timestep",) and new not in out.coords:
-            out = out.assign_coords({new: ("time", ds[key].values)})
-    if "relative_orbit" not in out.coords and "platform" in out.coords:
-        for key in ("sat:absolute_orbit", "absolute_orbit"):
-            if key in ds.coords and ds[key].dims == ("timestep",):
-                rel = [relative_orbit_from_absolute(p, a)
-                       for p, a in zip(out["platform"].values, ds[key].values)]
-                if all(r is not None for r in rel):
-                    out = out.assign_coords(relative_orbit=("time", np.asarray(rel, dtype="int16")))
-                break
-    raw_label = ds[label].transpose("y", "x").fillna(0)
-    if ev.label_kind == "mask":
-        lab = (raw_label > 0).astype("uint8")
-    else:
-        lab = raw_label.round().clip(0, np.iinfo(np.uint16).max).astype("uint16")
-    out["landslides"] = (("y", "x"), lab.data)
+    out = _paper_bands(ds)
+    out = _paper_pass_coords(ds, out)
+    out["landslides"] = (("y", "x"), _paper_labels(ds[label], ev.label_kind).data)
     if "dem" in ds.data_vars and set(ds["dem"].dims) == {"y", "x"}:
         out["dem"] = (("y", "x"), ds["dem"].transpose("y", "x").astype("float32").data,
                       {"units": "m"})
     if orbit_state is not None:
-        wanted = _orbit_state(orbit_state)
-        if "orbit_state" not in out.coords:
-            raise CubeError(
-                f"orbit_state={orbit_state!r} asked for but the datacube has no "
-                f"'sat:orbit_state' coordinate; found {_layout_summary(ds)}"
-            )
-        keep = out["orbit_state"].values == wanted
-        if not keep.any():
-            raise NoPassesError(
-                f"the datacube has no {wanted} passes; its orbit states are "
-                f"{sorted(set(out['orbit_state'].values))}"
-            )
-        out = out.isel(time=np.flatnonzero(keep))
+        out = _keep_orbit_state(out, ds, orbit_state)
     out = out.sortby("time")
     crs = _paper_cube_crs(ds, ev)
     if crs.is_geographic:
@@ -288,6 +233,90 @@ def paper_cube_to_event_cube(
     # The authors' cubes come from Planetary Computer's RTC assets, whose no-data is −32768:
     # mask it (and any nodata/_FillValue attribute) to NaN, lazily, like every other loader.
     return validate_cube(mask_nodata(out), check_values=False, require_labels=True)
+
+
+def _check_paper_layout(ds: xr.Dataset, label: str) -> None:
+    """Raise :class:`CubeError` listing every way ``ds`` differs from the paper's layout."""
+    problems = []
+    if "timestep" not in ds.dims:
+        problems.append("no 'timestep' dimension")
+    for name in (*BANDS, label):
+        if name not in ds.data_vars:
+            problems.append(f"no {name!r} variable")
+    for name in BANDS:
+        if name in ds.data_vars and set(ds[name].dims) != {"timestep", "y", "x"}:
+            problems.append(f"{name!r} has dims {ds[name].dims}, expected (timestep, y, x)")
+    if label in ds.data_vars and set(ds[label].dims) != {"y", "x"}:
+        problems.append(f"{label!r} has dims {ds[label].dims}, expected (y, x)")
+    if problems:
+        raise CubeError(
+            "unknown datacube layout (" + "; ".join(problems) + "); found "
+            + _layout_summary(ds)
+            + ". Expected the layout of Zenodo record 7248056: dims timestep/y/x(/timepair), "
+            "variables vv, vh (timestep, y, x), landslides (y, x), coordinate sat:orbit_state"
+        )
+
+
+def _paper_bands(ds: xr.Dataset) -> xr.Dataset:
+    """``vv``, ``vh`` as (time, y, x) float32, NaN where not finite or not positive (lazy)."""
+    times = _as_datetimes(ds["timestep"].values)
+    out = xr.Dataset(coords={"time": ("time", times.values), "y": ds["y"].values,
+                             "x": ds["x"].values})
+    for name in BANDS:
+        band = ds[name].transpose("timestep", "y", "x").astype("float32")
+        band = band.where(np.isfinite(band) & (band > 0))
+        out[name] = (("time", "y", "x"), band.data, {"units": "1", "long_name": f"{name} linear backscatter"})
+    return out
+
+
+def _paper_pass_coords(ds: xr.Dataset, out: xr.Dataset) -> xr.Dataset:
+    """``out`` with per-pass ``orbit_state``, ``relative_orbit``, ``platform`` from ``ds``.
+
+    The relative orbit is derived from the absolute orbit and platform when the store
+    records only those (and every pass's can be derived).
+    """
+    if "sat:orbit_state" in ds.coords or "sat:orbit_state" in ds.data_vars:
+        raw = ds["sat:orbit_state"].values
+        states = [normalize_orbit_state(v.decode() if isinstance(v, bytes) else v) for v in raw]
+        out = out.assign_coords(orbit_state=("time", np.asarray(states, dtype=str)))
+    for key, new in (("sat:relative_orbit", "relative_orbit"), ("sat:platform", "platform"),
+                     ("platform", "platform")):
+        if key in ds.coords and ds[key].dims == ("timestep",) and new not in out.coords:
+            out = out.assign_coords({new: ("time", ds[key].values)})
+    if "relative_orbit" not in out.coords and "platform" in out.coords:
+        for key in ("sat:absolute_orbit", "absolute_orbit"):
+            if key in ds.coords and ds[key].dims == ("timestep",):
+                rel = [relative_orbit_from_absolute(p, a)
+                       for p, a in zip(out["platform"].values, ds[key].values)]
+                if all(r is not None for r in rel):
+                    out = out.assign_coords(relative_orbit=("time", np.asarray(rel, dtype="int16")))
+                break
+    return out
+
+
+def _paper_labels(raw: xr.DataArray, label_kind: str) -> xr.DataArray:
+    """(y, x) labels: uint8 mask of values > 0, or uint16 rounded counts; NaN -> 0."""
+    raw_label = raw.transpose("y", "x").fillna(0)
+    if label_kind == "mask":
+        return (raw_label > 0).astype("uint8")
+    return raw_label.round().clip(0, np.iinfo(np.uint16).max).astype("uint16")
+
+
+def _keep_orbit_state(out: xr.Dataset, ds: xr.Dataset, orbit_state: str) -> xr.Dataset:
+    """The passes of ``out`` flown in ``orbit_state`` (``'a'``/``'d'`` or the word)."""
+    wanted = normalize_orbit_state(orbit_state)
+    if "orbit_state" not in out.coords:
+        raise CubeError(
+            f"orbit_state={orbit_state!r} asked for but the datacube has no "
+            f"'sat:orbit_state' coordinate; found {_layout_summary(ds)}"
+        )
+    keep = out["orbit_state"].values == wanted
+    if not keep.any():
+        raise NoPassesError(
+            f"the datacube has no {wanted} passes; its orbit states are "
+            f"{sorted(set(out['orbit_state'].values))}"
+        )
+    return out.isel(time=np.flatnonzero(keep))
 
 
 def _reproject_lazy(cube: xr.Dataset, ev: Event) -> xr.Dataset:

@@ -14,7 +14,7 @@ import pandas as pd
 from sarslide.events import Event, get_event
 
 from .errors import NoPassesError
-from .orbits import _orbit_state
+from .orbits import normalize_orbit_state
 
 __all__ = [
     "Pass",
@@ -172,15 +172,9 @@ def select_passes(
         raise ValueError(f"n_pre={n_pre}, n_post={n_post}: ask for at least one pass per side")
     bounds = bounds_lonlat or ev.bounds_lonlat
     passes = group_passes(items, bounds_lonlat=bounds)
-    wanted_state = _orbit_state(orbit_state) if orbit_state is not None else None
+    wanted_state = normalize_orbit_state(orbit_state) if orbit_state is not None else None
     t_event = pd.Timestamp(ev.time_utc).tz_convert("UTC").tz_localize(None)
-    tracks: dict[tuple[str, int], list[Pass]] = {}
-    for p in passes:
-        if wanted_state is not None and p.orbit_state != wanted_state:
-            continue
-        if relative_orbit is not None and p.relative_orbit != int(relative_orbit):
-            continue
-        tracks.setdefault((p.orbit_state, p.relative_orbit), []).append(p)
+    tracks = _passes_by_track(passes, wanted_state, relative_orbit)
     report, best, best_key = [], None, None
     for (state, rel), track in sorted(tracks.items()):
         usable = [p for p in track if p.coverage >= min_coverage]
@@ -213,3 +207,17 @@ def select_passes(
             + ". Widen days_before/days_after, lower min_coverage or drop the orbit filters."
         )
     return best
+
+
+def _passes_by_track(
+    passes: Sequence[Pass], wanted_state: str | None, relative_orbit: int | None
+) -> dict[tuple[str, int], list[Pass]]:
+    """``(orbit_state, relative_orbit)`` -> the passes of that track that pass the filters."""
+    tracks: dict[tuple[str, int], list[Pass]] = {}
+    for p in passes:
+        if wanted_state is not None and p.orbit_state != wanted_state:
+            continue
+        if relative_orbit is not None and p.relative_orbit != int(relative_orbit):
+            continue
+        tracks.setdefault((p.orbit_state, p.relative_orbit), []).append(p)
+    return tracks
