@@ -196,7 +196,7 @@ def _fit_run(run: Run, chips: ChipSet, profile: Profile, out_dir: Path, cache_di
 
     from .models import Segmenter
     from .pretrained import pretrained_stage1
-    from .train import fit_chipset, seed_everything
+    from .train import TrainConfig, fit_chipset, seed_everything
 
     stage1 = None if run.arm == "none" else pretrained_stage1(run.arm, profile, cache_dir=cache_dir, progress=progress)
     subset = few_shot_subset(chips.split("stage2_train"), run.train_size, run.seed, draw=profile.few_shot_draw)
@@ -209,16 +209,11 @@ def _fit_run(run: Run, chips: ChipSet, profile: Profile, out_dir: Path, cache_di
         chips,
         task="stage2",
         train_indices=subset,
-        max_epochs=profile.stage2_max_epochs,
-        patience=profile.patience,
-        batch_size=profile.batch_size,
-        lr=profile.learning_rate,
-        top_k=profile.top_k,
+        config=TrainConfig.from_profile(profile, "stage2"),
         seed=run.seed,
         checkpoint_dir=out_dir / run.run_id / "checkpoints",
         device=device,
         progress=progress,
-        precision=profile.precision,
         train_embeddings=None if pool_emb is None else pool_emb[torch.as_tensor(subset, dtype=torch.long)],
         val_embeddings=val_emb,
     )
