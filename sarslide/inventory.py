@@ -383,18 +383,3 @@ def polygons_from_mask(labels: xr.DataArray) -> gpd.GeoDataFrame:
     gdf["area_m2"] = gdf.area
     return gdf
 
-
-def __getattr__(name: str):
-    """``sarslide.inventory.fetch_inventory``: a compatibility alias of
-    :func:`sarslide.acquire.fetch_inventory`, kept while chapter 1 still imports it here.
-
-    Looked up by name at first use (``importlib``), so this module never imports the
-    download stack and ``sarslide.acquire`` (which reads :data:`GEOSPATIAL_SUFFIXES`
-    from here) stays the only direction of the dependency. Remove once the notebook
-    imports ``fetch_inventory`` from :mod:`sarslide.acquire`.
-    """
-    if name == "fetch_inventory":
-        import importlib
-
-        return importlib.import_module("sarslide.acquire").fetch_inventory
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
