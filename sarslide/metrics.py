@@ -41,6 +41,7 @@ __all__ = [
     "miscounts",
     "miscount_medians",
     "ensemble_mean",
+    "range_outside_unit",
     "score_probabilities",
     "GRID_METRICS",
     "sem",
@@ -201,6 +202,15 @@ def miscount_medians(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
+def range_outside_unit(values: np.ndarray) -> tuple[float, float] | None:
+    """``(min, max)`` of the finite ``values`` when they leave [0, 1] (so they are not
+    probabilities, e.g. logits), else ``None``; NaNs (no data) are ignored."""
+    finite = np.asarray(values)[np.isfinite(values)]
+    if finite.size and (finite.min() < 0 or finite.max() > 1):
+        return float(finite.min()), float(finite.max())
+    return None
+
+
 def ensemble_mean(
     probabilities: Sequence[np.ndarray] | Iterable[np.ndarray],
     weights: Sequence[float] | None = None,
@@ -244,10 +254,10 @@ def ensemble_mean(
                 f"ensemble member {count} has shape {member.shape} but member 0 has "
                 f"{total.shape}; predict every member on the same chips"
             )
-        finite = member[np.isfinite(member)]
-        if finite.size and (finite.min() < 0 or finite.max() > 1):
+        outside = range_outside_unit(member)
+        if outside is not None:
             raise ValueError(
-                f"ensemble member {count} has values in [{finite.min():.3g}, {finite.max():.3g}]"
+                f"ensemble member {count} has values in [{outside[0]:.3g}, {outside[1]:.3g}]"
                 " — these look like logits; apply the sigmoid first (the project averages "
                 "probabilities)"
             )

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..chips import CHANNELS
-from ..metrics import ensemble_mean
+from ..metrics import ensemble_mean, range_outside_unit
 from .errors import MappingError
 
 __all__ = ["Predictor", "as_predictor", "check_output", "dry_run"]
@@ -143,10 +143,10 @@ def check_output(
             f"it must return one value per pixel, shape {(b, h, w)}"
         )
     if probabilities:
-        finite = out[np.isfinite(out)]
-        if finite.size and (finite.min() < 0 or finite.max() > 1):
+        outside = range_outside_unit(out)
+        if outside is not None:
             raise MappingError(
-                f"the predictor returned values in [{finite.min():.3g}, {finite.max():.3g}], "
+                f"the predictor returned values in [{outside[0]:.3g}, {outside[1]:.3g}], "
                 "not probabilities; return sigmoid(logits) or pass the torch module itself "
                 "(its logits are passed through a sigmoid), or use predict_raw for scores"
             )
