@@ -24,10 +24,16 @@ Stage 1, :class:`SiameseClassifier`
     the chip size.
 
 Stage 2, :class:`Segmenter`
-    A 3-layer CNN (8x8 kernels, "same" padding, 4 -> 8 -> 16 -> 64 channels, ReLU), optionally
+    A 3-layer CNN (8x8 kernels, "same" padding, 4 -> 8 -> 16 -> 64 channels), optionally
     concatenated with the 64 frozen stage-1 embeddings, then a 2-layer CNN (-> 128 -> 1,
     8x8 kernels) giving one logit per pixel.  Without a stage-1 network it is the paper's
     baseline: the same layers with 64 input channels to the head.
+
+    ``config="reference"`` (the default) is the block the published experiments ran:
+    every feature convolution and the first head convolution is followed by batch norm
+    and LeakyReLU.  ``config="plain"`` is ReLU without normalisation, this package's
+    first reading of the paper's text; it trains unreliably (runs collapse to a
+    constant output: see the book's deviations page) and is kept to show that.
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ from .cube import CHANNELS  # the channel order, defined once in the schema
 __all__ = [
     "CHANNELS",
     "STAGE1_CONFIGS",
+    "SEGMENTER_CONFIGS",
     "SiameseClassifier",
     "Segmenter",
     "SameConv2d",
@@ -53,6 +60,9 @@ __all__ = [
 
 #: The two stage-1 configurations (see the module docstring).
 STAGE1_CONFIGS = ("reference", "paper")
+
+#: The two stage-2 blocks (see the module docstring).
+SEGMENTER_CONFIGS = ("reference", "plain")
 
 _REFERENCE_HEAD_KERNEL = 8
 
@@ -128,6 +138,17 @@ class SameConv2d(nn.Conv2d):
 
 def _same_conv(c_in: int, c_out: int, kernel: int = 8) -> SameConv2d:
     return SameConv2d(c_in, c_out, kernel)
+
+
+def _reference_block(c_in: int, c_out: int) -> list[nn.Module]:
+    """8x8 "same" convolution, batch norm, LeakyReLU (slope 0.01): the published
+    stage-2 block."""
+    return [_same_conv(c_in, c_out), nn.BatchNorm2d(c_out), nn.LeakyReLU()]
+
+
+def _plain_block(c_in: int, c_out: int) -> list[nn.Module]:
+    """8x8 "same" convolution and ReLU, without normalisation."""
+    return [_same_conv(c_in, c_out), nn.ReLU()]
 
 
 class SiameseClassifier(nn.Module):
@@ -252,21 +273,39 @@ class Segmenter(nn.Module):
         (``requires_grad=False``) and kept in eval mode even when the segmenter is put in
         training mode, so neither its weights nor its batch-norm statistics ever change.
         Its head is never used.
+    config:
+        ``"reference"`` (convolution, batch norm, LeakyReLU: the published block) or
+        ``"plain"`` (convolution, ReLU); see the module docstring.
+    width:
+        Channels of the head's hidden layer (the paper: 128).  Its 8x8 convolution is
+        almost all of the network's arithmetic, so the demo profile halves it.
 
     ``forward(x)`` maps ``(N, 4, H, W)`` float32 chips to logits ``(N, 1, H, W)``.
     """
 
-    def __init__(self, stage1: SiameseClassifier | None = None):
+    def __init__(
+        self,
+        stage1: SiameseClassifier | None = None,
+        config: str = "reference",
+        width: int = 128,
+    ):
         super().__init__()
         if stage1 is not None and not isinstance(stage1, SiameseClassifier):
             raise TypeError(
                 f"stage1 must be a SiameseClassifier (or None for the baseline), got {type(stage1).__name__}"
             )
+        if config not in SEGMENTER_CONFIGS:
+            raise ValueError(
+                f"unknown segmenter config {config!r}; choose one of "
+                f"{list(SEGMENTER_CONFIGS)}"
+            )
+        if int(width) != width or width < 1:
+            raise ValueError(f"width must be a positive integer, got {width!r}")
+        self.config, self.width = config, int(width)
+        block = _reference_block if config == "reference" else _plain_block
         self.features = nn.Sequential(
-            _same_conv(len(CHANNELS), 8), nn.ReLU(),
-            _same_conv(8, 16), nn.ReLU(),
-            _same_conv(16, 64), nn.ReLU(),
-        )  # fmt: skip
+            *block(len(CHANNELS), 8), *block(8, 16), *block(16, 64)
+        )
         extra = 0
         self.stage1: SiameseClassifier | None = None
         if stage1 is not None:
@@ -275,7 +314,13 @@ class Segmenter(nn.Module):
             frozen.eval()
             self.stage1 = frozen
             extra = frozen.embedding_dim
-        self.head = nn.Sequential(_same_conv(64 + extra, 128), nn.ReLU(), _same_conv(128, 1))
+        self.head = nn.Sequential(*block(64 + extra, self.width), _same_conv(self.width, 1))
+
+    @classmethod
+    def from_profile(cls, profile: Any, stage1: SiameseClassifier | None = None) -> "Segmenter":
+        """The segmenter a :class:`~sarslide.profiles.Profile` asks for: its
+        ``stage2_config`` block and ``stage2_width`` head, on ``stage1``'s embeddings."""
+        return cls(stage1, profile.stage2_config, profile.stage2_width)
 
     @property
     def uses_embeddings(self) -> bool:
@@ -291,8 +336,13 @@ class Segmenter(nn.Module):
         return 1 if self.stage1 is None else self.stage1.min_size
 
     def config_dict(self) -> dict[str, Any]:
-        """``{"stage1": <stage-1 config dict> or None}``; see :func:`build_model`."""
-        return {"stage1": None if self.stage1 is None else self.stage1.config_dict()}
+        """``{"stage1": <stage-1 config dict> or None, "config": block, "width":
+        hidden channels}``; see :func:`build_model`."""
+        return {
+            "stage1": None if self.stage1 is None else self.stage1.config_dict(),
+            "config": self.config,
+            "width": self.width,
+        }
 
     def train(self, mode: bool = True) -> "Segmenter":
         super().train(mode)
@@ -326,5 +376,8 @@ def build_model(model_class: str, config: dict[str, Any]) -> nn.Module:
         return SiameseClassifier(**config)
     if model_class == "Segmenter":
         s1 = config.get("stage1")
-        return Segmenter(SiameseClassifier(**s1) if s1 is not None else None)
+        # checkpoints written before the block was a setting hold the plain block
+        block = config.get("config", "plain")
+        stage1 = SiameseClassifier(**s1) if s1 is not None else None
+        return Segmenter(stage1, block, config.get("width", 128))
     raise ValueError(f"unknown model class {model_class!r}; expected 'SiameseClassifier' or 'Segmenter'")

@@ -215,22 +215,58 @@ class TrainConfig:
     max_epochs:
         Epoch budget (>= 1).  Resuming with a larger budget continues the run.
     patience:
-        Stop when the validation loss has not improved for this many epochs (>= 1).
+        Stop when the early-stopping signal has not improved for this many epochs
+        (>= 1).
     batch_size:
         Mini-batch size in chips (>= 1).
     lr:
-        Adam learning rate (> 0; default Adam betas).
+        Initial learning rate (> 0; default Adam betas).
     top_k:
         How many best checkpoints to keep (>= 1; by validation APRC or accuracy).
     precision:
         ``"auto"``, ``"fp32"``, ``"bf16"``, ``"fp16"`` or a
         :class:`~sarslide.runtime.Precision`
         (:func:`sarslide.runtime.resolve_precision`).
+    optimizer:
+        ``"adam"`` (:class:`torch.optim.Adam`, the paper's text) or ``"adamw"``
+        (:class:`torch.optim.AdamW` with ``weight_decay``, as the published runs).
+    weight_decay:
+        AdamW's decoupled weight decay (>= 0; ignored by ``"adam"``, which must have 0).
+    grad_clip:
+        Clip the gradient's global L2 norm to this value before each step (> 0), or
+        ``None`` for no clipping.  With a float16 gradient scaler the gradients are
+        unscaled first, so the bound holds for the true gradient.
+    lr_plateau_patience:
+        Halve the learning rate (:class:`torch.optim.lr_scheduler.ReduceLROnPlateau`
+        on the validation loss) after this many epochs without improvement, or
+        ``None`` for a constant learning rate.  Should be below ``patience``, so the
+        learning rate drops before training stops.
+    lr_plateau_factor:
+        What the learning rate is multiplied by at each plateau (0 < factor < 1).
+    early_stopping:
+        What early stopping watches: ``"val_loss"`` (lower is better), ``"metric"``,
+        the task's validation metric (higher is better; the one the top-k
+        checkpoints are ranked by), or ``"both"``: a run stops only when *neither*
+        has improved for ``patience`` epochs, so a noisy metric cannot end a run
+        whose loss is still falling, nor a flat loss one whose metric still rises.
+        The learning-rate plateaus always watch the validation loss, the smoother
+        signal.
+    min_epochs:
+        Early stopping cannot end a run before this epoch (>= 1): a burn-in for runs
+        whose validation score dips while the head re-learns (a pretrained arm starts
+        high on its frozen embeddings, then falls before it rises).
+    min_steps_per_epoch:
+        An epoch makes at least this many optimiser steps (>= 1): a training set of
+        fewer batches is passed over several times, each pass in its own seeded order,
+        before the epoch is validated.  With 2 chips and ``1`` an epoch is one step
+        and one whole validation pass; a few steps per validation make few-shot runs
+        converge in fewer (costly) validations.
 
     Raises
     ------
     ValueError
-        A count that is not an integer >= 1, or a learning rate that is not positive.
+        A count that is not an integer >= 1, a learning rate that is not positive, an
+        unknown optimiser or a clipping bound, decay or factor out of range.
     """
 
     max_epochs: int
@@ -239,6 +275,14 @@ class TrainConfig:
     lr: float = 1e-3
     top_k: int = 5
     precision: str | Precision = "auto"
+    optimizer: str = "adam"
+    weight_decay: float = 0.0
+    grad_clip: float | None = None
+    lr_plateau_patience: int | None = None
+    lr_plateau_factor: float = 0.5
+    min_steps_per_epoch: int = 1
+    early_stopping: str = "val_loss"
+    min_epochs: int = 1
 
     def __post_init__(self) -> None:
         counts = (
@@ -246,34 +290,80 @@ class TrainConfig:
             ("batch_size", self.batch_size),
             ("top_k", self.top_k),
             ("patience", self.patience),
+            ("min_steps_per_epoch", self.min_steps_per_epoch),
+            ("min_epochs", self.min_epochs),
         )
         for name, value in counts:
             if int(value) != value or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
         if not self.lr > 0:
             raise ValueError(f"lr must be positive, got {self.lr!r}")
+        if self.optimizer not in _OPTIMIZERS:
+            raise ValueError(
+                f"optimizer={self.optimizer!r}: use one of {sorted(_OPTIMIZERS)}"
+            )
+        if not self.weight_decay >= 0 or (
+            self.optimizer == "adam" and self.weight_decay
+        ):
+            raise ValueError(
+                f"weight_decay={self.weight_decay!r}: use a value >= 0, and 0 with "
+                "optimizer='adam' (decoupled weight decay needs optimizer='adamw')"
+            )
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise ValueError(
+                f"grad_clip={self.grad_clip!r}: use a positive norm bound, or None"
+            )
+        plateau = self.lr_plateau_patience
+        if plateau is not None and (int(plateau) != plateau or plateau < 1):
+            raise ValueError(
+                f"lr_plateau_patience={plateau!r}: use an integer >= 1, or None"
+            )
+        if self.early_stopping not in ("val_loss", "metric", "both"):
+            raise ValueError(
+                f"early_stopping={self.early_stopping!r}: use 'val_loss', 'metric' or "
+                "'both'"
+            )
+        if not 0 < self.lr_plateau_factor < 1:
+            raise ValueError(
+                f"lr_plateau_factor={self.lr_plateau_factor!r}: use a factor "
+                "between 0 and 1"
+            )
 
     @classmethod
     def from_profile(cls, profile: Any, stage: str | TrainingTask) -> TrainConfig:
         """The settings a :class:`~sarslide.profiles.Profile` (or its name; ``None``:
         the default profile) gives ``stage`` (``"stage1"``/``"stage2"``): its
-        ``stage1_max_epochs`` or ``stage2_max_epochs``, and the shared ``patience``,
-        ``batch_size``, ``learning_rate``, ``top_k`` and ``precision``."""
+        ``stage1_max_epochs`` and ``patience`` (Adam, constant learning rate) or the
+        ``stage2_*`` recipe (epochs, patience, optimiser, weight decay, clipping and
+        learning-rate plateaus), and the shared ``batch_size``, ``learning_rate``,
+        ``top_k`` and ``precision``."""
         from .profiles import get_profile
 
         profile = get_profile(profile)
         task = get_task(stage)
-        max_epochs = {
-            "stage1": profile.stage1_max_epochs,
-            "stage2": profile.stage2_max_epochs,
-        }[task.name]
+        if task.name == "stage1":
+            return cls(
+                max_epochs=profile.stage1_max_epochs,
+                patience=profile.patience,
+                batch_size=profile.batch_size,
+                lr=profile.learning_rate,
+                top_k=profile.top_k,
+                precision=profile.precision,
+            )
         return cls(
-            max_epochs=max_epochs,
-            patience=profile.patience,
+            max_epochs=profile.stage2_max_epochs,
+            patience=profile.stage2_patience,
             batch_size=profile.batch_size,
             lr=profile.learning_rate,
             top_k=profile.top_k,
             precision=profile.precision,
+            optimizer=profile.stage2_optimizer,
+            weight_decay=profile.stage2_weight_decay,
+            grad_clip=profile.stage2_grad_clip,
+            lr_plateau_patience=profile.stage2_lr_plateau_patience,
+            min_steps_per_epoch=profile.stage2_min_steps_per_epoch,
+            early_stopping=profile.stage2_early_stopping,
+            min_epochs=profile.stage2_min_epochs,
         )
 
 
@@ -320,7 +410,33 @@ def _run_settings(
         "data": data,
         "frozen_stage1": _frozen_fingerprint(model),
         "precision": precision_name,
+        **_recipe_settings(config),
     }
+
+
+#: The optimisers :class:`TrainConfig` names.
+_OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
+
+
+def _recipe_settings(config: TrainConfig) -> dict[str, Any]:
+    """The optimiser recipe's settings that differ from plain Adam at a constant rate
+    (so runs made with plain Adam keep the settings, and the caches, they had)."""
+    recipe = {
+        "optimizer": config.optimizer,
+        "weight_decay": float(config.weight_decay),
+        "grad_clip": None if config.grad_clip is None else float(config.grad_clip),
+        "lr_plateau_patience": config.lr_plateau_patience,
+        "lr_plateau_factor": float(config.lr_plateau_factor),
+        "min_steps_per_epoch": int(config.min_steps_per_epoch),
+        "early_stopping": config.early_stopping,
+        "min_epochs": int(config.min_epochs),
+    }
+    plain = {"optimizer": "adam", "weight_decay": 0.0, "grad_clip": None,
+             "lr_plateau_patience": None, "min_steps_per_epoch": 1,
+             "early_stopping": "val_loss", "min_epochs": 1}  # fmt: skip
+    if all(recipe[k] == v for k, v in plain.items()):
+        return {}
+    return recipe
 
 
 # --------------------------------------------------------------------------- results
@@ -491,6 +607,7 @@ class _Run:
     runtime: dict[str, Any]
     optimizer: torch.optim.Optimizer
     scaler: torch.amp.GradScaler
+    scheduler: torch.optim.lr_scheduler.ReduceLROnPlateau | None = None
 
     @property
     def last_path(self) -> Path:
@@ -505,6 +622,8 @@ class _Progress:
     top: list[dict[str, Any]] = field(default_factory=list)
     best_val_loss: float = float("inf")
     bad_epochs: int = 0
+    best_metric: float = float("-inf")
+    bad_metric_epochs: int = 0
     stopped_early: bool = False
     epoch: int = 0
 
@@ -516,6 +635,8 @@ class _Progress:
             top=list(state["top"]),
             best_val_loss=state["best_val_loss"],
             bad_epochs=state["bad_epochs"],
+            best_metric=state.get("best_metric", float("-inf")),
+            bad_metric_epochs=state.get("bad_metric_epochs", 0),
             stopped_early=state["stopped_early"],
             epoch=state["epoch"],
         )
@@ -568,13 +689,28 @@ def _set_up_run(
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError(f"{type(model).__name__} has no trainable parameters")
-    optimizer = torch.optim.Adam(params, lr=config.lr)
+    optimizer = _build_optimizer(config, params)
     scaler = precision.grad_scaler_for(device)
+    scheduler = None
+    if config.lr_plateau_patience is not None:
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="min", factor=config.lr_plateau_factor,
+            patience=config.lr_plateau_patience,
+        )  # fmt: skip
     return _Run(
         task, config, model, seed, stats, device, precision, checkpoint_dir,
         train_images, train_targets, val_images, val_targets, settings, runtime,
-        optimizer, scaler,
+        optimizer, scaler, scheduler,
     )  # fmt: skip
+
+
+def _build_optimizer(
+    config: TrainConfig, params: list[nn.Parameter]
+) -> torch.optim.Optimizer:
+    """The optimiser :class:`TrainConfig` names, at its initial learning rate."""
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.Adam(params, lr=config.lr)
 
 
 def _recorded_settings(state: Mapping[str, Any]) -> dict[str, Any]:
@@ -637,6 +773,8 @@ def _start_or_resume(run: _Run, resume: bool) -> _Progress:
     run.model.load_state_dict(state["state_dict"])
     run.optimizer.load_state_dict(state["optimizer"])
     run.scaler.load_state_dict(state["scaler"])
+    if run.scheduler is not None:
+        run.scheduler.load_state_dict(state["scheduler"])
     _set_rng_state(state["rng"])
     _warn_if_threads_differ(run, state)
     return _Progress.from_record(state)
@@ -669,16 +807,28 @@ def _split_embeddings(
     return train_emb, val_emb
 
 
+def _epoch_batches(run: _Run, epoch: int) -> Iterator[np.ndarray]:
+    """The epoch's mini-batches of training positions: passes over the training chips,
+    each in its seeded order (``[seed, epoch]`` for the first, ``[seed, epoch, k]``
+    for pass ``k``), until at least ``min_steps_per_epoch`` batches are made."""
+    n, batch_size = len(run.train_images), run.config.batch_size
+    per_pass = -(-n // batch_size)
+    passes = -(-run.config.min_steps_per_epoch // per_pass)
+    for k in range(passes):
+        key = [int(run.seed), epoch] if k == 0 else [int(run.seed), epoch, k]
+        order = np.random.default_rng(key).permutation(n)
+        yield from batch_indices(n, batch_size, order)
+
+
 def _train_epoch(run: _Run, epoch: int, train_emb: Tensor | None) -> float:
-    """One pass over the training chips in the epoch's seeded order; the mean over chips
+    """One epoch over the training chips (:func:`_epoch_batches`); the mean over chips
     of the batch losses (float32 losses, whatever the autocast dtype)."""
     model, dev, prec = run.model, run.device, run.precision
     batch_size = run.config.batch_size
     model.train()
     n = len(run.train_images)
-    order = np.random.default_rng([int(run.seed), epoch]).permutation(n)
     total, seen = 0.0, 0
-    for idx in batch_indices(n, batch_size, order):
+    for idx in _epoch_batches(run, epoch):
         if len(idx) == 1 and batch_size > 1 and n > 1:
             # BatchNorm cannot train on a batch of one chip at small chip sizes; the
             # order is reshuffled every epoch, so a different chip sits out each time
@@ -696,6 +846,12 @@ def _train_epoch(run: _Run, epoch: int, train_emb: Tensor | None) -> float:
             out = model(xb, *extra)
         loss = run.task.loss(out.float(), yb)
         run.scaler.scale(loss).backward()
+        if run.config.grad_clip is not None:
+            run.scaler.unscale_(run.optimizer)  # clip the true gradient, not the scaled
+            torch.nn.utils.clip_grad_norm_(
+                [p for g in run.optimizer.param_groups for p in g["params"]],
+                run.config.grad_clip,
+            )
         run.scaler.step(run.optimizer)
         run.scaler.update()
         total += loss.item() * len(idx)
@@ -713,14 +869,28 @@ def _validate(run: _Run, val_emb: Tensor | None) -> tuple[float, float]:
     return run.task.score(outputs, run.val_targets)
 
 
-def _update_early_stopping(run: _Run, progress: _Progress, val_loss: float) -> None:
-    """Count the epochs without a strict improvement of the validation loss; stop at
-    ``patience``."""
+def _update_early_stopping(
+    run: _Run, progress: _Progress, val_loss: float, val_metric: float
+) -> None:
+    """Count the epochs without a strict improvement of the validation loss and of
+    the validation metric; stop when the watched one (``TrainConfig.early_stopping``;
+    for ``"both"`` the more recently improved one) reaches ``patience``."""
     if val_loss < progress.best_val_loss:
         progress.best_val_loss, progress.bad_epochs = val_loss, 0
     else:
         progress.bad_epochs += 1
-    progress.stopped_early = progress.bad_epochs >= run.config.patience
+    if val_metric > progress.best_metric:
+        progress.best_metric, progress.bad_metric_epochs = val_metric, 0
+    else:
+        progress.bad_metric_epochs += 1
+    watched = {
+        "val_loss": progress.bad_epochs,
+        "metric": progress.bad_metric_epochs,
+        "both": min(progress.bad_epochs, progress.bad_metric_epochs),
+    }[run.config.early_stopping]
+    progress.stopped_early = (
+        watched >= run.config.patience and progress.epoch >= run.config.min_epochs
+    )
 
 
 def _keep_top_k(run: _Run, progress: _Progress, metrics: dict[str, float]) -> None:
@@ -740,8 +910,11 @@ def _keep_top_k(run: _Run, progress: _Progress, metrics: dict[str, float]) -> No
     record.update(
         epoch=epoch, metrics=metrics, settings=run.settings, runtime=run.runtime,
         optimizer=run.optimizer.state_dict(), scaler=run.scaler.state_dict(),
+        scheduler=None if run.scheduler is None else run.scheduler.state_dict(),
         rng=_rng_state(), history=progress.history, top=progress.top,
         best_val_loss=progress.best_val_loss, bad_epochs=progress.bad_epochs,
+        best_metric=progress.best_metric,
+        bad_metric_epochs=progress.bad_metric_epochs,
         stopped_early=progress.stopped_early,
     )  # fmt: skip
     save_record(record, run.last_path)
@@ -766,8 +939,11 @@ def _train_remaining_epochs(
         train_emb, val_emb = _split_embeddings(run, *embeddings)
         for epoch in range(progress.epoch + 1, max_epochs + 1):
             t0 = time.perf_counter()
+            lr = run.optimizer.param_groups[0]["lr"]
             train_loss = _train_epoch(run, epoch, train_emb)
             val_loss, val_metric = _validate(run, val_emb)
+            if run.scheduler is not None:
+                run.scheduler.step(val_loss)
             metrics = {
                 "train_loss": train_loss,
                 "val_loss": val_loss,
@@ -775,9 +951,10 @@ def _train_remaining_epochs(
             }
             progress.epoch = epoch
             progress.history.append(
-                {"epoch": epoch, **metrics, "seconds": time.perf_counter() - t0}
-            )
-            _update_early_stopping(run, progress, val_loss)
+                {"epoch": epoch, **metrics, "lr": lr,
+                 "seconds": time.perf_counter() - t0}
+            )  # fmt: skip
+            _update_early_stopping(run, progress, val_loss, val_metric)
             _keep_top_k(run, progress, metrics)
             bar.set_postfix(
                 train_loss=f"{train_loss:.4f}", val_loss=f"{val_loss:.4f}",
@@ -795,7 +972,7 @@ def _result(
     task: TrainingTask, checkpoint_dir: Path, progress: _Progress
 ) -> TrainResult:
     """The :class:`TrainResult` of a run's progress."""
-    columns = ["epoch", "train_loss", "val_loss", task.metric, "seconds"]
+    columns = ["epoch", "train_loss", "val_loss", task.metric, "lr", "seconds"]
     frame = pd.DataFrame(progress.history, columns=columns)
     frame["epoch"] = frame["epoch"].astype(int)
     paths = [checkpoint_dir / e["file"] for e in sorted(progress.top, key=_rank_key)]

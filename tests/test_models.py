@@ -70,14 +70,23 @@ def test_paper_encoder_is_resnet34_with_two_input_channels():
 
 
 def test_segmenter_parameter_counts():
+    # the plain block: convolutions only; the reference block adds batch norm's scale
+    # and shift, 2 per channel, after every convolution but the last
     features = conv(8, 4, 8) + conv(8, 8, 16) + conv(8, 16, 64)
     with_embeddings = features + conv(8, 128, 128) + conv(8, 128, 1)
     baseline = features + conv(8, 64, 128) + conv(8, 128, 1)
+    norm = 2 * (8 + 16 + 64 + 128)
     stage1 = SiameseClassifier("reference")
     seg = Segmenter(stage1)
-    assert count_parameters(seg) == with_embeddings == 1_132_761
-    assert count_parameters(seg, trainable_only=False) == with_embeddings + count_parameters(stage1)
-    assert count_parameters(Segmenter()) == baseline == 608_473
+    assert count_parameters(seg) == with_embeddings + norm == 1_132_761 + 432
+    assert count_parameters(Segmenter(stage1, "plain")) == with_embeddings == 1_132_761
+    assert count_parameters(seg, trainable_only=False) == with_embeddings + norm + count_parameters(stage1)
+    assert count_parameters(Segmenter()) == baseline + norm == 608_473 + 432
+    # the demo's narrower head: 128 -> 32 -> 1
+    narrow = features + conv(8, 128, 32) + conv(8, 32, 1) + 2 * (8 + 16 + 64 + 32)
+    assert count_parameters(Segmenter(stage1, width=32)) == narrow
+    with pytest.raises(ValueError, match="width must be a positive integer, got 0"):
+        Segmenter(width=0)
 
 
 # --------------------------------------------------------------------------- shapes and behaviour

@@ -94,7 +94,7 @@ def test_stage1_loss_falls_on_a_learnable_task(tmp_path, make_toy_chips):
     _, result = run(SiameseClassifier, (x, y, xv, yv), tmp_path, "stage1", 6, batch_size=8)
     h = result.history
     assert h["train_loss"].iloc[-2:].mean() < h["train_loss"].iloc[0] - 0.05
-    assert set(h.columns) == {"epoch", "train_loss", "val_loss", "val_accuracy", "seconds"}
+    assert set(h.columns) == {"epoch", "train_loss", "val_loss", "val_accuracy", "lr", "seconds"}
     assert h["val_accuracy"].between(0, 1).all()
 
 
