@@ -77,6 +77,9 @@ __all__ = [
     "ensemble_metrics",
     "results_dir",
     "ensemble_probabilities",
+    "run_health",
+    "grid_health",
+    "grid_histories",
     "ensemble_scores",
     "paper_comparison",
     "PAPER_APRC",
@@ -102,6 +105,7 @@ def size_sort_key(size: int) -> float:
 _RESULTS = "results.parquet"
 _SETTINGS = "settings.json"
 _PROBA = "test_proba.npy"
+_HEALTH = "health.json"
 
 
 @dataclass(frozen=True)
@@ -203,7 +207,7 @@ def _fit_run(run: Run, chips: ChipSet, profile: Profile, out_dir: Path, cache_di
     pool_emb = split_embeddings(stage1, chips, "stage2_train", profile, cache_dir, device)
     val_emb = split_embeddings(stage1, chips, "validation", profile, cache_dir, device)
     seed_everything(run.seed)
-    model = Segmenter(stage1)
+    model = Segmenter.from_profile(profile, stage1)
     result = fit_chipset(
         model,
         chips,
@@ -217,7 +221,23 @@ def _fit_run(run: Run, chips: ChipSet, profile: Profile, out_dir: Path, cache_di
         train_embeddings=None if pool_emb is None else pool_emb[torch.as_tensor(subset, dtype=torch.long)],
         val_embeddings=val_emb,
     )
-    return result, stage1
+    return result, stage1, subset
+
+
+def _run_health(result, chips: ChipSet, subset, profile: Profile, proba: np.ndarray):
+    """The :class:`~sarslide.health.RunHealth` of a finished stage-2 run."""
+    from .health import classify_run
+    from .train import TrainConfig
+
+    pool = chips.split("stage2_train")
+    return classify_run(
+        result.history, metric=result.metric, best_epoch=result.best_epoch,
+        stopped_early=result.stopped_early,
+        max_epochs=TrainConfig.from_profile(profile, "stage2").max_epochs,
+        chance_metric=random_guess_aprc(chips.split("validation").labels),
+        output_std=float(np.std(proba)),
+        train_positives=int((pool.labels[np.asarray(subset)] > 0).sum()),
+    )  # fmt: skip
 
 
 def run_one(
@@ -248,7 +268,7 @@ def run_one(
     profile = get_profile(profile)
     chips = prepare_event(event, profile, cache_dir=cache_dir)
     run_dir = Path(out_dir) / run.run_id
-    result, stage1 = _fit_run(run, chips, profile, Path(out_dir), cache_dir, device, progress)
+    result, stage1, subset = _fit_run(run, chips, profile, Path(out_dir), cache_dir, device, progress)
     test = chips.split("test")
     images = standardize(test.images, chips.stats)
     test_emb = split_embeddings(stage1, chips, "test", profile, cache_dir, device)
@@ -259,8 +279,12 @@ def run_one(
         members.append(probabilities)
         epoch = int(checkpoint_info(path).get("epoch", -1))
         rows.append((rank, epoch, score_probabilities(probabilities, test.labels)))
+    mean = ensemble_mean(members)
     with atomic_file(run_dir / _PROBA) as tmp, open(tmp, "wb") as f:  # np.save(path) would append ".npy"
-        np.save(f, ensemble_mean(members))
+        np.save(f, mean)
+    health = _run_health(result, chips, subset, profile, mean)
+    with atomic_file(run_dir / _HEALTH) as tmp:
+        Path(tmp).write_text(json.dumps(health.to_dict(), indent=1))
     return _tidy(run, rows)
 
 
@@ -281,7 +305,7 @@ def run_models(
     profile = get_profile(profile)
     out = Path(out_dir) if out_dir is not None else results_dir(event, profile, cache_dir)
     chips = prepare_event(event, profile, cache_dir=cache_dir)
-    result, _ = _fit_run(run, chips, profile, out, cache_dir, device, progress)
+    result, _, _ = _fit_run(run, chips, profile, out, cache_dir, device, progress)
     return load_checkpoints(result.checkpoints, "stage2", device=device or "cpu")
 
 
@@ -503,15 +527,91 @@ def results_dir(event: str = "hokkaido", profile: Profile | str | None = None,
     return data_dir(cache_dir) / "ablation" / f"{event}-{profile.name}-{store_key(event, profile, profile.data_seed)}"
 
 
+def run_health(out_dir: str | os.PathLike, run_ids: Iterable[str]) -> dict[str, Any]:
+    """The :class:`~sarslide.health.RunHealth` of each finished run that has one, by id
+    (runs trained before health was recorded have none)."""
+    from .health import RunHealth
+
+    found = {}
+    for run_id in run_ids:
+        path = Path(out_dir) / run_id / _HEALTH
+        if path.exists():
+            try:
+                found[run_id] = RunHealth.from_dict(json.loads(path.read_text()))
+            except (json.JSONDecodeError, TypeError, KeyError) as err:
+                raise ValueError(
+                    f"{path} is not a run-health record ({err}); delete the run's folder "
+                    f"{path.parent} and its rows to train it again"
+                ) from None
+    return found
+
+
+def grid_health(table: pd.DataFrame, out_dir: str | os.PathLike) -> pd.DataFrame:
+    """One row per learned run of ``table``: ``run_id, arm, train_size, seed`` and its
+    health (:func:`sarslide.health.health_table`; runs without a record are left out)."""
+    from .health import health_table
+
+    learned = table[table["arm"].isin(ARMS)]
+    keys = learned.drop_duplicates("run_id").set_index("run_id")[["arm", "train_size", "seed"]]
+    found = run_health(out_dir, keys.index)
+    frame = health_table(({"run_id": rid, **keys.loc[rid].to_dict()}, h) for rid, h in found.items())
+    if frame.empty:
+        return frame
+    return frame.sort_values(["arm", "train_size", "seed"], key=lambda c: c.map(size_sort_key) if c.name == "train_size" else c).reset_index(drop=True)
+
+
+def grid_histories(table: pd.DataFrame, out_dir: str | os.PathLike) -> pd.DataFrame:
+    """Every learned run's learning curve, long: ``run_id, arm, train_size, seed,
+    status, best_epoch`` and the history's columns (``epoch``, ``train_loss``,
+    ``val_loss``, ``val_aprc``, ...), one row per run × epoch."""
+    learned = table[table["arm"].isin(ARMS)].drop_duplicates("run_id")
+    found = run_health(out_dir, learned["run_id"])
+    frames = []
+    for row in learned.itertuples():
+        health = found.get(row.run_id)
+        if health is None:
+            continue
+        curve = pd.DataFrame(health.history)
+        curve.insert(0, "run_id", row.run_id)
+        curve.insert(1, "arm", row.arm)
+        curve.insert(2, "train_size", row.train_size)
+        curve.insert(3, "seed", row.seed)
+        curve.insert(4, "status", health.status)
+        curve.insert(5, "best_epoch", health.best_epoch)
+        frames.append(curve)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
 def ensemble_probabilities(table: pd.DataFrame, arm: str, train_size: int, out_dir: str | os.PathLike) -> tuple[np.ndarray, int]:
     """Test probabilities ``(N, H, W)`` averaged over every checkpoint of every seed of one cell.
 
     Each run's saved mean is weighted by its number of checkpoints, so the result equals
     the plain mean over all checkpoints. Returns the mean and the number of models.
+    Runs whose health record (:func:`run_health`) says they collapsed
+    (:data:`sarslide.health.EXCLUDED`) are left out, with a warning that names them;
+    if no run of the cell is left, ValueError.
     """
+    import warnings
+
+    from .health import EXCLUDED
+
     group = table[(table["arm"] == arm) & (table["train_size"] == train_size)]
     if group.empty:
         raise ValueError(f"no runs for arm={arm!r}, train_size={train_size} in the table")
+    unhealthy = {rid: h.status for rid, h in run_health(out_dir, group["run_id"].unique()).items()
+                 if h.status in EXCLUDED}  # fmt: skip
+    if unhealthy:
+        kept = sorted(set(group["run_id"]) - set(unhealthy))
+        if not kept:
+            raise ValueError(
+                f"every run of arm={arm!r}, train_size={train_size} collapsed ({unhealthy}); "
+                "retrain them (another seed or recipe) before ensembling"
+            )
+        warnings.warn(
+            f"left out of the {arm!r} x {train_size} ensemble: {unhealthy} "
+            "(see sarslide.health)", UserWarning, stacklevel=2,
+        )  # fmt: skip
+        group = group[group["run_id"].isin(kept)]
     weights = group.groupby("run_id")["checkpoint"].nunique()
     means = (np.load(Path(out_dir) / run_id / _PROBA) for run_id in weights.index)
     return ensemble_mean(means, weights=weights.to_numpy()), int(weights.sum())

@@ -393,6 +393,7 @@ def cmd_grid(args: argparse.Namespace) -> int:
     if reused:
         print(f"{len(reused)} of {len(runs)} runs were already finished with these settings; reused")
     summary = summarize(table)
+    _print_health(table, out)
 
     with atomic_file(out / "summary.csv", suffix=".csv") as tmp:
         summary.to_csv(tmp, index=False)
@@ -400,6 +401,24 @@ def cmd_grid(args: argparse.Namespace) -> int:
     print(aprc_text_table(summary).to_string())
     print(f"\nresults: {out / 'results.parquet'}\nsummary: {out / 'summary.csv'}")
     return 0
+
+
+def _print_health(table, out: Path) -> None:
+    """One line of training-health counts for the grid's runs, and one per run that is
+    not in the ``trained`` class (:mod:`sarslide.health`)."""
+    from .ablation import grid_health
+    from .health import health_counts
+
+    health = grid_health(table, out)
+    if health.empty:
+        return
+    counts = health_counts(health)
+    first = int((health["best_epoch"] == 1).sum())
+    print(f"\ntraining health of {len(health)} runs: "
+          + ", ".join(f"{n} {status}" for status, n in counts.items())
+          + f"; {first} keep their first epoch as best")  # fmt: skip
+    for row in health[health["status"] != "trained"].itertuples():
+        print(f"  {row.run_id:24s} {row.status:10s} {row.reason}")
 
 
 # ----------------------------------------------------------------------------- map

@@ -347,6 +347,12 @@ def test_grid_runs_resumes_and_summarises(data_dir, tmp_path):
     np.testing.assert_allclose(got["sem"], want["sem"])
     aprc = want.loc[want["metric"] == "aprc", "mean"].item()
     assert "APRC" in proc.stdout and f"{aprc:.3f}" in proc.stdout
+    # the training-health line counts both runs, as their records classify them
+    health = ablation.grid_health(table, out)
+    assert len(health) == 2 and "training health of 2 runs" in proc.stdout
+    for status in set(health["status"]):
+        n = int((health["status"] == status).sum())
+        assert f"{n} {status}" in proc.stdout
     # resumable: a second call trains nothing and leaves the table as it was
     again = run_cli(*args, data_dir=data_dir)
     assert again.returncode == 0

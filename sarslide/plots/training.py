@@ -13,6 +13,7 @@ import pandas as pd
 
 __all__ = [
     "plot_learning_curves",
+    "plot_run_curves",
     "plot_chip_probabilities",
     "plot_embedding_pca",
     "plot_probability_maps",
@@ -69,6 +70,78 @@ def plot_learning_curves(
         ax_metric.legend(fontsize=8)
     if title:
         fig.suptitle(title)
+    return fig
+
+
+#: How :func:`plot_run_curves` draws each training-health class (colour, line style).
+_STATUS_STYLE = {
+    "trained": ("C0", "-"),
+    "empty_draw": ("0.55", ":"),
+    "stalled": ("C1", "-."),
+    "capped": ("C2", "--"),
+    "collapsed": ("C3", "--"),
+}
+
+
+def plot_run_curves(
+    curves: pd.DataFrame,
+    *,
+    metric: str = "val_aprc",
+    chance: float | None = None,
+    size_labels: Mapping[int, str] | None = None,
+    panel_size: tuple[float, float] = (2.6, 1.9),
+):
+    """Small multiples of every run's validation curve: one panel per arm × training
+    size, one line per seed, coloured by its training-health class, the best epoch
+    marked with a dot.
+
+    Parameters
+    ----------
+    curves:
+        Long table, one row per run × epoch, with ``arm``, ``train_size``, ``seed``,
+        ``status``, ``best_epoch``, ``epoch`` and ``metric`` (as
+        :func:`sarslide.ablation.grid_histories` returns it).
+    chance:
+        The metric of an uninformed prediction (dotted line), e.g. the validation
+        pixel share for APRC.
+    size_labels:
+        ``{stored size: column title}``; default the stored sizes.
+    """
+    from matplotlib.lines import Line2D
+
+    arms = list(dict.fromkeys(curves["arm"]))
+    sizes = sorted(curves["train_size"].unique(), key=lambda s: np.inf if s < 0 else s)
+    fig, axes = plt.subplots(
+        len(arms), len(sizes), sharex=True, sharey=True, squeeze=False,
+        figsize=(panel_size[0] * len(sizes), panel_size[1] * len(arms)),
+        constrained_layout=True,
+    )  # fmt: skip
+    for i, arm in enumerate(arms):
+        for j, size in enumerate(sizes):
+            ax = axes[i, j]
+            cell = curves[(curves["arm"] == arm) & (curves["train_size"] == size)]
+            for _, run in cell.groupby("seed"):
+                status = run["status"].iloc[0]
+                color, ls = _STATUS_STYLE.get(status, ("k", "-"))
+                ax.plot(run["epoch"], run[metric], color=color, ls=ls, lw=1.1)
+                best = run[run["epoch"] == run["best_epoch"].iloc[0]]
+                ax.plot(best["epoch"], best[metric], "o", color=color, ms=3.5)
+            if chance is not None:
+                ax.axhline(chance, color="k", ls=":", lw=0.8)
+            if i == 0:
+                title = (size_labels or {}).get(size, str(size))
+                ax.set_title(f"{title} chips", fontsize=10)
+            if j == 0:
+                ax.set_ylabel(f"{arm}\n{_METRIC_LABELS.get(metric, metric)}", fontsize=9)
+            if i == len(arms) - 1:
+                ax.set_xlabel("epoch", fontsize=9)
+    present = [s for s in _STATUS_STYLE if s in set(curves["status"])]
+    handles = [Line2D([], [], color=_STATUS_STYLE[s][0], ls=_STATUS_STYLE[s][1], label=s)
+               for s in present]  # fmt: skip
+    if chance is not None:
+        handles.append(Line2D([], [], color="k", ls=":", lw=0.8, label="chance"))
+    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles),
+               fontsize=9, frameon=False)  # fmt: skip
     return fig
 
 
