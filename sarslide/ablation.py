@@ -72,6 +72,7 @@ __all__ = [
     "run_models",
     "run_baseline",
     "run_grid",
+    "resolve_scheduler",
     "summarize",
     "run_means",
     "ensemble_metrics",
@@ -362,6 +363,25 @@ def _load_results(path: Path) -> pd.DataFrame:
     return pd.read_parquet(path) if path.exists() else pd.DataFrame()
 
 
+def resolve_scheduler(scheduler: Any, device: str | None = None, num_threads: int | None = None) -> tuple[Any, int | None]:
+    """``(scheduler, num_threads)`` for :func:`run_grid`, with ``"auto"`` resolved.
+
+    ``"auto"`` is ``"local"`` with one torch thread per worker on a machine without a
+    GPU (``device`` not ``"cuda"`` and none available) and with at least two CPU cores
+    — each run's small batches use one core far better than two, so two runs at once
+    finish sooner than one run on both — and ``None`` (serial, in this process)
+    otherwise.  Any other value is returned as it is.
+    """
+    if scheduler != "auto":
+        return scheduler, num_threads
+    import torch
+
+    wants_gpu = (device or "").startswith("cuda") or (device is None and torch.cuda.is_available())
+    if wants_gpu or (os.cpu_count() or 1) < 2:
+        return None, num_threads
+    return "local", 1 if num_threads is None else num_threads
+
+
 def _client(scheduler: Any):
     from distributed import Client, LocalCluster
 
@@ -396,8 +416,9 @@ def run_grid(
     out_dir:
         Results folder; defaults to ``<data dir>/ablation/<event>-<profile>``.
     scheduler:
-        ``None`` (serial), ``"local"`` (a LocalCluster), a scheduler address or a
-        :class:`distributed.Client`.
+        ``None`` (serial), ``"local"`` (a LocalCluster), ``"auto"``
+        (:func:`resolve_scheduler`: ``"local"`` on a CPU-only machine with several
+        cores, else serial), a scheduler address or a :class:`distributed.Client`.
     num_threads:
         Torch threads per run (``1`` on a multi-worker cluster to avoid oversubscription).
 
@@ -408,6 +429,7 @@ def run_grid(
     settings is refused, so a reused run always comes from the same settings.
     """
     profile = get_profile(profile)
+    scheduler, num_threads = resolve_scheduler(scheduler, device, num_threads)
     out = Path(out_dir) if out_dir is not None else results_dir(event, profile, cache_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = out / _RESULTS

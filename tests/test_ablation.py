@@ -179,3 +179,21 @@ def test_stored_sizes_have_names_and_sort_all_last():
     assert Run("none", 5, 0).stored_size == 5
     assert sorted([ablation.SIZE_ALL, 20, 2, 5], key=ablation.size_sort_key) == [2, 5, 20, ablation.SIZE_ALL]
     assert ablation.SIZE_BASELINE not in {r.stored_size for r in experiment_grid(get_profile("demo"))}
+
+
+def test_auto_scheduler_is_local_on_a_multicore_cpu_and_serial_on_a_gpu(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(ablation.os, "cpu_count", lambda: 2)
+    assert ablation.resolve_scheduler("auto") == ("local", 1)
+    assert ablation.resolve_scheduler("auto", num_threads=2) == ("local", 2)
+    assert ablation.resolve_scheduler("auto", device="cuda") == (None, None)
+    monkeypatch.setattr(ablation.os, "cpu_count", lambda: 1)
+    assert ablation.resolve_scheduler("auto") == (None, None)
+    monkeypatch.setattr(ablation.os, "cpu_count", lambda: 8)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert ablation.resolve_scheduler("auto") == (None, None)
+    # anything else passes through untouched
+    assert ablation.resolve_scheduler(None, num_threads=3) == (None, 3)
+    assert ablation.resolve_scheduler("tcp://h:8786") == ("tcp://h:8786", None)

@@ -35,7 +35,8 @@ def test_checkpoint_round_trip_records_provenance(tmp_path, toy_data):
         torch.testing.assert_close(loaded(x), model(x))
     info = checkpoint_info(path)
     assert info["stats"] == STATS and info["epoch"] == 3
-    assert info["model_config"] == {"stage1": {"config": "reference", "in_channels": 2, "embedding_channels": 32}}
+    assert info["model_config"] == {"stage1": {"config": "reference", "in_channels": 2, "embedding_channels": 32},
+                                    "config": "reference", "width": 128}
     assert info["versions"]["torch"] == str(torch.__version__)
     assert [p.name for p in tmp_path.iterdir()] == ["seg.pt"]  # no temp file left behind
 
