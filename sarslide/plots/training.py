@@ -78,6 +78,7 @@ _STATUS_STYLE = {
     "trained": ("C0", "-"),
     "empty_draw": ("0.55", ":"),
     "stalled": ("C1", "-."),
+    "overfit": ("C4", "-."),
     "capped": ("C2", "--"),
     "collapsed": ("C3", "--"),
 }
@@ -109,7 +110,9 @@ def plot_run_curves(
     """
     from matplotlib.lines import Line2D
 
-    arms = list(dict.fromkeys(curves["arm"]))
+    present = set(curves["arm"])
+    known = [a for a in ("none", "hokkaido", "kaikoura") if a in present]
+    arms = known + sorted(present - set(known))
     sizes = sorted(curves["train_size"].unique(), key=lambda s: np.inf if s < 0 else s)
     fig, axes = plt.subplots(
         len(arms), len(sizes), sharex=True, sharey=True, squeeze=False,
