@@ -449,6 +449,7 @@ def _connect(address: str):
 
     settings = network_settings()
     try:
+        _probe_scheduler(address, settings.timeout)
         return Client(address, timeout=settings.timeout)
     except (OSError, TimeoutError, asyncio.TimeoutError) as err:
         raise NetworkUnavailableError(
@@ -460,6 +461,38 @@ def _connect(address: str):
         ) from None
 
 
+def _probe_scheduler(address: str, timeout: float) -> None:
+    """Connect to ``address`` and complete dask's handshake within ``timeout`` seconds
+    (distributed bounds the connection but not the handshake's read, so a server that
+    accepts and never answers would hold ``Client(address)`` forever). Runs on its own
+    thread and event loop, so it works inside a notebook's running loop too."""
+    import asyncio
+    import threading
+
+    from distributed.comm import connect
+
+    failure: list[BaseException] = []
+
+    async def probe() -> None:
+        comm = await asyncio.wait_for(connect(address, timeout=timeout), timeout=timeout)
+        await comm.close()
+
+    def target() -> None:
+        try:
+            asyncio.run(probe())
+        except BaseException as err:  # handed to the caller's thread
+            failure.append(err)
+
+    thread = threading.Thread(target=target, daemon=True, name="sarslide-scheduler-probe")
+    thread.start()
+    thread.join(timeout + 5)
+    if thread.is_alive():
+        raise TimeoutError(f"no answer within {timeout:g} s")
+    if failure:
+        err = failure[0]
+        raise (err if isinstance(err, OSError) else TimeoutError(str(err) or type(err).__name__))
+
+
 def grid_plan(
     runs: Sequence[Run],
     *,
@@ -468,20 +501,22 @@ def grid_plan(
     out_dir: str | os.PathLike | None = None,
     cache_dir: str | os.PathLike | None = None,
     device: str | None = None,
+    prepare: bool = True,
 ):
     """How many of ``runs`` are missing from the results folder, and an estimate of their
     time on this device from the measured per-epoch costs of finished runs
     (:func:`sarslide.grid_plan.plan_grid`); trains nothing. ``print(plan.describe())``.
 
-    The number of chips of a run on "all" is read from the prepared chips when they are
-    cached (else from finished "all" runs).
+    The number of chips of a run on "all" is read from the event's chips
+    (:func:`sarslide.datasets.prepare_event`, built if missing); with ``prepare=False``
+    nothing is built or written, and such runs are estimated from finished "all" runs only.
     """
     from .grid_plan import plan_grid
 
     profile = get_profile(profile)
     out = Path(out_dir) if out_dir is not None else results_dir(event, profile, cache_dir)
     pool = None
-    if any(r.train_size is None for r in runs):
+    if prepare and any(r.train_size is None for r in runs):
         try:
             pool = len(prepare_event(event, profile, cache_dir=cache_dir).split("stage2_train"))
         except Exception:  # only for an estimate: the grid itself reports what is wrong

@@ -179,12 +179,26 @@ def _check_replaceable(path: Path) -> None:
     )
 
 
+def _disk_full(err: BaseException, path: Path, needs_bytes: int | None, partial: Path):
+    """The :class:`~sarslide.filesystem.DiskFullError` for a failed write, or None."""
+    if not isinstance(err, Exception):  # Ctrl-C, SystemExit: never re-labelled
+        return None
+    from .filesystem import disk_full_error
+
+    return disk_full_error(err, path, needs_bytes=needs_bytes, partial=partial)
+
+
 @contextmanager
-def atomic_file(path: str | os.PathLike, *, suffix: str = "") -> Iterator[Path]:
+def atomic_file(path: str | os.PathLike, *, suffix: str = "", needs_bytes: int | None = None) -> Iterator[Path]:
     """``with atomic_file(path) as tmp:`` write the file at ``tmp``; it replaces ``path``
     on success and is deleted on any exception. ``suffix`` is appended to the temporary
     name for writers that look at the extension (e.g. GDAL). Temporaries of ``path`` left
-    by killed processes are deleted first."""
+    by killed processes are deleted first.
+
+    A write that fails because the disk is full raises
+    :class:`~sarslide.filesystem.DiskFullError` ("no space left on DEVICE for PATH (needs
+    about N MB)"); ``needs_bytes``, the size being written when the writer knows it, goes
+    into that message."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     for entry, _ in _leftovers(path, "tmp"):
@@ -193,13 +207,18 @@ def atomic_file(path: str | os.PathLike, *, suffix: str = "") -> Iterator[Path]:
     try:
         yield tmp
         os.replace(tmp, path)
+    except BaseException as err:
+        full = _disk_full(err, path, needs_bytes, tmp)
+        if full is not None:
+            raise full from err
+        raise
     finally:
         if tmp.exists():
             tmp.unlink()
 
 
 @contextmanager
-def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
+def atomic_directory(path: str | os.PathLike, *, needs_bytes: int | None = None) -> Iterator[Path]:
     """``with atomic_directory(path) as tmp:`` build the directory at ``tmp``; on success it
     replaces ``path`` (an existing store of the package is swapped out, then removed); on
     any exception the temporary directory is deleted and ``path`` is left exactly as it was.
@@ -211,6 +230,9 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     ForeignPathError
         Before anything is written, when ``path`` holds something the package did not
         write (a non-empty directory without the marker, or a file).
+    DiskFullError
+        The device filled up while the store was written (``needs_bytes``: its size, for
+        the message; see :func:`atomic_file`).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -221,8 +243,11 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
         yield tmp
         tmp.mkdir(parents=True, exist_ok=True)
         (tmp / STORE_MARKER).write_text(json.dumps({"writer": "sarslide", "format": 1}) + "\n")
-    except BaseException:
+    except BaseException as err:
+        full = _disk_full(err, path, needs_bytes, tmp)
         shutil.rmtree(tmp, ignore_errors=True)
+        if full is not None:
+            raise full from err
         raise
     _check_replaceable(path)  # it may have appeared while the store was being built
     old = None
