@@ -404,7 +404,6 @@ def cmd_grid(args: argparse.Namespace) -> int:
     from .ablation import ARMS, experiment_grid, results_dir, run_grid
 
     profile = _profile(args)
-    cache = _cache_dir(args)
     arms = tuple(a.strip() for a in args.arms.split(",")) if args.arms else ARMS
     unknown = [a for a in arms if a not in ARMS]
     if unknown:
@@ -417,12 +416,12 @@ def cmd_grid(args: argparse.Namespace) -> int:
     runs = experiment_grid(profile, arms)
     done = _grid_done(args, profile, runs)
     complete = args.list or all(r.run_id in done for r in runs)
-    cache = _checked_cache_dir(args, writable=not complete)
-    out = Path(args.out) if args.out else results_dir(args.event, profile, cache)
-    if args.out:
+    if args.out:  # checked before the cache is created or anything computed
         from .filesystem import check_folder
 
-        check_folder(out, "--out", writable=not complete)
+        check_folder(args.out, "--out", writable=not complete)
+    cache = _checked_cache_dir(args, writable=not complete)
+    out = Path(args.out).expanduser() if args.out else results_dir(args.event, profile, cache)
     if args.list:
         from .ablation import grid_plan
 

@@ -79,11 +79,12 @@ def disk_full_error(
     """A :class:`DiskFullError` for ``err`` raised while writing ``target``, or ``None``
     when ``err`` is not a full disk.
 
-    A full disk is ``errno.ENOSPC`` anywhere in the error's chain, or an ``OSError`` /
-    ``RuntimeError`` (the forms numpy, GDAL and torch use) while the device has less than
-    :data:`NEARLY_FULL_BYTES` free. ``needs_bytes`` is the size of what was being
-    written, when the writer knows it; else the size of the ``partial`` file or folder
-    written so far is reported as a lower bound.
+    A full disk is ``errno.ENOSPC`` anywhere in the error's chain, or an ``OSError``,
+    ``RuntimeError`` or rasterio/GDAL error (the forms numpy, torch and GDAL use) while the
+    device has less than :data:`NEARLY_FULL_BYTES` free, or less than ``needs_bytes``
+    (GDAL deletes its partial files before it raises, so the space is free again).
+    ``needs_bytes`` is the size of what was being written, when the writer knows it; else
+    the size of the ``partial`` file or folder written so far is reported as a lower bound.
     """
     target = Path(target)
     chain, seen, cur = [], set(), err
@@ -95,13 +96,13 @@ def disk_full_error(
         return None
     enospc = any(isinstance(e, OSError) and e.errno == errno.ENOSPC for e in chain)
     if not enospc:
-        if not isinstance(err, (OSError, RuntimeError)):
+        if not (isinstance(err, (OSError, RuntimeError)) or type(err).__module__.startswith("rasterio")):
             return None
         try:
             free = shutil.disk_usage(_existing_ancestor(target.parent)).free
         except OSError:
             return None
-        if free >= NEARLY_FULL_BYTES:
+        if free >= NEARLY_FULL_BYTES and not (needs_bytes and free < needs_bytes):
             return None
     written = _size_of(Path(partial)) if partial is not None else 0
     if needs_bytes:
