@@ -836,9 +836,9 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     errors = sys.modules.get("sarslide.acquire.errors")  # only raised if it was imported
     if errors is not None:
         known.append(errors.NoPassesError)
-    filesystem = sys.modules.get("sarslide.filesystem")
-    if filesystem is not None:
-        known.append(filesystem.DiskFullError)
+    atomic = sys.modules.get("sarslide.atomic")
+    if atomic is not None:
+        known.append(atomic.DiskFullError)
     return tuple(known)
 
 

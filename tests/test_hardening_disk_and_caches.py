@@ -52,7 +52,7 @@ def full_disk(tmp_path):
     try:
         yield mount
     finally:
-        subprocess.run(["umount", str(mount)], capture_output=True)
+        subprocess.run(["umount", "--lazy", str(mount)], capture_output=True)  # the error may hold files open
 
 
 def megabytes(n: int) -> str:

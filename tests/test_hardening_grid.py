@@ -84,7 +84,7 @@ def read_only_view(folder: Path, view: Path):
             probe.write_text("x")  # really read-only, even for root
         yield view
     finally:
-        subprocess.run(["umount", str(view)], capture_output=True)
+        subprocess.run(["umount", "--lazy", str(view)], capture_output=True)
 
 
 # ----------------------------------------------------------------- item 1: two processes
