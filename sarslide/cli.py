@@ -22,7 +22,9 @@ Commands
     :func:`sarslide.ablation.experiment_grid` + :func:`sarslide.ablation.run_grid`: the
     resumable results table of chapter 5 (``results.parquet``), serially or on a dask
     cluster (``--scheduler local`` or ``tcp://host:8786``); prints mean ± SEM per arm ×
-    size and writes it to ``summary.csv``.
+    size and writes it to ``summary.csv``. Before training it says how many runs are
+    missing and their estimated time here; ``--max-minutes`` stops between runs (run the
+    command again to go on). Two ``grid`` processes may share one results folder.
 ``map``
     Maps an event (``--event``) or any area (``--bbox W S E N --date YYYY-MM-DD``: an
     event record is built on the fly, UTM zone from the bbox centre) with an ensemble of
