@@ -16,9 +16,11 @@ the paper does, or balanced (the profile's ``few_shot_draw``, see
 :func:`sarslide.chips.few_shot_subset`) — keeps its top-k checkpoints by validation APRC and
 scores each on the test split.
 
-Results are a *tidy* table — one row per run × checkpoint × metric — stored as Parquet
-and written atomically after every finished run, so an interrupted grid resumes where it
-stopped (finished runs are skipped). Runs can be dispatched to a dask.distributed cluster:
+Results are a *tidy* table — one row per run × checkpoint × metric — stored as Parquet,
+one file per finished run merged on read (:mod:`sarslide.results_table`), so an
+interrupted grid resumes where it stopped (finished runs are skipped) and two processes
+on one folder lose no rows. :func:`grid_plan` says how many runs are missing and about
+how long they take here; ``run_grid(max_minutes=...)`` stops between runs. Runs can be dispatched to a dask.distributed cluster:
 ``scheduler="local"`` starts a :class:`~distributed.LocalCluster`, an address such as
 ``"tcp://10.0.0.5:8786"`` uses a real cluster, and ``None`` runs serially in-process.
 
