@@ -187,12 +187,14 @@ def _run_timing(run: Run, result, chips: ChipSet, started: float, device) -> dic
 
     seconds = result.history["seconds"].to_numpy(dtype=float) if len(result.history) else np.zeros(0)
     total = time.perf_counter() - started
-    n_train = run.train_size if run.train_size is not None else len(chips.split("stage2_train"))
+    pool = len(chips.split("stage2_train"))
+    n_train = run.train_size if run.train_size is not None else pool
     return {
         "run_id": run.run_id,
         "arm": run.arm,
         "train_size": run.train_size,
         "n_train": int(n_train),
+        "pool_size": int(pool),
         "epochs": int(len(seconds)),
         "seconds_per_epoch": float(np.median(seconds)) if len(seconds) else None,
         "overhead_seconds": float(max(total - seconds.sum(), 0.0)),

@@ -94,6 +94,13 @@ class GridPlan:
         head = f"{len(self.missing)} of {self.total} runs missing"
         if not self.missing:
             return f"{head}: the grid is complete"
+        known = [v for v in self.per_run_s.values() if v is not None]
+        if self.estimate_s is None and known:
+            return (
+                f"{head}; about {_minutes(sum(known))} on {self.device} for {len(known)} of them "
+                f"(from {self.measured} finished run{'s' if self.measured != 1 else ''}); "
+                f"{len(self.missing) - len(known)} not estimated yet (their chip count is unknown)"
+            )
         if self.estimate_s is None:
             return (
                 f"{head}; no estimate yet: no finished run on {self.device} to measure from "
@@ -132,12 +139,12 @@ def plan_grid(
     missing = [r for r in runs if r.run_id not in done_ids]
     label = device_label(device)
     timings = [t for t in read_run_timings(out_dir).values() if t.get("device") == label]
+    if pool_size is None:  # the stage-2 pool, as finished runs recorded it
+        pools = [int(t["pool_size"]) for t in timings if t.get("pool_size")]
+        pool_size = pools[0] if pools else None
     per_run: dict[str, float | None] = {}
     for run in missing:
-        n = run.train_size
-        if n is None:
-            sizes = [int(t["n_train"]) for t in timings if t.get("train_size") is None]
-            n = pool_size if pool_size is not None else (sizes[0] if sizes else None)
+        n = run.train_size if run.train_size is not None else pool_size
         per_run[run.run_id] = None if n is None else estimate_run_seconds(timings, run.arm, n, max_epochs)
     known = [v for v in per_run.values() if v is not None]
     estimate = None if (not missing or len(known) < len(missing)) else float(sum(known))
