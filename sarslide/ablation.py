@@ -16,9 +16,11 @@ the paper does, or balanced (the profile's ``few_shot_draw``, see
 :func:`sarslide.chips.few_shot_subset`) — keeps its top-k checkpoints by validation APRC and
 scores each on the test split.
 
-Results are a *tidy* table — one row per run × checkpoint × metric — stored as Parquet
-and written atomically after every finished run, so an interrupted grid resumes where it
-stopped (finished runs are skipped). Runs can be dispatched to a dask.distributed cluster:
+Results are a *tidy* table — one row per run × checkpoint × metric — stored as Parquet,
+one file per finished run merged on read (:mod:`sarslide.results_table`), so an
+interrupted grid resumes where it stopped (finished runs are skipped) and two processes
+on one folder lose no rows. :func:`grid_plan` says how many runs are missing and about
+how long they take here; ``run_grid(max_minutes=...)`` stops between runs. Runs can be dispatched to a dask.distributed cluster:
 ``scheduler="local"`` starts a :class:`~distributed.LocalCluster`, an address such as
 ``"tcp://10.0.0.5:8786"`` uses a real cluster, and ``None`` runs serially in-process.
 
@@ -33,6 +35,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -56,6 +59,16 @@ from .metrics import (
 )
 from .profiles import Profile, get_profile
 from .progress import progress_bar
+from .results_table import (
+    BASELINE_FILE_ID,
+    RESULTS_FILE,
+    merge_results,
+    read_results,
+    run_file,
+    run_lock,
+    write_run_rows,
+    write_run_timing,
+)
 from .transforms import standardize
 
 __all__ = [
@@ -68,6 +81,7 @@ __all__ = [
     "Run",
     "experiment_grid",
     "run_one",
+    "run_one_locked",
     "split_embeddings",
     "run_models",
     "run_baseline",
@@ -77,6 +91,9 @@ __all__ = [
     "run_means",
     "ensemble_metrics",
     "results_dir",
+    "results_key",
+    "GRID_SHAPE_FIELDS",
+    "grid_plan",
     "ensemble_probabilities",
     "run_health",
     "grid_health",
@@ -103,7 +120,7 @@ def size_sort_key(size: int) -> float:
     """Sort key for stored training sizes: numbers in order, :data:`SIZE_ALL` last."""
     return np.inf if int(size) == SIZE_ALL else float(size)
 
-_RESULTS = "results.parquet"
+_RESULTS = RESULTS_FILE
 _SETTINGS = "settings.json"
 _PROBA = "test_proba.npy"
 _HEALTH = "health.json"
@@ -148,11 +165,6 @@ def experiment_grid(profile: Profile | str | None = None, arms: Sequence[str] = 
     return runs
 
 
-def _write_table(table: pd.DataFrame, path: Path) -> None:
-    with atomic_file(path) as tmp:
-        table.to_parquet(tmp, index=False)
-
-
 def _tidy(run: Run, rows: Iterable[tuple[int, int, dict[str, float]]]) -> pd.DataFrame:
     records = []
     for rank, epoch, scores in rows:
@@ -170,6 +182,29 @@ def _tidy(run: Run, rows: Iterable[tuple[int, int, dict[str, float]]]) -> pd.Dat
                 }
             )
     return pd.DataFrame.from_records(records)
+
+
+def _run_timing(run: Run, result, chips: ChipSet, started: float, device) -> dict[str, Any]:
+    """What a finished run cost, for :mod:`sarslide.grid_plan`'s estimates: its epochs,
+    the median measured seconds per epoch (training + validation, from the history), the
+    rest of the run's wall time (``overhead_seconds``: scoring, files) and the device."""
+    from .grid_plan import device_label
+
+    seconds = result.history["seconds"].to_numpy(dtype=float) if len(result.history) else np.zeros(0)
+    total = time.perf_counter() - started
+    pool = len(chips.split("stage2_train"))
+    n_train = run.train_size if run.train_size is not None else pool
+    return {
+        "run_id": run.run_id,
+        "arm": run.arm,
+        "train_size": run.train_size,
+        "n_train": int(n_train),
+        "pool_size": int(pool),
+        "epochs": int(len(seconds)),
+        "seconds_per_epoch": float(np.median(seconds)) if len(seconds) else None,
+        "overhead_seconds": float(max(total - seconds.sum(), 0.0)),
+        "device": device_label(device),
+    }
 
 
 def split_embeddings(stage1, chips: ChipSet, split: str, profile: Profile, cache_dir, device=None):
@@ -257,13 +292,15 @@ def run_one(
     The stage-1 model of the run's arm comes from
     :func:`sarslide.pretrained.pretrained_stage1` (cached; trained on first use). The mean test
     probabilities over the run's checkpoints are saved as ``<out_dir>/<run_id>/test_proba.npy``.
-    ``train_size`` is stored as :data:`SIZE_ALL` for "all chips".
+    ``train_size`` is stored as :data:`SIZE_ALL` for "all chips". The rows and what the
+    run cost are written to ``<out_dir>/runs/`` (:mod:`sarslide.results_table`).
     """
     import torch
 
     from .checkpoints import checkpoint_info, load_checkpoint
     from .predict import predict_proba
 
+    started = time.perf_counter()
     if num_threads is not None:
         torch.set_num_threads(num_threads)
     profile = get_profile(profile)
@@ -286,7 +323,10 @@ def run_one(
     health = _run_health(result, chips, subset, profile, mean)
     with atomic_file(run_dir / _HEALTH) as tmp:
         Path(tmp).write_text(json.dumps(health.to_dict(), indent=1))
-    return _tidy(run, rows)
+    tidy = _tidy(run, rows)
+    write_run_timing(out_dir, run.run_id, _run_timing(run, result, chips, started, device))
+    write_run_rows(out_dir, run.run_id, tidy)
+    return tidy
 
 
 def run_models(
@@ -331,36 +371,84 @@ def run_baseline(
     )
 
 
+#: Profile fields that choose *which* runs a grid holds, not how a run is made: a grid made
+#: with a subset of sizes or seeds (``--set train_sizes=2``) shares its results folder and
+#: table with the full grid, so partial grids merge (:func:`results_key`).
+GRID_SHAPE_FIELDS: tuple[str, ...] = ("train_sizes", "seeds", "seeds_smallest")
+_SETTINGS_FORMAT = 2
+
+
+def results_key(event: str, profile: Profile | str | None = None) -> str:
+    """The fingerprint of a results folder: :func:`sarslide.datasets.store_key` of every
+    profile setting that changes a run (all but :data:`GRID_SHAPE_FIELDS` and the name)."""
+    from dataclasses import fields
+
+    profile = get_profile(profile)
+    keep = [f.name for f in fields(profile) if f.name not in GRID_SHAPE_FIELDS + ("name",)]
+    return store_key(event, profile, profile.data_seed, fields=keep)
+
+
+def _read_settings(marker: Path) -> dict[str, Any]:
+    try:
+        old = json.loads(marker.read_text())
+        if not isinstance(old, dict):
+            raise ValueError("not a JSON object")
+        return old
+    except (OSError, ValueError) as err:
+        raise ValueError(
+            f"{marker} is unreadable ({type(err).__name__}: {' '.join(str(err).split())[:80]}); it "
+            "records which settings made the results in its folder. If they were made with "
+            f"these settings, delete it (rm '{marker}') and run again (it is rewritten); "
+            "otherwise use another out_dir"
+        ) from None
+
+
+def _legacy_key_matches(old: dict[str, Any], event: str, profile: Profile) -> bool:
+    """Whether a marker of an older version (keyed on every setting, grid shape included)
+    was written by these settings: its key is recomputed with its own grid shape."""
+    stored = old.get("profile", {})
+    try:
+        shape = {
+            "train_sizes": tuple(stored["train_sizes"]),
+            "seeds": tuple(stored["seeds"]),
+            "seeds_smallest": tuple(stored["seeds_smallest"]),
+        }
+    except (KeyError, TypeError):
+        return False
+    return old.get("key") == store_key(event, profile.with_overrides(**shape), profile.data_seed)
+
+
 def _check_settings(out: Path, event: str, profile: Profile) -> None:
     """Refuse to mix runs made under other settings into one results folder.
 
-    The folder records the fingerprint (:func:`sarslide.datasets.store_key`) of the event,
-    profile and data seed it was made with; a folder made with other settings is an error
-    that names both fingerprints and the fix.
+    The folder records the fingerprint (:func:`results_key`) of the event, profile and
+    data seed it was made with; a folder made with other settings is an error that names
+    both fingerprints and the fix. Only :data:`GRID_SHAPE_FIELDS` may differ. A broken
+    ``settings.json`` is named, with the fix. Nothing is written when the marker is there
+    (a finished grid in a read-only folder stays readable).
     """
-    key = store_key(event, profile, profile.data_seed)
+    key = results_key(event, profile)
     marker = out / _SETTINGS
     if marker.exists():
-        old = json.loads(marker.read_text())
-        if old.get("key") != key:
-            changed = sorted(
-                k for k in set(old.get("profile", {})) | set(asdict(profile))
-                if old.get("profile", {}).get(k) != json.loads(json.dumps(asdict(profile), default=str)).get(k)
-            )
-            raise ValueError(
-                f"{out} holds results made with other settings (fingerprint {old.get('key')} "
-                f"for event {old.get('event')!r}, this run {key}; changed: {changed or 'event'}); "
-                "use another out_dir, or the default results_dir(event, profile), which is keyed "
-                "on the settings"
-            )
-        return
-    payload = {"key": key, "event": event, "profile": asdict(profile)}
+        old = _read_settings(marker)
+        if old.get("key") == key and old.get("format") == _SETTINGS_FORMAT:
+            return
+        if old.get("format") != _SETTINGS_FORMAT and _legacy_key_matches(old, event, profile):
+            return
+        normal = json.loads(json.dumps(asdict(profile), default=str))
+        changed = sorted(
+            k for k in set(old.get("profile", {})) | set(normal)
+            if k not in GRID_SHAPE_FIELDS and old.get("profile", {}).get(k) != normal.get(k)
+        )
+        raise ValueError(
+            f"{out} holds results made with other settings (fingerprint {old.get('key')} "
+            f"for event {old.get('event')!r}, this run {key}; changed: {changed or 'event'}); "
+            "use another out_dir, or the default results_dir(event, profile), which is keyed "
+            "on the settings"
+        )
+    payload = {"format": _SETTINGS_FORMAT, "key": key, "event": event, "profile": asdict(profile)}
     with atomic_file(marker) as tmp:
         Path(tmp).write_text(json.dumps(payload, indent=2, default=str))
-
-
-def _load_results(path: Path) -> pd.DataFrame:
-    return pd.read_parquet(path) if path.exists() else pd.DataFrame()
 
 
 def resolve_scheduler(scheduler: Any, device: str | None = None, num_threads: int | None = None) -> tuple[Any, int | None]:
@@ -391,8 +479,97 @@ def _client(scheduler: Any):
         cluster = LocalCluster(n_workers=min(os.cpu_count() or 1, 4), threads_per_worker=1, processes=True)
         return Client(cluster), cluster
     if isinstance(scheduler, str):
-        return Client(scheduler), None
+        return _connect(scheduler), None
     raise ValueError(f"scheduler={scheduler!r}: use None (serial), 'local', an address or a distributed.Client")
+
+
+def _connect(address: str):
+    """A :class:`distributed.Client` of the scheduler at ``address`` within the package's
+    network timeout (:func:`sarslide.acquire.network.network_settings`); a scheduler that
+    refuses, or accepts and never answers, raises
+    :class:`~sarslide.acquire.errors.NetworkUnavailableError` naming the address."""
+    import asyncio
+
+    from distributed import Client
+
+    from .acquire.errors import NetworkUnavailableError
+    from .acquire.network import network_settings
+
+    settings = network_settings()
+    try:
+        _probe_scheduler(address, settings.timeout)
+        return Client(address, timeout=settings.timeout)
+    except (OSError, TimeoutError, asyncio.TimeoutError) as err:
+        raise NetworkUnavailableError(
+            f"no dask scheduler answered at {address} within {settings.describe().split(',')[0]} "
+            f"({type(err).__name__}: {' '.join(str(err).split())[:120] or 'no answer'}); check "
+            "that `dask scheduler` runs there and the port is open, or run the grid serially "
+            "(scheduler=None, or --scheduler serial) or on this machine (scheduler='local'); "
+            "SARSLIDE_NETWORK_TIMEOUT sets the wait"
+        ) from None
+
+
+def _probe_scheduler(address: str, timeout: float) -> None:
+    """Connect to ``address`` and complete dask's handshake within ``timeout`` seconds
+    (distributed bounds the connection but not the handshake's read, so a server that
+    accepts and never answers would hold ``Client(address)`` forever). Runs on its own
+    thread and event loop, so it works inside a notebook's running loop too."""
+    import asyncio
+    import threading
+
+    from distributed.comm import connect
+
+    failure: list[BaseException] = []
+
+    async def probe() -> None:
+        comm = await asyncio.wait_for(connect(address, timeout=timeout), timeout=timeout)
+        await comm.close()
+
+    def target() -> None:
+        try:
+            asyncio.run(probe())
+        except BaseException as err:  # handed to the caller's thread
+            failure.append(err)
+
+    thread = threading.Thread(target=target, daemon=True, name="sarslide-scheduler-probe")
+    thread.start()
+    thread.join(timeout + 5)
+    if thread.is_alive():
+        raise TimeoutError(f"no answer within {timeout:g} s")
+    if failure:
+        err = failure[0]
+        raise (err if isinstance(err, OSError) else TimeoutError(str(err) or type(err).__name__))
+
+
+def grid_plan(
+    runs: Sequence[Run],
+    *,
+    event: str = "hokkaido",
+    profile: Profile | str | None = None,
+    out_dir: str | os.PathLike | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    device: str | None = None,
+    prepare: bool = True,
+):
+    """How many of ``runs`` are missing from the results folder, and an estimate of their
+    time on this device from the measured per-epoch costs of finished runs
+    (:func:`sarslide.grid_plan.plan_grid`); trains nothing. ``print(plan.describe())``.
+
+    The number of chips of a run on "all" is read from the event's chips
+    (:func:`sarslide.datasets.prepare_event`, built if missing); with ``prepare=False``
+    nothing is built or written, and such runs are estimated from finished "all" runs only.
+    """
+    from .grid_plan import plan_grid
+
+    profile = get_profile(profile)
+    out = Path(out_dir) if out_dir is not None else results_dir(event, profile, cache_dir)
+    pool = None
+    if prepare and any(r.train_size is None for r in runs):
+        try:
+            pool = len(prepare_event(event, profile, cache_dir=cache_dir).split("stage2_train"))
+        except Exception:  # only for an estimate: the grid itself reports what is wrong
+            pool = None
+    return plan_grid(runs, out, max_epochs=profile.stage2_max_epochs, pool_size=pool, device=device)
 
 
 def run_grid(
@@ -406,62 +583,92 @@ def run_grid(
     device: str | None = None,
     num_threads: int | None = None,
     progress: bool = True,
+    max_minutes: float | None = None,
 ) -> pd.DataFrame:
-    """Run every run not yet in ``<out_dir>/results.parquet`` and return the whole table.
+    """Run every run not yet in the results folder and return the whole table.
 
     Parameters
     ----------
     runs:
         From :func:`experiment_grid` (or any subset).
     out_dir:
-        Results folder; defaults to ``<data dir>/ablation/<event>-<profile>``.
+        Results folder; defaults to :func:`results_dir` (keyed on every setting except
+        the grid's sizes and seeds, so partial grids merge into one table).
     scheduler:
         ``None`` (serial), ``"local"`` (a LocalCluster), ``"auto"``
         (:func:`resolve_scheduler`: ``"local"`` on a CPU-only machine with several
         cores, else serial), a scheduler address or a :class:`distributed.Client`.
+        An address that does not answer within ``SARSLIDE_NETWORK_TIMEOUT`` raises
+        ``NetworkUnavailableError``.
     num_threads:
         Torch threads per run (``1`` on a multi-worker cluster to avoid oversubscription).
+    max_minutes:
+        A time budget: runs start only while the time spent is under it and the next
+        run's estimate fits (the first missing run always starts, so every call makes
+        progress); the grid stops cleanly between runs, and the next call goes on. Runs
+        left out are in ``table.attrs["left_for_later"]``.
 
-    The table is written atomically after each finished run, plus once with the baseline
-    rows; a failed run raises after the finished ones are saved. Runs already in the table
-    are not run again: their ids are in ``table.attrs["reused_runs"]`` (and logged). The
-    folder is keyed on the settings (:func:`results_dir`), and a folder made with other
-    settings is refused, so a reused run always comes from the same settings.
+    Each finished run's rows go to their own file (``runs/<run_id>.parquet``) and the
+    merged ``results.parquet`` is rewritten under a folder lock, so two processes on one
+    folder lose no rows (:mod:`sarslide.results_table`); a run being trained by another
+    process is waited for and reused, not trained twice. A failed run raises after the
+    finished ones are saved. Runs already in the folder are not run again: their ids are
+    in ``table.attrs["reused_runs"]`` (and logged). With ``progress``, the number of
+    missing runs and their estimated time are printed before anything trains
+    (:func:`grid_plan`). A folder made with other settings is refused. When nothing is
+    missing nothing is written, so a finished grid in a read-only folder is readable.
     """
+    from .grid_plan import TimeBudget
+
+    budget = TimeBudget(max_minutes)
     profile = get_profile(profile)
     scheduler, num_threads = resolve_scheduler(scheduler, device, num_threads)
     out = Path(out_dir) if out_dir is not None else results_dir(event, profile, cache_dir)
     out.mkdir(parents=True, exist_ok=True)
-    path = out / _RESULTS
     _check_settings(out, event, profile)
-    table = _load_results(path)
+    table = read_results(out)
     done = set(table["run_id"]) if len(table) else set()
     reused = sorted({r.run_id for r in runs} & done)
     if reused:
-        _log.info("reusing %d finished runs from %s", len(reused), path)
-    if BASELINE_ARM not in done:
-        table = pd.concat([table, run_baseline(event=event, profile=profile, cache_dir=cache_dir)], ignore_index=True)
-        _write_table(table, path)
+        _log.info("reusing %d finished runs from %s", len(reused), out)
     todo = [r for r in runs if r.run_id not in done]
+    if progress and runs:
+        plan = grid_plan(runs, event=event, profile=profile, out_dir=out, cache_dir=cache_dir, device=device)
+        print(plan.describe(), flush=True)
+    if BASELINE_ARM not in done:
+        write_run_rows(out, BASELINE_FILE_ID, run_baseline(event=event, profile=profile, cache_dir=cache_dir))
+        merge_results(out)
     if todo:
         _prepare_shared_inputs(todo, event, profile, cache_dir, progress)
     kwargs = dict(event=event, profile=profile, out_dir=out, cache_dir=cache_dir, device=device, num_threads=num_threads)
-
-    def add(rows: pd.DataFrame) -> None:
-        nonlocal table
-        table = pd.concat([table, rows], ignore_index=True)
-        _write_table(table, path)
-
+    left: list[str] = []
     bar = progress_bar(total=len(todo), desc="ablation runs", disable=not progress or not todo)
     try:
-        for rows in _dispatch(todo, kwargs, scheduler):
-            add(rows)
+        for _rows in _dispatch(todo, kwargs, scheduler, budget, left):
+            merge_results(out)
             bar.update()
     finally:
         bar.close()
-    table = _sorted(table)
-    table.attrs["reused_runs"] = reused  # run ids read back from results.parquet, not rerun
+    if left and progress:
+        print(f"time budget of {max_minutes:g} min reached: {len(left)} runs left for the next call", flush=True)
+    table = _sorted(read_results(out))
+    table.attrs["reused_runs"] = reused  # run ids read back from the folder, not rerun
+    table.attrs["left_for_later"] = left
     return table
+
+
+def run_one_locked(run: Run, **kwargs: Any) -> pd.DataFrame:
+    """:func:`run_one` under the run's lock (:func:`sarslide.results_table.run_lock`):
+    if another process finished the run meanwhile, its rows are read back instead."""
+    out = Path(kwargs["out_dir"])
+    with run_lock(out, run.run_id):
+        path = run_file(out, run.run_id)
+        if path.is_file():
+            try:
+                return pd.read_parquet(path)
+            except Exception:  # a damaged file: score the run again (from its checkpoints)
+                pass
+        return run_one(run, **kwargs)
 
 
 def _prepare_shared_inputs(todo: Sequence[Run], event: str, profile: Profile, cache_dir, progress: bool) -> None:
@@ -474,12 +681,25 @@ def _prepare_shared_inputs(todo: Sequence[Run], event: str, profile: Profile, ca
         pretrained_stage1(arm, profile, cache_dir=cache_dir, progress=progress)
 
 
-def _dispatch(todo: Sequence[Run], kwargs: dict[str, Any], scheduler: Any) -> Iterator[pd.DataFrame]:
+def _next_estimate(run: Run, kwargs: dict[str, Any]) -> float | None:
+    plan = grid_plan([run], event=kwargs["event"], profile=kwargs["profile"], out_dir=kwargs["out_dir"],
+                     cache_dir=kwargs["cache_dir"], device=kwargs["device"])  # fmt: skip
+    return plan.per_run_s.get(run.run_id)
+
+
+def _dispatch(todo: Sequence[Run], kwargs: dict[str, Any], scheduler: Any, budget=None,
+              left: list[str] | None = None) -> Iterator[pd.DataFrame]:  # fmt: skip
     """Each run's tidy rows as it finishes: in this process (``scheduler=None``) or on a
-    dask cluster (:func:`_client`), in completion order."""
+    dask cluster (:func:`_client`), in completion order. With a ``budget``
+    (:class:`sarslide.grid_plan.TimeBudget`) runs stop starting once it is spent; their
+    ids go to ``left``."""
+    left = left if left is not None else []
     if scheduler is None:
-        for run in todo:
-            yield run_one(run, **kwargs)
+        for i, run in enumerate(todo):
+            if budget is not None and budget.max_s is not None and not budget.allows(_next_estimate(run, kwargs)):
+                left.extend(r.run_id for r in todo[i:])
+                return
+            yield run_one_locked(run, **kwargs)
         return
     if not todo:
         return
@@ -487,12 +707,18 @@ def _dispatch(todo: Sequence[Run], kwargs: dict[str, Any], scheduler: Any) -> It
 
     client, cluster = _client(scheduler)
     try:
-        futures = [
-            client.submit(run_one, run, pure=False, key=f"sarslide-{run.run_id}-{uuid.uuid4().hex[:6]}", **kwargs)
+        futures = {
+            client.submit(run_one_locked, run, pure=False, key=f"sarslide-{run.run_id}-{uuid.uuid4().hex[:6]}", **kwargs): run
             for run in todo
-        ]
-        for future in as_completed(futures):
+        }
+        pending = dict(futures)
+        for future in as_completed(list(futures)):
+            pending.pop(future, None)
             yield future.result()
+            if budget is not None and budget.max_s is not None and budget.elapsed_s >= budget.max_s and pending:
+                client.cancel(list(pending))
+                left.extend(run.run_id for run in pending.values())
+                return
     finally:
         if cluster is not None:
             client.close()
@@ -542,11 +768,13 @@ def results_dir(event: str = "hokkaido", profile: Profile | str | None = None,
                 cache_dir: str | os.PathLike | None = None) -> Path:
     """The default results folder of a grid: ``<data dir>/ablation/<event>-<profile>-<key>``.
 
-    ``key`` is :func:`sarslide.datasets.store_key`, a hash of every profile setting and the
-    data seed, so results made under other settings are never returned for these.
+    ``key`` is :func:`results_key`, a hash of every profile setting but the grid's sizes
+    and seeds (:data:`GRID_SHAPE_FIELDS`), and of the data seed: results made under other
+    settings are never returned for these, and grids over subsets of sizes or seeds share
+    one folder and one table.
     """
     profile = get_profile(profile)
-    return data_dir(cache_dir) / "ablation" / f"{event}-{profile.name}-{store_key(event, profile, profile.data_seed)}"
+    return data_dir(cache_dir) / "ablation" / f"{event}-{profile.name}-{results_key(event, profile)}"
 
 
 def run_health(out_dir: str | os.PathLike, run_ids: Iterable[str]) -> dict[str, Any]:

@@ -5,6 +5,10 @@ run (a crash, Ctrl-C, a full disk) never leaves a half-written file behind: the 
 happens under a hidden temporary name next to the target and is renamed onto it with
 :func:`os.replace` at the end, or deleted if anything fails.
 
+A write that fails because the device is full raises :class:`DiskFullError`, "no space
+left on DEVICE for PATH (needs about N MB)", whatever form the writer's own error took
+(numpy's "N requested and M written", GDAL's TIFF errors, torch's "unexpected pos").
+
 Two more guarantees:
 
 * **Only the package's own stores are replaced.** Every directory written by
@@ -23,6 +27,7 @@ Two more guarantees:
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -34,7 +39,10 @@ from pathlib import Path
 
 __all__ = [
     "STORE_MARKER",
+    "DiskFullError",
     "ForeignPathError",
+    "disk_full_error",
+    "mount_of",
     "atomic_file",
     "atomic_directory",
     "recover_directory",
@@ -55,6 +63,104 @@ _LEGACY_MARKERS: tuple[tuple[str, ...], ...] = (
 
 class ForeignPathError(FileExistsError):
     """The target path holds something the package did not write; it is left untouched."""
+
+
+class DiskFullError(OSError):
+    """No space left on the device that holds a file being written; nothing half-written
+    is left under the file's name."""
+
+
+#: Free space (bytes) below which a failed write is taken to be a full disk.
+NEARLY_FULL_BYTES = 1 << 20
+
+
+def _existing_ancestor(path: Path) -> Path:
+    path = Path(os.path.abspath(path))
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def mount_of(path: str | os.PathLike) -> str:
+    """``"/mnt/data (tmpfs)"``: the mount point holding ``path`` and its filesystem type,
+    from ``/proc/mounts`` (the mount point alone where that file does not exist)."""
+    target = os.path.realpath(_existing_ancestor(Path(path)))
+    best, kind = "/", ""
+    try:
+        with open("/proc/mounts", encoding="utf-8") as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) < 3:
+                    continue
+                point = parts[1].replace("\\040", " ")
+                inside = target == point or target.startswith(point.rstrip("/") + "/")
+                if inside and len(point) >= len(best):
+                    best, kind = point, parts[2]
+    except OSError:
+        return best
+    return f"{best} ({kind})" if kind else best
+
+
+def _megabytes(n: float) -> str:
+    return f"{n / 1e6:.1f}" if n < 10e6 else f"{n / 1e6:.0f}"
+
+
+def _size_of(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return 0
+
+
+def disk_full_error(
+    err: BaseException, target: str | os.PathLike, *, needs_bytes: int | None = None, partial: str | os.PathLike | None = None
+) -> DiskFullError | None:
+    """A :class:`DiskFullError` for ``err`` raised while writing ``target``, or ``None``
+    when ``err`` is not a full disk.
+
+    A full disk is ``errno.ENOSPC`` anywhere in the error's chain, or an ``OSError``,
+    ``RuntimeError`` or rasterio/GDAL error (the forms numpy, torch and GDAL use) while the
+    device has less than :data:`NEARLY_FULL_BYTES` free, or less than ``needs_bytes``
+    (GDAL deletes its partial files before it raises, so the space is free again).
+    ``needs_bytes`` is the size of what was being written, when the writer knows it; else
+    the size of the ``partial`` file or folder written so far is reported as a lower bound.
+    """
+    target = Path(target)
+    chain, seen, cur = [], set(), err
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        chain.append(cur)
+        cur = cur.__cause__ or cur.__context__
+    if any(isinstance(e, DiskFullError) for e in chain):
+        return None
+    enospc = any(isinstance(e, OSError) and e.errno == errno.ENOSPC for e in chain)
+    if not enospc:
+        if not (isinstance(err, (OSError, RuntimeError)) or type(err).__module__.startswith("rasterio")):
+            return None
+        try:
+            free = shutil.disk_usage(_existing_ancestor(target.parent)).free
+        except OSError:
+            return None
+        if free >= NEARLY_FULL_BYTES and not (needs_bytes and free < needs_bytes):
+            return None
+    written = _size_of(Path(partial)) if partial is not None else 0
+    if needs_bytes:
+        need = f"needs about {_megabytes(needs_bytes)} MB"
+    else:
+        need = f"needs more than the {_megabytes(written)} MB written before the disk filled"
+    try:
+        free_now = shutil.disk_usage(_existing_ancestor(target.parent)).free
+    except OSError:
+        free_now = 0
+    return DiskFullError(
+        errno.ENOSPC,
+        f"no space left on {mount_of(target)} for {target} ({need}; "
+        f"{_megabytes(free_now)} MB free); nothing was written under that name. Free some "
+        "space there, or point SARSLIDE_DATA_DIR / --cache-dir / --out at a disk with room",
+    )
+
+
 
 
 def _temporary_name(path: Path, kind: str, suffix: str = "") -> Path:
@@ -179,12 +285,24 @@ def _check_replaceable(path: Path) -> None:
     )
 
 
+def _disk_full(err: BaseException, path: Path, needs_bytes: int | None, partial: Path):
+    """The :class:`~sarslide.filesystem.DiskFullError` for a failed write, or None."""
+    if not isinstance(err, Exception):  # Ctrl-C, SystemExit: never re-labelled
+        return None
+    return disk_full_error(err, path, needs_bytes=needs_bytes, partial=partial)
+
+
 @contextmanager
-def atomic_file(path: str | os.PathLike, *, suffix: str = "") -> Iterator[Path]:
+def atomic_file(path: str | os.PathLike, *, suffix: str = "", needs_bytes: int | None = None) -> Iterator[Path]:
     """``with atomic_file(path) as tmp:`` write the file at ``tmp``; it replaces ``path``
     on success and is deleted on any exception. ``suffix`` is appended to the temporary
     name for writers that look at the extension (e.g. GDAL). Temporaries of ``path`` left
-    by killed processes are deleted first."""
+    by killed processes are deleted first.
+
+    A write that fails because the disk is full raises
+    :class:`~sarslide.filesystem.DiskFullError` ("no space left on DEVICE for PATH (needs
+    about N MB)"); ``needs_bytes``, the size being written when the writer knows it, goes
+    into that message."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     for entry, _ in _leftovers(path, "tmp"):
@@ -193,13 +311,18 @@ def atomic_file(path: str | os.PathLike, *, suffix: str = "") -> Iterator[Path]:
     try:
         yield tmp
         os.replace(tmp, path)
+    except BaseException as err:
+        full = _disk_full(err, path, needs_bytes, tmp)
+        if full is not None:
+            raise full from err
+        raise
     finally:
         if tmp.exists():
             tmp.unlink()
 
 
 @contextmanager
-def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
+def atomic_directory(path: str | os.PathLike, *, needs_bytes: int | None = None) -> Iterator[Path]:
     """``with atomic_directory(path) as tmp:`` build the directory at ``tmp``; on success it
     replaces ``path`` (an existing store of the package is swapped out, then removed); on
     any exception the temporary directory is deleted and ``path`` is left exactly as it was.
@@ -211,6 +334,9 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     ForeignPathError
         Before anything is written, when ``path`` holds something the package did not
         write (a non-empty directory without the marker, or a file).
+    DiskFullError
+        The device filled up while the store was written (``needs_bytes``: its size, for
+        the message; see :func:`atomic_file`).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -221,8 +347,11 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
         yield tmp
         tmp.mkdir(parents=True, exist_ok=True)
         (tmp / STORE_MARKER).write_text(json.dumps({"writer": "sarslide", "format": 1}) + "\n")
-    except BaseException:
+    except BaseException as err:
+        full = _disk_full(err, path, needs_bytes, tmp)
         shutil.rmtree(tmp, ignore_errors=True)
+        if full is not None:
+            raise full from err
         raise
     _check_replaceable(path)  # it may have appeared while the store was being built
     old = None

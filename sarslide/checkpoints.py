@@ -59,8 +59,23 @@ def _versions() -> dict[str, str]:
     }
 
 
+def _record_bytes(obj: Any) -> int:
+    """Bytes of the tensors and arrays in a (nested) checkpoint record: about its file size."""
+    if isinstance(obj, torch.Tensor):
+        return obj.element_size() * obj.nelement()
+    if isinstance(obj, np.ndarray):
+        return int(obj.nbytes)
+    if isinstance(obj, Mapping):
+        return sum(_record_bytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(_record_bytes(v) for v in obj)
+    return 0
+
+
 def save_record(obj: Any, path: Path) -> None:
-    with atomic_file(path) as tmp:
+    """``torch.save(obj)`` to ``path`` atomically; a full disk raises
+    :class:`~sarslide.filesystem.DiskFullError` with the device and the size needed."""
+    with atomic_file(path, needs_bytes=_record_bytes(obj) + (1 << 16)) as tmp:
         torch.save(obj, tmp)
 
 
@@ -105,13 +120,28 @@ def save_checkpoint(
     return path
 
 
-def _load_failure(err: BaseException) -> str:
-    """torch's reason for refusing a file, without its advice to load it unsafely."""
+_UNSAFE_ADVICE = ("weights_only", "trusted source", "arbitrary code", "re-running", "pytorch 2.6")
+
+
+def _load_failure(err: BaseException, path: Path | None = None) -> str:
+    """torch's reason for refusing a file, without its advice to load it unsafely; for a
+    file that is not a torch archive at all, what the file looks like instead."""
+    head = b""
+    if path is not None:
+        try:
+            with open(path, "rb") as f:
+                head = f.read(4096)
+        except OSError:
+            head = b""
+    if head and not head.strip(b"\0"):
+        return "the file holds only zero bytes (a write that never finished, or a damaged disk)"
+    if head and not head.startswith(b"PK"):
+        return "the file is not a torch checkpoint archive (truncated, or another format)"
     text = str(err)
     if "WeightsUnpickler error:" in text:
         text = text.split("WeightsUnpickler error:", 1)[1].split("Check the documentation", 1)[0]
     text = " ".join(text.split())
-    sentences = [t for t in text.split(". ") if "weights_only" not in t]
+    sentences = [t for t in text.split(". ") if not any(bad in t.lower() for bad in _UNSAFE_ADVICE)]
     return f"{type(err).__name__}: {'. '.join(sentences[:1]).strip() or 'unreadable'}"
 
 
@@ -124,7 +154,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     except Exception as err:  # corrupt file, foreign pickle
         raise CheckpointError(
             f"{path} is corrupt or not a sarslide checkpoint: it cannot be read safely "
-            f"({_load_failure(err)}). Delete it (rm '{path}'); a training run then starts "
+            f"({_load_failure(err, path)}). Delete it (rm '{path}'); a training run then starts "
             "afresh (or pass resume=False), and a kept top-k checkpoint is written again by "
             "training once more"
         ) from None

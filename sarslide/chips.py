@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from .atomic import atomic_directory, recover_directory
+from .atomic import atomic_directory, is_package_store, recover_directory
 from .cube import CHANNELS, pass_pair, validate_cube
 
 __all__ = [
@@ -518,11 +518,13 @@ def save_chips(chips: ChipSet, path: str | os.PathLike) -> Path:
 
     Layout: ``images.npy`` (N, 4, H, W) float32, ``labels.npy`` (N, H, W) uint16,
     ``meta.parquet`` (one row per chip) and ``info.json`` (attrs, stats, channel names).
-    An interrupted write leaves the previous store (or none) in place.
+    An interrupted write leaves the previous store (or none) in place; a full disk raises
+    :class:`~sarslide.filesystem.DiskFullError` with the device and the size needed.
     """
     path = Path(path)
     info = {"attrs": chips.attrs, "stats": chips.stats, "channels": list(CHANNELS), "format": 1}
-    with atomic_directory(path) as tmp:
+    needs = int(chips.images.nbytes + chips.labels.nbytes) + (1 << 16)  # + meta, info
+    with atomic_directory(path, needs_bytes=needs) as tmp:
         tmp.mkdir(parents=True)
         np.save(tmp / "images.npy", chips.images)
         np.save(tmp / "labels.npy", chips.labels)
@@ -535,6 +537,14 @@ def open_chips(path: str | os.PathLike, *, mmap: bool = False) -> ChipSet:
     """Open a chip store written by :func:`save_chips` (``mmap=True`` maps arrays lazily)."""
     path = recover_directory(path)
     missing = [n for n in ("images.npy", "labels.npy", "meta.parquet", "info.json") if not (path / n).exists()]
+    if missing and path.is_dir() and is_package_store(path) and len(missing) < 4:
+        # a store the package wrote that lost files: corrupt, so prepare_event rebuilds it
+        raise CorruptChipStoreError(
+            f"{path} is an incomplete chip store: {', '.join(missing)} "
+            f"{'is' if len(missing) == 1 else 'are'} missing. Delete it (rm -r '{path}') and "
+            "rebuild it, e.g. datasets.prepare_event(..., rebuild=True), which also rebuilds "
+            "corrupt caches itself"
+        )
     if missing:
         raise FileNotFoundError(
             f"{path} is not a complete chip store (missing {missing}); rebuild it with save_chips"

@@ -22,7 +22,9 @@ Commands
     :func:`sarslide.ablation.experiment_grid` + :func:`sarslide.ablation.run_grid`: the
     resumable results table of chapter 5 (``results.parquet``), serially or on a dask
     cluster (``--scheduler local`` or ``tcp://host:8786``); prints mean ± SEM per arm ×
-    size and writes it to ``summary.csv``.
+    size and writes it to ``summary.csv``. Before training it says how many runs are
+    missing and their estimated time here; ``--max-minutes`` stops between runs (run the
+    command again to go on). Two ``grid`` processes may share one results folder.
 ``map``
     Maps an event (``--event``) or any area (``--bbox W S E N --date YYYY-MM-DD``: an
     event record is built on the fly, UTM zone from the bbox centre) with an ensemble of
@@ -243,6 +245,22 @@ def _cache_dir(args: argparse.Namespace) -> Path:
     return data_dir(args.cache_dir)
 
 
+def _checked_cache_dir(args: argparse.Namespace, *, writable: bool) -> Path:
+    """The cache folder (``--cache-dir``, ``$SARSLIDE_DATA_DIR`` or the default), checked
+    before any compute (:func:`sarslide.filesystem.check_folder`), then created."""
+    import pooch
+
+    from .datasets import DATA_DIR_ENV
+    from .filesystem import check_folder
+
+    raw = args.cache_dir or os.environ.get(DATA_DIR_ENV) or pooch.os_cache("sarslide")
+    what = "--cache-dir" if args.cache_dir else (f"${DATA_DIR_ENV}" if os.environ.get(DATA_DIR_ENV) else "the cache")
+    check_folder(raw, what, writable=writable and not Path(raw).is_dir())
+    if writable and Path(raw).is_dir():
+        check_folder(raw, what, writable=True)
+    return _cache_dir(args)
+
+
 def _size(path: Path) -> int:
     if path.is_file():
         return path.stat().st_size
@@ -296,9 +314,12 @@ def _resolve_event(args: argparse.Namespace):
 # ----------------------------------------------------------------------------- fetch
 def cmd_fetch(args: argparse.Namespace) -> int:
     """Download and verify what an event needs into the cache; print path and size."""
-    cache = _cache_dir(args)
     event, custom = _resolve_event(args)
     source = args.source or ("planetary-computer" if custom else "zenodo")
+    for flag, value in (("--n-pre", args.n_pre), ("--n-post", args.n_post)):
+        if value < 1:
+            raise CLIError(f"{flag} {value}: fetch at least 1 pass")
+    cache = _checked_cache_dir(args, writable=True)
     if source == "zenodo":
         if custom:
             raise CLIError(
@@ -361,31 +382,67 @@ def aprc_text_table(summary) -> "Any":
     return table[order]
 
 
+def _grid_done(args: argparse.Namespace, profile, runs) -> set[str]:
+    """Run ids already in the grid's results folder, read without writing anything."""
+    from .ablation import results_dir
+    from .results_table import finished_run_ids
+
+    if args.out:
+        out = Path(args.out).expanduser()
+    else:
+        import pooch
+
+        from .datasets import DATA_DIR_ENV
+
+        raw = Path(args.cache_dir or os.environ.get(DATA_DIR_ENV) or pooch.os_cache("sarslide"))
+        if not raw.is_dir():
+            return set()
+        out = results_dir(args.event, profile, raw)
+    return finished_run_ids(out) if out.is_dir() else set()
+
+
 def cmd_grid(args: argparse.Namespace) -> int:
     """Run the ablation grid headless and print its summary."""
     from .ablation import ARMS, experiment_grid, results_dir, run_grid
 
     profile = _profile(args)
-    cache = _cache_dir(args)
     arms = tuple(a.strip() for a in args.arms.split(",")) if args.arms else ARMS
     unknown = [a for a in arms if a not in ARMS]
     if unknown:
         raise CLIError(f"--arms: unknown arm(s) {unknown}; arms are {list(ARMS)}")
     scheduler = _scheduler(args.scheduler)
+    if args.threads is not None and args.threads < 1:
+        raise CLIError(f"--threads {args.threads}: give at least 1 torch thread per run (or leave it out)")
+    if args.max_minutes is not None and not (math.isfinite(args.max_minutes) and args.max_minutes > 0):
+        raise CLIError(f"--max-minutes {args.max_minutes}: give a positive number of minutes, e.g. 30")
     runs = experiment_grid(profile, arms)
-    out = Path(args.out) if args.out else results_dir(args.event, profile, cache)
-    if args.list:
-        import pandas as pd
+    done = _grid_done(args, profile, runs)
+    complete = args.list or all(r.run_id in done for r in runs)
+    if args.out:  # checked before the cache is created or anything computed
+        from .filesystem import check_folder
 
-        path = out / "results.parquet"
-        done = set(pd.read_parquet(path)["run_id"]) if path.exists() else set()
+        check_folder(args.out, "--out", writable=not complete)
+    cache = _checked_cache_dir(args, writable=not complete)
+    out = Path(args.out).expanduser() if args.out else results_dir(args.event, profile, cache)
+    if args.list:
+        from .ablation import grid_plan
+
         for run in runs:
             print(f"{run.run_id:24s} {'done' if run.run_id in done else 'to do'}")
-        print(f"{len(runs)} runs, {sum(r.run_id in done for r in runs)} done; results: {path}")
+        print(f"{len(runs)} runs, {sum(r.run_id in done for r in runs)} done; results: {out / 'results.parquet'}")
+        if any(r.run_id not in done for r in runs):
+            plan = grid_plan(runs, event=args.event, profile=profile, out_dir=out, cache_dir=cache,
+                             device=args.device, prepare=False)  # fmt: skip
+            print(plan.describe())
         return 0
     print(f"{len(runs)} runs ({', '.join(arms)}) on {args.event}, profile {profile.name}; results in {out}")
     table = run_grid(runs, event=args.event, profile=profile, out_dir=out, cache_dir=cache,
-                     scheduler=scheduler, device=args.device, num_threads=args.threads, progress=True)  # fmt: skip
+                     scheduler=scheduler, device=args.device, num_threads=args.threads, progress=True,
+                     max_minutes=args.max_minutes)  # fmt: skip
+    left = table.attrs.get("left_for_later", [])
+    if left:
+        print(f"stopped for the time budget: {len(left)} of {len(runs)} runs left; run the same "
+              "command again to go on (finished runs are kept)")  # fmt: skip
     from .ablation import summarize
     from .atomic import atomic_file
 
@@ -764,6 +821,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--threads", type=int, default=None, help="torch threads per run (1 on a multi-worker cluster)")
     g.add_argument("--out", metavar="DIR", help="results folder (default <cache>/ablation/<event>-<profile>)")
     g.add_argument("--list", action="store_true", help="list the runs and which are done; train nothing")
+    g.add_argument("--max-minutes", type=float, default=None, metavar="MIN",
+                   help="time budget: stop cleanly between runs once spent (the next call goes on)")  # fmt: skip
     g.set_defaults(func=cmd_grid)
 
     m = sub.add_parser("map", parents=[common], help="map an event or a bbox: COGs, GeoJSON/CSV cells, PNG",
@@ -798,6 +857,9 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     errors = sys.modules.get("sarslide.acquire.errors")  # only raised if it was imported
     if errors is not None:
         known.append(errors.NoPassesError)
+    atomic = sys.modules.get("sarslide.atomic")
+    if atomic is not None:
+        known.append(atomic.DiskFullError)
     return tuple(known)
 
 

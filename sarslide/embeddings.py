@@ -15,14 +15,19 @@ the fast path's files are half the size of float32 (2 MiB per 128² chip instead
 
 Files are written atomically (:func:`sarslide.atomic.atomic_file`) and filled batch by
 batch through a memory map, so memory stays bounded by one batch whatever the event's
-size; they are read back memory-mapped (copy-on-write) as well.
+size; they are read back memory-mapped (copy-on-write) as well. Each file is written with
+a checksum (``<file>.blake2b``), checked before the file is first used in a process: a
+damaged cache (zeroed, truncated, edited) is named in an :class:`EmbeddingsCacheWarning`
+and computed again, never silently used.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +49,14 @@ from .runtime import (
     select_device,
 )
 
-__all__ = ["cached_embeddings", "embeddings_key", "embeddings_path"]
+__all__ = [
+    "EmbeddingsCacheWarning",
+    "cached_embeddings",
+    "checksum_path",
+    "embeddings_key",
+    "embeddings_path",
+    "file_digest",
+]
 
 # torch dtype -> (numpy dtype on disk, file tag)
 _STORAGE = {
@@ -78,8 +90,55 @@ def _as_tensor(array: np.ndarray, storage: torch.dtype) -> Tensor:
     return t.view(torch.bfloat16) if storage == torch.bfloat16 else t
 
 
-def _load(path: Path, shape: tuple[int, ...], storage: torch.dtype) -> Tensor | None:
-    """The cached tensor, or None if the file is missing, unreadable or of another shape."""
+class EmbeddingsCacheWarning(UserWarning):
+    """A cached embeddings file failed its checksum (or has none); it is computed again."""
+
+
+def checksum_path(path: Path) -> Path:
+    """The checksum written with an embeddings file: ``<file>.blake2b`` (hex digest)."""
+    return path.with_name(path.name + ".blake2b")
+
+
+def file_digest(path: Path) -> str:
+    """blake2b hex digest of a file's bytes, read in 4 MiB blocks."""
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+#: Files whose checksum was verified in this process: path -> (size, mtime_ns).
+_VERIFIED: dict[str, tuple[int, int]] = {}
+
+
+def _verified(path: Path) -> bool:
+    """Whether the file's bytes match the checksum written with it (checked once per
+    process and file version); a mismatch or a missing checksum warns and returns False."""
+    st = path.stat()
+    stamp = (st.st_size, st.st_mtime_ns)
+    if _VERIFIED.get(str(path)) == stamp:
+        return True
+    try:
+        expected = checksum_path(path).read_text().strip()
+    except OSError:
+        expected = None
+    if expected is not None and file_digest(path) == expected:
+        _VERIFIED[str(path)] = stamp
+        return True
+    why = "has no checksum (written by an older version)" if expected is None else "does not match its checksum"
+    warnings.warn(
+        f"the cached embeddings {path} {why}: the file is damaged or incomplete, so it is not "
+        "used; the embeddings are computed again and the cache is rewritten",
+        EmbeddingsCacheWarning,
+        stacklevel=4,
+    )
+    return False
+
+
+def _load(path: Path, shape: tuple[int, ...], storage: torch.dtype, *, verify: bool = True) -> Tensor | None:
+    """The cached tensor, or None if the file is missing, unreadable, of another shape or
+    fails its checksum (:func:`checksum_path`)."""
     if not path.is_file():
         return None
     try:
@@ -88,7 +147,23 @@ def _load(path: Path, shape: tuple[int, ...], storage: torch.dtype) -> Tensor | 
         return None
     if array.shape != shape or array.dtype != _STORAGE[storage][0]:
         return None
+    if verify and not _verified(path):
+        return None
     return _as_tensor(array, storage)
+
+
+def _preallocate(path: Path) -> None:
+    """Reserve the file's blocks now, so a full disk fails here with ENOSPC (a clear
+    error) instead of a SIGBUS when the memory map is written."""
+    if not hasattr(os, "posix_fallocate"):
+        return
+    with open(path, "r+b") as f:
+        try:
+            os.posix_fallocate(f.fileno(), 0, os.fstat(f.fileno()).st_size)
+        except OSError as err:
+            if err.errno == errno.ENOSPC:
+                raise
+            # the filesystem cannot preallocate (EOPNOTSUPP, EINVAL): write as before
 
 
 @torch.no_grad()
@@ -150,11 +225,21 @@ def cached_embeddings(
         with prec.prepared(stage1, dev):
             if path is None:
                 return _compute(stage1, images, batch_size, dev, prec, progress)
-            with atomic_file(path, suffix=".npy") as tmp:
-                out = np.lib.format.open_memmap(tmp, mode="w+", dtype=_STORAGE[storage][0], shape=shape)
+            dtype = _STORAGE[storage][0]
+            needs = int(np.prod(shape)) * np.dtype(dtype).itemsize
+            checksum_path(path).unlink(missing_ok=True)  # of a file being replaced
+            with atomic_file(path, suffix=".npy", needs_bytes=needs) as tmp:
+                out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
+                _preallocate(tmp)
                 _compute(stage1, images, batch_size, dev, prec, progress, out=out)
                 out.flush()
                 del out
+                digest = file_digest(tmp)
+            # the checksum after the data: a file without one is never trusted
+            with atomic_file(checksum_path(path)) as tmp:
+                tmp.write_text(digest + "\n")
+            st = path.stat()
+            _VERIFIED[str(path)] = (st.st_size, st.st_mtime_ns)  # its digest was just taken
     finally:
         stage1.train(was_training)
     loaded = _load(path, shape, storage)

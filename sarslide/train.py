@@ -166,11 +166,27 @@ def _writable_dir(folder: Path) -> Path:
     return folder
 
 
-def _open_run_dir(checkpoint_dir: str | os.PathLike) -> Path:
-    """The run's folder, writable, without the half-written files of a killed run."""
-    folder = _writable_dir(Path(checkpoint_dir))
+def _open_run_dir(checkpoint_dir: str | os.PathLike, *, read_only_ok: bool = False) -> Path:
+    """The run's folder, writable, without the half-written files of a killed run.
+
+    ``read_only_ok``: a folder that holds a ``last.pt`` but cannot be written is returned
+    as it is (a finished run on a read-only mount is read, never written); the caller
+    checks writability with :func:`_writable_dir` before it trains.
+    """
+    folder = Path(checkpoint_dir)
+    if read_only_ok and (folder / _LAST).is_file() and not _can_write(folder):
+        return folder
+    folder = _writable_dir(folder)
     remove_leftovers(folder)  # half-written checkpoints of a killed run
     return folder
+
+
+def _can_write(folder: Path) -> bool:
+    try:
+        _writable_dir(folder)
+    except PermissionError:
+        return False
+    return True
 
 
 @contextlib.contextmanager
@@ -1077,13 +1093,14 @@ def fit(
     dev = select_device(device)
     prec = resolve_precision(dev, config.precision)
     prec.apply_backend_settings()
-    folder = _open_run_dir(checkpoint_dir)
+    folder = _open_run_dir(checkpoint_dir, read_only_ok=True)
     from .transforms import warn_if_unstandardized
 
     warn_if_unstandardized(data[0], "training chips")
     run = _set_up_run(task, config, model, data, seed, stats, dev, prec, folder)
     state = _start_or_resume(run, resume)
     if not state.finished(config.max_epochs):
+        _writable_dir(folder)  # before any training step (a read-only finished run is only read)
         _train_remaining_epochs(
             run, state, (train_embeddings, val_embeddings), progress
         )
@@ -1122,7 +1139,7 @@ def finished_run(
         return None
     prec = resolve_precision(select_device(device), config.precision)
     prec.apply_backend_settings()
-    folder = _open_run_dir(checkpoint_dir)
+    folder = _open_run_dir(checkpoint_dir, read_only_ok=True)
     expected = _run_settings(task, model, config, seed, prec.name, data=None)
     del expected["data"]  # the chips are not at hand
     state = read_checkpoint(folder / _LAST)

@@ -312,3 +312,33 @@ def test_train_config_from_profile_and_as_fit_argument(tmp_path, toy_data):
                                   by_config.history.drop(columns="seconds"))  # fmt: skip
     with pytest.raises(TypeError, match=r"config= and also \['lr'\]"):
         fit(Segmenter(), *toy_data, task="stage2", config=config, lr=0.1, checkpoint_dir=tmp_path)
+
+
+def test_fit_on_a_finished_run_in_a_read_only_folder(tmp_path, toy_data):
+    """A finished run on a read-only mount (a shared drive, a course's data folder) is
+    read without writing; training further there is refused by name. Root ignores file
+    modes, so the folder is a read-only bind mount; skipped where mounting is refused."""
+    import subprocess
+
+    x, y, xv, yv = toy_data
+    folder = tmp_path / "run"
+    first = fit(SiameseClassifier(), x, y, xv, yv, task="stage1", max_epochs=1,
+                checkpoint_dir=folder, progress=False)  # fmt: skip
+    view = tmp_path / "view"
+    view.mkdir()
+    if subprocess.run(["mount", "--bind", str(folder), str(view)], capture_output=True).returncode:
+        pytest.skip("bind mounts are not allowed here")
+    try:
+        remount = ["mount", "-o", "remount,ro,bind", str(view)]
+        if subprocess.run(remount, capture_output=True).returncode:
+            pytest.skip("read-only remounts are not allowed here")
+        with pytest.raises(OSError):
+            (view / "probe").write_text("x")  # the mount really is read-only
+        again = fit(SiameseClassifier(), x, y, xv, yv, task="stage1", max_epochs=1,
+                    checkpoint_dir=view, progress=False)  # fmt: skip
+        assert [p.name for p in again.checkpoints] == [p.name for p in first.checkpoints]
+        with pytest.raises(PermissionError, match="cannot write checkpoints"):
+            fit(SiameseClassifier(), x, y, xv, yv, task="stage1", max_epochs=2,
+                checkpoint_dir=view, progress=False)  # fmt: skip
+    finally:
+        subprocess.run(["umount", "--lazy", str(view)], capture_output=True)

@@ -52,6 +52,7 @@ from .download import (
     split_doi,
 )
 from .errors import (
+    BadResponseError,
     CorruptFileError,
     MissingKeyError,
     NetworkUnavailableError,
@@ -81,6 +82,7 @@ __all__ = [
     "NoPassesError",
     "UncalibratedDataWarning",
     "CorruptFileError",
+    "BadResponseError",
     # network settings
     "NetworkSettings",
     "network_settings",

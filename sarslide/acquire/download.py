@@ -157,7 +157,7 @@ def fetch_file(
             pup = pooch.create(path=cache, base_url=f"{base}/", registry=None,
                                retry_if_failed=int(settings.retries))
             with_retries(pup.load_registry_from_doi, retry_on=is_network_failure,
-                         settings=settings)
+                         settings=settings, what=f"the file list of {base}")
             if name not in pup.registry:
                 raise FileNotFoundError(
                     f"the record {base} has no file {name!r}; it holds {sorted(pup.registry)}"
@@ -176,7 +176,7 @@ def fetch_file(
         return Path(with_retries(
             lambda: pooch.retrieve(url, known_hash, fname=name, path=cache,
                                    downloader=downloader),
-            retry_on=is_network_failure, settings=settings,
+            retry_on=is_network_failure, settings=settings, what=f"download of {url}",
         ))
 
 

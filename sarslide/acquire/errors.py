@@ -8,6 +8,7 @@ __all__ = [
     "NoPassesError",
     "UncalibratedDataWarning",
     "CorruptFileError",
+    "BadResponseError",
 ]
 
 
@@ -29,3 +30,8 @@ class UncalibratedDataWarning(UserWarning):
 
 class CorruptFileError(ValueError):
     """A downloaded or cached file cannot be read; the message names it and how to replace it."""
+
+
+class BadResponseError(ConnectionError):
+    """A server answered, but not with what was asked (an HTTP error such as 500, an HTML
+    page instead of JSON, bytes that are not a GeoTIFF); the message names the URL."""

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -70,11 +71,19 @@ def _env_number(name: str, default: float, kind: type) -> float:
     if text is None or not text.strip():
         return default
     try:
-        return kind(text)
+        value = float(text)
     except ValueError:
         raise ValueError(
             f"{name}={text!r} is not a number; set it to e.g. {name}={default} or unset it"
         ) from None
+    if kind is int:
+        if value != value or value != int(value):
+            raise ValueError(
+                f"{name}={text!r} is not a whole number (it counts extra attempts); set it to "
+                f"e.g. {name}={default} or unset it"
+            )
+        return int(value)
+    return kind(value)
 
 
 def network_settings() -> NetworkSettings:
@@ -102,16 +111,29 @@ def gdal_http_options(settings: NetworkSettings | None = None) -> dict[str, str]
     }
 
 
+def _say_retry(what: str | None, err: BaseException, attempt: int, s: NetworkSettings, wait: float) -> None:
+    """One line on stderr per retry, so a user facing a silent server knows why it waits."""
+    text = " ".join(str(err).split())[:100] or type(err).__name__
+    print(
+        f"sarslide: {what or 'a network call'} failed ({type(err).__name__}: {text}; "
+        f"{s.describe()}); retry {attempt + 1} of {int(s.retries)} in {wait:g} s",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
 def with_retries(
     call: Callable[[], T],
     *,
     retry_on: Callable[[BaseException], bool],
     settings: NetworkSettings | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    what: str | None = None,
 ) -> T:
     """``call()``, retried up to ``settings.retries`` times when ``retry_on(error)`` is true.
 
-    The waits are ``backoff, 2·backoff, 4·backoff, …`` seconds. The last error is raised
+    The waits are ``backoff, 2·backoff, 4·backoff, …`` seconds, and each retry prints one
+    line on stderr (naming ``what``, the error and the attempt). The last error is raised
     unchanged; errors for which ``retry_on`` is false are raised at once.
     """
     s = settings or network_settings()
@@ -121,7 +143,9 @@ def with_retries(
         except Exception as err:
             if attempt >= s.retries or not retry_on(err):
                 raise
-            sleep(s.backoff * 2**attempt)
+            wait = s.backoff * 2**attempt
+            _say_retry(what, err, attempt, s, wait)
+            sleep(wait)
     raise AssertionError("unreachable")  # pragma: no cover
 
 

@@ -13,7 +13,7 @@ from odc.loader import RioDriver, RioReader
 from odc.loader._rio import rio_read  # the reader RioReader.read itself delegates to
 
 from .download import network_errors
-from .errors import MissingKeyError
+from .errors import BadResponseError, MissingKeyError
 from .stac import COLLECTIONS, PC_KEY_ENV
 
 __all__ = [
@@ -76,8 +76,19 @@ class _ResigningReader(RioReader):
         src = self._src
         if self._sign is not None:
             src = dataclasses.replace(src, uri=self._sign(src.uri))
-        with network_errors(urlparse(self._src.uri)._replace(query="").geturl()):
-            return rio_read(src, cfg, dst_geobox, dst=dst, selection=selection)
+        url = urlparse(self._src.uri)._replace(query="").geturl()
+        from rasterio.errors import RasterioError
+
+        try:
+            with network_errors(url):
+                return rio_read(src, cfg, dst_geobox, dst=dst, selection=selection)
+        except RasterioError as err:  # it answered, with something that is not the raster
+            text = " ".join(str(err).split())[:200]
+            raise BadResponseError(
+                f"the server of {url} answered, but not with a readable GeoTIFF "
+                f"({type(err).__name__}: {text}); the file may be missing (HTTP error) or the "
+                "server sends an error page. Try again later, or check the STAC catalog's asset URLs"
+            ) from None
 
 
 class ResigningRioDriver(RioDriver):

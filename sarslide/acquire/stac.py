@@ -4,11 +4,15 @@ parameters for an event, and the search itself.
 
 from __future__ import annotations
 
+import contextlib
+import json
+from collections.abc import Iterator
 from datetime import timedelta, timezone
 
 from sarslide.events import Event, get_event
 
 from .download import is_network_failure, network_errors
+from .errors import BadResponseError
 from .network import network_settings, with_retries
 
 __all__ = [
@@ -71,6 +75,32 @@ def stac_query(
     }
 
 
+@contextlib.contextmanager
+def _bad_answers(where: str) -> Iterator[None]:
+    """A STAC API that answers with an HTTP error (``APIError``: 500, 502 …) or with a page
+    that is not JSON (an HTML error page, a captive portal) becomes
+    :class:`~sarslide.acquire.errors.BadResponseError` naming the URL."""
+    from pystac_client.exceptions import APIError
+
+    try:
+        yield
+    except APIError as err:
+        status = getattr(err, "status_code", None)
+        text = " ".join(str(err).split())[:160]
+        raise BadResponseError(
+            f"the STAC API at {where} answered with an error"
+            f"{f' (HTTP {status})' if status else ''}: {text or 'no message'}. The service may be "
+            "down: try again later, check the catalog URL, or work offline (demo profile, or "
+            "`sarslide fetch` where the network works)"
+        ) from None
+    except json.JSONDecodeError as err:
+        raise BadResponseError(
+            f"the STAC API at {where} answered with something that is not JSON ({err.msg} at "
+            f"character {err.pos}; an HTML error page, a proxy or login page?); check the catalog "
+            "URL, or try again later"
+        ) from None
+
+
 def search_passes(
     event: str | Event,
     *,
@@ -123,5 +153,6 @@ def search_passes(
             client = catalog
         return client.search(**params, max_items=max_items).item_collection()
 
-    with network_errors(str(where), settings):
-        return with_retries(attempt, retry_on=is_network_failure, settings=settings)
+    with _bad_answers(str(where)), network_errors(str(where), settings):
+        return with_retries(attempt, retry_on=is_network_failure, settings=settings,
+                            what=f"STAC search at {where}")
