@@ -87,6 +87,7 @@ __all__ = [
     "run_baseline",
     "run_grid",
     "resolve_scheduler",
+    "longest_first",
     "summarize",
     "run_means",
     "ensemble_metrics",
@@ -687,6 +688,12 @@ def _next_estimate(run: Run, kwargs: dict[str, Any]) -> float | None:
     return plan.per_run_s.get(run.run_id)
 
 
+def longest_first(runs: Sequence[Run]) -> list[Run]:
+    """``runs`` by training size, largest first ("all" before every count), keeping
+    the given order among runs of one size."""
+    return sorted(runs, key=lambda r: -size_sort_key(r.stored_size))
+
+
 def _dispatch(todo: Sequence[Run], kwargs: dict[str, Any], scheduler: Any, budget=None,
               left: list[str] | None = None) -> Iterator[pd.DataFrame]:  # fmt: skip
     """Each run's tidy rows as it finishes: in this process (``scheduler=None``) or on a
@@ -707,9 +714,12 @@ def _dispatch(todo: Sequence[Run], kwargs: dict[str, Any], scheduler: Any, budge
 
     client, cluster = _client(scheduler)
     try:
+        # largest training sets first (dask starts tasks in submission order): the
+        # long runs then overlap, and the short ones fill the workers at the end
+        # instead of one long run finishing alone (the results do not depend on order)
         futures = {
             client.submit(run_one_locked, run, pure=False, key=f"sarslide-{run.run_id}-{uuid.uuid4().hex[:6]}", **kwargs): run
-            for run in todo
+            for run in longest_first(todo)
         }
         pending = dict(futures)
         for future in as_completed(list(futures)):

@@ -197,3 +197,14 @@ def test_auto_scheduler_is_local_on_a_multicore_cpu_and_serial_on_a_gpu(monkeypa
     # anything else passes through untouched
     assert ablation.resolve_scheduler(None, num_threads=3) == (None, 3)
     assert ablation.resolve_scheduler("tcp://h:8786") == ("tcp://h:8786", None)
+
+
+def test_longest_first_orders_runs_by_size_with_all_first():
+    runs = experiment_grid(get_profile("demo"), arms=("none",))
+    ordered = ablation.longest_first(runs)
+    sizes = [r.train_size for r in ordered]
+    assert sizes[:3] == [None, None, None]  # "all" first
+    assert sizes[3:] == sorted(sizes[3:], reverse=True)
+    assert sorted(r.run_id for r in ordered) == sorted(r.run_id for r in runs)
+    # ties keep their order (seeds ascending)
+    assert [r.seed for r in ordered if r.train_size == 2] == [0, 1, 2, 3, 4]
