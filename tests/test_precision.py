@@ -37,6 +37,7 @@ TOL = 0.02  # largest allowed difference of a probability between the fast path 
 # --------------------------------------------------------------------------- the device table
 
 
+@pytest.mark.filterwarnings("ignore::sarslide.runtime.PrecisionChoiceWarning")
 def test_resolve_precision_follows_the_device_table(monkeypatch):
     plain = resolve_precision("cpu", "fp32")
     assert (plain.name, plain.autocast_dtype, plain.channels_last, plain.grad_scaler) == ("fp32", None, False, False)
@@ -47,20 +48,78 @@ def test_resolve_precision_follows_the_device_table(monkeypatch):
     monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: False)
     assert resolve_precision("cpu").name == "fp32"  # no native bf16: plain float32
     assert resolve_precision("cpu", "bf16").name == "bf16"  # asked for explicitly
-    # CUDA, decided from the GPU's capabilities (no GPU needed to check the decision)
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    # CUDA, decided from the GPU's compute capability (no GPU needed to check the
+    # decision; see the capability tests below)
+    _fake_gpu(monkeypatch, (8, 0), "NVIDIA A100")
     ampere = resolve_precision("cuda")
     assert (ampere.name, ampere.grad_scaler, ampere.channels_last, ampere.cudnn_benchmark, ampere.tf32) == (
         "bf16", False, True, True, True)  # fmt: skip
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    _fake_gpu(monkeypatch, (7, 5), "Tesla T4")
     t4 = resolve_precision("cuda")
     assert (t4.name, t4.autocast_dtype, t4.grad_scaler, t4.channels_last) == ("fp16", torch.float16, True, True)
     cuda_plain = resolve_precision("cuda", "fp32")
     assert (cuda_plain.autocast_dtype, cuda_plain.channels_last, cuda_plain.cudnn_benchmark, cuda_plain.tf32) == (
         None, False, False, False)  # fmt: skip
-    with pytest.raises(ValueError, match="this GPU has no bfloat16"):
+    with pytest.raises(ValueError, match=r"Tesla T4 \(compute capability 7\.5\) has no bfloat16 hardware"):
         resolve_precision("cuda", "bf16")
     assert resolve_precision("cpu", plain) is plain
+
+
+def _fake_gpu(monkeypatch, capability: tuple[int, int], name: str) -> None:
+    """Make torch report a GPU of ``capability`` whose bfloat16 torch would emulate:
+    ``torch.cuda.is_bf16_supported()`` is true whatever the capability (as on a real T4),
+    so a choice made from it would be wrong below 8.0.  Forget earlier announcements."""
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: name)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    monkeypatch.setattr(runtime, "_ANNOUNCED", set())
+
+
+# The rule written out by hand from the GPUs' data sheets: bfloat16 tensor cores from
+# Ampere (8.0), float16 tensor cores on Volta/Turing (7.x), none before.
+GPU_TABLE = [
+    # capability, GPU, (name, autocast dtype, grad scaler, channels-last, cudnn autotune, tf32)
+    ((7, 5), "Tesla T4", ("fp16", torch.float16, True, True, True, False)),
+    ((7, 0), "Tesla V100", ("fp16", torch.float16, True, True, True, False)),
+    ((8, 0), "NVIDIA A100", ("bf16", torch.bfloat16, False, True, True, True)),
+    ((8, 9), "NVIDIA L4", ("bf16", torch.bfloat16, False, True, True, True)),
+    ((9, 0), "NVIDIA H100", ("bf16", torch.bfloat16, False, True, True, True)),
+    ((6, 1), "GeForce GTX 1080", ("fp32", None, False, False, False, False)),
+]
+
+
+@pytest.mark.parametrize("capability,gpu,expected", GPU_TABLE, ids=[g for _, g, _ in GPU_TABLE])
+def test_auto_on_cuda_follows_the_compute_capability_not_emulated_bf16(monkeypatch, capability, gpu, expected):
+    _fake_gpu(monkeypatch, capability, gpu)
+    with pytest.warns(runtime.PrecisionChoiceWarning) as record:
+        prec = resolve_precision("cuda", "auto")
+    got = (prec.name, prec.autocast_dtype, prec.grad_scaler, prec.channels_last, prec.cudnn_benchmark, prec.tf32)
+    assert got == expected
+    # the announcement says what was chosen and why, naming the GPU and its capability
+    (message,) = [str(w.message) for w in record if w.category is runtime.PrecisionChoiceWarning]
+    assert f"{gpu} (compute capability {capability[0]}.{capability[1]})" in message
+    assert f": {expected[0]}, because" in message
+    assert runtime.cuda_auto_precision("cuda")[0] == expected[0]
+
+
+def test_the_gpu_choice_is_announced_once_per_process(monkeypatch, recwarn):
+    _fake_gpu(monkeypatch, (7, 5), "Tesla T4")
+    for _ in range(3):
+        assert resolve_precision("cuda").name == "fp16"
+    assert resolve_precision("cuda", "fp16").name == "fp16"  # explicit: nothing to announce
+    announced = [w for w in recwarn if w.category is runtime.PrecisionChoiceWarning]
+    assert len(announced) == 1
+    assert "float16 autocast with gradient scaling" in str(announced[0].message)
+
+
+def test_explicit_bf16_needs_capability_8_even_when_torch_emulates_it(monkeypatch):
+    _fake_gpu(monkeypatch, (7, 5), "Tesla T4")
+    with pytest.raises(ValueError, match=r"Tesla T4 \(compute capability 7\.5\) has no bfloat16 hardware.*'fp16' or 'auto'"):
+        resolve_precision("cuda", "bf16")
+    _fake_gpu(monkeypatch, (8, 6), "NVIDIA A10")
+    assert resolve_precision("cuda", "bf16").name == "bf16"
+    _fake_gpu(monkeypatch, (6, 1), "GeForce GTX 1080")
+    assert resolve_precision("cuda", "fp16").grad_scaler  # asked for explicitly: as asked
 
 
 def test_bad_precisions_are_named():
