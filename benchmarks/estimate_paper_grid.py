@@ -22,13 +22,24 @@ How the estimate is made (every assumption is printed):
    once per arm (:mod:`sarslide.embeddings`).  Epochs per run are an assumption
    (``--epochs``, default 100 = best epoch ~50 + patience 50; the bounds 51 and 500 are
    printed too).
-3. Time on a GPU = work / (peak × achieved fraction) + per-epoch overhead (checkpoint
-   writes, Python, tiny batches of the few-shot runs: ``--epoch-overhead`` seconds).
-   Peaks are the vendors' dense tensor-core figures: T4 65 TFLOP/s fp16 (the fast path
-   there: fp16 + gradient scaling), H100 SXM 989 TFLOP/s bf16; achieved fractions 0.25
-   and 0.20 (8×8 convolutions with 128 channels run well below peak, the H100 more so at
-   batch 32 of 128² chips).
-4. On the machine running the script (unless ``--no-measure``) the per-chip seconds of a
+3. Time on a GPU = work / (peak × achieved fraction) + per-epoch overhead.  The
+   overhead is what a GPU does not speed up, *measured* on the machine running the
+   script (unless ``--no-measure``; the ``--epoch-overhead`` figure alone otherwise):
+   the per-epoch validation scoring on the CPU (the loss and the APRC over the 55
+   validation chips' 901,120 pixels; stage 1: the loss and accuracy of its validation
+   chips) and the ``last.pt`` checkpoint written every epoch (weights + Adam state,
+   ~14 MB for a two-stage segmenter), plus ``--epoch-overhead`` seconds for Python,
+   kernel launches and the tiny batches of the few-shot runs.  Peaks are the vendors'
+   dense tensor-core figures for the dtype ``precision="auto"`` picks there
+   (:func:`sarslide.runtime.cuda_auto_precision`): T4 65 TFLOP/s fp16 (compute
+   capability 7.5: fp16 + gradient scaling), L4 121 TFLOP/s bf16, A100 312 TFLOP/s
+   bf16, H100 SXM 989 TFLOP/s bf16; achieved fractions 0.25 (0.20 on the H100: 8×8
+   convolutions with 128 channels run well below peak, the H100 more so at batch 32 of
+   128² chips).  These fractions are assumptions, not measurements.
+4. Per chapter (the book's cost on Colab, ``colab.md``): chapter 3 trains the two
+   stage-1 networks, chapter 4 one stage-2 run (10 chips, Hokkaido-pretrained),
+   chapter 5 the whole grid with its two pretrainings (chapter 6 reuses its results).
+5. On the machine running the script (unless ``--no-measure``) the per-chip seconds of a
    stage-2 and a stage-1 training step are *measured* under the fast path and plain
    fp32, giving the CPU's grid time and its achieved TFLOP/s.
 """
@@ -37,23 +48,32 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import tempfile
 import time
+from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from sarslide.ablation import experiment_grid
+from sarslide.checkpoints import model_record, save_record
 from sarslide.chips import TABLE_A1
 from sarslide.models import Segmenter, SiameseClassifier
 from sarslide.profiles import get_profile
 from sarslide.runtime import resolve_precision, select_device
+from sarslide.tasks import STAGE1, STAGE2
 from sarslide.train import dice_loss, seed_everything
 
 GPUS = {
     # name: (peak dense TFLOP/s of the fast path's dtype, dtype, achieved fraction)
     "T4": (65.0, "fp16", 0.25),
+    "L4": (121.0, "bf16", 0.25),
+    "A100": (312.0, "bf16", 0.25),
     "H100 SXM": (989.0, "bf16", 0.20),
 }
+#: The two stage-1 pretrainings: (training chips, validation chips).
+STAGE1_CHIPS = {"hokkaido": (331, 55), "kaikoura": (1630, 272)}
 
 
 def _flops(fn) -> int:
@@ -110,11 +130,72 @@ def grid_work(profile, flops: dict[str, float], epochs: float) -> dict[str, floa
         work["test prediction"] += k * n_test * flops[f"stage2 forward {kind}"]
     arms = {r.arm for r in runs if r.arm != "none"}
     work["frozen embeddings"] = len(arms) * (pool + n_val + n_test) * flops["frozen embeddings"]
-    s1 = {"hokkaido": (331, 55), "kaikoura": (1630, 272)}
     work["stage1 pretraining"] = sum(
-        epochs * (n_tr * flops["stage1 step"] + n_v * flops["stage1 forward"]) for n_tr, n_v in s1.values()
+        epochs * (n_tr * flops["stage1 step"] + n_v * flops["stage1 forward"]) for n_tr, n_v in STAGE1_CHIPS.values()
     )
     return work
+
+
+def chapter_work(profile, flops: dict[str, float], epochs: float) -> dict[str, tuple[float, float]]:
+    """(FLOPs, epochs) of what each training chapter runs on the paper profile."""
+    pool, n_val, n_test = TABLE_A1["hokkaido"][1:]
+    grid = grid_work(profile, flops, epochs)
+    one_run = (
+        epochs * 10 * flops["stage2 step (embeddings given)"]
+        + epochs * n_val * flops["stage2 forward (embeddings given)"]
+        + profile.top_k * n_test * flops["stage2 forward (embeddings given)"]
+        + (pool + n_val + n_test) * flops["frozen embeddings"]
+    )
+    return {
+        "chapter 3: two stage-1 pretrainings": (grid["stage1 pretraining"], 2 * epochs),
+        "chapter 4: one stage-2 run (10 chips, Hokkaido-pretrained)": (one_run, epochs),
+        "chapter 5: the grid, stage 1 included (chapter 6 reuses it)": (sum(grid.values()), _epochs_total(profile, epochs)),
+    }
+
+
+def measure_epoch_overhead(profile, reps: int = 5) -> dict[str, float]:
+    """Measured seconds of the per-epoch work a GPU does not speed up: validation
+    scoring on the CPU (stage 2: dice loss + APRC over the 55 validation chips; stage 1:
+    BCE + accuracy over Kaikoura's 272), and writing a ``last.pt`` as the training loop
+    does (weights + Adam state of a two-stage segmenter), with its size in MB.  Each the
+    fastest of ``reps`` repetitions (the least disturbed by other work on the machine)."""
+    size = profile.chip_size
+    n_val = TABLE_A1["hokkaido"][2]
+    rng = np.random.default_rng(0)
+    labels = (rng.random((n_val, size, size)) < 0.05).astype(np.uint8)
+    targets = STAGE2.targets(labels)
+    outputs = torch.from_numpy(rng.normal(size=targets.shape).astype(np.float32))
+    s1_targets = STAGE1.targets((rng.random((272, size, size)) < 0.001).astype(np.uint8))
+    s1_outputs = torch.from_numpy(rng.normal(size=s1_targets.shape).astype(np.float32))
+    seed_everything(0)
+    model = Segmenter(SiameseClassifier("reference"))
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params)
+    model(torch.randn(2, 4, 32, 32), model.frozen_embeddings(torch.randn(2, 4, 32, 32))).mean().backward()
+    opt.step()  # Adam's two moment buffers exist, as in every saved epoch
+    record = model_record(model, "stage2", None)
+    record.update(optimizer=opt.state_dict(), history=[{"epoch": e} for e in range(100)])
+
+    def timed(fn) -> float:
+        # the fastest of reps: on a machine shared with other work, the least disturbed
+        fn()
+        times = []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+        return min(times)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "last.pt"
+        write = timed(lambda: save_record(record, path))
+        mb = path.stat().st_size / 1e6
+    return {
+        "stage2 validation scoring": timed(lambda: STAGE2.score(outputs, targets)),
+        "stage1 validation scoring": timed(lambda: STAGE1.score(s1_outputs, s1_targets)),
+        "checkpoint write": write,
+        "checkpoint MB": mb,
+    }
 
 
 def _epochs_total(profile, epochs: float) -> float:
@@ -190,6 +271,19 @@ def main() -> None:
     print("FLOPs per chip (FlopCounterMode: convolutions and matmuls):")
     for k, v in flops.items():
         print(f"  {k:<36s} {v / 1e9:9.2f} GFLOP")
+    if args.no_measure:
+        per_epoch = per_epoch_s1 = args.epoch_overhead
+        print(f"\nper-epoch overhead on a GPU: {per_epoch:.2f} s (--epoch-overhead only; not measured)")
+    else:
+        over = measure_epoch_overhead(profile)
+        per_epoch = over["stage2 validation scoring"] + over["checkpoint write"] + args.epoch_overhead
+        # a stage-1 checkpoint is smaller than the segmenter's: the write is an upper bound
+        per_epoch_s1 = over["stage1 validation scoring"] + over["checkpoint write"] + args.epoch_overhead
+        print(f"\nper-epoch overhead on a GPU, measured here ({torch.get_num_threads()} threads): "
+              f"stage-2 validation scoring {over['stage2 validation scoring']:.3f} s, stage-1 "
+              f"{over['stage1 validation scoring']:.3f} s, last.pt write {over['checkpoint write']:.3f} s "
+              f"({over['checkpoint MB']:.1f} MB), + {args.epoch_overhead:.2f} s assumed = {per_epoch:.2f} s "
+              f"per stage-2 epoch, {per_epoch_s1:.2f} s per stage-1 epoch")  # fmt: skip
     for epochs in sorted({51.0, args.epochs, 500.0}):
         work = grid_work(profile, flops, epochs)
         total = sum(work.values())
@@ -199,10 +293,20 @@ def main() -> None:
             print(f"  {k:<20s} {v / 1e15:8.3f} PFLOP ({v / total:5.1%})")
         for gpu, (peak, dtype, frac) in GPUS.items():
             compute = total / (peak * 1e12 * frac)
-            overhead = epoch_count * args.epoch_overhead
-            print(f"  {gpu:<9s} {dtype} peak {peak:5.0f} TFLOP/s × {frac:.2f} achieved + {args.epoch_overhead:.2f} s/epoch "
+            overhead = (epoch_count - 2 * epochs) * per_epoch + 2 * epochs * per_epoch_s1
+            print(f"  {gpu:<9s} {dtype} peak {peak:5.0f} TFLOP/s × {frac:.2f} achieved + {per_epoch:.2f} s/epoch "
                   f"overhead: {compute / 3600:6.2f} h compute + {overhead / 3600:5.2f} h overhead = "
                   f"{(compute + overhead) / 3600:6.2f} h")  # fmt: skip
+
+    print(f"\nper chapter, assuming {args.epochs:.0f} epochs per run (hours: compute + overhead):")
+    for chapter, (chapter_flops, chapter_epochs) in chapter_work(profile, flops, args.epochs).items():
+        s1_epochs = 2 * args.epochs if chapter.startswith(("chapter 3", "chapter 5")) else 0
+        chapter_overhead = (chapter_epochs - s1_epochs) * per_epoch + s1_epochs * per_epoch_s1
+        cells = []
+        for gpu, (peak, _, frac) in GPUS.items():
+            hours = (chapter_flops / (peak * 1e12 * frac) + chapter_overhead) / 3600
+            cells.append(f"{gpu} {hours:6.2f} h")
+        print(f"  {chapter:<58s} {chapter_flops / 1e15:7.3f} PFLOP, {chapter_epochs:5.0f} epochs: " + ", ".join(cells))
 
     if args.no_measure:
         return

@@ -23,6 +23,7 @@ __all__ = [
     "checkpoint_root",
     "pretrained_stage1",
     "stage1_checkpoint_dir",
+    "stage1_precision",
     "stage1_train_config",
     "train_stage1",
 ]
@@ -36,6 +37,22 @@ def checkpoint_root(cache_dir=None) -> Path:
     return data_dir(cache_dir) / "checkpoints"
 
 
+def stage1_precision(
+    profile: Profile | str | None = None, device: str | torch.device | None = None
+) -> str:
+    """The precision an event's stage-1 run trains under on ``device`` (``None``: CUDA
+    when available, else CPU): ``profile.precision`` resolved by
+    :func:`sarslide.runtime.resolve_precision` (``"fp32"``, ``"bf16"`` or ``"fp16"``).
+
+    The one rule for stage 1: this name trains the model, keys its folder
+    (:func:`stage1_checkpoint_dir`) and is recorded in its checkpoints' settings.
+    """
+    from .runtime import resolve_precision, select_device
+
+    profile = get_profile(profile)
+    return resolve_precision(select_device(device), profile.precision).name
+
+
 def stage1_checkpoint_dir(
     event: str,
     profile: Profile | str | None = None,
@@ -44,40 +61,41 @@ def stage1_checkpoint_dir(
     seed: int = 0,
     data_seed: int | None = None,
     cache_dir=None,
+    device: str | torch.device | None = None,
 ) -> Path:
     """Where :func:`train_stage1` keeps a run: ``<data dir>/checkpoints/stage1-...``.
 
     The name carries the event, configuration, seed and a hash of the chip store's and
-    the stage-1 training's settings (:data:`sarslide.profiles.STAGE1_FIELDS`), so
-    changing the data or a setting starts a new run instead of reusing a stale one,
-    while profiles that differ only in stage-2 settings share one stage-1 model.
+    the stage-1 training's settings (:data:`sarslide.profiles.STAGE1_FIELDS`), with the
+    precision as :func:`stage1_precision` resolves it on ``device`` (a run trained in
+    bf16 on one machine is not the fp16 run of another), so changing the data or a
+    setting starts a new run instead of reusing a stale one, while profiles that differ
+    only in stage-2 settings share one stage-1 model.
     """
     from .datasets import store_key
     from .events import get_event
     from .profiles import STAGE1_FIELDS
-    from .runtime import resolve_precision, select_device
 
     profile = get_profile(profile)
     name = get_event(event).name
     config = config or profile.stage1_config
-    # Key on the precision "auto" resolves to here: a run made in bf16 elsewhere is not
-    # ours.
-    resolved = resolve_precision(select_device(None), profile.precision).name
-    keyed = profile.with_overrides(precision=resolved)
+    keyed = profile.with_overrides(precision=stage1_precision(profile, device))
     chip_seed = profile.data_seed if data_seed is None else data_seed
     key = store_key(name, keyed, chip_seed, STAGE1_FIELDS)
     return checkpoint_root(cache_dir) / f"stage1-{name}-{config}-seed{seed}-{key}"
 
 
-def stage1_train_config(profile: Profile | str | None = None) -> TrainConfig:
-    """The training settings of an event's stage-1 run under ``profile``:
+def stage1_train_config(
+    profile: Profile | str | None = None, device: str | torch.device | None = None
+) -> TrainConfig:
+    """The training settings of an event's stage-1 run under ``profile`` on ``device``:
     :meth:`TrainConfig.from_profile` for stage 1 (``stage1_max_epochs``, ``patience``,
-    ``batch_size``, ``learning_rate``, ``top_k``) with ``precision="auto"``.
-
-    The stage-1 run has always trained under ``"auto"`` whatever ``profile.precision``
-    says (every built-in profile says ``"auto"``); kept so that cached runs resume.
+    ``batch_size``, ``learning_rate``, ``top_k``), with the profile's precision resolved
+    for ``device`` (:func:`stage1_precision`; ``"auto"`` gives the device's fast path),
+    the same name that keys the run's folder.
     """
-    return replace(TrainConfig.from_profile(profile, STAGE1), precision="auto")
+    precision = stage1_precision(profile, device)
+    return replace(TrainConfig.from_profile(profile, STAGE1), precision=precision)
 
 
 def train_stage1(
@@ -97,7 +115,8 @@ def train_stage1(
 
     Uses :func:`sarslide.datasets.prepare_event` (split ``stage1_train``, validation
     split ``validation``), :func:`stage1_train_config` and the profile's
-    ``stage1_config`` architecture.  Checkpoints go to :func:`stage1_checkpoint_dir`; a
+    ``stage1_config`` architecture, in the profile's precision resolved for ``device``
+    (:func:`stage1_precision`).  Checkpoints go to :func:`stage1_checkpoint_dir`; a
     finished run is returned without training again.
     """
     from .datasets import prepare_event
@@ -109,13 +128,13 @@ def train_stage1(
     model = SiameseClassifier(architecture)
     folder = stage1_checkpoint_dir(
         event, profile, config=architecture, seed=seed, data_seed=data_seed,
-        cache_dir=cache_dir,
+        cache_dir=cache_dir, device=device,
     )  # fmt: skip
     return fit_chipset(
         model,
         chips,
         task=STAGE1,
-        config=stage1_train_config(profile),
+        config=stage1_train_config(profile, device),
         seed=seed,
         checkpoint_dir=folder,
         device=device,
@@ -139,7 +158,7 @@ def _finished_stage1(
     with torch.random.fork_rng(devices=[]), torch.device("meta"):
         model = SiameseClassifier(architecture)
     return finished_run(
-        model, task=STAGE1, config=stage1_train_config(profile), checkpoint_dir=folder,
+        model, task=STAGE1, config=stage1_train_config(profile, device), checkpoint_dir=folder,
         seed=seed, device=device,
     )  # fmt: skip
 
@@ -169,7 +188,7 @@ def pretrained_stage1(
     architecture = config or profile.stage1_config
     folder = stage1_checkpoint_dir(
         event, profile, config=architecture, seed=seed, data_seed=data_seed,
-        cache_dir=cache_dir,
+        cache_dir=cache_dir, device=device,
     )  # fmt: skip
     result = _finished_stage1(folder, architecture, profile, seed, device)
     if result is None:

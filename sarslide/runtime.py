@@ -25,13 +25,24 @@ device                        what runs
 CPU with native bf16          bfloat16 autocast + channels-last memory layout (oneDNN
 (AVX-512 BF16 / AMX, Arm BF16)  uses the bf16 dot-product units)
 CPU without it, MPS, others   plain float32
-CUDA with bf16 (Ampere+)      bfloat16 autocast, channels-last, cuDNN autotuning, TF32
-CUDA without bf16 (T4, V100)  float16 autocast + gradient scaling, channels-last,
-                              cuDNN autotuning, TF32 off (no TF32 units anyway)
+CUDA, compute capability      bfloat16 autocast, channels-last, cuDNN autotuning, TF32
+>= 8.0 (A100, L4, H100)
+CUDA, capability 7.x          float16 autocast + gradient scaling, channels-last,
+(T4 7.5, V100 7.0)            cuDNN autotuning, TF32 off (no TF32 units anyway)
+CUDA, capability < 7.0        plain float32 (no tensor cores: half precision would only
+(P100, GTX 10x0)              add rounding)
 ============================  =========================================================
 
+On CUDA the choice follows the compute capability
+(:func:`cuda_auto_precision`), not ``torch.cuda.is_bf16_supported()``: that call
+counts emulation and is true on a T4, which has no bfloat16 hardware.  The choice and
+its reason are announced once per process and device with a
+:class:`PrecisionChoiceWarning` (silence it with
+``warnings.simplefilter("ignore", sarslide.runtime.PrecisionChoiceWarning)``).
+
 ``precision="fp32"`` is plain float32 in the default layout everywhere (no TF32);
-``"bf16"`` and ``"fp16"`` force one autocast dtype (``"fp16"`` only on CUDA).
+``"bf16"`` and ``"fp16"`` force one autocast dtype (``"fp16"`` only on CUDA, ``"bf16"`` on
+CUDA only from compute capability 8.0).
 
 Autocast only changes the arithmetic of the forward pass: parameters, optimiser state and
 checkpoints stay float32, and losses are computed in float32.  Results are bit-identical
@@ -59,10 +70,13 @@ from .models import Segmenter, SiameseClassifier, check_input
 from .tasks import TASKS_BY_NAME, TrainingTask, get_task
 
 __all__ = [
+    "BF16_MIN_CAPABILITY",
+    "FP16_MIN_CAPABILITY",
     "MODEL_FOR_TASK",
     "PRECISIONS",
     "TASKS",
     "Precision",
+    "PrecisionChoiceWarning",
     "Task",
     "array_fingerprint",
     "batch_indices",
@@ -72,6 +86,7 @@ __all__ = [
     "check_task",
     "cpu_bf16_is_correct",
     "cpu_has_native_bf16",
+    "cuda_auto_precision",
     "embed_all",
     "forward_all",
     "resolve_precision",
@@ -104,6 +119,64 @@ def select_device(device: str | torch.device | None = None) -> torch.device:
 
 
 # --------------------------------------------------------------------------- precision
+
+#: Lowest CUDA compute capability with bfloat16 tensor cores (Ampere: A100 8.0, A10/RTX
+#: 30x0 8.6, L4 8.9, H100 9.0).
+BF16_MIN_CAPABILITY: tuple[int, int] = (8, 0)
+#: Lowest CUDA compute capability with float16 tensor cores (Volta: V100 7.0; Turing:
+#: T4 7.5).
+FP16_MIN_CAPABILITY: tuple[int, int] = (7, 0)
+
+
+class PrecisionChoiceWarning(UserWarning):
+    """Which precision ``"auto"`` chose on a GPU, and why (once per process and device)."""
+
+
+_ANNOUNCED: set[tuple[str, str]] = set()
+
+
+def _cuda_name(device: torch.device) -> str:
+    try:
+        return str(torch.cuda.get_device_name(device))
+    except (RuntimeError, AssertionError, ValueError):  # no driver at hand
+        return "this GPU"
+
+
+def cuda_auto_precision(device: str | torch.device = "cuda") -> tuple[str, str]:
+    """What ``precision="auto"`` runs on a CUDA ``device``: ``(name, reason)``.
+
+    ``name`` is ``"bf16"`` from compute capability 8.0 (:data:`BF16_MIN_CAPABILITY`),
+    ``"fp16"`` (with gradient scaling) on 7.x, ``"fp32"`` below 7.0; ``reason`` is one
+    sentence naming the GPU and its capability.  The capability comes from
+    :func:`torch.cuda.get_device_capability`; ``torch.cuda.is_bf16_supported()`` is not
+    used because it also counts emulated bfloat16 (true on a T4).
+    """
+    dev = torch.device(device)
+    capability = tuple(int(v) for v in torch.cuda.get_device_capability(dev))
+    where = f"{_cuda_name(dev)} (compute capability {capability[0]}.{capability[1]})"
+    if capability >= BF16_MIN_CAPABILITY:
+        return "bf16", f"{where} has bfloat16 tensor cores: bfloat16 autocast, TF32"
+    if capability >= FP16_MIN_CAPABILITY:
+        return "fp16", (
+            f"{where} has float16 tensor cores but no bfloat16 hardware (torch would "
+            "emulate it): float16 autocast with gradient scaling"
+        )
+    return "fp32", f"{where} has no tensor cores: plain float32"
+
+
+def _announce(device: torch.device, name: str, reason: str) -> None:
+    """One :class:`PrecisionChoiceWarning` per process, device and choice."""
+    key = (str(device), name)
+    if key in _ANNOUNCED:
+        return
+    _ANNOUNCED.add(key)
+    warnings.warn(
+        f"sarslide precision='auto' on {device}: {name}, because {reason}; pass "
+        "precision='fp32' (or set the profile's precision) to run plain float32",
+        PrecisionChoiceWarning,
+        stacklevel=3,
+    )
+
 
 
 def cpu_has_native_bf16() -> bool:
@@ -298,8 +371,8 @@ def resolve_precision(
     Raises
     ------
     ValueError
-        An unknown name, ``"fp16"`` off CUDA, ``"bf16"`` on a GPU without bfloat16, or a
-        :class:`Precision` made for another device type.
+        An unknown name, ``"fp16"`` off CUDA, ``"bf16"`` on a GPU of compute capability
+        below 8.0, or a :class:`Precision` made for another device type.
     """
     dev = select_device(device)
     if isinstance(precision, Precision):
@@ -314,9 +387,16 @@ def resolve_precision(
     name = precision
     if dev.type == "cuda":
         if name == "auto":
-            name = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        if name == "bf16" and not torch.cuda.is_bf16_supported():
-            raise ValueError("this GPU has no bfloat16; use precision='fp16' or 'auto'")
+            name, reason = cuda_auto_precision(dev)
+            _announce(dev, name, reason)
+        elif name == "bf16":
+            capability = tuple(int(v) for v in torch.cuda.get_device_capability(dev))
+            if capability < BF16_MIN_CAPABILITY:
+                raise ValueError(
+                    f"{_cuda_name(dev)} (compute capability {capability[0]}.{capability[1]}) "
+                    "has no bfloat16 hardware (torch would emulate it, slower than float32); "
+                    "use precision='fp16' or 'auto'"
+                )
         fast = name != "fp32"
         return Precision(
             name=name, device_type="cuda", autocast_dtype=_DTYPES[name], channels_last=fast,

@@ -37,6 +37,7 @@ TOL = 0.02  # largest allowed difference of a probability between the fast path 
 # --------------------------------------------------------------------------- the device table
 
 
+@pytest.mark.filterwarnings("ignore::sarslide.runtime.PrecisionChoiceWarning")
 def test_resolve_precision_follows_the_device_table(monkeypatch):
     plain = resolve_precision("cpu", "fp32")
     assert (plain.name, plain.autocast_dtype, plain.channels_last, plain.grad_scaler) == ("fp32", None, False, False)
@@ -47,20 +48,78 @@ def test_resolve_precision_follows_the_device_table(monkeypatch):
     monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: False)
     assert resolve_precision("cpu").name == "fp32"  # no native bf16: plain float32
     assert resolve_precision("cpu", "bf16").name == "bf16"  # asked for explicitly
-    # CUDA, decided from the GPU's capabilities (no GPU needed to check the decision)
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    # CUDA, decided from the GPU's compute capability (no GPU needed to check the
+    # decision; see the capability tests below)
+    _fake_gpu(monkeypatch, (8, 0), "NVIDIA A100")
     ampere = resolve_precision("cuda")
     assert (ampere.name, ampere.grad_scaler, ampere.channels_last, ampere.cudnn_benchmark, ampere.tf32) == (
         "bf16", False, True, True, True)  # fmt: skip
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    _fake_gpu(monkeypatch, (7, 5), "Tesla T4")
     t4 = resolve_precision("cuda")
     assert (t4.name, t4.autocast_dtype, t4.grad_scaler, t4.channels_last) == ("fp16", torch.float16, True, True)
     cuda_plain = resolve_precision("cuda", "fp32")
     assert (cuda_plain.autocast_dtype, cuda_plain.channels_last, cuda_plain.cudnn_benchmark, cuda_plain.tf32) == (
         None, False, False, False)  # fmt: skip
-    with pytest.raises(ValueError, match="this GPU has no bfloat16"):
+    with pytest.raises(ValueError, match=r"Tesla T4 \(compute capability 7\.5\) has no bfloat16 hardware"):
         resolve_precision("cuda", "bf16")
     assert resolve_precision("cpu", plain) is plain
+
+
+def _fake_gpu(monkeypatch, capability: tuple[int, int], name: str) -> None:
+    """Make torch report a GPU of ``capability`` whose bfloat16 torch would emulate:
+    ``torch.cuda.is_bf16_supported()`` is true whatever the capability (as on a real T4),
+    so a choice made from it would be wrong below 8.0.  Forget earlier announcements."""
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: name)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    monkeypatch.setattr(runtime, "_ANNOUNCED", set())
+
+
+# The rule written out by hand from the GPUs' data sheets: bfloat16 tensor cores from
+# Ampere (8.0), float16 tensor cores on Volta/Turing (7.x), none before.
+GPU_TABLE = [
+    # capability, GPU, (name, autocast dtype, grad scaler, channels-last, cudnn autotune, tf32)
+    ((7, 5), "Tesla T4", ("fp16", torch.float16, True, True, True, False)),
+    ((7, 0), "Tesla V100", ("fp16", torch.float16, True, True, True, False)),
+    ((8, 0), "NVIDIA A100", ("bf16", torch.bfloat16, False, True, True, True)),
+    ((8, 9), "NVIDIA L4", ("bf16", torch.bfloat16, False, True, True, True)),
+    ((9, 0), "NVIDIA H100", ("bf16", torch.bfloat16, False, True, True, True)),
+    ((6, 1), "GeForce GTX 1080", ("fp32", None, False, False, False, False)),
+]
+
+
+@pytest.mark.parametrize("capability,gpu,expected", GPU_TABLE, ids=[g for _, g, _ in GPU_TABLE])
+def test_auto_on_cuda_follows_the_compute_capability_not_emulated_bf16(monkeypatch, capability, gpu, expected):
+    _fake_gpu(monkeypatch, capability, gpu)
+    with pytest.warns(runtime.PrecisionChoiceWarning) as record:
+        prec = resolve_precision("cuda", "auto")
+    got = (prec.name, prec.autocast_dtype, prec.grad_scaler, prec.channels_last, prec.cudnn_benchmark, prec.tf32)
+    assert got == expected
+    # the announcement says what was chosen and why, naming the GPU and its capability
+    (message,) = [str(w.message) for w in record if w.category is runtime.PrecisionChoiceWarning]
+    assert f"{gpu} (compute capability {capability[0]}.{capability[1]})" in message
+    assert f": {expected[0]}, because" in message
+    assert runtime.cuda_auto_precision("cuda")[0] == expected[0]
+
+
+def test_the_gpu_choice_is_announced_once_per_process(monkeypatch, recwarn):
+    _fake_gpu(monkeypatch, (7, 5), "Tesla T4")
+    for _ in range(3):
+        assert resolve_precision("cuda").name == "fp16"
+    assert resolve_precision("cuda", "fp16").name == "fp16"  # explicit: nothing to announce
+    announced = [w for w in recwarn if w.category is runtime.PrecisionChoiceWarning]
+    assert len(announced) == 1
+    assert "float16 autocast with gradient scaling" in str(announced[0].message)
+
+
+def test_explicit_bf16_needs_capability_8_even_when_torch_emulates_it(monkeypatch):
+    _fake_gpu(monkeypatch, (7, 5), "Tesla T4")
+    with pytest.raises(ValueError, match=r"Tesla T4 \(compute capability 7\.5\) has no bfloat16 hardware.*'fp16' or 'auto'"):
+        resolve_precision("cuda", "bf16")
+    _fake_gpu(monkeypatch, (8, 6), "NVIDIA A10")
+    assert resolve_precision("cuda", "bf16").name == "bf16"
+    _fake_gpu(monkeypatch, (6, 1), "GeForce GTX 1080")
+    assert resolve_precision("cuda", "fp16").grad_scaler  # asked for explicitly: as asked
 
 
 def test_bad_precisions_are_named():
@@ -255,3 +314,116 @@ def test_auto_falls_back_to_fp32_when_bf16_disagrees(monkeypatch):
     monkeypatch.setattr(runtime, "cpu_bf16_is_correct", lambda: False)
     assert resolve_precision("cpu").name == "fp32"
     assert resolve_precision("cpu", "bf16").name == "bf16"  # asked for explicitly: as asked
+
+
+# --------------------------------------------------------------------------- float16 path
+
+
+def _cpu_float16_training_support() -> str | None:
+    """Why this torch cannot run the T4's training path on a CPU, or None if it can:
+    float16 autocast of a convolution and ``torch.amp.GradScaler("cpu")``."""
+    try:
+        conv = torch.nn.Conv2d(4, 4, 3)
+        with torch.autocast("cpu", dtype=torch.float16):
+            out = conv(torch.randn(2, 4, 8, 8))
+        if out.dtype != torch.float16:
+            return f"CPU float16 autocast of a convolution gives {out.dtype} in torch {torch.__version__}"
+        scaler = torch.amp.GradScaler("cpu")
+        if not scaler.is_enabled():
+            return f"torch.amp.GradScaler('cpu') is disabled in torch {torch.__version__}"
+        loss = out.float().sum()
+        opt = torch.optim.SGD(conv.parameters(), lr=0.1)
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+    except (RuntimeError, TypeError, AttributeError) as err:
+        return f"torch {torch.__version__} cannot train in float16 on a CPU ({type(err).__name__}: {err})"
+    return None
+
+
+_NO_CPU_FP16 = _cpu_float16_training_support()
+needs_cpu_fp16 = pytest.mark.skipif(
+    _NO_CPU_FP16 is not None,
+    reason=f"the float16 + GradScaler training path cannot run without a GPU here: {_NO_CPU_FP16}",
+)
+
+
+def _t4_path_on_cpu() -> Precision:
+    """What resolve_precision gives a T4 (float16 autocast, gradient scaling), built for
+    the CPU: resolve_precision refuses 'fp16' off CUDA because it is slow there, but the
+    arithmetic, the scaler and the checkpointing are the T4's.  The default layout, not
+    the T4's channels-last: CPU float16 convolutions are slowest in channels-last (the
+    layout is tested under bf16 above)."""
+    cpu_fp16 = Precision("fp16", "cpu", torch.float16, channels_last=False, grad_scaler=True)
+    assert resolve_precision("cpu", cpu_fp16) is cpu_fp16
+    return cpu_fp16
+
+
+def _tiny_chips(n: int, seed: int, size: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """Noise chips of 8x8 pixels (CPU float16 convolutions take ~0.5 s per step of four
+    of them, 30x more at 32x32); every other chip has a 4x4 'landslide' that brightens
+    the post pass."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 4, size, size)).astype(np.float32)
+    y = np.zeros((n, size, size), np.uint8)
+    for i in range(0, n, 2):
+        r, c = rng.integers(0, size - 4, 2)
+        y[i, r : r + 4, c : c + 4] = 1
+        x[i, 2:, r : r + 4, c : c + 4] += 2.0
+    return x, y
+
+
+def _conv_output_dtypes(model: torch.nn.Module) -> set:
+    """Record the output dtype of every convolution forward (training and validation)."""
+    seen = set()
+    for m in model.modules():
+        if isinstance(m, torch.nn.Conv2d):
+            m.register_forward_hook(lambda mod, inp, out: seen.add(out.dtype))
+    return seen
+
+
+@needs_cpu_fp16
+def test_float16_with_grad_scaler_trains_stage2(tmp_path):
+    x, y = _tiny_chips(8, seed=2)
+    xv, yv = _tiny_chips(4, seed=3)
+    seed_everything(0)
+    model = Segmenter()
+    dtypes = _conv_output_dtypes(model)
+    result = fit(model, x, y, xv, yv, task="stage2", max_epochs=8, batch_size=4, top_k=1,
+                 checkpoint_dir=tmp_path, progress=False, precision=_t4_path_on_cpu())  # fmt: skip
+    assert dtypes == {torch.float16}  # every convolution ran in float16
+    h = result.history
+    assert np.isfinite(h["train_loss"]).all()
+    assert h["train_loss"].iloc[-2:].mean() < h["train_loss"].iloc[0] - 0.05  # it learns
+    base_rate = float((yv > 0).mean())
+    assert h["val_aprc"].max() > 2 * base_rate  # far above an uninformative score
+    record = read_checkpoint(result.last)
+    assert record["settings"]["precision"] == "fp16"
+    assert record["runtime"]["grad_scaler"] and record["runtime"]["autocast_dtype"] == "float16"
+    # an enabled scaler was saved: its scale is a power of two (65536 halved on overflow)
+    scale = record["scaler"]["scale"]
+    assert 0 < scale <= 65536.0 and float(np.log2(scale)).is_integer()
+    state = read_checkpoint(result.best)["state_dict"]
+    assert all(t.dtype == torch.float32 for t in state.values() if t.is_floating_point())
+
+
+@needs_cpu_fp16
+def test_float16_with_grad_scaler_resumes_bit_identically(tmp_path):
+    data = _tiny_chips(8, seed=0) + _tiny_chips(4, seed=1)
+
+    def run(name, epochs, seed=0):
+        seed_everything(seed)
+        model = Segmenter()
+        result = fit(model, *data, task="stage2", max_epochs=epochs, batch_size=4, top_k=2,
+                     checkpoint_dir=tmp_path / name, progress=False, precision=_t4_path_on_cpu())  # fmt: skip
+        return model, result
+
+    full, r_full = run("full", 3)
+    run("cut", 1)  # "interrupted" after epoch 1
+    resumed, r_res = run("cut", 3, seed=123)  # a fresh process: other initial weights
+    assert r_res.epochs == 3
+    for k, v in full.state_dict().items():
+        assert torch.equal(v, resumed.state_dict()[k]), k
+    pd.testing.assert_frame_equal(r_full.history.drop(columns="seconds"), r_res.history.drop(columns="seconds"))
+    assert [p.name for p in r_full.checkpoints] == [p.name for p in r_res.checkpoints]
+    assert read_checkpoint(r_full.last)["scaler"] == read_checkpoint(r_res.last)["scaler"]

@@ -101,3 +101,58 @@ def test_a_finished_stage1_run_is_fetched_without_chips_or_training(demo_chips, 
     assert not fast.training and type(fast) is SiameseClassifier
     for k, v in slow.state_dict().items():
         assert torch.equal(v, fast.state_dict()[k]), k
+
+
+def test_stage1_trains_keys_and_records_the_profiles_precision(demo_chips):
+    """One rule: the precision that trains the stage-1 model is the one its folder is
+    keyed on and its checkpoints record (it used to train under "auto" whatever the
+    profile said)."""
+    from sarslide.pretrained import stage1_checkpoint_dir
+    from sarslide.runtime import resolve_precision
+
+    profile, cache, _ = demo_chips
+    auto = resolve_precision("cpu", "auto").name
+    other = "fp32" if auto == "bf16" else "bf16"  # a precision "auto" does not give here
+    forced = profile.with_overrides(precision=other)
+    result = train_stage1("hokkaido", forced, cache_dir=cache, progress=False, device="cpu")
+    for path in (result.best, result.last):
+        info = checkpoint_info(path)
+        assert info["settings"]["precision"] == other, path.name
+        assert info["runtime"]["precision"] == other, path.name
+    assert result.checkpoint_dir == stage1_checkpoint_dir("hokkaido", forced, cache_dir=cache, device="cpu")
+    usual = train_stage1("hokkaido", profile, cache_dir=cache, progress=False, device="cpu")
+    assert checkpoint_info(usual.best)["settings"]["precision"] == auto
+    assert usual.checkpoint_dir != result.checkpoint_dir  # two precisions, two folders
+    # the forced run is found again as finished (fetched, not trained again)
+    stamp = result.last.stat().st_mtime_ns
+    pretrained_stage1("hokkaido", forced, cache_dir=cache, progress=False, device="cpu")
+    assert result.last.stat().st_mtime_ns == stamp
+
+
+def test_stage1_key_and_settings_follow_the_device_that_trains(monkeypatch, tmp_path):
+    """On a GPU the key and the training settings carry the precision "auto" resolves to
+    there (capability mocked: no GPU needed): fp16 on a T4, bf16 on an A100, and the
+    CPU's choice for device="cpu" on the same machine."""
+    from sarslide import runtime
+    from sarslide.pretrained import (
+        stage1_checkpoint_dir,
+        stage1_precision,
+        stage1_train_config,
+    )
+    from sarslide.profiles import get_profile
+
+    monkeypatch.setattr(runtime, "_ANNOUNCED", {("cuda", "fp16"), ("cuda", "bf16")})
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)  # emulated
+    demo = get_profile("demo")
+    folders = {}
+    for capability, expected in (((7, 5), "fp16"), ((8, 0), "bf16")):
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None, c=capability: c)
+        assert stage1_precision(demo, "cuda") == expected
+        assert stage1_train_config(demo, "cuda").precision == expected
+        folder = stage1_checkpoint_dir("hokkaido", demo, cache_dir=tmp_path, device="cuda")
+        explicit = demo.with_overrides(precision=expected)
+        assert folder == stage1_checkpoint_dir("hokkaido", explicit, cache_dir=tmp_path, device="cuda")
+        folders[expected] = folder
+    cpu = stage1_checkpoint_dir("hokkaido", demo, cache_dir=tmp_path, device="cpu")
+    assert len({folders["fp16"], folders["bf16"]}) == 2 and cpu != folders["fp16"]
+    assert stage1_train_config(demo, "cpu").precision == runtime.resolve_precision("cpu").name
