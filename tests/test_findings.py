@@ -293,3 +293,16 @@ def test_weighted_ranking_equals_sklearn_on_resamples():
     assert weighted_median(np.array([1.0, 5.0, 9.0]), np.array([0, 2, 1])) == np.median([5, 5, 9])
     with pytest.raises(ValueError, match="chip_weights has shape"):
         ranking.aprc(np.ones(3))
+
+
+def test_chapter_6_defines_the_verdicts_and_outcomes_where_it_uses_them():
+    import json
+    from pathlib import Path
+
+    nb = json.loads((Path(__file__).resolve().parents[1] / "notebooks" / "06_miscount_analysis.ipynb").read_text())
+    cells = ["".join(c["source"]) for c in nb["cells"]]
+    uses = next(k for k, c in enumerate(cells) if "summarize_findings(" in c)
+    definitions = cells[uses - 1]  # the markdown cell right before the verdicts
+    for word in ("**holds**", "**holds in part**", "**does not hold**", "**supports**",
+                 "**contradicts**", "**tie**", "**inconclusive**", "**equivalence", "APRC_MARGIN"):
+        assert word in definitions, word
