@@ -39,7 +39,7 @@ def to_db(linear: np.ndarray | xr.DataArray):
         return 10.0 * np.log10(np.where(linear > 0, linear, np.nan))
 
 
-def plot_pass_pair(pair: xr.Dataset, band: str = "vh", *, vmin: float = -30, vmax: float = -5, figsize=(16, 4.2)):
+def plot_pass_pair(pair: xr.Dataset, band: str = "vh", *, vmin: float = -30, vmax: float = -5, figsize=(11.5, 3.4)):
     """Pre-event and post-event backscatter (dB), their difference and the labels, as maps.
 
     ``pair`` is the output of :func:`sarslide.cube.pass_pair` (with ``landslides``).

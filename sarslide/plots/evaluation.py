@@ -206,7 +206,7 @@ def plot_miscounts_by_size(ensemble: pd.DataFrame, per_model: pd.DataFrame | Non
 def plot_ensemble_intervals(intervals: pd.DataFrame, panels: Sequence[tuple[str, str]], *,
                             n_all: int | None = None, random_aprc: float | None = None,
                             log_ratio_aprc: float | None = None, paper: dict | None = None,
-                            panel_size: tuple[float, float] = (4.4, 3.4)):
+                            panel_size: tuple[float, float] = (4.0, 3.3)):
     """Chapter 6's Figures 2 and 3: one statistic per cell, its interval around it.
 
     Parameters
@@ -224,7 +224,7 @@ def plot_ensemble_intervals(intervals: pd.DataFrame, panels: Sequence[tuple[str,
         (:data:`sarslide.ablation.PAPER_APRC`) as hollow markers.
     panel_size:
         Inches per panel; the default keeps the figure's text legible in the book's
-        column (a three-panel figure is 13.2 in wide).
+        column (a three-panel figure is 12 in wide).
 
     Returns
     -------
