@@ -38,7 +38,7 @@ pytest: venv
 	$(BIN)/python -m pytest tests
 
 nbmake: venv
-	$(BIN)/python -m pytest --nbmake --nbmake-timeout=1800 -p no:cacheprovider notebooks
+	$(BIN)/python -m pytest --nbmake --nbmake-timeout=1800 -p no:cacheprovider --durations=0 notebooks
 
 # The notebooks' code as the book shows it: ruff-formatted, no line over 88 characters.
 lint: venv

@@ -5,9 +5,11 @@ a finding of the paper shows on the demo data is a property of the method only i
 on most scenes, so this script runs the whole demo protocol (``experiment_grid`` +
 ``run_grid`` on the demo profile) on ``--scenes`` scenes, each from its own ``data_seed``
 (the book's chapters use ``data_seed=0``; the study uses 1, 2, …), checks every finding
-with :func:`sarslide.findings.evaluate_findings` and prints one row per finding: in how
-many scenes it holds (every comparison supports it), holds in part, or does not hold, and
-the median over scenes of its median effect.
+with :func:`sarslide.findings.evaluate_findings` (hierarchical bootstrap over seeds, then
+test chips, ``--n-boot`` resamples) and prints one row per finding — the paper's findings
+first, then the sanity checks, labelled — in how many scenes it holds, holds in part or
+does not hold (the rules of :mod:`sarslide.findings`), and the median over scenes of its
+median effect.
 
 Run (about 5-8 minutes a scene on two CPU cores)::
 
@@ -28,12 +30,12 @@ from sarslide import ablation, findings
 from sarslide.profiles import get_profile
 
 
-def run_scene(data_seed: int, event: str, profile_name: str) -> pd.DataFrame:
+def run_scene(data_seed: int, event: str, profile_name: str, n_boot: int = findings.N_BOOT) -> pd.DataFrame:
     """The demo grid on the scene of ``data_seed``; returns its findings summary."""
     profile = get_profile(profile_name).with_overrides(name=f"{profile_name}-scene{data_seed}", data_seed=data_seed)
     runs = ablation.experiment_grid(profile)
     table = ablation.run_grid(runs, event=event, profile=profile, progress=False)
-    cells = findings.evaluate_findings(table, event=event, profile=profile, n_boot=200)
+    cells = findings.evaluate_findings(table, event=event, profile=profile, n_boot=n_boot)
     summary = findings.summarize_findings(cells)
     summary.insert(0, "scene", data_seed)
     return summary
@@ -45,6 +47,7 @@ def main(argv=None) -> None:
     parser.add_argument("--first-seed", type=int, default=1, help="data_seed of the first scene (default 1)")
     parser.add_argument("--event", default="hokkaido")
     parser.add_argument("--profile", default="demo")
+    parser.add_argument("--n-boot", type=int, default=findings.N_BOOT, help="bootstrap resamples per scene")
     parser.add_argument("--csv", default=None, help="also write the per-scene verdicts to this CSV file")
     args = parser.parse_args(argv)
 
@@ -53,18 +56,22 @@ def main(argv=None) -> None:
     for k in range(args.scenes):
         seed = args.first_seed + k
         t0 = time.perf_counter()
-        per_scene.append(run_scene(seed, args.event, args.profile))
+        per_scene.append(run_scene(seed, args.event, args.profile, args.n_boot))
         print(f"scene {seed}: {time.perf_counter() - t0:.0f} s", flush=True)
     everything = pd.concat(per_scene, ignore_index=True)
     if args.csv:
         everything.to_csv(args.csv, index=False)
 
     rows = []
-    for finding in findings.FINDINGS:
+    for finding in findings.FINDINGS + findings.SANITY_CHECKS:
         part = everything[everything["finding"] == finding.key]
+        if part.empty:
+            continue
         counts = part["verdict"].value_counts()
         rows.append({
+            "kind": "paper" if finding.kind == "paper" else "sanity check",
             "finding": finding.statement,
+            "rule": finding.rule,
             "holds": f"{counts.get('holds', 0)} of {len(part)}",
             "in part": int(counts.get("holds in part", 0)),
             "not": int(counts.get("does not hold", 0)),

@@ -754,8 +754,11 @@ def run_means(table: pd.DataFrame) -> pd.DataFrame:
 def ensemble_metrics(ensembles: pd.DataFrame) -> pd.DataFrame:
     """:func:`ensemble_scores` as a tidy table (``arm, train_size, metric, value``).
 
-    These are the paper's Figure 2 and 3 values: each metric computed once on the
-    prediction averaged over every seed × checkpoint of a cell.
+    Each metric is computed once on the prediction averaged over every seed × checkpoint
+    of a cell (probabilities averaged), the statistic the paper scores. Chapter 6 draws
+    its Figures 2 and 3 and tests every finding on these same ensemble values, with
+    intervals from :func:`sarslide.findings.hierarchical_bootstrap`; the per-model
+    means of :func:`run_means` / :func:`summarize` (chapter 5's first look) are not them.
     """
     return ensembles.melt(id_vars=["arm", "train_size"], value_vars=list(METRICS),
                           var_name="metric", value_name="value")  # fmt: skip

@@ -1,123 +1,484 @@
-"""The paper's findings, checked on a grid's numbers with their uncertainty.
+"""The paper's findings, tested as the paper states them, on a grid's numbers.
 
-Böhm et al. (2022) draw six conclusions from their Figures 2 and 3. :func:`evaluate_findings`
-tests each on a finished ablation grid (:func:`sarslide.ablation.run_grid`) in three ways:
+Böhm et al. (2022) read their conclusions from Figures 2 and 3, computed on the
+*ensemble* of each cell (arm × training size): the probabilities averaged over every seed
+× kept checkpoint. This module uses that one statistic for every figure and verdict
+(chapter 6 draws both figures from :meth:`GridBootstrap.intervals`) and tests:
 
-* **the ensemble effect** — on the probabilities averaged over every seed × checkpoint of a
-  cell (arm × training size), as the paper scores, e.g. "median Δcount on landslide-free
-  chips with Hokkaido pretraining minus without, at 2 chips";
-* **a 95 % bootstrap interval** of that effect over test chips (landslide and
-  landslide-free chips resampled separately; both arms of a comparison see the same
-  resample, so the interval is that of the *difference*);
-* **seeds** — in how many paired runs (same seed, hence the same few-shot training chips)
-  the effect has the paper's sign, on each run's mean over its checkpoints.
+:data:`FINDINGS` — what the paper states
+    pretraining leaves the APRC about unchanged; Hokkaido and Kaikōura pretraining give
+    similar APRC; fewer false positives on landslide-free chips (median Δcount, and the
+    mean, which the paper says does not change its conclusions); a smaller median ΔL1;
+    on landslide chips a miscount that is negative *and* larger than without pretraining;
+    effects more pronounced for Hokkaido than for Kaikōura.
+:data:`SANITY_CHECKS` — not the paper's findings, kept apart
+    the networks beat a random guess; the APRC grows from the smallest size to all chips.
 
-A cell *supports* a finding when its bootstrap interval lies on the paper's side of zero
-(for the null finding "pretraining leaves the APRC unchanged": when the interval of the
-difference contains zero). A finding **holds** when every cell supports it, **holds in
-part** when some do, and **does not hold** when none does.
-:func:`findings_markdown` turns the verdicts into sentences, so no text states a result
-the numbers beside it contradict.
+**Uncertainty: a hierarchical bootstrap** (:func:`hierarchical_bootstrap`). Seeds are the
+largest source of variance (one seed's few-shot draw can decide a cell), so each of
+``n_boot`` (default :data:`N_BOOT`) resamples first draws the seeds of a cell with
+replacement (the same draw for every arm at that size, so a comparison stays paired: one
+seed = the same training chips in every arm), rebuilds the cell's ensemble from those
+runs, then resamples test chips (landslide and landslide-free chips separately, the same
+chips for every cell). An effect's interval is the percentile interval of its resampled
+values.
+
+**What a cell shows** (:func:`evaluate_findings`, column ``outcome``):
+
+* a directional finding (e.g. "fewer false positives"): ``supports`` when the 95 %
+  interval lies on the paper's side of zero, ``contradicts`` when it lies on the other
+  side, ``tie`` when both arms give exactly the same value (e.g. both medians 0 — no
+  difference, not a contradiction), otherwise ``inconclusive``;
+* an equivalence finding ("about unchanged", "similar"; the paper: "minor",
+  "negligible", "hardly significant"): ``supports`` when the 90 % interval lies inside
+  ±:data:`APRC_MARGIN` (two one-sided tests at 5 %), ``contradicts`` when it lies wholly
+  outside, otherwise ``inconclusive``. Absence of evidence is not evidence of no effect: a
+  noisy run gives a wide interval, which is inconclusive here.
+
+**Verdicts** (:func:`summarize_findings`): a finding **holds** when at least one cell
+supports it and every other cell is a tie; it **holds in part** when some cells support it
+and others are inconclusive or contradict it; it **does not hold** when no cell supports
+it. :func:`findings_markdown` turns the verdicts into sentences, so no text states a
+result the numbers beside it contradict.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 import pandas as pd
 
-from .ablation import ARMS, ensemble_probabilities, results_dir, run_means, size_sort_key
+from .ablation import (
+    ARMS,
+    PAPER_APRC,
+    ensemble_probabilities,
+    results_dir,
+    size_sort_key,
+)
 from .datasets import prepare_event
-from .metrics import PixelRanking, miscounts, stratified_chip_weights, weighted_median
+from .metrics import (
+    GRID_METRICS,
+    PixelRanking,
+    ensemble_mean,
+    miscounts,
+    stratified_chip_weights,
+    weighted_median,
+)
 from .profiles import get_profile
 
-__all__ = ["FINDINGS", "Finding", "evaluate_findings", "summarize_findings", "findings_markdown"]
+__all__ = [
+    "APRC_MARGIN",
+    "CELL_METRICS",
+    "FINDINGS",
+    "N_BOOT",
+    "SANITY_CHECKS",
+    "VERDICTS",
+    "Finding",
+    "GridBootstrap",
+    "cell_metrics",
+    "evaluate_findings",
+    "findings_markdown",
+    "hierarchical_bootstrap",
+    "summarize_findings",
+]
 
 PRETRAINED_ARMS: tuple[str, ...] = tuple(a for a in ARMS if a != "none")
+
+#: Resamples of the hierarchical bootstrap (seeds, then chips).
+N_BOOT = 1000
+
+#: The equivalence margin of "APRC about unchanged", in APRC: the largest difference
+#: between two arms at one size in the paper's Figure 2 (:data:`PAPER_APRC`: Hokkaido
+#: 0.168 against 0.132 without pretraining at 10 chips), a difference the paper still
+#: calls minor. Computed from the paper's values, not chosen on this book's runs.
+APRC_MARGIN: float = round(
+    max(
+        abs(PAPER_APRC[a][s] - PAPER_APRC[b][s])
+        for a in PAPER_APRC
+        for b in PAPER_APRC
+        for s in PAPER_APRC[a]
+    ),
+    3,
+)
+
+#: Every statistic computed on a cell's ensemble: the grid's four metrics and the mean
+#: Δcount on landslide-free chips (false-positive pixels per free chip).
+CELL_METRICS: tuple[str, ...] = (*GRID_METRICS, "mean_delta_count_free")
+
+#: The verdicts, in the order the text lists them.
+VERDICTS: tuple[str, ...] = ("holds", "holds in part", "does not hold")
 
 
 @dataclass(frozen=True)
 class Finding:
-    """One of the paper's conclusions, as a test on the numbers.
+    """One conclusion, as a test on the ensembles' numbers.
 
     Attributes
     ----------
     key:
         Short identifier.
     statement:
-        The finding in the paper's sense, in words.
+        The finding in words.
     metric:
-        The grid metric it is read from (a column of the tidy table's ``metric``).
+        One of :data:`CELL_METRICS`.
+    test:
+        ``"direction"`` (the effect has the sign ``sign``) or ``"equivalence"`` (the
+        effect lies within ±``margin``).
     sign:
-        ``+1`` / ``-1``: the paper's effect is positive / negative; ``0``: the paper
-        reports no effect (the interval should contain zero).
+        ``+1`` / ``-1`` for a directional finding; ``0`` for an equivalence.
+    against:
+        What the effect is measured against: ``"none"`` (the arm minus no pretraining at
+        the same size), ``"kaikoura"`` (Hokkaido minus Kaikōura), ``"random"`` (minus
+        the random guess) or ``"smallest"`` (all chips minus the smallest size).
     unit:
         Unit of the effect, for the text.
+    kind:
+        ``"paper"`` (a finding the paper states) or ``"sanity"`` (a check of the run).
+    magnitude:
+        Compare absolute values (``|arm| − |none|``), e.g. "a larger miscount".
+    margin:
+        Equivalence margin in ``unit`` (equivalence tests only).
+    arms:
+        The arms tested.
     """
 
     key: str
     statement: str
     metric: str
+    test: str
     sign: int
+    against: str
     unit: str
+    kind: str = "paper"
+    magnitude: bool = False
+    margin: float | None = None
+    arms: tuple[str, ...] = PRETRAINED_ARMS
+
+    def __post_init__(self) -> None:
+        if self.metric not in CELL_METRICS:
+            raise ValueError(f"metric {self.metric!r} is not one of {CELL_METRICS}")
+        if self.test == "equivalence" and (self.margin is None or self.margin <= 0 or self.sign != 0):
+            raise ValueError(f"{self.key}: an equivalence test needs sign 0 and a margin > 0")
+        if self.test == "direction" and self.sign not in (-1, 1):
+            raise ValueError(f"{self.key}: a directional test needs sign +1 or -1, got {self.sign}")
+        if self.test not in ("direction", "equivalence"):
+            raise ValueError(f"{self.key}: test {self.test!r} is not 'direction' or 'equivalence'")
+        if self.against not in ("none", "kaikoura", "random", "smallest"):
+            raise ValueError(f"{self.key}: against={self.against!r} is unknown")
+
+    @property
+    def rule(self) -> str:
+        """How a cell is judged, in words (shown with the verdicts)."""
+        if self.test == "equivalence":
+            return f"90 % interval within ±{self.margin:g} {self.unit}"
+        return f"95 % interval {'below' if self.sign < 0 else 'above'} 0"
 
 
 FINDINGS: tuple[Finding, ...] = (
-    Finding("beats_random", "the networks beat a random guess at every training size", "aprc", +1, "APRC"),
-    Finding("aprc_grows", "the APRC grows from the smallest training size to all chips", "aprc", +1, "APRC"),
-    Finding("aprc_unchanged", "pretraining leaves the APRC about unchanged", "aprc", 0, "APRC"),
-    Finding(
-        "fewer_false_positives",
-        "pretraining lowers false positives on landslide-free chips (median Δcount)",
-        "median_delta_count_free", -1, "pixels",
-    ),
-    Finding("smaller_l1", "pretraining lowers the median counting error ΔL1", "median_delta_l1", -1, "pixels"),
-    Finding(
-        "undercount",
-        "pretrained models under-count on landslide chips (median Δcount < 0)",
-        "median_delta_count_landslide", -1, "pixels",
-    ),
-)
+    Finding("aprc_unchanged", "pretraining leaves the APRC about unchanged",
+            "aprc", "equivalence", 0, "none", "APRC", margin=APRC_MARGIN),
+    Finding("aprc_events_similar", "Hokkaido and Kaikōura pretraining give similar APRC",
+            "aprc", "equivalence", 0, "kaikoura", "APRC", margin=APRC_MARGIN, arms=("hokkaido",)),
+    Finding("fewer_false_positives",
+            "pretraining lowers false positives on landslide-free chips (median Δcount)",
+            "median_delta_count_free", "direction", -1, "none", "pixels"),
+    Finding("fewer_false_positives_mean",
+            "pretraining lowers false positives on landslide-free chips (mean Δcount)",
+            "mean_delta_count_free", "direction", -1, "none", "pixels"),
+    Finding("smaller_l1", "pretraining lowers the median counting error ΔL1",
+            "median_delta_l1", "direction", -1, "none", "pixels"),
+    Finding("undercount",
+            "on landslide chips pretraining lowers the median Δcount (under-counts more)",
+            "median_delta_count_landslide", "direction", -1, "none", "pixels"),
+    Finding("larger_landslide_miscount",
+            "on landslide chips pretraining makes the median miscount |Δcount| larger",
+            "median_delta_count_landslide", "direction", +1, "none", "pixels", magnitude=True),
+    Finding("hokkaido_stronger",
+            "the false-positive effect is more pronounced for Hokkaido than for Kaikōura "
+            "pretraining (median Δcount, landslide-free chips)",
+            "median_delta_count_free", "direction", -1, "kaikoura", "pixels", arms=("hokkaido",)),
+)  # fmt: skip
 
-_NULL_TOLERANCE = 0.05  # |ΔAPRC| below which a paired seed counts as "unchanged"
-
-
-class _Cell:
-    """The ensemble prediction of one arm × size, with per-chip miscounts and a ranking."""
-
-    def __init__(self, probabilities: np.ndarray, labels: np.ndarray):
-        self.ranking = PixelRanking(probabilities, labels)
-        counts = miscounts(probabilities, labels)
-        self.delta_l1 = counts["delta_l1"].to_numpy()
-        self.delta_count = counts["delta_count"].to_numpy()
-        self.has = counts["has_landslide"].to_numpy()
-
-    def metric(self, name: str, weights: np.ndarray) -> float:
-        """A grid metric of this prediction on a resample given as chip weights."""
-        if name == "aprc":
-            return self.ranking.aprc(weights)
-        if name == "median_delta_l1":
-            return weighted_median(self.delta_l1, weights)
-        if name == "median_delta_count_free":
-            return weighted_median(self.delta_count, weights * ~self.has)
-        if name == "median_delta_count_landslide":
-            return weighted_median(self.delta_count, weights * self.has)
-        raise ValueError(f"unknown metric {name!r}")
+SANITY_CHECKS: tuple[Finding, ...] = (
+    Finding("beats_random", "the networks beat a random guess at every training size",
+            "aprc", "direction", +1, "random", "APRC", kind="sanity", arms=ARMS),
+    Finding("aprc_grows", "the APRC grows from the smallest training size to all chips",
+            "aprc", "direction", +1, "smallest", "APRC", kind="sanity", arms=ARMS),
+)  # fmt: skip
 
 
-def _paired(run_means: pd.DataFrame, metric: str, a: tuple[str, int], b: tuple[str, int] | None) -> np.ndarray:
-    """Per-seed values of cell ``a`` minus cell ``b`` (or ``a`` alone), on common seeds."""
-    m = run_means[run_means["metric"] == metric]
-    va = m[(m["arm"] == a[0]) & (m["train_size"] == a[1])].set_index("seed")["value"]
-    if b is None:
-        return va.to_numpy()
-    vb = m[(m["arm"] == b[0]) & (m["train_size"] == b[1])].set_index("seed")["value"]
-    common = va.index.intersection(vb.index)
-    return (va[common] - vb[common]).to_numpy()
+def cell_metrics(probabilities: np.ndarray, labels: np.ndarray, chip_weights: np.ndarray) -> dict[str, np.ndarray]:
+    """Every :data:`CELL_METRICS` of one prediction on many resamples of its test chips.
+
+    Parameters
+    ----------
+    probabilities, labels:
+        (N, H, W) test probabilities and labels (> 0 is landslide).
+    chip_weights:
+        (B, N) resamples as chip weights (how often each chip is drawn; all ones = the
+        test set itself).
+
+    Returns
+    -------
+    dict
+        metric -> (B,) float64 values; miscounts at the 0.5 threshold, in pixels.
+    """
+    chip_weights = np.atleast_2d(np.asarray(chip_weights, dtype=np.float64))
+    counts = miscounts(probabilities, labels)
+    dl1, dc = counts["delta_l1"].to_numpy(), counts["delta_count"].to_numpy()
+    has = counts["has_landslide"].to_numpy()
+    free_weights = chip_weights[:, ~has]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_free = free_weights @ dc[~has] / free_weights.sum(axis=1)
+    return {
+        "aprc": PixelRanking(probabilities, labels).aprc_many(chip_weights),
+        "median_delta_l1": np.array([weighted_median(dl1, w) for w in chip_weights]),
+        "median_delta_count_free": np.array([weighted_median(dc, w * ~has) for w in chip_weights]),
+        "median_delta_count_landslide": np.array([weighted_median(dc, w * has) for w in chip_weights]),
+        "mean_delta_count_free": mean_free,
+    }
+
+
+@dataclass
+class GridBootstrap:
+    """The ensembles of a finished grid and their hierarchical bootstrap.
+
+    Attributes
+    ----------
+    point:
+        (arm, size) -> metric -> the value on the cell's ensemble (all its seeds once,
+        all test chips): the number Figures 2 and 3 plot.
+    samples:
+        (arm, size) -> metric -> (n_boot,) values on the resampled ensembles. Resample
+        ``b`` uses the same test chips in every cell and the same seeds in every arm of a
+        size, so differences of cells are paired.
+    per_seed:
+        (arm, size) -> seed -> metric -> the value of that seed's run alone.
+    random_point, random_samples:
+        The random guess's APRC (the landslide pixel share) on the test set and on each
+        chip resample.
+    sizes:
+        Stored training sizes, smallest first (:data:`sarslide.ablation.SIZE_ALL` last).
+    n_boot, seed:
+        Number of resamples and the seed that drew them.
+    """
+
+    point: dict
+    samples: dict
+    per_seed: dict
+    random_point: float
+    random_samples: np.ndarray
+    sizes: list
+    n_boot: int
+    seed: int
+    n_models: dict = field(default_factory=dict)
+
+    def intervals(self, level: float = 0.95) -> pd.DataFrame:
+        """One row per arm × size × metric: ``value`` (ensemble), ``ci_low``, ``ci_high``
+        (percentile interval at ``level`` of the hierarchical bootstrap), ``n_seeds``,
+        ``n_models``. The error bars of chapter 6's Figures 2 and 3."""
+        tail = (1 - level) / 2
+        rows = []
+        for (arm, size), values in self.point.items():
+            for metric, value in values.items():
+                low, high = _quantiles(self.samples[(arm, size)][metric], tail)
+                rows.append({"arm": arm, "train_size": size, "metric": metric, "value": value,
+                             "ci_low": low, "ci_high": high, "n_seeds": len(self.per_seed[(arm, size)]),
+                             "n_models": self.n_models.get((arm, size), np.nan)})  # fmt: skip
+        return pd.DataFrame(rows)
+
+
+def _quantiles(values: np.ndarray, tail: float) -> tuple[float, float]:
+    values = np.asarray(values, dtype=np.float64)
+    if not np.isfinite(values).any():
+        return float("nan"), float("nan")
+    low, high = np.nanquantile(values, [tail, 1 - tail])
+    return float(low), float(high)
+
+
+def _cell_runs(table: pd.DataFrame, arm: str, size: int) -> pd.DataFrame:
+    """The runs of one cell, one row per run: ``seed``, ``run_id``, ``checkpoints``."""
+    cell = table[(table["arm"] == arm) & (table["train_size"] == size)]
+    runs = cell.groupby(["seed", "run_id"])["checkpoint"].nunique().rename("checkpoints")
+    return runs.reset_index().sort_values("seed").reset_index(drop=True)
+
+
+def hierarchical_bootstrap(
+    table: pd.DataFrame,
+    *,
+    event: str = "hokkaido",
+    profile=None,
+    out_dir: str | os.PathLike | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    n_boot: int = N_BOOT,
+    seed: int = 0,
+    labels: np.ndarray | None = None,
+) -> GridBootstrap:
+    """Resample seeds within each cell, then test chips, ``n_boot`` times (module docstring).
+
+    Parameters
+    ----------
+    table:
+        The tidy results of :func:`sarslide.ablation.run_grid`.
+    out_dir:
+        The grid's results folder (default :func:`sarslide.ablation.results_dir`), where
+        each run saved the mean of its checkpoints' test probabilities.
+    n_boot, seed:
+        Resamples (at least 1,000 for the book's verdicts) and their seed.
+    labels:
+        (N, H, W) test labels; by default those of the prepared event.
+
+    Every arm at one size must hold the same seeds (as :func:`sarslide.ablation.experiment_grid`
+    makes them), so that seed draws pair the arms; otherwise a ``ValueError`` names them.
+    A cell's ensemble for a draw weighs each run by how often it is drawn times its
+    number of checkpoints, so the undrawn-resample ensemble equals
+    :func:`sarslide.ablation.ensemble_probabilities`.
+    """
+    if int(n_boot) < 1:
+        raise ValueError(f"n_boot={n_boot}: draw at least one resample (the book uses {N_BOOT})")
+    profile = get_profile(profile)
+    out = Path(out_dir) if out_dir is not None else results_dir(event, profile, cache_dir)
+    if labels is None:
+        labels = prepare_event(event, profile, cache_dir=cache_dir).split("test").labels
+    labels = np.asarray(labels)
+    has = (labels > 0).any(axis=(1, 2))
+    chip_weights = stratified_chip_weights(has, n_boot, seed)
+    rng = np.random.default_rng([seed, 1])
+    per_chip = (labels > 0).reshape(len(labels), -1).sum(axis=1)
+    learned = table[table["arm"].isin(ARMS)]
+    sizes = sorted({int(s) for s in learned["train_size"]}, key=size_sort_key)
+    boot = GridBootstrap(
+        point={}, samples={}, per_seed={}, random_point=float(np.mean(labels > 0)),
+        random_samples=chip_weights @ per_chip / (chip_weights.sum(axis=1) * labels[0].size),
+        sizes=sizes, n_boot=int(n_boot), seed=seed,
+    )  # fmt: skip
+    for size in sizes:
+        arms = [a for a in ARMS if ((learned["arm"] == a) & (learned["train_size"] == size)).any()]
+        runs = {arm: _cell_runs(learned, arm, size) for arm in arms}
+        seeds = list(runs[arms[0]]["seed"])
+        for arm in arms[1:]:
+            if list(runs[arm]["seed"]) != seeds:
+                raise ValueError(
+                    f"at train_size={size} arm {arm!r} has seeds {list(runs[arm]['seed'])} but "
+                    f"{arms[0]!r} has {seeds}; the bootstrap pairs arms by seed: run the same seeds"
+                )
+        draws = rng.integers(0, len(seeds), size=(int(n_boot), len(seeds)))
+        counts = np.stack([np.bincount(d, minlength=len(seeds)) for d in draws])
+        for arm in arms:
+            _bootstrap_cell(boot, learned, arm, size, runs[arm], counts, chip_weights, labels, out)
+    return boot
+
+
+def _bootstrap_cell(boot: GridBootstrap, table, arm, size, runs, counts, chip_weights, labels, out) -> None:
+    """Fill ``boot`` for one cell: its ensemble, its resamples and each seed alone."""
+    probas = [ensemble_probabilities(table[table["run_id"] == r], arm, size, out)[0] for r in runs["run_id"]]
+    checkpoints = runs["checkpoints"].to_numpy()
+    ones = np.ones((1, len(labels)))
+    whole = ensemble_mean(probas, weights=checkpoints)
+    boot.point[(arm, size)] = {m: float(v[0]) for m, v in cell_metrics(whole, labels, ones).items()}
+    boot.n_models[(arm, size)] = int(checkpoints.sum())
+    boot.per_seed[(arm, size)] = {
+        int(s): {m: float(v[0]) for m, v in cell_metrics(p, labels, ones).items()}
+        for s, p in zip(runs["seed"], probas)
+    }
+    samples = {m: np.full(len(counts), np.nan) for m in CELL_METRICS}
+    unique, inverse = np.unique(counts, axis=0, return_inverse=True)
+    for u, drawn in enumerate(unique):
+        rows = np.flatnonzero(inverse.reshape(-1) == u)
+        keep = drawn > 0
+        members = [p for p, k in zip(probas, keep) if k]
+        ensemble = ensemble_mean(members, weights=(drawn * checkpoints)[keep])
+        for metric, values in cell_metrics(ensemble, labels, chip_weights[rows]).items():
+            samples[metric][rows] = values
+    boot.samples[(arm, size)] = samples
+
+
+@dataclass(frozen=True)
+class _Effect:
+    arm: str
+    size: int
+    comparison: str
+    point: float
+    samples: np.ndarray
+    seeds: np.ndarray
+    tie: bool
+
+
+def _comparisons(finding: Finding, boot: GridBootstrap) -> Iterator[_Effect]:
+    """Every cell a finding is about, with its effect, resamples and per-seed effects."""
+    m = finding.metric
+    f = np.abs if finding.magnitude else (lambda v: np.asarray(v, dtype=np.float64))
+    label = f"|{m}|" if finding.magnitude else m
+
+    def seeds_of(cell, other=None):
+        mine = boot.per_seed[cell]
+        if other is None:
+            return np.array([f(v[m]) for v in mine.values()])
+        theirs = boot.per_seed[other]
+        return np.array([f(mine[s][m]) - f(theirs[s][m]) for s in mine if s in theirs])
+
+    def versus(cell, other, comparison):
+        a, b = boot.point[cell][m], boot.point[other][m]
+        return _Effect(cell[0], cell[1], comparison, float(f(a) - f(b)),
+                       f(boot.samples[cell][m]) - f(boot.samples[other][m]), seeds_of(cell, other),
+                       tie=bool(a == b))  # fmt: skip
+
+    if finding.against == "random":
+        for cell in boot.point:
+            if cell[0] in finding.arms:
+                yield _Effect(cell[0], cell[1], "APRC − random guess", boot.point[cell][m] - boot.random_point,
+                              boot.samples[cell][m] - boot.random_samples, seeds_of(cell) - boot.random_point,
+                              tie=False)  # fmt: skip
+    elif finding.against == "smallest":
+        small, big = boot.sizes[0], boot.sizes[-1]
+        for arm in finding.arms:
+            if (arm, small) in boot.point and (arm, big) in boot.point and small != big:
+                effect = versus((arm, big), (arm, small), f"{m}(all) − {m}({small})")
+                yield _Effect(arm, big, effect.comparison, effect.point, effect.samples, effect.seeds, False)
+    else:
+        for arm in finding.arms:
+            for size in boot.sizes:
+                cell, other = (arm, size), (finding.against, size)
+                if cell in boot.point and other in boot.point:
+                    yield versus(cell, other, f"{label}: {arm} − {finding.against}")
+
+
+def _judge(finding: Finding, effect: _Effect) -> dict:
+    """One row of :func:`evaluate_findings`: the effect, its interval and the cell's outcome."""
+    if finding.test == "equivalence":
+        level, margin = 0.90, float(finding.margin)
+        low, high = _quantiles(effect.samples, 0.05)
+        if -margin < low and high < margin:
+            outcome = "supports"
+        elif low > margin or high < -margin:
+            outcome = "contradicts"
+        else:
+            outcome = "inconclusive"
+        agree = int(np.sum(np.abs(effect.seeds) < margin))
+    else:
+        level, margin = 0.95, np.nan
+        low, high = _quantiles(effect.samples, 0.025)
+        side = low > 0 if finding.sign > 0 else high < 0
+        other_side = high < 0 if finding.sign > 0 else low > 0
+        if effect.tie:
+            outcome = "tie"
+        elif side:
+            outcome = "supports"
+        elif other_side:
+            outcome = "contradicts"
+        else:
+            outcome = "inconclusive"
+        agree = int(np.sum(np.sign(effect.seeds) == finding.sign))
+    return {
+        "finding": finding.key, "kind": finding.kind, "arm": effect.arm, "train_size": effect.size,
+        "comparison": effect.comparison, "effect": effect.point, "ci_low": low, "ci_high": high,
+        "ci_level": level, "margin": margin, "outcome": outcome, "supports": outcome == "supports",
+        "seeds_agree": agree, "n_seeds": len(effect.seeds),
+    }  # fmt: skip
 
 
 def evaluate_findings(
@@ -127,163 +488,97 @@ def evaluate_findings(
     profile=None,
     out_dir: str | os.PathLike | None = None,
     cache_dir: str | os.PathLike | None = None,
-    n_boot: int = 200,
+    n_boot: int = N_BOOT,
     seed: int = 0,
     labels: np.ndarray | None = None,
+    bootstrap: GridBootstrap | None = None,
+    checks: tuple[Finding, ...] = FINDINGS + SANITY_CHECKS,
 ) -> pd.DataFrame:
-    """Every comparison behind :data:`FINDINGS` on a finished grid, one row per cell.
+    """Every comparison behind ``checks`` (the paper's findings, then the sanity checks).
 
     Parameters
     ----------
-    table:
-        The tidy results of :func:`sarslide.ablation.run_grid` (with its baseline rows).
-    out_dir:
-        The grid's results folder (default :func:`sarslide.ablation.results_dir`), where
-        each run saved its mean test probabilities.
-    n_boot, seed:
-        Bootstrap resamples of the test chips and their seed.
-    labels:
-        (N, H, W) test labels; by default those of the prepared event.
+    table, event, profile, out_dir, cache_dir, n_boot, seed, labels:
+        As :func:`hierarchical_bootstrap`, which is run unless ``bootstrap`` is given.
+    bootstrap:
+        A finished :func:`hierarchical_bootstrap` of the same grid (chapter 6 reuses the
+        one its figures are drawn from).
 
     Returns
     -------
     pandas.DataFrame
-        Columns ``finding``, ``arm``, ``train_size`` (:data:`sarslide.ablation.SIZE_ALL` = all), ``comparison`` (what is
-        subtracted from what), ``effect`` (on the ensembles), ``ci_low``, ``ci_high``
-        (95 % percentile bootstrap over test chips), ``seeds_agree``, ``n_seeds`` (paired
-        runs with the paper's sign) and ``supports`` (bool).
+        One row per finding × cell: ``finding``, ``kind`` (paper / sanity), ``arm``,
+        ``train_size`` (:data:`sarslide.ablation.SIZE_ALL` = all), ``comparison``,
+        ``effect`` (on the ensembles, in the finding's unit), ``ci_low``, ``ci_high``,
+        ``ci_level`` (0.95 directional, 0.90 equivalence), ``margin`` (equivalence only),
+        ``outcome`` (supports / tie / inconclusive / contradicts, module docstring),
+        ``supports`` (bool), ``seeds_agree`` of ``n_seeds`` (seeds whose own run has the
+        paper's sign, or lies within the margin).
     """
-    profile = get_profile(profile)
-    out = Path(out_dir) if out_dir is not None else results_dir(event, profile, cache_dir)
-    if labels is None:
-        labels = prepare_event(event, profile, cache_dir=cache_dir).split("test").labels
-    grid = _Grid(table, out, labels, n_boot, seed)
-    rows = []
-    for finding in FINDINGS:
-        for arm, size, comparison, value, seeds in _comparisons(finding, grid):
-            rows.append(grid.judge(finding, arm, size, comparison, value, seeds))
+    if bootstrap is None:
+        bootstrap = hierarchical_bootstrap(table, event=event, profile=profile, out_dir=out_dir,
+                                           cache_dir=cache_dir, n_boot=n_boot, seed=seed, labels=labels)  # fmt: skip
+    rows = [_judge(finding, effect) for finding in checks for effect in _comparisons(finding, bootstrap)]
     return pd.DataFrame(rows)
 
 
-_Value = Callable[[np.ndarray], float]
+def _verdict(outcomes: pd.Series) -> str:
+    supports = int((outcomes == "supports").sum())
+    others = int(outcomes.isin(["inconclusive", "contradicts"]).sum())
+    if supports == 0:
+        return "does not hold"
+    return "holds" if others == 0 else "holds in part"
 
 
-class _Grid:
-    """What every comparison of a finished grid needs: the cells' ensemble predictions,
-    the per-run means, the bootstrap resamples of the test chips and the random guess."""
+def summarize_findings(cells: pd.DataFrame, checks: tuple[Finding, ...] = FINDINGS + SANITY_CHECKS) -> pd.DataFrame:
+    """One row per finding: its cells' outcomes and the verdict.
 
-    def __init__(self, table: pd.DataFrame, out: Path, labels: np.ndarray, n_boot: int, seed: int):
-        has = (labels > 0).any(axis=(1, 2))
-        self.weights = stratified_chip_weights(has, n_boot, seed)
-        self.ones = np.ones(len(labels))
-        self.random_aprc = float(np.mean(labels > 0))
-        per_chip = (labels > 0).reshape(len(labels), -1).sum(1)
-        self.pixel_share = [per_chip @ w / (w.sum() * labels[0].size) for w in self.weights]
-        learned = table[table["arm"].isin(ARMS)]
-        self.sizes = sorted(set(learned["train_size"]), key=size_sort_key)
-        self.cells = {
-            (arm, size): _Cell(ensemble_probabilities(table, arm, size, out)[0], labels)
-            for arm, size in learned.groupby(["arm", "train_size"]).groups
-        }
-        self.means = run_means(table)
-
-    def judge(self, finding: Finding, arm: str, size: int, comparison: str,
-              value: _Value, seeds: np.ndarray) -> dict:
-        """One row: the effect on the ensembles, its bootstrap interval, the seeds."""
-        effect = value(self.ones)
-        boot = np.array([value(w) for w in self.weights])
-        if finding.key == "beats_random":  # against the resample's own landslide share
-            boot = boot - np.asarray(self.pixel_share)
-            effect = effect - self.random_aprc
-        low, high = np.nanquantile(boot, [0.025, 0.975])
-        if finding.sign == 0:
-            supports = bool(low <= 0.0 <= high)
-            agree = int(np.sum(np.abs(seeds) <= _NULL_TOLERANCE))
-        else:
-            supports = bool(high < 0.0) if finding.sign < 0 else bool(low > 0.0)
-            agree = int(np.sum(np.sign(seeds) == finding.sign))
-        return {
-            "finding": finding.key, "arm": arm, "train_size": size, "comparison": comparison,
-            "effect": float(effect), "ci_low": float(low), "ci_high": float(high),
-            "seeds_agree": agree, "n_seeds": int(len(seeds)), "supports": supports,
-        }  # fmt: skip
-
-
-def _comparisons(finding: Finding, grid: _Grid) -> Iterator[tuple[str, int, str, _Value, np.ndarray]]:
-    """(arm, size, comparison, value of a resample, paired per-seed values) per cell."""
-    cells, means, sizes = grid.cells, grid.means, grid.sizes
-    if finding.key == "beats_random":
-        for (arm, size), cell in cells.items():
-            seeds = _paired(means, "aprc", (arm, size), None) - grid.random_aprc
-            yield arm, size, "APRC − random guess", (lambda w, c=cell: c.metric("aprc", w)), seeds
-    elif finding.key == "aprc_grows":
-        for arm in ARMS:
-            if (arm, sizes[0]) not in cells or (arm, sizes[-1]) not in cells:
-                continue
-            big, small = cells[(arm, sizes[-1])], cells[(arm, sizes[0])]
-            seeds = _paired(means, "aprc", (arm, sizes[-1]), (arm, sizes[0]))
-            value = lambda w, b=big, s=small: b.metric("aprc", w) - s.metric("aprc", w)  # noqa: E731
-            yield arm, sizes[-1], f"APRC(all) − APRC({sizes[0]})", value, seeds
-    else:
-        yield from _pretraining_comparisons(finding, grid)
-
-
-def _pretraining_comparisons(finding: Finding, grid: _Grid):
-    """A pretrained arm against no pretraining at each size (or alone, for "undercount")."""
-    cells, means, m = grid.cells, grid.means, finding.metric
-    for arm in PRETRAINED_ARMS:
-        for size in grid.sizes:
-            if (arm, size) not in cells or ("none", size) not in cells:
-                continue
-            mine, base = cells[(arm, size)], cells[("none", size)]
-            if finding.key == "undercount":
-                seeds = _paired(means, m, (arm, size), None)
-                value = lambda w, c=mine: c.metric(m, w)  # noqa: E731
-                yield arm, size, f"{m} ({arm})", value, seeds
-            else:
-                seeds = _paired(means, m, (arm, size), ("none", size))
-                value = lambda w, c=mine, b=base: c.metric(m, w) - b.metric(m, w)  # noqa: E731
-                yield arm, size, f"{m}: {arm} − none", value, seeds
-
-
-def summarize_findings(cells: pd.DataFrame) -> pd.DataFrame:
-    """One row per finding: how many cells and paired seeds support it, and the verdict.
-
-    Columns ``finding``, ``statement``, ``cells`` ("k of n"), ``seeds`` ("k of n" paired
-    runs with the paper's sign, or within ±0.05 APRC for the null finding),
-    ``median_effect`` (over cells, in ``unit``), ``unit`` and ``verdict`` (``"holds"``,
-    ``"holds in part"``, ``"does not hold"``).
+    Columns ``finding``, ``kind``, ``statement``, ``rule`` (how a cell is judged),
+    ``cells`` ("k of n" supporting), ``ties``, ``contradicts`` (counts of cells),
+    ``seeds`` ("k of n" paired runs with the paper's sign or within the margin),
+    ``median_effect`` (over cells, in ``unit``), ``unit`` and ``verdict``: **holds** (at
+    least one cell supports it and every other cell is a tie), **holds in part** (some
+    cells support it, others are inconclusive or contradict it), **does not hold** (no
+    cell supports it).
     """
     rows = []
-    for finding in FINDINGS:
+    for finding in checks:
         part = cells[cells["finding"] == finding.key]
         if part.empty:
             continue
-        k, n = int(part["supports"].sum()), len(part)
-        verdict = "holds" if k == n else ("does not hold" if k == 0 else "holds in part")
+        outcomes = part["outcome"]
         rows.append({
-            "finding": finding.key, "statement": finding.statement, "cells": f"{k} of {n}",
+            "finding": finding.key, "kind": finding.kind, "statement": finding.statement,
+            "rule": finding.rule, "cells": f"{int((outcomes == 'supports').sum())} of {len(part)}",
+            "ties": int((outcomes == "tie").sum()), "contradicts": int((outcomes == "contradicts").sum()),
             "seeds": f"{int(part['seeds_agree'].sum())} of {int(part['n_seeds'].sum())}",
-            "median_effect": float(part["effect"].median()), "unit": finding.unit, "verdict": verdict,
+            "median_effect": float(part["effect"].median()), "unit": finding.unit,
+            "verdict": _verdict(outcomes),
         })  # fmt: skip
     return pd.DataFrame(rows)
 
 
 def findings_markdown(summary: pd.DataFrame, *, data: str = "this run") -> str:
-    """Sentences stating which of the paper's findings ``summary`` shows, from its numbers."""
-    groups = {v: summary[summary["verdict"] == v] for v in ("holds", "holds in part", "does not hold")}
+    """Sentences stating which of the paper's findings ``summary`` shows, from its numbers;
+    the sanity checks follow on their own line, labelled as not the paper's findings."""
 
-    def listing(part: pd.DataFrame) -> str:
-        return "; ".join(
-            f"{r.statement} ({r.cells} comparisons, median effect {r.median_effect:+.3g} {r.unit})"
-            for r in part.itertuples()
-        )
+    def item(r) -> str:
+        ties = f", {r.ties} tied" if r.ties else ""
+        against = f", {r.contradicts} against" if r.contradicts else ""
+        return (f"{r.statement} ({r.cells} comparisons support it{ties}{against}; rule: {r.rule}; "
+                f"median effect {r.median_effect:+.3g} {r.unit})")  # fmt: skip
 
+    paper = summary[summary["kind"] == "paper"] if "kind" in summary else summary
+    heads = {"holds": f"Shown by {data}", "holds in part": "Shown only in part",
+             "does not hold": f"Not shown by {data}"}  # fmt: skip
     lines = []
-    if len(groups["holds"]):
-        lines.append(f"- **Shown by {data}:** {listing(groups['holds'])}.")
-    if len(groups["holds in part"]):
-        lines.append(f"- **Shown only in part:** {listing(groups['holds in part'])}.")
-    if len(groups["does not hold"]):
-        lines.append(f"- **Not shown by {data}:** {listing(groups['does not hold'])}.")
+    for verdict in VERDICTS:
+        part = paper[paper["verdict"] == verdict]
+        if len(part):
+            lines.append(f"- **{heads[verdict]}:** " + "; ".join(item(r) for r in part.itertuples()) + ".")
+    if "kind" in summary:
+        sanity = summary[summary["kind"] == "sanity"]
+        if len(sanity):
+            checks = "; ".join(f"{r.statement}: {r.verdict} ({r.cells})" for r in sanity.itertuples())
+            lines.append(f"- **Sanity checks** (not findings of the paper): {checks}.")
     return "\n".join(lines)

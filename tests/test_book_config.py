@@ -103,9 +103,14 @@ def test_landing_page_and_toc_describe_the_book_as_it_is():
     assert {f for f in listed if f.startswith("notebooks/")} == {
         f"notebooks/{p.stem}" for p in NOTEBOOKS
     }
-    # the landing page names every chapter
-    for k in range(1, len(NOTEBOOKS) + 1):
-        assert f"**{k} ·" in intro
+    # the landing page links every chapter by its number, says where to start (Colab or
+    # local) and links the Colab page; the sidebar numbers the chapters
+    for k, nb in enumerate(sorted(NOTEBOOKS), start=1):
+        assert f"[{k} · " in intro and f"](notebooks/{nb.name})" in intro, nb.name
+    assert "## Where to start" in intro and "](colab.md)" in intro and "make demo" in intro
+    assert toc["defaults"]["numbered"] is True
+    unnumbered = [part for part in toc["parts"] if part.get("numbered") is False]
+    assert all(not c["file"].startswith("notebooks/") for part in unnumbered for c in part["chapters"])
 
 
 def test_no_matplotlib_backend_reaches_the_notebook_kernels():

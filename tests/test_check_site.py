@@ -192,3 +192,83 @@ def test_minima_cover_every_chapter_of_the_toc():
     assert chapters == set(check_site.MIN_FIGURES)
     assert check_site.MIN_FIGURES["06_miscount_analysis"] >= 3  # Figures 2, 3, A1
     assert check_site.MIN_FIGURES["07_rapid_response_mapping"] >= 4  # maps and heatmaps
+
+
+# --- The laptop checks (issue 21): code width and figure text at 1280 px, statically. ---
+
+
+def _wide_figure(width_in: float, dpi: int = 100) -> bytes:
+    fig, ax = plt.subplots(figsize=(width_in, 3), dpi=dpi)
+    ax.plot(np.arange(10), np.arange(10) ** 2)
+    ax.set_title("a figure")
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def test_layout_is_read_from_the_books_stylesheet():
+    layout = check_site.read_layout(check_site.REPO_STYLESHEET.read_text())
+    # 1280 px window − 240 chapter sidebar − 200 sections sidebar − 84 gutters
+    assert layout.column == 1280 - 240 - 200 - 84
+    # (756 − 34 px padding) / (0.61 em × 13 px) = 91.03 characters: the notebooks' 88 fit
+    assert layout.code_columns == 91 and layout.code_columns >= 88
+    with pytest.raises(ValueError, match="--sarslide-secondary-sidebar"):
+        check_site.read_layout(":root { --sarslide-primary-sidebar: 240px; }")
+
+
+def _code_page(*lines: str) -> str:
+    code = "\n".join(lines)
+    return (
+        '<html><body><article><div class="cell docutils container">'
+        '<div class="cell_input docutils container"><div class="highlight-ipython3 notranslate">'
+        f'<div class="highlight"><pre><span></span>{code}\n</pre></div></div></div></div>'
+        "</article></body></html>"
+    )
+
+
+def test_code_cell_wider_than_the_column_fails():
+    layout = check_site.Layout(1280, 240, 200, 84, 13, 34)
+    fits = _code_page("x = 1", "y = '" + "a" * 83 + "'")  # 89 characters
+    assert check_site.overflow_problems("p.html", fits, layout) == []
+    wide = _code_page("x = 1", "y = '" + "a" * 95 + "'")  # 101 characters
+    (problem,) = check_site.overflow_problems("p.html", wide, layout)
+    assert "a line of 101 characters, the column fits 91" in problem.message
+
+
+def test_figure_text_size_is_computed_from_its_pixels_and_dpi():
+    layout = check_site.Layout(1280, 240, 200, 84, 13, 34)  # a 756 px column
+    narrow = _wide_figure(6)  # 600 px at 100 dpi: shown at full size, 10 pt = 13.9 px
+    text_px, width, dpi = check_site.figure_text_px(narrow, layout)
+    assert (width, dpi) == (600, 100) and text_px == pytest.approx(10 * 100 / 72)
+    assert check_site.legibility_problem(narrow, layout) is None
+    wide = _wide_figure(20)  # 2000 px shown at 756: 13.9 × 0.378 = 5.25 px
+    text_px, width, _ = check_site.figure_text_px(wide, layout)
+    assert width == 2000 and text_px == pytest.approx(10 * 100 / 72 * 756 / 2000)
+    assert "renders at 5.2 px (< 8)" in check_site.legibility_problem(wide, layout)
+
+
+def test_illegible_figure_and_overflowing_code_fail_the_site(tmp_path):
+    build = fake_build(tmp_path, {"01_x": [figure_png()], "02_y": [_wide_figure(20)]})
+    (build / "html" / "notebooks" / "03_z.html").write_text(_code_page("z = '" + "b" * 120 + "'"))
+    _, problems = check_site.check_site(build, min_figures={"01_x": 1, "02_y": 1})
+    text = "\n".join(map(str, problems))
+    assert "02_y.html: figure 1" in text and "illegible at 1280 px" in text
+    assert "03_z.html: code block 1 overflows" in text
+    assert "01_x.html" not in text
+
+
+def test_chromium_measurement_flags_scrolling_code_and_small_figure_text(tmp_path):
+    shots = load_tool("screenshot_site")
+    page = tmp_path / "p.html"
+    (tmp_path / "wide.png").write_bytes(_wide_figure(20))  # 2000 px at 100 dpi
+    (tmp_path / "small.png").write_bytes(_wide_figure(6))  # 600 px
+    numbers = {
+        "code": [[700, 757, "fits"], [815, 757, "x = 'aaaa"]],
+        # shown at 757 px: 13.9 × 757 / 2000 = 5.3 px; the small one at full size
+        "figures": [["wide.png", 2000, 757.0], ["small.png", 600, 600.0]],
+    }
+    problems = shots.measured_problems(page, numbers, 1280)
+    assert len(problems) == 2
+    assert problems[0].startswith("code block 2 scrolls sideways at 1280 px (815 > 757 px")
+    assert problems[1].startswith("figure 1 shown at 757 of 2000 px: its text renders at 5.3 px")

@@ -13,6 +13,7 @@ from sarslide.chips import (
     few_shot_subset,
     split_counts,
     split_table,
+    table_a1_difference,
 )
 
 
@@ -52,13 +53,26 @@ def test_table_a1_split_of_552_balanced_chips_has_the_table_totals():
     chips = assign_splits(_chipset(276, 276), "table_a1", seed=3)
     table = split_table(chips)
     assert list(table.loc[list(SPLITS), "total"]) == [331, 110, 55, 56]
-    # Not stratified (the paper's test set held 32 landslide and 24 landslide-free chips):
+    # Not stratified (the authors' notebook's test set held 32 landslide and 24
+    # landslide-free chips):
     # the per-class counts are whatever the seeded permutation gives, but they sum up.
     assert table.loc["total", "landslide"] == 276
     kaikoura = assign_splits(_chipset(1087, 1087, event="kaikoura"), "table_a1", seed=0)
     counts = kaikoura.meta["split"].value_counts()
     assert counts["stage1_train"] == 1630 and counts["validation"] == 272 and counts["test"] == 272
     assert "stage2_train" not in counts  # Kaikōura has no segmentation split
+
+
+def test_table_a1_counts_need_exactly_552_balanced_chips_else_a_warning():
+    assert table_a1_difference(552, "hokkaido") is None
+    assert table_a1_difference(_chipset(276, 276)) is None  # event from the chip set
+    message = table_a1_difference(434, "hokkaido")
+    assert "434 balanced chips, not Table A1's 552" in message and "shares, not its counts" in message
+    with pytest.warns(UserWarning, match="300 balanced chips, not Table A1's 552"):
+        chips = assign_splits(_chipset(150, 150), "table_a1", seed=0)
+    assert len(chips) == 300  # still split, by the table's shares
+    with pytest.raises(ChipError, match="Table A1 lists"):
+        table_a1_difference(10, "iburi")
 
 
 def test_text_scheme_is_stratified_and_balanced():

@@ -17,6 +17,21 @@ For every chapter page ``<build>/html/notebooks/*.html`` this checks that
 A "figure" is an ``<img>`` inside a ``div.cell_output``, where myst-nb (Jupyter Book
 1.x) puts a cell's image output; badges and logos elsewhere on the page do not count.
 
+It also checks, statically (no browser), that every page reads on a 1280 px laptop
+screen (issue 21), with the layout the book's stylesheet sets (``_static/sarslide.css``,
+read from the build or the checkout; :class:`Layout`):
+
+* **no code block overflows**: the longest line of every code cell (and of every code
+  block in the prose) fits the content column at ``WINDOW_PX`` in the stylesheet's code
+  font (``CHAR_EM`` em per character);
+* **every figure is legible**: a raster figure is shown at its natural width or the
+  column's, whichever is smaller, so its ``FIGURE_FONT_PT`` pt text (matplotlib's
+  default size, at the PNG's recorded dpi) renders at ``shown / natural × pt × dpi / 72``
+  CSS px, which must be at least ``MIN_TEXT_PX``.
+
+``make site-check`` measures the same two things in headless Chromium
+(``tools/screenshot_site.py``).
+
 Exit status: 0 when the site passes, 1 with one line per problem otherwise, 2 when the
 build folder is missing.
 """
@@ -27,6 +42,8 @@ import argparse
 import base64
 import binascii
 import io
+import math
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +76,18 @@ MIN_BYTES = (
 )
 MIN_SIDE = 32  # pixels
 MIN_STD = 2.0  # standard deviation of 8-bit pixel values; a single colour gives 0
+# A laptop screen (issue 21): the window width the pages must read at, the advance width
+# of a monospace character in em (DejaVu Sans Mono, the theme's fallback: 0.602), the
+# nominal size of a figure's text (matplotlib's default font.size, tick and axis labels)
+# and the smallest CSS px size at which that text counts as legible (the issue's
+# illegible figures rendered it at 4-6 px).
+WINDOW_PX = 1280
+CHAR_EM = 0.61
+FIGURE_FONT_PT = 10.0
+MIN_TEXT_PX = 8.0
+DEFAULT_DPI = 100.0  # matplotlib's figure.dpi, for PNGs that record none
+STYLESHEET = "sarslide.css"
+REPO_STYLESHEET = Path(__file__).resolve().parents[1] / "_static" / STYLESHEET
 HIDDEN_TAGS = {"remove-output", "remove-cell"}  # Jupyter Book hides these outputs
 IMAGE_MIMES = ("image/png", "image/jpeg", "image/svg+xml", "image/gif")
 
@@ -72,6 +101,121 @@ class Problem:
 
     def __str__(self) -> str:
         return f"{self.page}: {self.message}"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The book's page layout at one window width, from the stylesheet's custom properties.
+
+    All in CSS px: the window, the chapter sidebar (left), the page-sections sidebar
+    (right; counted as always shown, the narrower case), the article's gutters and the
+    code font size and padding.
+    """
+
+    window: float
+    primary_sidebar: float
+    secondary_sidebar: float
+    gutters: float
+    code_font: float
+    code_padding: float
+
+    @property
+    def column(self) -> float:
+        """Width of the content column: what a figure or a code block may take."""
+        return self.window - self.primary_sidebar - self.secondary_sidebar - self.gutters
+
+    @property
+    def code_columns(self) -> int:
+        """Characters of code that fit one line of the column without scrolling."""
+        return math.floor((self.column - self.code_padding) / (CHAR_EM * self.code_font))
+
+
+_LAYOUT_PROPERTIES = {
+    "primary_sidebar": "--sarslide-primary-sidebar",
+    "secondary_sidebar": "--sarslide-secondary-sidebar",
+    "gutters": "--sarslide-content-gutters",
+    "code_font": "--sarslide-code-font-size",
+    "code_padding": "--sarslide-code-padding",
+}
+
+
+def read_layout(css: str, window: float = WINDOW_PX) -> Layout:
+    """The :class:`Layout` a stylesheet sets (``--sarslide-*: <n>px`` properties).
+
+    Raises ``ValueError`` naming a missing property (the stylesheet and this check must
+    agree on the layout's numbers).
+    """
+    values = {}
+    for field, prop in _LAYOUT_PROPERTIES.items():
+        found = re.search(re.escape(prop) + r"\s*:\s*([\d.]+)px", css)
+        if found is None:
+            raise ValueError(f"the stylesheet sets no {prop}: <n>px; the laptop check needs it")
+        values[field] = float(found.group(1))
+    return Layout(window=float(window), **values)
+
+
+def find_stylesheet(build: Path) -> Path:
+    """The built site's copy of the book's stylesheet, else the checkout's."""
+    built = build / "html" / "_static" / STYLESHEET
+    return built if built.is_file() else REPO_STYLESHEET
+
+
+def code_blocks(html: str) -> list[str]:
+    """The text of every code block a reader sees: code cells and prose code blocks
+    (``div.highlight pre`` not inside a cell's output), in page order."""
+    soup = BeautifulSoup(html, "html.parser")
+    return [
+        pre.get_text()
+        for pre in soup.select("div.cell_input pre, div.highlight pre")
+        if not pre.find_parent("div", class_="cell_output")
+    ]
+
+
+def overflow_problems(page: str, html: str, layout: Layout) -> list[Problem]:
+    """A problem per code block whose longest line is wider than the column."""
+    problems = []
+    for k, text in enumerate(dict.fromkeys(code_blocks(html)), start=1):
+        lines = text.expandtabs(4).splitlines() or [""]
+        longest = max(lines, key=len)
+        if len(longest) > layout.code_columns:
+            problems.append(Problem(page, (
+                f"code block {k} overflows at {layout.window:.0f} px: a line of {len(longest)} "
+                f"characters, the column fits {layout.code_columns} ({longest.strip()[:50]!r}…)"
+            )))  # fmt: skip
+    return problems
+
+
+def figure_text_px(data: bytes, layout: Layout) -> tuple[float, int, float] | None:
+    """(rendered text size in CSS px, natural width px, dpi) of a raster figure, or None
+    for SVG and unreadable images (vector text scales with the figure: not checked)."""
+    head = data[:512].lstrip()
+    if head.startswith((b"<?xml", b"<svg")):
+        return None
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            width = img.size[0]
+            dpi = round(float((img.info.get("dpi") or (DEFAULT_DPI,))[0]), 1) or DEFAULT_DPI
+    except (UnidentifiedImageError, OSError):
+        return None
+    shown = min(width, layout.column)
+    return FIGURE_FONT_PT * dpi / 72.0 * shown / width, width, dpi
+
+
+def legibility_problem(data: bytes, layout: Layout) -> str | None:
+    """Why a figure's text is too small at the layout's window, or None."""
+    measured = figure_text_px(data, layout)
+    if measured is None:
+        return None
+    text_px, width, dpi = measured
+    if text_px >= MIN_TEXT_PX:
+        return None
+    widest = layout.column * FIGURE_FONT_PT * dpi / 72.0 / MIN_TEXT_PX / dpi
+    return (
+        f"illegible at {layout.window:.0f} px: {width} px wide at {dpi:.0f} dpi, shown "
+        f"{layout.column:.0f} px wide, so {FIGURE_FONT_PT:.0f} pt text renders at "
+        f"{text_px:.1f} px (< {MIN_TEXT_PX:.0f}); draw it at most {widest:.1f} in wide "
+        "or in more rows"
+    )
 
 
 def figure_sources(html: str) -> list[str]:
@@ -158,17 +302,24 @@ def notebook_image_outputs(path: Path) -> int:
 
 
 def check_page(
-    page: Path, minimum: int, executed: Path | None = None
+    page: Path, minimum: int, executed: Path | None = None, layout: Layout | None = None
 ) -> tuple[int, list[Problem]]:
-    """The number of good figures on one chapter page and its problems."""
+    """The number of good figures on one chapter page and its problems.
+
+    With a ``layout``, code blocks must fit its column and figures be legible in it.
+    """
     name = page.name
-    sources = figure_sources(page.read_text(encoding="utf-8"))
-    problems: list[Problem] = []
+    html = page.read_text(encoding="utf-8")
+    sources = figure_sources(html)
+    problems: list[Problem] = [] if layout is None else overflow_problems(name, html, layout)
     good = 0
     for k, src in enumerate(sources, start=1):
         label = src if not src.startswith("data:") else f"{src[:30]}…"
         try:
-            why = image_problem(read_source(src, page))
+            data = read_source(src, page)
+            why = image_problem(data)
+            if why is None and layout is not None:
+                why = legibility_problem(data, layout)
         except (FileNotFoundError, ValueError) as err:
             why = str(err)
         if why is None:
@@ -209,6 +360,9 @@ def check_site(
         Least number of figures per chapter (page stem → count); default
         ``MIN_FIGURES``, ``DEFAULT_MIN_FIGURES`` for chapters not listed.
 
+    The layout at :data:`WINDOW_PX` comes from the built stylesheet
+    (:func:`find_stylesheet`, :func:`read_layout`).
+
     Returns
     -------
     (figures, problems)
@@ -222,13 +376,14 @@ def check_site(
             f"no chapter pages in {pages_dir}: build the book first (make book)"
         )
     minimum = MIN_FIGURES if min_figures is None else min_figures
+    layout = read_layout(find_stylesheet(build).read_text(encoding="utf-8"))
     figures: dict[str, int] = {}
     problems: list[Problem] = []
     pages = sorted(pages_dir.glob("*.html"))
     for page in pages:
         executed = build / "jupyter_execute" / "notebooks" / f"{page.stem}.ipynb"
         good, found = check_page(
-            page, minimum.get(page.stem, DEFAULT_MIN_FIGURES), executed
+            page, minimum.get(page.stem, DEFAULT_MIN_FIGURES), executed, layout
         )
         figures[page.name] = good
         problems.extend(found)

@@ -39,7 +39,7 @@ def to_db(linear: np.ndarray | xr.DataArray):
         return 10.0 * np.log10(np.where(linear > 0, linear, np.nan))
 
 
-def plot_pass_pair(pair: xr.Dataset, band: str = "vh", *, vmin: float = -30, vmax: float = -5, figsize=(16, 4.2)):
+def plot_pass_pair(pair: xr.Dataset, band: str = "vh", *, vmin: float = -30, vmax: float = -5, figsize=(11.5, 3.4)):
     """Pre-event and post-event backscatter (dB), their difference and the labels, as maps.
 
     ``pair`` is the output of :func:`sarslide.cube.pass_pair` (with ``landslides``).
@@ -106,24 +106,37 @@ def plot_chip_layout(background: xr.DataArray, meta: pd.DataFrame, *, ax=None, d
     return ax
 
 
-def plot_example_chips(chips, indices: Sequence[int], *, band: str = "vh", vmin=-30, vmax=-5):
-    """One column per chip: before, after (dB) and the label; titles give id and counts."""
+def plot_example_chips(chips, indices: Sequence[int], *, band: str = "vh", vmin=-30, vmax=-5,
+                       per_row: int = 4):
+    """Per chip: before, after (dB) and the label, stacked; titles give split and counts.
+
+    At most ``per_row`` chips side by side (more wrap onto further rows of three panels),
+    so the figure stays about 10 in wide and its text legible in the book's column.
+    """
     from ..chips import CHANNELS  # figures may read the channel order
 
     pre_i, post_i = CHANNELS.index(f"pre_{band}"), CHANNELS.index(f"post_{band}")
-    fig, axes = plt.subplots(3, len(indices), figsize=(2.6 * len(indices), 7.6), squeeze=False,
-                             constrained_layout=True)
-    for col, i in enumerate(indices):
+    cols = max(1, min(int(per_row), len(indices)))
+    groups = -(-len(indices) // cols)
+    fig, axes = plt.subplots(3 * groups, cols, figsize=(2.6 * cols, 7.6 * groups), squeeze=False,
+                             constrained_layout=True)  # fmt: skip
+    for k, i in enumerate(indices):
+        g, col = divmod(k, cols)
+        block = axes[3 * g:3 * g + 3, col]
         row = chips.meta.iloc[i]
-        axes[0, col].imshow(to_db(chips.images[i, pre_i]), cmap="gray", vmin=vmin, vmax=vmax)
-        axes[1, col].imshow(to_db(chips.images[i, post_i]), cmap="gray", vmin=vmin, vmax=vmax)
-        axes[2, col].imshow(chips.labels[i] > 0, cmap="Reds", vmin=0, vmax=1)
-        axes[0, col].set_title(f"{row.split}\n{int(row.landslide_pixels)} landslide px", fontsize=9)
-        for ax in axes[:, col]:
-            ax.set_xticks([])
-            ax.set_yticks([])
-    for r, name in enumerate([f"before {band.upper()}", f"after {band.upper()}", "label"]):
-        axes[r, 0].set_ylabel(name)
+        block[0].imshow(to_db(chips.images[i, pre_i]), cmap="gray", vmin=vmin, vmax=vmax)
+        block[1].imshow(to_db(chips.images[i, post_i]), cmap="gray", vmin=vmin, vmax=vmax)
+        block[2].imshow(chips.labels[i] > 0, cmap="Reds", vmin=0, vmax=1)
+        block[0].set_title(f"{row.split}\n{int(row.landslide_pixels)} landslide px", fontsize=9)
+    for ax in axes.ravel():
+        ax.set_xticks([])
+        ax.set_yticks([])
+    for k in range(len(indices), groups * cols):  # empty slots of the last row
+        for ax in axes[3 * (k // cols):3 * (k // cols) + 3, k % cols]:
+            ax.set_axis_off()
+    for g in range(groups):
+        for r, name in enumerate([f"before {band.upper()}", f"after {band.upper()}", "label"]):
+            axes[3 * g + r, 0].set_ylabel(name)
     return fig
 
 

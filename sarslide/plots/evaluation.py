@@ -24,6 +24,7 @@ __all__ = [
     "per_run",
     "plot_aprc_by_size",
     "plot_miscounts_by_size",
+    "plot_ensemble_intervals",
     "plot_prediction_examples",
 ]
 
@@ -199,6 +200,73 @@ def plot_miscounts_by_size(ensemble: pd.DataFrame, per_model: pd.DataFrame | Non
         ax.set_xlabel("stage-2 training chips")
         ax.set_ylabel("pixels")
     axes[0].legend(fontsize=8)
+    return fig
+
+
+def plot_ensemble_intervals(intervals: pd.DataFrame, panels: Sequence[tuple[str, str]], *,
+                            n_all: int | None = None, random_aprc: float | None = None,
+                            log_ratio_aprc: float | None = None, paper: dict | None = None,
+                            panel_size: tuple[float, float] = (4.0, 3.3)):
+    """Chapter 6's Figures 2 and 3: one statistic per cell, its interval around it.
+
+    Parameters
+    ----------
+    intervals:
+        :meth:`sarslide.findings.GridBootstrap.intervals` (columns ``arm``,
+        ``train_size``, ``metric``, ``value``, ``ci_low``, ``ci_high``): the points are
+        each cell's ensemble value, the error bars the bootstrap interval *of that same
+        value*, drawn at the same position (so a bar describes the point it surrounds).
+    panels:
+        ``(metric, title)`` per panel, e.g. ``[("aprc", "APRC")]`` (Figure 2) or
+        :data:`MISCOUNT_PANELS` (Figure 3).
+    random_aprc, log_ratio_aprc, paper:
+        References for an ``"aprc"`` panel: horizontal lines, and the paper's values
+        (:data:`sarslide.ablation.PAPER_APRC`) as hollow markers.
+    panel_size:
+        Inches per panel; the default keeps the figure's text legible in the book's
+        column (a three-panel figure is 12 in wide).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    missing = {"arm", "train_size", "metric", "value", "ci_low", "ci_high"} - set(intervals.columns)
+    if missing:
+        raise ValueError(f"intervals lacks columns {sorted(missing)}: pass GridBootstrap.intervals()")
+    rows = intervals[intervals["arm"].isin(ARM_STYLE)]
+    sizes = _ordered_sizes(rows["train_size"])
+    pos = {s: i for i, s in enumerate(sizes)}
+    fig, axes = plt.subplots(1, len(panels), figsize=(panel_size[0] * len(panels), panel_size[1]),
+                             squeeze=False, constrained_layout=True)  # fmt: skip
+    arms = [a for a in ARM_STYLE if a in set(rows["arm"])]
+    for ax, (metric, title) in zip(axes[0], panels):
+        for k, arm in enumerate(arms):
+            part = rows[(rows["metric"] == metric) & (rows["arm"] == arm)]
+            part = part.assign(x=part["train_size"].map(pos)).sort_values("x")
+            x = part["x"].to_numpy() + (k - (len(arms) - 1) / 2) * _DODGE
+            style = ARM_STYLE[arm]
+            ax.vlines(x, part["ci_low"], part["ci_high"], color=style["color"], lw=1.3, alpha=0.7)
+            ax.plot(x, part["value"], marker=style["marker"], color=style["color"], label=style["label"])
+        if metric == "aprc":
+            if paper:
+                for arm, by_size in paper.items():
+                    xs = [pos[s] for s in by_size if s in pos]
+                    ys = [v for s, v in by_size.items() if s in pos]
+                    ax.plot(xs, ys, ls=":", marker=ARM_STYLE[arm]["marker"], mfc="none",
+                            color=ARM_STYLE[arm]["color"], alpha=0.7)  # fmt: skip
+                ax.plot([], [], ls=":", marker="o", mfc="none", color="k", label="paper (real data)")
+            if random_aprc is not None:
+                ax.axhline(random_aprc, color="k", ls="--", lw=1, label=f"random guess ({random_aprc:.3f})")
+            if log_ratio_aprc is not None:
+                ax.axhline(log_ratio_aprc, color="tab:green", ls="-.", lw=1,
+                           label=f"log-ratio change ({log_ratio_aprc:.3f})")  # fmt: skip
+        else:
+            ax.axhline(0, color="k", lw=0.8)
+        ax.set_xticks(range(len(sizes)), [size_label(s, n_all) for s in sizes])
+        ax.set_title(title)
+        ax.set_xlabel("stage-2 training chips")
+        ax.set_ylabel("APRC on test chips" if metric == "aprc" else "pixels")
+    axes[0, 0].legend(fontsize=8)
     return fig
 
 
