@@ -4,7 +4,7 @@
 
     sarslide fetch hokkaido --source zenodo            # fill the cache on a machine with network
     sarslide grid --profile demo --scheduler local      # the ablation grid of chapter 5, headless
-    sarslide map --event hokkaido --out maps/           # chapter 7's map, as files a GIS opens
+    sarslide map --event hokkaido --out maps/hokkaido   # chapter 7's map, as files a GIS opens
     sarslide map --bbox 141.9 42.7 142.0 42.8 --date 2018-09-06 --out maps/aoi
 
 Every command has ``--help``. Bad input gives one line on stderr, ``sarslide: error: …``,
@@ -29,7 +29,10 @@ Commands
     stage-2 checkpoints (``--model``: a run id such as ``hokkaido-nall-s0``, trained through
     the package's cached get-or-train path if missing, or checkpoint files). Writes
     probability, binary map and density heatmap as Cloud-Optimized GeoTIFFs, the ranked
-    cells as GeoJSON and CSV, a PNG quick-look and ``map.json`` (what was done).
+    cells as GeoJSON (RFC 7946 lon/lat) and CSV, a PNG quick-look, an interactive web map
+    (``map.html``) and ``map.json`` (what was done, provenance, and a quality block where
+    truth exists). ``--files`` maps GeoTIFFs / a static STAC catalog already on disk. A
+    scene far from the model's training statistics is refused (``--force`` overrides).
 
 Profile overrides
 -----------------
@@ -733,12 +736,39 @@ def _check_map_args(args: argparse.Namespace):
         from .inventory import read_inventory
 
         read_inventory(args.truth)
-    cache = _cache_dir(args)
+    cache = _cache_path(args)
     if cache.exists() and not cache.is_dir():
         raise CLIError(f"--cache-dir {cache} is a file; give a folder")
     out = Path(args.out) if args.out else cache / "maps" / f"{event.name}-{profile.name}"
     _writable_folder("--out", out)
+    _replaceable_map_folder(out)
     return profile, event, custom, source, resolution
+
+
+def _cache_path(args: argparse.Namespace) -> Path:
+    """The cache folder ``--cache-dir`` / ``$SARSLIDE_DATA_DIR`` names, not created."""
+    import pooch
+
+    from .datasets import DATA_DIR_ENV
+
+    return Path(args.cache_dir or os.environ.get(DATA_DIR_ENV) or pooch.os_cache("sarslide"))
+
+
+def _replaceable_map_folder(out: Path) -> None:
+    """``--out`` is new, empty, a map folder of the package, or an older map folder; a
+    folder holding anything else is refused now (not after the map is computed)."""
+    from .atomic import is_package_store
+
+    if not out.is_dir() or is_package_store(out) or not any(out.iterdir()):
+        return
+    names = {p.name for p in out.iterdir()}
+    if "map.json" in names and names <= set(MAP_FILES.values()):
+        return  # an older map folder: _adopt_old_map_folder marks it
+    shown = ", ".join(sorted(names)[:5]) + (" …" if len(names) > 5 else "")
+    raise CLIError(
+        f"--out {out} holds files that are not a sarslide map ({shown}); a map folder is "
+        f"replaced whole, so give a new or empty folder, e.g. --out {out / 'map'}"
+    )
 
 
 def _map_threshold(args: argparse.Namespace, models, stats, chips) -> tuple[float, str]:
@@ -930,6 +960,11 @@ def cmd_map(args: argparse.Namespace) -> int:
         pre_passes=list(pair.attrs.get("pre_times", [])),
         post_passes=list(pair.attrs.get("post_times", [])),
         model=spec if run is not None else model_text,
+        model_trained_on=(
+            f"{profile.data_source} chips of {args.train_event} (profile {profile.name})"
+            if run is not None
+            else "checkpoint files (their training data is not recorded in them)"
+        ),
         profile=profile.name + "".join(f" --set {s}" for s in args.set or []),
         threshold=threshold,
         threshold_choice=how,

@@ -52,7 +52,7 @@ from .errors import MappingError
 from .export import CELL_COLUMNS, cells_frame, write_cells, write_cog, write_quicklook
 from .heatmap import density_heatmap, heatmap_agreement, rank_cells
 from .local import LocalScene, files_grid, local_cube, local_scenes
-from .provenance import MapProvenance, provenance_tags, quicklook_title
+from .provenance import MapProvenance, describe_source, provenance_tags, quicklook_title
 from .quality import map_quality, quality_block
 from .shift import (
     InputShift,
@@ -92,6 +92,7 @@ __all__ = [
     "check_input_distribution",
     "default_tiles",
     "density_heatmap",
+    "describe_source",
     "files_grid",
     "heatmap_agreement",
     "input_shift",

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
-__all__ = ["MapProvenance", "provenance_tags", "quicklook_title"]
+__all__ = ["MapProvenance", "describe_source", "provenance_tags", "quicklook_title"]
 
 #: Prefix of every tag (GDAL metadata keys are upper case by convention).
 TAG_PREFIX = "SARSLIDE_"
@@ -35,6 +35,9 @@ class MapProvenance:
         ISO times of the passes averaged on each side.
     model:
         Run id or checkpoint files of the model.
+    model_trained_on:
+        What the model was trained on, e.g. ``"synthetic chips of hokkaido (profile
+        demo)"``.
     profile:
         The profile name (and its ``--set`` overrides).
     threshold:
@@ -49,6 +52,7 @@ class MapProvenance:
     profile: str
     threshold: float
     threshold_choice: str = ""
+    model_trained_on: str = ""
     collection: str = ""
     pre_passes: Sequence[str] = field(default_factory=tuple)
     post_passes: Sequence[str] = field(default_factory=tuple)
@@ -69,20 +73,17 @@ class MapProvenance:
 def provenance_tags(prov: MapProvenance) -> dict[str, str]:
     """GeoTIFF tags (``SARSLIDE_*`` text values) of a map's provenance.
 
-    ``SARSLIDE_DATA_SOURCE`` is ``"synthetic (generated scene, not an observation)"`` for
-    a synthetic scene, else the source and collection, e.g.
-    ``"planetary-computer sentinel-1-rtc"``.
+    ``SARSLIDE_DATA_SOURCE`` is :func:`describe_source`: ``"SYNTHETIC scene (generated,
+    not an observation)"`` for a synthetic scene, else ``"real radar …"`` with the
+    collection, e.g. ``"real radar from Planetary Computer sentinel-1-rtc"``.
     """
-    if prov.synthetic:
-        source = "synthetic (generated scene, not an observation)"
-    else:
-        source = " ".join(p for p in (prov.data_source, prov.collection) if p)
     values: Mapping[str, object] = {
-        "DATA_SOURCE": source,
+        "DATA_SOURCE": describe_source(prov),
         "EVENT": prov.event,
         "PRE_PASSES": ",".join(prov.pre_passes),
         "POST_PASSES": ",".join(prov.post_passes),
         "MODEL": prov.model,
+        "MODEL_TRAINED_ON": prov.model_trained_on,
         "PROFILE": prov.profile,
         "THRESHOLD": f"{prov.threshold:.6g}",
         "THRESHOLD_CHOICE": prov.threshold_choice,
@@ -91,11 +92,21 @@ def provenance_tags(prov: MapProvenance) -> dict[str, str]:
     return {TAG_PREFIX + k: str(v) for k, v in values.items()}
 
 
+_SOURCES = {
+    "synthetic": "SYNTHETIC scene (generated, not an observation)",
+    "files": "real radar scenes from files on disk",
+    "zenodo": "real radar: the paper's datacube (Zenodo)",
+    "planetary-computer": "real radar from Planetary Computer",
+}
+
+
+def describe_source(prov: MapProvenance) -> str:
+    """What the scene is, in words: ``"SYNTHETIC scene (…)"`` or ``"real radar … <collection>"``."""
+    text = _SOURCES.get(prov.data_source, prov.data_source)
+    return f"{text} {prov.collection}".strip() if prov.collection else text
+
+
 def quicklook_title(event_title: str, prov: MapProvenance) -> str:
     """The quick-look PNG's title: the event, what the data are, the threshold."""
-    what = (
-        "SYNTHETIC scene (not an observation)"
-        if prov.synthetic
-        else " ".join(p for p in (prov.data_source, prov.collection) if p)
-    )
+    what = describe_source(prov)
     return f"{event_title} — {what}, threshold {prov.threshold:.3g}"
