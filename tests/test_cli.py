@@ -557,7 +557,8 @@ def test_fetch_passes_from_a_stac_api_then_map_them_offline(mapped, data_dir, tm
     centre = (float(bbox[0]) + float(bbox[2])) / 2, (float(bbox[1]) + float(bbox[3])) / 2
     checkpoint = next((data_dir / "ablation").rglob("top-epoch*.pt"))
     out = tmp_path / "map"
-    window = ["--days-before", "200", "--days-after", "220"]
+    # the same search (catalog and window) as the fetch: the cache is keyed on them
+    window = ["--catalog", f"{server.base_url}/stac", "--no-sign", "--days-before", "200", "--days-after", "220"]
     map_args = [*area, *window, *TINY, "--model", str(checkpoint), "--threshold", "0.5", "--window", "64",
                 "--cell-size", "300", "--out", str(out)]  # fmt: skip
     # real radar for a model trained on synthetic scenes: refused, then forced
