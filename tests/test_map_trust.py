@@ -305,7 +305,7 @@ def _cells():
 def test_geojson_is_rfc7946_lonlat_and_csv_names_its_crs(tmp_path):
     import geopandas as gpd
 
-    heat, ranked, cells = _cells()
+    _, ranked, cells = _cells()
     geojson, csv = mapping.write_cells(cells, tmp_path / "c.geojson", tmp_path / "c.csv")
     doc = json.loads(geojson.read_text())
     assert "crs" not in doc  # RFC 7946: no crs member, WGS 84 lon/lat implied
