@@ -403,6 +403,9 @@ def test_map_json_tags_quality_and_web_map(mapped):
         assert 0 <= q["precision"] <= 1 and 0 <= q["recall"] <= 1 and -1 <= q["heatmap_correlation"] <= 1
         assert 0 <= q["top_cells_shared"] <= q["top_k"] == 10
     assert "log_ratio_baseline" in stdout and "precision" in stdout
+    # the first map of a fresh cache trains its model, and says so before it starts
+    training = next(line for line in stdout.splitlines() if line.startswith("training model none-nall-s0"))
+    assert "roughly" in training and " min on the " in training
     html = (out / "map.html").read_text()
     assert html.startswith("<!DOCTYPE html>") and "leaflet" in html.lower()
     assert html.count('"rank": ') == len(gpd.read_file(out / "most_affected_cells.geojson"))
