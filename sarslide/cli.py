@@ -4,7 +4,7 @@
 
     sarslide fetch hokkaido --source zenodo            # fill the cache on a machine with network
     sarslide grid --profile demo --scheduler local      # the ablation grid of chapter 5, headless
-    sarslide map --event hokkaido --out maps/           # chapter 7's map, as files a GIS opens
+    sarslide map --event hokkaido --out maps/hokkaido   # chapter 7's map, as files a GIS opens
     sarslide map --bbox 141.9 42.7 142.0 42.8 --date 2018-09-06 --out maps/aoi
 
 Every command has ``--help``. Bad input gives one line on stderr, ``sarslide: error: …``,
@@ -31,7 +31,10 @@ Commands
     stage-2 checkpoints (``--model``: a run id such as ``hokkaido-nall-s0``, trained through
     the package's cached get-or-train path if missing, or checkpoint files). Writes
     probability, binary map and density heatmap as Cloud-Optimized GeoTIFFs, the ranked
-    cells as GeoJSON and CSV, a PNG quick-look and ``map.json`` (what was done).
+    cells as GeoJSON (RFC 7946 lon/lat) and CSV, a PNG quick-look, an interactive web map
+    (``map.html``) and ``map.json`` (what was done, provenance, and a quality block where
+    truth exists). ``--files`` maps GeoTIFFs / a static STAC catalog already on disk. A
+    scene far from the model's training statistics is refused (``--force`` overrides).
 
 Profile overrides
 -----------------
@@ -68,7 +71,7 @@ __all__ = [
 
 PROG = "sarslide"
 DEFAULT_RUN = "hokkaido-nall-s0"
-SOURCES = ("synthetic", "zenodo", "planetary-computer")
+SOURCES = ("synthetic", "zenodo", "planetary-computer", "files")
 #: Largest side (pixels) of a synthetic scene built for a bounding box.
 MAX_SYNTHETIC_SIDE = 4096
 _RUN_ID = re.compile(r"^(?P<arm>[a-z]+)-n(?P<size>all|\d+)-s(?P<seed>\d+)$")
@@ -275,10 +278,6 @@ def _human(n: float) -> str:
     return f"{n} B"  # pragma: no cover
 
 
-def _pc_cube_path(cache: Path, event, collection: str) -> Path:
-    return cache / "cubes" / f"pc-{event.name}-{collection}.zarr"
-
-
 def _load_pc(event, args, n_pre: int, n_post: int):
     """The lazy Planetary Computer (or ``--catalog``) cube of the nearest passes."""
     from .acquire import PC_STAC_URL, load_planetary_computer
@@ -344,7 +343,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
         from .cube import save_cube
 
         collection = args.collection
-        path = _pc_cube_path(cache, event, collection)
+        path = _pc_cube_path(cache, event, args)
         if path.exists() and not args.refresh:
             print(f"{event.name}: already cached (use --refresh to load again)")
         else:
@@ -479,6 +478,22 @@ def _print_health(table, out: Path) -> None:
 
 
 # ----------------------------------------------------------------------------- map
+class _Say:
+    """Output of ``sarslide map``: normal lines, ``--verbose`` detail, nothing with ``--quiet``."""
+
+    def __init__(self, args: argparse.Namespace):
+        self.quiet = bool(getattr(args, "quiet", False))
+        self.verbose = bool(getattr(args, "verbose", False)) and not self.quiet
+
+    def __call__(self, text: str) -> None:
+        if not self.quiet:
+            print(text, flush=True)
+
+    def detail(self, text: str) -> None:
+        if self.verbose:
+            print(text, flush=True)
+
+
 def _checkpoint_paths(spec: str) -> list[Path]:
     path = Path(spec).expanduser()
     if path.is_dir():
@@ -495,34 +510,76 @@ def _checkpoint_paths(spec: str) -> list[Path]:
     return [path]
 
 
-def _models(args, profile, cache):
-    """(models, band stats, chips or None, description) for ``--model``."""
-    from .ablation import run_models
-    from .datasets import prepare_event
-
-    spec = args.model or DEFAULT_RUN
-    run = parse_run_id(spec)
-    if run is not None:
-        chips = prepare_event(args.train_event, profile, cache_dir=cache)
-        models = run_models(run, event=args.train_event, profile=profile, cache_dir=cache,
-                            device=args.device, progress=True)  # fmt: skip
-        return models, chips.stats, chips, f"run {run.run_id} ({len(models)} checkpoints, trained on {args.train_event})"
-    from .checkpoints import checkpoint_info, load_checkpoints
+def _checkpoint_stats(spec: str) -> tuple[list[Path], Any]:
+    """The checkpoint files of ``--model`` and their band statistics, every file read now
+    (a corrupt file is named before any scene is built)."""
+    from .checkpoints import checkpoint_info
 
     paths = _checkpoint_paths(spec)
-    models = load_checkpoints(paths, "stage2", device=args.device or "cpu")
     all_stats = [checkpoint_info(p).get("stats") for p in paths]
     if any(st != all_stats[0] for st in all_stats[1:]):
         raise CLIError(
             f"--model {spec}: the checkpoints were trained with different band statistics "
             "(different chips); map with checkpoints of one run, or one checkpoint at a time"
         )
-    stats = all_stats[0]
+    return paths, all_stats[0]
+
+
+#: Rough training throughput of the demo networks on one CPU core (chip pixels × epochs
+#: per second), for the "roughly N minutes" line only.
+_TRAIN_PX_PER_S = 2.0e5
+
+
+def _training_estimate(profile, chips, run, device: str | None) -> str:
+    """``"roughly N min"`` for training one run (stage 2; stage 1 as well if not cached)."""
+    n = len(chips.split("stage2_train").labels) if run.train_size is None else run.train_size
+    px = profile.chip_size**2
+    work = n * px * profile.stage2_max_epochs
+    if run.arm != "none":
+        work += len(chips.split("stage1_train").labels) * px * profile.stage1_max_epochs
+    seconds = work / _TRAIN_PX_PER_S / (20.0 if (device or "").startswith("cuda") else 1.0)
+    return f"roughly {max(seconds / 60, 0.1):.1f} min on the CPU" if not (device or "").startswith(
+        "cuda"
+    ) else f"roughly {max(seconds / 60, 0.1):.1f} min on the GPU"
+
+
+def _model_stats(args, profile, cache, say: _Say):
+    """``(spec, run or None, checkpoint paths, band stats, chips or None)`` of ``--model``,
+    without training anything: the statistics the scene is checked against."""
+    from .datasets import prepare_event
+
+    spec = args.model or DEFAULT_RUN
+    run = parse_run_id(spec)
+    if run is not None:
+        chips = prepare_event(args.train_event, profile, cache_dir=cache)
+        return spec, run, [], chips.stats, chips
+    paths, stats = _checkpoint_stats(spec)
     chips = None
     if stats is None or args.threshold is None:
         chips = prepare_event(args.train_event, profile, cache_dir=cache)
         stats = stats or chips.stats
-    return models, stats, chips, f"{len(paths)} checkpoint(s) from {paths[0].parent}"
+    return spec, None, paths, stats, chips
+
+
+def _load_models(args, profile, cache, run, paths, chips, say: _Say):
+    """``(models, description)``: the run's checkpoints (trained first if missing) or files."""
+    if run is not None:
+        from .ablation import results_dir, run_models
+
+        ckpt_dir = results_dir(args.train_event, profile, cache) / run.run_id / "checkpoints"
+        if not any(ckpt_dir.glob("top-epoch*.pt")):
+            say(
+                f"training model {run.run_id} on {args.train_event}'s chips first (not in the "
+                f"cache yet; profile {profile.name}, up to {profile.stage2_max_epochs} "
+                f"stage-2 epochs): {_training_estimate(profile, chips, run, args.device)}"
+            )
+        models = run_models(run, event=args.train_event, profile=profile, cache_dir=cache,
+                            device=args.device, progress=not say.quiet)  # fmt: skip
+        return models, f"run {run.run_id} ({len(models)} checkpoints, trained on {args.train_event})"
+    from .checkpoints import load_checkpoints
+
+    models = load_checkpoints(paths, "stage2", device=args.device or "cpu")
+    return models, f"{len(paths)} checkpoint(s) from {paths[0].parent}"
 
 
 def _synthetic_pair(event, custom: bool, args, profile, cache):
@@ -536,21 +593,52 @@ def _synthetic_pair(event, custom: bool, args, profile, cache):
         if args.scene_size is not None:
             shape = (args.scene_size, args.scene_size)
         else:
-            from .acquire import event_geobox
-
-            shape = tuple(int(s) for s in event_geobox(event).shape)
-            if max(shape) > MAX_SYNTHETIC_SIDE:
-                raise CLIError(
-                    f"the bbox is {shape[0]}×{shape[1]} px at {event.resolution:g} m; a synthetic scene "
-                    f"is limited to {MAX_SYNTHETIC_SIDE} px a side: pass --scene-size or a smaller bbox"
-                )
+            shape = _synthetic_shape(event)
         cube = make_cube(shape, event=event, n_pre=profile.n_pre_passes, n_post=profile.n_post_passes,
                          seed=args.seed)  # fmt: skip
     # A new area (a bbox) has no paper passes to name: take the nearest same-track pair.
     return profile_pass_pair(cube, profile.with_overrides(named_passes=False) if custom else profile)
 
 
-def _real_pair(event, custom: bool, source: str, args, profile, cache):
+def _synthetic_shape(event) -> tuple[int, int]:
+    from .acquire import event_geobox
+
+    shape = tuple(int(s) for s in event_geobox(event).shape)
+    if max(shape) > MAX_SYNTHETIC_SIDE:
+        raise CLIError(
+            f"the bbox is {shape[0]}×{shape[1]} px at {event.resolution:g} m; a synthetic scene "
+            f"is limited to {MAX_SYNTHETIC_SIDE} px a side: pass --scene-size or a smaller bbox"
+        )
+    return shape  # type: ignore[return-value]
+
+
+def _pc_cube_path(cache: Path, event, args: argparse.Namespace) -> Path:
+    """The cached real-data scene of ``event``, keyed on every setting that changes it.
+
+    The key hashes the area (bounds, CRS, resolution), the event time, the collection, the
+    catalog and the search window, so ``--resolution 10`` after a 30 m map, another
+    catalog or a wider window each get their own cached scene.
+    """
+    import hashlib
+
+    from .acquire import PC_STAC_URL
+
+    settings = {
+        "event": event.name,
+        "bounds_lonlat": [round(float(v), 7) for v in event.bounds_lonlat],
+        "time_utc": event.time_utc.isoformat(),
+        "crs": str(event.crs),
+        "resolution": float(event.resolution),
+        "collection": args.collection,
+        "catalog": args.catalog or PC_STAC_URL,
+        "days_before": int(args.days_before),
+        "days_after": int(args.days_after),
+    }
+    key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
+    return cache / "cubes" / f"pc-{event.name}-{args.collection}-{key}.zarr"
+
+
+def _real_pair(event, custom: bool, source: str, args, profile, cache, say: _Say):
     from .acquire import MissingKeyError, NetworkUnavailableError
     from .cube import open_cube
     from .datasets import profile_pass_pair
@@ -567,8 +655,13 @@ def _real_pair(event, custom: bool, source: str, args, profile, cache):
 
             cube = load_paper_cube(event, cache_dir=cache)
         else:
-            path = _pc_cube_path(cache, event, args.collection)
+            path = _pc_cube_path(cache, event, args)
             if path.exists():
+                say(
+                    f"scene: reusing the cached scene {path} (same area, date, collection, "
+                    "resolution, catalog and search window; `sarslide fetch --refresh` loads "
+                    "it again)"
+                )
                 cube = open_cube(path, require_labels=False)
             else:
                 cube = _load_pc(event, args, profile.n_pre_passes, profile.n_post_passes)
@@ -578,6 +671,15 @@ def _real_pair(event, custom: bool, source: str, args, profile, cache):
         raise MissingKeyError(f"{err} Or {fetch_hint}.") from err
     # A new area (a bbox) has no paper passes to name: take the nearest same-track pair.
     return profile_pass_pair(cube, profile.with_overrides(named_passes=False) if custom else profile)
+
+
+def _files_pair(event, args, profile):
+    """The pass pair of ``--files``: scenes on disk, passes chosen by the profile's rule."""
+    from .datasets import profile_pass_pair
+    from .mapping import local_cube
+
+    cube = local_cube(args.files, event.time_utc, event=event.name, resolution=args.resolution)
+    return profile_pass_pair(cube, profile.with_overrides(named_passes=False))
 
 
 def _window(args, models, pair) -> int:
@@ -592,35 +694,157 @@ def _window(args, models, pair) -> int:
     return fit
 
 
-def _check_map_args(args: argparse.Namespace):
-    """``(profile, event, custom, source)`` of ``sarslide map``, every argument checked.
+def _writable_folder(flag: str, path: Path) -> None:
+    """``path`` can be created (or written) as a folder: not a file, its filesystem writable."""
+    import tempfile
 
-    Runs before the heavy imports and any data work, so a bad flag fails in a second.
+    if path.exists() and not path.is_dir():
+        raise CLIError(f"{flag} {path} is a file; give a folder (it is created if missing)")
+    parent = path
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise CLIError(f"{flag} {path}: {parent} is a file, so the folder cannot be created")
+    try:
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError as err:
+        raise CLIError(
+            f"{flag} {path}: cannot write in {parent} ({err.strerror or err}); give a "
+            "writable folder"
+        ) from None
+
+
+def _files_event(args: argparse.Namespace):
+    """The event of ``--files``: a known ``--event`` or one built from ``--date`` and the
+    files' own area, CRS and pixel size (read from the first file's header)."""
+    from .mapping import files_grid
+
+    if args.bbox is not None:
+        raise CLIError("--files maps the area of the files; leave out --bbox")
+    crs, res, lonlat = files_grid(args.files)
+    if args.event:
+        if args.date:
+            raise CLIError("give --event or --date with --files, not both")
+        from .events import get_event
+
+        return get_event(args.event), res
+    if not args.date:
+        raise CLIError(
+            "--files needs the event: --date YYYY-MM-DD (or --event hokkaido|kaikoura); "
+            "passes before it are pre-event, after it post-event"
+        )
+    when = _parse_when(args.date)
+    name = args.name or f"files-{when:%Y%m%d}"
+    resolution = float(args.resolution or res)
+    event = event_from_bbox(lonlat, when, name=name, resolution=resolution)
+    return dataclasses.replace(event, crs=crs, title=f"scenes on disk, event {when:%Y-%m-%d}"), resolution
+
+
+def _check_map_args(args: argparse.Namespace):
+    """``(profile, event, custom, source, resolution)`` of ``sarslide map``, every argument
+    checked.
+
+    Runs before the heavy imports and any data work, so a bad flag fails in a second:
+    numbers (finite, positive, a cell size that fits the pixel size), the event and its
+    date (not in the future), ``--files`` / a local ``--catalog``, the checkpoint files
+    (read now, so a corrupt one is named before the scene is built), ``--truth``, and the
+    output and cache folders (not files, writable).
     """
+    if args.catalog and not re.match(r"^https?://", args.catalog):
+        if Path(args.catalog).expanduser().exists():  # a static catalog: read it from disk
+            args.files = [*(args.files or []), args.catalog]
+            args.catalog = None
+        else:
+            raise CLIError(
+                f"--catalog {args.catalog}: not an http(s) STAC API address nor a file; for "
+                "scenes or a static catalog on disk use --files PATH"
+            )
     profile = _profile(args)
-    event, custom = _resolve_event(args)
-    if args.source:
-        source = args.source
-    elif profile.offline:
-        source = "synthetic"
+    if args.files:
+        if args.source not in (None, "files"):
+            raise CLIError(f"--files maps scenes on disk; leave out --source {args.source}")
+        source = "files"
+        event, resolution = _files_event(args)
+        custom = True
     else:
-        source = "planetary-computer" if custom else "zenodo"
+        if args.source == "files":
+            raise CLIError("--source files needs --files PATH … (GeoTIFFs, a folder or a STAC catalog)")
+        event, custom = _resolve_event(args)
+        if args.resolution is not None:
+            event = dataclasses.replace(event, resolution=float(args.resolution))
+        resolution = float(event.resolution)
+        if args.source:
+            source = args.source
+        elif profile.offline:
+            source = "synthetic"
+        else:
+            source = "planetary-computer" if custom else "zenodo"
+    if custom and event.time_utc > datetime.now(timezone.utc):
+        raise CLIError(
+            f"--date {event.time_utc:%Y-%m-%d} is in the future: no radar pass after it "
+            "exists yet; give the day of the event"
+        )
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
         raise CLIError(
             f"--threshold {args.threshold}: a probability threshold lies in [0, 1]"
         )
-    if args.model and parse_run_id(args.model) is None:
-        _checkpoint_paths(args.model)
     positive = (
         ("--cell-size", args.cell_size),
         ("--top", args.top),
         ("--window", args.window),
         ("--scene-size", args.scene_size),
+        ("--resolution", args.resolution),
     )
     for flag, value in positive:
-        if value is not None and value <= 0:
-            raise CLIError(f"{flag} {value}: must be positive")
-    return profile, event, custom, source
+        if value is not None and (not math.isfinite(value) or value <= 0):
+            raise CLIError(f"{flag} {value}: must be a positive number")
+    steps = args.cell_size / resolution
+    if abs(steps - round(steps)) > 1e-6 or round(steps) < 1:
+        low = max(1, math.floor(steps)) * resolution
+        raise CLIError(
+            f"--cell-size {args.cell_size:g} m is not a whole multiple of the {resolution:g} m "
+            f"pixels; use e.g. {low:g} or {low + resolution:g}"
+        )
+    if args.model and parse_run_id(args.model) is None:
+        _checkpoint_stats(args.model)
+    if args.truth:
+        from .inventory import read_inventory
+
+        read_inventory(args.truth)
+    cache = _cache_path(args)
+    if cache.exists() and not cache.is_dir():
+        raise CLIError(f"--cache-dir {cache} is a file; give a folder")
+    out = Path(args.out) if args.out else cache / "maps" / f"{event.name}-{profile.name}"
+    _writable_folder("--out", out)
+    _replaceable_map_folder(out)
+    return profile, event, custom, source, resolution
+
+
+def _cache_path(args: argparse.Namespace) -> Path:
+    """The cache folder ``--cache-dir`` / ``$SARSLIDE_DATA_DIR`` names, not created."""
+    import pooch
+
+    from .datasets import DATA_DIR_ENV
+
+    return Path(args.cache_dir or os.environ.get(DATA_DIR_ENV) or pooch.os_cache("sarslide"))
+
+
+def _replaceable_map_folder(out: Path) -> None:
+    """``--out`` is new, empty, a map folder of the package, or an older map folder; a
+    folder holding anything else is refused now (not after the map is computed)."""
+    from .atomic import is_package_store
+
+    if not out.is_dir() or is_package_store(out) or not any(out.iterdir()):
+        return
+    names = {p.name for p in out.iterdir()}
+    if "map.json" in names and names <= set(MAP_FILES.values()):
+        return  # an older map folder: _adopt_old_map_folder marks it
+    shown = ", ".join(sorted(names)[:5]) + (" …" if len(names) > 5 else "")
+    raise CLIError(
+        f"--out {out} holds files that are not a sarslide map ({shown}); a map folder is "
+        f"replaced whole, so give a new or empty folder, e.g. --out {out / 'map'}"
+    )
 
 
 def _map_threshold(args: argparse.Namespace, models, stats, chips) -> tuple[float, str]:
@@ -641,92 +865,217 @@ def _map_threshold(args: argparse.Namespace, models, stats, chips) -> tuple[floa
     return calibrate_threshold(val_prob, val.labels), "calibrated on validation chips"
 
 
-def _write_map_files(out: Path, prob, binary, heatmap, ranked, title: str) -> dict[str, Path]:
-    """Write the three COGs, the ranked cells (GeoJSON, CSV) and the quick-look PNG.
+def _truth_map(args, pair, prob):
+    """``(true binary map, what it is)`` where truth exists, else ``(None, "")``: the
+    ``--truth`` inventory rasterised on the map grid, or the scene's own labels."""
+    from . import mapping
+
+    valid = prob.notnull()
+    if args.truth:
+        from .inventory import rasterize
+
+        labels = rasterize(args.truth, like=pair)
+        what = f"inventory {args.truth}"
+    elif "landslides" in pair.variables:
+        labels = pair["landslides"]
+        what = "the scene's labels" + (" (synthetic)" if pair.attrs.get("source") == "synthetic" else "")
+    else:
+        return None, ""
+    truth = (labels > 0).astype("float32").where(valid).rio.write_crs(pair.rio.crs)
+    return mapping.binary_map(truth, 0.5), what
+
+
+def _baseline_map(args, pair, chips, window: int):
+    """The log-ratio baseline's binary map, its threshold calibrated on the same
+    validation chips as the model's."""
+    import functools
+
+    from . import mapping
+    from .baseline import log_ratio_score
+
+    score_fn = functools.partial(log_ratio_score, window=5)
+    score = mapping.predict_raw(pair, score_fn, window=window, progress=False)
+    val = chips.split("validation")
+    threshold = mapping.calibrate_threshold(score_fn(val.images), val.labels)
+    return mapping.binary_map(score, threshold), float(threshold)
+
+
+#: Names of the files of a map folder (also how an older map folder is recognised).
+MAP_FILES = {
+    "probability": "landslide_probability.tif",
+    "binary": "landslide_map.tif",
+    "density": "landslide_density.tif",
+    "cells_geojson": "most_affected_cells.geojson",
+    "cells_csv": "most_affected_cells.csv",
+    "quicklook": "quicklook.png",
+    "web_map": "map.html",
+    "record": "map.json",
+}
+
+
+def _write_map_files(folder: Path, prob, binary, heatmap, ranked, title: str, tags: dict,
+                     cells_crs: str, tiles) -> dict[str, Path]:  # fmt: skip
+    """Write the three COGs (with provenance ``tags``), the ranked cells (GeoJSON, CSV),
+    the quick-look PNG and the web map into ``folder``.
 
     Returns ``{kind: path}`` in the order written (``probability``, ``binary``,
-    ``density``, ``cells_geojson``, ``cells_csv``, ``quicklook``).
+    ``density``, ``cells_geojson``, ``cells_csv``, ``quicklook``, ``web_map``).
     """
     from . import mapping
 
     cells = mapping.cells_frame(ranked, heatmap)
     files = {
-        "probability": mapping.write_cog(prob, out / "landslide_probability.tif"),
-        "binary": mapping.write_cog(binary, out / "landslide_map.tif"),
-        "density": mapping.write_cog(heatmap, out / "landslide_density.tif"),
+        kind: mapping.write_cog(raster, folder / MAP_FILES[kind], tags=tags)
+        for kind, raster in (("probability", prob), ("binary", binary), ("density", heatmap))
     }
     files["cells_geojson"], files["cells_csv"] = mapping.write_cells(
-        cells, out / "most_affected_cells.geojson", out / "most_affected_cells.csv"
-    )
+        cells, folder / MAP_FILES["cells_geojson"], folder / MAP_FILES["cells_csv"],
+        geojson_crs="native" if cells_crs == "utm" else "EPSG:4326",
+    )  # fmt: skip
     files["quicklook"] = mapping.write_quicklook(
-        prob, binary, heatmap, out / "quicklook.png", ranked=ranked.head(10), title=title
+        prob, binary, heatmap, folder / MAP_FILES["quicklook"], ranked=ranked.head(10), title=title
+    )
+    files["web_map"] = mapping.write_web_map(
+        mapping.web_map(heatmap, ranked, tiles=tiles, title=title), folder / MAP_FILES["web_map"]
     )
     return files
 
 
-def _map_areas_km2(prob, binary) -> tuple[float, float]:
-    """``(mapped landslide area, valid area)`` in km² of a map on a regular grid."""
-    import numpy as np
+def _adopt_old_map_folder(out: Path) -> None:
+    """Mark a map folder written before maps were swapped in whole as the package's own,
+    so a rerun may replace it (only when it holds nothing but map files)."""
+    from .atomic import STORE_MARKER
 
-    valid = int(np.isfinite(prob.values).sum())
-    dx = float(prob["x"][1] - prob["x"][0])
-    dy = float(prob["y"][0] - prob["y"][1])
-    pixel_km2 = abs(dx * dy) / 1e6
-    return float((binary.values == 1).sum()) * pixel_km2, valid * pixel_km2
+    if out.is_dir() and not (out / STORE_MARKER).exists():
+        names = {p.name for p in out.iterdir()}
+        if names and "map.json" in names and names <= set(MAP_FILES.values()):
+            (out / STORE_MARKER).write_text(json.dumps({"writer": "sarslide", "format": 1}) + "\n")
 
 
-def _print_map_summary(record: dict[str, Any], ranked, files: dict[str, Path]) -> None:
-    """The threshold, the mapped area, the five most affected cells and the files."""
-    print(
+def _print_map_summary(say: _Say, record: dict[str, Any], ranked, out: Path) -> None:
+    """The threshold, the mapped area, quality, the five most affected cells and the files."""
+    say(
         f"threshold {record['threshold']:.3f} ({record['threshold_choice']}); mapped "
         f"landslide area {record['mapped_area_km2']:.2f} km² "
         f"of {record['valid_area_km2']:.1f} km²"
     )
+    quality = record.get("quality")
+    if quality:
+        say(f"quality against {quality['truth']}:")
+        for name in ("model", "log_ratio_baseline"):
+            q = quality[name]
+            say(
+                f"  {name:19s} precision {q['precision']:.3f}  recall {q['recall']:.3f}  "
+                f"area {q['mapped_area_km2']:.2f} of {q['true_area_km2']:.2f} km²  "
+                f"heatmap r {q['heatmap_correlation']:.2f}  "
+                f"top-{q['top_k']} cells shared {q['top_cells_shared']}"
+            )
     if len(ranked):
-        print("most affected cells:")
+        say("most affected cells:")
         digits = {"x": 0, "y": 0, "lon": 4, "lat": 4, "landslide_fraction": 3,
                   "landslide_area_km2": 3}  # fmt: skip
-        print(ranked.head(5).round(digits).to_string(index=False))
-    for key, path in files.items():
-        print(f"{key:14s} {path}")
+        say(ranked.head(5).round(digits).to_string(index=False))
+    for key, name in record["files"].items():
+        say(f"{key:14s} {out / name}")
+
+
+def _json_ready(value):
+    """NaN → None, recursively (JSON has no NaN)."""
+    if isinstance(value, dict):
+        return {k: _json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def cmd_map(args: argparse.Namespace) -> int:
-    """Map an area: COGs, ranked cells (GeoJSON, CSV), quick-look PNG, map.json."""
-    profile, event, custom, source = _check_map_args(args)
+    """Map an area: COGs, ranked cells (GeoJSON, CSV), quick-look PNG, web map, map.json."""
+    say = _Say(args)
+    if say.quiet:
+        os.environ["TQDM_DISABLE"] = "1"
+    profile, event, custom, source, resolution = _check_map_args(args)
 
-    from . import mapping
-    from .atomic import atomic_file
+    from . import __version__, mapping
+    from .atomic import atomic_directory
 
     cache = _cache_dir(args)
     out = Path(args.out) if args.out else cache / "maps" / f"{event.name}-{profile.name}"
-    out.mkdir(parents=True, exist_ok=True)
+    spec, run, paths, stats, chips = _model_stats(args, profile, cache, say)
     if source == "synthetic":
         pair = _synthetic_pair(event, custom, args, profile, cache)
+    elif source == "files":
+        pair = _files_pair(event, args, profile)
     else:
-        pair = _real_pair(event, custom, source, args, profile, cache)
+        pair = _real_pair(event, custom, source, args, profile, cache, say)
     size = f"{pair.sizes['y']}×{pair.sizes['x']} px"
-    print(f"scene: {event.name} ({source}), {size}, {pair.rio.crs}")
-    models, stats, chips, model_text = _models(args, profile, cache)
-    print(f"model: {model_text}")
+    say(f"scene: {event.name} ({source}), {size} at {resolution:g} m, {pair.rio.crs}")
+    if args.force:
+        say("--force: the scene's statistics are not checked against the model's")
+    else:
+        shifts = mapping.check_input_distribution(pair, stats, force_hint="--force")
+        for s in shifts:
+            say.detail("  " + s.describe())
+    models, model_text = _load_models(args, profile, cache, run, paths, chips, say)
+    say(f"model: {model_text}")
     window = _window(args, models, pair)
     prob = mapping.predict_probability(
-        pair, models, stats, window=window, device=args.device, progress=True
-    )
+        pair, models, stats, window=window, device=args.device, progress=not say.quiet,
+        force=True,  # checked above, before the model was loaded or trained
+    )  # fmt: skip
     threshold, how = _map_threshold(args, models, stats, chips)
     binary = mapping.binary_map(prob, threshold)
     heatmap = mapping.density_heatmap(binary, cell_size=args.cell_size)
     ranked = mapping.rank_cells(heatmap, top=args.top)
-    title = f"{event.title} — {source}, threshold {threshold:.3g}"
-    files = _write_map_files(out, prob, binary, heatmap, ranked, title)
-    mapped_km2, valid_km2 = _map_areas_km2(prob, binary)
+    collection = args.collection if source == "planetary-computer" else ""
+    prov = mapping.MapProvenance(
+        data_source=source,
+        collection=collection,
+        event=event.name,
+        pre_passes=list(pair.attrs.get("pre_times", [])),
+        post_passes=list(pair.attrs.get("post_times", [])),
+        model=spec if run is not None else model_text,
+        model_trained_on=(
+            f"{profile.data_source} chips of {args.train_event} (profile {profile.name})"
+            if run is not None
+            else "checkpoint files (their training data is not recorded in them)"
+        ),
+        profile=profile.name + "".join(f" --set {s}" for s in args.set or []),
+        threshold=threshold,
+        threshold_choice=how,
+        version=__version__,
+    )
+    truth, truth_what = _truth_map(args, pair, prob)
+    quality = None
+    if truth is not None:
+        if chips is None:
+            from .datasets import prepare_event
+
+            chips = prepare_event(args.train_event, profile, cache_dir=cache)
+        baseline, baseline_threshold = _baseline_map(args, pair, chips, window)
+        quality = mapping.quality_block(
+            {"model": binary, "log_ratio_baseline": baseline}, truth,
+            cell_size=args.cell_size, top=min(args.top, 10), truth_source=truth_what,
+        )  # fmt: skip
+        quality["log_ratio_baseline"]["threshold"] = baseline_threshold
+    title = mapping.quicklook_title(event.title, prov)
+    tiles = None if args.no_tiles else mapping.default_tiles()
     record = {
         "event": event.name,
         "title": event.title,
+        "quicklook_title": title,
         "event_time_utc": event.time_utc.isoformat(),
         "bounds_lonlat": list(event.bounds_lonlat),
         "crs": str(pair.rio.crs),
+        "resolution_m": float(resolution),
         "source": source,
+        "synthetic": prov.synthetic,
+        "collection": collection,
+        "catalog": (args.catalog or "planetary-computer") if source == "planetary-computer" else "",
+        "input_files": list(args.files or []),
+        "provenance": prov.to_dict(),
+        "tags": mapping.provenance_tags(prov),
         "profile": profile.name,
         "profile_overrides": list(args.set or []),
         "model": model_text,
@@ -734,15 +1083,24 @@ def cmd_map(args: argparse.Namespace) -> int:
         "threshold_choice": how,
         "window": window,
         "cell_size_m": float(args.cell_size),
-        "mapped_area_km2": mapped_km2,
-        "valid_area_km2": valid_km2,
+        "mapped_area_km2": mapping.mapped_area_km2(binary),
+        "valid_area_km2": mapping.valid_area_km2(prob),
         "pre_times": list(pair.attrs.get("pre_times", [])),
         "post_times": list(pair.attrs.get("post_times", [])),
-        "files": {k: p.name for k, p in files.items()},
+        "cells_geojson_crs": "EPSG:4326" if args.cells_crs == "lonlat" else str(pair.rio.crs),
+        "quality": quality,
+        "files": dict(MAP_FILES),
+        "sarslide_version": __version__,
     }
-    with atomic_file(out / "map.json", suffix=".json") as tmp:
-        tmp.write_text(json.dumps(record, indent=2))
-    _print_map_summary(record, ranked, files)
+    # Every file is written into a hidden sibling folder that replaces ``out`` only when
+    # all are complete: a killed run leaves the previous map whole, a failed one no folder.
+    _adopt_old_map_folder(out)
+    with atomic_directory(out) as tmp:
+        tmp.mkdir(parents=True)
+        _write_map_files(tmp, prob, binary, heatmap, ranked, title, record["tags"],
+                         args.cells_crs, tiles)  # fmt: skip
+        (tmp / MAP_FILES["record"]).write_text(json.dumps(_json_ready(record), indent=2))
+    _print_map_summary(say, record, ranked, out)
     return 0
 
 
@@ -785,6 +1143,15 @@ def _pc_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--resolution", type=float, default=None, help="grid of a --bbox area in metres (default 10)")
 
 
+MAP_EXAMPLES = """examples:
+  sarslide map --event hokkaido --out maps/hokkaido            # demo: synthetic scene, offline
+  sarslide map --bbox 141.9 42.7 142.0 42.8 --date 2018-09-06 --out maps/aoi
+  sarslide map --files downloads/*.tif --date 2023-12-20 --profile paper --out maps/usb
+  sarslide map --files catalog.json --date 2023-12-20 --model run/checkpoints --force
+  sarslide map --event hokkaido --truth inventory.gpkg --cells-crs utm --quiet
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``sarslide`` argument parser (sub-commands fetch, grid, map)."""
     common = _common()
@@ -795,6 +1162,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Run `sarslide COMMAND --help` for a command's options.",
         parents=[_common(debug_only=True)],
     )
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     f = sub.add_parser("fetch", parents=[common], help="download and verify an event's data into the cache",
@@ -825,27 +1195,50 @@ def build_parser() -> argparse.ArgumentParser:
                    help="time budget: stop cleanly between runs once spent (the next call goes on)")  # fmt: skip
     g.set_defaults(func=cmd_grid)
 
-    m = sub.add_parser("map", parents=[common], help="map an event or a bbox: COGs, GeoJSON/CSV cells, PNG",
-                       description=cmd_map.__doc__)  # fmt: skip
+    m = sub.add_parser("map", parents=[common], help="map an event or a bbox: COGs, GeoJSON/CSV cells, PNG, web map",
+                       description=cmd_map.__doc__ + " Every argument is checked before any data work; "
+                       "a scene whose backscatter statistics are far from the model's training "
+                       "statistics is refused (--force maps it anyway).",
+                       epilog=MAP_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     m.add_argument("--event", help="a known event: hokkaido or kaikoura")
     _bbox_args(m)
     m.add_argument("--source", choices=SOURCES, default=None,
-                   help="synthetic (offline; default on the demo profile), zenodo or planetary-computer")  # fmt: skip
+                   help="synthetic (offline; default on the demo profile), zenodo, planetary-computer, "
+                        "or files (implied by --files)")  # fmt: skip
+    m.add_argument("--files", nargs="+", metavar="PATH",
+                   help="scenes on disk: GeoTIFFs (one polarisation each, VV/VH and the date in the "
+                        "name), folders of them, or a static STAC catalog / item collection JSON; "
+                        "with --date (or --event)")  # fmt: skip
     _pc_args(m)
     _profile_args(m)
     m.add_argument("--model", metavar="RUN_OR_CHECKPOINT",
                    help=f"run id arm-n<size|all>-s<seed> (default {DEFAULT_RUN}; trained if missing), "
                         "a checkpoint file or a folder of checkpoints")  # fmt: skip
     m.add_argument("--train-event", default="hokkaido", help="event whose chips train / calibrate the model")
+    m.add_argument("--force", action="store_true",
+                   help="map even a scene whose statistics are far from the model's training data")  # fmt: skip
     m.add_argument("--threshold", type=float, default=None,
                    help="probability threshold (default: calibrated on validation chips)")  # fmt: skip
+    m.add_argument("--truth", metavar="INVENTORY",
+                   help="landslide inventory (GeoPackage, GeoJSON, shapefile, KMZ, CSV lon/lat) to "
+                        "score the map against; map.json then holds a quality block")  # fmt: skip
     m.add_argument("--cell-size", type=float, default=1000.0, help="density heatmap cell in metres (default 1000)")
     m.add_argument("--top", type=int, default=50, help="how many ranked cells to export (default 50)")
+    m.add_argument("--cells-crs", choices=("lonlat", "utm"), default="lonlat",
+                   help="GeoJSON cells in lon/lat EPSG:4326 (RFC 7946, default) or the map's UTM CRS")  # fmt: skip
+    m.add_argument("--no-tiles", action="store_true",
+                   help="build map.html without a basemap (offline; also $SARSLIDE_WEBMAP_TILES=none)")  # fmt: skip
     m.add_argument("--window", type=int, default=None, help="sliding-window size in pixels (default ≤ 256)")
     m.add_argument("--scene-size", type=int, default=None,
                    help="synthetic source: an N×N px scene (default: the event's profile scene, or the bbox)")  # fmt: skip
     m.add_argument("--seed", type=int, default=0, help="synthetic source: scene seed for a bbox / --scene-size")
-    m.add_argument("--out", metavar="DIR", help="output folder (default <cache>/maps/<event>-<profile>)")
+    m.add_argument("--out", metavar="DIR",
+                   help="output folder (default <cache>/maps/<event>-<profile>); replaced whole, "
+                        "only when every file is written")  # fmt: skip
+    talk = m.add_mutually_exclusive_group()
+    talk.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors (no progress bars)")
+    talk.add_argument("--verbose", "-v", action="store_true",
+                      help="also print the scene's and the model's band statistics")  # fmt: skip
     m.set_defaults(func=cmd_map)
     return parser
 
@@ -853,7 +1246,8 @@ def build_parser() -> argparse.ArgumentParser:
 # ----------------------------------------------------------------------------- main
 def _known_errors() -> tuple[type[BaseException], ...]:
     known: list[type[BaseException]] = [ValueError, KeyError, FileNotFoundError, NotADirectoryError,
-                                         IsADirectoryError, PermissionError, ConnectionError, TimeoutError]  # fmt: skip
+                                         IsADirectoryError, PermissionError, ConnectionError, TimeoutError,
+                                         FileExistsError]  # fmt: skip
     errors = sys.modules.get("sarslide.acquire.errors")  # only raised if it was imported
     if errors is not None:
         known.append(errors.NoPassesError)

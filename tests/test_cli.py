@@ -94,6 +94,17 @@ def test_every_command_has_help(command, capsys):
     assert text.startswith("usage: sarslide" + (f" {command[0]}" if command else ""))
     if command == ["map"]:
         assert "--bbox W S E N" in text and "--model RUN_OR_CHECKPOINT" in text
+        assert "--files PATH" in text and "--force" in text and "--quiet" in text
+        examples = text.split("examples:", 1)[1]
+        assert examples.count("sarslide map ") >= 4 and "--files" in examples
+
+
+def test_version(capsys):
+    from sarslide import __version__
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0 and capsys.readouterr().out.strip() == f"sarslide {__version__}"
 
 
 def test_installed_entry_point_runs():
@@ -155,6 +166,18 @@ def test_run_ids_and_profile_overrides():
          ["only the paper's events"]),
         (["grid", "--arms", "none,mars"], ["unknown arm(s) ['mars']"]),
         (["grid", "--scheduler", "htp:/x"], ["--scheduler"]),
+        # sarslide map: every argument checked before any data work (issues 19.7, 22.6)
+        (["map", "--event", "hokkaido", "--cell-size", "nan"], ["--cell-size nan", "positive number"]),
+        (["map", "--event", "hokkaido", "--cell-size", "15"], ["not a whole multiple of the 10 m", "use e.g. 10 or 20"]),
+        (["map", "--event", "hokkaido", "--top", "0"], ["--top 0"]),
+        (["map", "--bbox", "1", "1", "2", "2", "--date", "2999-01-01"], ["in the future", "no radar pass"]),
+        (["map", "--files", str(FIXTURES)], ["--files needs the event", "--date"]),
+        (["map", "--catalog", str(FIXTURES)], ["--files needs the event"]),  # a static catalog on disk
+        (["map", "--catalog", "stac.json"], ["not an http(s) STAC API", "--files"]),
+        (["map", "--files", "/no/such/scenes", "--date", "2023-12-20"], ["no such file or folder"]),
+        (["map", "--source", "files", "--event", "hokkaido"], ["--source files needs --files"]),
+        (["map", "--files", str(FIXTURES), "--date", "2023-12-20", "--cell-size", "100"],
+         ["not a whole multiple of the 30 m"]),  # the resolution is read from the files
     ],
 )
 def test_bad_input_is_one_line_and_nonzero(args, needles, tmp_path, monkeypatch, capsys):
@@ -176,6 +199,42 @@ def test_bad_input_is_one_line_and_nonzero(args, needles, tmp_path, monkeypatch,
 )
 def test_bad_input_in_a_subprocess(args, needles, tmp_path):
     assert_one_line_error(run_cli(*args, data_dir=tmp_path), *needles)
+
+
+def test_map_output_and_cache_folders_and_model_checked_first(tmp_path, monkeypatch, capsys):
+    """--out or --cache-dir at a file, a corrupt --model file: one line, before any scene
+    is built; a failed run leaves no output folder behind."""
+    monkeypatch.setenv("SARSLIDE_DATA_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("SARSLIDE_PROFILE", raising=False)
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    corrupt = tmp_path / "model.pt"
+    corrupt.write_bytes(b"\0" * 64)
+    users = tmp_path / "my_folder"
+    users.mkdir()
+    (users / "notes.txt").write_text("mine")
+    cases = [
+        (["--out", str(users)], ["holds files that are not a sarslide map", "notes.txt"]),
+        (["--out", str(a_file)], ["--out", "is a file"]),
+        (["--out", str(a_file / "sub")], ["is a file, so the folder cannot be created"]),
+        (["--cache-dir", str(a_file)], ["--cache-dir", "is a file"]),
+        (["--model", str(corrupt)], [str(corrupt), "corrupt or not a sarslide checkpoint"]),
+    ]
+    for extra, needles in cases:
+        status = main(["map", "--event", "hokkaido", *extra])
+        captured = capsys.readouterr()
+        assert_one_line_error(subprocess.CompletedProcess(extra, status, captured.out, captured.err), *needles)
+        assert "scene:" not in captured.out  # nothing was built
+    assert (users / "notes.txt").read_text() == "mine"
+    out = tmp_path / "new" / "map"
+    status = main(["map", "--bbox", "1", "1", "2", "2", "--date", "2999-01-01", "--out", str(out)])
+    assert status == 1 and not (tmp_path / "new").exists() and not (tmp_path / "cache").exists()
+    if os.geteuid() != 0:  # root writes anywhere; a read-only folder only binds other users
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        status = main(["map", "--event", "hokkaido", "--out", str(locked / "map")])
+        captured = capsys.readouterr()
+        assert_one_line_error(subprocess.CompletedProcess([], status, captured.out, captured.err), "cannot write")
 
 
 def test_malformed_command_line_is_a_usage_error(tmp_path):
@@ -271,24 +330,28 @@ def test_map_rasters_agree_with_each_other(mapped):
 
 def test_map_cells_geojson_and_csv(mapped):
     out, _ = mapped
-    cells = gpd.read_file(out / "most_affected_cells.geojson")
+    doc = json.loads((out / "most_affected_cells.geojson").read_text())
+    assert "crs" not in doc  # RFC 7946: lon/lat on WGS 84, no crs member
+    lonlat_cells = gpd.read_file(out / "most_affected_cells.geojson")
+    assert lonlat_cells.crs.to_epsg() == 4326
+    cells = lonlat_cells.to_crs("EPSG:32654")  # back to the map's metres for the checks below
     table = pd.read_csv(out / "most_affected_cells.csv")
-    assert cells.crs.to_epsg() == 32654
     assert list(cells.columns) == ["rank", "x", "y", "lon", "lat", "landslide_fraction",
                                    "landslide_area_km2", "cell_size_m", "geometry"]  # fmt: skip
     assert len(cells) > 0 and len(table) == len(cells)
-    assert list(table.columns) == list(cells.columns[:-1]) + ["geometry_wkt"]
-    pd.testing.assert_frame_equal(table.drop(columns="geometry_wkt"), pd.DataFrame(cells.drop(columns="geometry")),
-                                  check_dtype=False)  # fmt: skip
+    assert list(table.columns) == list(cells.columns[:-1]) + ["geometry_wkt", "crs"]
+    assert set(table["crs"]) == {"EPSG:32654"}  # the CSV names its CRS
+    pd.testing.assert_frame_equal(table.drop(columns=["geometry_wkt", "crs"]),
+                                  pd.DataFrame(cells.drop(columns="geometry")), check_dtype=False)  # fmt: skip
     assert list(cells["rank"]) == list(range(1, len(cells) + 1))
     assert (np.diff(cells["landslide_fraction"]) <= 0).all()
-    np.testing.assert_allclose(cells.geometry.area, 500.0**2)
-    np.testing.assert_allclose(cells.geometry.centroid.x, cells["x"])
+    np.testing.assert_allclose(cells.geometry.area, 500.0**2, rtol=1e-4)  # GeoJSON keeps 7 decimals
+    np.testing.assert_allclose(cells.geometry.centroid.x, cells["x"], atol=0.05)
     np.testing.assert_allclose(gpd.GeoSeries.from_wkt(table["geometry_wkt"]).area, 500.0**2)
     # lon/lat columns are the cell centres in WGS 84
     lonlat = cells.geometry.centroid.to_crs("EPSG:4326")
-    np.testing.assert_allclose(lonlat.x, cells["lon"], atol=1e-7)
-    np.testing.assert_allclose(lonlat.y, cells["lat"], atol=1e-7)
+    np.testing.assert_allclose(lonlat.x, cells["lon"], atol=1e-6)
+    np.testing.assert_allclose(lonlat.y, cells["lat"], atol=1e-6)
     # fractions are the density raster's values at those cells
     density = rioxarray.open_rasterio(out / "landslide_density.tif").squeeze("band", drop=True)
     at = density.sel(x=xr_points(cells["x"]), y=xr_points(cells["y"]), method="nearest").values
@@ -311,6 +374,112 @@ def test_map_quicklook_png_is_not_blank(mapped):
     assert "quicklook" in stdout and not list(out.glob(".*tmp*"))
 
 
+def test_map_json_tags_quality_and_web_map(mapped):
+    """Provenance in every GeoTIFF and map.json; the quality block against the synthetic
+    labels for the model and the log-ratio baseline; map.html; areas that agree."""
+    out, stdout = mapped
+    info = json.loads((out / "map.json").read_text())
+    assert info["synthetic"] is True and info["source"] == "synthetic" and info["resolution_m"] == 10.0
+    assert "SYNTHETIC" in info["quicklook_title"]
+    for name in ("landslide_probability.tif", "landslide_map.tif", "landslide_density.tif"):
+        with rasterio.open(out / name) as src:
+            tags = src.tags()
+        assert tags["SARSLIDE_DATA_SOURCE"].startswith("SYNTHETIC"), name
+        assert tags["SARSLIDE_EVENT"] == "hokkaido" and tags["SARSLIDE_MODEL"] == "none-nall-s0"
+        assert tags["SARSLIDE_PROFILE"].startswith("demo --set")
+        assert float(tags["SARSLIDE_THRESHOLD"]) == pytest.approx(info["threshold"], rel=1e-5)
+        assert tags["SARSLIDE_PRE_PASSES"] == ",".join(info["pre_times"])
+        assert tags["SARSLIDE_POST_PASSES"] == ",".join(info["post_times"])
+        assert tags["SARSLIDE_VERSION"] == info["sarslide_version"]
+    binary = rioxarray.open_rasterio(out / "landslide_map.tif").squeeze("band", drop=True)
+    quality = info["quality"]
+    assert quality["truth"].startswith("the scene's labels")
+    model, base = quality["model"], quality["log_ratio_baseline"]
+    # one area everywhere: map.json, the quality block and a hand count of the file (1 only)
+    hand_km2 = float((binary.values == 1).sum()) * 100.0 / 1e6
+    assert info["mapped_area_km2"] == pytest.approx(hand_km2) == pytest.approx(model["mapped_area_km2"])
+    assert model["true_area_km2"] == base["true_area_km2"] > 0
+    for q in (model, base):
+        assert 0 <= q["precision"] <= 1 and 0 <= q["recall"] <= 1 and -1 <= q["heatmap_correlation"] <= 1
+        assert 0 <= q["top_cells_shared"] <= q["top_k"] == 10
+    assert "log_ratio_baseline" in stdout and "precision" in stdout
+    # the first map of a fresh cache trains its model, and says so before it starts
+    training = next(line for line in stdout.splitlines() if line.startswith("training model none-nall-s0"))
+    assert "roughly" in training and " min on the " in training
+    html = (out / "map.html").read_text()
+    assert html.startswith("<!DOCTYPE html>") and "leaflet" in html.lower()
+    assert html.count('"rank": ') == len(gpd.read_file(out / "most_affected_cells.geojson"))
+    assert sorted(p.name for p in out.iterdir()) == sorted([*info["files"].values(), ".sarslide-store"])
+
+
+def test_map_files_on_disk_refused_for_the_demo_model_then_forced(mapped, data_dir, tmp_path):
+    """The real OPERA RTC fixtures with the demo model: refused with the statistics before
+    any compute; with --force mapped, and the tags say real data, demo model."""
+    out = tmp_path / "usb"
+    args = ["map", "--files", *map(str, sorted(FIXTURES.glob("*.tif"))), "--date", "2023-12-20", *TINY,
+            "--model", "none-nall-s0", "--window", "64", "--cell-size", "300", "--out", str(out)]  # fmt: skip
+    proc = run_cli(*args, data_dir=data_dir)
+    assert_one_line_error(proc, "band vv", "--force", "trained on this kind of data")
+    # the scene's statistics in the message are those of the files (rasterio, by hand)
+    logs = []
+    for stamp in ("20231215T015904Z", "20231227T015903Z"):
+        with rasterio.open(fixture_files()[stamp]["vv"]) as src:
+            band = src.read(1, masked=True).filled(np.nan)
+        logs.append(np.log10(np.maximum(band[np.isfinite(band)], 1e-5)))
+    assert f"mean {np.concatenate(logs).mean():.3f}" in proc.stderr
+    assert "mapping windows" not in proc.stderr and not out.exists()
+    forced = run_cli(*args, "--force", data_dir=data_dir)
+    assert forced.returncode == 0, forced.stdout + forced.stderr
+    info = json.loads((out / "map.json").read_text())
+    assert info["source"] == "files" and info["synthetic"] is False and info["resolution_m"] == 30.0
+    assert info["crs"] == "EPSG:32611" and info["pre_times"][0].startswith("2023-12-15")
+    assert info["post_times"][0].startswith("2023-12-27") and info["quality"] is None
+    with rasterio.open(out / "landslide_probability.tif") as src:
+        tags = src.tags()
+        assert src.res == (30.0, 30.0)
+    assert tags["SARSLIDE_DATA_SOURCE"].startswith("real radar scenes from files")
+    assert tags["SARSLIDE_MODEL"] == "none-nall-s0"
+    assert tags["SARSLIDE_MODEL_TRAINED_ON"].startswith("synthetic chips of hokkaido (profile demo")
+    assert "SYNTHETIC" not in info["quicklook_title"]
+
+
+_KILL_WHILE_WRITING = """
+import os, signal, sys
+import sarslide.mapping
+def killed(*args, **kwargs):  # the COGs and cells are written by now; die like a kill -9
+    os.kill(os.getpid(), signal.SIGKILL)
+sarslide.mapping.write_quicklook = killed
+from sarslide.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_killed_rerun_leaves_the_previous_map_whole(mapped, data_dir, tmp_path):
+    """A map's files appear together or not at all (issue 22.5): a rerun SIGKILLed after
+    its GeoTIFFs are written leaves the old folder byte for byte; the next run replaces it
+    whole, cleans the leftovers and with --quiet prints nothing."""
+    import shutil
+
+    old, _ = mapped
+    out = tmp_path / "map"
+    shutil.copytree(old, out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    args = ["map", "--event", "hokkaido", *TINY, "--model", "none-nall-s0", "--window", "128",
+            "--cell-size", "500", "--threshold", "0.3", "--out", str(out)]  # fmt: skip
+    env = dict(os.environ, SARSLIDE_DATA_DIR=str(data_dir), OMP_NUM_THREADS="1", MPLBACKEND="Agg")
+    proc = subprocess.run([sys.executable, "-c", _KILL_WHILE_WRITING, *args], capture_output=True,
+                          text=True, env=env, timeout=900, check=False)  # fmt: skip
+    assert proc.returncode == -9, proc.stdout + proc.stderr
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    leftovers = [p for p in tmp_path.iterdir() if p.name.startswith(".map.tmp-")]
+    assert leftovers and any(p.name == "landslide_probability.tif" for p in leftovers[0].iterdir())
+    again = run_cli(*args, "--quiet", data_dir=data_dir)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert again.stdout == "" and "mapping windows" not in again.stderr
+    assert json.loads((out / "map.json").read_text())["threshold"] == 0.3
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".map.")]
+
+
 def test_map_a_new_area_from_a_checkpoint(mapped, data_dir, tmp_path):
     """bbox + date, a checkpoint file as --model, a fixed threshold, via the entry point."""
     checkpoint = next((data_dir / "ablation").rglob("top-epoch*.pt"))
@@ -327,7 +496,7 @@ def test_map_a_new_area_from_a_checkpoint(mapped, data_dir, tmp_path):
     # the scene covers the bbox (to within one 10 m pixel)
     assert west <= bbox[0] + 2e-4 and south <= bbox[1] + 2e-4 and east >= bbox[2] - 2e-4 and north >= bbox[3] - 2e-4
     assert cog_validate(str(out / "landslide_density.tif"))[0]
-    assert gpd.read_file(out / "most_affected_cells.geojson").crs.to_epsg() == 32654
+    assert gpd.read_file(out / "most_affected_cells.geojson").crs.to_epsg() == 4326
 
 
 # ----------------------------------------------------------------------------- grid
@@ -397,10 +566,17 @@ def test_fetch_passes_from_a_stac_api_then_map_them_offline(mapped, data_dir, tm
     centre = (float(bbox[0]) + float(bbox[2])) / 2, (float(bbox[1]) + float(bbox[3])) / 2
     checkpoint = next((data_dir / "ablation").rglob("top-epoch*.pt"))
     out = tmp_path / "map"
-    proc = run_cli("map", *area, *TINY, "--model", str(checkpoint), "--threshold", "0.5", "--window", "64",
-                   "--cell-size", "300", "--out", str(out), data_dir=tmp_path / "unused",
+    # the same search (catalog and window) as the fetch: the cache is keyed on them
+    window = ["--catalog", f"{server.base_url}/stac", "--no-sign", "--days-before", "200", "--days-after", "220"]
+    map_args = [*area, *window, *TINY, "--model", str(checkpoint), "--threshold", "0.5", "--window", "64",
+                "--cell-size", "300", "--out", str(out)]  # fmt: skip
+    # real radar for a model trained on synthetic scenes: refused, then forced
+    refused = run_cli("map", *map_args, data_dir=tmp_path / "unused", env_extra={"PC_SDK_SUBSCRIPTION_KEY": ""})
+    assert_one_line_error(refused, "band vv", "--force")
+    proc = run_cli("map", *map_args, "--force", data_dir=tmp_path / "unused",
                    env_extra={"PC_SDK_SUBSCRIPTION_KEY": ""})  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"reusing the cached scene {cached}" in proc.stdout
     info = json.loads((out / "map.json").read_text())
     assert info["crs"] == utm_crs(*centre) and info["source"] == "planetary-computer"
     assert info["pre_times"][0].startswith("2023-12-27") and info["post_times"][0].startswith("2025-01-02")
@@ -408,3 +584,10 @@ def test_fetch_passes_from_a_stac_api_then_map_them_offline(mapped, data_dir, tm
     assert prob.rio.crs.to_string() == utm_crs(*centre) and prob.rio.resolution() == (30.0, -30.0)
     assert cog_validate(str(out / "landslide_probability.tif"))[0]
     assert np.isfinite(prob.values).mean() > 0.9
+    with rasterio.open(out / "landslide_map.tif") as src:
+        assert src.tags()["SARSLIDE_DATA_SOURCE"] == "real radar from Planetary Computer sentinel-1-rtc"
+    # the cache is keyed on the resolution: 10 m is another scene, so it is not the 30 m one
+    # reused (the server is gone, so asking the catalog fails and says so)
+    ten = run_cli("map", *[("10" if v == "30" else v) for v in map_args], "--force",
+                  data_dir=tmp_path / "unused", env_extra={"PC_SDK_SUBSCRIPTION_KEY": ""}, timeout=300)  # fmt: skip
+    assert ten.returncode == 1 and "reusing the cached scene" not in ten.stdout, ten.stdout + ten.stderr

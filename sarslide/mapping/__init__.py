@@ -22,13 +22,26 @@ chip-level predictor into such a map, one job per module:
    heatmaps.
 4. :mod:`~sarslide.mapping.export` — :func:`write_cog` writes any of the rasters as a
    Cloud-Optimized GeoTIFF; :func:`cells_frame` / :func:`write_cells` export the ranked
-   cells as GeoJSON and CSV polygons, :func:`write_quicklook` a PNG.
+   cells as GeoJSON (RFC 7946 lon/lat) and CSV polygons, :func:`write_quicklook` a PNG;
+   :mod:`~sarslide.mapping.provenance` says what made a map (:func:`provenance_tags`,
+   written into every GeoTIFF) and :mod:`~sarslide.mapping.webmap` draws the heatmap and
+   cells on an interactive web map (:func:`web_map`, folium).
+5. :mod:`~sarslide.mapping.areas` — :func:`mapped_area_km2`, the one count of mapped
+   landslide area (no-data never counts); :mod:`~sarslide.mapping.quality` —
+   :func:`map_quality` / :func:`quality_block`: precision, recall, areas and heatmap
+   agreement against a true map.
+6. :mod:`~sarslide.mapping.shift` — :func:`check_input_distribution` refuses a scene
+   whose backscatter statistics are far from the model's training statistics
+   (:class:`InputShiftError`); :func:`predict_probability` runs it first.
+7. :mod:`~sarslide.mapping.local` — :func:`local_cube`: an event cube from GeoTIFFs, a
+   folder or a static STAC catalog on disk.
 
 Every name above is importable from ``sarslide.mapping`` itself.
 """
 
 from __future__ import annotations
 
+from .areas import mapped_area_km2, pixel_area_km2, valid_area_km2
 from .calibration import (
     BINARY_NODATA,
     binary_map,
@@ -38,6 +51,17 @@ from .calibration import (
 from .errors import MappingError
 from .export import CELL_COLUMNS, cells_frame, write_cells, write_cog, write_quicklook
 from .heatmap import density_heatmap, heatmap_agreement, rank_cells
+from .local import LocalScene, files_grid, local_cube, local_scenes
+from .provenance import MapProvenance, describe_source, provenance_tags, quicklook_title
+from .quality import map_quality, quality_block
+from .shift import (
+    InputShift,
+    InputShiftError,
+    check_input_distribution,
+    input_shift,
+    scene_stats,
+)
+from .webmap import TILES_ENV, default_tiles, web_map, write_web_map
 from .windows import (
     WEIGHT_FLOOR,
     Block,
@@ -52,23 +76,45 @@ from .windows import (
 __all__ = [
     "BINARY_NODATA",
     "CELL_COLUMNS",
+    "TILES_ENV",
     "WEIGHT_FLOOR",
     "Block",
+    "InputShift",
+    "InputShiftError",
+    "LocalScene",
+    "MapProvenance",
     "MappingError",
     "SlidingWindows",
     "binary_map",
     "block_plan",
     "calibrate_threshold",
     "cells_frame",
+    "check_input_distribution",
+    "default_tiles",
     "density_heatmap",
+    "describe_source",
+    "files_grid",
     "heatmap_agreement",
+    "input_shift",
+    "local_cube",
+    "local_scenes",
+    "map_quality",
+    "mapped_area_km2",
+    "pixel_area_km2",
     "predict_probability",
     "predict_raw",
+    "provenance_tags",
+    "quality_block",
+    "quicklook_title",
     "rank_cells",
     "reliability_curve",
+    "scene_stats",
+    "valid_area_km2",
+    "web_map",
     "window_starts",
     "window_weights",
     "write_cells",
     "write_cog",
     "write_quicklook",
+    "write_web_map",
 ]

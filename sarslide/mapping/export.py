@@ -4,9 +4,9 @@
   map, density heatmap) as a Cloud-Optimized GeoTIFF, streaming lazy maps block by block;
 * :func:`cells_frame` turns :func:`sarslide.mapping.rank_cells`' table into square cell
   polygons (a :class:`geopandas.GeoDataFrame` in the heatmap's CRS);
-* :func:`write_cells` writes them as GeoJSON (in the map CRS, which GDAL records in the
-  file's ``crs`` member, so geopandas and QGIS read it back with the right CRS) and as CSV
-  (the same rows, with the polygon as WKT);
+* :func:`write_cells` writes them as GeoJSON (RFC 7946: lon/lat on WGS 84, no ``crs``
+  member; the UTM cells as an option) and as CSV (the same rows in the map's CRS, the
+  polygon as WKT, the CRS named in a ``crs`` column);
 * :func:`write_quicklook` draws probability, binary map and density heatmap side by side
   into a PNG (matplotlib's Agg canvas; no display needed).
 
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -43,6 +44,7 @@ def write_cog(
     *,
     compress: str = "DEFLATE",
     overview_resampling: str | None = None,
+    tags: Mapping[str, object] | None = None,
 ) -> Path:
     """Write a (y, x) raster as a Cloud-Optimized GeoTIFF, atomically.
 
@@ -63,6 +65,10 @@ def write_cog(
     overview_resampling:
         Resampling for the overviews; default ``"average"`` for floats, ``"nearest"`` for
         class maps (integers).
+    tags:
+        GDAL metadata written into the file (``gdalinfo`` lists them; rasterio's
+        ``src.tags()`` reads them back), e.g. :func:`sarslide.mapping.provenance_tags`:
+        what data, model and threshold made the map. Values are written as text.
 
     Returns
     -------
@@ -89,16 +95,17 @@ def write_cog(
     if da.rio.nodata is None and np.issubdtype(da.dtype, np.floating):
         da = da.rio.write_nodata(np.nan, encoded=False)
     options = {"compress": compress, "overview_resampling": overview_resampling}
+    text_tags = {str(k): str(v) for k, v in (tags or {}).items()}
     with atomic_file(path, suffix=".tif") as tmp:
         if da.chunks is None:
-            da.rio.to_raster(tmp, driver="COG", **options)
+            da.rio.to_raster(tmp, driver="COG", tags=text_tags, **options)
         else:
             # A lazy map streams block by block into a tiled GeoTIFF, then becomes a COG.
             staging = tmp.with_name(tmp.stem + ".stage.tif")
             try:
                 da.rio.to_raster(
                     staging, driver="GTiff", tiled=True, blockxsize=512, blockysize=512,
-                    compress=compress, lock=threading.Lock(), windowed=True,
+                    compress=compress, lock=threading.Lock(), windowed=True, tags=text_tags,
                 )  # fmt: skip
                 rasterio.shutil.copy(staging, tmp, driver="COG", **options)
             finally:
@@ -168,8 +175,17 @@ def write_cells(
     cells: gpd.GeoDataFrame,
     geojson_path: str | os.PathLike,
     csv_path: str | os.PathLike,
+    *,
+    geojson_crs: str = "EPSG:4326",
 ) -> tuple[Path, Path]:
-    """Write cells as GeoJSON (CRS kept) and CSV (same rows, polygon as ``geometry_wkt``).
+    """Write cells as GeoJSON and CSV (same rows, polygon as ``geometry_wkt``).
+
+    The GeoJSON follows RFC 7946 by default: longitude/latitude on WGS 84
+    (``geojson_crs="EPSG:4326"``) and no ``crs`` member, as web maps and most tools expect.
+    ``geojson_crs="native"`` keeps the map's projected CRS (the UTM cells, squares in
+    metres; GDAL then records the CRS in a non-standard ``crs`` member). The CSV keeps the
+    map's CRS (``x``, ``y``, ``geometry_wkt`` in metres; ``lon``/``lat`` in degrees) and
+    names it in a ``crs`` column (e.g. ``EPSG:32654``).
 
     An empty table (no landslide mapped) still writes both files: a GeoJSON
     FeatureCollection with no features and a CSV with the header only.
@@ -182,12 +198,21 @@ def write_cells(
     import shapely
 
     geojson_path, csv_path = Path(geojson_path), Path(csv_path)
+    native = cells.crs
+    out = cells if geojson_crs == "native" else cells.to_crs(geojson_crs)
+    rfc7946 = out.crs is not None and out.crs.to_epsg() == 4326
+    options = {"RFC7946": "YES"} if rfc7946 else {}
     with atomic_file(geojson_path, suffix=".geojson") as tmp:
-        cells.to_file(tmp, driver="GeoJSON", engine="pyogrio", layer=geojson_path.stem)
+        out.to_file(
+            tmp, driver="GeoJSON", engine="pyogrio", layer=geojson_path.stem,
+            layer_options=options,
+        )  # fmt: skip
     table = pd.DataFrame(cells.drop(columns=cells.geometry.name))
     table["geometry_wkt"] = shapely.to_wkt(
         cells.geometry.to_numpy(), rounding_precision=-1
     )
+    epsg = native.to_epsg() if native is not None else None
+    table["crs"] = f"EPSG:{epsg}" if epsg else (native.to_string() if native else "")
     with atomic_file(csv_path, suffix=".csv") as tmp:
         table.to_csv(tmp, index=False)
     return geojson_path, csv_path

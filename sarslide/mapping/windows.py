@@ -52,6 +52,7 @@ from ..progress import progress_bar
 from ..transforms import BandStats, standardize
 from .errors import MappingError
 from .predictors import Predictor, as_predictor, check_output, dry_run
+from .shift import check_input_distribution
 
 __all__ = [
     "WEIGHT_FLOOR",
@@ -418,8 +419,14 @@ def predict_probability(
     lazy: bool = False,
     progress: bool = True,
     precision: Any = "auto",
+    force: bool = False,
 ) -> xr.DataArray:
     """Landslide probability over a whole pass pair, from overlapping blended windows.
+
+    Before any window is computed, the scene's log10 backscatter statistics are compared
+    with ``stats`` (:func:`sarslide.mapping.check_input_distribution`): a scene the model
+    never saw the like of (real radar for a model trained on synthetic scenes, decibels)
+    is refused with :class:`sarslide.mapping.InputShiftError` unless ``force=True``.
 
     Parameters
     ----------
@@ -459,6 +466,8 @@ def predict_probability(
         compute now, with a progress bar.
     progress:
         Show a tqdm bar (eager mode).
+    force:
+        Map even a scene whose statistics are far from the training statistics.
 
     Returns
     -------
@@ -470,8 +479,13 @@ def predict_probability(
     ------
     MappingError
         If the pair lacks a channel, the model fails on (or does not take) the four
-        channels, the pair is smaller than one window, or the output is not a probability.
+        channels, the pair is smaller than one window, or the output is not a probability;
+        :class:`~sarslide.mapping.InputShiftError` (a MappingError) for a scene outside the
+        training distribution.
     """
+    _pair_channels(pair)  # a clear error for a wrong input before its statistics are read
+    if not force:
+        check_input_distribution(pair, stats)
     fn, multiple, min_size = as_predictor(predict, device, precision)
     scorer = _WindowScorer(
         fn=fn,
