@@ -131,9 +131,14 @@ def plot_density_comparison(
     n = len(heatmaps)
     if n == 0:
         raise ValueError("pass at least one heatmap")
-    figsize = figsize or (5.2 * n, 4.4)
-    fig, axes = plt.subplots(1, n, figsize=figsize, sharex=True, sharey=True, constrained_layout=True)
-    axes = np.atleast_1d(axes)
+    cols = min(n, 2)  # two panels a row keep the labels legible in the book's column
+    rows = -(-n // cols)
+    figsize = figsize or (6.2 * cols, 3.6 * rows)
+    fig, grid = plt.subplots(rows, cols, figsize=figsize, sharex=True, sharey=True,
+                             squeeze=False, constrained_layout=True)  # fmt: skip
+    axes = grid.ravel()
+    for ax in axes[n:]:
+        ax.set_visible(False)
     vmax = max(float(np.nanmax(100 * h.values)) if np.isfinite(h.values).any() else 0.0
                for h in heatmaps.values())  # fmt: skip
     for i, (ax, (name, heat)) in enumerate(zip(axes, heatmaps.items())):
@@ -199,12 +204,16 @@ def plot_mapping_overview(
     *,
     truth: xr.DataArray | np.ndarray | None = None,
     ranked: pd.DataFrame | None = None,
-    figsize: tuple[float, float] = (20, 4.6),
+    figsize: tuple[float, float] | None = None,
 ):
     """Probability, binary map (against ``truth`` labels if given), density heatmap with
-    ranked cells and, if given, the true labels' heatmap — one row of panels."""
+    ranked cells and, if given, the true labels' heatmap — two rows of two panels (one
+    row of three without the truth), sized for the book's column."""
     n = 4 if truth_heatmap is not None else 3
-    fig, axes = plt.subplots(1, n, figsize=figsize, constrained_layout=True)
+    rows, cols = (2, 2) if n == 4 else (1, 3)
+    figsize = figsize or ((12, 6.6) if n == 4 else (12, 3.6))
+    fig, grid = plt.subplots(rows, cols, figsize=figsize, constrained_layout=True)
+    axes = np.atleast_1d(grid).ravel()
     plot_probability_map(prob, ax=axes[0])
     plot_binary_map(binary, truth, ax=axes[1])
     vmax = None

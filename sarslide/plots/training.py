@@ -90,7 +90,7 @@ def plot_run_curves(
     metric: str = "val_aprc",
     chance: float | None = None,
     size_labels: Mapping[int, str] | None = None,
-    panel_size: tuple[float, float] = (2.6, 1.9),
+    panel_size: tuple[float, float] = (2.4, 1.8),
 ):
     """Small multiples of every run's validation curve: one panel per arm × training
     size, one line per seed, coloured by its training-health class, the best epoch
