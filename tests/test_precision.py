@@ -148,7 +148,7 @@ def _spread_logits(layer: torch.nn.Conv2d, logits: torch.Tensor, std: float = 2.
 def trained():
     """Float32 weights as a real run has them, and chips.
 
-    ``baseline``: a segmenter trained for 5 epochs on toy chips (it learns them).
+    ``baseline``: a segmenter trained for 20 epochs on toy chips (it learns them).
     ``stage1``: fixed random weights with batch-norm statistics of the chips, its head
     rescaled so chip probabilities spread over (0, 1).  ``two_stage``: a segmenter on that
     stage-1 network holding the trained baseline's weights plus freshly initialised weights
@@ -163,7 +163,7 @@ def trained():
     with torch.random.fork_rng(devices=[]), tempfile.TemporaryDirectory() as tmp:
         seed_everything(0)
         baseline = Segmenter()
-        fit(baseline, x, y, xv, yv, task="stage2", max_epochs=5, batch_size=8, checkpoint_dir=tmp,
+        fit(baseline, x, y, xv, yv, task="stage2", max_epochs=20, patience=20, batch_size=8, checkpoint_dir=tmp,
             progress=False, precision="fp32")  # fmt: skip
         stage1 = SiameseClassifier("reference")
         stage1.train()
