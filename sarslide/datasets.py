@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import warnings
 import zlib
 from dataclasses import asdict, replace
@@ -24,7 +25,7 @@ from typing import Sequence
 import pooch
 import xarray as xr
 
-from .atomic import recover_directory
+from .atomic import is_package_store, recover_directory
 from .chips import (
     ChipSet,
     CorruptChipStoreError,
@@ -99,12 +100,16 @@ def prepare_cube(
     if profile.data_source == "synthetic":
         from .synthetic import make_cube
 
-        path = data_dir(cache_dir) / "cubes" / f"{evt.name}-{store_key(evt.name, profile, seed, CUBE_FIELDS)}.zarr"
+        path = _synthetic_cube_path(evt.name, profile, seed, cache_dir)
         recover_directory(path)
         if path.exists():
             try:
                 return open_cube(path)
-            except CubeError as err:  # a cache the package owns: build it again
+            except Exception as err:  # a cache the package owns: build it again
+                if not (isinstance(err, CubeError) or _is_chunk_read_error(err)):
+                    raise
+                if not isinstance(err, CubeError):
+                    err = f"{path}: a chunk could not be decoded ({type(err).__name__}: {err})"
                 warnings.warn(f"rebuilding the cached cube: {err}", CacheRebuiltWarning, stacklevel=2)
         cube = make_cube(
             profile.synthetic_shape,
@@ -124,6 +129,22 @@ def prepare_cube(
     )
 
 
+def _synthetic_cube_path(event: str, profile: Profile, seed: int, cache_dir) -> Path:
+    """Where :func:`prepare_cube` caches a synthetic event cube (a zarr store)."""
+    key = store_key(event, profile, seed, CUBE_FIELDS)
+    return data_dir(cache_dir) / "cubes" / f"{event}-{key}.zarr"
+
+
+def _is_chunk_read_error(err: BaseException) -> bool:
+    """Whether ``err`` is a compressed chunk that could not be decoded (a truncated or
+    damaged zarr chunk: blosc/numcodecs/zarr raise it while the chips are read)."""
+    module = type(err).__module__ or ""
+    text = str(err).lower()
+    return module.startswith(("numcodecs", "zarr", "blosc")) or any(
+        word in text for word in ("decompress", "blosc", "codec")
+    )
+
+
 def profile_pass_pair(cube: xr.Dataset, profile: Profile | str | None = None) -> xr.Dataset:
     """The cube's before/after pass pair chosen as the profile says.
 
@@ -135,6 +156,18 @@ def profile_pass_pair(cube: xr.Dataset, profile: Profile | str | None = None) ->
     profile = get_profile(profile)
     return pass_pair(
         cube, n_pre=profile.n_pre_passes, n_post=profile.n_post_passes, named=profile.named_passes
+    )
+
+
+def _event_chips(cube: xr.Dataset, profile: Profile) -> ChipSet:
+    """All chips of ``cube`` as the profile cuts them (before balancing and splits)."""
+    return make_chips(
+        cube,
+        profile.chip_size,
+        n_pre=profile.n_pre_passes,
+        n_post=profile.n_post_passes,
+        named_passes=profile.named_passes,
+        max_nodata_fraction=profile.max_nodata_fraction,
     )
 
 
@@ -179,14 +212,28 @@ def prepare_event(
         except CorruptChipStoreError as err:  # a cache the package owns: build it again
             warnings.warn(f"rebuilding the cached chips: {err}", CacheRebuiltWarning, stacklevel=2)
     cube = prepare_cube(evt.name, profile, cache_dir=cache_dir, seed=seed)
-    chips = make_chips(
-        cube,
-        profile.chip_size,
-        n_pre=profile.n_pre_passes,
-        n_post=profile.n_post_passes,
-        named_passes=profile.named_passes,
-        max_nodata_fraction=profile.max_nodata_fraction,
-    )
+    try:
+        chips = _event_chips(cube, profile)
+    except Exception as err:
+        if not _is_chunk_read_error(err):
+            raise
+        store = cube.encoding.get("source", "the cached cube")
+        if profile.data_source != "synthetic":
+            raise CubeError(
+                f"a chunk of {store} could not be decoded ({type(err).__name__}: {err}); "
+                "the store is damaged: delete it and run again to download it anew"
+            ) from err
+        # a synthetic cube is the package's own cache: build it again, once
+        warnings.warn(
+            f"rebuilding the cached cube {store}: a chunk could not be decoded "
+            f"({type(err).__name__}: {err})",
+            CacheRebuiltWarning, stacklevel=2,
+        )  # fmt: skip
+        damaged = _synthetic_cube_path(evt.name, profile, seed, cache_dir)
+        if is_package_store(damaged):  # never delete a folder the package did not write
+            shutil.rmtree(damaged)
+        cube = prepare_cube(evt.name, profile, cache_dir=cache_dir, seed=seed)
+        chips = _event_chips(cube, profile)
     chips = assign_splits(balance(chips, seed=seed), profile.split_scheme, seed=seed)
     stats = compute_stats(chips.split("stage1_train").images)
     chips = replace(chips, stats=stats.to_dict())
