@@ -39,6 +39,7 @@ from pathlib import Path
 
 __all__ = [
     "STORE_MARKER",
+    "existing_ancestor",
     "DiskFullError",
     "ForeignPathError",
     "disk_full_error",
@@ -74,7 +75,8 @@ class DiskFullError(OSError):
 NEARLY_FULL_BYTES = 1 << 20
 
 
-def _existing_ancestor(path: Path) -> Path:
+def existing_ancestor(path: str | os.PathLike) -> Path:
+    """``path`` itself if it exists, else its nearest existing parent (absolute)."""
     path = Path(os.path.abspath(path))
     while not path.exists() and path != path.parent:
         path = path.parent
@@ -84,7 +86,7 @@ def _existing_ancestor(path: Path) -> Path:
 def mount_of(path: str | os.PathLike) -> str:
     """``"/mnt/data (tmpfs)"``: the mount point holding ``path`` and its filesystem type,
     from ``/proc/mounts`` (the mount point alone where that file does not exist)."""
-    target = os.path.realpath(_existing_ancestor(Path(path)))
+    target = os.path.realpath(existing_ancestor(Path(path)))
     best, kind = "/", ""
     try:
         with open("/proc/mounts", encoding="utf-8") as f:
@@ -139,7 +141,7 @@ def disk_full_error(
         if not (isinstance(err, (OSError, RuntimeError)) or type(err).__module__.startswith("rasterio")):
             return None
         try:
-            free = shutil.disk_usage(_existing_ancestor(target.parent)).free
+            free = shutil.disk_usage(existing_ancestor(target.parent)).free
         except OSError:
             return None
         if free >= NEARLY_FULL_BYTES and not (needs_bytes and free < needs_bytes):
@@ -150,7 +152,7 @@ def disk_full_error(
     else:
         need = f"needs more than the {_megabytes(written)} MB written before the disk filled"
     try:
-        free_now = shutil.disk_usage(_existing_ancestor(target.parent)).free
+        free_now = shutil.disk_usage(existing_ancestor(target.parent)).free
     except OSError:
         free_now = 0
     return DiskFullError(

@@ -17,20 +17,12 @@ import os
 import uuid
 from pathlib import Path
 
-from .atomic import DiskFullError, disk_full_error, mount_of
+from .atomic import DiskFullError, disk_full_error, existing_ancestor, mount_of
 
 __all__ = ["DiskFullError", "FolderError", "check_folder", "disk_full_error", "folder_is_writable", "mount_of"]
 
 class FolderError(ValueError):
     """A folder the user named cannot be used (it is a file, or cannot be written)."""
-
-
-def _existing_ancestor(path: Path) -> Path:
-    """``path`` itself if it exists, else its nearest existing parent (absolute)."""
-    path = Path(os.path.abspath(path))
-    while not path.exists() and path != path.parent:
-        path = path.parent
-    return path
 
 
 def folder_is_writable(folder: str | os.PathLike) -> bool:
@@ -65,7 +57,7 @@ def check_folder(path: str | os.PathLike, what: str, *, writable: bool = True) -
         it or in its nearest existing parent (read-only filesystem, no permission).
     """
     path = Path(path).expanduser()
-    base = _existing_ancestor(path)
+    base = existing_ancestor(path)
     if base.exists() and not base.is_dir():
         which = "is a file" if base == Path(os.path.abspath(path)) else f"lies under {base}, which is a file"
         raise FolderError(f"{what} {path} {which}, not a folder; give a folder path (it is created if missing)")

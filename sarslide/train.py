@@ -357,22 +357,15 @@ class TrainConfig:
 
         profile = get_profile(profile)
         task = get_task(stage)
+        shared = dict(batch_size=profile.batch_size, lr=profile.learning_rate,
+                      top_k=profile.top_k, precision=profile.precision)  # fmt: skip
         if task.name == "stage1":
-            return cls(
-                max_epochs=profile.stage1_max_epochs,
-                patience=profile.patience,
-                batch_size=profile.batch_size,
-                lr=profile.learning_rate,
-                top_k=profile.top_k,
-                precision=profile.precision,
-            )
+            return cls(max_epochs=profile.stage1_max_epochs, patience=profile.patience,
+                       **shared)  # fmt: skip
         return cls(
             max_epochs=profile.stage2_max_epochs,
             patience=profile.stage2_patience,
-            batch_size=profile.batch_size,
-            lr=profile.learning_rate,
-            top_k=profile.top_k,
-            precision=profile.precision,
+            **shared,
             optimizer=profile.stage2_optimizer,
             weight_decay=profile.stage2_weight_decay,
             grad_clip=profile.stage2_grad_clip,

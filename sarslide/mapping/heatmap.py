@@ -17,7 +17,7 @@ from pyproj import Transformer
 from .calibration import BINARY_NODATA
 from .errors import MappingError
 
-__all__ = ["density_heatmap", "heatmap_agreement", "rank_cells"]
+__all__ = ["density_heatmap", "heatmap_agreement", "rank_cells", "same_grid"]
 
 
 def _pixel_size(da: xr.DataArray) -> tuple[float, float]:
@@ -156,6 +156,15 @@ def rank_cells(heatmap: xr.DataArray, top: int = 20) -> pd.DataFrame:
     )
 
 
+def same_grid(a: xr.DataArray, b: xr.DataArray) -> bool:
+    """Whether two rasters share one grid: the same shape and ``x`` / ``y`` coordinates."""
+    return (
+        a.shape == b.shape
+        and np.allclose(a["x"], b["x"])
+        and np.allclose(a["y"], b["y"])
+    )
+
+
 def heatmap_agreement(
     mapped: xr.DataArray, truth: xr.DataArray, top: int = 5
 ) -> dict[str, float]:
@@ -168,11 +177,7 @@ def heatmap_agreement(
         many of the ``top`` most affected true cells are also among the ``top`` mapped
         ones), ``mapped_area_km2`` and ``true_area_km2`` (Σ fraction × cell area).
     """
-    if (
-        mapped.shape != truth.shape
-        or not np.allclose(mapped["x"], truth["x"])
-        or not np.allclose(mapped["y"], truth["y"])
-    ):
+    if not same_grid(mapped, truth):
         raise MappingError(
             f"heatmaps are on different grids ({mapped.shape} vs {truth.shape}); build both with "
             "density_heatmap(..., cell_size=...) from rasters of the same scene"

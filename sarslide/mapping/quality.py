@@ -20,17 +20,13 @@ import xarray as xr
 from .areas import mapped_area_km2
 from .calibration import BINARY_NODATA
 from .errors import MappingError
-from .heatmap import density_heatmap, heatmap_agreement
+from .heatmap import density_heatmap, heatmap_agreement, same_grid
 
 __all__ = ["map_quality", "quality_block"]
 
 
-def _same_grid(a: xr.DataArray, b: xr.DataArray) -> None:
-    if (
-        a.shape != b.shape
-        or not np.allclose(a["x"], b["x"])
-        or not np.allclose(a["y"], b["y"])
-    ):
+def _check_same_grid(a: xr.DataArray, b: xr.DataArray) -> None:
+    if not same_grid(a, b):
         raise MappingError(
             f"the map ({a.shape}) and the truth ({b.shape}) are on different grids; "
             "rasterise the truth on the map's grid (sarslide.inventory.rasterize(inv, like=map))"
@@ -66,7 +62,7 @@ def map_quality(
         ``top_cells_shared`` (how many of the ``top`` true cells are among the ``top``
         mapped ones) and ``top_k``.
     """
-    _same_grid(binary, truth)
+    _check_same_grid(binary, truth)
     b, t = np.asarray(binary.values), np.asarray(truth.values)
     valid = (b != BINARY_NODATA) & (t != BINARY_NODATA)
     predicted, actual = (b == 1) & valid, (t == 1) & valid
