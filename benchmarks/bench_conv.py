@@ -46,7 +46,9 @@ from sarslide.runtime import resolve_precision
 PAD = (3, 4, 3, 4)  # SameConv2d's padding of an 8x8 kernel: left, right, top, bottom
 
 
-def fft_conv_chip(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+def fft_conv_chip(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
+) -> torch.Tensor:
     """Exactly SameConv2d(x) (8x8, stride 1) through the convolution theorem over the chip."""
     b, cin, h, w = x.shape
     cout, _, kh, kw = weight.shape
@@ -62,21 +64,27 @@ def fft_conv_chip(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> 
     return y + bias.view(1, -1, 1, 1)
 
 
-def fft_conv_tiles(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, tile: int = 32) -> torch.Tensor:
+def fft_conv_tiles(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, tile: int = 32
+) -> torch.Tensor:
     """Exactly SameConv2d(x) by overlap-save over tile x tile FFTs (tile-7 outputs per side)."""
     b, cin, h, w = x.shape
     cout, _, kh, kw = weight.shape
     step = tile - (kh - 1)
     ty, tx = -(-h // step), -(-w // step)
     xp = F.pad(x, (PAD[0], PAD[1] + tx * step - w, PAD[2], PAD[3] + ty * step - h))
-    patches = xp.unfold(2, tile, step).unfold(3, tile, step)  # (b, cin, ty, tx, tile, tile)
+    patches = xp.unfold(2, tile, step).unfold(
+        3, tile, step
+    )  # (b, cin, ty, tx, tile, tile)
     X = torch.fft.rfft2(patches)  # (b, cin, ty, tx, tile, tile//2+1)
     K = torch.fft.rfft2(weight, s=(tile, tile))  # (cout, cin, tile, tile//2+1)
     nf = tile * (tile // 2 + 1)
     Xf = X.permute(4, 5, 0, 2, 3, 1).reshape(nf, b * ty * tx, cin)
     Kf = K.conj().permute(2, 3, 1, 0).reshape(nf, cin, cout)
     Y = torch.matmul(Xf, Kf).reshape(tile, tile // 2 + 1, b, ty, tx, cout)
-    y = torch.fft.irfft2(Y.permute(2, 5, 3, 4, 0, 1), s=(tile, tile))[..., :step, :step]  # (b, cout, ty, tx, s, s)
+    y = torch.fft.irfft2(Y.permute(2, 5, 3, 4, 0, 1), s=(tile, tile))[
+        ..., :step, :step
+    ]  # (b, cout, ty, tx, s, s)
     y = y.permute(0, 1, 2, 4, 3, 5).reshape(b, cout, ty * step, tx * step)[..., :h, :w]
     return y + bias.view(1, -1, 1, 1)
 
@@ -107,7 +115,9 @@ def bench(args) -> None:
 
     def direct_fast():
         with fast.autocast():
-            return (conv_cl if fast.channels_last else conv)(x_cl if fast.channels_last else x)
+            return (conv_cl if fast.channels_last else conv)(
+                x_cl if fast.channels_last else x
+            )
 
     configs = {
         "direct fp32": direct,
@@ -120,7 +130,10 @@ def bench(args) -> None:
     with torch.no_grad():
         ref = direct().double()
         scale = float(ref.abs().max())
-        errors = {k: float((f().double() - ref).abs().max()) / scale for k, f in configs.items()}
+        errors = {
+            k: float((f().double() - ref).abs().max()) / scale
+            for k, f in configs.items()
+        }
     macs = args.batch * 128 * 128 * 64 * args.size**2
     print(
         f"SameConv2d(128, 128, 8) on ({args.batch}, 128, {args.size}, {args.size}): {2 * macs / 1e9:.1f} GFLOP "
@@ -139,10 +152,14 @@ def bench(args) -> None:
                 for k, f in configs.items():
                     times[k].append(_timed(f, backward))
         base = statistics.median(times["direct fp32"])
-        print(f"\n{mode}: {'configuration':<22s} {'s':>8s} {'vs fp32':>8s} {'max rel err':>12s}")
+        print(
+            f"\n{mode}: {'configuration':<22s} {'s':>8s} {'vs fp32':>8s} {'max rel err':>12s}"
+        )
         for k, v in times.items():
             t = statistics.median(v)
-            print(f"{'':<{len(mode) + 1}s} {k:<22s} {t:8.3f} {base / t:7.2f}× {errors[k]:12.2e}")
+            print(
+                f"{'':<{len(mode) + 1}s} {k:<22s} {t:8.3f} {base / t:7.2f}× {errors[k]:12.2e}"
+            )
 
 
 def check_onednn(args) -> None:
@@ -166,12 +183,16 @@ def check_onednn(args) -> None:
             with torch.no_grad():
                 conv.weight.copy_(w)
                 conv.bias.zero_()
-                pref = F.conv2d(F.pad(x, conv._pad).bfloat16().float(), w.bfloat16().float())
+                pref = F.conv2d(
+                    F.pad(x, conv._pad).bfloat16().float(), w.bfloat16().float()
+                )
                 with torch.autocast("cpu", dtype=torch.bfloat16):
                     pkg = conv(x).float()
             line += f"; SameConv2d under autocast: {float((pkg - pref).abs().max() / pref.abs().max()):.1%}"
         bad.append(line)
-    print(f"torch {torch.__version__}; bf16 convolutions off by > 5 % of the largest output: {len(bad)}")
+    print(
+        f"torch {torch.__version__}; bf16 convolutions off by > 5 % of the largest output: {len(bad)}"
+    )
     for line in bad:
         print("  " + line)
 

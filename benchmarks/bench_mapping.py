@@ -105,15 +105,23 @@ def _synthetic_pair(size: int, tile: int):
     from sarslide import cube, synthetic
 
     side = size if tile <= 0 else min(tile, size)
-    pair = cube.pass_pair(synthetic.make_cube((side, side), seed=0)).drop_vars("landslides")
+    pair = cube.pass_pair(synthetic.make_cube((side, side), seed=0)).drop_vars(
+        "landslides"
+    )
     if side == size:
         return pair
     reps = -(-size // side)
     res = float(pair["x"][1] - pair["x"][0])
     x0, y0 = float(pair["x"][0]) - res / 2, float(pair["y"][0]) + res / 2
     big = xr.Dataset(
-        {v: (("y", "x"), np.tile(pair[v].values, (reps, reps))[:size, :size]) for v in pair.data_vars},
-        coords={"y": y0 - res * (np.arange(size) + 0.5), "x": x0 + res * (np.arange(size) + 0.5)},
+        {
+            v: (("y", "x"), np.tile(pair[v].values, (reps, reps))[:size, :size])
+            for v in pair.data_vars
+        },
+        coords={
+            "y": y0 - res * (np.arange(size) + 0.5),
+            "x": x0 + res * (np.arange(size) + 0.5),
+        },
         attrs=pair.attrs,
     )
     return big.rio.write_crs(pair.rio.crs)
@@ -143,17 +151,35 @@ def _region(args, stats) -> None:
     res = 10.0
     x0, y0 = float(tile["x"][0]) - res / 2, float(tile["y"][0]) + res / 2
     lazy = xr.Dataset(
-        {v: (("y", "x"), dsa.tile(dsa.from_array(tile[v].values, chunks=args.chunk), (reps, reps))[:side, :side].rechunk(args.chunk))
-         for v in tile.data_vars},
-        coords={"y": y0 - res * (np.arange(side) + 0.5), "x": x0 + res * (np.arange(side) + 0.5)},
+        {
+            v: (
+                ("y", "x"),
+                dsa.tile(
+                    dsa.from_array(tile[v].values, chunks=args.chunk), (reps, reps)
+                )[:side, :side].rechunk(args.chunk),
+            )
+            for v in tile.data_vars
+        },
+        coords={
+            "y": y0 - res * (np.arange(side) + 0.5),
+            "x": x0 + res * (np.arange(side) + 0.5),
+        },
         attrs=tile.attrs,
     ).rio.write_crs(tile.rio.crs)
     prec = resolve_precision(None, "auto")
     model = _model()
     da = mapping.predict_probability(
-        lazy, model, stats, window=args.window, overlap=args.overlap, batch_size=args.batch_size,
-        chunk_size=args.chunk, lazy=True, progress=False, precision=prec,
-    )  # fmt: skip
+        lazy,
+        model,
+        stats,
+        window=args.window,
+        overlap=args.overlap,
+        batch_size=args.batch_size,
+        chunk_size=args.chunk,
+        lazy=True,
+        progress=False,
+        precision=prec,
+    )
     n_rows, n_cols = len(da.data.chunks[0]), len(da.data.chunks[1])
     print(
         f"region {side}×{side} px at 10 m = {side * side * 1e-4:,.0f} km², lazy (dask) blocks of "
@@ -185,22 +211,42 @@ def _region(args, stats) -> None:
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", type=int, default=1024, help="pass pair side in pixels (10 m)")
+    parser.add_argument(
+        "--size", type=int, default=1024, help="pass pair side in pixels (10 m)"
+    )
     parser.add_argument("--window", type=int, default=512)
     parser.add_argument("--overlap", type=int, default=64, help="default: window // 4")
     parser.add_argument("--batch-size", type=int, default=2)
     parser.add_argument("--chunk", type=int, default=2048, help="block side in pixels")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
-    parser.add_argument("--reps", type=int, default=1, help="alternated mappings per precision")
-    parser.add_argument("--lazy", action="store_true", help="dask blocks, written to --cog")
-    parser.add_argument("--cog", type=Path, default=None, help="write the fast-path model map here")
     parser.add_argument(
-        "--tile", type=int, default=0,
+        "--reps", type=int, default=1, help="alternated mappings per precision"
+    )
+    parser.add_argument(
+        "--lazy", action="store_true", help="dask blocks, written to --cog"
+    )
+    parser.add_argument(
+        "--cog", type=Path, default=None, help="write the fast-path model map here"
+    )
+    parser.add_argument(
+        "--tile",
+        type=int,
+        default=0,
         help="build a synthetic cube of this side and tile it to --size (saves build time on "
         "huge scenes; mapping speed does not depend on content); 0 = one whole cube",
-    )  # fmt: skip
-    parser.add_argument("--region-km2", type=float, default=None, help="map part of a lazy region of this area and project")
-    parser.add_argument("--region-blocks", type=int, default=3, help="blocks of the region actually mapped")
+    )
+    parser.add_argument(
+        "--region-km2",
+        type=float,
+        default=None,
+        help="map part of a lazy region of this area and project",
+    )
+    parser.add_argument(
+        "--region-blocks",
+        type=int,
+        default=3,
+        help="blocks of the region actually mapped",
+    )
     parser.add_argument("--skip-model", action="store_true")
     parser.add_argument("--skip-baseline", action="store_true")
     args = parser.parse_args(argv)
@@ -231,31 +277,53 @@ def _bench_segmenter(args, pair, stats, common: dict, area: float) -> None:
 
     ny, nx = pair.sizes["y"], pair.sizes["x"]
     model = _model()
-    precisions = {"fp32": resolve_precision(None, "fp32"), "fast": resolve_precision(None, "auto")}
-    print(f"model: stage-2 Segmenter with stage-1 embeddings (chapter 7's), "
-          f"{models.count_parameters(model, trainable_only=False):,} parameters, device "
-          f"{'cuda' if torch.cuda.is_available() else 'cpu'}; fast path "
-          f"{precisions['fast'].describe()}")  # fmt: skip
+    precisions = {
+        "fp32": resolve_precision(None, "fp32"),
+        "fast": resolve_precision(None, "auto"),
+    }
+    print(
+        f"model: stage-2 Segmenter with stage-1 embeddings (chapter 7's), "
+        f"{models.count_parameters(model, trainable_only=False):,} parameters, device "
+        f"{'cuda' if torch.cuda.is_available() else 'cpu'}; fast path "
+        f"{precisions['fast'].describe()}"
+    )
     warm = pair.isel(y=slice(0, args.window), x=slice(0, args.window))
     for prec in precisions.values():  # warm-up: one window each
-        mapping.predict_probability(warm, model, stats, precision=prec, **{**common, "lazy": False})
+        mapping.predict_probability(
+            warm, model, stats, precision=prec, **{**common, "lazy": False}
+        )
     walls: dict[str, list[float]] = {k: [] for k in precisions}
     maps = {}
     for _ in range(args.reps):
         for name, prec in precisions.items():
             label = f"segmenter {name} ({prec.name})"
             cog = args.cog if name == "fast" else None
-            wall, out = _measure(label,
-                                 lambda prec=prec, cog=cog: _finish(mapping.predict_probability(pair, model, stats, precision=prec, **common), cog),
-                                 area, ny, nx, args, args.window)  # fmt: skip
+            wall, out = _measure(
+                label,
+                lambda prec=prec, cog=cog: _finish(
+                    mapping.predict_probability(
+                        pair, model, stats, precision=prec, **common
+                    ),
+                    cog,
+                ),
+                area,
+                ny,
+                nx,
+                args,
+                args.window,
+            )
             walls[name].append(wall)
             maps[name] = out
     if maps.get("fp32") is not None and maps.get("fast") is not None:
         a, b = np.asarray(maps["fp32"].values), np.asarray(maps["fast"].values)
         ok = np.isfinite(a) & np.isfinite(b)
-        print(f"{'':<22} max |fast − fp32| probability {np.abs(a[ok] - b[ok]).max():.4f}")
+        print(
+            f"{'':<22} max |fast − fp32| probability {np.abs(a[ok] - b[ok]).max():.4f}"
+        )
     ratio = float(np.median(walls["fp32"]) / np.median(walls["fast"]))
-    print(f"mapping speedup over plain fp32: {ratio:.2f}× ({area:,.0f} km², {ny}×{nx} px)")
+    print(
+        f"mapping speedup over plain fp32: {ratio:.2f}× ({area:,.0f} km², {ny}×{nx} px)"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -283,16 +351,34 @@ def main(argv: list[str] | None = None) -> None:
         f"{args.overlap}, batch {args.batch_size}, chunk {args.chunk}, torch threads "
         f"{torch.get_num_threads()}, lazy={args.lazy}, cpu count {os.cpu_count()}"
     )
-    common = dict(window=args.window, overlap=args.overlap, batch_size=args.batch_size,
-                  chunk_size=args.chunk, lazy=args.lazy, progress=False)  # fmt: skip
-    baseline_cog = None if args.cog is None else args.cog.with_name(args.cog.stem + "_logratio.tif")
+    common = dict(
+        window=args.window,
+        overlap=args.overlap,
+        batch_size=args.batch_size,
+        chunk_size=args.chunk,
+        lazy=args.lazy,
+        progress=False,
+    )
+    baseline_cog = (
+        None
+        if args.cog is None
+        else args.cog.with_name(args.cog.stem + "_logratio.tif")
+    )
     if not args.skip_model:
         _bench_segmenter(args, pair, stats, common, area)
     if not args.skip_baseline:
-        _measure("log-ratio baseline",
-                 lambda: _finish(mapping.predict_raw(pair, baseline.log_ratio_score, **common),
-                                 baseline_cog),
-                 area, ny, nx, args, args.window)  # fmt: skip
+        _measure(
+            "log-ratio baseline",
+            lambda: _finish(
+                mapping.predict_raw(pair, baseline.log_ratio_score, **common),
+                baseline_cog,
+            ),
+            area,
+            ny,
+            nx,
+            args,
+            args.window,
+        )
 
 
 if __name__ == "__main__":

@@ -58,7 +58,9 @@ def _sync(device: torch.device) -> None:
 class _Case:
     """One model + optimiser + batch under one precision, ready to step."""
 
-    def __init__(self, task: str, model: torch.nn.Module, prec: Precision, x, y, emb, device):
+    def __init__(
+        self, task: str, model: torch.nn.Module, prec: Precision, x, y, emb, device
+    ):
         self.task: TrainingTask = get_task(task)  # its loss is the one fit trains with
         self.prec, self.device = prec, device
         self.model = prec.apply_layout(model.to(device)).train()
@@ -85,7 +87,9 @@ class _Case:
         return time.perf_counter() - t0
 
 
-def _cases(size: int, batch: int, device: torch.device, precisions: dict[str, Precision]):
+def _cases(
+    size: int, batch: int, device: torch.device, precisions: dict[str, Precision]
+):
     seed_everything(0)
     stage1 = SiameseClassifier("reference").eval()
     seg = Segmenter(stage1)
@@ -97,8 +101,12 @@ def _cases(size: int, batch: int, device: torch.device, precisions: dict[str, Pr
         # embeddings as fit holds them: computed once, in the precision's storage dtype
         with prec.prepared(seg, device):
             emb = segmenter_embeddings(seg, x.numpy(), batch, device, prec)
-        cases[("stage2", pname)] = _Case("stage2", copy.deepcopy(seg), prec, x, y_pix, emb, device)
-        cases[("stage1", pname)] = _Case("stage1", copy.deepcopy(stage1), prec, x, y_chip, None, device)
+        cases[("stage2", pname)] = _Case(
+            "stage2", copy.deepcopy(seg), prec, x, y_pix, emb, device
+        )
+        cases[("stage1", pname)] = _Case(
+            "stage1", copy.deepcopy(stage1), prec, x, y_chip, None, device
+        )
     return cases
 
 
@@ -109,7 +117,10 @@ def _time_size(size: int, args, device, precisions) -> dict[tuple[str, str], flo
             case.step()
     times: dict[tuple[str, str], list[float]] = {k: [] for k in cases}
     for _ in range(args.reps):
-        for key, case in cases.items():  # alternate: load hits every configuration alike
+        for (
+            key,
+            case,
+        ) in cases.items():  # alternate: load hits every configuration alike
             times[key].append(case.step())
     return {k: statistics.median(v) for k, v in times.items()}
 
@@ -119,7 +130,9 @@ def _embedding_grid(args, device, fast: Precision) -> None:
     from sarslide.ablation import experiment_grid
     from sarslide.chips import TABLE_A1
 
-    print("\nfrozen stage-1 embeddings: once per run (before) vs once per event (sarslide.embeddings)")
+    print(
+        "\nfrozen stage-1 embeddings: once per run (before) vs once per event (sarslide.embeddings)"
+    )
     grids = {
         # (profile, stage-2 pool, validation, test): paper = Table A1 Hokkaido; demo: measured
         "paper": (get_profile("paper"), *TABLE_A1["hokkaido"][1:]),
@@ -129,7 +142,10 @@ def _embedding_grid(args, device, fast: Precision) -> None:
 
         demo = get_profile("demo")
         chips = prepare_event("hokkaido", demo)
-        grids["demo"] = (demo, *(len(chips.split(s)) for s in ("stage2_train", "validation", "test")))
+        grids["demo"] = (
+            demo,
+            *(len(chips.split(s)) for s in ("stage2_train", "validation", "test")),
+        )
     except Exception as err:  # noqa: BLE001 - the demo chips are optional here
         print(f"  (demo chips unavailable: {err}; demo grid skipped)")
     for name, (profile, pool, n_val, n_test) in grids.items():
@@ -138,7 +154,10 @@ def _embedding_grid(args, device, fast: Precision) -> None:
         stage1 = SiameseClassifier("reference").eval()
         x = np.random.default_rng(0).normal(size=(16, 4, size, size)).astype(np.float32)
         per_chip = {}
-        for pname, prec in (("fp32", resolve_precision(device, "fp32")), ("fast", fast)):
+        for pname, prec in (
+            ("fp32", resolve_precision(device, "fp32")),
+            ("fast", fast),
+        ):
             with prec.prepared(stage1, device):
                 embed_all(stage1, x[:4], 4, device, prec)  # warm-up
                 t0 = time.perf_counter()
@@ -169,19 +188,41 @@ def _embedding_grid(args, device, fast: Precision) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=None, help="chip sides (default: 128 and the demo's)")
+    parser.add_argument(
+        "--sizes",
+        type=int,
+        nargs="+",
+        default=None,
+        help="chip sides (default: 128 and the demo's)",
+    )
     parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--reps", type=int, default=3, help="timed steps per configuration (median)")
+    parser.add_argument(
+        "--reps", type=int, default=3, help="timed steps per configuration (median)"
+    )
     parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
-    parser.add_argument("--device", default=None, help="cpu / cuda (default: CUDA when available)")
-    parser.add_argument("--embedding-grid", action="store_true", help="also estimate the saving of cached embeddings")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch.set_num_threads (default: torch's choice)",
+    )
+    parser.add_argument(
+        "--device", default=None, help="cpu / cuda (default: CUDA when available)"
+    )
+    parser.add_argument(
+        "--embedding-grid",
+        action="store_true",
+        help="also estimate the saving of cached embeddings",
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = select_device(args.device)
     sizes = args.sizes or sorted({128, get_profile("demo").chip_size}, reverse=True)
-    precisions = {"fp32": resolve_precision(device, "fp32"), "fast": resolve_precision(device, "auto")}
+    precisions = {
+        "fp32": resolve_precision(device, "fp32"),
+        "fast": resolve_precision(device, "auto"),
+    }
     fast = precisions["fast"]
     cpu = platform.processor() or platform.machine()
     if device.type == "cuda":
@@ -197,7 +238,9 @@ def main() -> None:
         f"{count_parameters(seg, trainable_only=False):,} total; "
         f"SiameseClassifier('reference'): {count_parameters(SiameseClassifier('reference')):,}"
     )
-    print(f"{'chip':>5s} {'task':<7s} {'precision':<10s} {'s/step':>8s} {'chips/s':>8s} {'vs fp32':>8s}")
+    print(
+        f"{'chip':>5s} {'task':<7s} {'precision':<10s} {'s/step':>8s} {'chips/s':>8s} {'vs fp32':>8s}"
+    )
     headline = None
     for size in sizes:
         med = _time_size(size, args, device, precisions)
@@ -206,14 +249,24 @@ def main() -> None:
                 t = med[(task, pname)]
                 ratio = med[(task, "fp32")] / t
                 label = "fp32" if pname == "fp32" else fast.name
-                print(f"{size:>4d}² {task:<7s} {label:<10s} {t:8.3f} {args.batch / t:8.2f} {ratio:7.2f}×")
+                print(
+                    f"{size:>4d}² {task:<7s} {label:<10s} {t:8.3f} {args.batch / t:8.2f} {ratio:7.2f}×"
+                )
         if headline is None:
-            headline = (size, med[("stage2", "fp32")] / med[("stage2", "fast")], med[("stage1", "fp32")] / med[("stage1", "fast")])
+            headline = (
+                size,
+                med[("stage2", "fp32")] / med[("stage2", "fast")],
+                med[("stage1", "fp32")] / med[("stage1", "fast")],
+            )
     if args.embedding_grid:
         _embedding_grid(args, device, fast)
     size, s2, s1 = headline
-    print(f"stage-1 step speedup over plain fp32: {s1:.2f}× ({size}² chips, batch {args.batch})")
-    print(f"stage-2 step speedup over plain fp32: {s2:.2f}× ({size}² chips, batch {args.batch})")
+    print(
+        f"stage-1 step speedup over plain fp32: {s1:.2f}× ({size}² chips, batch {args.batch})"
+    )
+    print(
+        f"stage-2 step speedup over plain fp32: {s2:.2f}× ({size}² chips, batch {args.batch})"
+    )
 
 
 if __name__ == "__main__":

@@ -99,7 +99,9 @@ def flops_per_chip(size: int) -> dict[str, float]:
 
     def stage1_step():
         stage1.train()
-        torch.nn.functional.binary_cross_entropy_with_logits(stage1(x), torch.ones(b)).backward()
+        torch.nn.functional.binary_cross_entropy_with_logits(
+            stage1(x), torch.ones(b)
+        ).backward()
         stage1.eval()
 
     out = {
@@ -120,7 +122,12 @@ def grid_work(profile, flops: dict[str, float], epochs: float) -> dict[str, floa
     pool, n_val, n_test = TABLE_A1["hokkaido"][1:]
     runs = experiment_grid(profile)
     k = profile.top_k
-    work = {"stage2 training": 0.0, "stage2 validation": 0.0, "test prediction": 0.0, "frozen embeddings": 0.0}
+    work = {
+        "stage2 training": 0.0,
+        "stage2 validation": 0.0,
+        "test prediction": 0.0,
+        "frozen embeddings": 0.0,
+    }
     for r in runs:
         n = pool if r.train_size is None else r.train_size
         emb = r.arm != "none"
@@ -129,14 +136,19 @@ def grid_work(profile, flops: dict[str, float], epochs: float) -> dict[str, floa
         work["stage2 validation"] += epochs * n_val * flops[f"stage2 forward {kind}"]
         work["test prediction"] += k * n_test * flops[f"stage2 forward {kind}"]
     arms = {r.arm for r in runs if r.arm != "none"}
-    work["frozen embeddings"] = len(arms) * (pool + n_val + n_test) * flops["frozen embeddings"]
+    work["frozen embeddings"] = (
+        len(arms) * (pool + n_val + n_test) * flops["frozen embeddings"]
+    )
     work["stage1 pretraining"] = sum(
-        epochs * (n_tr * flops["stage1 step"] + n_v * flops["stage1 forward"]) for n_tr, n_v in STAGE1_CHIPS.values()
+        epochs * (n_tr * flops["stage1 step"] + n_v * flops["stage1 forward"])
+        for n_tr, n_v in STAGE1_CHIPS.values()
     )
     return work
 
 
-def chapter_work(profile, flops: dict[str, float], epochs: float) -> dict[str, tuple[float, float]]:
+def chapter_work(
+    profile, flops: dict[str, float], epochs: float
+) -> dict[str, tuple[float, float]]:
     """(FLOPs, epochs) of what each training chapter runs on the paper profile."""
     pool, n_val, n_test = TABLE_A1["hokkaido"][1:]
     grid = grid_work(profile, flops, epochs)
@@ -149,7 +161,10 @@ def chapter_work(profile, flops: dict[str, float], epochs: float) -> dict[str, t
     return {
         "chapter 3: two stage-1 pretrainings": (grid["stage1 pretraining"], 2 * epochs),
         "chapter 4: one stage-2 run (10 chips, Hokkaido-pretrained)": (one_run, epochs),
-        "chapter 5: the grid, stage 1 included (chapter 6 reuses it)": (sum(grid.values()), _epochs_total(profile, epochs)),
+        "chapter 5: the grid, stage 1 included (chapter 6 reuses it)": (
+            sum(grid.values()),
+            _epochs_total(profile, epochs),
+        ),
     }
 
 
@@ -165,16 +180,22 @@ def measure_epoch_overhead(profile, reps: int = 5) -> dict[str, float]:
     labels = (rng.random((n_val, size, size)) < 0.05).astype(np.uint8)
     targets = STAGE2.targets(labels)
     outputs = torch.from_numpy(rng.normal(size=targets.shape).astype(np.float32))
-    s1_targets = STAGE1.targets((rng.random((272, size, size)) < 0.001).astype(np.uint8))
+    s1_targets = STAGE1.targets(
+        (rng.random((272, size, size)) < 0.001).astype(np.uint8)
+    )
     s1_outputs = torch.from_numpy(rng.normal(size=s1_targets.shape).astype(np.float32))
     seed_everything(0)
     model = Segmenter(SiameseClassifier("reference"))
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params)
-    model(torch.randn(2, 4, 32, 32), model.frozen_embeddings(torch.randn(2, 4, 32, 32))).mean().backward()
+    model(
+        torch.randn(2, 4, 32, 32), model.frozen_embeddings(torch.randn(2, 4, 32, 32))
+    ).mean().backward()
     opt.step()  # Adam's two moment buffers exist, as in every saved epoch
     record = model_record(model, "stage2", None)
-    record.update(optimizer=opt.state_dict(), history=[{"epoch": e} for e in range(100)])
+    record.update(
+        optimizer=opt.state_dict(), history=[{"epoch": e} for e in range(100)]
+    )
 
     def timed(fn) -> float:
         # the fastest of reps: on a machine shared with other work, the least disturbed
@@ -192,7 +213,9 @@ def measure_epoch_overhead(profile, reps: int = 5) -> dict[str, float]:
         mb = path.stat().st_size / 1e6
     return {
         "stage2 validation scoring": timed(lambda: STAGE2.score(outputs, targets)),
-        "stage1 validation scoring": timed(lambda: STAGE1.score(s1_outputs, s1_targets)),
+        "stage1 validation scoring": timed(
+            lambda: STAGE1.score(s1_outputs, s1_targets)
+        ),
         "checkpoint write": write,
         "checkpoint MB": mb,
     }
@@ -210,7 +233,10 @@ def measure(size: int, batch: int, reps: int) -> dict[str, dict[str, float]]:
     stage1 = SiameseClassifier("reference").eval()
     x = torch.randn(batch, 4, size, size)
     y = (torch.rand(batch, 1, size, size) > 0.95).float()
-    precisions = {"fp32": resolve_precision(dev, "fp32"), "fast": resolve_precision(dev, "auto")}
+    precisions = {
+        "fp32": resolve_precision(dev, "fp32"),
+        "fast": resolve_precision(dev, "auto"),
+    }
     cases = {}
     for pname, prec in precisions.items():
         seg = prec.apply_layout(Segmenter(stage1).to(dev))
@@ -231,7 +257,9 @@ def measure(size: int, batch: int, reps: int) -> dict[str, dict[str, float]]:
             opt.zero_grad()
             with prec.autocast():
                 out = s1(prec.to_input(x, dev))
-            torch.nn.functional.binary_cross_entropy_with_logits(out.float(), (torch.arange(batch) % 2).float().to(dev)).backward()
+            torch.nn.functional.binary_cross_entropy_with_logits(
+                out.float(), (torch.arange(batch) % 2).float().to(dev)
+            ).backward()
             opt.step()
 
         cases[("stage2", pname)] = s2_step
@@ -253,12 +281,29 @@ def measure(size: int, batch: int, reps: int) -> dict[str, dict[str, float]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=float, default=100.0, help="assumed epochs per run (early stopping)")
-    parser.add_argument("--epoch-overhead", type=float, default=0.05, help="seconds per epoch on a GPU beyond the FLOPs")
-    parser.add_argument("--no-measure", action="store_true", help="skip the measurement on this machine")
+    parser.add_argument(
+        "--epochs",
+        type=float,
+        default=100.0,
+        help="assumed epochs per run (early stopping)",
+    )
+    parser.add_argument(
+        "--epoch-overhead",
+        type=float,
+        default=0.05,
+        help="seconds per epoch on a GPU beyond the FLOPs",
+    )
+    parser.add_argument(
+        "--no-measure", action="store_true", help="skip the measurement on this machine"
+    )
     parser.add_argument("--batch", type=int, default=8, help="batch of the measurement")
     parser.add_argument("--reps", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch.set_num_threads (default: torch's choice)",
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -266,65 +311,105 @@ def main() -> None:
     profile = get_profile("paper")
     size = profile.chip_size
     flops = flops_per_chip(size)
-    print(f"paper profile: {len(experiment_grid(profile))} stage-2 runs + 2 stage-1 pretrainings, {size}² chips, "
-          f"batch {profile.batch_size}, patience {profile.patience}, max {profile.stage2_max_epochs} epochs")  # fmt: skip
+    print(
+        f"paper profile: {len(experiment_grid(profile))} stage-2 runs + 2 stage-1 pretrainings, {size}² chips, "
+        f"batch {profile.batch_size}, patience {profile.patience}, max {profile.stage2_max_epochs} epochs"
+    )
     print("FLOPs per chip (FlopCounterMode: convolutions and matmuls):")
     for k, v in flops.items():
         print(f"  {k:<36s} {v / 1e9:9.2f} GFLOP")
     if args.no_measure:
         per_epoch = per_epoch_s1 = args.epoch_overhead
-        print(f"\nper-epoch overhead on a GPU: {per_epoch:.2f} s (--epoch-overhead only; not measured)")
+        print(
+            f"\nper-epoch overhead on a GPU: {per_epoch:.2f} s (--epoch-overhead only; not measured)"
+        )
     else:
         over = measure_epoch_overhead(profile)
-        per_epoch = over["stage2 validation scoring"] + over["checkpoint write"] + args.epoch_overhead
+        per_epoch = (
+            over["stage2 validation scoring"]
+            + over["checkpoint write"]
+            + args.epoch_overhead
+        )
         # a stage-1 checkpoint is smaller than the segmenter's: the write is an upper bound
-        per_epoch_s1 = over["stage1 validation scoring"] + over["checkpoint write"] + args.epoch_overhead
-        print(f"\nper-epoch overhead on a GPU, measured here ({torch.get_num_threads()} threads): "
-              f"stage-2 validation scoring {over['stage2 validation scoring']:.3f} s, stage-1 "
-              f"{over['stage1 validation scoring']:.3f} s, last.pt write {over['checkpoint write']:.3f} s "
-              f"({over['checkpoint MB']:.1f} MB), + {args.epoch_overhead:.2f} s assumed = {per_epoch:.2f} s "
-              f"per stage-2 epoch, {per_epoch_s1:.2f} s per stage-1 epoch")  # fmt: skip
+        per_epoch_s1 = (
+            over["stage1 validation scoring"]
+            + over["checkpoint write"]
+            + args.epoch_overhead
+        )
+        print(
+            f"\nper-epoch overhead on a GPU, measured here ({torch.get_num_threads()} threads): "
+            f"stage-2 validation scoring {over['stage2 validation scoring']:.3f} s, stage-1 "
+            f"{over['stage1 validation scoring']:.3f} s, last.pt write {over['checkpoint write']:.3f} s "
+            f"({over['checkpoint MB']:.1f} MB), + {args.epoch_overhead:.2f} s assumed = {per_epoch:.2f} s "
+            f"per stage-2 epoch, {per_epoch_s1:.2f} s per stage-1 epoch"
+        )
     for epochs in sorted({51.0, args.epochs, 500.0}):
         work = grid_work(profile, flops, epochs)
         total = sum(work.values())
         epoch_count = _epochs_total(profile, epochs)
-        print(f"\nassuming {epochs:.0f} epochs per run ({epoch_count:,.0f} epochs in all): {total / 1e15:.2f} PFLOP")
+        print(
+            f"\nassuming {epochs:.0f} epochs per run ({epoch_count:,.0f} epochs in all): {total / 1e15:.2f} PFLOP"
+        )
         for k, v in work.items():
             print(f"  {k:<20s} {v / 1e15:8.3f} PFLOP ({v / total:5.1%})")
         for gpu, (peak, dtype, frac) in GPUS.items():
             compute = total / (peak * 1e12 * frac)
-            overhead = (epoch_count - 2 * epochs) * per_epoch + 2 * epochs * per_epoch_s1
-            print(f"  {gpu:<9s} {dtype} peak {peak:5.0f} TFLOP/s × {frac:.2f} achieved + {per_epoch:.2f} s/epoch "
-                  f"overhead: {compute / 3600:6.2f} h compute + {overhead / 3600:5.2f} h overhead = "
-                  f"{(compute + overhead) / 3600:6.2f} h")  # fmt: skip
+            overhead = (
+                epoch_count - 2 * epochs
+            ) * per_epoch + 2 * epochs * per_epoch_s1
+            print(
+                f"  {gpu:<9s} {dtype} peak {peak:5.0f} TFLOP/s × {frac:.2f} achieved + {per_epoch:.2f} s/epoch "
+                f"overhead: {compute / 3600:6.2f} h compute + {overhead / 3600:5.2f} h overhead = "
+                f"{(compute + overhead) / 3600:6.2f} h"
+            )
 
-    print(f"\nper chapter, assuming {args.epochs:.0f} epochs per run (hours: compute + overhead):")
-    for chapter, (chapter_flops, chapter_epochs) in chapter_work(profile, flops, args.epochs).items():
-        s1_epochs = 2 * args.epochs if chapter.startswith(("chapter 3", "chapter 5")) else 0
-        chapter_overhead = (chapter_epochs - s1_epochs) * per_epoch + s1_epochs * per_epoch_s1
+    print(
+        f"\nper chapter, assuming {args.epochs:.0f} epochs per run (hours: compute + overhead):"
+    )
+    for chapter, (chapter_flops, chapter_epochs) in chapter_work(
+        profile, flops, args.epochs
+    ).items():
+        s1_epochs = (
+            2 * args.epochs if chapter.startswith(("chapter 3", "chapter 5")) else 0
+        )
+        chapter_overhead = (
+            chapter_epochs - s1_epochs
+        ) * per_epoch + s1_epochs * per_epoch_s1
         cells = []
         for gpu, (peak, _, frac) in GPUS.items():
             hours = (chapter_flops / (peak * 1e12 * frac) + chapter_overhead) / 3600
             cells.append(f"{gpu} {hours:6.2f} h")
-        print(f"  {chapter:<58s} {chapter_flops / 1e15:7.3f} PFLOP, {chapter_epochs:5.0f} epochs: " + ", ".join(cells))
+        print(
+            f"  {chapter:<58s} {chapter_flops / 1e15:7.3f} PFLOP, {chapter_epochs:5.0f} epochs: "
+            + ", ".join(cells)
+        )
 
     if args.no_measure:
         return
     dev = select_device(None)
     measured = measure(size, args.batch, args.reps)
     work = grid_work(profile, flops, args.epochs)
-    print(f"\nmeasured on this machine ({dev}, {torch.get_num_threads()} threads, {size}² chips, batch {args.batch}):")
+    print(
+        f"\nmeasured on this machine ({dev}, {torch.get_num_threads()} threads, {size}² chips, batch {args.batch}):"
+    )
     for pname, per in measured.items():
         ach = flops["stage2 step (embeddings given)"] / per["stage2"] / 1e12
         # scale every part of the work by the stage-2 step's measured FLOP rate, except
         # stage-1 pretraining which uses its own measured rate
         s1_rate = flops["stage1 step"] / per["stage1"]
         s2_rate = flops["stage2 step (embeddings given)"] / per["stage2"]
-        seconds = work["stage1 pretraining"] / s1_rate + sum(v for k, v in work.items() if k != "stage1 pretraining") / s2_rate
-        print(f"  {pname:<4s}: stage-2 step {per['stage2'] * 1e3:7.1f} ms/chip ({ach:.2f} TFLOP/s), stage-1 step "
-              f"{per['stage1'] * 1e3:7.1f} ms/chip; whole grid at {args.epochs:.0f} epochs/run ≈ "
-              f"{seconds / 86400:6.1f} days")  # fmt: skip
-    print(f"grid on this CPU, fast path vs fp32: {measured['fp32']['stage2'] / measured['fast']['stage2']:.2f}× per stage-2 step")
+        seconds = (
+            work["stage1 pretraining"] / s1_rate
+            + sum(v for k, v in work.items() if k != "stage1 pretraining") / s2_rate
+        )
+        print(
+            f"  {pname:<4s}: stage-2 step {per['stage2'] * 1e3:7.1f} ms/chip ({ach:.2f} TFLOP/s), stage-1 step "
+            f"{per['stage1'] * 1e3:7.1f} ms/chip; whole grid at {args.epochs:.0f} epochs/run ≈ "
+            f"{seconds / 86400:6.1f} days"
+        )
+    print(
+        f"grid on this CPU, fast path vs fp32: {measured['fp32']['stage2'] / measured['fast']['stage2']:.2f}× per stage-2 step"
+    )
 
 
 if __name__ == "__main__":

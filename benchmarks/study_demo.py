@@ -30,12 +30,18 @@ from sarslide import ablation, findings
 from sarslide.profiles import get_profile
 
 
-def run_scene(data_seed: int, event: str, profile_name: str, n_boot: int = findings.N_BOOT) -> pd.DataFrame:
+def run_scene(
+    data_seed: int, event: str, profile_name: str, n_boot: int = findings.N_BOOT
+) -> pd.DataFrame:
     """The demo grid on the scene of ``data_seed``; returns its findings summary."""
-    profile = get_profile(profile_name).with_overrides(name=f"{profile_name}-scene{data_seed}", data_seed=data_seed)
+    profile = get_profile(profile_name).with_overrides(
+        name=f"{profile_name}-scene{data_seed}", data_seed=data_seed
+    )
     runs = ablation.experiment_grid(profile)
     table = ablation.run_grid(runs, event=event, profile=profile, progress=False)
-    cells = findings.evaluate_findings(table, event=event, profile=profile, n_boot=n_boot)
+    cells = findings.evaluate_findings(
+        table, event=event, profile=profile, n_boot=n_boot
+    )
     summary = findings.summarize_findings(cells)
     summary.insert(0, "scene", data_seed)
     return summary
@@ -43,12 +49,26 @@ def run_scene(data_seed: int, event: str, profile_name: str, n_boot: int = findi
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--scenes", type=int, default=5, help="number of independent scenes (default 5)")
-    parser.add_argument("--first-seed", type=int, default=1, help="data_seed of the first scene (default 1)")
+    parser.add_argument(
+        "--scenes", type=int, default=5, help="number of independent scenes (default 5)"
+    )
+    parser.add_argument(
+        "--first-seed",
+        type=int,
+        default=1,
+        help="data_seed of the first scene (default 1)",
+    )
     parser.add_argument("--event", default="hokkaido")
     parser.add_argument("--profile", default="demo")
-    parser.add_argument("--n-boot", type=int, default=findings.N_BOOT, help="bootstrap resamples per scene")
-    parser.add_argument("--csv", default=None, help="also write the per-scene verdicts to this CSV file")
+    parser.add_argument(
+        "--n-boot",
+        type=int,
+        default=findings.N_BOOT,
+        help="bootstrap resamples per scene",
+    )
+    parser.add_argument(
+        "--csv", default=None, help="also write the per-scene verdicts to this CSV file"
+    )
     args = parser.parse_args(argv)
 
     start = time.perf_counter()
@@ -68,15 +88,17 @@ def main(argv=None) -> None:
         if part.empty:
             continue
         counts = part["verdict"].value_counts()
-        rows.append({
-            "kind": "paper" if finding.kind == "paper" else "sanity check",
-            "finding": finding.statement,
-            "rule": finding.rule,
-            "holds": f"{counts.get('holds', 0)} of {len(part)}",
-            "in part": int(counts.get("holds in part", 0)),
-            "not": int(counts.get("does not hold", 0)),
-            "median effect": f"{part['median_effect'].median():+.3g} {finding.unit}",
-        })  # fmt: skip
+        rows.append(
+            {
+                "kind": "paper" if finding.kind == "paper" else "sanity check",
+                "finding": finding.statement,
+                "rule": finding.rule,
+                "holds": f"{counts.get('holds', 0)} of {len(part)}",
+                "in part": int(counts.get("holds in part", 0)),
+                "not": int(counts.get("does not hold", 0)),
+                "median effect": f"{part['median_effect'].median():+.3g} {finding.unit}",
+            }
+        )
     with pd.option_context("display.max_colwidth", 80, "display.width", 200):
         print(pd.DataFrame(rows).to_string(index=False))
     print(f"{args.scenes} scenes in {time.perf_counter() - start:.0f} s")

@@ -47,8 +47,9 @@ def scene_profile(data_seed: int, profile_name: str):
     profile = get_profile(profile_name)
     if data_seed == 0:
         return profile
-    return profile.with_overrides(name=f"{profile_name}-scene{data_seed}",
-                                  data_seed=data_seed)  # fmt: skip
+    return profile.with_overrides(
+        name=f"{profile_name}-scene{data_seed}", data_seed=data_seed
+    )
 
 
 def map_quality(event: str, profile, out_dir) -> dict[str, float]:
@@ -57,31 +58,51 @@ def map_quality(event: str, profile, out_dir) -> dict[str, float]:
     cube = prepare_cube(event, profile)
     pair = profile_pass_pair(cube, profile)
     chips = prepare_event(event, profile)
-    models = ablation.run_models(ablation.Run("hokkaido", None, 0), event=event,
-                                 profile=profile, out_dir=out_dir, progress=False)  # fmt: skip
-    prob = mapping.predict_probability(pair, lambda b: predict_proba(models, b),
-                                       chips.stats, window=128, progress=False)  # fmt: skip
+    models = ablation.run_models(
+        ablation.Run("hokkaido", None, 0),
+        event=event,
+        profile=profile,
+        out_dir=out_dir,
+        progress=False,
+    )
+    prob = mapping.predict_probability(
+        pair,
+        lambda b: predict_proba(models, b),
+        chips.stats,
+        window=128,
+        progress=False,
+    )
     val = chips.split("validation")
     threshold = mapping.calibrate_threshold(
         predict_proba(models, standardize(val.images, chips.stats)), val.labels
     )
     valid = np.isfinite(prob)
-    truth = cube["landslides"].astype("float32").where(valid).rio.write_crs(cube.rio.crs)
-    truth_map = mapping.density_heatmap(mapping.binary_map(truth, 0.5), cell_size=CELL_SIZE)
-    model_map = mapping.density_heatmap(mapping.binary_map(prob, threshold),
-                                        cell_size=CELL_SIZE)  # fmt: skip
-    score = mapping.predict_raw(pair, lambda b: log_ratio_score(b, window=5), window=128,
-                                progress=False)  # fmt: skip
-    score_threshold = mapping.calibrate_threshold(log_ratio_score(val.images, window=5),
-                                                  val.labels)  # fmt: skip
-    ratio_map = mapping.density_heatmap(mapping.binary_map(score, score_threshold),
-                                        cell_size=CELL_SIZE)  # fmt: skip
+    truth = (
+        cube["landslides"].astype("float32").where(valid).rio.write_crs(cube.rio.crs)
+    )
+    truth_map = mapping.density_heatmap(
+        mapping.binary_map(truth, 0.5), cell_size=CELL_SIZE
+    )
+    model_map = mapping.density_heatmap(
+        mapping.binary_map(prob, threshold), cell_size=CELL_SIZE
+    )
+    score = mapping.predict_raw(
+        pair, lambda b: log_ratio_score(b, window=5), window=128, progress=False
+    )
+    score_threshold = mapping.calibrate_threshold(
+        log_ratio_score(val.images, window=5), val.labels
+    )
+    ratio_map = mapping.density_heatmap(
+        mapping.binary_map(score, score_threshold), cell_size=CELL_SIZE
+    )
     model = mapping.heatmap_agreement(model_map, truth_map, top=TOP)
     ratio = mapping.heatmap_agreement(ratio_map, truth_map, top=TOP)
     return {
-        "map_corr": model["correlation"], "map_top10": model["shared_top_cells"],
-        "log_ratio_corr": ratio["correlation"], "log_ratio_top10": ratio["shared_top_cells"],
-    }  # fmt: skip
+        "map_corr": model["correlation"],
+        "map_top10": model["shared_top_cells"],
+        "log_ratio_corr": ratio["correlation"],
+        "log_ratio_top10": ratio["shared_top_cells"],
+    }
 
 
 def run_scene(data_seed: int, event: str, profile_name: str, workers: int):
@@ -89,40 +110,60 @@ def run_scene(data_seed: int, event: str, profile_name: str, workers: int):
     scene: ``(scene row, cell rows)``."""
     profile = scene_profile(data_seed, profile_name)
     scheduler = "local" if workers > 1 else None
-    table = ablation.run_grid(ablation.experiment_grid(profile), event=event,
-                              profile=profile, progress=False, scheduler=scheduler,
-                              num_threads=1 if workers > 1 else None)  # fmt: skip
+    table = ablation.run_grid(
+        ablation.experiment_grid(profile),
+        event=event,
+        profile=profile,
+        progress=False,
+        scheduler=scheduler,
+        num_threads=1 if workers > 1 else None,
+    )
     out = ablation.results_dir(event, profile)
     health = ablation.grid_health(table, out)
     counts = health_counts(health)
     refs = table[table["arm"].isin(["random", "log_ratio"])].set_index("arm")["value"]
     ens = ablation.ensemble_scores(table, event=event, profile=profile, n_boot=50)
     cells = ens[["arm", "train_size", "n_models", "aprc"]].assign(
-        scene=data_seed, log_ratio=refs["log_ratio"], random=refs["random"],
+        scene=data_seed,
+        log_ratio=refs["log_ratio"],
+        random=refs["random"],
         above_log_ratio=lambda f: f["aprc"] > refs["log_ratio"],
-    )  # fmt: skip
-    row = {"scene": data_seed, "runs": len(health), **counts.to_dict(),
-           "best_is_first": int((health["best_epoch"] == 1).sum()),
-           "median_epochs": float(health["epochs"].median()),
-           "max_epochs": int(health["epochs"].max()),
-           "cells_above_log_ratio": int(cells["above_log_ratio"].sum()),
-           "log_ratio_aprc": float(refs["log_ratio"]),
-           **map_quality(event, profile, out)}  # fmt: skip
+    )
+    row = {
+        "scene": data_seed,
+        "runs": len(health),
+        **counts.to_dict(),
+        "best_is_first": int((health["best_epoch"] == 1).sum()),
+        "median_epochs": float(health["epochs"].median()),
+        "max_epochs": int(health["epochs"].max()),
+        "cells_above_log_ratio": int(cells["above_log_ratio"].sum()),
+        "log_ratio_aprc": float(refs["log_ratio"]),
+        **map_quality(event, profile, out),
+    }
     return row, cells
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scenes", type=int, default=5, help="scenes (default 5)")
-    parser.add_argument("--first-seed", type=int, default=0,
-                        help="data_seed of the first scene (default 0, the book's)")
+    parser.add_argument(
+        "--first-seed",
+        type=int,
+        default=0,
+        help="data_seed of the first scene (default 0, the book's)",
+    )
     parser.add_argument("--event", default="hokkaido")
     parser.add_argument("--profile", default="demo")
-    parser.add_argument("--workers", type=int, default=1,
-                        help="runs trained at once (default 1)")
-    parser.add_argument("--csv", default=None, help="also write the rows to CSV files "
-                        "(FILE and FILE with '-cells' before the suffix)")
-    args = parser.parse_args(argv)  # fmt: skip
+    parser.add_argument(
+        "--workers", type=int, default=1, help="runs trained at once (default 1)"
+    )
+    parser.add_argument(
+        "--csv",
+        default=None,
+        help="also write the rows to CSV files "
+        "(FILE and FILE with '-cells' before the suffix)",
+    )
+    args = parser.parse_args(argv)
 
     start = time.perf_counter()
     rows, cells = [], []
@@ -141,8 +182,9 @@ def main(argv=None) -> None:
         every_cell.to_csv(args.csv.replace(".csv", "-cells.csv"), index=False)
     with pd.option_context("display.width", 250, "display.max_columns", 40):
         print(scenes.round(3).to_string(index=False))
-        wide = every_cell.pivot_table(index=["arm", "train_size"], columns="scene",
-                                      values="aprc")  # fmt: skip
+        wide = every_cell.pivot_table(
+            index=["arm", "train_size"], columns="scene", values="aprc"
+        )
         print("\nensemble APRC per cell and scene (log-ratio per scene below)")
         print(wide.round(3).to_string())
         print(scenes.set_index("scene")["log_ratio_aprc"].round(3).to_string())

@@ -121,6 +121,7 @@ def size_sort_key(size: int) -> float:
     """Sort key for stored training sizes: numbers in order, :data:`SIZE_ALL` last."""
     return np.inf if int(size) == SIZE_ALL else float(size)
 
+
 _RESULTS = RESULTS_FILE
 _SETTINGS = "settings.json"
 _PROBA = "test_proba.npy"
@@ -139,7 +140,9 @@ class Run:
         if self.arm not in ARMS:
             raise ValueError(f"unknown arm {self.arm!r}; arms are {list(ARMS)}")
         if self.train_size is not None and self.train_size < 2:
-            raise ValueError(f"train_size={self.train_size}: use at least 2 chips (one of each kind)")
+            raise ValueError(
+                f"train_size={self.train_size}: use at least 2 chips (one of each kind)"
+            )
 
     @property
     def stored_size(self) -> int:
@@ -152,7 +155,9 @@ class Run:
         return f"{self.arm}-n{size}-s{self.seed}"
 
 
-def experiment_grid(profile: Profile | str | None = None, arms: Sequence[str] = ARMS) -> list[Run]:
+def experiment_grid(
+    profile: Profile | str | None = None, arms: Sequence[str] = ARMS
+) -> list[Run]:
     """All runs of a profile: arms × ``train_sizes`` × seeds (``seeds_smallest`` for the smallest size)."""
     profile = get_profile(profile)
     sizes = list(profile.train_sizes)
@@ -185,13 +190,19 @@ def _tidy(run: Run, rows: Iterable[tuple[int, int, dict[str, float]]]) -> pd.Dat
     return pd.DataFrame.from_records(records)
 
 
-def _run_timing(run: Run, result, chips: ChipSet, started: float, device) -> dict[str, Any]:
+def _run_timing(
+    run: Run, result, chips: ChipSet, started: float, device
+) -> dict[str, Any]:
     """What a finished run cost, for :mod:`sarslide.grid_plan`'s estimates: its epochs,
     the median measured seconds per epoch (training + validation, from the history), the
     rest of the run's wall time (``overhead_seconds``: scoring, files) and the device."""
     from .grid_plan import device_label
 
-    seconds = result.history["seconds"].to_numpy(dtype=float) if len(result.history) else np.zeros(0)
+    seconds = (
+        result.history["seconds"].to_numpy(dtype=float)
+        if len(result.history)
+        else np.zeros(0)
+    )
     total = time.perf_counter() - started
     pool = len(chips.split("stage2_train"))
     n_train = run.train_size if run.train_size is not None else pool
@@ -208,7 +219,9 @@ def _run_timing(run: Run, result, chips: ChipSet, started: float, device) -> dic
     }
 
 
-def split_embeddings(stage1, chips: ChipSet, split: str, profile: Profile, cache_dir, device=None):
+def split_embeddings(
+    stage1, chips: ChipSet, split: str, profile: Profile, cache_dir, device=None
+):
     """The frozen stage-1 embeddings of one split's standardised chips, cached per event.
 
     Every run of an arm shares one frozen stage-1 network, so the embeddings of the
@@ -223,12 +236,24 @@ def split_embeddings(stage1, chips: ChipSet, split: str, profile: Profile, cache
 
     part = chips.split(split)
     return cached_embeddings(
-        stage1, standardize(part.images, chips.stats), data_dir(cache_dir) / "embeddings",
-        batch_size=profile.batch_size, device=device, precision=profile.precision,
-    )  # fmt: skip
+        stage1,
+        standardize(part.images, chips.stats),
+        data_dir(cache_dir) / "embeddings",
+        batch_size=profile.batch_size,
+        device=device,
+        precision=profile.precision,
+    )
 
 
-def _fit_run(run: Run, chips: ChipSet, profile: Profile, out_dir: Path, cache_dir, device, progress):
+def _fit_run(
+    run: Run,
+    chips: ChipSet,
+    profile: Profile,
+    out_dir: Path,
+    cache_dir,
+    device,
+    progress,
+):
     """Train one run (or return it at once if its checkpoints say it is finished).
 
     Returns the training result and the run's frozen stage-1 network (None for ``none``).
@@ -239,9 +264,20 @@ def _fit_run(run: Run, chips: ChipSet, profile: Profile, out_dir: Path, cache_di
     from .pretrained import pretrained_stage1
     from .train import TrainConfig, fit_chipset, seed_everything
 
-    stage1 = None if run.arm == "none" else pretrained_stage1(run.arm, profile, cache_dir=cache_dir, progress=progress)
-    subset = few_shot_subset(chips.split("stage2_train"), run.train_size, run.seed, draw=profile.few_shot_draw)
-    pool_emb = split_embeddings(stage1, chips, "stage2_train", profile, cache_dir, device)
+    stage1 = (
+        None
+        if run.arm == "none"
+        else pretrained_stage1(run.arm, profile, cache_dir=cache_dir, progress=progress)
+    )
+    subset = few_shot_subset(
+        chips.split("stage2_train"),
+        run.train_size,
+        run.seed,
+        draw=profile.few_shot_draw,
+    )
+    pool_emb = split_embeddings(
+        stage1, chips, "stage2_train", profile, cache_dir, device
+    )
     val_emb = split_embeddings(stage1, chips, "validation", profile, cache_dir, device)
     seed_everything(run.seed)
     model = Segmenter.from_profile(profile, stage1)
@@ -255,7 +291,9 @@ def _fit_run(run: Run, chips: ChipSet, profile: Profile, out_dir: Path, cache_di
         checkpoint_dir=out_dir / run.run_id / "checkpoints",
         device=device,
         progress=progress,
-        train_embeddings=None if pool_emb is None else pool_emb[torch.as_tensor(subset, dtype=torch.long)],
+        train_embeddings=None
+        if pool_emb is None
+        else pool_emb[torch.as_tensor(subset, dtype=torch.long)],
         val_embeddings=val_emb,
     )
     return result, stage1, subset
@@ -268,13 +306,15 @@ def _run_health(result, chips: ChipSet, subset, profile: Profile, proba: np.ndar
 
     pool = chips.split("stage2_train")
     return classify_run(
-        result.history, metric=result.metric, best_epoch=result.best_epoch,
+        result.history,
+        metric=result.metric,
+        best_epoch=result.best_epoch,
         stopped_early=result.stopped_early,
         max_epochs=TrainConfig.from_profile(profile, "stage2").max_epochs,
         chance_metric=random_guess_aprc(chips.split("validation").labels),
         output_std=float(np.std(proba)),
         train_positives=int((pool.labels[np.asarray(subset)] > 0).sum()),
-    )  # fmt: skip
+    )
 
 
 def run_one(
@@ -307,25 +347,38 @@ def run_one(
     profile = get_profile(profile)
     chips = prepare_event(event, profile, cache_dir=cache_dir)
     run_dir = Path(out_dir) / run.run_id
-    result, stage1, subset = _fit_run(run, chips, profile, Path(out_dir), cache_dir, device, progress)
+    result, stage1, subset = _fit_run(
+        run, chips, profile, Path(out_dir), cache_dir, device, progress
+    )
     test = chips.split("test")
     images = standardize(test.images, chips.stats)
     test_emb = split_embeddings(stage1, chips, "test", profile, cache_dir, device)
     rows, members = [], []
     for rank, path in enumerate(result.checkpoints):
         model = load_checkpoint(path, "stage2", device="cpu")
-        probabilities = predict_proba(model, images, device=device, precision=profile.precision, embeddings=test_emb)
+        probabilities = predict_proba(
+            model,
+            images,
+            device=device,
+            precision=profile.precision,
+            embeddings=test_emb,
+        )
         members.append(probabilities)
         epoch = int(checkpoint_info(path).get("epoch", -1))
         rows.append((rank, epoch, score_probabilities(probabilities, test.labels)))
     mean = ensemble_mean(members)
-    with atomic_file(run_dir / _PROBA) as tmp, open(tmp, "wb") as f:  # np.save(path) would append ".npy"
+    with (
+        atomic_file(run_dir / _PROBA) as tmp,
+        open(tmp, "wb") as f,
+    ):  # np.save(path) would append ".npy"
         np.save(f, mean)
     health = _run_health(result, chips, subset, profile, mean)
     with atomic_file(run_dir / _HEALTH) as tmp:
         Path(tmp).write_text(json.dumps(health.to_dict(), indent=1))
     tidy = _tidy(run, rows)
-    write_run_timing(out_dir, run.run_id, _run_timing(run, result, chips, started, device))
+    write_run_timing(
+        out_dir, run.run_id, _run_timing(run, result, chips, started, device)
+    )
     write_run_rows(out_dir, run.run_id, tidy)
     return tidy
 
@@ -345,7 +398,9 @@ def run_models(
     from .checkpoints import load_checkpoints
 
     profile = get_profile(profile)
-    out = Path(out_dir) if out_dir is not None else results_dir(event, profile, cache_dir)
+    out = (
+        Path(out_dir) if out_dir is not None else results_dir(event, profile, cache_dir)
+    )
     chips = prepare_event(event, profile, cache_dir=cache_dir)
     result, _, _ = _fit_run(run, chips, profile, out, cache_dir, device, progress)
     return load_checkpoints(result.checkpoints, "stage2", device=device or "cpu")
@@ -363,11 +418,28 @@ def run_baseline(
     profile = get_profile(profile)
     test = prepare_event(event, profile, cache_dir=cache_dir).split("test")
     score = log_ratio_score(test.images, window=window)
-    base = {"arm": BASELINE_ARM, "train_size": SIZE_BASELINE, "seed": 0, "checkpoint": 0, "epoch": 0}
+    base = {
+        "arm": BASELINE_ARM,
+        "train_size": SIZE_BASELINE,
+        "seed": 0,
+        "checkpoint": 0,
+        "epoch": 0,
+    }
     return pd.DataFrame(
         [
-            {"run_id": BASELINE_ARM, **base, "metric": "aprc", "value": aprc(np.nan_to_num(score, nan=0.0), test.labels)},
-            {"run_id": "random", **base, "arm": "random", "metric": "aprc", "value": random_guess_aprc(test.labels)},
+            {
+                "run_id": BASELINE_ARM,
+                **base,
+                "metric": "aprc",
+                "value": aprc(np.nan_to_num(score, nan=0.0), test.labels),
+            },
+            {
+                "run_id": "random",
+                **base,
+                "arm": "random",
+                "metric": "aprc",
+                "value": random_guess_aprc(test.labels),
+            },
         ]
     )
 
@@ -385,7 +457,9 @@ def results_key(event: str, profile: Profile | str | None = None) -> str:
     from dataclasses import fields
 
     profile = get_profile(profile)
-    keep = [f.name for f in fields(profile) if f.name not in GRID_SHAPE_FIELDS + ("name",)]
+    keep = [
+        f.name for f in fields(profile) if f.name not in GRID_SHAPE_FIELDS + ("name",)
+    ]
     return store_key(event, profile, profile.data_seed, fields=keep)
 
 
@@ -416,7 +490,9 @@ def _legacy_key_matches(old: dict[str, Any], event: str, profile: Profile) -> bo
         }
     except (KeyError, TypeError):
         return False
-    return old.get("key") == store_key(event, profile.with_overrides(**shape), profile.data_seed)
+    return old.get("key") == store_key(
+        event, profile.with_overrides(**shape), profile.data_seed
+    )
 
 
 def _check_settings(out: Path, event: str, profile: Profile) -> None:
@@ -434,12 +510,16 @@ def _check_settings(out: Path, event: str, profile: Profile) -> None:
         old = _read_settings(marker)
         if old.get("key") == key and old.get("format") == _SETTINGS_FORMAT:
             return
-        if old.get("format") != _SETTINGS_FORMAT and _legacy_key_matches(old, event, profile):
+        if old.get("format") != _SETTINGS_FORMAT and _legacy_key_matches(
+            old, event, profile
+        ):
             return
         normal = json.loads(json.dumps(asdict(profile), default=str))
         changed = sorted(
-            k for k in set(old.get("profile", {})) | set(normal)
-            if k not in GRID_SHAPE_FIELDS and old.get("profile", {}).get(k) != normal.get(k)
+            k
+            for k in set(old.get("profile", {})) | set(normal)
+            if k not in GRID_SHAPE_FIELDS
+            and old.get("profile", {}).get(k) != normal.get(k)
         )
         raise ValueError(
             f"{out} holds results made with other settings (fingerprint {old.get('key')} "
@@ -447,12 +527,19 @@ def _check_settings(out: Path, event: str, profile: Profile) -> None:
             "use another out_dir, or the default results_dir(event, profile), which is keyed "
             "on the settings"
         )
-    payload = {"format": _SETTINGS_FORMAT, "key": key, "event": event, "profile": asdict(profile)}
+    payload = {
+        "format": _SETTINGS_FORMAT,
+        "key": key,
+        "event": event,
+        "profile": asdict(profile),
+    }
     with atomic_file(marker) as tmp:
         Path(tmp).write_text(json.dumps(payload, indent=2, default=str))
 
 
-def resolve_scheduler(scheduler: Any, device: str | None = None, num_threads: int | None = None) -> tuple[Any, int | None]:
+def resolve_scheduler(
+    scheduler: Any, device: str | None = None, num_threads: int | None = None
+) -> tuple[Any, int | None]:
     """``(scheduler, num_threads)`` for :func:`run_grid`, with ``"auto"`` resolved.
 
     ``"auto"`` is ``"local"`` with one torch thread per worker on a machine without a
@@ -465,7 +552,9 @@ def resolve_scheduler(scheduler: Any, device: str | None = None, num_threads: in
         return scheduler, num_threads
     import torch
 
-    wants_gpu = (device or "").startswith("cuda") or (device is None and torch.cuda.is_available())
+    wants_gpu = (device or "").startswith("cuda") or (
+        device is None and torch.cuda.is_available()
+    )
     if wants_gpu or (os.cpu_count() or 1) < 2:
         return None, num_threads
     return "local", 1 if num_threads is None else num_threads
@@ -477,11 +566,15 @@ def _client(scheduler: Any):
     if isinstance(scheduler, Client):
         return scheduler, None
     if scheduler == "local":
-        cluster = LocalCluster(n_workers=min(os.cpu_count() or 1, 4), threads_per_worker=1, processes=True)
+        cluster = LocalCluster(
+            n_workers=min(os.cpu_count() or 1, 4), threads_per_worker=1, processes=True
+        )
         return Client(cluster), cluster
     if isinstance(scheduler, str):
         return _connect(scheduler), None
-    raise ValueError(f"scheduler={scheduler!r}: use None (serial), 'local', an address or a distributed.Client")
+    raise ValueError(
+        f"scheduler={scheduler!r}: use None (serial), 'local', an address or a distributed.Client"
+    )
 
 
 def _connect(address: str):
@@ -523,7 +616,9 @@ def _probe_scheduler(address: str, timeout: float) -> None:
     failure: list[BaseException] = []
 
     async def probe() -> None:
-        comm = await asyncio.wait_for(connect(address, timeout=timeout), timeout=timeout)
+        comm = await asyncio.wait_for(
+            connect(address, timeout=timeout), timeout=timeout
+        )
         await comm.close()
 
     def target() -> None:
@@ -532,14 +627,20 @@ def _probe_scheduler(address: str, timeout: float) -> None:
         except BaseException as err:  # handed to the caller's thread
             failure.append(err)
 
-    thread = threading.Thread(target=target, daemon=True, name="sarslide-scheduler-probe")
+    thread = threading.Thread(
+        target=target, daemon=True, name="sarslide-scheduler-probe"
+    )
     thread.start()
     thread.join(timeout + 5)
     if thread.is_alive():
         raise TimeoutError(f"no answer within {timeout:g} s")
     if failure:
         err = failure[0]
-        raise (err if isinstance(err, OSError) else TimeoutError(str(err) or type(err).__name__))
+        raise (
+            err
+            if isinstance(err, OSError)
+            else TimeoutError(str(err) or type(err).__name__)
+        )
 
 
 def grid_plan(
@@ -563,14 +664,20 @@ def grid_plan(
     from .grid_plan import plan_grid
 
     profile = get_profile(profile)
-    out = Path(out_dir) if out_dir is not None else results_dir(event, profile, cache_dir)
+    out = (
+        Path(out_dir) if out_dir is not None else results_dir(event, profile, cache_dir)
+    )
     pool = None
     if prepare and any(r.train_size is None for r in runs):
         try:
-            pool = len(prepare_event(event, profile, cache_dir=cache_dir).split("stage2_train"))
+            pool = len(
+                prepare_event(event, profile, cache_dir=cache_dir).split("stage2_train")
+            )
         except Exception:  # only for an estimate: the grid itself reports what is wrong
             pool = None
-    return plan_grid(runs, out, max_epochs=profile.stage2_max_epochs, pool_size=pool, device=device)
+    return plan_grid(
+        runs, out, max_epochs=profile.stage2_max_epochs, pool_size=pool, device=device
+    )
 
 
 def run_grid(
@@ -624,7 +731,9 @@ def run_grid(
     budget = TimeBudget(max_minutes)
     profile = get_profile(profile)
     scheduler, num_threads = resolve_scheduler(scheduler, device, num_threads)
-    out = Path(out_dir) if out_dir is not None else results_dir(event, profile, cache_dir)
+    out = (
+        Path(out_dir) if out_dir is not None else results_dir(event, profile, cache_dir)
+    )
     out.mkdir(parents=True, exist_ok=True)
     _check_settings(out, event, profile)
     table = read_results(out)
@@ -634,16 +743,36 @@ def run_grid(
         _log.info("reusing %d finished runs from %s", len(reused), out)
     todo = [r for r in runs if r.run_id not in done]
     if progress and runs:
-        plan = grid_plan(runs, event=event, profile=profile, out_dir=out, cache_dir=cache_dir, device=device)
+        plan = grid_plan(
+            runs,
+            event=event,
+            profile=profile,
+            out_dir=out,
+            cache_dir=cache_dir,
+            device=device,
+        )
         print(plan.describe(), flush=True)
     if BASELINE_ARM not in done:
-        write_run_rows(out, BASELINE_FILE_ID, run_baseline(event=event, profile=profile, cache_dir=cache_dir))
+        write_run_rows(
+            out,
+            BASELINE_FILE_ID,
+            run_baseline(event=event, profile=profile, cache_dir=cache_dir),
+        )
         merge_results(out)
     if todo:
         _prepare_shared_inputs(todo, event, profile, cache_dir, progress)
-    kwargs = dict(event=event, profile=profile, out_dir=out, cache_dir=cache_dir, device=device, num_threads=num_threads)
+    kwargs = dict(
+        event=event,
+        profile=profile,
+        out_dir=out,
+        cache_dir=cache_dir,
+        device=device,
+        num_threads=num_threads,
+    )
     left: list[str] = []
-    bar = progress_bar(total=len(todo), desc="ablation runs", disable=not progress or not todo)
+    bar = progress_bar(
+        total=len(todo), desc="ablation runs", disable=not progress or not todo
+    )
     try:
         for _rows in _dispatch(todo, kwargs, scheduler, budget, left):
             merge_results(out)
@@ -651,7 +780,10 @@ def run_grid(
     finally:
         bar.close()
     if left and progress:
-        print(f"time budget of {max_minutes:g} min reached: {len(left)} runs left for the next call", flush=True)
+        print(
+            f"time budget of {max_minutes:g} min reached: {len(left)} runs left for the next call",
+            flush=True,
+        )
     table = _sorted(read_results(out))
     table.attrs["reused_runs"] = reused  # run ids read back from the folder, not rerun
     table.attrs["left_for_later"] = left
@@ -667,12 +799,16 @@ def run_one_locked(run: Run, **kwargs: Any) -> pd.DataFrame:
         if path.is_file():
             try:
                 return pd.read_parquet(path)
-            except Exception:  # a damaged file: score the run again (from its checkpoints)
+            except (
+                Exception
+            ):  # a damaged file: score the run again (from its checkpoints)
                 pass
         return run_one(run, **kwargs)
 
 
-def _prepare_shared_inputs(todo: Sequence[Run], event: str, profile: Profile, cache_dir, progress: bool) -> None:
+def _prepare_shared_inputs(
+    todo: Sequence[Run], event: str, profile: Profile, cache_dir, progress: bool
+) -> None:
     """Build what every run shares once, before any dispatch: the chips and each arm's
     stage-1 model (so parallel workers never train the same stage-1 network twice)."""
     from .pretrained import pretrained_stage1
@@ -683,8 +819,14 @@ def _prepare_shared_inputs(todo: Sequence[Run], event: str, profile: Profile, ca
 
 
 def _next_estimate(run: Run, kwargs: dict[str, Any]) -> float | None:
-    plan = grid_plan([run], event=kwargs["event"], profile=kwargs["profile"], out_dir=kwargs["out_dir"],
-                     cache_dir=kwargs["cache_dir"], device=kwargs["device"])  # fmt: skip
+    plan = grid_plan(
+        [run],
+        event=kwargs["event"],
+        profile=kwargs["profile"],
+        out_dir=kwargs["out_dir"],
+        cache_dir=kwargs["cache_dir"],
+        device=kwargs["device"],
+    )
     return plan.per_run_s.get(run.run_id)
 
 
@@ -694,8 +836,13 @@ def longest_first(runs: Sequence[Run]) -> list[Run]:
     return sorted(runs, key=lambda r: -size_sort_key(r.stored_size))
 
 
-def _dispatch(todo: Sequence[Run], kwargs: dict[str, Any], scheduler: Any, budget=None,
-              left: list[str] | None = None) -> Iterator[pd.DataFrame]:  # fmt: skip
+def _dispatch(
+    todo: Sequence[Run],
+    kwargs: dict[str, Any],
+    scheduler: Any,
+    budget=None,
+    left: list[str] | None = None,
+) -> Iterator[pd.DataFrame]:
     """Each run's tidy rows as it finishes: in this process (``scheduler=None``) or on a
     dask cluster (:func:`_client`), in completion order. With a ``budget``
     (:class:`sarslide.grid_plan.TimeBudget`) runs stop starting once it is spent; their
@@ -703,7 +850,11 @@ def _dispatch(todo: Sequence[Run], kwargs: dict[str, Any], scheduler: Any, budge
     left = left if left is not None else []
     if scheduler is None:
         for i, run in enumerate(todo):
-            if budget is not None and budget.max_s is not None and not budget.allows(_next_estimate(run, kwargs)):
+            if (
+                budget is not None
+                and budget.max_s is not None
+                and not budget.allows(_next_estimate(run, kwargs))
+            ):
                 left.extend(r.run_id for r in todo[i:])
                 return
             yield run_one_locked(run, **kwargs)
@@ -718,14 +869,25 @@ def _dispatch(todo: Sequence[Run], kwargs: dict[str, Any], scheduler: Any, budge
         # long runs then overlap, and the short ones fill the workers at the end
         # instead of one long run finishing alone (the results do not depend on order)
         futures = {
-            client.submit(run_one_locked, run, pure=False, key=f"sarslide-{run.run_id}-{uuid.uuid4().hex[:6]}", **kwargs): run
+            client.submit(
+                run_one_locked,
+                run,
+                pure=False,
+                key=f"sarslide-{run.run_id}-{uuid.uuid4().hex[:6]}",
+                **kwargs,
+            ): run
             for run in longest_first(todo)
         }
         pending = dict(futures)
         for future in as_completed(list(futures)):
             pending.pop(future, None)
             yield future.result()
-            if budget is not None and budget.max_s is not None and budget.elapsed_s >= budget.max_s and pending:
+            if (
+                budget is not None
+                and budget.max_s is not None
+                and budget.elapsed_s >= budget.max_s
+                and pending
+            ):
                 client.cancel(list(pending))
                 left.extend(run.run_id for run in pending.values())
                 return
@@ -738,7 +900,9 @@ def _dispatch(todo: Sequence[Run], kwargs: dict[str, Any], scheduler: Any, budge
 def _sorted(table: pd.DataFrame) -> pd.DataFrame:
     if not len(table):
         return table
-    return table.sort_values(["arm", "train_size", "seed", "checkpoint", "metric"]).reset_index(drop=True)
+    return table.sort_values(
+        ["arm", "train_size", "seed", "checkpoint", "metric"]
+    ).reset_index(drop=True)
 
 
 def run_means(table: pd.DataFrame) -> pd.DataFrame:
@@ -748,7 +912,9 @@ def run_means(table: pd.DataFrame) -> pd.DataFrame:
     per-model spread behind Figure 3's error bars (one model = one seed's run).
     """
     learned = table[table["arm"].isin(ARMS)]
-    return learned.groupby(["arm", "train_size", "seed", "run_id", "metric"], as_index=False)["value"].mean()
+    return learned.groupby(
+        ["arm", "train_size", "seed", "run_id", "metric"], as_index=False
+    )["value"].mean()
 
 
 def ensemble_metrics(ensembles: pd.DataFrame) -> pd.DataFrame:
@@ -760,8 +926,12 @@ def ensemble_metrics(ensembles: pd.DataFrame) -> pd.DataFrame:
     intervals from :func:`sarslide.findings.hierarchical_bootstrap`; the per-model
     means of :func:`run_means` / :func:`summarize` (chapter 5's first look) are not them.
     """
-    return ensembles.melt(id_vars=["arm", "train_size"], value_vars=list(METRICS),
-                          var_name="metric", value_name="value")  # fmt: skip
+    return ensembles.melt(
+        id_vars=["arm", "train_size"],
+        value_vars=list(METRICS),
+        var_name="metric",
+        value_name="value",
+    )
 
 
 def summarize(table: pd.DataFrame) -> pd.DataFrame:
@@ -770,15 +940,22 @@ def summarize(table: pd.DataFrame) -> pd.DataFrame:
     Each run is first reduced to the mean over its checkpoints; the mean and the standard
     error of the mean (ddof=1) are then taken over runs (seeds), the paper's error bars.
     """
-    per_run = table.groupby(["arm", "train_size", "metric", "run_id"], as_index=False)["value"].mean()
+    per_run = table.groupby(["arm", "train_size", "metric", "run_id"], as_index=False)[
+        "value"
+    ].mean()
     grouped = per_run.groupby(["arm", "train_size", "metric"])["value"]
     out = grouped.agg(mean="mean", n_runs="count").reset_index()
-    out["sem"] = grouped.agg(lambda v: sem(v.to_numpy()) if len(v) > 1 else np.nan).to_numpy()
+    out["sem"] = grouped.agg(
+        lambda v: sem(v.to_numpy()) if len(v) > 1 else np.nan
+    ).to_numpy()
     return out
 
 
-def results_dir(event: str = "hokkaido", profile: Profile | str | None = None,
-                cache_dir: str | os.PathLike | None = None) -> Path:
+def results_dir(
+    event: str = "hokkaido",
+    profile: Profile | str | None = None,
+    cache_dir: str | os.PathLike | None = None,
+) -> Path:
     """The default results folder of a grid: ``<data dir>/ablation/<event>-<profile>-<key>``.
 
     ``key`` is :func:`results_key`, a hash of every profile setting but the grid's sizes
@@ -787,7 +964,11 @@ def results_dir(event: str = "hokkaido", profile: Profile | str | None = None,
     one folder and one table.
     """
     profile = get_profile(profile)
-    return data_dir(cache_dir) / "ablation" / f"{event}-{profile.name}-{results_key(event, profile)}"
+    return (
+        data_dir(cache_dir)
+        / "ablation"
+        / f"{event}-{profile.name}-{results_key(event, profile)}"
+    )
 
 
 def run_health(out_dir: str | os.PathLike, run_ids: Iterable[str]) -> dict[str, Any]:
@@ -815,12 +996,19 @@ def grid_health(table: pd.DataFrame, out_dir: str | os.PathLike) -> pd.DataFrame
     from .health import health_table
 
     learned = table[table["arm"].isin(ARMS)]
-    keys = learned.drop_duplicates("run_id").set_index("run_id")[["arm", "train_size", "seed"]]
+    keys = learned.drop_duplicates("run_id").set_index("run_id")[
+        ["arm", "train_size", "seed"]
+    ]
     found = run_health(out_dir, keys.index)
-    frame = health_table(({"run_id": rid, **keys.loc[rid].to_dict()}, h) for rid, h in found.items())
+    frame = health_table(
+        ({"run_id": rid, **keys.loc[rid].to_dict()}, h) for rid, h in found.items()
+    )
     if frame.empty:
         return frame
-    return frame.sort_values(["arm", "train_size", "seed"], key=lambda c: c.map(size_sort_key) if c.name == "train_size" else c).reset_index(drop=True)
+    return frame.sort_values(
+        ["arm", "train_size", "seed"],
+        key=lambda c: c.map(size_sort_key) if c.name == "train_size" else c,
+    ).reset_index(drop=True)
 
 
 def grid_histories(table: pd.DataFrame, out_dir: str | os.PathLike) -> pd.DataFrame:
@@ -845,7 +1033,9 @@ def grid_histories(table: pd.DataFrame, out_dir: str | os.PathLike) -> pd.DataFr
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def ensemble_probabilities(table: pd.DataFrame, arm: str, train_size: int, out_dir: str | os.PathLike) -> tuple[np.ndarray, int]:
+def ensemble_probabilities(
+    table: pd.DataFrame, arm: str, train_size: int, out_dir: str | os.PathLike
+) -> tuple[np.ndarray, int]:
     """Test probabilities ``(N, H, W)`` averaged over every checkpoint of every seed of one cell.
 
     Each run's saved mean is weighted by its number of checkpoints, so the result equals
@@ -860,9 +1050,14 @@ def ensemble_probabilities(table: pd.DataFrame, arm: str, train_size: int, out_d
 
     group = table[(table["arm"] == arm) & (table["train_size"] == train_size)]
     if group.empty:
-        raise ValueError(f"no runs for arm={arm!r}, train_size={train_size} in the table")
-    unhealthy = {rid: h.status for rid, h in run_health(out_dir, group["run_id"].unique()).items()
-                 if h.status in EXCLUDED}  # fmt: skip
+        raise ValueError(
+            f"no runs for arm={arm!r}, train_size={train_size} in the table"
+        )
+    unhealthy = {
+        rid: h.status
+        for rid, h in run_health(out_dir, group["run_id"].unique()).items()
+        if h.status in EXCLUDED
+    }
     if unhealthy:
         kept = sorted(set(group["run_id"]) - set(unhealthy))
         if not kept:
@@ -872,8 +1067,10 @@ def ensemble_probabilities(table: pd.DataFrame, arm: str, train_size: int, out_d
             )
         warnings.warn(
             f"left out of the {arm!r} x {train_size} ensemble: {unhealthy} "
-            "(see sarslide.health)", UserWarning, stacklevel=2,
-        )  # fmt: skip
+            "(see sarslide.health)",
+            UserWarning,
+            stacklevel=2,
+        )
         group = group[group["run_id"].isin(kept)]
     weights = group.groupby("run_id")["checkpoint"].nunique()
     means = (np.load(Path(out_dir) / run_id / _PROBA) for run_id in weights.index)
@@ -897,7 +1094,9 @@ def ensemble_scores(
 
     ``labels`` (N, H, W) are the test labels; by default those of the prepared event.
     """
-    out = Path(out_dir) if out_dir is not None else results_dir(event, profile, cache_dir)
+    out = (
+        Path(out_dir) if out_dir is not None else results_dir(event, profile, cache_dir)
+    )
     if labels is None:
         labels = prepare_event(event, profile, cache_dir=cache_dir).split("test").labels
     learned = table[table["arm"].isin(ARMS)]
@@ -906,8 +1105,16 @@ def ensemble_scores(
         mean, n_models = ensemble_probabilities(table, arm, size, out)
         scores = score_probabilities(mean, labels)
         low, high = stratified_aprc_interval(mean, labels, n_boot=n_boot, seed=seed)
-        records.append({"arm": arm, "train_size": size, "n_models": n_models, **scores,
-                        "aprc_low": low, "aprc_high": high})
+        records.append(
+            {
+                "arm": arm,
+                "train_size": size,
+                "n_models": n_models,
+                **scores,
+                "aprc_low": low,
+                "aprc_high": high,
+            }
+        )
     return pd.DataFrame.from_records(records)
 
 
@@ -926,6 +1133,12 @@ def paper_comparison(summary: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for arm, by_size in PAPER_APRC.items():
         for size, value in by_size.items():
-            rows.append({"arm": arm, "train_size": size, "paper_aprc": value,
-                         "our_aprc": float(ours.get((arm, size), np.nan))})
+            rows.append(
+                {
+                    "arm": arm,
+                    "train_size": size,
+                    "paper_aprc": value,
+                    "our_aprc": float(ours.get((arm, size), np.nan)),
+                }
+            )
     return pd.DataFrame(rows)

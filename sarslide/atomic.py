@@ -116,7 +116,11 @@ def _size_of(path: Path) -> int:
 
 
 def disk_full_error(
-    err: BaseException, target: str | os.PathLike, *, needs_bytes: int | None = None, partial: str | os.PathLike | None = None
+    err: BaseException,
+    target: str | os.PathLike,
+    *,
+    needs_bytes: int | None = None,
+    partial: str | os.PathLike | None = None,
 ) -> DiskFullError | None:
     """A :class:`DiskFullError` for ``err`` raised while writing ``target``, or ``None``
     when ``err`` is not a full disk.
@@ -138,7 +142,10 @@ def disk_full_error(
         return None
     enospc = any(isinstance(e, OSError) and e.errno == errno.ENOSPC for e in chain)
     if not enospc:
-        if not (isinstance(err, (OSError, RuntimeError)) or type(err).__module__.startswith("rasterio")):
+        if not (
+            isinstance(err, (OSError, RuntimeError))
+            or type(err).__module__.startswith("rasterio")
+        ):
             return None
         try:
             free = shutil.disk_usage(existing_ancestor(target.parent)).free
@@ -163,15 +170,17 @@ def disk_full_error(
     )
 
 
-
-
 def _temporary_name(path: Path, kind: str, suffix: str = "") -> Path:
-    return path.with_name(f".{path.name}.{kind}-{os.getpid()}-{uuid.uuid4().hex[:8]}{suffix}")
+    return path.with_name(
+        f".{path.name}.{kind}-{os.getpid()}-{uuid.uuid4().hex[:8]}{suffix}"
+    )
 
 
 def _leftover_pattern(path: Path, kinds: str) -> re.Pattern:
     # new names carry the writer's pid; names of older versions only 8 hex digits
-    return re.compile(rf"^\.{re.escape(path.name)}\.({kinds})-(?:(\d+)-)?[0-9a-f]{{8}}(?:\..*)?$")
+    return re.compile(
+        rf"^\.{re.escape(path.name)}\.({kinds})-(?:(\d+)-)?[0-9a-f]{{8}}(?:\..*)?$"
+    )
 
 
 def _process_alive(pid: int) -> bool:
@@ -224,7 +233,9 @@ def recover_directory(path: str | os.PathLike) -> Path:
     """
     path = Path(path)
     leftovers = _leftovers(path, "tmp|old")
-    olds = sorted((e for e, kind in leftovers if kind == "old"), key=lambda e: e.stat().st_mtime)
+    olds = sorted(
+        (e for e, kind in leftovers if kind == "old"), key=lambda e: e.stat().st_mtime
+    )
     if not path.exists() and olds:
         os.replace(olds[-1], path)
         leftovers = [(e, k) for e, k in leftovers if e != olds[-1]]
@@ -264,21 +275,29 @@ def is_package_store(path: str | os.PathLike) -> bool:
         return False
     if (path / STORE_MARKER).is_file():
         return True
-    return any(all((path / name).exists() for name in names) for names in _LEGACY_MARKERS)
+    return any(
+        all((path / name).exists() for name in names) for names in _LEGACY_MARKERS
+    )
 
 
 def _describe_contents(path: Path, limit: int = 8) -> str:
     if not path.is_dir():
         return "a file" if path.is_file() else "something that is not a directory"
     names = sorted(p.name + ("/" if p.is_dir() else "") for p in path.iterdir())
-    shown = ", ".join(names[:limit]) + (f", … ({len(names)} entries)" if len(names) > limit else "")
+    shown = ", ".join(names[:limit]) + (
+        f", … ({len(names)} entries)" if len(names) > limit else ""
+    )
     return f"a directory holding {shown}"
 
 
 def _check_replaceable(path: Path) -> None:
     if not (path.exists() or path.is_symlink()):
         return
-    if path.is_dir() and not path.is_symlink() and (is_package_store(path) or not any(path.iterdir())):
+    if (
+        path.is_dir()
+        and not path.is_symlink()
+        and (is_package_store(path) or not any(path.iterdir()))
+    ):
         return
     raise ForeignPathError(
         f"{path} already exists and was not written by sarslide ({_describe_contents(path)}); "
@@ -295,7 +314,9 @@ def _disk_full(err: BaseException, path: Path, needs_bytes: int | None, partial:
 
 
 @contextmanager
-def atomic_file(path: str | os.PathLike, *, suffix: str = "", needs_bytes: int | None = None) -> Iterator[Path]:
+def atomic_file(
+    path: str | os.PathLike, *, suffix: str = "", needs_bytes: int | None = None
+) -> Iterator[Path]:
     """``with atomic_file(path) as tmp:`` write the file at ``tmp``; it replaces ``path``
     on success and is deleted on any exception. ``suffix`` is appended to the temporary
     name for writers that look at the extension (e.g. GDAL). Temporaries of ``path`` left
@@ -324,7 +345,9 @@ def atomic_file(path: str | os.PathLike, *, suffix: str = "", needs_bytes: int |
 
 
 @contextmanager
-def atomic_directory(path: str | os.PathLike, *, needs_bytes: int | None = None) -> Iterator[Path]:
+def atomic_directory(
+    path: str | os.PathLike, *, needs_bytes: int | None = None
+) -> Iterator[Path]:
     """``with atomic_directory(path) as tmp:`` build the directory at ``tmp``; on success it
     replaces ``path`` (an existing store of the package is swapped out, then removed); on
     any exception the temporary directory is deleted and ``path`` is left exactly as it was.
@@ -348,7 +371,9 @@ def atomic_directory(path: str | os.PathLike, *, needs_bytes: int | None = None)
     try:
         yield tmp
         tmp.mkdir(parents=True, exist_ok=True)
-        (tmp / STORE_MARKER).write_text(json.dumps({"writer": "sarslide", "format": 1}) + "\n")
+        (tmp / STORE_MARKER).write_text(
+            json.dumps({"writer": "sarslide", "format": 1}) + "\n"
+        )
     except BaseException as err:
         full = _disk_full(err, path, needs_bytes, tmp)
         shutil.rmtree(tmp, ignore_errors=True)

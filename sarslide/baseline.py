@@ -49,13 +49,17 @@ def boxcar_mean(images: np.ndarray, window: int) -> np.ndarray:
         float64 array of the same shape.
     """
     if int(window) != window or window < 1 or window % 2 == 0:
-        raise ValueError(f"window={window} must be an odd positive number of pixels, e.g. 5")
+        raise ValueError(
+            f"window={window} must be an odd positive number of pixels, e.g. 5"
+        )
     values = np.asarray(images, dtype=np.float64)
     valid = np.isfinite(values)
     if window == 1:
         return np.where(valid, values, np.nan)
     size = (1,) * (values.ndim - 2) + (int(window), int(window))
-    total = ndimage.uniform_filter(np.where(valid, values, 0.0), size=size, mode="constant")
+    total = ndimage.uniform_filter(
+        np.where(valid, values, 0.0), size=size, mode="constant"
+    )
     count = ndimage.uniform_filter(valid.astype(np.float64), size=size, mode="constant")
     with np.errstate(invalid="ignore", divide="ignore"):
         # uniform_filter divides both by window²; the ratio is the mean of valid values.

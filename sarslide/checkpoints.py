@@ -28,7 +28,13 @@ from torch import nn
 from . import __version__
 from .atomic import atomic_file
 from .models import SiameseClassifier, build_model
-from .runtime import MODEL_FOR_TASK, Task, check_model_for_task, check_task, select_device
+from .runtime import (
+    MODEL_FOR_TASK,
+    Task,
+    check_model_for_task,
+    check_task,
+    select_device,
+)
 
 __all__ = [
     "CheckpointError",
@@ -86,7 +92,9 @@ def model_record(model: nn.Module, task: str, stats: Mapping | None) -> dict[str
         "task": task,
         "model_class": type(model).__name__,
         "model_config": model.config_dict(),
-        "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        "state_dict": {
+            k: v.detach().cpu().clone() for k, v in model.state_dict().items()
+        },
         "stats": None if stats is None else _stats_dict(stats),
         "versions": _versions(),
     }
@@ -120,7 +128,13 @@ def save_checkpoint(
     return path
 
 
-_UNSAFE_ADVICE = ("weights_only", "trusted source", "arbitrary code", "re-running", "pytorch 2.6")
+_UNSAFE_ADVICE = (
+    "weights_only",
+    "trusted source",
+    "arbitrary code",
+    "re-running",
+    "pytorch 2.6",
+)
 
 
 def _load_failure(err: BaseException, path: Path | None = None) -> str:
@@ -136,19 +150,29 @@ def _load_failure(err: BaseException, path: Path | None = None) -> str:
     if head and not head.strip(b"\0"):
         return "the file holds only zero bytes (a write that never finished, or a damaged disk)"
     if head and not head.startswith(b"PK"):
-        return "the file is not a torch checkpoint archive (truncated, or another format)"
+        return (
+            "the file is not a torch checkpoint archive (truncated, or another format)"
+        )
     text = str(err)
     if "WeightsUnpickler error:" in text:
-        text = text.split("WeightsUnpickler error:", 1)[1].split("Check the documentation", 1)[0]
+        text = text.split("WeightsUnpickler error:", 1)[1].split(
+            "Check the documentation", 1
+        )[0]
     text = " ".join(text.split())
-    sentences = [t for t in text.split(". ") if not any(bad in t.lower() for bad in _UNSAFE_ADVICE)]
+    sentences = [
+        t
+        for t in text.split(". ")
+        if not any(bad in t.lower() for bad in _UNSAFE_ADVICE)
+    ]
     return f"{type(err).__name__}: {'. '.join(sentences[:1]).strip() or 'unreadable'}"
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}; train with sarslide.train.fit(...) first")
+        raise FileNotFoundError(
+            f"no checkpoint at {path}; train with sarslide.train.fit(...) first"
+        )
     try:
         record = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # corrupt file, foreign pickle
@@ -159,7 +183,9 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
             "training once more"
         ) from None
     if not isinstance(record, dict) or record.get("format") != _FORMAT:
-        raise CheckpointError(f"{path} is not a sarslide checkpoint (no '{_FORMAT}' marker)")
+        raise CheckpointError(
+            f"{path} is not a sarslide checkpoint (no '{_FORMAT}' marker)"
+        )
     if record.get("format_version", 0) > _FORMAT_VERSION:
         raise CheckpointError(
             f"{path} has checkpoint format {record['format_version']}, newer than this sarslide "
@@ -216,20 +242,31 @@ def load_checkpoint(
         raise CheckpointError(
             f"weights in {path} do not fit {_describe(record['model_class'], record['model_config'])}: {err}"
         ) from err
-    left = [name for name, t in (*model.named_parameters(), *model.named_buffers()) if t.is_meta]
+    left = [
+        name
+        for name, t in (*model.named_parameters(), *model.named_buffers())
+        if t.is_meta
+    ]
     if left:
-        raise CheckpointError(f"{path} has no values for {left}; the checkpoint is incomplete")
+        raise CheckpointError(
+            f"{path} has no values for {left}; the checkpoint is incomplete"
+        )
     return model.to(select_device(device)).eval()
 
 
 def load_checkpoints(
-    paths: Sequence[str | os.PathLike], expected: Task | None = None, *, device: str | torch.device | None = "cpu"
+    paths: Sequence[str | os.PathLike],
+    expected: Task | None = None,
+    *,
+    device: str | torch.device | None = "cpu",
 ) -> list[nn.Module]:
     """:func:`load_checkpoint` for each path: the members of an ensemble."""
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     if len(paths) == 0:
-        raise ValueError("no checkpoint paths given; pass TrainResult.checkpoints of one or more runs")
+        raise ValueError(
+            "no checkpoint paths given; pass TrainResult.checkpoints of one or more runs"
+        )
     return [load_checkpoint(p, expected, device=device) for p in paths]
 
 

@@ -121,7 +121,9 @@ class ChipSet:
         if name not in SPLITS:
             raise ChipError(f"unknown split {name!r}; splits are {list(SPLITS)}")
         if "split" not in self.meta or (self.meta["split"] == UNASSIGNED).all():
-            raise ChipError("chips have no splits yet; call assign_splits(chipset) first")
+            raise ChipError(
+                "chips have no splits yet; call assign_splits(chipset) first"
+            )
         return self.subset((self.meta["split"] == name).to_numpy())
 
 
@@ -157,9 +159,17 @@ def make_chips(
     """
     validate_cube(cube)
     size = _checked_chip_size(cube, size, max_nodata_fraction)
-    pair = pass_pair(cube, n_pre=n_pre, n_post=n_post, orbit_state=orbit_state,
-                     relative_orbit=relative_orbit, pre=pre, post=post, named=named_passes,
-                     same_track=same_track)
+    pair = pass_pair(
+        cube,
+        n_pre=n_pre,
+        n_post=n_post,
+        orbit_state=orbit_state,
+        relative_orbit=relative_orbit,
+        pre=pre,
+        post=post,
+        named=named_passes,
+        same_track=same_track,
+    )
     stack = np.stack([np.asarray(pair[c].values, dtype=np.float32) for c in CHANNELS])
     images, labels, rows = _cut_chips(cube, stack, size, max_nodata_fraction)
     if not rows:
@@ -296,7 +306,9 @@ TABLE_A1: dict[str, tuple[int, int, int, int]] = {
 SPLIT_SCHEMES: tuple[str, ...] = ("text", "table_a1")
 
 
-def split_fractions(scheme: str | tuple[float, ...] = "text", *, event: str | None = None) -> tuple[float, ...]:
+def split_fractions(
+    scheme: str | tuple[float, ...] = "text", *, event: str | None = None
+) -> tuple[float, ...]:
     """The share of chips per split (in :data:`SPLITS` order) of a split scheme.
 
     ``"text"`` is :data:`SPLIT_FRACTIONS`; ``"table_a1"`` is the event's Table A1 counts
@@ -313,9 +325,15 @@ def split_fractions(scheme: str | tuple[float, ...] = "text", *, event: str | No
                 )
             counts = np.asarray(TABLE_A1[event], dtype=float)
             return tuple(float(c) for c in counts / counts.sum())
-        raise ChipError(f"unknown split scheme {scheme!r}; use one of {list(SPLIT_SCHEMES)} or 4 fractions")
+        raise ChipError(
+            f"unknown split scheme {scheme!r}; use one of {list(SPLIT_SCHEMES)} or 4 fractions"
+        )
     fractions = tuple(float(f) for f in scheme)
-    if len(fractions) != len(SPLITS) or min(fractions) < 0 or not np.isclose(sum(fractions), 1.0):
+    if (
+        len(fractions) != len(SPLITS)
+        or min(fractions) < 0
+        or not np.isclose(sum(fractions), 1.0)
+    ):
         raise ChipError(
             f"split fractions {scheme} must be {len(SPLITS)} non-negative shares for {list(SPLITS)} "
             "summing to 1"
@@ -388,7 +406,13 @@ def assign_splits(
     rng = np.random.default_rng(seed)
     split = np.empty(len(chips), dtype=object)
     groups = (
-        [(np.flatnonzero(chips.has_landslide == cls), "landslide" if cls else "landslide-free") for cls in (True, False)]
+        [
+            (
+                np.flatnonzero(chips.has_landslide == cls),
+                "landslide" if cls else "landslide-free",
+            )
+            for cls in (True, False)
+        ]
         if stratify
         else [(np.arange(len(chips)), "")]
     )
@@ -396,12 +420,23 @@ def assign_splits(
     for members, kind in groups:
         counts = _largest_remainder(len(members), fractions)
         if (counts[wanted] == 0).any():
-            need = next((m for m in range(1, 100_000) if (_largest_remainder(m, fractions)[wanted] > 0).all()), None)
+            need = next(
+                (
+                    m
+                    for m in range(1, 100_000)
+                    if (_largest_remainder(m, fractions)[wanted] > 0).all()
+                ),
+                None,
+            )
             empty = [name for name, c, w in zip(SPLITS, counts, wanted) if w and c == 0]
             raise ChipError(
                 f"too few {kind + ' ' if kind else ''}chips to split: {len(members)}, so split(s) "
                 f"{empty} would be empty; with fractions {tuple(round(f, 4) for f in fractions)} "
-                + (f"at least {need} are needed" if need else "over 100,000 would be needed")
+                + (
+                    f"at least {need} are needed"
+                    if need
+                    else "over 100,000 would be needed"
+                )
                 + "; use a larger area or smaller chips, or give every split a larger share"
             )
         members = rng.permutation(members)
@@ -443,7 +478,9 @@ def table_a1_difference(n_chips: int | ChipSet, event: str | None = None) -> str
 FEW_SHOT_DRAWS: tuple[str, ...] = ("random", "balanced")
 
 
-def few_shot_subset(chips: ChipSet, size: int | None, seed: int, draw: str = "random") -> np.ndarray:
+def few_shot_subset(
+    chips: ChipSet, size: int | None, seed: int, draw: str = "random"
+) -> np.ndarray:
     """Positions of a seeded few-shot training subset of ``size`` chips (None = all).
 
     ``draw="random"``
@@ -458,14 +495,20 @@ def few_shot_subset(chips: ChipSet, size: int | None, seed: int, draw: str = "ra
     """
     n = len(chips)
     if draw not in FEW_SHOT_DRAWS:
-        raise ChipError(f"unknown few-shot draw {draw!r}; use one of {list(FEW_SHOT_DRAWS)}")
+        raise ChipError(
+            f"unknown few-shot draw {draw!r}; use one of {list(FEW_SHOT_DRAWS)}"
+        )
     if size is None:
         return np.arange(n)
     if int(size) != size or size < 1:
-        raise ChipError(f"training size must be a positive integer or None (all), got {size!r}")
+        raise ChipError(
+            f"training size must be a positive integer or None (all), got {size!r}"
+        )
     size = int(size)
     if size > n:
-        raise ChipError(f"train_size={size} but the training split holds only {n} chips; use at most {n}")
+        raise ChipError(
+            f"train_size={size} but the training split holds only {n} chips; use at most {n}"
+        )
     rng = np.random.default_rng([seed, size])
     if draw == "random":
         return np.sort(rng.choice(n, size, replace=False))
@@ -492,8 +535,10 @@ def draw_composition(
     Sizes larger than the pool are skipped; ``None`` (all) is the whole pool.
     """
     has = pool.has_landslide
-    pixels = pool.meta["landslide_pixels"].to_numpy() if "landslide_pixels" in pool.meta else (
-        (pool.labels > 0).sum(axis=(1, 2))
+    pixels = (
+        pool.meta["landslide_pixels"].to_numpy()
+        if "landslide_pixels" in pool.meta
+        else ((pool.labels > 0).sum(axis=(1, 2)))
     )
     rows = []
     for draw in draws:
@@ -502,10 +547,15 @@ def draw_composition(
                 continue
             for seed in seeds:
                 idx = few_shot_subset(pool, size, seed, draw=draw)
-                rows.append({
-                    "draw": draw, "train_size": len(pool) if size is None else int(size), "seed": int(seed),
-                    "landslide_chips": int(has[idx].sum()), "landslide_pixels": int(pixels[idx].sum()),
-                })  # fmt: skip
+                rows.append(
+                    {
+                        "draw": draw,
+                        "train_size": len(pool) if size is None else int(size),
+                        "seed": int(seed),
+                        "landslide_chips": int(has[idx].sum()),
+                        "landslide_pixels": int(pixels[idx].sum()),
+                    }
+                )
     return pd.DataFrame(rows)
 
 
@@ -514,7 +564,11 @@ def split_table(chips: ChipSet) -> pd.DataFrame:
     meta = chips.meta
     table = (
         pd.crosstab(meta["split"], meta["has_landslide"])
-        .reindex(index=[s for s in SPLITS if s in set(meta["split"])], columns=[True, False], fill_value=0)
+        .reindex(
+            index=[s for s in SPLITS if s in set(meta["split"])],
+            columns=[True, False],
+            fill_value=0,
+        )
         .rename(columns={True: "landslide", False: "landslide_free"})
     )
     table["total"] = table.sum(axis=1)
@@ -536,7 +590,12 @@ def split_comparison(chips: ChipSet, event: str | None = None) -> pd.DataFrame:
     if event not in TABLE_A1:
         raise ChipError(f"Table A1 lists {sorted(TABLE_A1)}, not {event!r}")
     paper = pd.Series(TABLE_A1[event], index=list(SPLITS), dtype=int)
-    ours = chips.meta["split"].value_counts().reindex(list(SPLITS), fill_value=0).astype(int)
+    ours = (
+        chips.meta["split"]
+        .value_counts()
+        .reindex(list(SPLITS), fill_value=0)
+        .astype(int)
+    )
     table = pd.DataFrame({"paper": paper, "this_run": ours})
     table.loc["total"] = table.sum()
     table.insert(1, "paper_share", table["paper"] / table.loc["total", "paper"])
@@ -554,7 +613,12 @@ def save_chips(chips: ChipSet, path: str | os.PathLike) -> Path:
     :class:`~sarslide.filesystem.DiskFullError` with the device and the size needed.
     """
     path = Path(path)
-    info = {"attrs": chips.attrs, "stats": chips.stats, "channels": list(CHANNELS), "format": 1}
+    info = {
+        "attrs": chips.attrs,
+        "stats": chips.stats,
+        "channels": list(CHANNELS),
+        "format": 1,
+    }
     needs = int(chips.images.nbytes + chips.labels.nbytes) + (1 << 16)  # + meta, info
     with atomic_directory(path, needs_bytes=needs) as tmp:
         tmp.mkdir(parents=True)
@@ -568,7 +632,11 @@ def save_chips(chips: ChipSet, path: str | os.PathLike) -> Path:
 def open_chips(path: str | os.PathLike, *, mmap: bool = False) -> ChipSet:
     """Open a chip store written by :func:`save_chips` (``mmap=True`` maps arrays lazily)."""
     path = recover_directory(path)
-    missing = [n for n in ("images.npy", "labels.npy", "meta.parquet", "info.json") if not (path / n).exists()]
+    missing = [
+        n
+        for n in ("images.npy", "labels.npy", "meta.parquet", "info.json")
+        if not (path / n).exists()
+    ]
     if missing and path.is_dir() and is_package_store(path) and len(missing) < 4:
         # a store the package wrote that lost files: corrupt, so prepare_event rebuilds it
         raise CorruptChipStoreError(
@@ -606,7 +674,12 @@ def open_chips(path: str | os.PathLike, *, mmap: bool = False) -> ChipSet:
     except Exception as err:  # pyarrow raises its own error types for a broken file
         raise corrupt("meta.parquet", err) from err
     try:
-        return ChipSet(images=arrays["images"], labels=arrays["labels"], meta=meta,
-                       attrs=attrs, stats=stats)
+        return ChipSet(
+            images=arrays["images"],
+            labels=arrays["labels"],
+            meta=meta,
+            attrs=attrs,
+            stats=stats,
+        )
     except ChipError as err:  # the files disagree on the number or shape of chips
         raise corrupt("images.npy", err) from err

@@ -89,7 +89,9 @@ def utm_crs(lon: float, lat: float) -> str:
     applied: any zone works for a grid, the nearest standard one has the least distortion).
     """
     if not (-180.0 <= lon <= 180.0 and -80.0 <= lat <= 84.0):
-        raise CLIError(f"({lon}, {lat}) is outside the UTM range (longitude -180..180, latitude -80..84)")
+        raise CLIError(
+            f"({lon}, {lat}) is outside the UTM range (longitude -180..180, latitude -80..84)"
+        )
     zone = min(int(math.floor((lon + 180.0) / 6.0)) + 1, 60)
     return f"EPSG:{32600 + zone if lat >= 0 else 32700 + zone}"
 
@@ -103,7 +105,11 @@ def _parse_when(text: str) -> datetime:
             f"--date {text!r} is not a date; use YYYY-MM-DD (e.g. 2018-09-06) or an ISO time "
             "such as 2018-09-05T18:08Z"
         ) from None
-    return when.replace(tzinfo=timezone.utc) if when.tzinfo is None else when.astimezone(timezone.utc)
+    return (
+        when.replace(tzinfo=timezone.utc)
+        if when.tzinfo is None
+        else when.astimezone(timezone.utc)
+    )
 
 
 def _check_bbox(bbox: Sequence[float]) -> tuple[float, float, float, float]:
@@ -111,9 +117,13 @@ def _check_bbox(bbox: Sequence[float]) -> tuple[float, float, float, float]:
     if not all(math.isfinite(v) for v in (west, south, east, north)):
         raise CLIError(f"--bbox {list(bbox)} holds a non-finite value")
     if west >= east:
-        raise CLIError(f"--bbox W S E N: west {west} must be less than east {east} (order is W S E N)")
+        raise CLIError(
+            f"--bbox W S E N: west {west} must be less than east {east} (order is W S E N)"
+        )
     if south >= north:
-        raise CLIError(f"--bbox W S E N: south {south} must be less than north {north} (order is W S E N)")
+        raise CLIError(
+            f"--bbox W S E N: south {south} must be less than north {north} (order is W S E N)"
+        )
     if west < -180 or east > 180 or south < -80 or north > 84:
         raise CLIError(
             f"--bbox {west} {south} {east} {north} leaves longitude -180..180 / latitude -80..84 "
@@ -123,7 +133,11 @@ def _check_bbox(bbox: Sequence[float]) -> tuple[float, float, float, float]:
 
 
 def event_from_bbox(
-    bbox: Sequence[float], when: str | date | datetime, *, name: str | None = None, resolution: float = 10.0
+    bbox: Sequence[float],
+    when: str | date | datetime,
+    *,
+    name: str | None = None,
+    resolution: float = 10.0,
 ):
     """An :class:`~sarslide.events.Event` for a new area: a bounding box and a date.
 
@@ -229,9 +243,13 @@ def apply_overrides(profile, items: Sequence[str] | None):
         field, sep, value = item.partition("=")
         field = field.strip()
         if not sep:
-            raise CLIError(f"--set {item!r}: write FIELD=VALUE, e.g. --set stage2_max_epochs=2")
+            raise CLIError(
+                f"--set {item!r}: write FIELD=VALUE, e.g. --set stage2_max_epochs=2"
+            )
         if field not in fields:
-            raise CLIError(f"--set {field}: unknown profile field; fields are {sorted(fields)}")
+            raise CLIError(
+                f"--set {field}: unknown profile field; fields are {sorted(fields)}"
+            )
         changes[field] = _convert(field, value, getattr(profile, field))
     return profile.with_overrides(**changes)
 
@@ -257,7 +275,11 @@ def _checked_cache_dir(args: argparse.Namespace, *, writable: bool) -> Path:
     from .filesystem import check_folder
 
     raw = args.cache_dir or os.environ.get(DATA_DIR_ENV) or pooch.os_cache("sarslide")
-    what = "--cache-dir" if args.cache_dir else (f"${DATA_DIR_ENV}" if os.environ.get(DATA_DIR_ENV) else "the cache")
+    what = (
+        "--cache-dir"
+        if args.cache_dir
+        else (f"${DATA_DIR_ENV}" if os.environ.get(DATA_DIR_ENV) else "the cache")
+    )
     check_folder(raw, what, writable=writable and not Path(raw).is_dir())
     if writable and Path(raw).is_dir():
         check_folder(raw, what, writable=True)
@@ -283,10 +305,15 @@ def _load_pc(event, args, n_pre: int, n_post: int):
     from .acquire import PC_STAC_URL, load_planetary_computer
 
     return load_planetary_computer(
-        event, collection=args.collection, n_pre=n_pre, n_post=n_post,
-        days_before=args.days_before, days_after=args.days_after,
-        catalog=args.catalog or PC_STAC_URL, sign=not args.no_sign,
-    )  # fmt: skip
+        event,
+        collection=args.collection,
+        n_pre=n_pre,
+        n_post=n_post,
+        days_before=args.days_before,
+        days_after=args.days_after,
+        catalog=args.catalog or PC_STAC_URL,
+        sign=not args.no_sign,
+    )
 
 
 def _resolve_event(args: argparse.Namespace):
@@ -301,12 +328,20 @@ def _resolve_event(args: argparse.Namespace):
     if bbox is not None:
         if when is None:
             raise CLIError("--bbox needs --date YYYY-MM-DD (the event day)")
-        return event_from_bbox(bbox, when, name=getattr(args, "name", None),
-                               resolution=getattr(args, "resolution", None) or 10.0), True
+        return event_from_bbox(
+            bbox,
+            when,
+            name=getattr(args, "name", None),
+            resolution=getattr(args, "resolution", None) or 10.0,
+        ), True
     if when is not None:
-        raise CLIError("--date goes with --bbox W S E N; for a known event give its name only")
+        raise CLIError(
+            "--date goes with --bbox W S E N; for a known event give its name only"
+        )
     if not name:
-        raise CLIError("name an event (hokkaido, kaikoura) or give --bbox W S E N --date YYYY-MM-DD")
+        raise CLIError(
+            "name an event (hokkaido, kaikoura) or give --bbox W S E N --date YYYY-MM-DD"
+        )
     return get_event(name), False
 
 
@@ -328,17 +363,25 @@ def cmd_fetch(args: argparse.Namespace) -> int:
         from .acquire import NetworkUnavailableError, fetch_paper_cube, load_paper_cube
 
         try:
-            store = fetch_paper_cube(event, cache_dir=cache, url=args.url, known_hash=args.known_hash)
+            store = fetch_paper_cube(
+                event, cache_dir=cache, url=args.url, known_hash=args.known_hash
+            )
         except NetworkUnavailableError as err:
             raise NetworkUnavailableError(
                 f"{err} `sarslide fetch` needs access to zenodo.org (or --url of a mirror); "
                 f"cache: {cache}"
             ) from err
-        cube = load_paper_cube(event, path=store)  # opens and checks the layout, no network
+        cube = load_paper_cube(
+            event, path=store
+        )  # opens and checks the layout, no network
         # the unzipped folder is what prepare_cube reuses (the archive sits next to it)
-        path = next((p for p in (store, *store.parents) if p.name.endswith(".unzip")), store)
-        print(f"{event.name}: the paper's datacube, {len(cube['time'])} passes, "
-              f"{cube.sizes['y']}×{cube.sizes['x']} px")  # fmt: skip
+        path = next(
+            (p for p in (store, *store.parents) if p.name.endswith(".unzip")), store
+        )
+        print(
+            f"{event.name}: the paper's datacube, {len(cube['time'])} passes, "
+            f"{cube.sizes['y']}×{cube.sizes['x']} px"
+        )
     else:
         from .cube import save_cube
 
@@ -348,13 +391,17 @@ def cmd_fetch(args: argparse.Namespace) -> int:
             print(f"{event.name}: already cached (use --refresh to load again)")
         else:
             cube = _load_pc(event, args, args.n_pre, args.n_post)
-            print(f"{event.name}: loading {len(cube['time'])} passes of {collection}, "
-                  f"{cube.sizes['y']}×{cube.sizes['x']} px …")  # fmt: skip
+            print(
+                f"{event.name}: loading {len(cube['time'])} passes of {collection}, "
+                f"{cube.sizes['y']}×{cube.sizes['x']} px …"
+            )
             from tqdm.dask import TqdmCallback
 
             from .progress import progress_bar
 
-            with TqdmCallback(tqdm_class=progress_bar, desc="reading passes", unit="chunk"):
+            with TqdmCallback(
+                tqdm_class=progress_bar, desc="reading passes", unit="chunk"
+            ):
                 cube = cube.compute()
             save_cube(cube, path)
     print(f"cache: {path}")
@@ -368,16 +415,30 @@ def _scheduler(text: str | None):
         return None
     if text == "local" or re.match(r"^(tcp|tls|inproc|ucx)://", text):
         return text
-    raise CLIError(f"--scheduler {text!r}: use 'serial', 'local' or a scheduler address such as tcp://10.0.0.5:8786")
+    raise CLIError(
+        f"--scheduler {text!r}: use 'serial', 'local' or a scheduler address such as tcp://10.0.0.5:8786"
+    )
 
 
 def aprc_text_table(summary) -> "Any":
     """APRC ``mean ± SEM`` as text, arms × sizes (``ref``: the non-learned references, ``all``)."""
     aprc = summary[summary["metric"] == "aprc"]
-    sizes = aprc["train_size"].map(lambda s: "all" if s == -1 else ("ref" if s == 0 else str(s)))
-    text = [f"{m:.3f}" if s != s else f"{m:.3f} ± {s:.3f}" for m, s in zip(aprc["mean"], aprc["sem"])]
-    table = aprc.assign(size=sizes, text=text).pivot(index="arm", columns="size", values="text").fillna("")
-    order = sorted(table.columns, key=lambda c: (c != "ref", c == "all", int(c) if c.isdigit() else 0))
+    sizes = aprc["train_size"].map(
+        lambda s: "all" if s == -1 else ("ref" if s == 0 else str(s))
+    )
+    text = [
+        f"{m:.3f}" if s != s else f"{m:.3f} ± {s:.3f}"
+        for m, s in zip(aprc["mean"], aprc["sem"])
+    ]
+    table = (
+        aprc.assign(size=sizes, text=text)
+        .pivot(index="arm", columns="size", values="text")
+        .fillna("")
+    )
+    order = sorted(
+        table.columns,
+        key=lambda c: (c != "ref", c == "all", int(c) if c.isdigit() else 0),
+    )
     return table[order]
 
 
@@ -393,7 +454,9 @@ def _grid_done(args: argparse.Namespace, profile, runs) -> set[str]:
 
         from .datasets import DATA_DIR_ENV
 
-        raw = Path(args.cache_dir or os.environ.get(DATA_DIR_ENV) or pooch.os_cache("sarslide"))
+        raw = Path(
+            args.cache_dir or os.environ.get(DATA_DIR_ENV) or pooch.os_cache("sarslide")
+        )
         if not raw.is_dir():
             return set()
         out = results_dir(args.event, profile, raw)
@@ -411,9 +474,15 @@ def cmd_grid(args: argparse.Namespace) -> int:
         raise CLIError(f"--arms: unknown arm(s) {unknown}; arms are {list(ARMS)}")
     scheduler = _scheduler(args.scheduler)
     if args.threads is not None and args.threads < 1:
-        raise CLIError(f"--threads {args.threads}: give at least 1 torch thread per run (or leave it out)")
-    if args.max_minutes is not None and not (math.isfinite(args.max_minutes) and args.max_minutes > 0):
-        raise CLIError(f"--max-minutes {args.max_minutes}: give a positive number of minutes, e.g. 30")
+        raise CLIError(
+            f"--threads {args.threads}: give at least 1 torch thread per run (or leave it out)"
+        )
+    if args.max_minutes is not None and not (
+        math.isfinite(args.max_minutes) and args.max_minutes > 0
+    ):
+        raise CLIError(
+            f"--max-minutes {args.max_minutes}: give a positive number of minutes, e.g. 30"
+        )
     runs = experiment_grid(profile, arms)
     done = _grid_done(args, profile, runs)
     complete = args.list or all(r.run_id in done for r in runs)
@@ -422,38 +491,68 @@ def cmd_grid(args: argparse.Namespace) -> int:
 
         check_folder(args.out, "--out", writable=not complete)
     cache = _checked_cache_dir(args, writable=not complete)
-    out = Path(args.out).expanduser() if args.out else results_dir(args.event, profile, cache)
+    out = (
+        Path(args.out).expanduser()
+        if args.out
+        else results_dir(args.event, profile, cache)
+    )
     if args.list:
         from .ablation import grid_plan
 
         for run in runs:
             print(f"{run.run_id:24s} {'done' if run.run_id in done else 'to do'}")
-        print(f"{len(runs)} runs, {sum(r.run_id in done for r in runs)} done; results: {out / 'results.parquet'}")
+        print(
+            f"{len(runs)} runs, {sum(r.run_id in done for r in runs)} done; results: {out / 'results.parquet'}"
+        )
         if any(r.run_id not in done for r in runs):
-            plan = grid_plan(runs, event=args.event, profile=profile, out_dir=out, cache_dir=cache,
-                             device=args.device, prepare=False)  # fmt: skip
+            plan = grid_plan(
+                runs,
+                event=args.event,
+                profile=profile,
+                out_dir=out,
+                cache_dir=cache,
+                device=args.device,
+                prepare=False,
+            )
             print(plan.describe())
         return 0
-    print(f"{len(runs)} runs ({', '.join(arms)}) on {args.event}, profile {profile.name}; results in {out}")
-    table = run_grid(runs, event=args.event, profile=profile, out_dir=out, cache_dir=cache,
-                     scheduler=scheduler, device=args.device, num_threads=args.threads, progress=True,
-                     max_minutes=args.max_minutes)  # fmt: skip
+    print(
+        f"{len(runs)} runs ({', '.join(arms)}) on {args.event}, profile {profile.name}; results in {out}"
+    )
+    table = run_grid(
+        runs,
+        event=args.event,
+        profile=profile,
+        out_dir=out,
+        cache_dir=cache,
+        scheduler=scheduler,
+        device=args.device,
+        num_threads=args.threads,
+        progress=True,
+        max_minutes=args.max_minutes,
+    )
     left = table.attrs.get("left_for_later", [])
     if left:
-        print(f"stopped for the time budget: {len(left)} of {len(runs)} runs left; run the same "
-              "command again to go on (finished runs are kept)")  # fmt: skip
+        print(
+            f"stopped for the time budget: {len(left)} of {len(runs)} runs left; run the same "
+            "command again to go on (finished runs are kept)"
+        )
     from .ablation import summarize
     from .atomic import atomic_file
 
     reused = table.attrs.get("reused_runs", [])
     if reused:
-        print(f"{len(reused)} of {len(runs)} runs were already finished with these settings; reused")
+        print(
+            f"{len(reused)} of {len(runs)} runs were already finished with these settings; reused"
+        )
     summary = summarize(table)
     _print_health(table, out)
 
     with atomic_file(out / "summary.csv", suffix=".csv") as tmp:
         summary.to_csv(tmp, index=False)
-    print("\nAPRC on the test chips, mean ± SEM over seeds (ref: the non-learned references)")
+    print(
+        "\nAPRC on the test chips, mean ± SEM over seeds (ref: the non-learned references)"
+    )
     print(aprc_text_table(summary).to_string())
     print(f"\nresults: {out / 'results.parquet'}\nsummary: {out / 'summary.csv'}")
     return 0
@@ -470,9 +569,11 @@ def _print_health(table, out: Path) -> None:
         return
     counts = health_counts(health)
     first = int((health["best_epoch"] == 1).sum())
-    print(f"\ntraining health of {len(health)} runs: "
-          + ", ".join(f"{n} {status}" for status, n in counts.items())
-          + f"; {first} keep their first epoch as best")  # fmt: skip
+    print(
+        f"\ntraining health of {len(health)} runs: "
+        + ", ".join(f"{n} {status}" for status, n in counts.items())
+        + f"; {first} keep their first epoch as best"
+    )
     for row in health[health["status"] != "trained"].itertuples():
         print(f"  {row.run_id:24s} {row.status:10s} {row.reason}")
 
@@ -500,7 +601,9 @@ def _checkpoint_paths(spec: str) -> list[Path]:
         sub = path / "checkpoints" if (path / "checkpoints").is_dir() else path
         found = sorted(sub.glob("top-epoch*.pt")) or sorted(sub.glob("*.pt"))
         if not found:
-            raise FileNotFoundError(f"--model {spec}: the folder holds no checkpoint (*.pt)")
+            raise FileNotFoundError(
+                f"--model {spec}: the folder holds no checkpoint (*.pt)"
+            )
         return found
     if not path.exists():
         raise FileNotFoundError(
@@ -532,15 +635,23 @@ _TRAIN_PX_PER_S = 2.0e5
 
 def _training_estimate(profile, chips, run, device: str | None) -> str:
     """``"roughly N min"`` for training one run (stage 2; stage 1 as well if not cached)."""
-    n = len(chips.split("stage2_train").labels) if run.train_size is None else run.train_size
+    n = (
+        len(chips.split("stage2_train").labels)
+        if run.train_size is None
+        else run.train_size
+    )
     px = profile.chip_size**2
     work = n * px * profile.stage2_max_epochs
     if run.arm != "none":
         work += len(chips.split("stage1_train").labels) * px * profile.stage1_max_epochs
-    seconds = work / _TRAIN_PX_PER_S / (20.0 if (device or "").startswith("cuda") else 1.0)
-    return f"roughly {max(seconds / 60, 0.1):.1f} min on the CPU" if not (device or "").startswith(
-        "cuda"
-    ) else f"roughly {max(seconds / 60, 0.1):.1f} min on the GPU"
+    seconds = (
+        work / _TRAIN_PX_PER_S / (20.0 if (device or "").startswith("cuda") else 1.0)
+    )
+    return (
+        f"roughly {max(seconds / 60, 0.1):.1f} min on the CPU"
+        if not (device or "").startswith("cuda")
+        else f"roughly {max(seconds / 60, 0.1):.1f} min on the GPU"
+    )
 
 
 def _model_stats(args, profile, cache, say: _Say):
@@ -566,16 +677,27 @@ def _load_models(args, profile, cache, run, paths, chips, say: _Say):
     if run is not None:
         from .ablation import results_dir, run_models
 
-        ckpt_dir = results_dir(args.train_event, profile, cache) / run.run_id / "checkpoints"
+        ckpt_dir = (
+            results_dir(args.train_event, profile, cache) / run.run_id / "checkpoints"
+        )
         if not any(ckpt_dir.glob("top-epoch*.pt")):
             say(
                 f"training model {run.run_id} on {args.train_event}'s chips first (not in the "
                 f"cache yet; profile {profile.name}, up to {profile.stage2_max_epochs} "
                 f"stage-2 epochs): {_training_estimate(profile, chips, run, args.device)}"
             )
-        models = run_models(run, event=args.train_event, profile=profile, cache_dir=cache,
-                            device=args.device, progress=not say.quiet)  # fmt: skip
-        return models, f"run {run.run_id} ({len(models)} checkpoints, trained on {args.train_event})"
+        models = run_models(
+            run,
+            event=args.train_event,
+            profile=profile,
+            cache_dir=cache,
+            device=args.device,
+            progress=not say.quiet,
+        )
+        return (
+            models,
+            f"run {run.run_id} ({len(models)} checkpoints, trained on {args.train_event})",
+        )
     from .checkpoints import load_checkpoints
 
     models = load_checkpoints(paths, "stage2", device=args.device or "cpu")
@@ -594,10 +716,17 @@ def _synthetic_pair(event, custom: bool, args, profile, cache):
             shape = (args.scene_size, args.scene_size)
         else:
             shape = _synthetic_shape(event)
-        cube = make_cube(shape, event=event, n_pre=profile.n_pre_passes, n_post=profile.n_post_passes,
-                         seed=args.seed)  # fmt: skip
+        cube = make_cube(
+            shape,
+            event=event,
+            n_pre=profile.n_pre_passes,
+            n_post=profile.n_post_passes,
+            seed=args.seed,
+        )
     # A new area (a bbox) has no paper passes to name: take the nearest same-track pair.
-    return profile_pass_pair(cube, profile.with_overrides(named_passes=False) if custom else profile)
+    return profile_pass_pair(
+        cube, profile.with_overrides(named_passes=False) if custom else profile
+    )
 
 
 def _synthetic_shape(event) -> tuple[int, int]:
@@ -650,7 +779,9 @@ def _real_pair(event, custom: bool, source: str, args, profile, cache, say: _Say
     try:
         if source == "zenodo":
             if custom:
-                raise CLIError("--source zenodo holds only the paper's events; use --source planetary-computer for a bbox")
+                raise CLIError(
+                    "--source zenodo holds only the paper's events; use --source planetary-computer for a bbox"
+                )
             from .acquire import load_paper_cube
 
             cube = load_paper_cube(event, cache_dir=cache)
@@ -664,13 +795,17 @@ def _real_pair(event, custom: bool, source: str, args, profile, cache, say: _Say
                 )
                 cube = open_cube(path, require_labels=False)
             else:
-                cube = _load_pc(event, args, profile.n_pre_passes, profile.n_post_passes)
+                cube = _load_pc(
+                    event, args, profile.n_pre_passes, profile.n_post_passes
+                )
     except NetworkUnavailableError as err:
         raise NetworkUnavailableError(f"{err} Or {fetch_hint}.") from err
     except MissingKeyError as err:
         raise MissingKeyError(f"{err} Or {fetch_hint}.") from err
     # A new area (a bbox) has no paper passes to name: take the nearest same-track pair.
-    return profile_pass_pair(cube, profile.with_overrides(named_passes=False) if custom else profile)
+    return profile_pass_pair(
+        cube, profile.with_overrides(named_passes=False) if custom else profile
+    )
 
 
 def _files_pair(event, args, profile):
@@ -678,19 +813,25 @@ def _files_pair(event, args, profile):
     from .datasets import profile_pass_pair
     from .mapping import local_cube
 
-    cube = local_cube(args.files, event.time_utc, event=event.name, resolution=args.resolution)
+    cube = local_cube(
+        args.files, event.time_utc, event=event.name, resolution=args.resolution
+    )
     return profile_pass_pair(cube, profile.with_overrides(named_passes=False))
 
 
 def _window(args, models, pair) -> int:
     import numpy as np
 
-    multiple = int(np.lcm.reduce([int(getattr(m, "size_multiple", 1) or 1) for m in models]))
+    multiple = int(
+        np.lcm.reduce([int(getattr(m, "size_multiple", 1) or 1) for m in models])
+    )
     if args.window is not None:
         return args.window
     fit = min(pair.sizes["y"], pair.sizes["x"], 256) // multiple * multiple
     if fit < 32:
-        raise CLIError(f"the scene is {pair.sizes['y']}×{pair.sizes['x']} px, too small to map; use a larger area")
+        raise CLIError(
+            f"the scene is {pair.sizes['y']}×{pair.sizes['x']} px, too small to map; use a larger area"
+        )
     return fit
 
 
@@ -699,12 +840,16 @@ def _writable_folder(flag: str, path: Path) -> None:
     import tempfile
 
     if path.exists() and not path.is_dir():
-        raise CLIError(f"{flag} {path} is a file; give a folder (it is created if missing)")
+        raise CLIError(
+            f"{flag} {path} is a file; give a folder (it is created if missing)"
+        )
     parent = path
     while not parent.exists():
         parent = parent.parent
     if not parent.is_dir():
-        raise CLIError(f"{flag} {path}: {parent} is a file, so the folder cannot be created")
+        raise CLIError(
+            f"{flag} {path}: {parent} is a file, so the folder cannot be created"
+        )
     try:
         with tempfile.TemporaryFile(dir=parent):
             pass
@@ -738,7 +883,9 @@ def _files_event(args: argparse.Namespace):
     name = args.name or f"files-{when:%Y%m%d}"
     resolution = float(args.resolution or res)
     event = event_from_bbox(lonlat, when, name=name, resolution=resolution)
-    return dataclasses.replace(event, crs=crs, title=f"scenes on disk, event {when:%Y-%m-%d}"), resolution
+    return dataclasses.replace(
+        event, crs=crs, title=f"scenes on disk, event {when:%Y-%m-%d}"
+    ), resolution
 
 
 def _check_map_args(args: argparse.Namespace):
@@ -752,7 +899,9 @@ def _check_map_args(args: argparse.Namespace):
     output and cache folders (not files, writable).
     """
     if args.catalog and not re.match(r"^https?://", args.catalog):
-        if Path(args.catalog).expanduser().exists():  # a static catalog: read it from disk
+        if (
+            Path(args.catalog).expanduser().exists()
+        ):  # a static catalog: read it from disk
             args.files = [*(args.files or []), args.catalog]
             args.catalog = None
         else:
@@ -763,13 +912,17 @@ def _check_map_args(args: argparse.Namespace):
     profile = _profile(args)
     if args.files:
         if args.source not in (None, "files"):
-            raise CLIError(f"--files maps scenes on disk; leave out --source {args.source}")
+            raise CLIError(
+                f"--files maps scenes on disk; leave out --source {args.source}"
+            )
         source = "files"
         event, resolution = _files_event(args)
         custom = True
     else:
         if args.source == "files":
-            raise CLIError("--source files needs --files PATH … (GeoTIFFs, a folder or a STAC catalog)")
+            raise CLIError(
+                "--source files needs --files PATH … (GeoTIFFs, a folder or a STAC catalog)"
+            )
         event, custom = _resolve_event(args)
         if args.resolution is not None:
             event = dataclasses.replace(event, resolution=float(args.resolution))
@@ -815,7 +968,9 @@ def _check_map_args(args: argparse.Namespace):
     cache = _cache_path(args)
     if cache.exists() and not cache.is_dir():
         raise CLIError(f"--cache-dir {cache} is a file; give a folder")
-    out = Path(args.out) if args.out else cache / "maps" / f"{event.name}-{profile.name}"
+    out = (
+        Path(args.out) if args.out else cache / "maps" / f"{event.name}-{profile.name}"
+    )
     _writable_folder("--out", out)
     _replaceable_map_folder(out)
     return profile, event, custom, source, resolution
@@ -827,7 +982,9 @@ def _cache_path(args: argparse.Namespace) -> Path:
 
     from .datasets import DATA_DIR_ENV
 
-    return Path(args.cache_dir or os.environ.get(DATA_DIR_ENV) or pooch.os_cache("sarslide"))
+    return Path(
+        args.cache_dir or os.environ.get(DATA_DIR_ENV) or pooch.os_cache("sarslide")
+    )
 
 
 def _replaceable_map_folder(out: Path) -> None:
@@ -878,7 +1035,9 @@ def _truth_map(args, pair, prob):
         what = f"inventory {args.truth}"
     elif "landslides" in pair.variables:
         labels = pair["landslides"]
-        what = "the scene's labels" + (" (synthetic)" if pair.attrs.get("source") == "synthetic" else "")
+        what = "the scene's labels" + (
+            " (synthetic)" if pair.attrs.get("source") == "synthetic" else ""
+        )
     else:
         return None, ""
     truth = (labels > 0).astype("float32").where(valid).rio.write_crs(pair.rio.crs)
@@ -913,8 +1072,17 @@ MAP_FILES = {
 }
 
 
-def _write_map_files(folder: Path, prob, binary, heatmap, ranked, title: str, tags: dict,
-                     cells_crs: str, tiles) -> dict[str, Path]:  # fmt: skip
+def _write_map_files(
+    folder: Path,
+    prob,
+    binary,
+    heatmap,
+    ranked,
+    title: str,
+    tags: dict,
+    cells_crs: str,
+    tiles,
+) -> dict[str, Path]:
     """Write the three COGs (with provenance ``tags``), the ranked cells (GeoJSON, CSV),
     the quick-look PNG and the web map into ``folder``.
 
@@ -926,17 +1094,29 @@ def _write_map_files(folder: Path, prob, binary, heatmap, ranked, title: str, ta
     cells = mapping.cells_frame(ranked, heatmap)
     files = {
         kind: mapping.write_cog(raster, folder / MAP_FILES[kind], tags=tags)
-        for kind, raster in (("probability", prob), ("binary", binary), ("density", heatmap))
+        for kind, raster in (
+            ("probability", prob),
+            ("binary", binary),
+            ("density", heatmap),
+        )
     }
     files["cells_geojson"], files["cells_csv"] = mapping.write_cells(
-        cells, folder / MAP_FILES["cells_geojson"], folder / MAP_FILES["cells_csv"],
+        cells,
+        folder / MAP_FILES["cells_geojson"],
+        folder / MAP_FILES["cells_csv"],
         geojson_crs="native" if cells_crs == "utm" else "EPSG:4326",
-    )  # fmt: skip
+    )
     files["quicklook"] = mapping.write_quicklook(
-        prob, binary, heatmap, folder / MAP_FILES["quicklook"], ranked=ranked.head(10), title=title
+        prob,
+        binary,
+        heatmap,
+        folder / MAP_FILES["quicklook"],
+        ranked=ranked.head(10),
+        title=title,
     )
     files["web_map"] = mapping.write_web_map(
-        mapping.web_map(heatmap, ranked, tiles=tiles, title=title), folder / MAP_FILES["web_map"]
+        mapping.web_map(heatmap, ranked, tiles=tiles, title=title),
+        folder / MAP_FILES["web_map"],
     )
     return files
 
@@ -949,7 +1129,9 @@ def _adopt_old_map_folder(out: Path) -> None:
     if out.is_dir() and not (out / STORE_MARKER).exists():
         names = {p.name for p in out.iterdir()}
         if names and "map.json" in names and names <= set(MAP_FILES.values()):
-            (out / STORE_MARKER).write_text(json.dumps({"writer": "sarslide", "format": 1}) + "\n")
+            (out / STORE_MARKER).write_text(
+                json.dumps({"writer": "sarslide", "format": 1}) + "\n"
+            )
 
 
 def _print_map_summary(say: _Say, record: dict[str, Any], ranked, out: Path) -> None:
@@ -972,8 +1154,14 @@ def _print_map_summary(say: _Say, record: dict[str, Any], ranked, out: Path) -> 
             )
     if len(ranked):
         say("most affected cells:")
-        digits = {"x": 0, "y": 0, "lon": 4, "lat": 4, "landslide_fraction": 3,
-                  "landslide_area_km2": 3}  # fmt: skip
+        digits = {
+            "x": 0,
+            "y": 0,
+            "lon": 4,
+            "lat": 4,
+            "landslide_fraction": 3,
+            "landslide_area_km2": 3,
+        }
         say(ranked.head(5).round(digits).to_string(index=False))
     for key, name in record["files"].items():
         say(f"{key:14s} {out / name}")
@@ -1001,7 +1189,9 @@ def cmd_map(args: argparse.Namespace) -> int:
     from .atomic import atomic_directory
 
     cache = _cache_dir(args)
-    out = Path(args.out) if args.out else cache / "maps" / f"{event.name}-{profile.name}"
+    out = (
+        Path(args.out) if args.out else cache / "maps" / f"{event.name}-{profile.name}"
+    )
     spec, run, paths, stats, chips = _model_stats(args, profile, cache, say)
     if source == "synthetic":
         pair = _synthetic_pair(event, custom, args, profile, cache)
@@ -1021,9 +1211,14 @@ def cmd_map(args: argparse.Namespace) -> int:
     say(f"model: {model_text}")
     window = _window(args, models, pair)
     prob = mapping.predict_probability(
-        pair, models, stats, window=window, device=args.device, progress=not say.quiet,
+        pair,
+        models,
+        stats,
+        window=window,
+        device=args.device,
+        progress=not say.quiet,
         force=True,  # checked above, before the model was loaded or trained
-    )  # fmt: skip
+    )
     threshold, how = _map_threshold(args, models, stats, chips)
     binary = mapping.binary_map(prob, threshold)
     heatmap = mapping.density_heatmap(binary, cell_size=args.cell_size)
@@ -1055,9 +1250,12 @@ def cmd_map(args: argparse.Namespace) -> int:
             chips = prepare_event(args.train_event, profile, cache_dir=cache)
         baseline, baseline_threshold = _baseline_map(args, pair, chips, window)
         quality = mapping.quality_block(
-            {"model": binary, "log_ratio_baseline": baseline}, truth,
-            cell_size=args.cell_size, top=min(args.top, 10), truth_source=truth_what,
-        )  # fmt: skip
+            {"model": binary, "log_ratio_baseline": baseline},
+            truth,
+            cell_size=args.cell_size,
+            top=min(args.top, 10),
+            truth_source=truth_what,
+        )
         quality["log_ratio_baseline"]["threshold"] = baseline_threshold
     title = mapping.quicklook_title(event.title, prov)
     tiles = None if args.no_tiles else mapping.default_tiles()
@@ -1072,7 +1270,9 @@ def cmd_map(args: argparse.Namespace) -> int:
         "source": source,
         "synthetic": prov.synthetic,
         "collection": collection,
-        "catalog": (args.catalog or "planetary-computer") if source == "planetary-computer" else "",
+        "catalog": (args.catalog or "planetary-computer")
+        if source == "planetary-computer"
+        else "",
         "input_files": list(args.files or []),
         "provenance": prov.to_dict(),
         "tags": mapping.provenance_tags(prov),
@@ -1087,7 +1287,9 @@ def cmd_map(args: argparse.Namespace) -> int:
         "valid_area_km2": mapping.valid_area_km2(prob),
         "pre_times": list(pair.attrs.get("pre_times", [])),
         "post_times": list(pair.attrs.get("post_times", [])),
-        "cells_geojson_crs": "EPSG:4326" if args.cells_crs == "lonlat" else str(pair.rio.crs),
+        "cells_geojson_crs": "EPSG:4326"
+        if args.cells_crs == "lonlat"
+        else str(pair.rio.crs),
         "quality": quality,
         "files": dict(MAP_FILES),
         "sarslide_version": __version__,
@@ -1097,9 +1299,20 @@ def cmd_map(args: argparse.Namespace) -> int:
     _adopt_old_map_folder(out)
     with atomic_directory(out) as tmp:
         tmp.mkdir(parents=True)
-        _write_map_files(tmp, prob, binary, heatmap, ranked, title, record["tags"],
-                         args.cells_crs, tiles)  # fmt: skip
-        (tmp / MAP_FILES["record"]).write_text(json.dumps(_json_ready(record), indent=2))
+        _write_map_files(
+            tmp,
+            prob,
+            binary,
+            heatmap,
+            ranked,
+            title,
+            record["tags"],
+            args.cells_crs,
+            tiles,
+        )
+        (tmp / MAP_FILES["record"]).write_text(
+            json.dumps(_json_ready(record), indent=2)
+        )
     _print_map_summary(say, record, ranked, out)
     return 0
 
@@ -1107,40 +1320,96 @@ def cmd_map(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------- parser
 def _common(debug_only: bool = False) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
-    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
-                   help="show the full traceback on errors")  # fmt: skip
+    p.add_argument(
+        "--debug",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="show the full traceback on errors",
+    )
     if debug_only:
         return p
-    p.add_argument("--cache-dir", metavar="DIR", default=None,
-                   help="data cache (default: $SARSLIDE_DATA_DIR, else ~/.cache/sarslide)")  # fmt: skip
+    p.add_argument(
+        "--cache-dir",
+        metavar="DIR",
+        default=None,
+        help="data cache (default: $SARSLIDE_DATA_DIR, else ~/.cache/sarslide)",
+    )
     return p
 
 
 def _profile_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--profile", "-p", default=None,
-                   help="demo (offline, synthetic) or paper (default: $SARSLIDE_PROFILE or demo)")  # fmt: skip
-    p.add_argument("--set", action="append", metavar="FIELD=VALUE",
-                   help="override one profile field, e.g. --set stage2_max_epochs=2 (repeatable)")  # fmt: skip
-    p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    p.add_argument(
+        "--profile",
+        "-p",
+        default=None,
+        help="demo (offline, synthetic) or paper (default: $SARSLIDE_PROFILE or demo)",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="FIELD=VALUE",
+        help="override one profile field, e.g. --set stage2_max_epochs=2 (repeatable)",
+    )
+    p.add_argument(
+        "--device",
+        default=None,
+        help="torch device (default: cuda if available, else cpu)",
+    )
 
 
 def _bbox_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--bbox", nargs=4, type=float, metavar=("W", "S", "E", "N"),
-                   help="a new area: west south east north in degrees (WGS 84)")  # fmt: skip
-    p.add_argument("--date", help="event day YYYY-MM-DD (00:00 UTC) or time 2018-09-05T18:08Z; with --bbox")
-    p.add_argument("--name", help="short name of a --bbox area (default aoi-<date>-<lon>-<lat>)")
+    p.add_argument(
+        "--bbox",
+        nargs=4,
+        type=float,
+        metavar=("W", "S", "E", "N"),
+        help="a new area: west south east north in degrees (WGS 84)",
+    )
+    p.add_argument(
+        "--date",
+        help="event day YYYY-MM-DD (00:00 UTC) or time 2018-09-05T18:08Z; with --bbox",
+    )
+    p.add_argument(
+        "--name", help="short name of a --bbox area (default aoi-<date>-<lon>-<lat>)"
+    )
 
 
 def _pc_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("planetary-computer source")
-    g.add_argument("--collection", default="sentinel-1-rtc", choices=("sentinel-1-rtc", "sentinel-1-grd"),
-                   help="rtc: terrain corrected, needs PC_SDK_SUBSCRIPTION_KEY; grd: anonymous, uncalibrated")  # fmt: skip
-    g.add_argument("--days-before", type=int, default=36, help="search window before the event (days, default 36)")
-    g.add_argument("--days-after", type=int, default=24, help="search window after the event (days, default 24)")
-    g.add_argument("--catalog", metavar="URL", help="another STAC API (default: Planetary Computer's)")
-    g.add_argument("--no-sign", action="store_true",
-                   help="use asset URLs as they are (a STAC API other than Planetary Computer's)")  # fmt: skip
-    g.add_argument("--resolution", type=float, default=None, help="grid of a --bbox area in metres (default 10)")
+    g.add_argument(
+        "--collection",
+        default="sentinel-1-rtc",
+        choices=("sentinel-1-rtc", "sentinel-1-grd"),
+        help="rtc: terrain corrected, needs PC_SDK_SUBSCRIPTION_KEY; grd: anonymous, uncalibrated",
+    )
+    g.add_argument(
+        "--days-before",
+        type=int,
+        default=36,
+        help="search window before the event (days, default 36)",
+    )
+    g.add_argument(
+        "--days-after",
+        type=int,
+        default=24,
+        help="search window after the event (days, default 24)",
+    )
+    g.add_argument(
+        "--catalog",
+        metavar="URL",
+        help="another STAC API (default: Planetary Computer's)",
+    )
+    g.add_argument(
+        "--no-sign",
+        action="store_true",
+        help="use asset URLs as they are (a STAC API other than Planetary Computer's)",
+    )
+    g.add_argument(
+        "--resolution",
+        type=float,
+        default=None,
+        help="grid of a --bbox area in metres (default 10)",
+    )
 
 
 MAP_EXAMPLES = """examples:
@@ -1158,7 +1427,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Landslide mapping from Sentinel-1 radar (Böhm et al. 2022): fetch data, run the "
-                    "ablation grid, map an area.",
+        "ablation grid, map an area.",
         epilog="Run `sarslide COMMAND --help` for a command's options.",
         parents=[_common(debug_only=True)],
     )
@@ -1167,88 +1436,235 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    f = sub.add_parser("fetch", parents=[common], help="download and verify an event's data into the cache",
-                       description=cmd_fetch.__doc__ + " Afterwards `map` and `grid` run without network.")  # fmt: skip
-    f.add_argument("event", nargs="?", help="hokkaido or kaikoura (or use --bbox/--date with planetary-computer)")
-    f.add_argument("--source", choices=("zenodo", "planetary-computer"), default=None,
-                   help="the paper's datacube (default for a named event) or Planetary Computer passes")  # fmt: skip
+    f = sub.add_parser(
+        "fetch",
+        parents=[common],
+        help="download and verify an event's data into the cache",
+        description=cmd_fetch.__doc__
+        + " Afterwards `map` and `grid` run without network.",
+    )
+    f.add_argument(
+        "event",
+        nargs="?",
+        help="hokkaido or kaikoura (or use --bbox/--date with planetary-computer)",
+    )
+    f.add_argument(
+        "--source",
+        choices=("zenodo", "planetary-computer"),
+        default=None,
+        help="the paper's datacube (default for a named event) or Planetary Computer passes",
+    )
     _pc_args(f)
-    f.add_argument("--n-pre", type=int, default=1, help="pre-event passes to fetch (planetary-computer)")
-    f.add_argument("--n-post", type=int, default=1, help="post-event passes to fetch (planetary-computer)")
-    f.add_argument("--refresh", action="store_true", help="load again even if cached (planetary-computer)")
-    f.add_argument("--url", help="download the datacube from this mirror URL instead of the Zenodo record")
-    f.add_argument("--known-hash", help="checksum of --url, e.g. sha256:<hex> or md5:<hex>")
+    f.add_argument(
+        "--n-pre",
+        type=int,
+        default=1,
+        help="pre-event passes to fetch (planetary-computer)",
+    )
+    f.add_argument(
+        "--n-post",
+        type=int,
+        default=1,
+        help="post-event passes to fetch (planetary-computer)",
+    )
+    f.add_argument(
+        "--refresh",
+        action="store_true",
+        help="load again even if cached (planetary-computer)",
+    )
+    f.add_argument(
+        "--url",
+        help="download the datacube from this mirror URL instead of the Zenodo record",
+    )
+    f.add_argument(
+        "--known-hash", help="checksum of --url, e.g. sha256:<hex> or md5:<hex>"
+    )
     _bbox_args(f)
     f.set_defaults(func=cmd_fetch)
 
-    g = sub.add_parser("grid", parents=[common], help="run the ablation grid headless (resumable)",
-                       description=cmd_grid.__doc__ + " Finished runs in the results table are skipped.")  # fmt: skip
+    g = sub.add_parser(
+        "grid",
+        parents=[common],
+        help="run the ablation grid headless (resumable)",
+        description=cmd_grid.__doc__
+        + " Finished runs in the results table are skipped.",
+    )
     _profile_args(g)
-    g.add_argument("--event", default="hokkaido", help="stage-2 event (default hokkaido)")
-    g.add_argument("--arms", help="comma-separated pretraining arms (default none,hokkaido,kaikoura)")
-    g.add_argument("--scheduler", default=None,
-                   help="serial (default), local (a dask LocalCluster) or a scheduler address tcp://host:8786")  # fmt: skip
-    g.add_argument("--threads", type=int, default=None, help="torch threads per run (1 on a multi-worker cluster)")
-    g.add_argument("--out", metavar="DIR", help="results folder (default <cache>/ablation/<event>-<profile>)")
-    g.add_argument("--list", action="store_true", help="list the runs and which are done; train nothing")
-    g.add_argument("--max-minutes", type=float, default=None, metavar="MIN",
-                   help="time budget: stop cleanly between runs once spent (the next call goes on)")  # fmt: skip
+    g.add_argument(
+        "--event", default="hokkaido", help="stage-2 event (default hokkaido)"
+    )
+    g.add_argument(
+        "--arms",
+        help="comma-separated pretraining arms (default none,hokkaido,kaikoura)",
+    )
+    g.add_argument(
+        "--scheduler",
+        default=None,
+        help="serial (default), local (a dask LocalCluster) or a scheduler address tcp://host:8786",
+    )
+    g.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads per run (1 on a multi-worker cluster)",
+    )
+    g.add_argument(
+        "--out",
+        metavar="DIR",
+        help="results folder (default <cache>/ablation/<event>-<profile>)",
+    )
+    g.add_argument(
+        "--list",
+        action="store_true",
+        help="list the runs and which are done; train nothing",
+    )
+    g.add_argument(
+        "--max-minutes",
+        type=float,
+        default=None,
+        metavar="MIN",
+        help="time budget: stop cleanly between runs once spent (the next call goes on)",
+    )
     g.set_defaults(func=cmd_grid)
 
-    m = sub.add_parser("map", parents=[common], help="map an event or a bbox: COGs, GeoJSON/CSV cells, PNG, web map",
-                       description=cmd_map.__doc__ + " Every argument is checked before any data work; "
-                       "a scene whose backscatter statistics are far from the model's training "
-                       "statistics is refused (--force maps it anyway).",
-                       epilog=MAP_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    m = sub.add_parser(
+        "map",
+        parents=[common],
+        help="map an event or a bbox: COGs, GeoJSON/CSV cells, PNG, web map",
+        description=cmd_map.__doc__
+        + " Every argument is checked before any data work; "
+        "a scene whose backscatter statistics are far from the model's training "
+        "statistics is refused (--force maps it anyway).",
+        epilog=MAP_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     m.add_argument("--event", help="a known event: hokkaido or kaikoura")
     _bbox_args(m)
-    m.add_argument("--source", choices=SOURCES, default=None,
-                   help="synthetic (offline; default on the demo profile), zenodo, planetary-computer, "
-                        "or files (implied by --files)")  # fmt: skip
-    m.add_argument("--files", nargs="+", metavar="PATH",
-                   help="scenes on disk: GeoTIFFs (one polarisation each, VV/VH and the date in the "
-                        "name), folders of them, or a static STAC catalog / item collection JSON; "
-                        "with --date (or --event)")  # fmt: skip
+    m.add_argument(
+        "--source",
+        choices=SOURCES,
+        default=None,
+        help="synthetic (offline; default on the demo profile), zenodo, planetary-computer, "
+        "or files (implied by --files)",
+    )
+    m.add_argument(
+        "--files",
+        nargs="+",
+        metavar="PATH",
+        help="scenes on disk: GeoTIFFs (one polarisation each, VV/VH and the date in the "
+        "name), folders of them, or a static STAC catalog / item collection JSON; "
+        "with --date (or --event)",
+    )
     _pc_args(m)
     _profile_args(m)
-    m.add_argument("--model", metavar="RUN_OR_CHECKPOINT",
-                   help=f"run id arm-n<size|all>-s<seed> (default {DEFAULT_RUN}; trained if missing), "
-                        "a checkpoint file or a folder of checkpoints")  # fmt: skip
-    m.add_argument("--train-event", default="hokkaido", help="event whose chips train / calibrate the model")
-    m.add_argument("--force", action="store_true",
-                   help="map even a scene whose statistics are far from the model's training data")  # fmt: skip
-    m.add_argument("--threshold", type=float, default=None,
-                   help="probability threshold (default: calibrated on validation chips)")  # fmt: skip
-    m.add_argument("--truth", metavar="INVENTORY",
-                   help="landslide inventory (GeoPackage, GeoJSON, shapefile, KMZ, CSV lon/lat) to "
-                        "score the map against; map.json then holds a quality block")  # fmt: skip
-    m.add_argument("--cell-size", type=float, default=1000.0, help="density heatmap cell in metres (default 1000)")
-    m.add_argument("--top", type=int, default=50, help="how many ranked cells to export (default 50)")
-    m.add_argument("--cells-crs", choices=("lonlat", "utm"), default="lonlat",
-                   help="GeoJSON cells in lon/lat EPSG:4326 (RFC 7946, default) or the map's UTM CRS")  # fmt: skip
-    m.add_argument("--no-tiles", action="store_true",
-                   help="build map.html without a basemap (offline; also $SARSLIDE_WEBMAP_TILES=none)")  # fmt: skip
-    m.add_argument("--window", type=int, default=None, help="sliding-window size in pixels (default ≤ 256)")
-    m.add_argument("--scene-size", type=int, default=None,
-                   help="synthetic source: an N×N px scene (default: the event's profile scene, or the bbox)")  # fmt: skip
-    m.add_argument("--seed", type=int, default=0, help="synthetic source: scene seed for a bbox / --scene-size")
-    m.add_argument("--out", metavar="DIR",
-                   help="output folder (default <cache>/maps/<event>-<profile>); replaced whole, "
-                        "only when every file is written")  # fmt: skip
+    m.add_argument(
+        "--model",
+        metavar="RUN_OR_CHECKPOINT",
+        help=f"run id arm-n<size|all>-s<seed> (default {DEFAULT_RUN}; trained if missing), "
+        "a checkpoint file or a folder of checkpoints",
+    )
+    m.add_argument(
+        "--train-event",
+        default="hokkaido",
+        help="event whose chips train / calibrate the model",
+    )
+    m.add_argument(
+        "--force",
+        action="store_true",
+        help="map even a scene whose statistics are far from the model's training data",
+    )
+    m.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="probability threshold (default: calibrated on validation chips)",
+    )
+    m.add_argument(
+        "--truth",
+        metavar="INVENTORY",
+        help="landslide inventory (GeoPackage, GeoJSON, shapefile, KMZ, CSV lon/lat) to "
+        "score the map against; map.json then holds a quality block",
+    )
+    m.add_argument(
+        "--cell-size",
+        type=float,
+        default=1000.0,
+        help="density heatmap cell in metres (default 1000)",
+    )
+    m.add_argument(
+        "--top",
+        type=int,
+        default=50,
+        help="how many ranked cells to export (default 50)",
+    )
+    m.add_argument(
+        "--cells-crs",
+        choices=("lonlat", "utm"),
+        default="lonlat",
+        help="GeoJSON cells in lon/lat EPSG:4326 (RFC 7946, default) or the map's UTM CRS",
+    )
+    m.add_argument(
+        "--no-tiles",
+        action="store_true",
+        help="build map.html without a basemap (offline; also $SARSLIDE_WEBMAP_TILES=none)",
+    )
+    m.add_argument(
+        "--window",
+        type=int,
+        default=None,
+        help="sliding-window size in pixels (default ≤ 256)",
+    )
+    m.add_argument(
+        "--scene-size",
+        type=int,
+        default=None,
+        help="synthetic source: an N×N px scene (default: the event's profile scene, or the bbox)",
+    )
+    m.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="synthetic source: scene seed for a bbox / --scene-size",
+    )
+    m.add_argument(
+        "--out",
+        metavar="DIR",
+        help="output folder (default <cache>/maps/<event>-<profile>); replaced whole, "
+        "only when every file is written",
+    )
     talk = m.add_mutually_exclusive_group()
-    talk.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors (no progress bars)")
-    talk.add_argument("--verbose", "-v", action="store_true",
-                      help="also print the scene's and the model's band statistics")  # fmt: skip
+    talk.add_argument(
+        "--quiet",
+        "-q",
+        action="store_true",
+        help="print nothing but errors (no progress bars)",
+    )
+    talk.add_argument(
+        "--verbose",
+        "-v",
+        action="store_true",
+        help="also print the scene's and the model's band statistics",
+    )
     m.set_defaults(func=cmd_map)
     return parser
 
 
 # ----------------------------------------------------------------------------- main
 def _known_errors() -> tuple[type[BaseException], ...]:
-    known: list[type[BaseException]] = [ValueError, KeyError, FileNotFoundError, NotADirectoryError,
-                                         IsADirectoryError, PermissionError, ConnectionError, TimeoutError,
-                                         FileExistsError]  # fmt: skip
-    errors = sys.modules.get("sarslide.acquire.errors")  # only raised if it was imported
+    known: list[type[BaseException]] = [
+        ValueError,
+        KeyError,
+        FileNotFoundError,
+        NotADirectoryError,
+        IsADirectoryError,
+        PermissionError,
+        ConnectionError,
+        TimeoutError,
+        FileExistsError,
+    ]
+    errors = sys.modules.get(
+        "sarslide.acquire.errors"
+    )  # only raised if it was imported
     if errors is not None:
         known.append(errors.NoPassesError)
     atomic = sys.modules.get("sarslide.atomic")

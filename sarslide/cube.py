@@ -66,7 +66,9 @@ BANDS: tuple[str, str] = ("vv", "vh")
 PAIR_SIDES: tuple[str, str] = ("pre", "post")
 #: The channel order of a pass pair, of chips and of the networks' input:
 #: ``("pre_vv", "pre_vh", "post_vv", "post_vh")`` (pre-event VV, VH, then post-event).
-CHANNELS: tuple[str, ...] = tuple(f"{side}_{band}" for side in PAIR_SIDES for band in BANDS)
+CHANNELS: tuple[str, ...] = tuple(
+    f"{side}_{band}" for side in PAIR_SIDES for band in BANDS
+)
 LABEL_KINDS: tuple[str, str] = ("mask", "points")
 
 
@@ -92,7 +94,9 @@ def _live_handles(path: Path) -> list:
 
     def lazy(ref) -> bool:
         cube = ref()
-        return cube is not None and any(v.chunks is not None for v in cube.variables.values())
+        return cube is not None and any(
+            v.chunks is not None for v in cube.variables.values()
+        )
 
     alive = [r for r in _LAZY_HANDLES.get(key, []) if lazy(r)]
     _LAZY_HANDLES[key] = alive
@@ -109,7 +113,12 @@ def _nodata_values(da: xr.DataArray) -> list[float]:
     values = [NODATA_SENTINEL]
     for key in ("nodata", "_FillValue"):
         v = da.attrs.get(key)
-        if v is not None and np.isscalar(v) and np.isfinite(float(v)) and float(v) not in values:
+        if (
+            v is not None
+            and np.isscalar(v)
+            and np.isfinite(float(v))
+            and float(v) not in values
+        ):
             values.append(float(v))
     return values
 
@@ -127,8 +136,12 @@ def mask_nodata(cube: xr.Dataset) -> xr.Dataset:
             continue
         da = out[band]
         values = _nodata_values(da)
-        masked = da.where(~da.isin(values)) if np.issubdtype(da.dtype, np.floating) else da
-        masked.attrs = {k: v for k, v in da.attrs.items() if k not in ("nodata", "_FillValue")}
+        masked = (
+            da.where(~da.isin(values)) if np.issubdtype(da.dtype, np.floating) else da
+        )
+        masked.attrs = {
+            k: v for k, v in da.attrs.items() if k not in ("nodata", "_FillValue")
+        }
         masked.encoding = dict(da.encoding)
         out[band] = masked
     return out
@@ -155,7 +168,9 @@ def pre_event_times(cube: xr.Dataset) -> pd.DatetimeIndex:
     """Acquisition times strictly before the event, nearest to the event first."""
     times = _times(cube)
     pre = times[times < event_time(cube)]
-    return pre[::-1] if pre.is_monotonic_increasing else pre.sort_values(ascending=False)
+    return (
+        pre[::-1] if pre.is_monotonic_increasing else pre.sort_values(ascending=False)
+    )
 
 
 def post_event_times(cube: xr.Dataset) -> pd.DatetimeIndex:
@@ -187,7 +202,9 @@ def validate_cube(
         With a message that names the offending value and the fix.
     """
     if not isinstance(cube, xr.Dataset):
-        raise CubeError(f"an event cube is an xarray.Dataset, got {type(cube).__name__}")
+        raise CubeError(
+            f"an event cube is an xarray.Dataset, got {type(cube).__name__}"
+        )
     _check_bands(cube)
     _check_time_axis(cube)
     _check_grid(cube)
@@ -246,13 +263,19 @@ def _check_grid(cube: xr.Dataset) -> None:
         )
     unit = (crs.linear_units or "").lower()
     if unit not in ("metre", "meter", "m", "metres", "meters"):
-        raise CubeError(f"cube CRS {crs.to_string()} has units {unit!r}; the grid must be in metres")
+        raise CubeError(
+            f"cube CRS {crs.to_string()} has units {unit!r}; the grid must be in metres"
+        )
     for dim in ("y", "x"):
         if cube.sizes[dim] < 2:
-            raise CubeError(f"cube has {cube.sizes[dim]} pixel(s) along {dim!r}; need at least 2")
+            raise CubeError(
+                f"cube has {cube.sizes[dim]} pixel(s) along {dim!r}; need at least 2"
+            )
         step = np.diff(np.asarray(cube[dim].values, dtype="float64"))
         if not np.allclose(step, step[0], rtol=1e-6, atol=1e-6):
-            raise CubeError(f"coordinate {dim!r} is not a regular grid; resample it onto one")
+            raise CubeError(
+                f"coordinate {dim!r} is not a regular grid; resample it onto one"
+            )
 
 
 def _check_labels(cube: xr.Dataset, require_labels: bool) -> None:
@@ -266,7 +289,9 @@ def _check_labels(cube: xr.Dataset, require_labels: bool) -> None:
             )
         lab = cube["landslides"]
         if tuple(lab.dims) != ("y", "x"):
-            raise CubeError(f"'landslides' has dims {tuple(lab.dims)}; it must be ('y', 'x')")
+            raise CubeError(
+                f"'landslides' has dims {tuple(lab.dims)}; it must be ('y', 'x')"
+            )
         if not np.issubdtype(lab.dtype, np.integer):
             raise CubeError(
                 f"'landslides' has dtype {lab.dtype}; use uint8 for a mask or uint16 for counts"
@@ -315,7 +340,9 @@ def _check_band_values(cube: xr.Dataset, band: str, times: pd.DatetimeIndex) -> 
     step_y = max(cube.sizes["y"] // 256, 1)
     step_x = max(cube.sizes["x"] // 256, 1)
     sample = np.asarray(
-        cube[band].isel(time=0, y=slice(None, None, step_y), x=slice(None, None, step_x))
+        cube[band].isel(
+            time=0, y=slice(None, None, step_y), x=slice(None, None, step_x)
+        )
     )
     median = float(np.nanmedian(sample)) if np.isfinite(sample).any() else 0.0
     if median < 0:
@@ -331,7 +358,12 @@ S1_REPEAT_DAYS: int = 6
 #: How far (minutes) the overpass time of one track may drift between repeats, and how far
 #: apart the frames (time steps) of one overflight may be.
 _TRACK_TOLERANCE = pd.Timedelta(minutes=10)
-_ORBIT_NAMES = {"a": "ascending", "d": "descending", "ascending": "ascending", "descending": "descending"}
+_ORBIT_NAMES = {
+    "a": "ascending",
+    "d": "descending",
+    "ascending": "ascending",
+    "descending": "descending",
+}
 
 
 class PassSelectionError(CubeError):
@@ -388,13 +420,23 @@ def cube_passes(cube: xr.Dataset) -> pd.DataFrame:
             "time": times,
             "side": np.where(times < evt, "pre", "post"),
             "days_from_event": np.round((times - evt) / pd.Timedelta(days=1), 3),
-            "orbit_state": [_orbit_name(s) for s in states] if states is not None else ["unknown"] * n,
+            "orbit_state": [_orbit_name(s) for s in states]
+            if states is not None
+            else ["unknown"] * n,
             "relative_orbit": pd.array(
-                [int(r) if r is not None and np.isfinite(float(r)) and int(r) > 0 else None for r in rel]
-                if rel is not None else [None] * n,
+                [
+                    int(r)
+                    if r is not None and np.isfinite(float(r)) and int(r) > 0
+                    else None
+                    for r in rel
+                ]
+                if rel is not None
+                else [None] * n,
                 dtype="Int64",
             ),
-            "platform": [str(p.decode() if isinstance(p, bytes) else p) for p in plat] if plat is not None else [""] * n,
+            "platform": [str(p.decode() if isinstance(p, bytes) else p) for p in plat]
+            if plat is not None
+            else [""] * n,
         }
     )
     tracks, inferred = _track_labels(table, times)
@@ -414,7 +456,9 @@ def _per_time_values(cube: xr.Dataset, *names: str) -> np.ndarray | None:
     return None
 
 
-def _track_labels(table: pd.DataFrame, times: pd.DatetimeIndex) -> tuple[list[str], list[bool]]:
+def _track_labels(
+    table: pd.DataFrame, times: pd.DatetimeIndex
+) -> tuple[list[str], list[bool]]:
     """Track label per time step (``"descending 46"``) and whether it was inferred.
 
     Without a relative orbit, time steps join the first earlier track of their direction
@@ -422,7 +466,9 @@ def _track_labels(table: pd.DataFrame, times: pd.DatetimeIndex) -> tuple[list[st
     """
     n = len(times)
     tracks, inferred = [""] * n, [False] * n
-    anchors: list[tuple[str, pd.Timestamp, str]] = []  # (orbit_state, first time, label)
+    anchors: list[
+        tuple[str, pd.Timestamp, str]
+    ] = []  # (orbit_state, first time, label)
     for i in np.argsort(times.values, kind="stable"):
         state, r = table.at[i, "orbit_state"], table.at[i, "relative_orbit"]
         if r is not pd.NA:
@@ -440,13 +486,19 @@ def _track_labels(table: pd.DataFrame, times: pd.DatetimeIndex) -> tuple[list[st
     return tracks, inferred
 
 
-def _pass_ids(table: pd.DataFrame, times: pd.DatetimeIndex, tracks: list[str]) -> np.ndarray:
+def _pass_ids(
+    table: pd.DataFrame, times: pd.DatetimeIndex, tracks: list[str]
+) -> np.ndarray:
     """One int id per overflight: steps of one track and side ≤ 10 minutes apart share it."""
     pass_id, last = np.zeros(len(times), dtype=int), {}
     next_id = 0
     for i in np.argsort(times.values, kind="stable"):
         prev = last.get(tracks[i])
-        if prev is not None and times[i] - times[prev] <= _TRACK_TOLERANCE and table.at[i, "side"] == table.at[prev, "side"]:
+        if (
+            prev is not None
+            and times[i] - times[prev] <= _TRACK_TOLERANCE
+            and table.at[i, "side"] == table.at[prev, "side"]
+        ):
             pass_id[i] = pass_id[prev]
         else:
             pass_id[i] = next_id
@@ -461,10 +513,16 @@ def _describe(rows: pd.DataFrame) -> str:
     for _, group in rows.groupby("pass_id", sort=False):
         first = group.iloc[0]
         rel = first["relative_orbit"]
-        orbit = f"relative orbit {int(rel)}" if rel is not pd.NA else f"relative orbit not recorded ({first['track']}, inferred)"
+        orbit = (
+            f"relative orbit {int(rel)}"
+            if rel is not pd.NA
+            else f"relative orbit not recorded ({first['track']}, inferred)"
+        )
         plat = f" {first['platform']}" if first["platform"] else ""
         frames = f", {len(group)} frames" if len(group) > 1 else ""
-        out.append(f"{first['time']:%Y-%m-%d %H:%M} UTC{plat} {first['orbit_state']}, {orbit}{frames}")
+        out.append(
+            f"{first['time']:%Y-%m-%d %H:%M} UTC{plat} {first['orbit_state']}, {orbit}{frames}"
+        )
     return "; ".join(out)
 
 
@@ -482,7 +540,9 @@ def _as_names(value) -> list[pd.Timestamp]:
     return names
 
 
-def _named_rows(table: pd.DataFrame, name: pd.Timestamp, side: str, cube_table: pd.DataFrame) -> pd.DataFrame:
+def _named_rows(
+    table: pd.DataFrame, name: pd.Timestamp, side: str, cube_table: pd.DataFrame
+) -> pd.DataFrame:
     """The time steps of the one pass named by a date (whole UTC day) or a time (±10 min)."""
     if name == name.normalize():
         rows = table[table["time"].dt.normalize() == name]
@@ -614,7 +674,13 @@ def pass_pair(
                 )
             chosen[s] = picks[s]
     rule = (
-        "named" if named else "caller" if caller_named else "same-track" if same_track else "any-track"
+        "named"
+        if named
+        else "caller"
+        if caller_named
+        else "same-track"
+        if same_track
+        else "any-track"
     )
     return _average_pair(cube, chosen, rule)
 
@@ -622,7 +688,9 @@ def pass_pair(
 def _event_named_passes(cube: xr.Dataset, pre, post) -> tuple[str, str]:
     """The paper's (pre, post) pass names of ``cube.attrs['event']`` for ``named=True``."""
     if pre is not None or post is not None:
-        raise ValueError("named=True uses the event's named passes; do not also give pre= / post=")
+        raise ValueError(
+            "named=True uses the event's named passes; do not also give pre= / post="
+        )
     from .events import get_event
 
     try:
@@ -643,7 +711,9 @@ def _filter_passes(
     if orbit_state is not None:
         wanted = _orbit_name(orbit_state)
         if wanted not in ("ascending", "descending"):
-            raise ValueError(f"orbit_state={orbit_state!r}; use 'ascending' or 'descending' ('a'/'d')")
+            raise ValueError(
+                f"orbit_state={orbit_state!r}; use 'ascending' or 'descending' ('a'/'d')"
+            )
         if (full["orbit_state"] == "unknown").all():
             raise CubeError(
                 f"orbit_state={orbit_state!r} asked for but the cube has no 'orbit_state' coordinate"
@@ -652,8 +722,12 @@ def _filter_passes(
     if relative_orbit is not None:
         table = table[table["relative_orbit"] == int(relative_orbit)]
     filters = ", ".join(
-        f for f in (orbit_state and f"orbit_state={orbit_state!r}",
-                    relative_orbit is not None and f"relative_orbit={relative_orbit}") if f
+        f
+        for f in (
+            orbit_state and f"orbit_state={orbit_state!r}",
+            relative_orbit is not None and f"relative_orbit={relative_orbit}",
+        )
+        if f
     )
     return table, filters
 
@@ -663,19 +737,28 @@ def _caller_named_passes(
 ) -> dict[str, list[pd.DataFrame]]:
     """Per side with names: the rows of each named pass (a side without names is absent)."""
     chosen: dict[str, list[pd.DataFrame]] = {}
-    for side, names, n in (("pre", _as_names(pre), n_pre), ("post", _as_names(post), n_post)):
+    for side, names, n in (
+        ("pre", _as_names(pre), n_pre),
+        ("post", _as_names(post), n_post),
+    ):
         if not names:
             continue
         if n is not None and n != len(names):
             raise ValueError(
                 f"n_{side}={n} but {len(names)} {side}-event pass(es) are named"
-                + (" (named=True names one pass per side; use n_pre=n_post=1)" if named else "")
+                + (
+                    " (named=True names one pass per side; use n_pre=n_post=1)"
+                    if named
+                    else ""
+                )
             )
         chosen[side] = [_named_rows(table, name, side, full) for name in names]
     return chosen
 
 
-def _side_passes(rows: pd.DataFrame, side: str, evt: pd.Timestamp) -> list[pd.DataFrame]:
+def _side_passes(
+    rows: pd.DataFrame, side: str, evt: pd.Timestamp
+) -> list[pd.DataFrame]:
     """The passes (row groups by ``pass_id``) on ``side`` of the event, nearest first."""
     rows = rows[rows["side"] == side]
     groups = [g for _, g in rows.groupby("pass_id", sort=False)]
@@ -717,7 +800,9 @@ def _same_track_picks(
     Only tracks of already named passes are candidates; ties go to the earlier first
     post-event pass, then to the lower track label.
     """
-    fixed = {g["track"].iloc[0] for s in chosen for g in chosen[s]}  # tracks of named passes
+    fixed = {
+        g["track"].iloc[0] for s in chosen for g in chosen[s]
+    }  # tracks of named passes
     candidates = []
     for track, rows in table.groupby("track", sort=True):
         if fixed and track not in fixed:
@@ -725,7 +810,9 @@ def _same_track_picks(
         picks = {s: _side_passes(rows, s, evt)[: want[s]] for s in auto}
         if any(len(picks[s]) < want[s] for s in auto):
             continue
-        everything = [g for s in chosen for g in chosen[s]] + [g for s in auto for g in picks[s]]
+        everything = [g for s in chosen for g in chosen[s]] + [
+            g for s in auto for g in picks[s]
+        ]
         first = min(g["time"].min() for g in everything)
         last = max(g["time"].max() for g in everything)
         posts = [g for g in everything if g["side"].iloc[0] == "post"]
@@ -738,7 +825,11 @@ def _same_track_picks(
 
 
 def _no_track_error(
-    table: pd.DataFrame, auto: list[str], want: dict[str, int], filters: str, evt: pd.Timestamp
+    table: pd.DataFrame,
+    auto: list[str],
+    want: dict[str, int],
+    filters: str,
+    evt: pd.Timestamp,
 ) -> PassSelectionError:
     """The error when no track has enough passes: too few overall, or mixed tracks."""
     nearest = {s: _side_passes(table, s, evt)[: want[s]] for s in ("pre", "post")}
@@ -766,7 +857,8 @@ def _no_track_error(
         f"no orbit track has {want['pre'] if 'pre' in auto else 'the named'} pass(es) "
         f"before and {want['post'] if 'post' in auto else 'the named'} after the event"
         + (f" with {filters}" if filters else "")
-        + f" ({per_track or 'no passes'}). " + mixed
+        + f" ({per_track or 'no passes'}). "
+        + mixed
         + "Name the passes with pre= / post=, lower n_pre / n_post, or pass "
         "same_track=False to accept a cross-track pair"
     )
@@ -785,13 +877,17 @@ def _average_pair(
         positions = np.concatenate([g.index.to_numpy() for g in chosen[side]])
         sel = cube.isel(time=np.sort(positions))
         for band in BANDS:
-            out[f"{side}_{band}"] = sel[band].mean("time", skipna=True).astype("float32")
+            out[f"{side}_{band}"] = (
+                sel[band].mean("time", skipna=True).astype("float32")
+            )
     if "landslides" in cube.variables:
         out["landslides"] = cube["landslides"]
     out.attrs.update(cube.attrs)
     tracks = {g["track"].iloc[0] for side in chosen for g in chosen[side]}
     for side in PAIR_SIDES:
-        out.attrs[f"{side}_times"] = [g["time"].iloc[0].isoformat() for g in chosen[side]]
+        out.attrs[f"{side}_times"] = [
+            g["time"].iloc[0].isoformat() for g in chosen[side]
+        ]
         out.attrs[f"{side}_tracks"] = [str(g["track"].iloc[0]) for g in chosen[side]]
     out.attrs["same_track"] = len(tracks) == 1
     out.attrs["pass_rule"] = rule
@@ -817,7 +913,10 @@ def save_cube(cube: xr.Dataset, path: str | os.PathLike) -> Path:
         )
     out = cube.copy()
     # Strings in attrs only: zarr attrs must be JSON.
-    out.attrs = {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in out.attrs.items()}
+    out.attrs = {
+        k: (v.isoformat() if hasattr(v, "isoformat") else v)
+        for k, v in out.attrs.items()
+    }
     for name in out.variables:
         out[name].encoding.pop("chunks", None)
         out[name].encoding.pop("preferred_chunks", None)
@@ -842,7 +941,9 @@ def open_cube(path: str | os.PathLike, *, require_labels: bool = True) -> xr.Dat
     """Open a cube written by :func:`save_cube` (lazily, with dask) and validate it."""
     path = recover_directory(path)
     if not path.exists():
-        raise FileNotFoundError(f"no event cube at {path}; build one with save_cube(cube, path)")
+        raise FileNotFoundError(
+            f"no event cube at {path}; build one with save_cube(cube, path)"
+        )
     try:
         cube = xr.open_zarr(path, consolidated=True, decode_coords="all")
     except Exception as err:  # truncated metadata, missing arrays, not a zarr store

@@ -40,11 +40,20 @@ from .events import get_event
 from .profiles import CHIP_FIELDS, CUBE_FIELDS, Profile, get_profile
 from .transforms import compute_stats
 
-__all__ = ["DATA_DIR_ENV", "CacheRebuiltWarning", "data_dir", "prepare_cube", "prepare_event", "profile_pass_pair", "store_key"]
+__all__ = [
+    "DATA_DIR_ENV",
+    "CacheRebuiltWarning",
+    "data_dir",
+    "prepare_cube",
+    "prepare_event",
+    "profile_pass_pair",
+    "store_key",
+]
 
 
 class CacheRebuiltWarning(UserWarning):
     """A cached cube or chip store was unreadable (corrupt) and has been built again."""
+
 
 DATA_DIR_ENV = "SARSLIDE_DATA_DIR"
 #: Bump when the synthetic generator or the chip pipeline changes what they produce.
@@ -63,7 +72,9 @@ def _synthetic_seed(event: str, seed: int) -> int:
     return int(seed) + zlib.crc32(event.encode()) % 10_000
 
 
-def store_key(event: str, profile: Profile, seed: int, fields: Sequence[str] | None = None) -> str:
+def store_key(
+    event: str, profile: Profile, seed: int, fields: Sequence[str] | None = None
+) -> str:
     """A short hash of everything that determines a cached product.
 
     ``fields`` names the profile settings that matter (e.g.
@@ -75,7 +86,12 @@ def store_key(event: str, profile: Profile, seed: int, fields: Sequence[str] | N
     else:
         settings.pop("name")
     payload = json.dumps(
-        {"event": event, "profile": settings, "seed": seed, "pipeline": PIPELINE_VERSION},
+        {
+            "event": event,
+            "profile": settings,
+            "seed": seed,
+            "pipeline": PIPELINE_VERSION,
+        },
         sort_keys=True,
         default=str,
     )
@@ -110,7 +126,11 @@ def prepare_cube(
                     raise
                 if not isinstance(err, CubeError):
                     err = f"{path}: a chunk could not be decoded ({type(err).__name__}: {err})"
-                warnings.warn(f"rebuilding the cached cube: {err}", CacheRebuiltWarning, stacklevel=2)
+                warnings.warn(
+                    f"rebuilding the cached cube: {err}",
+                    CacheRebuiltWarning,
+                    stacklevel=2,
+                )
         cube = make_cube(
             profile.synthetic_shape,
             event=evt.name,
@@ -145,7 +165,9 @@ def _is_chunk_read_error(err: BaseException) -> bool:
     )
 
 
-def profile_pass_pair(cube: xr.Dataset, profile: Profile | str | None = None) -> xr.Dataset:
+def profile_pass_pair(
+    cube: xr.Dataset, profile: Profile | str | None = None
+) -> xr.Dataset:
     """The cube's before/after pass pair chosen as the profile says.
 
     The one rule every caller shares (chip stores, chapters 2 and 7, ``sarslide map``): the
@@ -155,7 +177,10 @@ def profile_pass_pair(cube: xr.Dataset, profile: Profile | str | None = None) ->
     """
     profile = get_profile(profile)
     return pass_pair(
-        cube, n_pre=profile.n_pre_passes, n_post=profile.n_post_passes, named=profile.named_passes
+        cube,
+        n_pre=profile.n_pre_passes,
+        n_post=profile.n_post_passes,
+        named=profile.named_passes,
     )
 
 
@@ -204,13 +229,19 @@ def prepare_event(
     evt = get_event(event)
     profile = get_profile(profile)
     seed = profile.data_seed if seed is None else int(seed)
-    path = data_dir(cache_dir) / "chips" / f"{evt.name}-{store_key(evt.name, profile, seed, CHIP_FIELDS)}"
+    path = (
+        data_dir(cache_dir)
+        / "chips"
+        / f"{evt.name}-{store_key(evt.name, profile, seed, CHIP_FIELDS)}"
+    )
     recover_directory(path)
     if path.exists() and not rebuild:
         try:
             return open_chips(path)
         except CorruptChipStoreError as err:  # a cache the package owns: build it again
-            warnings.warn(f"rebuilding the cached chips: {err}", CacheRebuiltWarning, stacklevel=2)
+            warnings.warn(
+                f"rebuilding the cached chips: {err}", CacheRebuiltWarning, stacklevel=2
+            )
     cube = prepare_cube(evt.name, profile, cache_dir=cache_dir, seed=seed)
     try:
         chips = _event_chips(cube, profile)
@@ -227,8 +258,9 @@ def prepare_event(
         warnings.warn(
             f"rebuilding the cached cube {store}: a chunk could not be decoded "
             f"({type(err).__name__}: {err})",
-            CacheRebuiltWarning, stacklevel=2,
-        )  # fmt: skip
+            CacheRebuiltWarning,
+            stacklevel=2,
+        )
         damaged = _synthetic_cube_path(evt.name, profile, seed, cache_dir)
         if is_package_store(damaged):  # never delete a folder the package did not write
             shutil.rmtree(damaged)

@@ -39,14 +39,14 @@ from .models import SiameseClassifier
 from .progress import progress_bar
 from .runtime import (
     Precision,
+    array_fingerprint,
     batch_indices,
     check_images,
     check_model_for_task,
     embed_all,
-    array_fingerprint,
-    weights_fingerprint,
     resolve_precision,
     select_device,
+    weights_fingerprint,
 )
 
 __all__ = [
@@ -66,7 +66,9 @@ _STORAGE = {
 }
 
 
-def embeddings_key(stage1: SiameseClassifier, images: np.ndarray, precision: Precision) -> str:
+def embeddings_key(
+    stage1: SiameseClassifier, images: np.ndarray, precision: Precision
+) -> str:
     """Hex fingerprint of what the embeddings depend on: the stage-1 architecture and
     weights (batch-norm statistics included), the chips' values and the precision."""
     h = hashlib.blake2b(digest_size=12)
@@ -78,11 +80,17 @@ def embeddings_key(stage1: SiameseClassifier, images: np.ndarray, precision: Pre
 
 
 def embeddings_path(
-    cache_dir: str | os.PathLike, stage1: SiameseClassifier, images: np.ndarray, precision: Precision
+    cache_dir: str | os.PathLike,
+    stage1: SiameseClassifier,
+    images: np.ndarray,
+    precision: Precision,
 ) -> Path:
     """The cache file of these embeddings: ``cache_dir/embeddings-<key>-<dtype>.npy``."""
     tag = _STORAGE[precision.storage_dtype][1]
-    return Path(cache_dir) / f"embeddings-{embeddings_key(stage1, images, precision)}-{tag}.npy"
+    return (
+        Path(cache_dir)
+        / f"embeddings-{embeddings_key(stage1, images, precision)}-{tag}.npy"
+    )
 
 
 def _as_tensor(array: np.ndarray, storage: torch.dtype) -> Tensor:
@@ -126,7 +134,11 @@ def _verified(path: Path) -> bool:
     if expected is not None and file_digest(path) == expected:
         _VERIFIED[str(path)] = stamp
         return True
-    why = "has no checksum (written by an older version)" if expected is None else "does not match its checksum"
+    why = (
+        "has no checksum (written by an older version)"
+        if expected is None
+        else "does not match its checksum"
+    )
     warnings.warn(
         f"the cached embeddings {path} {why}: the file is damaged or incomplete, so it is not "
         "used; the embeddings are computed again and the cache is rewritten",
@@ -136,13 +148,17 @@ def _verified(path: Path) -> bool:
     return False
 
 
-def _load(path: Path, shape: tuple[int, ...], storage: torch.dtype, *, verify: bool = True) -> Tensor | None:
+def _load(
+    path: Path, shape: tuple[int, ...], storage: torch.dtype, *, verify: bool = True
+) -> Tensor | None:
     """The cached tensor, or None if the file is missing, unreadable, of another shape or
     fails its checksum (:func:`checksum_path`)."""
     if not path.is_file():
         return None
     try:
-        array = np.load(path, mmap_mode="c")  # copy-on-write: writable, nothing read yet
+        array = np.load(
+            path, mmap_mode="c"
+        )  # copy-on-write: writable, nothing read yet
     except (OSError, ValueError):
         return None
     if array.shape != shape or array.dtype != _STORAGE[storage][0]:
@@ -212,7 +228,9 @@ def cached_embeddings(
     storage = prec.storage_dtype
     shape = (images.shape[0], stage1.embedding_dim) + images.shape[2:]
 
-    path = None if cache_dir is None else embeddings_path(cache_dir, stage1, images, prec)
+    path = (
+        None if cache_dir is None else embeddings_path(cache_dir, stage1, images, prec)
+    )
     if path is not None:
         cached = _load(path, shape, storage)
         if cached is not None:
@@ -229,7 +247,9 @@ def cached_embeddings(
             needs = int(np.prod(shape)) * np.dtype(dtype).itemsize
             checksum_path(path).unlink(missing_ok=True)  # of a file being replaced
             with atomic_file(path, suffix=".npy", needs_bytes=needs) as tmp:
-                out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
+                out = np.lib.format.open_memmap(
+                    tmp, mode="w+", dtype=dtype, shape=shape
+                )
                 _preallocate(tmp)
                 _compute(stage1, images, batch_size, dev, prec, progress, out=out)
                 out.flush()
@@ -239,7 +259,10 @@ def cached_embeddings(
             with atomic_file(checksum_path(path)) as tmp:
                 tmp.write_text(digest + "\n")
             st = path.stat()
-            _VERIFIED[str(path)] = (st.st_size, st.st_mtime_ns)  # its digest was just taken
+            _VERIFIED[str(path)] = (
+                st.st_size,
+                st.st_mtime_ns,
+            )  # its digest was just taken
     finally:
         stage1.train(was_training)
     loaded = _load(path, shape, storage)
@@ -259,13 +282,19 @@ def _compute(
 ) -> Tensor | None:
     """Embed all chips in batches; into the memory map ``out`` if given, else returned."""
     parts = []
-    with progress_bar(total=len(images), desc="stage-1 embeddings", unit="chip", disable=not progress) as bar:
+    with progress_bar(
+        total=len(images), desc="stage-1 embeddings", unit="chip", disable=not progress
+    ) as bar:
         for idx in batch_indices(len(images), batch_size):
             emb = embed_all(stage1, images[idx], len(idx), device, precision)
             if out is None:
                 parts.append(emb)
             else:
-                bits = emb.view(torch.int16).numpy().view(np.uint16) if emb.dtype == torch.bfloat16 else emb.numpy()
+                bits = (
+                    emb.view(torch.int16).numpy().view(np.uint16)
+                    if emb.dtype == torch.bfloat16
+                    else emb.numpy()
+                )
                 out[idx[0] : idx[-1] + 1] = bits
             bar.update(len(idx))
     return torch.cat(parts) if out is None else None

@@ -161,11 +161,19 @@ EVENTS: dict[str, Event] = {
         notes="Polygon inventory: thousands of shallow landslides on pumice-covered hills.",
         # 20 days apart: not one track. On each UTC day only one track's swath covers the area.
         paper_pre_geometry=PassGeometry(
-            "S1A", "descending", 46, "20:40", 40.0,
+            "S1A",
+            "descending",
+            46,
+            "20:40",
+            40.0,
             "the only Sentinel-1 track over the area on 2018-08-24 (UTC)",
         ),
         paper_post_geometry=PassGeometry(
-            "S1B", "ascending", 68, "08:27", 36.0,
+            "S1B",
+            "ascending",
+            68,
+            "08:27",
+            36.0,
             "the only Sentinel-1 track over the area on 2018-09-13 (UTC); with the pre-event "
             "pass a cross-track pair (opposite look directions)",
         ),
@@ -203,12 +211,20 @@ EVENTS: dict[str, Event] = {
         notes="Point inventory: 7,355 landslide centroids.",
         # 84 days = 7 x 12 apart: both dates fall on the same two candidate tracks.
         paper_pre_geometry=PassGeometry(
-            "S1A", "ascending", 52, "07:22", 37.0,
+            "S1A",
+            "ascending",
+            52,
+            "07:22",
+            37.0,
             "likely; S1B descending relative orbit 146 (about 17:38 UTC) also covers the "
             "area on both dates, if S1B (launched April 2016) acquired there that August",
         ),
         paper_post_geometry=PassGeometry(
-            "S1A", "ascending", 52, "07:22", 37.0,
+            "S1A",
+            "ascending",
+            52,
+            "07:22",
+            37.0,
             "likely (S1A absolute orbit 13949 is an ascending 07:22 UTC pass over Kaikōura "
             "that day); S1B descending 146 at about 17:38 UTC is the alternative, as before",
         ),

@@ -19,7 +19,15 @@ from pathlib import Path
 
 from .atomic import DiskFullError, disk_full_error, existing_ancestor, mount_of
 
-__all__ = ["DiskFullError", "FolderError", "check_folder", "disk_full_error", "folder_is_writable", "mount_of"]
+__all__ = [
+    "DiskFullError",
+    "FolderError",
+    "check_folder",
+    "disk_full_error",
+    "folder_is_writable",
+    "mount_of",
+]
+
 
 class FolderError(ValueError):
     """A folder the user named cannot be used (it is a file, or cannot be written)."""
@@ -59,8 +67,14 @@ def check_folder(path: str | os.PathLike, what: str, *, writable: bool = True) -
     path = Path(path).expanduser()
     base = existing_ancestor(path)
     if base.exists() and not base.is_dir():
-        which = "is a file" if base == Path(os.path.abspath(path)) else f"lies under {base}, which is a file"
-        raise FolderError(f"{what} {path} {which}, not a folder; give a folder path (it is created if missing)")
+        which = (
+            "is a file"
+            if base == Path(os.path.abspath(path))
+            else f"lies under {base}, which is a file"
+        )
+        raise FolderError(
+            f"{what} {path} {which}, not a folder; give a folder path (it is created if missing)"
+        )
     if writable and not folder_is_writable(base):
         raise FolderError(
             f"{what} {path}: cannot write in {base} (read-only filesystem or no permission, on "

@@ -161,12 +161,20 @@ class Finding:
     def __post_init__(self) -> None:
         if self.metric not in CELL_METRICS:
             raise ValueError(f"metric {self.metric!r} is not one of {CELL_METRICS}")
-        if self.test == "equivalence" and (self.margin is None or self.margin <= 0 or self.sign != 0):
-            raise ValueError(f"{self.key}: an equivalence test needs sign 0 and a margin > 0")
+        if self.test == "equivalence" and (
+            self.margin is None or self.margin <= 0 or self.sign != 0
+        ):
+            raise ValueError(
+                f"{self.key}: an equivalence test needs sign 0 and a margin > 0"
+            )
         if self.test == "direction" and self.sign not in (-1, 1):
-            raise ValueError(f"{self.key}: a directional test needs sign +1 or -1, got {self.sign}")
+            raise ValueError(
+                f"{self.key}: a directional test needs sign +1 or -1, got {self.sign}"
+            )
         if self.test not in ("direction", "equivalence"):
-            raise ValueError(f"{self.key}: test {self.test!r} is not 'direction' or 'equivalence'")
+            raise ValueError(
+                f"{self.key}: test {self.test!r} is not 'direction' or 'equivalence'"
+            )
         if self.against not in ("none", "kaikoura", "random", "smallest"):
             raise ValueError(f"{self.key}: against={self.against!r} is unknown")
 
@@ -179,39 +187,115 @@ class Finding:
 
 
 FINDINGS: tuple[Finding, ...] = (
-    Finding("aprc_unchanged", "pretraining leaves the APRC about unchanged",
-            "aprc", "equivalence", 0, "none", "APRC", margin=APRC_MARGIN),
-    Finding("aprc_events_similar", "Hokkaido and Kaikōura pretraining give similar APRC",
-            "aprc", "equivalence", 0, "kaikoura", "APRC", margin=APRC_MARGIN, arms=("hokkaido",)),
-    Finding("fewer_false_positives",
-            "pretraining lowers false positives on landslide-free chips (median Δcount)",
-            "median_delta_count_free", "direction", -1, "none", "pixels"),
-    Finding("fewer_false_positives_mean",
-            "pretraining lowers false positives on landslide-free chips (mean Δcount)",
-            "mean_delta_count_free", "direction", -1, "none", "pixels"),
-    Finding("smaller_l1", "pretraining lowers the median counting error ΔL1",
-            "median_delta_l1", "direction", -1, "none", "pixels"),
-    Finding("undercount",
-            "on landslide chips pretraining lowers the median Δcount (under-counts more)",
-            "median_delta_count_landslide", "direction", -1, "none", "pixels"),
-    Finding("larger_landslide_miscount",
-            "on landslide chips pretraining makes the median miscount |Δcount| larger",
-            "median_delta_count_landslide", "direction", +1, "none", "pixels", magnitude=True),
-    Finding("hokkaido_stronger",
-            "the false-positive effect is more pronounced for Hokkaido than for Kaikōura "
-            "pretraining (median Δcount, landslide-free chips)",
-            "median_delta_count_free", "direction", -1, "kaikoura", "pixels", arms=("hokkaido",)),
-)  # fmt: skip
+    Finding(
+        "aprc_unchanged",
+        "pretraining leaves the APRC about unchanged",
+        "aprc",
+        "equivalence",
+        0,
+        "none",
+        "APRC",
+        margin=APRC_MARGIN,
+    ),
+    Finding(
+        "aprc_events_similar",
+        "Hokkaido and Kaikōura pretraining give similar APRC",
+        "aprc",
+        "equivalence",
+        0,
+        "kaikoura",
+        "APRC",
+        margin=APRC_MARGIN,
+        arms=("hokkaido",),
+    ),
+    Finding(
+        "fewer_false_positives",
+        "pretraining lowers false positives on landslide-free chips (median Δcount)",
+        "median_delta_count_free",
+        "direction",
+        -1,
+        "none",
+        "pixels",
+    ),
+    Finding(
+        "fewer_false_positives_mean",
+        "pretraining lowers false positives on landslide-free chips (mean Δcount)",
+        "mean_delta_count_free",
+        "direction",
+        -1,
+        "none",
+        "pixels",
+    ),
+    Finding(
+        "smaller_l1",
+        "pretraining lowers the median counting error ΔL1",
+        "median_delta_l1",
+        "direction",
+        -1,
+        "none",
+        "pixels",
+    ),
+    Finding(
+        "undercount",
+        "on landslide chips pretraining lowers the median Δcount (under-counts more)",
+        "median_delta_count_landslide",
+        "direction",
+        -1,
+        "none",
+        "pixels",
+    ),
+    Finding(
+        "larger_landslide_miscount",
+        "on landslide chips pretraining makes the median miscount |Δcount| larger",
+        "median_delta_count_landslide",
+        "direction",
+        +1,
+        "none",
+        "pixels",
+        magnitude=True,
+    ),
+    Finding(
+        "hokkaido_stronger",
+        "the false-positive effect is more pronounced for Hokkaido than for Kaikōura "
+        "pretraining (median Δcount, landslide-free chips)",
+        "median_delta_count_free",
+        "direction",
+        -1,
+        "kaikoura",
+        "pixels",
+        arms=("hokkaido",),
+    ),
+)
 
 SANITY_CHECKS: tuple[Finding, ...] = (
-    Finding("beats_random", "the networks beat a random guess at every training size",
-            "aprc", "direction", +1, "random", "APRC", kind="sanity", arms=ARMS),
-    Finding("aprc_grows", "the APRC grows from the smallest training size to all chips",
-            "aprc", "direction", +1, "smallest", "APRC", kind="sanity", arms=ARMS),
-)  # fmt: skip
+    Finding(
+        "beats_random",
+        "the networks beat a random guess at every training size",
+        "aprc",
+        "direction",
+        +1,
+        "random",
+        "APRC",
+        kind="sanity",
+        arms=ARMS,
+    ),
+    Finding(
+        "aprc_grows",
+        "the APRC grows from the smallest training size to all chips",
+        "aprc",
+        "direction",
+        +1,
+        "smallest",
+        "APRC",
+        kind="sanity",
+        arms=ARMS,
+    ),
+)
 
 
-def cell_metrics(probabilities: np.ndarray, labels: np.ndarray, chip_weights: np.ndarray) -> dict[str, np.ndarray]:
+def cell_metrics(
+    probabilities: np.ndarray, labels: np.ndarray, chip_weights: np.ndarray
+) -> dict[str, np.ndarray]:
     """Every :data:`CELL_METRICS` of one prediction on many resamples of its test chips.
 
     Parameters
@@ -237,8 +321,12 @@ def cell_metrics(probabilities: np.ndarray, labels: np.ndarray, chip_weights: np
     return {
         "aprc": PixelRanking(probabilities, labels).aprc_many(chip_weights),
         "median_delta_l1": np.array([weighted_median(dl1, w) for w in chip_weights]),
-        "median_delta_count_free": np.array([weighted_median(dc, w * ~has) for w in chip_weights]),
-        "median_delta_count_landslide": np.array([weighted_median(dc, w * has) for w in chip_weights]),
+        "median_delta_count_free": np.array(
+            [weighted_median(dc, w * ~has) for w in chip_weights]
+        ),
+        "median_delta_count_landslide": np.array(
+            [weighted_median(dc, w * has) for w in chip_weights]
+        ),
         "mean_delta_count_free": mean_free,
     }
 
@@ -286,9 +374,18 @@ class GridBootstrap:
         for (arm, size), values in self.point.items():
             for metric, value in values.items():
                 low, high = _quantiles(self.samples[(arm, size)][metric], tail)
-                rows.append({"arm": arm, "train_size": size, "metric": metric, "value": value,
-                             "ci_low": low, "ci_high": high, "n_seeds": len(self.per_seed[(arm, size)]),
-                             "n_models": self.n_models.get((arm, size), np.nan)})  # fmt: skip
+                rows.append(
+                    {
+                        "arm": arm,
+                        "train_size": size,
+                        "metric": metric,
+                        "value": value,
+                        "ci_low": low,
+                        "ci_high": high,
+                        "n_seeds": len(self.per_seed[(arm, size)]),
+                        "n_models": self.n_models.get((arm, size), np.nan),
+                    }
+                )
         return pd.DataFrame(rows)
 
 
@@ -303,7 +400,9 @@ def _quantiles(values: np.ndarray, tail: float) -> tuple[float, float]:
 def _cell_runs(table: pd.DataFrame, arm: str, size: int) -> pd.DataFrame:
     """The runs of one cell, one row per run: ``seed``, ``run_id``, ``checkpoints``."""
     cell = table[(table["arm"] == arm) & (table["train_size"] == size)]
-    runs = cell.groupby(["seed", "run_id"])["checkpoint"].nunique().rename("checkpoints")
+    runs = (
+        cell.groupby(["seed", "run_id"])["checkpoint"].nunique().rename("checkpoints")
+    )
     return runs.reset_index().sort_values("seed").reset_index(drop=True)
 
 
@@ -339,9 +438,13 @@ def hierarchical_bootstrap(
     :func:`sarslide.ablation.ensemble_probabilities`.
     """
     if int(n_boot) < 1:
-        raise ValueError(f"n_boot={n_boot}: draw at least one resample (the book uses {N_BOOT})")
+        raise ValueError(
+            f"n_boot={n_boot}: draw at least one resample (the book uses {N_BOOT})"
+        )
     profile = get_profile(profile)
-    out = Path(out_dir) if out_dir is not None else results_dir(event, profile, cache_dir)
+    out = (
+        Path(out_dir) if out_dir is not None else results_dir(event, profile, cache_dir)
+    )
     if labels is None:
         labels = prepare_event(event, profile, cache_dir=cache_dir).split("test").labels
     labels = np.asarray(labels)
@@ -352,12 +455,23 @@ def hierarchical_bootstrap(
     learned = table[table["arm"].isin(ARMS)]
     sizes = sorted({int(s) for s in learned["train_size"]}, key=size_sort_key)
     boot = GridBootstrap(
-        point={}, samples={}, per_seed={}, random_point=float(np.mean(labels > 0)),
-        random_samples=chip_weights @ per_chip / (chip_weights.sum(axis=1) * labels[0].size),
-        sizes=sizes, n_boot=int(n_boot), seed=seed,
-    )  # fmt: skip
+        point={},
+        samples={},
+        per_seed={},
+        random_point=float(np.mean(labels > 0)),
+        random_samples=chip_weights
+        @ per_chip
+        / (chip_weights.sum(axis=1) * labels[0].size),
+        sizes=sizes,
+        n_boot=int(n_boot),
+        seed=seed,
+    )
     for size in sizes:
-        arms = [a for a in ARMS if ((learned["arm"] == a) & (learned["train_size"] == size)).any()]
+        arms = [
+            a
+            for a in ARMS
+            if ((learned["arm"] == a) & (learned["train_size"] == size)).any()
+        ]
         runs = {arm: _cell_runs(learned, arm, size) for arm in arms}
         seeds = list(runs[arms[0]]["seed"])
         for arm in arms[1:]:
@@ -369,17 +483,26 @@ def hierarchical_bootstrap(
         draws = rng.integers(0, len(seeds), size=(int(n_boot), len(seeds)))
         counts = np.stack([np.bincount(d, minlength=len(seeds)) for d in draws])
         for arm in arms:
-            _bootstrap_cell(boot, learned, arm, size, runs[arm], counts, chip_weights, labels, out)
+            _bootstrap_cell(
+                boot, learned, arm, size, runs[arm], counts, chip_weights, labels, out
+            )
     return boot
 
 
-def _bootstrap_cell(boot: GridBootstrap, table, arm, size, runs, counts, chip_weights, labels, out) -> None:
+def _bootstrap_cell(
+    boot: GridBootstrap, table, arm, size, runs, counts, chip_weights, labels, out
+) -> None:
     """Fill ``boot`` for one cell: its ensemble, its resamples and each seed alone."""
-    probas = [ensemble_probabilities(table[table["run_id"] == r], arm, size, out)[0] for r in runs["run_id"]]
+    probas = [
+        ensemble_probabilities(table[table["run_id"] == r], arm, size, out)[0]
+        for r in runs["run_id"]
+    ]
     checkpoints = runs["checkpoints"].to_numpy()
     ones = np.ones((1, len(labels)))
     whole = ensemble_mean(probas, weights=checkpoints)
-    boot.point[(arm, size)] = {m: float(v[0]) for m, v in cell_metrics(whole, labels, ones).items()}
+    boot.point[(arm, size)] = {
+        m: float(v[0]) for m, v in cell_metrics(whole, labels, ones).items()
+    }
     boot.n_models[(arm, size)] = int(checkpoints.sum())
     boot.per_seed[(arm, size)] = {
         int(s): {m: float(v[0]) for m, v in cell_metrics(p, labels, ones).items()}
@@ -392,7 +515,9 @@ def _bootstrap_cell(boot: GridBootstrap, table, arm, size, runs, counts, chip_we
         keep = drawn > 0
         members = [p for p, k in zip(probas, keep) if k]
         ensemble = ensemble_mean(members, weights=(drawn * checkpoints)[keep])
-        for metric, values in cell_metrics(ensemble, labels, chip_weights[rows]).items():
+        for metric, values in cell_metrics(
+            ensemble, labels, chip_weights[rows]
+        ).items():
             samples[metric][rows] = values
     boot.samples[(arm, size)] = samples
 
@@ -423,22 +548,42 @@ def _comparisons(finding: Finding, boot: GridBootstrap) -> Iterator[_Effect]:
 
     def versus(cell, other, comparison):
         a, b = boot.point[cell][m], boot.point[other][m]
-        return _Effect(cell[0], cell[1], comparison, float(f(a) - f(b)),
-                       f(boot.samples[cell][m]) - f(boot.samples[other][m]), seeds_of(cell, other),
-                       tie=bool(a == b))  # fmt: skip
+        return _Effect(
+            cell[0],
+            cell[1],
+            comparison,
+            float(f(a) - f(b)),
+            f(boot.samples[cell][m]) - f(boot.samples[other][m]),
+            seeds_of(cell, other),
+            tie=bool(a == b),
+        )
 
     if finding.against == "random":
         for cell in boot.point:
             if cell[0] in finding.arms:
-                yield _Effect(cell[0], cell[1], "APRC − random guess", boot.point[cell][m] - boot.random_point,
-                              boot.samples[cell][m] - boot.random_samples, seeds_of(cell) - boot.random_point,
-                              tie=False)  # fmt: skip
+                yield _Effect(
+                    cell[0],
+                    cell[1],
+                    "APRC − random guess",
+                    boot.point[cell][m] - boot.random_point,
+                    boot.samples[cell][m] - boot.random_samples,
+                    seeds_of(cell) - boot.random_point,
+                    tie=False,
+                )
     elif finding.against == "smallest":
         small, big = boot.sizes[0], boot.sizes[-1]
         for arm in finding.arms:
             if (arm, small) in boot.point and (arm, big) in boot.point and small != big:
                 effect = versus((arm, big), (arm, small), f"{m}(all) − {m}({small})")
-                yield _Effect(arm, big, effect.comparison, effect.point, effect.samples, effect.seeds, False)
+                yield _Effect(
+                    arm,
+                    big,
+                    effect.comparison,
+                    effect.point,
+                    effect.samples,
+                    effect.seeds,
+                    False,
+                )
     else:
         for arm in finding.arms:
             for size in boot.sizes:
@@ -474,11 +619,21 @@ def _judge(finding: Finding, effect: _Effect) -> dict:
             outcome = "inconclusive"
         agree = int(np.sum(np.sign(effect.seeds) == finding.sign))
     return {
-        "finding": finding.key, "kind": finding.kind, "arm": effect.arm, "train_size": effect.size,
-        "comparison": effect.comparison, "effect": effect.point, "ci_low": low, "ci_high": high,
-        "ci_level": level, "margin": margin, "outcome": outcome, "supports": outcome == "supports",
-        "seeds_agree": agree, "n_seeds": len(effect.seeds),
-    }  # fmt: skip
+        "finding": finding.key,
+        "kind": finding.kind,
+        "arm": effect.arm,
+        "train_size": effect.size,
+        "comparison": effect.comparison,
+        "effect": effect.point,
+        "ci_low": low,
+        "ci_high": high,
+        "ci_level": level,
+        "margin": margin,
+        "outcome": outcome,
+        "supports": outcome == "supports",
+        "seeds_agree": agree,
+        "n_seeds": len(effect.seeds),
+    }
 
 
 def evaluate_findings(
@@ -516,9 +671,21 @@ def evaluate_findings(
         paper's sign, or lies within the margin).
     """
     if bootstrap is None:
-        bootstrap = hierarchical_bootstrap(table, event=event, profile=profile, out_dir=out_dir,
-                                           cache_dir=cache_dir, n_boot=n_boot, seed=seed, labels=labels)  # fmt: skip
-    rows = [_judge(finding, effect) for finding in checks for effect in _comparisons(finding, bootstrap)]
+        bootstrap = hierarchical_bootstrap(
+            table,
+            event=event,
+            profile=profile,
+            out_dir=out_dir,
+            cache_dir=cache_dir,
+            n_boot=n_boot,
+            seed=seed,
+            labels=labels,
+        )
+    rows = [
+        _judge(finding, effect)
+        for finding in checks
+        for effect in _comparisons(finding, bootstrap)
+    ]
     return pd.DataFrame(rows)
 
 
@@ -530,7 +697,9 @@ def _verdict(outcomes: pd.Series) -> str:
     return "holds" if others == 0 else "holds in part"
 
 
-def summarize_findings(cells: pd.DataFrame, checks: tuple[Finding, ...] = FINDINGS + SANITY_CHECKS) -> pd.DataFrame:
+def summarize_findings(
+    cells: pd.DataFrame, checks: tuple[Finding, ...] = FINDINGS + SANITY_CHECKS
+) -> pd.DataFrame:
     """One row per finding: its cells' outcomes and the verdict.
 
     Columns ``finding``, ``kind``, ``statement``, ``rule`` (how a cell is judged),
@@ -547,14 +716,21 @@ def summarize_findings(cells: pd.DataFrame, checks: tuple[Finding, ...] = FINDIN
         if part.empty:
             continue
         outcomes = part["outcome"]
-        rows.append({
-            "finding": finding.key, "kind": finding.kind, "statement": finding.statement,
-            "rule": finding.rule, "cells": f"{int((outcomes == 'supports').sum())} of {len(part)}",
-            "ties": int((outcomes == "tie").sum()), "contradicts": int((outcomes == "contradicts").sum()),
-            "seeds": f"{int(part['seeds_agree'].sum())} of {int(part['n_seeds'].sum())}",
-            "median_effect": float(part["effect"].median()), "unit": finding.unit,
-            "verdict": _verdict(outcomes),
-        })  # fmt: skip
+        rows.append(
+            {
+                "finding": finding.key,
+                "kind": finding.kind,
+                "statement": finding.statement,
+                "rule": finding.rule,
+                "cells": f"{int((outcomes == 'supports').sum())} of {len(part)}",
+                "ties": int((outcomes == "tie").sum()),
+                "contradicts": int((outcomes == "contradicts").sum()),
+                "seeds": f"{int(part['seeds_agree'].sum())} of {int(part['n_seeds'].sum())}",
+                "median_effect": float(part["effect"].median()),
+                "unit": finding.unit,
+                "verdict": _verdict(outcomes),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -565,20 +741,31 @@ def findings_markdown(summary: pd.DataFrame, *, data: str = "this run") -> str:
     def item(r) -> str:
         ties = f", {r.ties} tied" if r.ties else ""
         against = f", {r.contradicts} against" if r.contradicts else ""
-        return (f"{r.statement} ({r.cells} comparisons support it{ties}{against}; rule: {r.rule}; "
-                f"median effect {r.median_effect:+.3g} {r.unit})")  # fmt: skip
+        return (
+            f"{r.statement} ({r.cells} comparisons support it{ties}{against}; rule: {r.rule}; "
+            f"median effect {r.median_effect:+.3g} {r.unit})"
+        )
 
     paper = summary[summary["kind"] == "paper"] if "kind" in summary else summary
-    heads = {"holds": f"Shown by {data}", "holds in part": "Shown only in part",
-             "does not hold": f"Not shown by {data}"}  # fmt: skip
+    heads = {
+        "holds": f"Shown by {data}",
+        "holds in part": "Shown only in part",
+        "does not hold": f"Not shown by {data}",
+    }
     lines = []
     for verdict in VERDICTS:
         part = paper[paper["verdict"] == verdict]
         if len(part):
-            lines.append(f"- **{heads[verdict]}:** " + "; ".join(item(r) for r in part.itertuples()) + ".")
+            lines.append(
+                f"- **{heads[verdict]}:** "
+                + "; ".join(item(r) for r in part.itertuples())
+                + "."
+            )
     if "kind" in summary:
         sanity = summary[summary["kind"] == "sanity"]
         if len(sanity):
-            checks = "; ".join(f"{r.statement}: {r.verdict} ({r.cells})" for r in sanity.itertuples())
+            checks = "; ".join(
+                f"{r.statement}: {r.verdict} ({r.cells})" for r in sanity.itertuples()
+            )
             lines.append(f"- **Sanity checks** (not findings of the paper): {checks}.")
     return "\n".join(lines)

@@ -31,7 +31,13 @@ import numpy as np
 
 from .results_table import read_run_timings
 
-__all__ = ["GridPlan", "TimeBudget", "plan_grid", "device_label", "estimate_run_seconds"]
+__all__ = [
+    "GridPlan",
+    "TimeBudget",
+    "plan_grid",
+    "device_label",
+    "estimate_run_seconds",
+]
 
 
 def device_label(device: Any = None) -> str:
@@ -68,12 +74,18 @@ def estimate_run_seconds(
     if not usable:
         return None
     same_arm = [t for t in usable if t.get("arm") == arm] or usable
-    c0, c1 = _fit_line([(float(t["n_train"]), float(t["seconds_per_epoch"])) for t in same_arm])
+    c0, c1 = _fit_line(
+        [(float(t["n_train"]), float(t["seconds_per_epoch"])) for t in same_arm]
+    )
     per_epoch = max(c0 + c1 * n_train, 0.0)
-    same_size = [t for t in same_arm if int(t["n_train"]) == int(n_train) and t.get("arm") == arm]
+    same_size = [
+        t for t in same_arm if int(t["n_train"]) == int(n_train) and t.get("arm") == arm
+    ]
     pool = same_size or [t for t in same_arm if t.get("arm") == arm]
     epochs = float(np.mean([t["epochs"] for t in pool])) if pool else float(max_epochs)
-    overhead = float(np.median([max(t.get("overhead_seconds", 0.0), 0.0) for t in same_arm]))
+    overhead = float(
+        np.median([max(t.get("overhead_seconds", 0.0), 0.0) for t in same_arm])
+    )
     return per_epoch * epochs + overhead
 
 
@@ -138,14 +150,18 @@ def plan_grid(
     done_ids = finished_run_ids(out_dir)
     missing = [r for r in runs if r.run_id not in done_ids]
     label = device_label(device)
-    timings = [t for t in read_run_timings(out_dir).values() if t.get("device") == label]
+    timings = [
+        t for t in read_run_timings(out_dir).values() if t.get("device") == label
+    ]
     if pool_size is None:  # the stage-2 pool, as finished runs recorded it
         pools = [int(t["pool_size"]) for t in timings if t.get("pool_size")]
         pool_size = pools[0] if pools else None
     per_run: dict[str, float | None] = {}
     for run in missing:
         n = run.train_size if run.train_size is not None else pool_size
-        per_run[run.run_id] = None if n is None else estimate_run_seconds(timings, run.arm, n, max_epochs)
+        per_run[run.run_id] = (
+            None if n is None else estimate_run_seconds(timings, run.arm, n, max_epochs)
+        )
     known = [v for v in per_run.values() if v is not None]
     estimate = None if (not missing or len(known) < len(missing)) else float(sum(known))
     if not missing:
@@ -194,7 +210,10 @@ class TimeBudget:
         ok = (
             self.max_s is None
             or self.started == 0
-            or (self.elapsed_s < self.max_s and (estimate_s is None or self.elapsed_s + estimate_s <= self.max_s))
+            or (
+                self.elapsed_s < self.max_s
+                and (estimate_s is None or self.elapsed_s + estimate_s <= self.max_s)
+            )
         )
         if ok:
             self.started += 1

@@ -51,7 +51,12 @@ __all__ = [
 
 #: The five kinds of finished run, in the order :func:`classify_run` checks them.
 STATUSES: tuple[str, ...] = (
-    "empty_draw", "collapsed", "overfit", "capped", "stalled", "trained"
+    "empty_draw",
+    "collapsed",
+    "overfit",
+    "capped",
+    "stalled",
+    "trained",
 )
 
 #: The kinds whose models are left out of ensembles: a collapsed network predicts the
@@ -165,8 +170,9 @@ def classify_run(
         An empty history, a history without ``metric``, or a ``best_epoch`` that is
         not one of its epochs.
     """
-    frame = pd.DataFrame(list(history) if not isinstance(history, pd.DataFrame)
-                         else history)  # fmt: skip
+    frame = pd.DataFrame(
+        list(history) if not isinstance(history, pd.DataFrame) else history
+    )
     if frame.empty or not {metric, "epoch", "train_loss"} <= set(frame.columns):
         raise ValueError(
             f"the history needs one row per epoch with 'epoch', 'train_loss' and "
@@ -210,13 +216,21 @@ def classify_run(
         status = "trained"
         reason = f"stopped early at epoch {epochs}, best epoch {best_epoch}"
     return RunHealth(
-        status=status, reason=reason, epochs=epochs, best_epoch=int(best_epoch),
-        stopped_early=bool(stopped_early), best_metric=best, last_metric=last,
-        chance_metric=float(chance_metric), output_std=float(output_std),
-        train_positives=int(train_positives), last_train_loss=last_train,
-        history=[{k: _plain(v) for k, v in row.items()}
-                 for row in frame.to_dict("records")],
-    )  # fmt: skip
+        status=status,
+        reason=reason,
+        epochs=epochs,
+        best_epoch=int(best_epoch),
+        stopped_early=bool(stopped_early),
+        best_metric=best,
+        last_metric=last,
+        chance_metric=float(chance_metric),
+        output_std=float(output_std),
+        train_positives=int(train_positives),
+        last_train_loss=last_train,
+        history=[
+            {k: _plain(v) for k, v in row.items()} for row in frame.to_dict("records")
+        ],
+    )
 
 
 def _plain(value: Any) -> Any:
@@ -224,7 +238,9 @@ def _plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
-def health_table(records: Iterable[tuple[Mapping[str, Any], RunHealth]]) -> pd.DataFrame:
+def health_table(
+    records: Iterable[tuple[Mapping[str, Any], RunHealth]],
+) -> pd.DataFrame:
     """One row per run: the identifying fields given with each record (e.g. ``run_id``,
     ``arm``, ``train_size``, ``seed``) and the health fields except the history."""
     rows = []

@@ -23,9 +23,9 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import rasterio.features
+import rioxarray  # noqa: F401  (registers the .rio accessor)
 import shapely
 import shapely.geometry
-import rioxarray  # noqa: F401  (registers the .rio accessor)
 import xarray as xr
 from rasterio.enums import MergeAlg
 
@@ -43,7 +43,16 @@ __all__ = [
 
 #: File endings :func:`read_inventory` understands (``.zip`` = zipped shapefile/GeoPackage).
 GEOSPATIAL_SUFFIXES: tuple[str, ...] = (
-    ".gpkg", ".shp", ".geojson", ".json", ".kml", ".kmz", ".csv", ".zip", ".fgb", ".parquet",
+    ".gpkg",
+    ".shp",
+    ".geojson",
+    ".json",
+    ".kml",
+    ".kmz",
+    ".csv",
+    ".zip",
+    ".fgb",
+    ".parquet",
 )
 _LON_NAMES = ("lon", "longitude", "long", "lng", "x")
 _LAT_NAMES = ("lat", "latitude", "y")
@@ -71,7 +80,9 @@ def _read_csv(path: Path, crs: str | None) -> gpd.GeoDataFrame:
     return gpd.GeoDataFrame(table, geometry=geometry, crs=crs or "EPSG:4326")
 
 
-def _check_lonlat_ranges(path: Path, lon: pd.Series, lat: pd.Series, names: tuple) -> None:
+def _check_lonlat_ranges(
+    path: Path, lon: pd.Series, lat: pd.Series, names: tuple
+) -> None:
     """Refuse coordinates read as lon/lat that cannot be degrees (e.g. projected metres)."""
     lon = pd.to_numeric(lon, errors="coerce")
     lat = pd.to_numeric(lat, errors="coerce")
@@ -194,7 +205,9 @@ def _grid(like: xr.Dataset | xr.DataArray):
         )
     for dim in ("y", "x"):
         if dim not in like.dims:
-            raise CubeError(f"the target grid has dims {tuple(like.dims)}; it needs 'y' and 'x'")
+            raise CubeError(
+                f"the target grid has dims {tuple(like.dims)}; it needs 'y' and 'x'"
+            )
     shape = (like.sizes["y"], like.sizes["x"])
     return crs, like.rio.transform(recalc=True), shape
 
@@ -255,7 +268,9 @@ def rasterize(
             "label_kind": kind,
             "n_features": int(len(gdf)),
             "n_features_inside": n_inside,
-            "long_name": "landslide mask" if kind == "mask" else "landslide points per pixel",
+            "long_name": "landslide mask"
+            if kind == "mask"
+            else "landslide points per pixel",
         },
     )
     return out.rio.write_crs(grid_crs)
@@ -269,7 +284,9 @@ def _checked_kind(gdf: gpd.GeoDataFrame, kind: str | None) -> str:
     detected = inventory_kind(gdf) if len(gdf) else (kind or "mask")
     kind = kind or detected
     if kind not in ("mask", "points"):
-        raise ValueError(f"kind={kind!r}; use 'mask' (polygons) or 'points' (centroids)")
+        raise ValueError(
+            f"kind={kind!r}; use 'mask' (polygons) or 'points' (centroids)"
+        )
     if kind != detected:
         raise ValueError(
             f"kind={kind!r} but the inventory holds {detected!r} geometries; drop kind= to "
@@ -278,7 +295,9 @@ def _checked_kind(gdf: gpd.GeoDataFrame, kind: str | None) -> str:
     return kind
 
 
-def _grid_bounds(transform, shape: tuple[int, int]) -> tuple[float, float, float, float]:
+def _grid_bounds(
+    transform, shape: tuple[int, int]
+) -> tuple[float, float, float, float]:
     """The grid's outer edges ``(xmin, ymin, xmax, ymax)`` in its own CRS (metres)."""
     west, north = transform.c, transform.f
     east, south = west + transform.a * shape[1], north + transform.e * shape[0]
@@ -288,7 +307,11 @@ def _grid_bounds(transform, shape: tuple[int, int]) -> tuple[float, float, float
 
 
 def _burn(
-    geoms: gpd.GeoSeries, kind: str, shape: tuple[int, int], transform, all_touched: bool
+    geoms: gpd.GeoSeries,
+    kind: str,
+    shape: tuple[int, int],
+    transform,
+    all_touched: bool,
 ) -> np.ndarray:
     """Rasterise ``geoms`` (already in the grid's CRS) to (ny, nx) labels.
 
@@ -302,7 +325,9 @@ def _burn(
     if not len(geoms):
         return np.zeros(shape, dtype=np.uint16 if points else np.uint8)
     merge_alg, touched, dtype = (
-        (MergeAlg.add, False, "uint32") if points else (MergeAlg.replace, all_touched, "uint8")
+        (MergeAlg.add, False, "uint32")
+        if points
+        else (MergeAlg.replace, all_touched, "uint8")
     )
     burned = rasterio.features.rasterize(
         ((g, 1) for g in geoms),
@@ -351,7 +376,11 @@ def with_labels(
     """
     labels = rasterize(inventory, like=cube, **kwargs)
     out = cube.copy()
-    out["landslides"] = (("y", "x"), labels.values, {"long_name": labels.attrs["long_name"]})
+    out["landslides"] = (
+        ("y", "x"),
+        labels.values,
+        {"long_name": labels.attrs["long_name"]},
+    )
     out.attrs["label_kind"] = labels.attrs["label_kind"]
     out.attrs["n_landslide_features"] = labels.attrs["n_features_inside"]
     return validate_cube(out)
@@ -382,4 +411,3 @@ def polygons_from_mask(labels: xr.DataArray) -> gpd.GeoDataFrame:
     gdf = gpd.GeoDataFrame(geometry=geoms, crs=crs)
     gdf["area_m2"] = gdf.area
     return gdf
-

@@ -266,9 +266,13 @@ def ensemble_mean(
         norm += weight
         count += 1
     if total is None:
-        raise ValueError("ensemble_mean got no members; pass at least one probability array")
+        raise ValueError(
+            "ensemble_mean got no members; pass at least one probability array"
+        )
     if weight_list is not None and len(weight_list) != count:
-        raise ValueError(f"got {len(weight_list)} weights for {count} ensemble members; give one per member")
+        raise ValueError(
+            f"got {len(weight_list)} weights for {count} ensemble members; give one per member"
+        )
     if norm <= 0:
         raise ValueError(f"ensemble weights sum to {norm}; they must be positive")
     return (total / norm).astype(np.float32)
@@ -276,9 +280,13 @@ def ensemble_mean(
 
 def _member_weight(weights: list[float], index: int) -> float:
     if index >= len(weights):
-        raise ValueError(f"got {len(weights)} weights for more than {len(weights)} ensemble members; give one per member")
+        raise ValueError(
+            f"got {len(weights)} weights for more than {len(weights)} ensemble members; give one per member"
+        )
     if weights[index] < 0:
-        raise ValueError(f"ensemble weight {weights[index]} of member {index} is negative")
+        raise ValueError(
+            f"ensemble weight {weights[index]} of member {index} is negative"
+        )
     return weights[index]
 
 
@@ -359,9 +367,13 @@ class PixelRanking:
         labels = np.asarray(labels)
         _check_same_shape(scores, labels, ("scores", "labels"))
         if scores.ndim != 3:
-            raise ValueError(f"scores have shape {scores.shape}; expected chips (N, H, W)")
+            raise ValueError(
+                f"scores have shape {scores.shape}; expected chips (N, H, W)"
+            )
         if not np.isfinite(scores).all():
-            raise ValueError("scores hold non-finite values; fill no-data before ranking")
+            raise ValueError(
+                "scores hold non-finite values; fill no-data before ranking"
+            )
         n, h, w = scores.shape
         flat = scores.reshape(-1).astype(np.float64)
         order = np.argsort(-flat, kind="stable")
@@ -395,7 +407,9 @@ class PixelRanking:
             chip_weights = np.ones(self.n_chips)
         chip_weights = np.asarray(chip_weights, dtype=np.float64)
         if chip_weights.shape != (self.n_chips,):
-            raise ValueError(f"chip_weights has shape {chip_weights.shape}; expected ({self.n_chips},)")
+            raise ValueError(
+                f"chip_weights has shape {chip_weights.shape}; expected ({self.n_chips},)"
+            )
         if self._tables is not None:
             tp, fp = chip_weights @ self._tables[0], chip_weights @ self._tables[1]
         else:
@@ -403,7 +417,9 @@ class PixelRanking:
             tp = np.cumsum(weights * self._positive)[self._ends]
             fp = np.cumsum(weights * ~self._positive)[self._ends]
         if tp.size == 0 or tp[-1] <= 0:
-            raise ValueError("the resample holds no landslide pixel; the APRC is undefined")
+            raise ValueError(
+                "the resample holds no landslide pixel; the APRC is undefined"
+            )
         precision = tp / np.maximum(tp + fp, np.finfo(float).tiny)
         recall_step = np.diff(np.r_[0.0, tp]) / tp[-1]
         return float(np.sum(recall_step * precision))
@@ -417,19 +433,25 @@ class PixelRanking:
         """
         chip_weights = np.asarray(chip_weights, dtype=np.float64)
         if chip_weights.ndim != 2 or chip_weights.shape[1] != self.n_chips:
-            raise ValueError(f"chip_weights has shape {chip_weights.shape}; expected (B, {self.n_chips})")
+            raise ValueError(
+                f"chip_weights has shape {chip_weights.shape}; expected (B, {self.n_chips})"
+            )
         if self._tables is None:
             return np.array([self.aprc(w) for w in chip_weights])
         tp, fp = chip_weights @ self._tables[0], chip_weights @ self._tables[1]
         total = tp[:, -1:]
         if (total <= 0).any():
-            raise ValueError("a resample holds no landslide pixel; the APRC is undefined")
+            raise ValueError(
+                "a resample holds no landslide pixel; the APRC is undefined"
+            )
         precision = tp / np.maximum(tp + fp, np.finfo(float).tiny)
         recall_step = np.diff(tp, axis=1, prepend=0.0) / total
         return np.sum(recall_step * precision, axis=1)
 
 
-def stratified_chip_weights(has_landslide: np.ndarray, n_boot: int, seed: int = 0) -> np.ndarray:
+def stratified_chip_weights(
+    has_landslide: np.ndarray, n_boot: int, seed: int = 0
+) -> np.ndarray:
     """Bootstrap resamples of test chips as chip weights, drawn within each kind.
 
     Landslide and landslide-free chips are resampled separately (with replacement, each
@@ -443,7 +465,9 @@ def stratified_chip_weights(has_landslide: np.ndarray, n_boot: int, seed: int = 
     has = np.asarray(has_landslide, dtype=bool)
     pos, neg = np.flatnonzero(has), np.flatnonzero(~has)
     if len(pos) == 0:
-        raise ValueError("the chips hold no landslide; a stratified bootstrap needs some")
+        raise ValueError(
+            "the chips hold no landslide; a stratified bootstrap needs some"
+        )
     rng = np.random.default_rng(seed)
     weights = np.zeros((int(n_boot), has.size))
     for b in range(int(n_boot)):
@@ -474,7 +498,9 @@ def stratified_aprc_interval(
         raise ValueError("the test chips hold no landslide; the APRC is undefined")
     ranking = PixelRanking(probabilities, labels)
     values = [ranking.aprc(w) for w in stratified_chip_weights(has, n_boot, seed)]
-    return float(np.quantile(values, alpha / 2)), float(np.quantile(values, 1 - alpha / 2))
+    return float(np.quantile(values, alpha / 2)), float(
+        np.quantile(values, 1 - alpha / 2)
+    )
 
 
 def weighted_median(values: np.ndarray, weights: np.ndarray) -> float:

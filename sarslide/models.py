@@ -69,7 +69,9 @@ _REFERENCE_HEAD_KERNEL = 8
 
 def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
     """Number of scalar parameters of ``model`` (only those with ``requires_grad`` by default)."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+    return sum(
+        p.numel() for p in model.parameters() if p.requires_grad or not trainable_only
+    )
 
 
 def check_input(x: Tensor, *, size_multiple: int = 1, min_size: int = 1) -> None:
@@ -80,7 +82,9 @@ def check_input(x: Tensor, *, size_multiple: int = 1, min_size: int = 1) -> None
     every batch); :mod:`sarslide.runtime` checks whole arrays once before training/predicting.
     """
     if not isinstance(x, Tensor):
-        raise TypeError(f"expected a torch.Tensor of shape (N, 4, H, W), got {type(x).__name__}")
+        raise TypeError(
+            f"expected a torch.Tensor of shape (N, 4, H, W), got {type(x).__name__}"
+        )
     if x.ndim != 4:
         raise ValueError(
             f"expected chips of shape (N, 4, H, W), got shape {tuple(x.shape)}; "
@@ -92,9 +96,12 @@ def check_input(x: Tensor, *, size_multiple: int = 1, min_size: int = 1) -> None
             f"in the order {list(CHANNELS)} (pre-event VV, VH, then post-event VV, VH)"
         )
     if not torch.is_floating_point(x):
-        raise ValueError(f"chips must be floating point (standardised), got dtype {x.dtype}")
+        raise ValueError(
+            f"chips must be floating point (standardised), got dtype {x.dtype}"
+        )
     h, w = x.shape[-2:]
     if h < min_size or w < min_size or h % size_multiple or w % size_multiple:
+
         def fit(n: int) -> int:
             return max(min_size, -(-n // size_multiple) * size_multiple)
 
@@ -128,7 +135,11 @@ class SameConv2d(nn.Conv2d):
 
     def forward(self, x: Tensor) -> Tensor:
         x = nn.functional.pad(x, self._pad)
-        if self._channel_pad and x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+        if (
+            self._channel_pad
+            and x.device.type == "cpu"
+            and torch.is_autocast_enabled("cpu")
+        ):
             extra = self._channel_pad
             weight = nn.functional.pad(self.weight, (0, 0, 0, 0, 0, extra))
             x = nn.functional.pad(x, (0, 0, 0, 0, 0, extra))
@@ -169,19 +180,28 @@ class SiameseClassifier(nn.Module):
     :attr:`min_size`.
     """
 
-    def __init__(self, config: str = "reference", in_channels: int = 2, embedding_channels: int = 32):
+    def __init__(
+        self,
+        config: str = "reference",
+        in_channels: int = 2,
+        embedding_channels: int = 32,
+    ):
         super().__init__()
         import segmentation_models_pytorch as smp  # heavy import, only when a model is built
 
         if config not in STAGE1_CONFIGS:
-            raise ValueError(f"unknown stage-1 config {config!r}; choose one of {list(STAGE1_CONFIGS)}")
+            raise ValueError(
+                f"unknown stage-1 config {config!r}; choose one of {list(STAGE1_CONFIGS)}"
+            )
         if in_channels * 2 != len(CHANNELS):
             raise ValueError(
                 f"in_channels={in_channels} per pass does not match the {len(CHANNELS)} chip "
                 f"channels {list(CHANNELS)}; use in_channels=2"
             )
         if embedding_channels < 1:
-            raise ValueError(f"embedding_channels must be positive, got {embedding_channels}")
+            raise ValueError(
+                f"embedding_channels must be positive, got {embedding_channels}"
+            )
         self.config = config
         self.in_channels = in_channels
         self.embedding_channels = embedding_channels
@@ -200,7 +220,9 @@ class SiameseClassifier(nn.Module):
                 if hasattr(self.unet.encoder, name):
                     delattr(self.unet.encoder, name)
             self.head = nn.Sequential(
-                nn.Conv2d(2 * embedding_channels, 1, kernel_size=_REFERENCE_HEAD_KERNEL),
+                nn.Conv2d(
+                    2 * embedding_channels, 1, kernel_size=_REFERENCE_HEAD_KERNEL
+                ),
                 nn.BatchNorm2d(1),
                 nn.LeakyReLU(),
             )
@@ -314,10 +336,14 @@ class Segmenter(nn.Module):
             frozen.eval()
             self.stage1 = frozen
             extra = frozen.embedding_dim
-        self.head = nn.Sequential(*block(64 + extra, self.width), _same_conv(self.width, 1))
+        self.head = nn.Sequential(
+            *block(64 + extra, self.width), _same_conv(self.width, 1)
+        )
 
     @classmethod
-    def from_profile(cls, profile: Any, stage1: SiameseClassifier | None = None) -> "Segmenter":
+    def from_profile(
+        cls, profile: Any, stage1: SiameseClassifier | None = None
+    ) -> "Segmenter":
         """The segmenter a :class:`~sarslide.profiles.Profile` asks for: its
         ``stage2_config`` block and ``stage2_width`` head, on ``stage1``'s embeddings."""
         return cls(stage1, profile.stage2_config, profile.stage2_width)
@@ -380,4 +406,6 @@ def build_model(model_class: str, config: dict[str, Any]) -> nn.Module:
         block = config.get("config", "plain")
         stage1 = SiameseClassifier(**s1) if s1 is not None else None
         return Segmenter(stage1, block, config.get("width", 128))
-    raise ValueError(f"unknown model class {model_class!r}; expected 'SiameseClassifier' or 'Segmenter'")
+    raise ValueError(
+        f"unknown model class {model_class!r}; expected 'SiameseClassifier' or 'Segmenter'"
+    )

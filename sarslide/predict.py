@@ -42,10 +42,16 @@ def _as_models(models: Any, task: str) -> list[nn.Module]:
         models = [models]
     models = list(models)
     if not models:
-        raise ValueError("no models given; pass a model, a checkpoint path or a list of them")
+        raise ValueError(
+            "no models given; pass a model, a checkpoint path or a list of them"
+        )
     out = []
     for m in models:
-        m = load_checkpoint(m, task, device="cpu") if isinstance(m, (str, os.PathLike)) else m
+        m = (
+            load_checkpoint(m, task, device="cpu")
+            if isinstance(m, (str, os.PathLike))
+            else m
+        )
         check_model_for_task(m, task)
         out.append(m)
     return out
@@ -53,7 +59,11 @@ def _as_models(models: Any, task: str) -> list[nn.Module]:
 
 @torch.no_grad()
 def _predict_mean(
-    models: list[nn.Module], images: np.ndarray, batch_size: int, device, precision: str | Precision,
+    models: list[nn.Module],
+    images: np.ndarray,
+    batch_size: int,
+    device,
+    precision: str | Precision,
     embeddings: np.ndarray | Tensor | None = None,
 ) -> np.ndarray:
     """Each model's sigmoid outputs (float32, CPU), averaged by :func:`sarslide.metrics.ensemble_mean`."""
@@ -66,7 +76,9 @@ def _predict_mean(
             was_training = m.training
             m.eval()
             with prec.prepared(m, dev):
-                prob = torch.sigmoid(forward_all(m, images, batch_size, dev, prec, embeddings))
+                prob = torch.sigmoid(
+                    forward_all(m, images, batch_size, dev, prec, embeddings)
+                )
             m.train(was_training)
             yield prob.numpy()
 
@@ -96,10 +108,16 @@ def predict_proba(
     images = check_images(images, members[0], "chips")
     if embeddings is not None:
         if any(not getattr(m, "uses_embeddings", False) for m in members):
-            raise ValueError("embeddings were given, but some models have no stage-1 network; drop embeddings=")
+            raise ValueError(
+                "embeddings were given, but some models have no stage-1 network; drop embeddings="
+            )
         if len(embeddings) != len(images):
-            raise ValueError(f"got embeddings of {len(embeddings)} chips for {len(images)} chips")
-    probabilities = _predict_mean(members, images, batch_size, device, precision, embeddings)
+            raise ValueError(
+                f"got embeddings of {len(embeddings)} chips for {len(images)} chips"
+            )
+    probabilities = _predict_mean(
+        members, images, batch_size, device, precision, embeddings
+    )
     return probabilities[:, 0]
 
 
@@ -152,7 +170,9 @@ def pooled_embeddings(
     return torch.cat(out).numpy()
 
 
-def embedding_pca(features: np.ndarray, n_components: int = 2) -> tuple[np.ndarray, np.ndarray]:
+def embedding_pca(
+    features: np.ndarray, n_components: int = 2
+) -> tuple[np.ndarray, np.ndarray]:
     """Principal components of per-chip features (scikit-learn PCA on standardised columns).
 
     Returns ``(scores (N, n_components), explained_variance_ratio (n_components,))``.
@@ -163,7 +183,13 @@ def embedding_pca(features: np.ndarray, n_components: int = 2) -> tuple[np.ndarr
 
     features = np.asarray(features, dtype=np.float64)
     if features.ndim != 2 or features.shape[0] < n_components:
-        raise ValueError(f"need at least {n_components} rows of features (N, D), got shape {features.shape}")
-    pipe = make_pipeline(StandardScaler(), PCA(n_components=n_components, random_state=0))
+        raise ValueError(
+            f"need at least {n_components} rows of features (N, D), got shape {features.shape}"
+        )
+    pipe = make_pipeline(
+        StandardScaler(), PCA(n_components=n_components, random_state=0)
+    )
     scores = pipe.fit_transform(features)
-    return scores.astype(np.float32), pipe[-1].explained_variance_ratio_.astype(np.float32)
+    return scores.astype(np.float32), pipe[-1].explained_variance_ratio_.astype(
+        np.float32
+    )

@@ -127,9 +127,14 @@ def train_stage1(
     seed_everything(seed)
     model = SiameseClassifier(architecture)
     folder = stage1_checkpoint_dir(
-        event, profile, config=architecture, seed=seed, data_seed=data_seed,
-        cache_dir=cache_dir, device=device,
-    )  # fmt: skip
+        event,
+        profile,
+        config=architecture,
+        seed=seed,
+        data_seed=data_seed,
+        cache_dir=cache_dir,
+        device=device,
+    )
     return fit_chipset(
         model,
         chips,
@@ -158,9 +163,13 @@ def _finished_stage1(
     with torch.random.fork_rng(devices=[]), torch.device("meta"):
         model = SiameseClassifier(architecture)
     return finished_run(
-        model, task=STAGE1, config=stage1_train_config(profile, device), checkpoint_dir=folder,
-        seed=seed, device=device,
-    )  # fmt: skip
+        model,
+        task=STAGE1,
+        config=stage1_train_config(profile, device),
+        checkpoint_dir=folder,
+        seed=seed,
+        device=device,
+    )
 
 
 def pretrained_stage1(
@@ -187,13 +196,24 @@ def pretrained_stage1(
     profile = get_profile(profile)
     architecture = config or profile.stage1_config
     folder = stage1_checkpoint_dir(
-        event, profile, config=architecture, seed=seed, data_seed=data_seed,
-        cache_dir=cache_dir, device=device,
-    )  # fmt: skip
+        event,
+        profile,
+        config=architecture,
+        seed=seed,
+        data_seed=data_seed,
+        cache_dir=cache_dir,
+        device=device,
+    )
     result = _finished_stage1(folder, architecture, profile, seed, device)
     if result is None:
         result = train_stage1(
-            event, profile, config=architecture, seed=seed, data_seed=data_seed,
-            cache_dir=cache_dir, device=device, progress=progress,
-        )  # fmt: skip
+            event,
+            profile,
+            config=architecture,
+            seed=seed,
+            data_seed=data_seed,
+            cache_dir=cache_dir,
+            device=device,
+            progress=progress,
+        )
     return load_checkpoint(result.best, "stage1", device="cpu")

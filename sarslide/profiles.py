@@ -22,7 +22,15 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, replace
 
-__all__ = ["Profile", "PROFILES", "get_profile", "PROFILE_ENV", "CUBE_FIELDS", "CHIP_FIELDS", "STAGE1_FIELDS"]
+__all__ = [
+    "Profile",
+    "PROFILES",
+    "get_profile",
+    "PROFILE_ENV",
+    "CUBE_FIELDS",
+    "CHIP_FIELDS",
+    "STAGE1_FIELDS",
+]
 
 PROFILE_ENV = "SARSLIDE_PROFILE"
 
@@ -142,10 +150,26 @@ class Profile:
 
 #: The settings that determine each cached product (its cache key hashes only these, so a
 #: profile that changes, say, the few-shot draw reuses the same chips and stage-1 model).
-CUBE_FIELDS: tuple[str, ...] = ("data_source", "synthetic_shape", "n_pre_passes", "n_post_passes")
-CHIP_FIELDS: tuple[str, ...] = CUBE_FIELDS + ("chip_size", "max_nodata_fraction", "split_scheme", "named_passes")
+CUBE_FIELDS: tuple[str, ...] = (
+    "data_source",
+    "synthetic_shape",
+    "n_pre_passes",
+    "n_post_passes",
+)
+CHIP_FIELDS: tuple[str, ...] = CUBE_FIELDS + (
+    "chip_size",
+    "max_nodata_fraction",
+    "split_scheme",
+    "named_passes",
+)
 STAGE1_FIELDS: tuple[str, ...] = CHIP_FIELDS + (
-    "batch_size", "learning_rate", "stage1_max_epochs", "patience", "top_k", "stage1_config", "precision",
+    "batch_size",
+    "learning_rate",
+    "stage1_max_epochs",
+    "patience",
+    "top_k",
+    "stage1_config",
+    "precision",
 )
 
 #: The demo's split: like the paper, stage 1 sees many more chips than the few-shot pool of

@@ -13,7 +13,13 @@ __all__ = ["progress_bar"]
 
 def progress_bar(**kwargs):
     """A tqdm bar; keyword arguments go to :class:`tqdm.tqdm` (``total``, ``desc``, ``disable``, …)."""
-    if os.environ.get("TQDM_DISABLE", "").strip().lower() not in ("", "0", "false", "no", "off"):
+    if os.environ.get("TQDM_DISABLE", "").strip().lower() not in (
+        "",
+        "0",
+        "false",
+        "no",
+        "off",
+    ):
         kwargs["disable"] = True
     try:
         import ipywidgets  # noqa: F401

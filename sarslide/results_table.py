@@ -80,7 +80,9 @@ def write_run_rows(out: str | os.PathLike, file_id: str, rows: pd.DataFrame) -> 
     return path
 
 
-def write_run_timing(out: str | os.PathLike, run_id: str, timing: dict[str, Any]) -> Path:
+def write_run_timing(
+    out: str | os.PathLike, run_id: str, timing: dict[str, Any]
+) -> Path:
     """Write what a run cost (a JSON object) atomically to :func:`timing_file`."""
     path = timing_file(out, run_id)
     with atomic_file(path, suffix=".json") as tmp:
@@ -108,7 +110,9 @@ def _read_parquet(path: Path) -> pd.DataFrame | None:
         return pd.read_parquet(path)
     except FileNotFoundError:
         return None
-    except Exception as err:  # pyarrow: ArrowInvalid ("corrupted", "magic bytes"), OSError
+    except (
+        Exception
+    ) as err:  # pyarrow: ArrowInvalid ("corrupted", "magic bytes"), OSError
         warnings.warn(
             f"{path} is corrupt or truncated ({type(err).__name__}: {' '.join(str(err).split())[:120]}); "
             "it is left out, so its runs count as missing: the next grid call scores them again "

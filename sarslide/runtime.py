@@ -178,7 +178,6 @@ def _announce(device: torch.device, name: str, reason: str) -> None:
     )
 
 
-
 def cpu_has_native_bf16() -> bool:
     """Whether this CPU computes bfloat16 dot products in hardware and oneDNN can use them.
 
@@ -192,10 +191,16 @@ def cpu_has_native_bf16() -> bool:
     machine = platform.machine().lower()
     try:
         if machine in ("x86_64", "amd64", "i386", "i686"):
-            return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+            return bool(
+                torch.cpu._is_avx512_bf16_supported()
+                or torch.cpu._is_amx_tile_supported()
+            )
         if machine in ("aarch64", "arm64"):
             return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):  # private helpers: absent in other torch builds
+    except (
+        AttributeError,
+        RuntimeError,
+    ):  # private helpers: absent in other torch builds
         return False
     return False
 
@@ -226,7 +231,9 @@ def cpu_bf16_is_correct(tolerance: float = 0.05) -> bool:
             emb = model.frozen_embeddings(xc)
             out = model(xc, emb)
     errors = {
-        "stage-1 embeddings": float((emb.float() - ref_emb).abs().max() / ref_emb.abs().max()),
+        "stage-1 embeddings": float(
+            (emb.float() - ref_emb).abs().max() / ref_emb.abs().max()
+        ),
         "segmenter logits": float((out.float() - ref).abs().max() / ref.abs().max()),
     }
     bad = {k: v for k, v in errors.items() if not v <= tolerance}
@@ -347,7 +354,9 @@ class Precision:
         return {
             "precision": self.name,
             "device_type": self.device_type,
-            "autocast_dtype": None if self.autocast_dtype is None else str(self.autocast_dtype).removeprefix("torch."),
+            "autocast_dtype": None
+            if self.autocast_dtype is None
+            else str(self.autocast_dtype).removeprefix("torch."),
             "channels_last": self.channels_last,
             "grad_scaler": self.grad_scaler,
             "cudnn_benchmark": self.cudnn_benchmark,
@@ -383,7 +392,9 @@ def resolve_precision(
             )
         return precision
     if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}; choose one of {list(PRECISIONS)}")
+        raise ValueError(
+            f"unknown precision {precision!r}; choose one of {list(PRECISIONS)}"
+        )
     name = precision
     if dev.type == "cuda":
         if name == "auto":
@@ -399,21 +410,33 @@ def resolve_precision(
                 )
         fast = name != "fp32"
         return Precision(
-            name=name, device_type="cuda", autocast_dtype=_DTYPES[name], channels_last=fast,
-            grad_scaler=name == "fp16", cudnn_benchmark=fast, tf32=fast and name == "bf16",
-        )  # fmt: skip
+            name=name,
+            device_type="cuda",
+            autocast_dtype=_DTYPES[name],
+            channels_last=fast,
+            grad_scaler=name == "fp16",
+            cudnn_benchmark=fast,
+            tf32=fast and name == "bf16",
+        )
     if name == "fp16":
         raise ValueError(
             f"precision='fp16' needs a CUDA GPU, the model runs on {dev.type!r}; use 'bf16' "
             "(fast on CPUs with AVX-512 BF16 or AMX), 'fp32' or 'auto'"
         )
     if name == "auto":
-        name = "bf16" if dev.type == "cpu" and cpu_has_native_bf16() and cpu_bf16_is_correct() else "fp32"
+        name = (
+            "bf16"
+            if dev.type == "cpu" and cpu_has_native_bf16() and cpu_bf16_is_correct()
+            else "fp32"
+        )
     fast = name == "bf16"
     return Precision(
-        name=name, device_type=dev.type, autocast_dtype=_DTYPES[name],
-        channels_last=fast and dev.type == "cpu", grad_scaler=False,
-    )  # fmt: skip
+        name=name,
+        device_type=dev.type,
+        autocast_dtype=_DTYPES[name],
+        channels_last=fast and dev.type == "cpu",
+        grad_scaler=False,
+    )
 
 
 def runtime_record(device: torch.device, precision: Precision) -> dict[str, Any]:
@@ -449,7 +472,9 @@ def check_images(images: Any, model: nn.Module | None, what: str) -> np.ndarray:
         images = images.detach().cpu().numpy()
     images = np.asarray(images)
     if images.ndim != 4:
-        raise ValueError(f"{what} have shape {images.shape} but must be chips (N, 4, H, W)")
+        raise ValueError(
+            f"{what} have shape {images.shape} but must be chips (N, 4, H, W)"
+        )
     images = np.ascontiguousarray(images, dtype=np.float32)
     if images.shape[0] == 0:
         raise ValueError(
@@ -464,7 +489,11 @@ def check_images(images: Any, model: nn.Module | None, what: str) -> np.ndarray:
         )
     probe = torch.empty((0,) + images.shape[1:])
     if model is not None:
-        check_input(probe, size_multiple=getattr(model, "size_multiple", 1), min_size=getattr(model, "min_size", 1))
+        check_input(
+            probe,
+            size_multiple=getattr(model, "size_multiple", 1),
+            min_size=getattr(model, "min_size", 1),
+        )
     else:
         check_input(probe)
     return images
@@ -477,7 +506,9 @@ def array_fingerprint(*arrays: np.ndarray | Tensor) -> str:
         if isinstance(a, Tensor):
             a = a.detach().cpu().contiguous()
             h.update(str((tuple(a.shape), str(a.dtype))).encode())
-            h.update(memoryview(a.view(-1).view(torch.uint8).numpy()) if a.numel() else b"")
+            h.update(
+                memoryview(a.view(-1).view(torch.uint8).numpy()) if a.numel() else b""
+            )
             continue
         a = np.ascontiguousarray(a)
         h.update(str((a.shape, a.dtype.str)).encode())
@@ -533,7 +564,11 @@ def forward_all(
     outs = []
     for idx in batch_indices(len(images), batch_size):
         xb = precision.to_input(images[idx], device)
-        extra = () if embeddings is None else (precision.to_input(take_rows(embeddings, idx), device),)
+        extra = (
+            ()
+            if embeddings is None
+            else (precision.to_input(take_rows(embeddings, idx), device),)
+        )
         with precision.autocast():
             outs.append(model(xb, *extra).float().cpu())
     return torch.cat(outs)
@@ -541,7 +576,11 @@ def forward_all(
 
 @torch.no_grad()
 def segmenter_embeddings(
-    model: nn.Module, images: np.ndarray, batch_size: int, device: torch.device, precision: Precision
+    model: nn.Module,
+    images: np.ndarray,
+    batch_size: int,
+    device: torch.device,
+    precision: Precision,
 ) -> Tensor | None:
     """A segmenter's frozen stage-1 embeddings of ``images`` ``(N, 64, H, W)``, or None for
     models without them.
@@ -558,7 +597,11 @@ def segmenter_embeddings(
 
 @torch.no_grad()
 def embed_all(
-    stage1: SiameseClassifier, images: np.ndarray, batch_size: int, device: torch.device, precision: Precision
+    stage1: SiameseClassifier,
+    images: np.ndarray,
+    batch_size: int,
+    device: torch.device,
+    precision: Precision,
 ) -> Tensor:
     """``stage1.embed`` of all chips in mini-batches: CPU tensor ``(N, 64, H, W)`` in the
     precision's storage dtype, default layout (``stage1`` already on ``device`` and prepared)."""
@@ -595,7 +638,11 @@ def check_embeddings(
             f"{what} embeddings were given but the model is a {type(model).__name__} without a "
             "stage-1 network; pass embeddings only to a Segmenter(stage1)"
         )
-    t = embeddings if isinstance(embeddings, Tensor) else torch.from_numpy(np.asarray(embeddings))
+    t = (
+        embeddings
+        if isinstance(embeddings, Tensor)
+        else torch.from_numpy(np.asarray(embeddings))
+    )
     t = t.detach().cpu()
     expected = (images.shape[0], stage1.embedding_dim) + images.shape[2:]
     if tuple(t.shape) != expected:
@@ -606,7 +653,9 @@ def check_embeddings(
     if not torch.is_floating_point(t):
         raise ValueError(f"{what} embeddings must be floating point, got {t.dtype}")
     if not bool(torch.isfinite(t).all()):
-        raise ValueError(f"{what} embeddings contain NaN/infinite values; compute them again")
+        raise ValueError(
+            f"{what} embeddings contain NaN/infinite values; compute them again"
+        )
     ref = embed_all(stage1, images[:1], 1, device, precision).float()
     got = t[:1].float()
     rel = float((ref - got).abs().mean() / ref.abs().mean().clamp_min(1e-12))

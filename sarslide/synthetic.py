@@ -46,7 +46,10 @@ from .events import get_event
 __all__ = ["make_cube", "SceneParameters", "LOG10_TARGETS"]
 
 #: Reference statistics of the real Hokkaido cube: band -> (log10 mean, log10 std).
-LOG10_TARGETS: dict[str, tuple[float, float]] = {"vv": (-0.73, 0.21), "vh": (-1.32, 0.19)}
+LOG10_TARGETS: dict[str, tuple[float, float]] = {
+    "vv": (-0.73, 0.21),
+    "vh": (-1.32, 0.19),
+}
 
 _REVISIT_DAYS = 12
 
@@ -72,7 +75,9 @@ class SceneParameters:
     resolution: float = 10.0
 
 
-def _fractal_field(rng: np.random.Generator, shape: tuple[int, int], beta: float) -> np.ndarray:
+def _fractal_field(
+    rng: np.random.Generator, shape: tuple[int, int], beta: float
+) -> np.ndarray:
     """Zero-mean, unit-std Gaussian field with power spectrum ~ k^-beta, float64 (ny, nx)."""
     ny, nx = shape
     ky = np.fft.fftfreq(ny)[:, None]
@@ -80,7 +85,9 @@ def _fractal_field(rng: np.random.Generator, shape: tuple[int, int], beta: float
     k = np.hypot(ky, kx)
     k[0, 0] = np.inf
     amplitude = k ** (-beta / 2.0)
-    noise = rng.standard_normal((ny, nx // 2 + 1)) + 1j * rng.standard_normal((ny, nx // 2 + 1))
+    noise = rng.standard_normal((ny, nx // 2 + 1)) + 1j * rng.standard_normal(
+        (ny, nx // 2 + 1)
+    )
     field = np.fft.irfft2(noise * amplitude, s=(ny, nx))
     return (field - field.mean()) / field.std()
 
@@ -131,7 +138,9 @@ def _draw_landslides(
         covered += int(inside.sum())
         rows, cols = np.nonzero(inside)
         r_lo, c_lo = window[0].start, window[1].start
-        centroids.append((r_lo + int(round(rows.mean())), c_lo + int(round(cols.mean()))))
+        centroids.append(
+            (r_lo + int(round(rows.mean())), c_lo + int(round(cols.mean())))
+        )
     return ids, strength, centroids
 
 
@@ -152,14 +161,20 @@ def _start_sampler(
     allowed = (shaking > np.quantile(shaking, 1.0 - cluster_share)) & (slope_deg > 12.0)
     if forbidden is not None:
         allowed &= ~forbidden
-    weight = np.where(allowed, np.exp(1.5 * shaking) * np.sin(np.radians(slope_deg)), 0.0).ravel()
+    weight = np.where(
+        allowed, np.exp(1.5 * shaking) * np.sin(np.radians(slope_deg)), 0.0
+    ).ravel()
     if weight.sum() <= 0:
-        raise ValueError("no slope steep enough for landslides; raise median_slope_deg or lower cluster_share")
+        raise ValueError(
+            "no slope steep enough for landslides; raise median_slope_deg or lower cluster_share"
+        )
     cdf = np.cumsum(weight)
     cdf /= cdf[-1]
 
     def starts(k: int) -> np.ndarray:
-        return np.minimum(np.searchsorted(cdf, rng.random(k), side="right"), cdf.size - 1)
+        return np.minimum(
+            np.searchsorted(cdf, rng.random(k), side="right"), cdf.size - 1
+        )
 
     return starts
 
@@ -214,8 +229,13 @@ def _draw_water(dem: np.ndarray, fraction: float) -> np.ndarray:
     return dem <= np.quantile(dem, fraction)
 
 
-def _land_log10_moments(target_mean: float, target_std: float, water_share: float,
-                        water_mean: float, water_var: float) -> tuple[float, float]:
+def _land_log10_moments(
+    target_mean: float,
+    target_std: float,
+    water_share: float,
+    water_mean: float,
+    water_var: float,
+) -> tuple[float, float]:
     """Mean and std of land log10 backscatter so that land + water has the target moments.
 
     For a mixture with water share ``f``: mean = (1−f)·m_land + f·m_water and
@@ -223,9 +243,13 @@ def _land_log10_moments(target_mean: float, target_std: float, water_share: floa
     """
     f = float(water_share)
     m_land = (target_mean - f * water_mean) / (1.0 - f)
-    v_land = (target_std**2 - f * water_var - f * (1.0 - f) * (m_land - water_mean) ** 2) / (1.0 - f)
+    v_land = (
+        target_std**2 - f * water_var - f * (1.0 - f) * (m_land - water_mean) ** 2
+    ) / (1.0 - f)
     if v_land <= 0:
-        raise ValueError(f"water_fraction={f:.3f} is too large to keep the reference statistics; use less water")
+        raise ValueError(
+            f"water_fraction={f:.3f} is too large to keep the reference statistics; use less water"
+        )
     return m_land, float(np.sqrt(v_land))
 
 
@@ -326,12 +350,18 @@ def make_cube(
     kind = label_kind or evt.label_kind
     ny, nx = _checked_arguments(kind, shape, n_pre, n_post, landslide_fraction)
     scene = SceneParameters(
-        landslide_fraction=landslide_fraction, cluster_share=cluster_share,
-        change_db=change_db, brighter_share=brighter_share,
-        field_change_fraction=field_change_fraction, field_change_db=field_change_db,
-        looks=looks, median_slope_deg=median_slope_deg, nodata_corner=nodata_corner,
-        water_fraction=water_fraction, resolution=resolution,
-    )  # fmt: skip
+        landslide_fraction=landslide_fraction,
+        cluster_share=cluster_share,
+        change_db=change_db,
+        brighter_share=brighter_share,
+        field_change_fraction=field_change_fraction,
+        field_change_db=field_change_db,
+        looks=looks,
+        median_slope_deg=median_slope_deg,
+        nodata_corner=nodata_corner,
+        water_fraction=water_fraction,
+        resolution=resolution,
+    )
     # One generator; the steps below draw from it in this order (the scene is a
     # function of the seed alone).
     rng = np.random.default_rng(seed)
@@ -373,18 +403,28 @@ def make_cube(
 
 
 def _checked_arguments(
-    kind: str, shape: tuple[int, int], n_pre: int, n_post: int, landslide_fraction: float
+    kind: str,
+    shape: tuple[int, int],
+    n_pre: int,
+    n_post: int,
+    landslide_fraction: float,
 ) -> tuple[int, int]:
     """``(ny, nx)`` after checking the label kind, size, pass counts and landslide share."""
     if kind not in ("mask", "points"):
         raise ValueError(f"label_kind={kind!r}; choose 'mask' or 'points'")
     ny, nx = (int(s) for s in shape)
     if ny < 32 or nx < 32:
-        raise ValueError(f"shape={shape} is too small; a synthetic cube needs at least 32×32 pixels")
+        raise ValueError(
+            f"shape={shape} is too small; a synthetic cube needs at least 32×32 pixels"
+        )
     if n_pre < 1 or n_post < 1:
-        raise ValueError(f"n_pre={n_pre}, n_post={n_post}: need at least one pass on each side")
+        raise ValueError(
+            f"n_pre={n_pre}, n_post={n_post}: need at least one pass on each side"
+        )
     if not 0.0 < landslide_fraction < 0.5:
-        raise ValueError(f"landslide_fraction={landslide_fraction} must lie in (0, 0.5)")
+        raise ValueError(
+            f"landslide_fraction={landslide_fraction} must lie in (0, 0.5)"
+        )
     return ny, nx
 
 
@@ -428,36 +468,69 @@ def _draw_ground(
     # 2. Texture: local incidence for a right-looking radar looking east (ascending pass).
     incidence = np.radians(39.0)
     look = np.array([np.sin(incidence), 0.0, -np.cos(incidence)])  # (east, north, up)
-    normal = np.stack([-dzdx, dzdy, np.ones_like(dem)])  # y decreases northward: flip dzdy
+    normal = np.stack(
+        [-dzdx, dzdy, np.ones_like(dem)]
+    )  # y decreases northward: flip dzdy
     normal /= np.linalg.norm(normal, axis=0)
     cos_local = np.clip(-(look[:, None, None] * normal).sum(axis=0), 0.05, 1.0)
     terrain = _zscore(np.log10(cos_local))
     cover = _fractal_field(rng, (ny, nx), beta=2.2)
     texture_vv = _zscore(0.7 * terrain + 0.5 * cover)
-    texture_vh = _zscore(0.5 * terrain + 0.6 * cover + 0.4 * _fractal_field(rng, (ny, nx), 2.0))
+    texture_vh = _zscore(
+        0.5 * terrain + 0.6 * cover + 0.4 * _fractal_field(rng, (ny, nx), 2.0)
+    )
 
     # 3. Water, then landslides and field changes on land only.
     water = _draw_water(dem, scene.water_fraction)
     ids, strength, centroids = _draw_landslides(
-        rng, slope, aspect, scene.landslide_fraction, scene.cluster_share, forbidden=water
+        rng,
+        slope,
+        aspect,
+        scene.landslide_fraction,
+        scene.cluster_share,
+        forbidden=water,
     )
     if scene.brighter_share > 0:
-        flips = np.where(rng.random(len(centroids) + 1) < scene.brighter_share, -1.0, 1.0).astype(np.float32)
+        flips = np.where(
+            rng.random(len(centroids) + 1) < scene.brighter_share, -1.0, 1.0
+        ).astype(np.float32)
         flips[0] = 1.0
         strength = strength * flips[ids]
-    fields = _draw_field_changes(
-        rng, slope, scene.field_change_fraction, scene.field_change_db
-    ) * (ids == 0) * ~water
-    return _Ground(dem, slope, aspect, texture_vv, texture_vh, water, ids, strength,
-                   fields, centroids)  # fmt: skip
+    fields = (
+        _draw_field_changes(
+            rng, slope, scene.field_change_fraction, scene.field_change_db
+        )
+        * (ids == 0)
+        * ~water
+    )
+    return _Ground(
+        dem,
+        slope,
+        aspect,
+        texture_vv,
+        texture_vh,
+        water,
+        ids,
+        strength,
+        fields,
+        centroids,
+    )
 
 
 def _pass_times(evt, n_pre: int, n_post: int) -> pd.DatetimeIndex:
     """Pass times (naive UTC): the event's named passes, then every 12 days outwards."""
-    pre_dates = [evt.paper_pre_pass - timedelta(days=_REVISIT_DAYS * i) for i in range(n_pre)][::-1]
-    post_dates = [evt.paper_post_pass + timedelta(days=_REVISIT_DAYS * i) for i in range(n_post)]
-    event_hour = timedelta(hours=20, minutes=40)  # a descending-like overpass time (UTC)
-    return pd.DatetimeIndex([pd.Timestamp(d) + event_hour for d in pre_dates + post_dates])
+    pre_dates = [
+        evt.paper_pre_pass - timedelta(days=_REVISIT_DAYS * i) for i in range(n_pre)
+    ][::-1]
+    post_dates = [
+        evt.paper_post_pass + timedelta(days=_REVISIT_DAYS * i) for i in range(n_post)
+    ]
+    event_hour = timedelta(
+        hours=20, minutes=40
+    )  # a descending-like overpass time (UTC)
+    return pd.DatetimeIndex(
+        [pd.Timestamp(d) + event_hour for d in pre_dates + post_dates]
+    )
 
 
 def _draw_passes(
@@ -478,21 +551,32 @@ def _draw_passes(
     weather_std = 0.03
     # Wind on water: a per-pass strength (0 to _WATER_WIND_DB dB) in smooth gusts.
     n_water = int(water.sum())
-    wind = [
-        rng.uniform(0.0, _WATER_WIND_DB) * special.expit(2.0 * _fractal_field(rng, (ny, nx), 3.0)[water]) / 10.0
-        for _ in range(len(times))
-    ] if n_water else []  # fmt: skip
+    wind = (
+        [
+            rng.uniform(0.0, _WATER_WIND_DB)
+            * special.expit(2.0 * _fractal_field(rng, (ny, nx), 3.0)[water])
+            / 10.0
+            for _ in range(len(times))
+        ]
+        if n_water
+        else []
+    )
     water_share = n_water / (ny * nx)
     bands: dict[str, np.ndarray] = {}
-    for b, texture, change in (("vv", ground.texture_vv, scene.change_db[0]),
-                               ("vh", ground.texture_vh, scene.change_db[1])):  # fmt: skip
+    for b, texture, change in (
+        ("vv", ground.texture_vv, scene.change_db[0]),
+        ("vh", ground.texture_vh, scene.change_db[1]),
+    ):
         mean, std = LOG10_TARGETS[b]
         # Land gets the moments that make land + water match the reference statistics.
         water_clean = np.concatenate(wind) + _WATER_LOG10[b] if n_water else np.zeros(1)
         land_mean, land_std = _land_log10_moments(
-            mean - speckle_mean, np.sqrt(std**2 - speckle_std**2), water_share,
-            float(water_clean.mean()), float(water_clean.var()) + weather_std**2,
-        )  # fmt: skip
+            mean - speckle_mean,
+            np.sqrt(std**2 - speckle_std**2),
+            water_share,
+            float(water_clean.mean()),
+            float(water_clean.var()) + weather_std**2,
+        )
         texture_std = np.sqrt(max(land_std**2 - weather_std**2, 1e-6))
         clean = land_mean + texture_std * texture
         stack = np.empty((len(times), ny, nx), dtype=np.float32)
@@ -502,7 +586,9 @@ def _draw_passes(
                 log10[water] = _WATER_LOG10[b] + wind[t] + (log10[water] - clean[water])
             if t >= n_pre:
                 log10 = log10 + (change / 10.0) * ground.strength + ground.fields / 10.0
-            speckle = rng.gamma(shape=scene.looks, scale=1.0 / scene.looks, size=(ny, nx))
+            speckle = rng.gamma(
+                shape=scene.looks, scale=1.0 / scene.looks, size=(ny, nx)
+            )
             stack[t] = (10.0**log10 * speckle).astype(np.float32)
         bands[b] = stack
     return bands
@@ -528,7 +614,9 @@ def _labels(kind: str, ids: np.ndarray, centroids: list[tuple[int, int]]) -> np.
     return labels
 
 
-def _event_grid(evt, ny: int, nx: int, resolution: float) -> tuple[np.ndarray, np.ndarray]:
+def _event_grid(
+    evt, ny: int, nx: int, resolution: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Step 7: pixel-centre x, y (metres) in the event's UTM zone, y decreasing.
 
     The grid is anchored at the south-west corner of the event's area.

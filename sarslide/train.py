@@ -166,7 +166,9 @@ def _writable_dir(folder: Path) -> Path:
     return folder
 
 
-def _open_run_dir(checkpoint_dir: str | os.PathLike, *, read_only_ok: bool = False) -> Path:
+def _open_run_dir(
+    checkpoint_dir: str | os.PathLike, *, read_only_ok: bool = False
+) -> Path:
     """The run's folder, writable, without the half-written files of a killed run.
 
     ``read_only_ok``: a folder that holds a ``last.pt`` but cannot be written is returned
@@ -357,11 +359,18 @@ class TrainConfig:
 
         profile = get_profile(profile)
         task = get_task(stage)
-        shared = dict(batch_size=profile.batch_size, lr=profile.learning_rate,
-                      top_k=profile.top_k, precision=profile.precision)  # fmt: skip
+        shared = dict(
+            batch_size=profile.batch_size,
+            lr=profile.learning_rate,
+            top_k=profile.top_k,
+            precision=profile.precision,
+        )
         if task.name == "stage1":
-            return cls(max_epochs=profile.stage1_max_epochs, patience=profile.patience,
-                       **shared)  # fmt: skip
+            return cls(
+                max_epochs=profile.stage1_max_epochs,
+                patience=profile.patience,
+                **shared,
+            )
         return cls(
             max_epochs=profile.stage2_max_epochs,
             patience=profile.stage2_patience,
@@ -440,9 +449,15 @@ def _recipe_settings(config: TrainConfig) -> dict[str, Any]:
         "early_stopping": config.early_stopping,
         "min_epochs": int(config.min_epochs),
     }
-    plain = {"optimizer": "adam", "weight_decay": 0.0, "grad_clip": None,
-             "lr_plateau_patience": None, "min_steps_per_epoch": 1,
-             "early_stopping": "val_loss", "min_epochs": 1}  # fmt: skip
+    plain = {
+        "optimizer": "adam",
+        "weight_decay": 0.0,
+        "grad_clip": None,
+        "lr_plateau_patience": None,
+        "min_steps_per_epoch": 1,
+        "early_stopping": "val_loss",
+        "min_epochs": 1,
+    }
     if all(recipe[k] == v for k, v in plain.items()):
         return {}
     return recipe
@@ -703,14 +718,30 @@ def _set_up_run(
     scheduler = None
     if config.lr_plateau_patience is not None:
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer, mode="min", factor=config.lr_plateau_factor,
+            optimizer,
+            mode="min",
+            factor=config.lr_plateau_factor,
             patience=config.lr_plateau_patience,
-        )  # fmt: skip
+        )
     return _Run(
-        task, config, model, seed, stats, device, precision, checkpoint_dir,
-        train_images, train_targets, val_images, val_targets, settings, runtime,
-        optimizer, scaler, scheduler,
-    )  # fmt: skip
+        task,
+        config,
+        model,
+        seed,
+        stats,
+        device,
+        precision,
+        checkpoint_dir,
+        train_images,
+        train_targets,
+        val_images,
+        val_targets,
+        settings,
+        runtime,
+        optimizer,
+        scaler,
+        scheduler,
+    )
 
 
 def _build_optimizer(
@@ -872,9 +903,13 @@ def _validate(run: _Run, val_emb: Tensor | None) -> tuple[float, float]:
     """(validation loss, validation metric) over the whole validation set."""
     run.model.eval()
     outputs = forward_all(
-        run.model, run.val_images, run.config.batch_size, run.device, run.precision,
+        run.model,
+        run.val_images,
+        run.config.batch_size,
+        run.device,
+        run.precision,
         val_emb,
-    )  # fmt: skip
+    )
     return run.task.score(outputs, run.val_targets)
 
 
@@ -906,26 +941,46 @@ def _keep_top_k(run: _Run, progress: _Progress, metrics: dict[str, float]) -> No
     """Save this epoch as ``top-epochNNNN.pt`` if it ranks among the best ``top_k``,
     rewrite ``last.pt`` and delete checkpoints that dropped out of the top k."""
     epoch, metric = progress.epoch, run.task.metric
-    entry = {"epoch": epoch, "metric": metrics[metric], "val_loss": metrics["val_loss"],
-             "file": f"top-epoch{epoch:04d}.pt"}  # fmt: skip
+    entry = {
+        "epoch": epoch,
+        "metric": metrics[metric],
+        "val_loss": metrics["val_loss"],
+        "file": f"top-epoch{epoch:04d}.pt",
+    }
     candidate = sorted(progress.top + [entry], key=_rank_key)[: run.config.top_k]
-    extra = {"epoch": epoch, "metrics": metrics, "settings": run.settings,
-             "runtime": run.runtime}  # fmt: skip
+    extra = {
+        "epoch": epoch,
+        "metrics": metrics,
+        "settings": run.settings,
+        "runtime": run.runtime,
+    }
     if entry in candidate:
-        save_checkpoint(run.model, run.checkpoint_dir / entry["file"],
-                        task=run.task.name, stats=run.stats, extra=extra)  # fmt: skip
+        save_checkpoint(
+            run.model,
+            run.checkpoint_dir / entry["file"],
+            task=run.task.name,
+            stats=run.stats,
+            extra=extra,
+        )
     progress.top = candidate
     record = model_record(run.model, run.task.name, run.stats)
     record.update(
-        epoch=epoch, metrics=metrics, settings=run.settings, runtime=run.runtime,
-        optimizer=run.optimizer.state_dict(), scaler=run.scaler.state_dict(),
+        epoch=epoch,
+        metrics=metrics,
+        settings=run.settings,
+        runtime=run.runtime,
+        optimizer=run.optimizer.state_dict(),
+        scaler=run.scaler.state_dict(),
         scheduler=None if run.scheduler is None else run.scheduler.state_dict(),
-        rng=_rng_state(), history=progress.history, top=progress.top,
-        best_val_loss=progress.best_val_loss, bad_epochs=progress.bad_epochs,
+        rng=_rng_state(),
+        history=progress.history,
+        top=progress.top,
+        best_val_loss=progress.best_val_loss,
+        bad_epochs=progress.bad_epochs,
         best_metric=progress.best_metric,
         bad_metric_epochs=progress.bad_metric_epochs,
         stopped_early=progress.stopped_early,
-    )  # fmt: skip
+    )
     save_record(record, run.last_path)
     _clean_dir(run.checkpoint_dir, keep={e["file"] for e in progress.top})
 
@@ -941,9 +996,13 @@ def _train_remaining_epochs(
     model, metric, max_epochs = run.model, run.task.metric, run.config.max_epochs
     run.precision.apply_layout(model)  # put back at the end
     bar = progress_bar(
-        total=max_epochs, initial=progress.epoch, disable=not show_progress,
-        desc=f"{run.task.name} {type(model).__name__}", unit="epoch", leave=True,
-    )  # fmt: skip
+        total=max_epochs,
+        initial=progress.epoch,
+        disable=not show_progress,
+        desc=f"{run.task.name} {type(model).__name__}",
+        unit="epoch",
+        leave=True,
+    )
     try:
         train_emb, val_emb = _split_embeddings(run, *embeddings)
         for epoch in range(progress.epoch + 1, max_epochs + 1):
@@ -960,15 +1019,21 @@ def _train_remaining_epochs(
             }
             progress.epoch = epoch
             progress.history.append(
-                {"epoch": epoch, **metrics, "lr": lr,
-                 "seconds": time.perf_counter() - t0}
-            )  # fmt: skip
+                {
+                    "epoch": epoch,
+                    **metrics,
+                    "lr": lr,
+                    "seconds": time.perf_counter() - t0,
+                }
+            )
             _update_early_stopping(run, progress, val_loss, val_metric)
             _keep_top_k(run, progress, metrics)
             bar.set_postfix(
-                train_loss=f"{train_loss:.4f}", val_loss=f"{val_loss:.4f}",
-                refresh=False, **{metric: f"{val_metric:.3f}"},
-            )  # fmt: skip
+                train_loss=f"{train_loss:.4f}",
+                val_loss=f"{val_loss:.4f}",
+                refresh=False,
+                **{metric: f"{val_metric:.3f}"},
+            )
             bar.update(1)
             if progress.stopped_early:
                 break
@@ -1077,9 +1142,14 @@ def fit(
     task = get_task(task)
     task.check_model(model)
     config = _config_from_arguments(
-        config, max_epochs=max_epochs, patience=patience, batch_size=batch_size, lr=lr,
-        top_k=top_k, precision=precision,
-    )  # fmt: skip
+        config,
+        max_epochs=max_epochs,
+        patience=patience,
+        batch_size=batch_size,
+        lr=lr,
+        top_k=top_k,
+        precision=precision,
+    )
     data = _checked_data(
         task, model, train_images, train_labels, val_images, val_labels
     )
@@ -1093,7 +1163,9 @@ def fit(
     run = _set_up_run(task, config, model, data, seed, stats, dev, prec, folder)
     state = _start_or_resume(run, resume)
     if not state.finished(config.max_epochs):
-        _writable_dir(folder)  # before any training step (a read-only finished run is only read)
+        _writable_dir(
+            folder
+        )  # before any training step (a read-only finished run is only read)
         _train_remaining_epochs(
             run, state, (train_embeddings, val_embeddings), progress
         )

@@ -11,8 +11,8 @@ real backscatter change between the passes survives standardisation.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 import warnings
+from dataclasses import dataclass
 from typing import Mapping
 
 import numpy as np
@@ -54,8 +54,10 @@ class BandStats:
         if isinstance(data, BandStats):
             return data
         try:
-            return cls(mean={k: float(v) for k, v in data["mean"].items()},
-                       std={k: float(v) for k, v in data["std"].items()})
+            return cls(
+                mean={k: float(v) for k, v in data["mean"].items()},
+                std={k: float(v) for k, v in data["std"].items()},
+            )
         except (KeyError, TypeError, AttributeError) as err:
             raise ValueError(
                 f"statistics {data!r} are not of the form {{'mean': {{'vv':…, 'vh':…}}, "
@@ -80,7 +82,9 @@ def compute_stats(images: np.ndarray) -> BandStats:
     """
     images = _check_images(images)
     if images.shape[0] == 0:
-        raise ValueError("no chips to compute statistics from; pass the stage-1 training chips")
+        raise ValueError(
+            "no chips to compute statistics from; pass the stage-1 training chips"
+        )
     mean, std = {}, {}
     for band in ("vv", "vh"):
         values = images[:, band_channels(band)]
@@ -90,7 +94,9 @@ def compute_stats(images: np.ndarray) -> BandStats:
         logs = np.log10(np.maximum(values.astype(np.float64), LINEAR_FLOOR))
         mean[band], std[band] = float(logs.mean()), float(logs.std())
         if std[band] <= 0:
-            raise ValueError(f"{band!r} is constant (log10 std = 0); cannot standardise")
+            raise ValueError(
+                f"{band!r} is constant (log10 std = 0); cannot standardise"
+            )
     return BandStats(mean=mean, std=std)
 
 
@@ -146,8 +152,11 @@ def standardization_problem(images: np.ndarray, *, max_chips: int = 64) -> str |
         mean, std = float(values.mean()), float(values.std())
         if abs(mean) > 2 or not 0.25 <= std <= 4:
             kind = (
-                "linear backscatter" if values.min() >= 0 and std < 0.25
-                else "decibels" if mean < -2 else "unscaled values"
+                "linear backscatter"
+                if values.min() >= 0 and std < 0.25
+                else "decibels"
+                if mean < -2
+                else "unscaled values"
             )
             return (
                 f"channel {name!r} has mean {mean:.3g} and standard deviation {std:.3g} "

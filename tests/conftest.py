@@ -27,7 +27,9 @@ def load_tool(name: str):
     import importlib.util
     import sys
 
-    spec = importlib.util.spec_from_file_location(f"tools_{name}", REPO / "tools" / f"{name}.py")
+    spec = importlib.util.spec_from_file_location(
+        f"tools_{name}", REPO / "tools" / f"{name}.py"
+    )
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
@@ -57,15 +59,30 @@ def hand_cube(
     ny, nx = labels.shape
     rng = np.random.default_rng(seed)
     times = pd.DatetimeIndex(
-        [pd.Timestamp("2018-08-24T20:40") - pd.Timedelta(days=12 * i) for i in range(n_pre)][::-1]
-        + [pd.Timestamp("2018-09-17T20:40") + pd.Timedelta(days=12 * i) for i in range(n_post)]
+        [
+            pd.Timestamp("2018-08-24T20:40") - pd.Timedelta(days=12 * i)
+            for i in range(n_pre)
+        ][::-1]
+        + [
+            pd.Timestamp("2018-09-17T20:40") + pd.Timedelta(days=12 * i)
+            for i in range(n_post)
+        ]
     )
     shape = (len(times), ny, nx)
     cube = xr.Dataset(
         {
-            "vv": (("time", "y", "x"), (value * rng.gamma(5, 1 / 5, shape)).astype("float32")),
-            "vh": (("time", "y", "x"), (value / 4 * rng.gamma(5, 1 / 5, shape)).astype("float32")),
-            "landslides": (("y", "x"), labels.astype("uint8" if kind == "mask" else "uint16")),
+            "vv": (
+                ("time", "y", "x"),
+                (value * rng.gamma(5, 1 / 5, shape)).astype("float32"),
+            ),
+            "vh": (
+                ("time", "y", "x"),
+                (value / 4 * rng.gamma(5, 1 / 5, shape)).astype("float32"),
+            ),
+            "landslides": (
+                ("y", "x"),
+                labels.astype("uint8" if kind == "mask" else "uint16"),
+            ),
         },
         coords={
             "time": times,

@@ -41,7 +41,9 @@ class _Recorder:
     def prepare(self):  # called by tornado before get/head/post
         server = self.settings["loopback"]
         req = self.request
-        server.requests.append((req.method, req.path, req.query, req.headers.get("Range")))
+        server.requests.append(
+            (req.method, req.path, req.query, req.headers.get("Range"))
+        )
         if server.authorize is not None and not server.authorize(req):
             raise tornado.web.HTTPError(403, reason="signature expired")
 

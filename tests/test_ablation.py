@@ -10,9 +10,19 @@ from sarslide.metrics import aprc
 from sarslide.profiles import get_profile
 
 TINY = get_profile("demo").with_overrides(
-    name="tiny-ablation", synthetic_shape=(256, 256), chip_size=32, stage1_max_epochs=1,
-    stage2_max_epochs=2, patience=5, top_k=2, batch_size=8, train_sizes=(2, None),
-    seeds=(0,), seeds_smallest=(0, 1), split_scheme="text", few_shot_draw="balanced",
+    name="tiny-ablation",
+    synthetic_shape=(256, 256),
+    chip_size=32,
+    stage1_max_epochs=1,
+    stage2_max_epochs=2,
+    patience=5,
+    top_k=2,
+    batch_size=8,
+    train_sizes=(2, None),
+    seeds=(0,),
+    seeds_smallest=(0, 1),
+    split_scheme="text",
+    few_shot_draw="balanced",
 )
 
 
@@ -29,7 +39,13 @@ def test_paper_grid_has_the_papers_runs():
     # 3 arms x (5 seeds at 2 chips + 3 seeds at each of 5, 10, 20, all)
     assert len(runs) == 3 * (5 + 3 * 4)
     assert {r.arm for r in runs} == {"none", "hokkaido", "kaikoura"}
-    assert sorted({r.train_size for r in runs}, key=lambda s: s or 10**6) == [2, 5, 10, 20, None]
+    assert sorted({r.train_size for r in runs}, key=lambda s: s or 10**6) == [
+        2,
+        5,
+        10,
+        20,
+        None,
+    ]
     assert len({r.run_id for r in runs}) == len(runs)
 
 
@@ -51,8 +67,12 @@ def test_grid_draws_its_few_shot_subset_as_the_profile_says(tmp_path, monkeypatc
         return real(chips, size, seed, draw)
 
     monkeypatch.setattr(ablation, "few_shot_subset", spy)
-    random_draws = TINY.with_overrides(name="tiny-random", few_shot_draw="random", stage2_max_epochs=1)
-    ablation.run_grid([Run("none", 2, 3)], profile=random_draws, cache_dir=tmp_path, progress=False)
+    random_draws = TINY.with_overrides(
+        name="tiny-random", few_shot_draw="random", stage2_max_epochs=1
+    )
+    ablation.run_grid(
+        [Run("none", 2, 3)], profile=random_draws, cache_dir=tmp_path, progress=False
+    )
     assert seen == [(2, 3, "random")]
 
 
@@ -62,9 +82,13 @@ def test_results_of_other_settings_are_never_reused(tmp_path):
     ablation.run_grid([], profile=one, cache_dir=tmp_path, out_dir=out, progress=False)
     changed = one.with_overrides(top_k=1)
     with pytest.raises(ValueError, match=r"other settings .*changed: \['top_k'\]"):
-        ablation.run_grid([], profile=changed, cache_dir=tmp_path, out_dir=out, progress=False)
+        ablation.run_grid(
+            [], profile=changed, cache_dir=tmp_path, out_dir=out, progress=False
+        )
     # The default folders are keyed on the settings, so they never collide.
-    assert ablation.results_dir("hokkaido", one, tmp_path) != ablation.results_dir("hokkaido", changed, tmp_path)
+    assert ablation.results_dir("hokkaido", one, tmp_path) != ablation.results_dir(
+        "hokkaido", changed, tmp_path
+    )
 
 
 def test_summary_uses_per_run_means_and_the_sem_formula():
@@ -72,8 +96,18 @@ def test_summary_uses_per_run_means_and_the_sem_formula():
     # run means: 0.2, 0.4, 0.9 (two checkpoints each)
     for seed, (v1, v2) in enumerate([(0.1, 0.3), (0.4, 0.4), (1.0, 0.8)]):
         for ck, v in enumerate((v1, v2)):
-            rows.append({"run_id": f"none-n002-s{seed}", "arm": "none", "train_size": 2, "seed": seed,
-                         "checkpoint": ck, "epoch": ck, "metric": "aprc", "value": v})
+            rows.append(
+                {
+                    "run_id": f"none-n002-s{seed}",
+                    "arm": "none",
+                    "train_size": 2,
+                    "seed": seed,
+                    "checkpoint": ck,
+                    "epoch": ck,
+                    "metric": "aprc",
+                    "value": v,
+                }
+            )
     out = summarize(pd.DataFrame(rows)).iloc[0]
     run_means = np.array([0.2, 0.4, 0.9])
     assert out["mean"] == pytest.approx(0.5)
@@ -86,20 +120,33 @@ def test_summary_uses_per_run_means_and_the_sem_formula():
 def test_stratified_interval_always_has_landslides_and_brackets_the_estimate():
     rng = np.random.default_rng(0)
     labels = np.zeros((4, 8, 8), dtype=np.uint16)
-    labels[0, :2, :2] = 1  # one landslide chip among four: plain bootstraps often miss it
+    labels[0, :2, :2] = (
+        1  # one landslide chip among four: plain bootstraps often miss it
+    )
     probabilities = rng.random((4, 8, 8)).astype(np.float32)
     probabilities[0, :2, :2] += 0.5
-    low, high = metrics.stratified_aprc_interval(probabilities, labels, n_boot=100, seed=0)
+    low, high = metrics.stratified_aprc_interval(
+        probabilities, labels, n_boot=100, seed=0
+    )
     assert low <= aprc(probabilities, labels) <= high
 
 
 @pytest.fixture(scope="module")
 def grid_dirs(tmp_path_factory):
     cache = tmp_path_factory.mktemp("cache")
-    runs = experiment_grid(TINY, arms=("none", "hokkaido"))[:3]  # none x2 seeds at size 2, none at all
+    runs = experiment_grid(TINY, arms=("none", "hokkaido"))[
+        :3
+    ]  # none x2 seeds at size 2, none at all
     runs.append(Run("hokkaido", 2, 0))
     serial = tmp_path_factory.mktemp("serial")
-    table = ablation.run_grid(runs, profile=TINY, cache_dir=cache, out_dir=serial, num_threads=1, progress=False)
+    table = ablation.run_grid(
+        runs,
+        profile=TINY,
+        cache_dir=cache,
+        out_dir=serial,
+        num_threads=1,
+        progress=False,
+    )
     return cache, serial, runs, table
 
 
@@ -127,7 +174,14 @@ def test_resumed_grid_skips_finished_runs(grid_dirs, monkeypatch):
 
     monkeypatch.setattr(ablation, "run_one", counting)
     extra = Run("hokkaido", 2, 1)
-    again = ablation.run_grid(runs + [extra], profile=TINY, cache_dir=cache, out_dir=serial, num_threads=1, progress=False)
+    again = ablation.run_grid(
+        runs + [extra],
+        profile=TINY,
+        cache_dir=cache,
+        out_dir=serial,
+        num_threads=1,
+        progress=False,
+    )
     assert calls == [extra.run_id]
     assert again.attrs["reused_runs"] == sorted(r.run_id for r in runs)
     old = again[again["run_id"] != extra.run_id].reset_index(drop=True)
@@ -136,7 +190,9 @@ def test_resumed_grid_skips_finished_runs(grid_dirs, monkeypatch):
 
 def test_ensemble_equals_the_plain_mean_over_all_checkpoints(grid_dirs):
     cache, serial, runs, table = grid_dirs
-    ens = ablation.ensemble_scores(table, profile=TINY, cache_dir=cache, out_dir=serial, n_boot=20)
+    ens = ablation.ensemble_scores(
+        table, profile=TINY, cache_dir=cache, out_dir=serial, n_boot=20
+    )
     row = ens[(ens["arm"] == "none") & (ens["train_size"] == 2)].iloc[0]
     ids = [r.run_id for r in runs if r.arm == "none" and r.train_size == 2]
     counts = [table[table["run_id"] == i]["checkpoint"].nunique() for i in ids]
@@ -151,11 +207,20 @@ def test_dask_local_cluster_gives_the_serial_table(grid_dirs, tmp_path):
     pytest.importorskip("distributed")
     cache, serial, runs, table = grid_dirs
     subset = runs[:2]
-    distributed = ablation.run_grid(subset, profile=TINY, cache_dir=cache, out_dir=tmp_path, scheduler="local",
-                                    num_threads=1, progress=False)
+    distributed = ablation.run_grid(
+        subset,
+        profile=TINY,
+        cache_dir=cache,
+        out_dir=tmp_path,
+        scheduler="local",
+        num_threads=1,
+        progress=False,
+    )
     ids = {r.run_id for r in subset} | {"log_ratio", "random"}
     expected = table[table["run_id"].isin(ids)].reset_index(drop=True)
-    pd.testing.assert_frame_equal(distributed.reset_index(drop=True), expected, check_exact=False, rtol=1e-5)
+    pd.testing.assert_frame_equal(
+        distributed.reset_index(drop=True), expected, check_exact=False, rtol=1e-5
+    )
 
 
 def test_run_models_reloads_the_grids_checkpoints_without_retraining(grid_dirs):
@@ -164,21 +229,38 @@ def test_run_models_reloads_the_grids_checkpoints_without_retraining(grid_dirs):
 
     cache, serial, runs, table = grid_dirs
     run = runs[0]
-    before = sorted(p.stat().st_mtime_ns for p in (serial / run.run_id / "checkpoints").iterdir())
-    models = ablation.run_models(run, profile=TINY, cache_dir=cache, out_dir=serial, progress=False)
+    before = sorted(
+        p.stat().st_mtime_ns for p in (serial / run.run_id / "checkpoints").iterdir()
+    )
+    models = ablation.run_models(
+        run, profile=TINY, cache_dir=cache, out_dir=serial, progress=False
+    )
     assert len(models) == table[table["run_id"] == run.run_id]["checkpoint"].nunique()
-    after = sorted(p.stat().st_mtime_ns for p in (serial / run.run_id / "checkpoints").iterdir())
+    after = sorted(
+        p.stat().st_mtime_ns for p in (serial / run.run_id / "checkpoints").iterdir()
+    )
     assert before == after  # nothing was trained or rewritten
     chips = prepare_event("hokkaido", TINY, cache_dir=cache)
     images = standardize(chips.split("test").images, chips.stats)
-    np.testing.assert_allclose(predict_proba(models, images), np.load(serial / run.run_id / "test_proba.npy"), atol=1e-5)
+    np.testing.assert_allclose(
+        predict_proba(models, images),
+        np.load(serial / run.run_id / "test_proba.npy"),
+        atol=1e-5,
+    )
 
 
 def test_stored_sizes_have_names_and_sort_all_last():
     assert Run("none", None, 0).stored_size == ablation.SIZE_ALL
     assert Run("none", 5, 0).stored_size == 5
-    assert sorted([ablation.SIZE_ALL, 20, 2, 5], key=ablation.size_sort_key) == [2, 5, 20, ablation.SIZE_ALL]
-    assert ablation.SIZE_BASELINE not in {r.stored_size for r in experiment_grid(get_profile("demo"))}
+    assert sorted([ablation.SIZE_ALL, 20, 2, 5], key=ablation.size_sort_key) == [
+        2,
+        5,
+        20,
+        ablation.SIZE_ALL,
+    ]
+    assert ablation.SIZE_BASELINE not in {
+        r.stored_size for r in experiment_grid(get_profile("demo"))
+    }
 
 
 def test_auto_scheduler_is_local_on_a_multicore_cpu_and_serial_on_a_gpu(monkeypatch):

@@ -75,7 +75,9 @@ def test_group_passes_joins_frames_and_skips_single_pol():
     assert list(asc.n_items) == [2] * 5
     assert (asc.coverage == 1.0).all()  # neither frame alone covers the area, both do
     west = table[table.relative_orbit == 119]
-    assert west.coverage.tolist() == pytest.approx([0.4, 0.4], abs=1e-6)  # 0.10 of 0.25 deg
+    assert west.coverage.tolist() == pytest.approx(
+        [0.4, 0.4], abs=1e-6
+    )  # 0.10 of 0.25 deg
     assert "2018-09-23" not in set(table.time.dt.strftime("%Y-%m-%d"))
     assert table.loc[table.time == ts("2018-09-05T08:35:10"), "side"].item() == "pre"
     assert table.loc[table.time == ts("2018-09-07T20:42:31"), "side"].item() == "post"
@@ -107,7 +109,10 @@ def test_coverage_and_orbit_filters():
     with pytest.raises(NoPassesError, match=r"descending orbit 119: 0 pre / 0 post"):
         select_passes(recorded_items(), ev, relative_orbit=119)
     west = select_passes(recorded_items(), ev, relative_orbit=119, min_coverage=0.3)
-    assert [p.time.strftime("%m-%d") for p in (*west.pre, *west.post)] == ["09-04", "09-10"]
+    assert [p.time.strftime("%m-%d") for p in (*west.pre, *west.post)] == [
+        "09-04",
+        "09-10",
+    ]
 
 
 def test_no_passes_after_the_event():
@@ -140,21 +145,29 @@ class _StacApi:
         class Landing(tornado.web.RequestHandler):
             def get(self):
                 root = f"{self.request.protocol}://{self.request.host}/stac"
-                self.write({
-                    "type": "Catalog", "id": "fake", "description": "recorded items",
-                    "stac_version": "1.0.0",
-                    "conformsTo": [
-                        "https://api.stacspec.org/v1.0.0/core",
-                        "https://api.stacspec.org/v1.0.0/item-search",
-                        "https://api.stacspec.org/v1.0.0/item-search#query",
-                    ],
-                    "links": [
-                        {"rel": "self", "href": root, "type": "application/json"},
-                        {"rel": "root", "href": root, "type": "application/json"},
-                        {"rel": "search", "href": f"{root}/search", "method": "POST",
-                         "type": "application/geo+json"},
-                    ],
-                })
+                self.write(
+                    {
+                        "type": "Catalog",
+                        "id": "fake",
+                        "description": "recorded items",
+                        "stac_version": "1.0.0",
+                        "conformsTo": [
+                            "https://api.stacspec.org/v1.0.0/core",
+                            "https://api.stacspec.org/v1.0.0/item-search",
+                            "https://api.stacspec.org/v1.0.0/item-search#query",
+                        ],
+                        "links": [
+                            {"rel": "self", "href": root, "type": "application/json"},
+                            {"rel": "root", "href": root, "type": "application/json"},
+                            {
+                                "rel": "search",
+                                "href": f"{root}/search",
+                                "method": "POST",
+                                "type": "application/geo+json",
+                            },
+                        ],
+                    }
+                )
 
         class Search(tornado.web.RequestHandler):
             def post(self):
@@ -167,9 +180,15 @@ class _StacApi:
                     fw, fs, fe, fn = f["bbox"]
                     t = pd.Timestamp(f["properties"]["datetime"])
                     mode = f["properties"]["sar:instrument_mode"]
-                    if (f["collection"] in body["collections"] and fw < e and fe > w
-                            and fs < n and fn > s and start <= t <= end
-                            and mode == body["query"]["sar:instrument_mode"]["eq"]):
+                    if (
+                        f["collection"] in body["collections"]
+                        and fw < e
+                        and fe > w
+                        and fs < n
+                        and fn > s
+                        and start <= t <= end
+                        and mode == body["query"]["sar:instrument_mode"]["eq"]
+                    ):
                         out.append(f)
                 self.set_header("Content-Type", "application/geo+json")
                 self.write({"type": "FeatureCollection", "features": out, "links": []})
@@ -193,7 +212,10 @@ def test_search_sends_the_query_and_feeds_selection(tmp_path):
     assert len(items) == len(features) - 1  # 2018-07-21 is outside the window
     assert not any("20180721" in i for i in ids)
     sel = select_passes(items, ev)
-    assert [p.time.strftime("%m-%d") for p in (*sel.pre, *sel.post)] == ["09-05", "09-11"]
+    assert [p.time.strftime("%m-%d") for p in (*sel.pre, *sel.post)] == [
+        "09-05",
+        "09-11",
+    ]
 
 
 def test_unreachable_catalog_names_the_demo_profile():
@@ -224,12 +246,17 @@ def fixture_files() -> dict[str, dict[str, Path]]:
         out.setdefault(stamp, {})[pol] = path
     # three dates x (VV, VH): a missing file fails here, it is never skipped
     assert {k: sorted(v) for k, v in out.items()} == {
-        k: ["vh", "vv"] for k in ("20231215T015904Z", "20231227T015903Z", "20250102T015857Z")
-    }, f"expected 6 OPERA GeoTIFFs in {FIXTURES}, found {sorted(FIXTURES.glob('*.tif'))}"
+        k: ["vh", "vv"]
+        for k in ("20231215T015904Z", "20231227T015903Z", "20250102T015857Z")
+    }, (
+        f"expected 6 OPERA GeoTIFFs in {FIXTURES}, found {sorted(FIXTURES.glob('*.tif'))}"
+    )
     return out
 
 
-def stac_item(stamp: str, assets: dict[str, str], files: dict[str, Path]) -> pystac.Item:
+def stac_item(
+    stamp: str, assets: dict[str, str], files: dict[str, Path]
+) -> pystac.Item:
     """A STAC item for one date, projection info read from the GeoTIFF itself."""
     with rasterio.open(files["vv"]) as src:
         bounds, crs, shape, transform = src.bounds, src.crs, src.shape, src.transform
@@ -237,19 +264,31 @@ def stac_item(stamp: str, assets: dict[str, str], files: dict[str, Path]) -> pys
     when = datetime.strptime(stamp, "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
     item = pystac.Item(
         id=f"OPERA_RTC_T137-292318-IW1_{stamp}",
-        geometry={"type": "Polygon",
-                  "coordinates": [[[w, s], [e, s], [e, n], [w, n], [w, s]]]},
+        geometry={
+            "type": "Polygon",
+            "coordinates": [[[w, s], [e, s], [e, n], [w, n], [w, s]]],
+        },
         bbox=[w, s, e, n],
         datetime=when,
-        properties={"platform": "sentinel-1a", "sat:orbit_state": "ascending",
-                    "sat:relative_orbit": 137, "sar:instrument_mode": "IW"},
+        properties={
+            "platform": "sentinel-1a",
+            "sat:orbit_state": "ascending",
+            "sat:relative_orbit": 137,
+            "sar:instrument_mode": "IW",
+        },
     )
     for pol, href in assets.items():
-        item.add_asset(pol, pystac.Asset(href=href, media_type=pystac.MediaType.COG,
-                                         roles=["data"]))
+        item.add_asset(
+            pol,
+            pystac.Asset(href=href, media_type=pystac.MediaType.COG, roles=["data"]),
+        )
     proj = ProjectionExtension.ext(item, add_if_missing=True)
-    proj.apply(epsg=crs.to_epsg(), shape=list(shape), transform=list(transform)[:6],
-               bbox=list(bounds))
+    proj.apply(
+        epsg=crs.to_epsg(),
+        shape=list(shape),
+        transform=list(transform)[:6],
+        bbox=list(bounds),
+    )
     return item
 
 
@@ -261,11 +300,19 @@ def fixture_event() -> Event:
     pad = 0.002  # stay inside the footprint
     none = DataSource(url="", known_hash=None, citation="", license="")
     return Event(
-        name="opera_fixture", title="OPERA RTC fixture", magnitude=0.0,
-        date=datetime(2024, 6, 1).date(), time_utc=datetime(2024, 6, 1, tzinfo=timezone.utc),
-        bounds_lonlat=(w + pad, s + pad, e - pad, n - pad), crs="EPSG:32611",
-        paper_pre_pass=datetime(2023, 12, 27).date(), paper_post_pass=datetime(2025, 1, 2).date(),
-        label_kind="mask", inventory=none, datacube=none, resolution=30.0,
+        name="opera_fixture",
+        title="OPERA RTC fixture",
+        magnitude=0.0,
+        date=datetime(2024, 6, 1).date(),
+        time_utc=datetime(2024, 6, 1, tzinfo=timezone.utc),
+        bounds_lonlat=(w + pad, s + pad, e - pad, n - pad),
+        crs="EPSG:32611",
+        paper_pre_pass=datetime(2023, 12, 27).date(),
+        paper_post_pass=datetime(2025, 1, 2).date(),
+        label_kind="mask",
+        inventory=none,
+        datacube=none,
+        resolution=30.0,
     )
 
 
@@ -310,15 +357,25 @@ def test_loopback_load_returns_fixture_values(fixture_server):
         native = GeoBox(src.shape, src.transform, src.crs.to_wkt())
     tokens = Tokens()
     server.authorize = tokens.authorize
-    cube = load_planetary_computer(ev, items=items, geobox=native, n_pre=2, n_post=1,
-                                   sign=tokens.sign, chunks=64, resampling="nearest")
+    cube = load_planetary_computer(
+        ev,
+        items=items,
+        geobox=native,
+        n_pre=2,
+        n_post=1,
+        sign=tokens.sign,
+        chunks=64,
+        resampling="nearest",
+    )
     assert hasattr(cube["vv"].data, "dask")  # lazy
     tokens.current = 1  # every token handed out so far expires now
     cube = cube.compute()
     validate_cube(cube, require_labels=False)
     assert cube.attrs["source"] == "planetary-computer:sentinel-1-rtc"
     stamps = sorted(files)
-    expected_times = [pd.Timestamp(datetime.strptime(s, "%Y%m%dT%H%M%SZ")) for s in stamps]
+    expected_times = [
+        pd.Timestamp(datetime.strptime(s, "%Y%m%dT%H%M%SZ")) for s in stamps
+    ]
     assert list(pd.DatetimeIndex(cube.time.values)) == expected_times
     assert list(cube["orbit_state"].values) == ["ascending"] * 3
     assert list(cube["relative_orbit"].values) == [137] * 3
@@ -330,10 +387,15 @@ def test_loopback_load_returns_fixture_values(fixture_server):
             np.testing.assert_array_equal(cube[pol].isel(time=k).values, ref.values)
     assert cube.rio.crs.to_epsg() == 32611
     # pass logic on the loaded cube: two before the 2024-06-01 'event', one after
-    assert list(pre_event_times(cube).strftime("%Y-%m-%d")) == ["2023-12-27", "2023-12-15"]
+    assert list(pre_event_times(cube).strftime("%Y-%m-%d")) == [
+        "2023-12-27",
+        "2023-12-15",
+    ]
     assert list(post_event_times(cube).strftime("%Y-%m-%d")) == ["2025-01-02"]
     pair = pass_pair(cube, n_pre=2, n_post=1)
-    ref_pre = (direct(files[stamps[0]]["vh"]).values + direct(files[stamps[1]]["vh"]).values) / 2
+    ref_pre = (
+        direct(files[stamps[0]]["vh"]).values + direct(files[stamps[1]]["vh"]).values
+    ) / 2
     np.testing.assert_allclose(pair["pre_vh"].values, ref_pre, rtol=1e-6)
     # GDAL read byte ranges, and every read carried a fresh token after the expiry
     ranges = [r for r in server.requests if r[3] is not None]
@@ -349,14 +411,24 @@ def test_sign_once_fails_after_expiry(fixture_server):
     tokens = Tokens()
     server.authorize = tokens.authorize
     gbox = event_geobox(fixture_event())
-    lazy = odc.stac.load(items, bands=["vv"], geobox=gbox, chunks={"x": 64, "y": 64},
-                         patch_url=tokens.sign)
+    lazy = odc.stac.load(
+        items,
+        bands=["vv"],
+        geobox=gbox,
+        chunks={"x": 64, "y": 64},
+        patch_url=tokens.sign,
+    )
     tokens.current = 1
     with pytest.raises(Exception, match="(?i)403|forbidden|not recognized|failed"):
         lazy["vv"].compute()
     # ...while the re-signing driver reads through the same expiry.
-    lazy = odc.stac.load(items, bands=["vv"], geobox=gbox, chunks={"x": 64, "y": 64},
-                         driver=ResigningRioDriver(tokens.sign))
+    lazy = odc.stac.load(
+        items,
+        bands=["vv"],
+        geobox=gbox,
+        chunks={"x": 64, "y": 64},
+        driver=ResigningRioDriver(tokens.sign),
+    )
     tokens.current = 2
     assert np.isfinite(lazy["vv"].values).any()
 
@@ -376,8 +448,9 @@ def test_resigning_driver_travels_to_dask_workers():
 def test_ten_metre_load_is_georeferenced(fixture_server):
     server, items, files = fixture_server
     ev = fixture_event()
-    cube = load_planetary_computer(ev, items=items, resolution=10.0, sign=False,
-                                   chunks=128, resampling="nearest")
+    cube = load_planetary_computer(
+        ev, items=items, resolution=10.0, sign=False, chunks=128, resampling="nearest"
+    )
     assert cube.rio.crs.to_epsg() == 32611
     assert cube.rio.resolution() == (10.0, -10.0)
     # pixel centres on the 10 m lattice, y decreasing
@@ -388,13 +461,20 @@ def test_ten_metre_load_is_georeferenced(fixture_server):
     assert cube.sizes["x"] == gbox.shape.x and cube.sizes["y"] == gbox.shape.y
     # a 10 m pixel holds the value of the 30 m pixel that contains it
     # default selection: one pass each side, 2023-12-27 and 2025-01-02
-    assert list(pd.DatetimeIndex(cube.time.values).strftime("%Y-%m-%d")) == ["2023-12-27", "2025-01-02"]
+    assert list(pd.DatetimeIndex(cube.time.values).strftime("%Y-%m-%d")) == [
+        "2023-12-27",
+        "2025-01-02",
+    ]
     stamp = next(s for s in files if s.startswith("20231227"))
     ref = direct(files[stamp]["vv"])
     rng = np.random.default_rng(0)
     xs = rng.uniform(cube.x.values[3], cube.x.values[-4], 50)
     ys = rng.uniform(cube.y.values[-4], cube.y.values[3], 50)
-    got = cube["vv"].isel(time=0).sel(x=xr.DataArray(xs), y=xr.DataArray(ys), method="nearest")
+    got = (
+        cube["vv"]
+        .isel(time=0)
+        .sel(x=xr.DataArray(xs), y=xr.DataArray(ys), method="nearest")
+    )
     # the 10 m pixel centre nearest to (x, y), then the 30 m pixel containing it
     cx = got.x.values
     cy = got.y.values
@@ -414,11 +494,15 @@ def test_rtc_nodata_becomes_nan(fixture_server, tmp_path):
         with rasterio.open(tmp_path / f"{pol}.tif", "w", **profile) as dst:
             dst.write(data, 1)
     with LoopbackServer(tmp_path) as srv:
-        item = stac_item(stamp, {p: srv.url(f"{p}.tif") for p in ("vv", "vh")}, files[stamp])
+        item = stac_item(
+            stamp, {p: srv.url(f"{p}.tif") for p in ("vv", "vh")}, files[stamp]
+        )
         from odc.geo.geobox import GeoBox
 
         native = GeoBox((100, 100), profile["transform"], profile["crs"].to_wkt())
-        ds = load_stac_items([item], native, chunks=None, resampling="nearest").isel(time=0)
+        ds = load_stac_items([item], native, chunks=None, resampling="nearest").isel(
+            time=0
+        )
     expected = data.astype("float32")
     expected[expected == -32768.0] = np.nan
     np.testing.assert_array_equal(ds["vv"].values, expected)
@@ -442,12 +526,27 @@ def test_grd_gcp_scenes_load_onto_the_grid(fixture_server, tmp_path):
                     power, transform, crs = src.read(1), src.transform, src.crs
                 dn = np.round(np.sqrt(power) * 10000).astype("uint16")
                 dns[stamp, pol] = dn
-                gcps = [GroundControlPoint(row=r, col=c, x=(transform * (c, r))[0],
-                                           y=(transform * (c, r))[1])
-                        for r in (0, 50, 100) for c in (0, 50, 100)]
+                gcps = [
+                    GroundControlPoint(
+                        row=r,
+                        col=c,
+                        x=(transform * (c, r))[0],
+                        y=(transform * (c, r))[1],
+                    )
+                    for r in (0, 50, 100)
+                    for c in (0, 50, 100)
+                ]
                 name = f"grd_{stamp}_{pol}.tif"
-                with rasterio.open(tmp_path / name, "w", driver="GTiff", width=100, height=100,
-                                   count=1, dtype="uint16", nodata=0) as dst:
+                with rasterio.open(
+                    tmp_path / name,
+                    "w",
+                    driver="GTiff",
+                    width=100,
+                    height=100,
+                    count=1,
+                    dtype="uint16",
+                    nodata=0,
+                ) as dst:
                     dst.write(dn, 1)
                     dst.gcps = (gcps, crs)
                 assets[pol] = srv.url(name)
@@ -459,16 +558,24 @@ def test_grd_gcp_scenes_load_onto_the_grid(fixture_server, tmp_path):
 
             native = GeoBox(src.shape, src.transform, src.crs.to_wkt())
         with pytest.warns(UncalibratedDataWarning, match="NOT calibrated"):
-            cube = load_planetary_computer(ev, collection="sentinel-1-grd", items=items,
-                                           geobox=native, sign=False, chunks=64,
-                                           resampling="nearest")
+            cube = load_planetary_computer(
+                ev,
+                collection="sentinel-1-grd",
+                items=items,
+                geobox=native,
+                sign=False,
+                chunks=64,
+                resampling="nearest",
+            )
         cube = cube.compute()
     loaded = list(pd.DatetimeIndex(cube.time.values).strftime("%Y%m%dT%H%M%SZ"))
     assert loaded == ["20231227T015903Z", "20250102T015857Z"]  # nearest pass each side
     assert cube.attrs["source"] == "planetary-computer:sentinel-1-grd"
     for k, stamp in enumerate(loaded):
         for pol in ("vv", "vh"):
-            expected = dns[stamp, pol].astype("float32") ** 2  # DN² in uncalibrated power
+            expected = (
+                dns[stamp, pol].astype("float32") ** 2
+            )  # DN² in uncalibrated power
             np.testing.assert_array_equal(cube[pol].isel(time=k).values, expected)
 
 
@@ -483,7 +590,9 @@ def test_timeline_and_footprint_figures_show_the_passes():
     ev = get_event("hokkaido")
     passes = group_passes(recorded_items(), bounds_lonlat=ev.bounds_lonlat)
     sel = select_passes(recorded_items(), ev)
-    ax = plot_pass_timeline(pass_table(passes, ev), ev.time_utc, selected=[p.time for p in sel.passes])
+    ax = plot_pass_timeline(
+        pass_table(passes, ev), ev.time_utc, selected=[p.time for p in sel.passes]
+    )
     points = [c.get_offsets() for c in ax.collections]
     assert sum(len(p) for p in points[:-1]) == len(passes)  # one marker per pass
     assert len(points[-1]) == 2  # the two chosen passes are ringed

@@ -32,13 +32,23 @@ from sarslide.events import get_event
 NY, NX = 30, 40
 # Hokkaido: event 2018-09-05T18:07:59Z. Dates and orbit states of the test cube.
 DATES = pd.to_datetime(
-    ["2018-08-12", "2018-08-18", "2018-08-24", "2018-08-30", "2018-09-05",
-     "2018-09-11", "2018-09-17", "2018-09-23"]
+    [
+        "2018-08-12",
+        "2018-08-18",
+        "2018-08-24",
+        "2018-08-30",
+        "2018-09-05",
+        "2018-09-11",
+        "2018-09-17",
+        "2018-09-23",
+    ]
 )
 STATES = np.array(["d", "a", "d", "a", "d", "a", "d", "a"])
 
 
-def paper_layout(label_kind: str = "mask", seed: int = 0, crs: str | None = "EPSG:32654") -> xr.Dataset:
+def paper_layout(
+    label_kind: str = "mask", seed: int = 0, crs: str | None = "EPSG:32654"
+) -> xr.Dataset:
     """A dataset laid out like the published cubes (all values known to the test)."""
     rng = np.random.default_rng(seed)
     x = 580_005.0 + 10.0 * np.arange(NX)
@@ -59,7 +69,10 @@ def paper_layout(label_kind: str = "mask", seed: int = 0, crs: str | None = "EPS
             "dem": (("y", "x"), rng.uniform(0, 400, (NY, NX)).astype("float32")),
             "slope": (("y", "x"), rng.uniform(0, 40, (NY, NX)).astype("float32")),
             "landslides": (("y", "x"), lab),
-            "coh_vv": (("timepair", "y", "x"), rng.random((3, NY, NX)).astype("float32")),
+            "coh_vv": (
+                ("timepair", "y", "x"),
+                rng.random((3, NY, NX)).astype("float32"),
+            ),
         },
         coords={
             "timestep": DATES,
@@ -102,12 +115,19 @@ def served(tmp_path):
 def test_download_convert_validate(served, tmp_path):
     server, archive, ds = served
     cache = tmp_path / "cache"
-    cube = load_paper_cube("hokkaido", url=server.url(archive.name),
-                           known_hash=sha256(archive), cache_dir=cache, progress=False)
+    cube = load_paper_cube(
+        "hokkaido",
+        url=server.url(archive.name),
+        known_hash=sha256(archive),
+        cache_dir=cache,
+        progress=False,
+    )
     validate_cube(cube)
     assert cube.attrs["source"] == "zenodo" and cube.attrs["event"] == "hokkaido"
     assert cube.attrs["label_kind"] == "mask"
-    assert pd.Timestamp(cube.attrs["event_time"]) == pd.Timestamp("2018-09-05T18:07:59Z")
+    assert pd.Timestamp(cube.attrs["event_time"]) == pd.Timestamp(
+        "2018-09-05T18:07:59Z"
+    )
     assert cube.rio.crs.to_epsg() == 32654
     assert "timepair" not in cube.dims and "coh_vv" not in cube
     assert set(cube.data_vars) == {"vv", "vh", "landslides", "dem"}
@@ -133,16 +153,27 @@ def test_download_convert_validate(served, tmp_path):
     assert cube.sel(time=slice(None, "20180905")).sizes["time"] == 5
     # the downloaded archive is cached: no server needed the second time
     server.stop()
-    again = load_paper_cube("hokkaido", cache_dir=cache, url=server.url(archive.name),
-                            known_hash=sha256(archive), progress=False)
+    again = load_paper_cube(
+        "hokkaido",
+        cache_dir=cache,
+        url=server.url(archive.name),
+        known_hash=sha256(archive),
+        progress=False,
+    )
     np.testing.assert_array_equal(again["vh"].values, cube["vh"].values)
 
 
 @pytest.mark.filterwarnings("ignore:Mean of empty slice")
 def test_orbit_state_and_pass_pair(served, tmp_path):
     server, archive, ds = served
-    cube = load_paper_cube("hokkaido", url=server.url(archive.name), known_hash=sha256(archive),
-                           cache_dir=tmp_path / "c", progress=False, orbit_state="d")
+    cube = load_paper_cube(
+        "hokkaido",
+        url=server.url(archive.name),
+        known_hash=sha256(archive),
+        cache_dir=tmp_path / "c",
+        progress=False,
+        orbit_state="d",
+    )
     assert set(cube["orbit_state"].values) == {"descending"}
     assert cube.sizes["time"] == 4
     # Nearest descending passes: 2018-09-05 00:00 (before 18:07 UTC) and 2018-09-17.
@@ -153,9 +184,16 @@ def test_orbit_state_and_pass_pair(served, tmp_path):
     np.testing.assert_allclose(pair["pre_vv"].values, pre, rtol=1e-6)
     np.testing.assert_allclose(pair["post_vv"].values, vv[6], rtol=1e-6)
     # the convenience wrapper does the same
-    pair2 = load_paper_pass_pair("hokkaido", n_pre=2, n_post=1, orbit_state="descending",
-                                 url=server.url(archive.name), known_hash=sha256(archive),
-                                 cache_dir=tmp_path / "c", progress=False)
+    pair2 = load_paper_pass_pair(
+        "hokkaido",
+        n_pre=2,
+        n_post=1,
+        orbit_state="descending",
+        url=server.url(archive.name),
+        known_hash=sha256(archive),
+        cache_dir=tmp_path / "c",
+        progress=False,
+    )
     np.testing.assert_allclose(pair2["pre_vv"].values, pre, rtol=1e-6)
 
 
@@ -164,15 +202,27 @@ def test_points_event_gives_counts(tmp_path):
     ds = ds.assign_coords(
         x=663_005.0 + 10.0 * np.arange(NX),
         y=5_320_005.0 - 10.0 * np.arange(NY),
-        timestep=pd.to_datetime(["2016-08-23", "2016-09-04", "2016-09-16", "2016-10-10",
-                                 "2016-11-03", "2016-11-15", "2016-11-27", "2016-12-09"]),
+        timestep=pd.to_datetime(
+            [
+                "2016-08-23",
+                "2016-09-04",
+                "2016-09-16",
+                "2016-10-10",
+                "2016-11-03",
+                "2016-11-15",
+                "2016-11-27",
+                "2016-12-09",
+            ]
+        ),
     )
     store = tmp_path / "kaikoura_newzealand.zarr"
     ds.to_zarr(store, consolidated=True, zarr_format=2)
     cube = load_paper_cube("kaikoura", path=store)
     assert cube.attrs["label_kind"] == "points"
     assert cube["landslides"].dtype == np.uint16
-    np.testing.assert_array_equal(cube["landslides"].values, ds["landslides"].values.astype(int))
+    np.testing.assert_array_equal(
+        cube["landslides"].values, ds["landslides"].values.astype(int)
+    )
     assert cube.rio.crs.to_epsg() == 32759
 
 
@@ -194,8 +244,10 @@ def test_lonlat_store_is_reprojected_to_event_grid(tmp_path):
     rng = np.random.default_rng(3)
     base = paper_layout().isel(y=slice(0, ny), x=slice(0, nx)).drop_vars("spatial_ref")
     base = base.assign_coords(x=lon, y=lat)
-    base["vv"] = (("timestep", "y", "x"),
-                  rng.gamma(4, 0.05, (len(DATES), ny, nx)).astype("float32"))
+    base["vv"] = (
+        ("timestep", "y", "x"),
+        rng.gamma(4, 0.05, (len(DATES), ny, nx)).astype("float32"),
+    )
     store = tmp_path / "hokkaido_japan.zarr"
     base.to_zarr(store, consolidated=True, zarr_format=2)
     cube = load_paper_cube("hokkaido", path=store)
@@ -209,7 +261,7 @@ def test_lonlat_store_is_reprojected_to_event_grid(tmp_path):
     xu, yu = to_utm.transform(lon[j], lat[i])
     got = cube["vv"].isel(time=0).sel(x=xu, y=yu, method="nearest").values
     # bilinear resampling at a source pixel centre returns close to that pixel's value
-    neighbours = base["vv"].values[0, i - 1:i + 2, j - 1:j + 2]
+    neighbours = base["vv"].values[0, i - 1 : i + 2, j - 1 : j + 2]
     assert neighbours.min() <= got <= neighbours.max()
     assert int(cube["landslides"].sum()) > 0
 
@@ -225,7 +277,9 @@ def test_zip_path_and_unknown_layout(tmp_path):
 
 
 def test_no_passes_for_orbit_state(tmp_path):
-    ds = paper_layout().assign_coords({"sat:orbit_state": ("timestep", ["d"] * len(DATES))})
+    ds = paper_layout().assign_coords(
+        {"sat:orbit_state": ("timestep", ["d"] * len(DATES))}
+    )
     store = tmp_path / "h.zarr"
     ds.to_zarr(store, consolidated=True, zarr_format=2)
     with pytest.raises(NoPassesError, match="no ascending passes"):
@@ -249,8 +303,13 @@ def test_interrupted_download_leaves_no_file(served, tmp_path):
     server, archive, _ = served
     cache = tmp_path / "cache"
     with pytest.raises(NetworkUnavailableError, match="demo"):
-        load_paper_cube("hokkaido", url=f"{server.base_url}/truncated/{archive.name}",
-                        known_hash=None, cache_dir=cache, progress=False)
+        load_paper_cube(
+            "hokkaido",
+            url=f"{server.base_url}/truncated/{archive.name}",
+            known_hash=None,
+            cache_dir=cache,
+            progress=False,
+        )
     leftovers = [p for p in cache.rglob("*")] if cache.exists() else []
     assert leftovers == []
 
@@ -259,8 +318,13 @@ def test_bad_checksum_leaves_no_file(served, tmp_path):
     server, archive, _ = served
     cache = tmp_path / "cache"
     with pytest.raises(ValueError, match="(?i)hash"):
-        load_paper_cube("hokkaido", url=server.url(archive.name),
-                        known_hash="sha256:" + "1" * 64, cache_dir=cache, progress=False)
+        load_paper_cube(
+            "hokkaido",
+            url=server.url(archive.name),
+            known_hash="sha256:" + "1" * 64,
+            cache_dir=cache,
+            progress=False,
+        )
     assert list(cache.rglob("*")) == []
 
 
@@ -269,8 +333,12 @@ def test_no_network_names_the_demo_profile(tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     with pytest.raises(NetworkUnavailableError) as err:
-        load_paper_cube("hokkaido", url=f"http://127.0.0.1:{port}/hokkaido_japan.zip",
-                        cache_dir=tmp_path, progress=False)
+        load_paper_cube(
+            "hokkaido",
+            url=f"http://127.0.0.1:{port}/hokkaido_japan.zip",
+            cache_dir=tmp_path,
+            progress=False,
+        )
     assert "SARSLIDE_PROFILE=demo" in str(err.value)
     assert isinstance(err.value, ConnectionError)
 
@@ -285,7 +353,10 @@ def test_interrupted_extraction_leaves_no_folder(tmp_path, monkeypatch):
     monkeypatch.setattr(zipfile.ZipFile, "extractall", broken)
     with pytest.raises(KeyboardInterrupt):
         load_paper_cube("hokkaido", path=archive)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["hokkaido_japan.zarr", "hokkaido_japan.zip"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "hokkaido_japan.zarr",
+        "hokkaido_japan.zip",
+    ]
     monkeypatch.undo()
     validate_cube(load_paper_cube("hokkaido", path=archive))
 
@@ -314,15 +385,22 @@ def test_download_killed_midway_leaves_no_file(served, tmp_path, monkeypatch):
     monkeypatch.setattr(pooch.HTTPDownloader, "__call__", half_then_interrupt)
     cache = tmp_path / "cache"
     with pytest.raises(KeyboardInterrupt):
-        load_paper_cube("hokkaido", url=server.url(archive.name), known_hash=sha256(archive),
-                        cache_dir=cache, progress=False)
+        load_paper_cube(
+            "hokkaido",
+            url=server.url(archive.name),
+            known_hash=sha256(archive),
+            cache_dir=cache,
+            progress=False,
+        )
     assert list(cache.rglob("*")) == []
 
 
 def test_minus_32768_in_the_authors_cube_becomes_nan(tmp_path):
     ds = paper_layout()
     vv = ds["vv"].values.copy()
-    vv[0, :3, :5] = -32768.0  # Planetary Computer RTC no-data, as the authors' cubes hold it
+    vv[
+        0, :3, :5
+    ] = -32768.0  # Planetary Computer RTC no-data, as the authors' cubes hold it
     ds["vv"] = (ds["vv"].dims, vv)
     store = tmp_path / "hokkaido_japan.zarr"
     ds.to_zarr(store, consolidated=True, zarr_format=2)

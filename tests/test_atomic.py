@@ -33,4 +33,6 @@ def test_atomic_directory_swaps_in_a_complete_directory(tmp_path):
     with atomic_directory(target) as tmp:
         tmp.mkdir()
         (tmp / "b").write_text("3")
-    assert sorted(os.listdir(target)) == [STORE_MARKER, "b"] and os.listdir(tmp_path) == ["store"]
+    assert sorted(os.listdir(target)) == [STORE_MARKER, "b"] and os.listdir(
+        tmp_path
+    ) == ["store"]

@@ -78,8 +78,12 @@ def test_speckle_reduction_separates_change():
     truth[:, 10:30, 12:28] = 1
     clean[:, 2:4][:, :, truth[0] == 1] *= 10 ** (-2.0 / 10)  # a -2 dB landslide
     noisy = clean * rng.gamma(4.0, 1 / 4.0, size=clean.shape).astype(np.float32)
-    ap1 = average_precision_score(truth.ravel(), log_ratio_score(noisy, window=1).ravel())
-    ap5 = average_precision_score(truth.ravel(), log_ratio_score(noisy, window=5).ravel())
+    ap1 = average_precision_score(
+        truth.ravel(), log_ratio_score(noisy, window=1).ravel()
+    )
+    ap5 = average_precision_score(
+        truth.ravel(), log_ratio_score(noisy, window=5).ravel()
+    )
     share = truth.mean()
     assert ap1 > share  # informative even on single pixels
     assert ap5 > ap1 + 0.2  # and much better after the boxcar

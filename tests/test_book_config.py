@@ -58,12 +58,16 @@ def test_readme_badges_use_the_setting_and_cover_every_chapter():
     url, branch = urltool.repository(ROOT)
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     links = [m.group(0) for m in urltool.BADGE.finditer(readme)]
-    expected = [urltool.colab_url(url, branch, f"notebooks/{p.name}") for p in NOTEBOOKS]
+    expected = [
+        urltool.colab_url(url, branch, f"notebooks/{p.name}") for p in NOTEBOOKS
+    ]
     assert sorted(set(links)) == sorted(expected), (
         "README Colab badges differ from _config.yml: run python tools/set_repository_url.py"
     )
     # Every other Colab link in the README is one of those badges.
-    assert len(re.findall(r"colab\.research\.google\.com/github/", readme)) == len(links)
+    assert len(re.findall(r"colab\.research\.google\.com/github/", readme)) == len(
+        links
+    )
 
 
 def test_check_mode_reports_a_differing_url(tmp_path):
@@ -72,11 +76,16 @@ def test_check_mode_reports_a_differing_url(tmp_path):
 
     for name in ("_config.yml", "README.md"):
         shutil.copy(ROOT / name, tmp_path / name)
-    shutil.copytree(ROOT / "notebooks", tmp_path / "notebooks",
-                    ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+    shutil.copytree(
+        ROOT / "notebooks",
+        tmp_path / "notebooks",
+        ignore=shutil.ignore_patterns(".ipynb_checkpoints"),
+    )
     cfg = (tmp_path / "_config.yml").read_text()
     url, _ = urltool.repository(ROOT)
-    (tmp_path / "_config.yml").write_text(cfg.replace(url, "https://github.com/someone/fork"))
+    (tmp_path / "_config.yml").write_text(
+        cfg.replace(url, "https://github.com/someone/fork")
+    )
     assert urltool.main(["--root", str(tmp_path), "--check"]) == 1
     assert urltool.main(["--root", str(tmp_path)]) == 0
     assert urltool.main(["--root", str(tmp_path), "--check"]) == 0
@@ -84,12 +93,16 @@ def test_check_mode_reports_a_differing_url(tmp_path):
     assert urltool.installed_url(nb) == "https://github.com/someone/fork"
     original = nbformat.read(NOTEBOOKS[0], as_version=4)
     assert [c.get("id") for c in nb.cells] == [c.get("id") for c in original.cells]
-    assert "colab.research.google.com/github/someone/fork/blob/" in (
-        tmp_path / "README.md").read_text()
+    assert (
+        "colab.research.google.com/github/someone/fork/blob/"
+        in (tmp_path / "README.md").read_text()
+    )
 
 
 def test_bad_repository_url_is_named(tmp_path):
-    (tmp_path / "_config.yml").write_text("repository:\n  url: git@github.com:a/b.git\n")
+    (tmp_path / "_config.yml").write_text(
+        "repository:\n  url: git@github.com:a/b.git\n"
+    )
     with pytest.raises(ValueError, match="git@github.com:a/b.git"):
         urltool.repository(tmp_path)
 
@@ -107,10 +120,16 @@ def test_landing_page_and_toc_describe_the_book_as_it_is():
     # local) and links the Colab page; the sidebar numbers the chapters
     for k, nb in enumerate(sorted(NOTEBOOKS), start=1):
         assert f"[{k} · " in intro and f"](notebooks/{nb.name})" in intro, nb.name
-    assert "## Where to start" in intro and "](colab.md)" in intro and "make demo" in intro
+    assert (
+        "## Where to start" in intro and "](colab.md)" in intro and "make demo" in intro
+    )
     assert toc["defaults"]["numbered"] is True
     unnumbered = [part for part in toc["parts"] if part.get("numbered") is False]
-    assert all(not c["file"].startswith("notebooks/") for part in unnumbered for c in part["chapters"])
+    assert all(
+        not c["file"].startswith("notebooks/")
+        for part in unnumbered
+        for c in part["chapters"]
+    )
 
 
 def test_no_matplotlib_backend_reaches_the_notebook_kernels():
@@ -123,8 +142,9 @@ def test_no_matplotlib_backend_reaches_the_notebook_kernels():
     for path in NOTEBOOKS:
         for cell in nbformat.read(path, as_version=4).cells:
             if cell.cell_type == "code":
-                assert not re.search(r"matplotlib\.use\(|MPLBACKEND|%matplotlib (?!inline)",
-                                     cell.source), path.name
+                assert not re.search(
+                    r"matplotlib\.use\(|MPLBACKEND|%matplotlib (?!inline)", cell.source
+                ), path.name
 
 
 def test_tests_stay_off_screen():
@@ -161,9 +181,13 @@ def test_line_length_check_counts_every_code_line(tmp_path):
     lines = load_tool("check_line_length")
     nb = nbformat.v4.new_notebook()
     nb.cells = [
-        nbformat.v4.new_markdown_cell("x" * 200),  # prose is wrapped by the page, not checked
+        nbformat.v4.new_markdown_cell(
+            "x" * 200
+        ),  # prose is wrapped by the page, not checked
         nbformat.v4.new_code_cell("a = 1  # " + "y" * 79),  # 88
-        nbformat.v4.new_code_cell("b = 2\n# see " + "z" * 61 + " https://example.org/p"),
+        nbformat.v4.new_code_cell(
+            "b = 2\n# see " + "z" * 61 + " https://example.org/p"
+        ),
     ]
     assert len(nb.cells[1].source) == 88
     nbformat.write(nb, tmp_path / "nb.ipynb")

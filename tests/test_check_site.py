@@ -87,13 +87,17 @@ def test_pages_with_figures_pass(tmp_path):
     figures, problems = check_site.check_site(build, {"01_a": 1, "02_b": 3})
     assert problems == []
     assert figures == {"01_a.html": 1, "02_b.html": 3}
-    assert check_site.main([str(build)]) == 1  # default minima: the real chapters are missing
+    assert (
+        check_site.main([str(build)]) == 1
+    )  # default minima: the real chapters are missing
 
 
 def test_page_without_figures_fails(tmp_path):
     build = fake_build(tmp_path, {"01_a": [figure_png()], "06_c": []})
     figures, problems = check_site.check_site(build, {"01_a": 1, "06_c": 3})
-    assert figures["06_c.html"] == 0  # the Colab badge outside the cell outputs is no figure
+    assert (
+        figures["06_c.html"] == 0
+    )  # the Colab badge outside the cell outputs is no figure
     assert [p.page for p in problems] == ["06_c.html"]
     assert "0 figure(s) on the page, expected at least 3" in problems[0].message
     # chapters not listed still need one figure
@@ -139,7 +143,13 @@ def test_blank_png_is_really_blank_and_figure_is_not():
 def test_missing_file_remote_and_bad_data_uri_fail(tmp_path):
     build = fake_build(
         tmp_path,
-        {"01_a": ["../_images/nowhere.png", "https://example.org/x.png", "data:image/png;base64,@@"]},
+        {
+            "01_a": [
+                "../_images/nowhere.png",
+                "https://example.org/x.png",
+                "data:image/png;base64,@@",
+            ]
+        },
     )
     _, problems = check_site.check_site(build, {"01_a": 3})
     messages = " | ".join(p.message for p in problems)
@@ -157,9 +167,15 @@ def test_drawn_but_not_rendered_fails(tmp_path):
     cells = []
     for _ in range(2):
         cell = nbformat.v4.new_code_cell("plot()")
-        cell.outputs = [nbformat.v4.new_output(
-            "display_data", data={"image/png": base64.b64encode(png).decode(), "text/plain": "<Figure>"}
-        )]
+        cell.outputs = [
+            nbformat.v4.new_output(
+                "display_data",
+                data={
+                    "image/png": base64.b64encode(png).decode(),
+                    "text/plain": "<Figure>",
+                },
+            )
+        ]
         cells.append(cell)
     hidden = nbformat.v4.new_code_cell("plot()", metadata={"tags": ["remove-output"]})
     hidden.outputs = list(cells[0].outputs)  # not on the page, so not counted
@@ -176,7 +192,9 @@ def test_drawn_but_not_rendered_fails(tmp_path):
 def test_missing_chapter_page_and_missing_build(tmp_path):
     build = fake_build(tmp_path, {"01_a": [figure_png()]})
     _, problems = check_site.check_site(build, {"01_a": 1, "05_e": 1})
-    assert [str(p) for p in problems] == ["05_e.html: chapter page missing from the built site"]
+    assert [str(p) for p in problems] == [
+        "05_e.html: chapter page missing from the built site"
+    ]
     with pytest.raises(FileNotFoundError, match="make book"):
         check_site.check_site(tmp_path / "nothing")
     assert check_site.main([str(tmp_path / "nothing")]) == 2
@@ -250,7 +268,9 @@ def test_figure_text_size_is_computed_from_its_pixels_and_dpi():
 
 def test_illegible_figure_and_overflowing_code_fail_the_site(tmp_path):
     build = fake_build(tmp_path, {"01_x": [figure_png()], "02_y": [_wide_figure(20)]})
-    (build / "html" / "notebooks" / "03_z.html").write_text(_code_page("z = '" + "b" * 120 + "'"))
+    (build / "html" / "notebooks" / "03_z.html").write_text(
+        _code_page("z = '" + "b" * 120 + "'")
+    )
     _, problems = check_site.check_site(build, min_figures={"01_x": 1, "02_y": 1})
     text = "\n".join(map(str, problems))
     assert "02_y.html: figure 1" in text and "illegible at 1280 px" in text
@@ -270,5 +290,9 @@ def test_chromium_measurement_flags_scrolling_code_and_small_figure_text(tmp_pat
     }
     problems = shots.measured_problems(page, numbers, 1280)
     assert len(problems) == 2
-    assert problems[0].startswith("code block 2 scrolls sideways at 1280 px (815 > 757 px")
-    assert problems[1].startswith("figure 1 shown at 757 of 2000 px: its text renders at 5.3 px")
+    assert problems[0].startswith(
+        "code block 2 scrolls sideways at 1280 px (815 > 757 px"
+    )
+    assert problems[1].startswith(
+        "figure 1 shown at 757 of 2000 px: its text renders at 5.3 px"
+    )

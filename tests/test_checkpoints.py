@@ -29,19 +29,28 @@ def test_checkpoint_round_trip_records_provenance(tmp_path, toy_data):
     model = Segmenter(SiameseClassifier()).eval()
     path = save_checkpoint(model, tmp_path / "seg.pt", stats=STATS, extra={"epoch": 3})
     loaded = load_checkpoint(path, expected="stage2")
-    assert isinstance(loaded, Segmenter) and loaded.uses_embeddings and not loaded.training
+    assert (
+        isinstance(loaded, Segmenter) and loaded.uses_embeddings and not loaded.training
+    )
     x = torch.from_numpy(toy_data[2])
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), model(x))
     info = checkpoint_info(path)
     assert info["stats"] == STATS and info["epoch"] == 3
-    assert info["model_config"] == {"stage1": {"config": "reference", "in_channels": 2, "embedding_channels": 32},
-                                    "config": "reference", "width": 128}
+    assert info["model_config"] == {
+        "stage1": {"config": "reference", "in_channels": 2, "embedding_channels": 32},
+        "config": "reference",
+        "width": 128,
+    }
     assert info["versions"]["torch"] == str(torch.__version__)
-    assert [p.name for p in tmp_path.iterdir()] == ["seg.pt"]  # no temp file left behind
+    assert [p.name for p in tmp_path.iterdir()] == [
+        "seg.pt"
+    ]  # no temp file left behind
 
 
-def test_loading_assigns_every_saved_tensor_and_keeps_the_frozen_stage1_frozen(tmp_path):
+def test_loading_assigns_every_saved_tensor_and_keeps_the_frozen_stage1_frozen(
+    tmp_path,
+):
     # The model is rebuilt without random initialisation (meta device, then the saved
     # tensors assigned): every weight and buffer is the saved one, none is left empty, and
     # the stage-1 copy inside a segmenter stays frozen while its head stays trainable.
@@ -49,7 +58,9 @@ def test_loading_assigns_every_saved_tensor_and_keeps_the_frozen_stage1_frozen(t
     model = Segmenter(SiameseClassifier())
     path = save_checkpoint(model, tmp_path / "seg.pt")
     loaded = load_checkpoint(path, expected="stage2")
-    for (name, saved), (_, got) in zip(model.state_dict().items(), loaded.state_dict().items()):
+    for (name, saved), (_, got) in zip(
+        model.state_dict().items(), loaded.state_dict().items()
+    ):
         assert torch.equal(saved, got) and not got.is_meta, name
     assert not any(p.requires_grad for p in loaded.stage1.parameters())
     assert all(p.requires_grad for p in loaded.head.parameters())
@@ -67,7 +78,9 @@ def test_checkpoint_errors(tmp_path):
     assert isinstance(load_weights(Segmenter(), s2), Segmenter)
 
     record = torch.load(s2, weights_only=True)
-    record["model_config"] = {"stage1": {"config": "reference", "in_channels": 2, "embedding_channels": 32}}
+    record["model_config"] = {
+        "stage1": {"config": "reference", "in_channels": 2, "embedding_channels": 32}
+    }
     torch.save(record, tmp_path / "tampered.pt")
     with pytest.raises(CheckpointError, match="do not fit Segmenter"):
         load_checkpoint(tmp_path / "tampered.pt")

@@ -59,12 +59,18 @@ def test_nodata_chips_are_dropped(make_hand_cube):
     cube["vh"][1, :16, :8] = np.nan  # half of the top-left chip lacks post-event VH
     cube["vv"][0, 16, 16] = np.nan  # one pixel of the bottom-right chip
     chips = make_chips(cube, 16, max_nodata_fraction=0.1)
-    assert list(chips.meta["chip_id"].str[-13:]) == ["r00000-c00016", "r00016-c00000", "r00016-c00016"]
+    assert list(chips.meta["chip_id"].str[-13:]) == [
+        "r00000-c00016",
+        "r00016-c00000",
+        "r00016-c00016",
+    ]
     assert chips.meta["nodata_fraction"].iloc[-1] == pytest.approx(1 / 256)
 
 
 def test_chip_size_larger_than_cube(make_hand_cube):
-    with pytest.raises(ChipError, match=r"chip size 64 is larger than the cube \(32×48 px\)"):
+    with pytest.raises(
+        ChipError, match=r"chip size 64 is larger than the cube \(32×48 px\)"
+    ):
         make_chips(make_hand_cube(np.zeros((32, 48), dtype=np.uint8)), 64)
 
 
@@ -109,7 +115,9 @@ def test_too_few_landslide_chips(make_hand_cube):
         balance(empty)
     # With shares 1/2, 1/4, 1/8, 1/8, four chips per class leave one split empty; five do not.
     few = balance(_many_chips(make_hand_cube, n_positive=4), seed=0)
-    with pytest.raises(ChipError, match="too few landslide chips to split: 4.*at least 5"):
+    with pytest.raises(
+        ChipError, match="too few landslide chips to split: 4.*at least 5"
+    ):
         assign_splits(few)
     five = assign_splits(balance(_many_chips(make_hand_cube, n_positive=5), seed=0))
     assert list(split_table(five).loc[list(SPLITS), "landslide"]) == [2, 1, 1, 1]

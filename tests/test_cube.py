@@ -19,7 +19,9 @@ def test_valid_cube_passes(cube):
 
 
 def test_missing_band(cube):
-    with pytest.raises(CubeError, match=r"cube has bands \['vv'\].*needs \['vv', 'vh'\]"):
+    with pytest.raises(
+        CubeError, match=r"cube has bands \['vv'\].*needs \['vv', 'vh'\]"
+    ):
         validate_cube(cube.drop_vars("vh"))
 
 
@@ -36,7 +38,9 @@ def test_missing_crs(cube):
 def test_all_nan_pass_is_named(cube):
     bad = cube.copy(deep=True)
     bad["vv"][1] = np.nan
-    with pytest.raises(CubeError, match=r"pass\(es\) \['2018-08-24 20:40'\] of 'vv' are all NaN"):
+    with pytest.raises(
+        CubeError, match=r"pass\(es\) \['2018-08-24 20:40'\] of 'vv' are all NaN"
+    ):
         validate_cube(bad)
 
 
@@ -73,7 +77,11 @@ def test_pass_pair_averages_the_nearest_passes(cube):
     pair = pass_pair(cube, n_pre=2, n_post=2)
     expected_post = cube["vv"].isel(time=[2, 3]).values.mean(axis=0)
     np.testing.assert_allclose(pair["post_vv"].values, expected_post, rtol=1e-6)
-    np.testing.assert_allclose(pair["pre_vh"].values, cube["vh"].isel(time=[0, 1]).values.mean(axis=0), rtol=1e-6)
+    np.testing.assert_allclose(
+        pair["pre_vh"].values,
+        cube["vh"].isel(time=[0, 1]).values.mean(axis=0),
+        rtol=1e-6,
+    )
     assert pair.attrs["post_times"][0].startswith("2018-09-17")
     with pytest.raises(CubeError, match="asked for 4 post-event pass"):
         pass_pair(cube, n_post=4)

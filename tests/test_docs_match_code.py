@@ -13,7 +13,6 @@ import re
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO, load_tool
 
 graph_tool = load_tool("import_graph")
@@ -23,7 +22,7 @@ PACKAGE = REPO / "sarslide"
 def _readme_modules() -> dict[str, int]:
     """Module -> level, from the README's table (``| `sarslide.x` | level | job |``)."""
     text = (REPO / "README.md").read_text(encoding="utf-8")
-    table = text[text.index("| module | level | job |"):]
+    table = text[text.index("| module | level | job |") :]
     table = table[: table.index("\n\n")]
     rows = re.findall(r"^\| `(sarslide\.[a-z_.]+)` \| (\d+) \|", table, flags=re.M)
     return {module: int(level) for module, level in rows}
@@ -44,21 +43,29 @@ def test_readme_chain_is_the_import_graph():
     level = graph_tool.levels(graph_tool.graph())
     text = (REPO / "README.md").read_text(encoding="utf-8")
     for k in range(max(level.values()) + 1):
-        names = " · ".join(m.removeprefix("sarslide.") for m in sorted(level) if level[m] == k)
+        names = " · ".join(
+            m.removeprefix("sarslide.") for m in sorted(level) if level[m] == k
+        )
         assert f"{k}: {names}\n" in text, f"README's chain lacks level {k}: {names}"
 
 
 def test_no_source_cites_a_file_the_repository_lacks():
     for path in PACKAGE.rglob("*.py"):
-        for name in re.findall(r"\b([A-Za-z_]+\.md)\b", path.read_text(encoding="utf-8")):
-            assert (REPO / name).exists(), f"{path.relative_to(REPO)} cites {name}, which is not in the repository"
+        for name in re.findall(
+            r"\b([A-Za-z_]+\.md)\b", path.read_text(encoding="utf-8")
+        ):
+            assert (REPO / name).exists(), (
+                f"{path.relative_to(REPO)} cites {name}, which is not in the repository"
+            )
 
 
 def test_no_module_imports_another_modules_private_names():
     offenders = []
     for path in PACKAGE.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").startswith("sarslide")):
+            if isinstance(node, ast.ImportFrom) and (
+                node.level or (node.module or "").startswith("sarslide")
+            ):
                 offenders += [
                     f"{path.relative_to(REPO)}: {a.name}"
                     for a in node.names
@@ -77,22 +84,36 @@ def _package(tmp_path: Path, files: dict[str, str]) -> Path:
 
 
 def test_graph_tool_levels_lazy_imports_and_subpackages(tmp_path):
-    root = _package(tmp_path, {
-        "a.py": "",
-        "b.py": "from .a import x\n",
-        "c.py": "def f():\n    from . import b\n",  # a lazy import is still a dependency
-        "acquire/__init__.py": "",
-        "acquire/load.py": "from ..c import f\nfrom sarslide.a import y\n",
-    })  # fmt: skip
+    root = _package(
+        tmp_path,
+        {
+            "a.py": "",
+            "b.py": "from .a import x\n",
+            "c.py": "def f():\n    from . import b\n",  # a lazy import is still a dependency
+            "acquire/__init__.py": "",
+            "acquire/load.py": "from ..c import f\nfrom sarslide.a import y\n",
+        },
+    )
     edges = graph_tool.graph(root)
     assert edges == {
-        "sarslide.a": set(), "sarslide.b": {"sarslide.a"}, "sarslide.c": {"sarslide.b"},
+        "sarslide.a": set(),
+        "sarslide.b": {"sarslide.a"},
+        "sarslide.c": {"sarslide.b"},
         "sarslide.acquire": {"sarslide.c", "sarslide.a"},
-    }  # fmt: skip
-    assert graph_tool.levels(edges) == {"sarslide.a": 0, "sarslide.b": 1, "sarslide.c": 2, "sarslide.acquire": 3}
+    }
+    assert graph_tool.levels(edges) == {
+        "sarslide.a": 0,
+        "sarslide.b": 1,
+        "sarslide.c": 2,
+        "sarslide.acquire": 3,
+    }
 
 
 def test_graph_tool_names_a_cycle(tmp_path):
-    root = _package(tmp_path, {"a.py": "from .b import x\n", "b.py": "from .a import y\n"})
-    with pytest.raises(ValueError, match=r"import cycle: sarslide\.a -> sarslide\.b -> sarslide\.a"):
+    root = _package(
+        tmp_path, {"a.py": "from .b import x\n", "b.py": "from .a import y\n"}
+    )
+    with pytest.raises(
+        ValueError, match=r"import cycle: sarslide\.a -> sarslide\.b -> sarslide\.a"
+    ):
         graph_tool.levels(graph_tool.graph(root))

@@ -48,20 +48,40 @@ def _count_computations(monkeypatch) -> list[int]:
     return calls
 
 
-def test_embeddings_are_computed_once_per_event_across_runs(tmp_path, monkeypatch, stage1, event):
+def test_embeddings_are_computed_once_per_event_across_runs(
+    tmp_path, monkeypatch, stage1, event
+):
     x, y = event
     calls = _count_computations(monkeypatch)
     # fit must not embed whole splits itself when it is given the embeddings
-    monkeypatch.setattr("sarslide.train.segmenter_embeddings", lambda *a, **k: pytest.fail("recomputed"))
-    train_sets = [np.array([0, 1]), np.array([2, 3, 4, 5]), np.array([0, 2, 4, 6, 7, 1])]
+    monkeypatch.setattr(
+        "sarslide.train.segmenter_embeddings", lambda *a, **k: pytest.fail("recomputed")
+    )
+    train_sets = [
+        np.array([0, 1]),
+        np.array([2, 3, 4, 5]),
+        np.array([0, 2, 4, 6, 7, 1]),
+    ]
     val = np.array([8, 9, 10, 11])
     for run, idx in enumerate(train_sets):
         emb = cached_embeddings(stage1, x, tmp_path / "cache", precision="fp32")
         seed_everything(run)
-        fit(Segmenter(stage1), x[idx], y[idx], x[val], y[val], task="stage2", max_epochs=1,
-            batch_size=4, top_k=1, checkpoint_dir=tmp_path / f"run{run}", progress=False,
-            precision="fp32", train_embeddings=emb[torch.as_tensor(idx)],
-            val_embeddings=emb[torch.as_tensor(val)])  # fmt: skip
+        fit(
+            Segmenter(stage1),
+            x[idx],
+            y[idx],
+            x[val],
+            y[val],
+            task="stage2",
+            max_epochs=1,
+            batch_size=4,
+            top_k=1,
+            checkpoint_dir=tmp_path / f"run{run}",
+            progress=False,
+            precision="fp32",
+            train_embeddings=emb[torch.as_tensor(idx)],
+            val_embeddings=emb[torch.as_tensor(val)],
+        )
     assert calls == [len(x)]  # one computation of all 12 chips for three runs
     assert len(list((tmp_path / "cache").glob("embeddings-*-float32.npy"))) == 1
 
@@ -69,7 +89,9 @@ def test_embeddings_are_computed_once_per_event_across_runs(tmp_path, monkeypatc
 def test_cached_fp32_embeddings_give_bit_identical_logits(tmp_path, stage1, event):
     x, _ = event
     emb = cached_embeddings(stage1, x, tmp_path, precision="fp32", batch_size=5)
-    again = cached_embeddings(stage1, x, tmp_path, precision="fp32")  # read from the file
+    again = cached_embeddings(
+        stage1, x, tmp_path, precision="fp32"
+    )  # read from the file
     assert emb.dtype == torch.float32 and emb.shape == (12, 64, 32, 32)
     torch.testing.assert_close(again, emb, rtol=0, atol=0)
     model = Segmenter(stage1).eval()
@@ -80,7 +102,9 @@ def test_cached_fp32_embeddings_give_bit_identical_logits(tmp_path, stage1, even
     torch.testing.assert_close(cached, direct, rtol=0, atol=0)
 
 
-def test_cached_bf16_embeddings_are_what_the_fast_path_computes(tmp_path, stage1, event):
+def test_cached_bf16_embeddings_are_what_the_fast_path_computes(
+    tmp_path, stage1, event
+):
     if not cpu_has_native_bf16():
         pytest.skip("this CPU has no native bfloat16 (AVX-512 BF16 / AMX / Arm BF16)")
     x, _ = event
@@ -88,7 +112,9 @@ def test_cached_bf16_embeddings_are_what_the_fast_path_computes(tmp_path, stage1
     emb = cached_embeddings(stage1, x, tmp_path, precision=prec)
     path = embeddings_path(tmp_path, stage1, x, prec)
     assert path.name.endswith("-bfloat16.npy") and emb.dtype == torch.bfloat16
-    assert path.stat().st_size < 12 * 64 * 32 * 32 * 4 * 0.51  # half of float32 (+ header)
+    assert (
+        path.stat().st_size < 12 * 64 * 32 * 32 * 4 * 0.51
+    )  # half of float32 (+ header)
     model = Segmenter(stage1).eval()
     xt = torch.from_numpy(x)
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
@@ -101,7 +127,9 @@ def test_cached_bf16_embeddings_are_what_the_fast_path_computes(tmp_path, stage1
     assert rel < 0.02
 
 
-def test_cache_key_follows_weights_chips_and_precision(tmp_path, stage1, event, monkeypatch):
+def test_cache_key_follows_weights_chips_and_precision(
+    tmp_path, stage1, event, monkeypatch
+):
     x, _ = event
     calls = _count_computations(monkeypatch)
     fp32 = resolve_precision("cpu", "fp32")
@@ -113,10 +141,15 @@ def test_cache_key_follows_weights_chips_and_precision(tmp_path, stage1, event, 
     retrained = SiameseClassifier("reference").eval()
     retrained.load_state_dict(stage1.state_dict())
     with torch.no_grad():
-        retrained.unet.encoder.bn1.running_mean += 0.1  # only a batch-norm statistic moves
+        retrained.unet.encoder.bn1.running_mean += (
+            0.1  # only a batch-norm statistic moves
+        )
     assert embeddings_path(tmp_path, retrained, x, fp32) != first
     if cpu_has_native_bf16():
-        assert embeddings_path(tmp_path, stage1, x, resolve_precision("cpu", "bf16")) != first
+        assert (
+            embeddings_path(tmp_path, stage1, x, resolve_precision("cpu", "bf16"))
+            != first
+        )
     cached_embeddings(retrained, x, tmp_path, precision="fp32")
     assert calls == [12, 12]
     # same weights in a fresh module: the same file, no computation
@@ -126,7 +159,9 @@ def test_cache_key_follows_weights_chips_and_precision(tmp_path, stage1, event, 
     assert calls == [12, 12]
 
 
-def test_corrupt_or_interrupted_cache_files_are_recomputed(tmp_path, stage1, event, monkeypatch):
+def test_corrupt_or_interrupted_cache_files_are_recomputed(
+    tmp_path, stage1, event, monkeypatch
+):
     x, _ = event
     fp32 = resolve_precision("cpu", "fp32")
     path = embeddings_path(tmp_path, stage1, x, fp32)
@@ -154,13 +189,26 @@ def test_fit_refuses_embeddings_of_other_chips_or_shapes(tmp_path, stage1, event
     train, val = np.arange(4), np.arange(8, 12)
 
     def go(train_emb, model=None):
-        fit(model or Segmenter(stage1), x[train], y[train], x[val], y[val], task="stage2",
-            max_epochs=1, checkpoint_dir=tmp_path, progress=False, precision="fp32",
-            train_embeddings=train_emb)  # fmt: skip
+        fit(
+            model or Segmenter(stage1),
+            x[train],
+            y[train],
+            x[val],
+            y[val],
+            task="stage2",
+            max_epochs=1,
+            checkpoint_dir=tmp_path,
+            progress=False,
+            precision="fp32",
+            train_embeddings=train_emb,
+        )
 
     with pytest.raises(ValueError, match="do not belong to these chips"):
         go(emb[4:8])  # embeddings of other chips
-    with pytest.raises(ValueError, match=r"have shape \(3, 64, 32, 32\) but the chips need \(4, 64, 32, 32\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"have shape \(3, 64, 32, 32\) but the chips need \(4, 64, 32, 32\)",
+    ):
         go(emb[:3])
     with pytest.raises(ValueError, match="without a stage-1 network"):
         go(emb[:4], Segmenter())

@@ -16,12 +16,15 @@ TINY = get_profile("demo").with_overrides(
 
 def _chunk_files(cache):
     return sorted(
-        p for p in (cache / "cubes").glob("*.zarr/vv/**/*")
+        p
+        for p in (cache / "cubes").glob("*.zarr/vv/**/*")
         if p.is_file() and not p.name.startswith(".") and p.stat().st_size > 100
     )
 
 
-@pytest.mark.parametrize("which", [0, -1])  # read by the cube's check, or by the chipping
+@pytest.mark.parametrize(
+    "which", [0, -1]
+)  # read by the cube's check, or by the chipping
 def test_a_truncated_cube_chunk_is_rebuilt_with_a_warning(tmp_path, which):
     clean = prepare_event("hokkaido", TINY, cache_dir=tmp_path / "clean")
     damaged = tmp_path / "damaged"
@@ -29,7 +32,9 @@ def test_a_truncated_cube_chunk_is_rebuilt_with_a_warning(tmp_path, which):
     chunk = _chunk_files(damaged)[which]
     with open(chunk, "r+b") as f:  # half a compressed chunk: blosc cannot decode it
         f.truncate(chunk.stat().st_size // 2)
-    with pytest.warns(CacheRebuiltWarning, match=r"rebuilding the cached cube.*could not be decoded"):
+    with pytest.warns(
+        CacheRebuiltWarning, match=r"rebuilding the cached cube.*could not be decoded"
+    ):
         chips = prepare_event("hokkaido", TINY, cache_dir=damaged)
     np.testing.assert_array_equal(chips.images, clean.images)
     np.testing.assert_array_equal(chips.labels, clean.labels)

@@ -35,15 +35,40 @@ from sarslide.profiles import get_profile
 from sarslide.results_table import CorruptResultsWarning, read_results, run_file
 
 TINY = get_profile("demo").with_overrides(
-    name="tiny-grid", synthetic_shape=(256, 256), chip_size=32, stage1_max_epochs=1,
-    stage2_max_epochs=1, patience=5, top_k=1, batch_size=8, train_sizes=(2, None),
-    seeds=(0,), seeds_smallest=(0, 1), split_scheme="text", few_shot_draw="balanced",
-)  # fmt: skip
+    name="tiny-grid",
+    synthetic_shape=(256, 256),
+    chip_size=32,
+    stage1_max_epochs=1,
+    stage2_max_epochs=1,
+    patience=5,
+    top_k=1,
+    batch_size=8,
+    train_sizes=(2, None),
+    seeds=(0,),
+    seeds_smallest=(0, 1),
+    split_scheme="text",
+    few_shot_draw="balanced",
+)
 CLI_TINY = [
-    "--profile", "demo", "--set", "synthetic_shape=256,256", "--set", "chip_size=32",
-    "--set", "stage1_max_epochs=1", "--set", "stage2_max_epochs=1", "--set", "top_k=1",
-    "--set", "train_sizes=2", "--set", "seeds=0", "--set", "seeds_smallest=0,1",
-]  # fmt: skip
+    "--profile",
+    "demo",
+    "--set",
+    "synthetic_shape=256,256",
+    "--set",
+    "chip_size=32",
+    "--set",
+    "stage1_max_epochs=1",
+    "--set",
+    "stage2_max_epochs=1",
+    "--set",
+    "top_k=1",
+    "--set",
+    "train_sizes=2",
+    "--set",
+    "seeds=0",
+    "--set",
+    "seeds_smallest=0,1",
+]
 CLI_PROFILE = apply_overrides(get_profile("demo"), CLI_TINY[3::2])
 
 
@@ -72,11 +97,19 @@ def learned(table: pd.DataFrame) -> pd.DataFrame:
 def read_only_view(folder: Path, view: Path):
     """``folder`` mounted read-only at ``view`` (skips the test where mounts are refused)."""
     view.mkdir(parents=True, exist_ok=True)
-    bind = subprocess.run(["mount", "--bind", str(folder), str(view)], capture_output=True, text=True)
+    bind = subprocess.run(
+        ["mount", "--bind", str(folder), str(view)], capture_output=True, text=True
+    )
     if bind.returncode != 0:
-        pytest.skip(f"read-only bind mounts are not allowed here ({bind.stderr.strip()})")
+        pytest.skip(
+            f"read-only bind mounts are not allowed here ({bind.stderr.strip()})"
+        )
     try:
-        ro = subprocess.run(["mount", "-o", "remount,ro,bind", str(view)], capture_output=True, text=True)
+        ro = subprocess.run(
+            ["mount", "-o", "remount,ro,bind", str(view)],
+            capture_output=True,
+            text=True,
+        )
         if ro.returncode != 0:
             pytest.skip(f"cannot remount read-only ({ro.stderr.strip()})")
         probe = view / ".probe"
@@ -92,19 +125,41 @@ def test_two_grid_processes_on_one_folder_keep_every_row(tmp_path):
     """`grid --arms none` and `grid --arms hokkaido` at once on one --out: every row of both."""
     data = tmp_path / "data"
     prepare_event("hokkaido", CLI_PROFILE, cache_dir=data)
-    ablation._prepare_shared_inputs([Run("hokkaido", 2, 0)], "hokkaido", CLI_PROFILE, data, False)
+    ablation._prepare_shared_inputs(
+        [Run("hokkaido", 2, 0)], "hokkaido", CLI_PROFILE, data, False
+    )
     out = tmp_path / "shared-results"
-    env = dict(os.environ, SARSLIDE_DATA_DIR=str(data), OMP_NUM_THREADS="1", TQDM_DISABLE="1")
+    env = dict(
+        os.environ, SARSLIDE_DATA_DIR=str(data), OMP_NUM_THREADS="1", TQDM_DISABLE="1"
+    )
     env.pop("SARSLIDE_PROFILE", None)
-    cmd = [sys.executable, "-m", "sarslide.cli", "grid", *CLI_TINY, "--out", str(out), "--threads", "1"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "sarslide.cli",
+        "grid",
+        *CLI_TINY,
+        "--out",
+        str(out),
+        "--threads",
+        "1",
+    ]
     procs = [
-        subprocess.Popen([*cmd, "--arms", arm], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [*cmd, "--arms", arm],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for arm in ("none", "hokkaido")
     ]
     outputs = [p.communicate(timeout=900) for p in procs]
     for p, (stdout, stderr) in zip(procs, outputs):
         assert p.returncode == 0, stdout + stderr
-    expected = {f"{arm}-n002-s{seed}" for arm in ("none", "hokkaido") for seed in (0, 1)}
+    expected = {
+        f"{arm}-n002-s{seed}" for arm in ("none", "hokkaido") for seed in (0, 1)
+    }
     table = pd.read_parquet(out / "results.parquet")
     assert set(table["run_id"]) == expected | {"log_ratio", "random"}
     # each run's rows once: 1 checkpoint x every metric
@@ -113,10 +168,14 @@ def test_two_grid_processes_on_one_folder_keep_every_row(tmp_path):
 
 
 # ----------------------------------------------------------------- item 2: scheduler
-def test_a_scheduler_that_never_answers_or_refuses_fails_within_the_timeout(monkeypatch):
+def test_a_scheduler_that_never_answers_or_refuses_fails_within_the_timeout(
+    monkeypatch,
+):
     monkeypatch.setenv("SARSLIDE_NETWORK_TIMEOUT", "1")
     with SilentServer() as server:
-        err, seconds = run_bounded(lambda: ablation._connect(f"tcp://127.0.0.1:{server.port}"))
+        err, seconds = run_bounded(
+            lambda: ablation._connect(f"tcp://127.0.0.1:{server.port}")
+        )
         assert server.accepted  # it did connect: the handshake is what never came
     assert isinstance(err, NetworkUnavailableError), repr(err)
     assert f"tcp://127.0.0.1:{server.port}" in str(err) and "timeout 1 s" in str(err)
@@ -140,20 +199,41 @@ def test_a_real_scheduler_still_connects():
 
 def test_cli_grid_with_a_refused_scheduler_gives_one_line(cache):
     port = closed_port()
-    proc = run_cli("grid", *CLI_TINY, "--arms", "none", "--out", str(cache / "sched"),
-                   "--scheduler", f"tcp://127.0.0.1:{port}", data_dir=cache,
-                   env_extra={"SARSLIDE_NETWORK_TIMEOUT": "1"}, timeout=600)  # fmt: skip
+    proc = run_cli(
+        "grid",
+        *CLI_TINY,
+        "--arms",
+        "none",
+        "--out",
+        str(cache / "sched"),
+        "--scheduler",
+        f"tcp://127.0.0.1:{port}",
+        data_dir=cache,
+        env_extra={"SARSLIDE_NETWORK_TIMEOUT": "1"},
+        timeout=600,
+    )
     assert_one_line_error(proc, f"tcp://127.0.0.1:{port}", "--scheduler serial")
 
 
 # ----------------------------------------------------------------- issue 20 item 5
-def test_a_time_budgeted_grid_stops_between_runs_and_a_second_call_finishes_it(cache, tmp_path, capsys):
+def test_a_time_budgeted_grid_stops_between_runs_and_a_second_call_finishes_it(
+    cache, tmp_path, capsys
+):
     runs = ablation.experiment_grid(TINY, arms=("none",))  # 3 runs
-    whole = ablation.run_grid(runs, profile=TINY, cache_dir=cache, out_dir=tmp_path / "whole", progress=False)
+    whole = ablation.run_grid(
+        runs, profile=TINY, cache_dir=cache, out_dir=tmp_path / "whole", progress=False
+    )
     out = tmp_path / "budget"
     plan = ablation.grid_plan(runs, profile=TINY, out_dir=out, cache_dir=cache)
     assert len(plan.missing) == 3 and plan.estimate_s is None  # nothing measured yet
-    first = ablation.run_grid(runs, profile=TINY, cache_dir=cache, out_dir=out, max_minutes=1e-6, progress=True)
+    first = ablation.run_grid(
+        runs,
+        profile=TINY,
+        cache_dir=cache,
+        out_dir=out,
+        max_minutes=1e-6,
+        progress=True,
+    )
     said = capsys.readouterr().out
     assert "3 of 3 runs missing" in said and "no estimate yet" in said
     # the first run always starts (progress); the budget is spent, so it stops after it
@@ -162,8 +242,14 @@ def test_a_time_budgeted_grid_stops_between_runs_and_a_second_call_finishes_it(c
     assert not (out / runs[1].run_id).exists()  # nothing of the next run was started
     plan = ablation.grid_plan(runs, profile=TINY, out_dir=out, cache_dir=cache)
     assert [r.run_id for r in plan.missing] == [r.run_id for r in runs[1:]]
-    assert plan.estimate_s is not None and plan.estimate_s > 0 and "2 of 3 runs missing; about" in plan.describe()
-    second = ablation.run_grid(runs, profile=TINY, cache_dir=cache, out_dir=out, progress=False)
+    assert (
+        plan.estimate_s is not None
+        and plan.estimate_s > 0
+        and "2 of 3 runs missing; about" in plan.describe()
+    )
+    second = ablation.run_grid(
+        runs, profile=TINY, cache_dir=cache, out_dir=out, progress=False
+    )
     assert second.attrs["left_for_later"] == []
     pd.testing.assert_frame_equal(learned(second), learned(whole))
 
@@ -171,10 +257,24 @@ def test_a_time_budgeted_grid_stops_between_runs_and_a_second_call_finishes_it(c
 def test_the_estimate_follows_the_measured_per_epoch_costs():
     # seconds per epoch = 1 + 0.5 n on this device (two sizes), 4 epochs, 2 s overhead
     timings = [
-        {"arm": "none", "n_train": 2, "seconds_per_epoch": 2.0, "epochs": 4, "overhead_seconds": 2.0},
-        {"arm": "none", "n_train": 10, "seconds_per_epoch": 6.0, "epochs": 4, "overhead_seconds": 2.0},
+        {
+            "arm": "none",
+            "n_train": 2,
+            "seconds_per_epoch": 2.0,
+            "epochs": 4,
+            "overhead_seconds": 2.0,
+        },
+        {
+            "arm": "none",
+            "n_train": 10,
+            "seconds_per_epoch": 6.0,
+            "epochs": 4,
+            "overhead_seconds": 2.0,
+        },
     ]
-    assert estimate_run_seconds(timings, "none", 20, max_epochs=50) == pytest.approx((1 + 0.5 * 20) * 4 + 2)
+    assert estimate_run_seconds(timings, "none", 20, max_epochs=50) == pytest.approx(
+        (1 + 0.5 * 20) * 4 + 2
+    )
     assert estimate_run_seconds([], "none", 20, max_epochs=50) is None
     clock = iter([0.0, 10.0, 50.0, 70.0]).__next__
     budget = TimeBudget(1.0, clock=clock)  # 60 s; started at t=0
@@ -187,17 +287,47 @@ def test_the_estimate_follows_the_measured_per_epoch_costs():
 def test_partial_grids_over_sizes_and_seeds_merge_into_one_table(cache, tmp_path):
     small = TINY.with_overrides(train_sizes=(2,), seeds_smallest=(0,))
     other = TINY.with_overrides(train_sizes=(2, None), seeds=(0,), seeds_smallest=(1,))
-    assert ablation.results_dir("hokkaido", small, cache) == ablation.results_dir("hokkaido", TINY, cache)
-    assert ablation.results_dir("hokkaido", TINY.with_overrides(top_k=2), cache) != ablation.results_dir("hokkaido", TINY, cache)
+    assert ablation.results_dir("hokkaido", small, cache) == ablation.results_dir(
+        "hokkaido", TINY, cache
+    )
+    assert ablation.results_dir(
+        "hokkaido", TINY.with_overrides(top_k=2), cache
+    ) != ablation.results_dir("hokkaido", TINY, cache)
     out = tmp_path / "partial"
-    ablation.run_grid(ablation.experiment_grid(small, arms=("none",)), profile=small, cache_dir=cache, out_dir=out, progress=False)
-    table = ablation.run_grid(ablation.experiment_grid(other, arms=("none",)), profile=other, cache_dir=cache,
-                              out_dir=out, progress=False)  # fmt: skip
-    assert set(table["run_id"]) == {"none-n002-s0", "none-n002-s1", "none-nall-s0", "log_ratio", "random"}
+    ablation.run_grid(
+        ablation.experiment_grid(small, arms=("none",)),
+        profile=small,
+        cache_dir=cache,
+        out_dir=out,
+        progress=False,
+    )
+    table = ablation.run_grid(
+        ablation.experiment_grid(other, arms=("none",)),
+        profile=other,
+        cache_dir=cache,
+        out_dir=out,
+        progress=False,
+    )
+    assert set(table["run_id"]) == {
+        "none-n002-s0",
+        "none-n002-s1",
+        "none-nall-s0",
+        "log_ratio",
+        "random",
+    }
     # and a full grid call reuses all three
-    again = ablation.run_grid(ablation.experiment_grid(TINY, arms=("none",)), profile=TINY, cache_dir=cache,
-                              out_dir=out, progress=False)  # fmt: skip
-    assert again.attrs["reused_runs"] == ["none-n002-s0", "none-n002-s1", "none-nall-s0"]
+    again = ablation.run_grid(
+        ablation.experiment_grid(TINY, arms=("none",)),
+        profile=TINY,
+        cache_dir=cache,
+        out_dir=out,
+        progress=False,
+    )
+    assert again.attrs["reused_runs"] == [
+        "none-n002-s0",
+        "none-n002-s1",
+        "none-nall-s0",
+    ]
 
 
 def test_a_results_folder_of_an_older_version_is_still_accepted(cache, tmp_path):
@@ -208,19 +338,38 @@ def test_a_results_folder_of_an_older_version_is_still_accepted(cache, tmp_path)
 
     out = tmp_path / "old"
     out.mkdir()
-    old_key = store_key("hokkaido", TINY, TINY.data_seed)  # every setting, sizes and seeds included
-    (out / "settings.json").write_text(json.dumps({"key": old_key, "event": "hokkaido",
-                                                   "profile": asdict(TINY)}, default=str))  # fmt: skip
-    ablation.run_grid([], profile=TINY.with_overrides(seeds_smallest=(3,)), cache_dir=cache, out_dir=out, progress=False)
+    old_key = store_key(
+        "hokkaido", TINY, TINY.data_seed
+    )  # every setting, sizes and seeds included
+    (out / "settings.json").write_text(
+        json.dumps(
+            {"key": old_key, "event": "hokkaido", "profile": asdict(TINY)}, default=str
+        )
+    )
+    ablation.run_grid(
+        [],
+        profile=TINY.with_overrides(seeds_smallest=(3,)),
+        cache_dir=cache,
+        out_dir=out,
+        progress=False,
+    )
     with pytest.raises(ValueError, match=r"changed: \['top_k'\]"):
-        ablation.run_grid([], profile=TINY.with_overrides(top_k=3), cache_dir=cache, out_dir=out, progress=False)
+        ablation.run_grid(
+            [],
+            profile=TINY.with_overrides(top_k=3),
+            cache_dir=cache,
+            out_dir=out,
+            progress=False,
+        )
 
 
 # ----------------------------------------------------------------- item 4: broken files
 def test_broken_results_files_are_named_and_rebuilt(cache, tmp_path):
     out = tmp_path / "broken"
     runs = [Run("none", 2, 0), Run("none", 2, 1)]
-    table = ablation.run_grid(runs, profile=TINY, cache_dir=cache, out_dir=out, progress=False)
+    table = ablation.run_grid(
+        runs, profile=TINY, cache_dir=cache, out_dir=out, progress=False
+    )
     merged = out / "results.parquet"
     merged.write_bytes(merged.read_bytes()[:100])  # truncated
     with pytest.warns(CorruptResultsWarning, match=str(merged)):
@@ -230,14 +379,18 @@ def test_broken_results_files_are_named_and_rebuilt(cache, tmp_path):
     one = run_file(out, "none-n002-s1")
     one.write_bytes(one.read_bytes()[:50])
     with pytest.warns(CorruptResultsWarning, match="none-n002-s1.parquet"):
-        again = ablation.run_grid(runs, profile=TINY, cache_dir=cache, out_dir=out, progress=False)
+        again = ablation.run_grid(
+            runs, profile=TINY, cache_dir=cache, out_dir=out, progress=False
+        )
     assert again.attrs["reused_runs"] == ["none-n002-s0"]
     pd.testing.assert_frame_equal(learned(again), learned(table))
     pd.read_parquet(merged)  # rewritten whole
     # a broken settings.json is named, with the fix; nothing is trained
     (out / "settings.json").write_text('{"key": "abc", ')
     with pytest.raises(ValueError, match=r"settings.json is unreadable .*delete it"):
-        ablation.run_grid(runs, profile=TINY, cache_dir=cache, out_dir=out, progress=False)
+        ablation.run_grid(
+            runs, profile=TINY, cache_dir=cache, out_dir=out, progress=False
+        )
 
 
 # ----------------------------------------------------------------- items 6 and 7: the CLI
@@ -262,14 +415,37 @@ def test_grid_command_line_folders_and_numbers_are_checked_before_compute(tmp_pa
 def test_a_finished_grid_in_a_read_only_folder_is_readable(cache, tmp_path):
     runs = [Run("none", 2, 0)]
     out = tmp_path / "finished"
-    table = ablation.run_grid(runs, profile=CLI_PROFILE, cache_dir=cache, out_dir=out, progress=False)
+    table = ablation.run_grid(
+        runs, profile=CLI_PROFILE, cache_dir=cache, out_dir=out, progress=False
+    )
     with read_only_view(out, tmp_path / "ro-results") as view:
-        again = ablation.run_grid(runs, profile=CLI_PROFILE, cache_dir=cache, out_dir=view, progress=False)
+        again = ablation.run_grid(
+            runs, profile=CLI_PROFILE, cache_dir=cache, out_dir=view, progress=False
+        )
         pd.testing.assert_frame_equal(learned(again), learned(table))
-        proc = run_cli("grid", *CLI_TINY, "--arms", "none", "--set", "seeds_smallest=0", "--out", str(view),
-                       "--list", data_dir=cache)  # fmt: skip
+        proc = run_cli(
+            "grid",
+            *CLI_TINY,
+            "--arms",
+            "none",
+            "--set",
+            "seeds_smallest=0",
+            "--out",
+            str(view),
+            "--list",
+            data_dir=cache,
+        )
         assert proc.returncode == 0, proc.stderr
         # with a run missing, the read-only folder is refused before anything trains
-        proc = run_cli("grid", *CLI_TINY, "--arms", "none", "--set", "seeds_smallest=0,5", "--out", str(view),
-                       data_dir=cache)  # fmt: skip
+        proc = run_cli(
+            "grid",
+            *CLI_TINY,
+            "--arms",
+            "none",
+            "--set",
+            "seeds_smallest=0,5",
+            "--out",
+            str(view),
+            data_dir=cache,
+        )
         assert_one_line_error(proc, f"--out {view}", "read-only")

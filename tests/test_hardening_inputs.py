@@ -46,7 +46,9 @@ def labelled_cube(n: int = 64, seed: int = 0):
     labels = np.zeros((n, n), np.uint8)
     for r in range(0, n, 8):
         for c in range(0, n, 16):
-            labels[r + 2 : r + 4, c + 2 : c + 4] = 1  # every other 8×8 chip holds a landslide
+            labels[r + 2 : r + 4, c + 2 : c + 4] = (
+                1  # every other 8×8 chip holds a landslide
+            )
     return hand_cube(labels, seed=seed)
 
 
@@ -68,7 +70,11 @@ def test_sentinel_pixels_are_refused_then_masked_and_their_chips_dropped():
     with pytest.raises(CubeError, match=r"no-data value"):
         make_chips(cube, 16)  # before: kept, and those pixels became -50 dB
     chips = make_chips(mask_nodata(cube), 16)
-    assert list(zip(chips.meta["row"], chips.meta["col"])) == [(0, 16), (16, 0), (16, 16)]
+    assert list(zip(chips.meta["row"], chips.meta["col"])) == [
+        (0, 16),
+        (16, 0),
+        (16, 16),
+    ]
 
 
 def test_open_cube_masks_a_nodata_attribute(tmp_path):
@@ -90,7 +96,9 @@ def test_open_cube_masks_a_nodata_attribute(tmp_path):
 
 def test_zero_and_tiny_split_fractions_give_clear_results():
     chips = balance(make_chips(labelled_cube(64), 8))
-    out = assign_splits(chips, (0.5, 0.5, 0.0, 0.0))  # before: StopIteration, no message
+    out = assign_splits(
+        chips, (0.5, 0.5, 0.0, 0.0)
+    )  # before: StopIteration, no message
     assert set(out.meta["split"]) == {"stage1_train", "stage2_train"}
     with pytest.raises(ChipError, match="would be empty"):
         assign_splits(chips, (0.5, 0.5 - 1e-7, 1e-7, 0.0))
@@ -103,31 +111,72 @@ def test_chip_size_must_be_an_integer(size):
 
 
 def chipset_with_stats():
-    chips = assign_splits(balance(make_chips(labelled_cube(64), 8)), (0.5, 0.25, 0.125, 0.125))
-    return chips.__class__(**{**chips.__dict__, "stats": compute_stats(chips.images).to_dict()})
+    chips = assign_splits(
+        balance(make_chips(labelled_cube(64), 8)), (0.5, 0.25, 0.125, 0.125)
+    )
+    return chips.__class__(
+        **{**chips.__dict__, "stats": compute_stats(chips.images).to_dict()}
+    )
 
 
 def test_out_of_range_train_indices_are_named(tmp_path):
     chips = chipset_with_stats()
     n = len(chips.split("stage1_train"))
-    with pytest.raises(ValueError, match=rf"\[{n}, 99\] are outside the training split, which holds {n}"):
-        fit_chipset(SiameseClassifier(), chips, task="stage1", train_indices=[0, n, 99],
-                    max_epochs=1, checkpoint_dir=tmp_path, progress=False)
+    with pytest.raises(
+        ValueError,
+        match=rf"\[{n}, 99\] are outside the training split, which holds {n}",
+    ):
+        fit_chipset(
+            SiameseClassifier(),
+            chips,
+            task="stage1",
+            train_indices=[0, n, 99],
+            max_epochs=1,
+            checkpoint_dir=tmp_path,
+            progress=False,
+        )
     with pytest.raises(ValueError, match="integer positions"):
-        fit_chipset(SiameseClassifier(), chips, task="stage1", train_indices=[0.5],
-                    max_epochs=1, checkpoint_dir=tmp_path, progress=False)
+        fit_chipset(
+            SiameseClassifier(),
+            chips,
+            task="stage1",
+            train_indices=[0.5],
+            max_epochs=1,
+            checkpoint_dir=tmp_path,
+            progress=False,
+        )
 
 
 def test_a_last_batch_of_one_chip_is_skipped_at_the_smallest_size(tmp_path):
     x, y = tiny_chips(5, seed=0)  # 5 chips, batches of 2: the last batch holds one
     xv, yv = tiny_chips(4, seed=1)
     torch.manual_seed(0)
-    result = fit(SiameseClassifier(), x, y, xv, yv, task="stage1", max_epochs=2, batch_size=2,
-                 checkpoint_dir=tmp_path, progress=False)
+    result = fit(
+        SiameseClassifier(),
+        x,
+        y,
+        xv,
+        yv,
+        task="stage1",
+        max_epochs=2,
+        batch_size=2,
+        checkpoint_dir=tmp_path,
+        progress=False,
+    )
     assert result.epochs == 2 and np.isfinite(result.history["train_loss"]).all()
     with pytest.raises(ValueError, match=r"batch of one 8×8 chip.*at least 2 chips"):
-        fit(SiameseClassifier(), x[:1], y[:1], xv, yv, task="stage1", max_epochs=1,
-            batch_size=2, checkpoint_dir=tmp_path / "one", progress=False)
+        fit(
+            SiameseClassifier(),
+            x[:1],
+            y[:1],
+            xv,
+            yv,
+            task="stage1",
+            max_epochs=1,
+            batch_size=2,
+            checkpoint_dir=tmp_path / "one",
+            progress=False,
+        )
 
 
 def _read_only_dir(tmp_path):
@@ -143,11 +192,24 @@ def test_read_only_checkpoint_folder_is_refused_before_training(tmp_path, toy_da
     x, y, xv, yv = toy_data
     model = SiameseClassifier()
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    with pytest.raises(PermissionError, match="cannot write checkpoints to .*checkpoint_dir"):
-        fit(model, x, y, xv, yv, task="stage1", max_epochs=1, checkpoint_dir=_read_only_dir(tmp_path),
-            progress=False)
+    with pytest.raises(
+        PermissionError, match="cannot write checkpoints to .*checkpoint_dir"
+    ):
+        fit(
+            model,
+            x,
+            y,
+            xv,
+            yv,
+            task="stage1",
+            max_epochs=1,
+            checkpoint_dir=_read_only_dir(tmp_path),
+            progress=False,
+        )
     after = model.state_dict()
-    assert all(torch.equal(before[k], after[k]) for k in before)  # not a single step taken
+    assert all(
+        torch.equal(before[k], after[k]) for k in before
+    )  # not a single step taken
 
 
 def test_empty_inventories_in_rasterize():
@@ -161,9 +223,15 @@ def test_empty_inventories_in_rasterize():
 
 def test_csv_in_projected_metres_is_not_read_as_lon_lat(tmp_path):
     path = tmp_path / "inventory.csv"
-    pd.DataFrame({"x": [500_055.0, 500_155.0], "y": [4_699_945.0, 4_699_845.0]}).to_csv(path, index=False)
-    with pytest.raises(ValueError, match=r"look like projected coordinates.*crs='EPSG:"):
-        read_inventory(path)  # before: points at 500,000 degrees, silently all-zero labels
+    pd.DataFrame({"x": [500_055.0, 500_155.0], "y": [4_699_945.0, 4_699_845.0]}).to_csv(
+        path, index=False
+    )
+    with pytest.raises(
+        ValueError, match=r"look like projected coordinates.*crs='EPSG:"
+    ):
+        read_inventory(
+            path
+        )  # before: points at 500,000 degrees, silently all-zero labels
     labels = rasterize(path, labelled_cube(32), crs="EPSG:32654")
     assert int(labels.sum()) == 2  # pixels (5, 5) and (15, 15), counted by hand
     assert labels.values[5, 5] == 1 and labels.values[15, 15] == 1
@@ -184,7 +252,9 @@ def test_corrupt_local_zip_is_named(tmp_path):
         z.writestr("cube.zarr/.zgroup", '{"zarr_format": 2}')
     broken = tmp_path / "cube.zip"
     broken.write_bytes(good.read_bytes()[:-30])  # a download cut short
-    with pytest.raises(CorruptFileError, match=r"cube\.zip is not a readable zip archive.*delete it"):
+    with pytest.raises(
+        CorruptFileError, match=r"cube\.zip is not a readable zip archive.*delete it"
+    ):
         extract_zip(broken)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cube.zip", "good.zip"]
 
@@ -197,18 +267,47 @@ def test_unstandardised_training_chips_are_warned_about(tmp_path):
     x, y = tiny_chips(4)
     linear = (0.2 * rng.gamma(5, 1 / 5, x.shape)).astype("float32")
     xv, yv = tiny_chips(2, seed=1)
-    with pytest.warns(UnstandardizedInputWarning, match="looks like linear backscatter"):
-        fit(SiameseClassifier(), linear, y, xv, yv, task="stage1", max_epochs=1,
-            checkpoint_dir=tmp_path / "lin", progress=False)
+    with pytest.warns(
+        UnstandardizedInputWarning, match="looks like linear backscatter"
+    ):
+        fit(
+            SiameseClassifier(),
+            linear,
+            y,
+            xv,
+            yv,
+            task="stage1",
+            max_epochs=1,
+            checkpoint_dir=tmp_path / "lin",
+            progress=False,
+        )
     with pytest.warns(UnstandardizedInputWarning, match="looks like decibels"):
-        fit(SiameseClassifier(), 10 * np.log10(linear), y, xv, yv, task="stage1", max_epochs=1,
-            checkpoint_dir=tmp_path / "db", progress=False)
+        fit(
+            SiameseClassifier(),
+            10 * np.log10(linear),
+            y,
+            xv,
+            yv,
+            task="stage1",
+            max_epochs=1,
+            checkpoint_dir=tmp_path / "db",
+            progress=False,
+        )
     import warnings
 
     with warnings.catch_warnings():
         warnings.simplefilter("error", UnstandardizedInputWarning)
-        fit(SiameseClassifier(), x, y, xv, yv, task="stage1", max_epochs=1,
-            checkpoint_dir=tmp_path / "std", progress=False)
+        fit(
+            SiameseClassifier(),
+            x,
+            y,
+            xv,
+            yv,
+            task="stage1",
+            max_epochs=1,
+            checkpoint_dir=tmp_path / "std",
+            progress=False,
+        )
 
 
 # ------------------------------------------------------------------ item 10: thread count
@@ -224,14 +323,35 @@ def test_thread_count_is_recorded_and_a_resume_with_another_count_warns(tmp_path
     try:
         torch.set_num_threads(1)
         torch.manual_seed(0)
-        result = fit(SiameseClassifier(), x, y, xv, yv, task="stage1", max_epochs=1,
-                     checkpoint_dir=tmp_path, progress=False)
+        result = fit(
+            SiameseClassifier(),
+            x,
+            y,
+            xv,
+            yv,
+            task="stage1",
+            max_epochs=1,
+            checkpoint_dir=tmp_path,
+            progress=False,
+        )
         assert checkpoint_info(result.last)["runtime"]["threads"] == 1
         assert checkpoint_info(result.best)["runtime"]["threads"] == 1
         torch.set_num_threads(2)
         torch.manual_seed(0)
-        with pytest.warns(ThreadCountWarning, match=r"written with 1 torch thread.*set_num_threads\(1\)"):
-            fit(SiameseClassifier(), x, y, xv, yv, task="stage1", max_epochs=2,
-                checkpoint_dir=tmp_path, progress=False)
+        with pytest.warns(
+            ThreadCountWarning,
+            match=r"written with 1 torch thread.*set_num_threads\(1\)",
+        ):
+            fit(
+                SiameseClassifier(),
+                x,
+                y,
+                xv,
+                yv,
+                task="stage1",
+                max_epochs=2,
+                checkpoint_dir=tmp_path,
+                progress=False,
+            )
     finally:
         torch.set_num_threads(before)

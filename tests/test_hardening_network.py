@@ -123,9 +123,11 @@ def test_settings_come_from_the_environment(monkeypatch):
     monkeypatch.setenv("SARSLIDE_NETWORK_BACKOFF", "0.5")
     assert network_settings() == NetworkSettings(timeout=7.5, retries=2, backoff=0.5)
     assert gdal_http_options() == {
-        "GDAL_HTTP_TIMEOUT": "8", "GDAL_HTTP_CONNECTTIMEOUT": "8",
-        "GDAL_HTTP_MAX_RETRY": "2", "GDAL_HTTP_RETRY_DELAY": "0.5",
-    }  # fmt: skip
+        "GDAL_HTTP_TIMEOUT": "8",
+        "GDAL_HTTP_CONNECTTIMEOUT": "8",
+        "GDAL_HTTP_MAX_RETRY": "2",
+        "GDAL_HTTP_RETRY_DELAY": "0.5",
+    }
     monkeypatch.setenv("SARSLIDE_NETWORK_TIMEOUT", "soon")
     with pytest.raises(ValueError, match="SARSLIDE_NETWORK_TIMEOUT='soon'"):
         network_settings()
@@ -142,14 +144,22 @@ def test_retries_are_bounded_with_doubling_backoff():
         raise TimeoutError("stalled")
 
     with pytest.raises(TimeoutError):
-        with_retries(flaky, retry_on=lambda e: True, settings=NetworkSettings(1, 3, 0.5),
-                     sleep=waits.append)
+        with_retries(
+            flaky,
+            retry_on=lambda e: True,
+            settings=NetworkSettings(1, 3, 0.5),
+            sleep=waits.append,
+        )
     assert len(calls) == 4 and waits == [0.5, 1.0, 2.0]
     # an error that is not a network failure is raised at once
     calls.clear()
     with pytest.raises(TimeoutError):
-        with_retries(flaky, retry_on=lambda e: False, settings=NetworkSettings(1, 3, 0.5),
-                     sleep=waits.append)
+        with_retries(
+            flaky,
+            retry_on=lambda e: False,
+            settings=NetworkSettings(1, 3, 0.5),
+            sleep=waits.append,
+        )
     assert len(calls) == 1
 
 
@@ -158,7 +168,9 @@ def test_retries_are_bounded_with_doubling_backoff():
 
 def test_stac_search_against_a_silent_server_times_out(quick_network):
     with SilentServer() as server:
-        err, seconds = run_bounded(lambda: search_passes("hokkaido", catalog=f"{server.base_url}/stac"))
+        err, seconds = run_bounded(
+            lambda: search_passes("hokkaido", catalog=f"{server.base_url}/stac")
+        )
         assert len(server.accepted) >= 2  # the first attempt and one retry
     assert_network_message(err, server.port)
     assert seconds < 20
@@ -166,8 +178,11 @@ def test_stac_search_against_a_silent_server_times_out(quick_network):
 
 def test_download_from_a_silent_server_times_out(quick_network, tmp_path):
     with SilentServer() as server:
-        err, _ = run_bounded(lambda: fetch_file(f"{server.base_url}/files/cube.zip",
-                                                cache_dir=tmp_path, progress=False))
+        err, _ = run_bounded(
+            lambda: fetch_file(
+                f"{server.base_url}/files/cube.zip", cache_dir=tmp_path, progress=False
+            )
+        )
         assert len(server.accepted) >= 2
     assert_network_message(err, server.port)
     assert not list(tmp_path.glob("cube.zip"))  # nothing under the final name
@@ -180,14 +195,45 @@ def _geotiff_item(tmp_path, base_url: str) -> tuple[pystac.Item, object]:
 
     transform = from_origin(500_000, 4_700_000, 10, 10)
     path = tmp_path / "vv.tif"
-    with rasterio.open(path, "w", driver="GTiff", width=32, height=32, count=1, dtype="float32",
-                       crs="EPSG:32654", transform=transform, tiled=True, blockxsize=16,
-                       blockysize=16) as dst:
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=32,
+        height=32,
+        count=1,
+        dtype="float32",
+        crs="EPSG:32654",
+        transform=transform,
+        tiled=True,
+        blockxsize=16,
+        blockysize=16,
+    ) as dst:
         dst.write(np.ones((1, 32, 32), "float32"))
-    item = pystac.Item("s1", geometry={"type": "Polygon", "coordinates": [[[141.0, 42.4], [141.1, 42.4], [141.1, 42.5], [141.0, 42.5], [141.0, 42.4]]]},
-                       bbox=[141.0, 42.4, 141.1, 42.5], datetime=np.datetime64("2018-09-13T20:40").astype(object), properties={})
+    item = pystac.Item(
+        "s1",
+        geometry={
+            "type": "Polygon",
+            "coordinates": [
+                [
+                    [141.0, 42.4],
+                    [141.1, 42.4],
+                    [141.1, 42.5],
+                    [141.0, 42.5],
+                    [141.0, 42.4],
+                ]
+            ],
+        },
+        bbox=[141.0, 42.4, 141.1, 42.5],
+        datetime=np.datetime64("2018-09-13T20:40").astype(object),
+        properties={},
+    )
     for band in ("vv", "vh"):
-        asset = pystac.Asset(f"{base_url}/files/{band}.tif", media_type=pystac.MediaType.COG, roles=["data"])
+        asset = pystac.Asset(
+            f"{base_url}/files/{band}.tif",
+            media_type=pystac.MediaType.COG,
+            roles=["data"],
+        )
         item.add_asset(band, asset)
         proj = ProjectionExtension.ext(asset, add_if_missing=True)
         proj.epsg, proj.shape, proj.transform = 32654, [32, 32], list(transform)[:6]

@@ -22,7 +22,12 @@ import torch
 from conftest import hand_cube
 
 from sarslide import datasets
-from sarslide.atomic import STORE_MARKER, ForeignPathError, atomic_directory, recover_directory
+from sarslide.atomic import (
+    STORE_MARKER,
+    ForeignPathError,
+    atomic_directory,
+    recover_directory,
+)
 from sarslide.checkpoints import CheckpointError, save_checkpoint
 from sarslide.chips import CorruptChipStoreError, make_chips, open_chips, save_chips
 from sarslide.cube import CubeError, StaleHandleWarning, open_cube, save_cube
@@ -41,8 +46,13 @@ def small_chips():
 def run_child(code: str) -> subprocess.CompletedProcess:
     """Run ``code`` in a fresh interpreter (it is expected to SIGKILL itself)."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def hidden(folder: Path) -> list[str]:
@@ -57,12 +67,16 @@ def test_save_chips_into_a_users_folder_deletes_nothing(tmp_path):
     folder.mkdir()
     (folder / "thesis.tex").write_text("two years of work")
     (folder / "figures").mkdir()
-    with pytest.raises(ForeignPathError, match=r"out already exists and was not written by sarslide") as err:
+    with pytest.raises(
+        ForeignPathError, match=r"out already exists and was not written by sarslide"
+    ) as err:
         save_chips(small_chips(), folder)
     assert "thesis.tex" in str(err.value) and "figures/" in str(err.value)
     assert (folder / "thesis.tex").read_text() == "two years of work"
     assert sorted(p.name for p in folder.iterdir()) == ["figures", "thesis.tex"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no temporaries either
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "out"
+    ]  # no temporaries either
 
 
 def test_save_cube_into_data_keeps_the_users_files(tmp_path):
@@ -96,7 +110,9 @@ def test_package_stores_and_empty_folders_are_still_replaced(tmp_path):
 # ------------------------------------------------------------------ item 7: SIGKILL leftovers
 
 
-def test_killed_checkpoint_write_leaves_a_temp_file_that_the_next_write_removes(tmp_path):
+def test_killed_checkpoint_write_leaves_a_temp_file_that_the_next_write_removes(
+    tmp_path,
+):
     target = tmp_path / "last.pt"
     child = run_child(f"""
         import os, signal
@@ -176,7 +192,9 @@ def test_truncated_arrays_and_broken_info_name_the_corrupt_file(tmp_path):
             open_chips(store, mmap=mmap)
     (store / "images.npy").write_bytes(images)
     (store / "info.json").write_text('{"attrs": {"event": "hok')
-    with pytest.raises(CorruptChipStoreError, match=r"info\.json is corrupt.*rebuild=True"):
+    with pytest.raises(
+        CorruptChipStoreError, match=r"info\.json is corrupt.*rebuild=True"
+    ):
         open_chips(store)
     (store / "info.json").write_text(json.dumps({"stats": None}))
     with pytest.raises(CorruptChipStoreError, match=r"info\.json is corrupt"):
@@ -213,7 +231,9 @@ def test_corrupt_cube_store_is_named(tmp_path):
 
 
 @pytest.mark.parametrize("content", ["garbage", "truncated", "foreign pickle"])
-def test_garbage_last_pt_is_named_corrupt_without_unsafe_advice(tmp_path, content, toy_data):
+def test_garbage_last_pt_is_named_corrupt_without_unsafe_advice(
+    tmp_path, content, toy_data
+):
     from sarslide.train import fit
 
     last = tmp_path / "last.pt"
@@ -228,11 +248,22 @@ def test_garbage_last_pt_is_named_corrupt_without_unsafe_advice(tmp_path, conten
         last.write_bytes(pickle.dumps(np.random.default_rng(0)))  # not loadable safely
     x, y, xv, yv = toy_data
     with pytest.raises(CheckpointError) as err:
-        fit(SiameseClassifier(), x, y, xv, yv, task="stage1", max_epochs=1, checkpoint_dir=tmp_path,
-            progress=False)
+        fit(
+            SiameseClassifier(),
+            x,
+            y,
+            xv,
+            yv,
+            task="stage1",
+            max_epochs=1,
+            checkpoint_dir=tmp_path,
+            progress=False,
+        )
     text = str(err.value)
     assert str(last) in text and "corrupt" in text and "resume=False" in text
-    assert "weights_only" not in text and "weights_only" not in repr(err.value.__cause__ or "")
+    assert "weights_only" not in text and "weights_only" not in repr(
+        err.value.__cause__ or ""
+    )
 
 
 # ------------------------------------------------------------------ item 8: lazy handles
@@ -269,6 +300,15 @@ def test_fit_removes_half_written_checkpoints_of_a_killed_run(tmp_path, toy_data
     assert child.returncode == -signal.SIGKILL, child.stderr
     assert [n[:22] for n in hidden(run)] == [".top-epoch0003.pt.tmp-"]
     x, y, xv, yv = toy_data
-    fit(SiameseClassifier(), x, y, xv, yv, task="stage1", max_epochs=1, checkpoint_dir=run,
-        progress=False)
+    fit(
+        SiameseClassifier(),
+        x,
+        y,
+        xv,
+        yv,
+        task="stage1",
+        max_epochs=1,
+        checkpoint_dir=run,
+        progress=False,
+    )
     assert hidden(run) == []

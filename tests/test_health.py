@@ -16,17 +16,37 @@ CHANCE = 0.04  # the validation pixel share
 
 
 def _curve(values, train_loss=0.5):
-    return pd.DataFrame({"epoch": np.arange(1, len(values) + 1), "val_aprc": values,
-                         "train_loss": train_loss, "val_loss": 0.5})  # fmt: skip
+    return pd.DataFrame(
+        {
+            "epoch": np.arange(1, len(values) + 1),
+            "val_aprc": values,
+            "train_loss": train_loss,
+            "val_loss": 0.5,
+        }
+    )
 
 
-def _classify(values, *, best_epoch=None, stopped_early=True, std=0.2, positives=300,
-              max_epochs=60, train_loss=0.99):  # fmt: skip
+def _classify(
+    values,
+    *,
+    best_epoch=None,
+    stopped_early=True,
+    std=0.2,
+    positives=300,
+    max_epochs=60,
+    train_loss=0.99,
+):
     curve = _curve(values, train_loss)
     best = best_epoch or int(curve.loc[curve["val_aprc"].idxmax(), "epoch"])
-    return classify_run(curve, best_epoch=best, stopped_early=stopped_early,
-                        max_epochs=max_epochs, chance_metric=CHANCE, output_std=std,
-                        train_positives=positives)  # fmt: skip
+    return classify_run(
+        curve,
+        best_epoch=best,
+        stopped_early=stopped_early,
+        max_epochs=max_epochs,
+        chance_metric=CHANCE,
+        output_std=std,
+        train_positives=positives,
+    )
 
 
 def test_a_run_that_improves_then_stops_early_is_trained():
@@ -85,9 +105,15 @@ def test_the_collapse_thresholds_are_the_stated_ones():
 
 def test_bad_histories_are_named():
     with pytest.raises(ValueError, match="'epoch', 'train_loss' and 'val_aprc'"):
-        classify_run(pd.DataFrame({"epoch": [1]}), best_epoch=1, stopped_early=True,
-                     max_epochs=5, chance_metric=CHANCE, output_std=0.1,
-                     train_positives=1)  # fmt: skip
+        classify_run(
+            pd.DataFrame({"epoch": [1]}),
+            best_epoch=1,
+            stopped_early=True,
+            max_epochs=5,
+            chance_metric=CHANCE,
+            output_std=0.1,
+            train_positives=1,
+        )
     with pytest.raises(ValueError, match="best_epoch=9 is not in the history"):
         _classify([0.1, 0.2], best_epoch=9)
 
@@ -114,13 +140,29 @@ def _cell_folder(tmp_path, statuses):
         np.save(folder / "test_proba.npy", mean)
         positives = 0 if status == "empty_draw" else 10
         std = 0.0 if status == "collapsed" else 0.2
-        health = classify_run(_curve([0.1, 0.2, 0.15], 0.3), best_epoch=2, stopped_early=True,
-                              max_epochs=9, chance_metric=CHANCE, output_std=std,
-                              train_positives=positives)  # fmt: skip
+        health = classify_run(
+            _curve([0.1, 0.2, 0.15], 0.3),
+            best_epoch=2,
+            stopped_early=True,
+            max_epochs=9,
+            chance_metric=CHANCE,
+            output_std=std,
+            train_positives=positives,
+        )
         assert health.status == status
         (folder / "health.json").write_text(json.dumps(health.to_dict()))
-        rows.append({"run_id": run.run_id, "arm": "none", "train_size": 2, "seed": seed,
-                     "checkpoint": 0, "epoch": 2, "metric": "aprc", "value": 0.2})
+        rows.append(
+            {
+                "run_id": run.run_id,
+                "arm": "none",
+                "train_size": 2,
+                "seed": seed,
+                "checkpoint": 0,
+                "epoch": 2,
+                "metric": "aprc",
+                "value": 0.2,
+            }
+        )
         means[run.run_id] = mean
     return pd.DataFrame(rows), means
 
@@ -135,17 +177,25 @@ def test_collapsed_runs_are_left_out_of_ensembles_with_a_warning(tmp_path):
     health = ablation.grid_health(table, tmp_path)
     assert list(health["status"]) == ["trained", "collapsed", "empty_draw"]
     curves = ablation.grid_histories(table, tmp_path)
-    assert len(curves) == 9 and set(curves["status"]) == {"trained", "collapsed", "empty_draw"}
+    assert len(curves) == 9 and set(curves["status"]) == {
+        "trained",
+        "collapsed",
+        "empty_draw",
+    }
 
 
 def test_a_cell_whose_runs_all_collapsed_is_refused(tmp_path):
     table, _ = _cell_folder(tmp_path, ["collapsed", "collapsed"])
-    with pytest.raises(ValueError, match="every run of arm='none', train_size=2 collapsed"):
+    with pytest.raises(
+        ValueError, match="every run of arm='none', train_size=2 collapsed"
+    ):
         ablation.ensemble_probabilities(table, "none", 2, tmp_path)
 
 
 def test_a_broken_health_record_names_its_file(tmp_path):
     table, _ = _cell_folder(tmp_path, ["trained"])
     (tmp_path / "none-n002-s0" / "health.json").write_text("{not json")
-    with pytest.raises(ValueError, match=r"none-n002-s0.health\.json is not a run-health"):
+    with pytest.raises(
+        ValueError, match=r"none-n002-s0.health\.json is not a run-health"
+    ):
         ablation.grid_health(table, tmp_path)

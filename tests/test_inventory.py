@@ -42,7 +42,9 @@ def grid(crs: str, x0: float, y0: float, nx: int, ny: int, res: float) -> xr.Dat
     """A template grid: top-left corner (x0, y0), pixel centres, y decreasing."""
     x = x0 + res * (np.arange(nx) + 0.5)
     y = y0 - res * (np.arange(ny) + 0.5)
-    da = xr.DataArray(np.zeros((ny, nx), "float32"), dims=("y", "x"), coords={"y": y, "x": x})
+    da = xr.DataArray(
+        np.zeros((ny, nx), "float32"), dims=("y", "x"), coords={"y": y, "x": x}
+    )
     return da.rio.write_crs(crs)
 
 
@@ -127,7 +129,9 @@ def test_points_from_csv_and_geojson_agree(tmp_path):
 
 
 def test_csv_without_coordinate_columns_is_rejected(tmp_path):
-    pd.DataFrame({"east": [1.0], "north": [2.0]}).to_csv(tmp_path / "bad.csv", index=False)
+    pd.DataFrame({"east": [1.0], "north": [2.0]}).to_csv(
+        tmp_path / "bad.csv", index=False
+    )
     like = grid(UTM54, 580_000.0, 4_740_000.0, 10, 10, 10.0)
     with pytest.raises(ValueError, match="longitude column"):
         rasterize(tmp_path / "bad.csv", like=like)
@@ -142,12 +146,15 @@ def known_polygons() -> tuple[gpd.GeoDataFrame, float]:
     """Circle, rotated rectangle and a ring (circle with a hole), disjoint; total area."""
     circle = shapely.Point(X0 + 503.0, Y0 - 497.0).buffer(300.0, quad_segs=256)
     rect = affinity.rotate(shapely.box(X0 + 1100, Y0 - 700, X0 + 1500, Y0 - 450), 30.0)
-    ring = shapely.Point(X0 + 1000, Y0 - 1500).buffer(350, quad_segs=256).difference(
-        shapely.Point(X0 + 1000, Y0 - 1500).buffer(150, quad_segs=256)
+    ring = (
+        shapely.Point(X0 + 1000, Y0 - 1500)
+        .buffer(350, quad_segs=256)
+        .difference(shapely.Point(X0 + 1000, Y0 - 1500).buffer(150, quad_segs=256))
     )
     exact = math.pi * 300.0**2 + 400.0 * 250.0 + math.pi * (350.0**2 - 150.0**2)
-    gdf = gpd.GeoDataFrame({"name": ["circle", "rect", "ring"]},
-                           geometry=[circle, rect, ring], crs=UTM54)
+    gdf = gpd.GeoDataFrame(
+        {"name": ["circle", "rect", "ring"]}, geometry=[circle, rect, ring], crs=UTM54
+    )
     # shapely's area of the fine polygonal approximations agrees with the formulas
     assert gdf.area.sum() == pytest.approx(exact, rel=1e-4)
     return gdf, exact
@@ -188,7 +195,9 @@ def test_polygons_in_other_crs_are_reprojected():
     assert (mask_ll.values != mask_utm.values).sum() <= 0.01 * mask_utm.values.sum()
     # Also into a different projected grid CRS (Web Mercator file -> UTM cube).
     merc = gdf.set_geometry(gdf.geometry.segmentize(5.0)).to_crs("EPSG:3857")
-    assert rasterize(merc, like=like).values.sum() * RES * RES == pytest.approx(exact, rel=0.015)
+    assert rasterize(merc, like=like).values.sum() * RES * RES == pytest.approx(
+        exact, rel=0.015
+    )
 
 
 @pytest.mark.parametrize("suffix", [".gpkg", ".shp", ".geojson"])
@@ -226,7 +235,9 @@ def test_all_touched_marks_more_pixels():
 
 
 def test_inventory_outside_cube_warns_and_gives_zeros():
-    far = gpd.GeoDataFrame(geometry=[shapely.Point(X0 + 50_000, Y0).buffer(100)], crs=UTM54)
+    far = gpd.GeoDataFrame(
+        geometry=[shapely.Point(X0 + 50_000, Y0).buffer(100)], crs=UTM54
+    )
     like = grid(UTM54, X0, Y0, 50, 50, RES)
     with pytest.warns(InventoryWarning, match="none of the inventory"):
         mask = rasterize(far, like=like)
@@ -240,12 +251,14 @@ def test_inventory_outside_cube_warns_and_gives_zeros():
 def test_mixed_or_line_geometries_are_rejected():
     like = grid(UTM54, X0, Y0, 20, 20, RES)
     mixed = gpd.GeoDataFrame(
-        geometry=[shapely.Point(X0 + 5, Y0 - 5), shapely.box(X0, Y0 - 50, X0 + 50, Y0)], crs=UTM54
+        geometry=[shapely.Point(X0 + 5, Y0 - 5), shapely.box(X0, Y0 - 50, X0 + 50, Y0)],
+        crs=UTM54,
     )
     with pytest.raises(ValueError, match="geometry types"):
         rasterize(mixed, like=like)
-    line = gpd.GeoDataFrame(geometry=[shapely.LineString([(X0, Y0), (X0 + 99, Y0 - 99)])],
-                            crs=UTM54)
+    line = gpd.GeoDataFrame(
+        geometry=[shapely.LineString([(X0, Y0), (X0 + 99, Y0 - 99)])], crs=UTM54
+    )
     with pytest.raises(ValueError, match="LineString"):
         rasterize(line, like=like)
 
@@ -262,7 +275,9 @@ def test_inventory_without_crs_or_unknown_type(tmp_path):
     with pytest.raises(FileNotFoundError):
         rasterize(tmp_path / "missing.gpkg", like=like)
     with pytest.raises(CubeError, match="no CRS"):
-        rasterize(no_crs, like=xr.DataArray(np.zeros((2, 2)), dims=("y", "x")), crs=UTM54)
+        rasterize(
+            no_crs, like=xr.DataArray(np.zeros((2, 2)), dims=("y", "x")), crs=UTM54
+        )
 
 
 # ----------------------------------------------------------------------------- with_labels
@@ -279,7 +294,11 @@ def tiny_cube() -> xr.Dataset:
             "vh": (("time", "y", "x"), rng.gamma(4, 0.012, shape).astype("float32")),
         },
         coords={"time": times, "y": like.y, "x": like.x},
-        attrs={"event": "hokkaido", "event_time": "2018-09-05T18:07:59+00:00", "source": "test"},
+        attrs={
+            "event": "hokkaido",
+            "event_time": "2018-09-05T18:07:59+00:00",
+            "source": "test",
+        },
     )
     return cube.rio.write_crs(UTM54)
 
@@ -291,14 +310,19 @@ def test_with_labels_polygons_and_points():
     validate_cube(labelled)
     assert labelled.attrs["label_kind"] == "mask"
     assert labelled["landslides"].dtype == np.uint8
-    assert labelled["landslides"].values.sum() * RES * RES == pytest.approx(exact, rel=0.015)
+    assert labelled["landslides"].values.sum() * RES * RES == pytest.approx(
+        exact, rel=0.015
+    )
     assert "landslides" not in cube  # the input is not modified
 
     pts = gpd.GeoDataFrame(geometry=[shapely.Point(X0 + 15, Y0 - 15)] * 3, crs=UTM54)
     counted = with_labels(cube, pts)
     assert counted.attrs["label_kind"] == "points"
     assert counted["landslides"].dtype == np.uint16
-    assert counted["landslides"].values[1, 1] == 3 and counted["landslides"].values.sum() == 3
+    assert (
+        counted["landslides"].values[1, 1] == 3
+        and counted["landslides"].values.sum() == 3
+    )
 
 
 def test_read_inventory_drops_z_and_empty():
@@ -331,7 +355,10 @@ def test_fetch_inventory_checks_the_real_sha256(tmp_path):
         assert path.read_bytes() == KMZ.read_bytes()
         # A wrong checksum is refused and leaves nothing in the cache.
         bad = dataclasses.replace(
-            real, inventory=dataclasses.replace(real.inventory, url=url, known_hash="sha256:" + "0" * 64)
+            real,
+            inventory=dataclasses.replace(
+                real.inventory, url=url, known_hash="sha256:" + "0" * 64
+            ),
         )
         with pytest.raises(ValueError, match="(?i)hash"):
             fetch_inventory(bad, cache_dir=tmp_path / "cache2", progress=False)
@@ -365,18 +392,29 @@ def test_fetch_inventory_picks_the_file_of_a_doi_record(tmp_path, monkeypatch):
     import sarslide.acquire.inventory as inv
 
     asked = []
-    monkeypatch.setattr(inv, "fetch_file",
-                        lambda url, known_hash, **kw: asked.append((url, known_hash)) or tmp_path)
-    monkeypatch.setattr(inv, "doi_record_files",
-                        lambda doi, cache: {"README.txt": "md5:1", "landslides.zip": "md5:2"})
+    monkeypatch.setattr(
+        inv,
+        "fetch_file",
+        lambda url, known_hash, **kw: asked.append((url, known_hash)) or tmp_path,
+    )
+    monkeypatch.setattr(
+        inv,
+        "doi_record_files",
+        lambda doi, cache: {"README.txt": "md5:1", "landslides.zip": "md5:2"},
+    )
     inv.fetch_inventory("hokkaido", cache_dir=tmp_path, progress=False)
     assert asked[-1] == ("doi:10.5281/zenodo.2577300/landslides.zip", None)
-    monkeypatch.setattr(inv, "doi_record_files",
-                        lambda doi, cache: {"polygons.zip": "md5:1", "points.kmz": "md5:2"})
+    monkeypatch.setattr(
+        inv,
+        "doi_record_files",
+        lambda doi, cache: {"polygons.zip": "md5:1", "points.kmz": "md5:2"},
+    )
     with pytest.raises(ValueError, match=r"pass filename=") as err:
         inv.fetch_inventory("hokkaido", cache_dir=tmp_path, progress=False)
     assert "points.kmz" in str(err.value) and "polygons.zip" in str(err.value)
-    inv.fetch_inventory("hokkaido", cache_dir=tmp_path, filename="points.kmz", progress=False)
+    inv.fetch_inventory(
+        "hokkaido", cache_dir=tmp_path, filename="points.kmz", progress=False
+    )
     assert asked[-1][0] == "doi:10.5281/zenodo.2577300/points.kmz"
 
 

@@ -40,7 +40,10 @@ def _grid(values: np.ndarray, res: float = 10.0, name: str = "v") -> xr.DataArra
     da = xr.DataArray(
         values,
         dims=("y", "x"),
-        coords={"y": Y0 - res * (np.arange(ny) + 0.5), "x": X0 + res * (np.arange(nx) + 0.5)},
+        coords={
+            "y": Y0 - res * (np.arange(ny) + 0.5),
+            "x": X0 + res * (np.arange(nx) + 0.5),
+        },
         name=name,
     )
     return da.rio.write_crs(CRS)
@@ -65,7 +68,9 @@ def test_mapped_area_never_counts_nodata():
     assert float((binary > 0).sum()) * pixel_km2 == pytest.approx(312 * pixel_km2)
     # the heatmap holds the same area (its own sum), so the two can never disagree
     heat = mapping.density_heatmap(binary, cell_size=50.0)
-    assert float(np.nansum(heat.values)) * 50.0**2 / 1e6 == pytest.approx(12 * pixel_km2)
+    assert float(np.nansum(heat.values)) * 50.0**2 / 1e6 == pytest.approx(
+        12 * pixel_km2
+    )
 
 
 def test_mapped_area_of_a_non_binary_map_is_refused():
@@ -94,6 +99,7 @@ def test_quality_block_matches_sklearn_and_hand_counts():
     assert q["mapped_area_km2"] == pytest.approx(np.nansum(pred) * 1e-4)
     assert q["true_area_km2"] == pytest.approx(np.nansum(true) * 1e-4)
     assert q["area_ratio"] == pytest.approx(np.nansum(pred) / np.nansum(true))
+
     # heatmap correlation: 10x10 px cells, fraction = landslide px / 100, by reshaping
     def cells(a):
         valid = np.isfinite(a).reshape(4, 10, 4, 10).any(axis=(1, 3))
@@ -102,20 +108,32 @@ def test_quality_block_matches_sklearn_and_hand_counts():
 
     a, b = cells(pred).ravel(), cells(true).ravel()
     both = np.isfinite(a) & np.isfinite(b)
-    assert q["heatmap_correlation"] == pytest.approx(np.corrcoef(a[both], b[both])[0, 1])
+    assert q["heatmap_correlation"] == pytest.approx(
+        np.corrcoef(a[both], b[both])[0, 1]
+    )
     assert 0 <= q["top_cells_shared"] <= 5 and q["top_k"] == 5
 
-    block = mapping.quality_block({"model": model, "log_ratio_baseline": truth}, truth,
-                                  cell_size=100.0, top=5, truth_source="hand")  # fmt: skip
+    block = mapping.quality_block(
+        {"model": model, "log_ratio_baseline": truth},
+        truth,
+        cell_size=100.0,
+        top=5,
+        truth_source="hand",
+    )
     assert block["truth"] == "hand" and block["model"] == q
     perfect = block["log_ratio_baseline"]
     assert perfect["precision"] == perfect["recall"] == 1.0
-    assert perfect["heatmap_correlation"] == pytest.approx(1.0) and perfect["top_cells_shared"] == 5
+    assert (
+        perfect["heatmap_correlation"] == pytest.approx(1.0)
+        and perfect["top_cells_shared"] == 5
+    )
 
 
 def test_quality_needs_one_grid():
     with pytest.raises(MappingError, match="different grids"):
-        mapping.map_quality(_binary(np.zeros((10, 10))), _binary(np.zeros((10, 20))), cell_size=50)
+        mapping.map_quality(
+            _binary(np.zeros((10, 10))), _binary(np.zeros((10, 20))), cell_size=50
+        )
 
 
 # ----------------------------------------------------------------------------- scenes on disk
@@ -130,7 +148,11 @@ def _direct_pair(pre: str, post: str) -> dict[str, np.ndarray]:
 
 
 def _check_fixture_cube(cube):
-    assert cube.rio.crs.to_epsg() == 32611 and cube.sizes == {"time": 3, "y": 100, "x": 100}
+    assert cube.rio.crs.to_epsg() == 32611 and cube.sizes == {
+        "time": 3,
+        "y": 100,
+        "x": 100,
+    }
     assert abs(float(cube.x[1] - cube.x[0])) == 30.0  # resolution read from the files
     pair = pass_pair(cube)  # the same rule as everywhere
     assert pair.attrs["pre_times"][0].startswith("2023-12-15")
@@ -152,9 +174,9 @@ def test_local_cube_from_files_and_a_folder(tmp_path):
     crs, res, lonlat = mapping.files_grid([tmp_path])
     assert (crs, res) == ("EPSG:32611", 30.0)
     with rasterio.open(next(FIXTURES.glob("*VV.tif"))) as src:
-        west, south = Transformer.from_crs(src.crs, "EPSG:4326", always_xy=True).transform(
-            src.bounds.left, src.bounds.bottom
-        )
+        west, south = Transformer.from_crs(
+            src.crs, "EPSG:4326", always_xy=True
+        ).transform(src.bounds.left, src.bounds.bottom)
     assert lonlat[0] <= west + 1e-3 and lonlat[1] <= south + 1e-3
 
 
@@ -162,14 +184,19 @@ def _items(case: str = "upper") -> list[pystac.Item]:
     items = []
     for stamp, pols in fixture_files().items():
         item = pystac.Item(
-            id=stamp, geometry=None, bbox=None, properties={},
+            id=stamp,
+            geometry=None,
+            bbox=None,
+            properties={},
             datetime=pd.Timestamp(stamp).to_pydatetime(),
-        )  # fmt: skip
+        )
         item.properties["sat:orbit_state"] = "descending"
         item.properties["sat:relative_orbit"] = 137
         for pol, path in pols.items():
             key = pol.upper() if case == "upper" else pol.capitalize()
-            item.add_asset(key, pystac.Asset(href=str(path), media_type=pystac.MediaType.COG))
+            item.add_asset(
+                key, pystac.Asset(href=str(path), media_type=pystac.MediaType.COG)
+            )
         items.append(item)
     return items
 
@@ -185,8 +212,12 @@ def test_local_cube_from_an_item_collection_and_a_static_catalog(tmp_path):
         catalog.add_item(item)
     catalog.normalize_hrefs(str(tmp_path / "catalog"))
     catalog.save(catalog_type=pystac.CatalogType.SELF_CONTAINED)
-    _check_fixture_cube(mapping.local_cube([tmp_path / "catalog" / "catalog.json"], "2023-12-20"))
-    _check_fixture_cube(mapping.local_cube([tmp_path / "catalog"], "2023-12-20"))  # its folder
+    _check_fixture_cube(
+        mapping.local_cube([tmp_path / "catalog" / "catalog.json"], "2023-12-20")
+    )
+    _check_fixture_cube(
+        mapping.local_cube([tmp_path / "catalog"], "2023-12-20")
+    )  # its folder
     single = tmp_path / "one.json"
     single.write_text(json.dumps(_items()[0].to_dict()))
     assert len(mapping.local_scenes([single])) == 2
@@ -218,12 +249,18 @@ def _synthetic_stats() -> BandStats:
 
     cube = make_cube((128, 128), event="hokkaido", n_pre=1, n_post=1, seed=0)
     pair = pass_pair(cube)
-    return compute_stats(np.stack([pair[c].values for c in ("pre_vv", "pre_vh", "post_vv", "post_vh")])[None])
+    return compute_stats(
+        np.stack([pair[c].values for c in ("pre_vv", "pre_vh", "post_vv", "post_vh")])[
+            None
+        ]
+    )
 
 
 def test_scene_stats_are_compute_stats_of_the_pair():
     pair = pass_pair(mapping.local_cube([FIXTURES], "2023-12-20"))
-    images = np.stack([pair[c].values for c in ("pre_vv", "pre_vh", "post_vv", "post_vh")])[None]
+    images = np.stack(
+        [pair[c].values for c in ("pre_vv", "pre_vh", "post_vv", "post_vh")]
+    )[None]
     expected = compute_stats(images)
     got = mapping.scene_stats(pair)
     for band in ("vv", "vh"):
@@ -245,12 +282,20 @@ def test_real_radar_is_refused_for_a_model_trained_on_synthetic_scenes():
         mapping.predict_probability(pair, model, stats, window=32, progress=False)
     text = str(err.value)
     assert calls == []  # refused before the model saw a single window
-    for needle in ("band vv", f"{scene.mean['vv']:.3f}", f"{stats.mean['vv']:.3f}",
-                   f"{stats.std['vv']:.3f}", "trained on this kind of data", "force=True"):  # fmt: skip
+    for needle in (
+        "band vv",
+        f"{scene.mean['vv']:.3f}",
+        f"{stats.mean['vv']:.3f}",
+        f"{stats.std['vv']:.3f}",
+        "trained on this kind of data",
+        "force=True",
+    ):
         assert needle in text, (needle, text)
     shift = (scene.mean["vv"] - stats.mean["vv"]) / stats.std["vv"]
     assert abs(shift) > mapping.shift.MAX_MEAN_SHIFT
-    prob = mapping.predict_probability(pair, model, stats, window=32, progress=False, force=True)
+    prob = mapping.predict_probability(
+        pair, model, stats, window=32, progress=False, force=True
+    )
     assert calls and np.isfinite(prob.values).mean() > 0.9
     # the scene's own statistics are in distribution: no refusal
     assert len(mapping.check_input_distribution(pair, scene)) == 2
@@ -259,11 +304,18 @@ def test_real_radar_is_refused_for_a_model_trained_on_synthetic_scenes():
 # ----------------------------------------------------------------------------- provenance, exports
 def _prov(source="synthetic", collection=""):
     return mapping.MapProvenance(
-        data_source=source, collection=collection, event="hokkaido", model="none-nall-s0",
-        model_trained_on="synthetic chips of hokkaido (profile demo)", profile="demo",
-        threshold=0.42, threshold_choice="given", pre_passes=["2018-08-24T20:40:00"],
-        post_passes=["2018-09-13T20:40:00"], version="9.9",
-    )  # fmt: skip
+        data_source=source,
+        collection=collection,
+        event="hokkaido",
+        model="none-nall-s0",
+        model_trained_on="synthetic chips of hokkaido (profile demo)",
+        profile="demo",
+        threshold=0.42,
+        threshold_choice="given",
+        pre_passes=["2018-08-24T20:40:00"],
+        post_passes=["2018-09-13T20:40:00"],
+        version="9.9",
+    )
 
 
 @pytest.mark.parametrize("lazy", [False, True])
@@ -276,8 +328,17 @@ def test_every_geotiff_carries_its_provenance(tmp_path, lazy):
     path = mapping.write_cog(raster, tmp_path / "p.tif", tags=tags)
     with rasterio.open(path) as src:
         read = src.tags()
-    for key in ("DATA_SOURCE", "EVENT", "PRE_PASSES", "POST_PASSES", "MODEL", "MODEL_TRAINED_ON",
-                "PROFILE", "THRESHOLD", "VERSION"):  # fmt: skip
+    for key in (
+        "DATA_SOURCE",
+        "EVENT",
+        "PRE_PASSES",
+        "POST_PASSES",
+        "MODEL",
+        "MODEL_TRAINED_ON",
+        "PROFILE",
+        "THRESHOLD",
+        "VERSION",
+    ):
         assert read["SARSLIDE_" + key] == tags["SARSLIDE_" + key]
     assert read["SARSLIDE_DATA_SOURCE"].startswith("SYNTHETIC")
     assert read["SARSLIDE_THRESHOLD"] == "0.42" and read["SARSLIDE_VERSION"] == "9.9"
@@ -290,7 +351,9 @@ def test_titles_and_tags_say_synthetic_or_real():
     assert mapping.provenance_tags(real)["SARSLIDE_DATA_SOURCE"] == (
         "real radar from Planetary Computer sentinel-1-rtc"
     )
-    assert mapping.provenance_tags(_prov("files"))["SARSLIDE_DATA_SOURCE"].startswith("real radar")
+    assert mapping.provenance_tags(_prov("files"))["SARSLIDE_DATA_SOURCE"].startswith(
+        "real radar"
+    )
 
 
 def _cells():
@@ -306,20 +369,28 @@ def test_geojson_is_rfc7946_lonlat_and_csv_names_its_crs(tmp_path):
     import geopandas as gpd
 
     _, ranked, cells = _cells()
-    geojson, csv = mapping.write_cells(cells, tmp_path / "c.geojson", tmp_path / "c.csv")
+    geojson, csv = mapping.write_cells(
+        cells, tmp_path / "c.geojson", tmp_path / "c.csv"
+    )
     doc = json.loads(geojson.read_text())
     assert "crs" not in doc  # RFC 7946: no crs member, WGS 84 lon/lat implied
     ring = np.asarray(doc["features"][0]["geometry"]["coordinates"][0])
-    assert shapely.LinearRing(ring).is_ccw  # RFC 7946 §3.1.6: exterior rings counterclockwise
+    assert shapely.LinearRing(
+        ring
+    ).is_ccw  # RFC 7946 §3.1.6: exterior rings counterclockwise
     to_lonlat = Transformer.from_crs(CRS, "EPSG:4326", always_xy=True)
-    corners = np.asarray(shapely.geometry.polygon.orient(cells.geometry.iloc[0]).exterior.coords)
+    corners = np.asarray(
+        shapely.geometry.polygon.orient(cells.geometry.iloc[0]).exterior.coords
+    )
     lon, lat = to_lonlat.transform(corners[:, 0], corners[:, 1])
     np.testing.assert_allclose(ring[:, 0], lon, atol=1e-6)
     np.testing.assert_allclose(ring[:, 1], lat, atol=1e-6)
     assert gpd.read_file(geojson).crs.to_epsg() == 4326
     table = pd.read_csv(csv)
     assert set(table["crs"]) == {CRS} and list(table["rank"]) == list(ranked["rank"])
-    native, _ = mapping.write_cells(cells, tmp_path / "u.geojson", tmp_path / "u.csv", geojson_crs="native")
+    native, _ = mapping.write_cells(
+        cells, tmp_path / "u.geojson", tmp_path / "u.csv", geojson_crs="native"
+    )
     assert gpd.read_file(native).crs.to_epsg() == 32654
     np.testing.assert_allclose(gpd.read_file(native).geometry.area, 100.0**2)
 
@@ -328,7 +399,9 @@ def test_web_map_draws_heatmap_and_cells_with_or_without_tiles(tmp_path, monkeyp
     heat, ranked, _ = _cells()
     offline = mapping.web_map(heat, ranked, tiles=None)
     html = offline.get_root().render()
-    assert "tile.openstreetmap.org" not in html  # no basemap: nothing fetched from a tile server
+    assert (
+        "tile.openstreetmap.org" not in html
+    )  # no basemap: nothing fetched from a tile server
     assert html.count('"rank": ') == len(ranked)  # every ranked cell is drawn
     assert "data:image/png;base64" in html  # the heatmap, embedded
     online = mapping.web_map(heat, ranked, tiles="OpenStreetMap").get_root().render()
@@ -341,8 +414,13 @@ def test_web_map_draws_heatmap_and_cells_with_or_without_tiles(tmp_path, monkeyp
     assert path.read_text().startswith("<!DOCTYPE html>")
     # the view is the heatmap's extent in lon/lat
     west, south, east, north = heat.rio.transform_bounds("EPSG:4326")
-    view = re.search(r"fitBounds\(\s*\[\[([-\d.e]+), ([-\d.e]+)\], \[([-\d.e]+), ([-\d.e]+)\]\]", html)
-    np.testing.assert_allclose([float(v) for v in view.groups()], [south, west, north, east], atol=2e-3)
+    view = re.search(
+        r"fitBounds\(\s*\[\[([-\d.e]+), ([-\d.e]+)\], \[([-\d.e]+), ([-\d.e]+)\]\]",
+        html,
+    )
+    np.testing.assert_allclose(
+        [float(v) for v in view.groups()], [south, west, north, east], atol=2e-3
+    )
 
 
 def test_progress_bars_honour_tqdm_disable(monkeypatch):

@@ -37,7 +37,11 @@ def _pair(ny: int, nx: int, seed: int = 0, res: float = 10.0) -> xr.Dataset:
             "y": Y0 - res * (np.arange(ny) + 0.5),
             "x": X0 + res * (np.arange(nx) + 0.5),
         },
-        attrs={"event": "test", "pre_times": ["2018-08-24"], "post_times": ["2018-09-13"]},
+        attrs={
+            "event": "test",
+            "pre_times": ["2018-08-24"],
+            "post_times": ["2018-09-13"],
+        },
     )
     return pair.rio.write_crs(CRS)
 
@@ -52,11 +56,15 @@ def _constant(value: float):
 def _window_mean_model(batch):
     """Position-dependent: each window predicts one number (a squashed mean of its input)."""
     m = batch[:, 0].mean(axis=(1, 2))
-    return np.broadcast_to((1 / (1 + np.exp(-m)))[:, None, None], (batch.shape[0],) + batch.shape[2:])
+    return np.broadcast_to(
+        (1 / (1 + np.exp(-m)))[:, None, None], (batch.shape[0],) + batch.shape[2:]
+    )
 
 
 # ----------------------------------------------------------------------------- windows
-@pytest.mark.parametrize("length,window,overlap", [(100, 32, 8), (64, 64, 0), (97, 30, 7), (33, 32, 31)])
+@pytest.mark.parametrize(
+    "length,window,overlap", [(100, 32, 8), (64, 64, 0), (97, 30, 7), (33, 32, 31)]
+)
 def test_windows_cover_every_pixel(length, window, overlap):
     starts = mapping.window_starts(length, window, overlap)
     covered = np.zeros(length, int)
@@ -77,9 +85,19 @@ def test_window_weights_positive_and_flat_centre():
 def test_constant_model_gives_constant_map():
     pair = _pair(150, 170)
     prob = mapping.predict_probability(
-        pair, _constant(0.37), IDENTITY_STATS, window=48, overlap=12, chunk_size=64, progress=False
+        pair,
+        _constant(0.37),
+        IDENTITY_STATS,
+        window=48,
+        overlap=12,
+        chunk_size=64,
+        progress=False,
     )
-    assert prob.dims == ("y", "x") and prob.shape == (150, 170) and prob.dtype == np.float32
+    assert (
+        prob.dims == ("y", "x")
+        and prob.shape == (150, 170)
+        and prob.dtype == np.float32
+    )
     np.testing.assert_allclose(prob.values, 0.37, rtol=1e-6)
 
 
@@ -91,7 +109,13 @@ def test_ramp_of_global_coordinates_comes_back():
     pair["pre_vv"] = (("y", "x"), (10.0**ramp).astype(np.float32))
     # with IDENTITY_STATS the model sees log10(pre_vv) = ramp in channel 0 and returns it
     prob = mapping.predict_probability(
-        pair, lambda b: b[:, 0], IDENTITY_STATS, window=40, overlap=9, chunk_size=50, progress=False
+        pair,
+        lambda b: b[:, 0],
+        IDENTITY_STATS,
+        window=40,
+        overlap=9,
+        chunk_size=50,
+        progress=False,
     )
     np.testing.assert_allclose(prob.values, ramp, atol=1e-6)
 
@@ -100,8 +124,12 @@ def test_blocks_leave_no_seam_and_match_brute_force():
     ny, nx, window, overlap = 120, 140, 32, 8
     pair = _pair(ny, nx, seed=3)
     kwargs = dict(window=window, overlap=overlap, progress=False)
-    small = mapping.predict_probability(pair, _window_mean_model, IDENTITY_STATS, chunk_size=37, **kwargs)
-    whole = mapping.predict_probability(pair, _window_mean_model, IDENTITY_STATS, chunk_size=10_000, **kwargs)
+    small = mapping.predict_probability(
+        pair, _window_mean_model, IDENTITY_STATS, chunk_size=37, **kwargs
+    )
+    whole = mapping.predict_probability(
+        pair, _window_mean_model, IDENTITY_STATS, chunk_size=10_000, **kwargs
+    )
     lazy = mapping.predict_probability(
         pair, _window_mean_model, IDENTITY_STATS, chunk_size=45, lazy=True, **kwargs
     )
@@ -110,7 +138,9 @@ def test_blocks_leave_no_seam_and_match_brute_force():
     np.testing.assert_allclose(lazy.values, whole.values, rtol=1e-6)
 
     # Brute force: every window over the whole scene, weighted mean per pixel.
-    x = np.log10(np.stack([pair[c].values for c in ("pre_vv", "pre_vh", "post_vv", "post_vh")]))
+    x = np.log10(
+        np.stack([pair[c].values for c in ("pre_vv", "pre_vh", "post_vv", "post_vh")])
+    )
     weights = mapping.window_weights(window, overlap)
     acc, wsum = np.zeros((ny, nx)), np.zeros((ny, nx))
     for r in mapping.window_starts(ny, window, overlap):
@@ -126,7 +156,9 @@ def test_nodata_is_masked_never_landslide():
     pair = _pair(100, 100)
     pair["post_vv"][10:30, 40:70] = np.nan
     pair["pre_vh"][80:, :5] = np.nan
-    nodata = ~np.isfinite(np.stack([pair[v].values for v in pair.data_vars])).all(axis=0)
+    nodata = ~np.isfinite(np.stack([pair[v].values for v in pair.data_vars])).all(
+        axis=0
+    )
     prob = mapping.predict_probability(
         pair, _constant(1.0), IDENTITY_STATS, window=32, overlap=8, progress=False
     )
@@ -139,16 +171,24 @@ def test_nodata_is_masked_never_landslide():
 
 
 def test_pair_smaller_than_one_window():
-    with pytest.raises(MappingError, match=r"50×60 pixels, smaller than one window of 64×64.*window=50"):
-        mapping.predict_probability(_pair(50, 60), _constant(0.5), IDENTITY_STATS, window=64, overlap=8)
+    with pytest.raises(
+        MappingError, match=r"50×60 pixels, smaller than one window of 64×64.*window=50"
+    ):
+        mapping.predict_probability(
+            _pair(50, 60), _constant(0.5), IDENTITY_STATS, window=64, overlap=8
+        )
 
 
 def test_model_channel_mismatch_names_the_channels():
     torch = pytest.importorskip("torch")
     torch.set_num_threads(1)
     two_channel = torch.nn.Conv2d(2, 1, 3, padding=1)  # e.g. a VV+VH single-pass model
-    with pytest.raises(MappingError, match=r"\['pre_vv', 'pre_vh', 'post_vv', 'post_vh'\]"):
-        mapping.predict_probability(_pair(64, 64), two_channel, IDENTITY_STATS, window=32, overlap=8)
+    with pytest.raises(
+        MappingError, match=r"\['pre_vv', 'pre_vh', 'post_vv', 'post_vh'\]"
+    ):
+        mapping.predict_probability(
+            _pair(64, 64), two_channel, IDENTITY_STATS, window=32, overlap=8
+        )
 
 
 def test_pair_missing_channel_or_event_cube():
@@ -156,7 +196,10 @@ def test_pair_missing_channel_or_event_cube():
     with pytest.raises(MappingError, match=r"missing \['post_vh'\]"):
         mapping.predict_probability(pair, _constant(0.5), IDENTITY_STATS, window=32)
     cube = xr.Dataset(
-        {b: (("time", "y", "x"), np.ones((2, 64, 64), np.float32)) for b in ("vv", "vh")}
+        {
+            b: (("time", "y", "x"), np.ones((2, 64, 64), np.float32))
+            for b in ("vv", "vh")
+        }
     ).rio.write_crs(CRS)
     with pytest.raises(MappingError, match="pass_pair"):
         mapping.predict_probability(cube, _constant(0.5), IDENTITY_STATS, window=32)
@@ -165,11 +208,15 @@ def test_pair_missing_channel_or_event_cube():
 def test_predictor_output_checked():
     pair = _pair(64, 64)
     with pytest.raises(MappingError, match="not probabilities"):
-        mapping.predict_probability(pair, lambda b: b[:, 0] * 50, IDENTITY_STATS, window=32)
+        mapping.predict_probability(
+            pair, lambda b: b[:, 0] * 50, IDENTITY_STATS, window=32
+        )
     with pytest.raises(MappingError, match="shape"):
         mapping.predict_probability(pair, lambda b: b[:, :2], IDENTITY_STATS, window=32)
     with pytest.raises(MappingError, match="overlap"):
-        mapping.predict_probability(pair, _constant(0.5), IDENTITY_STATS, window=32, overlap=32)
+        mapping.predict_probability(
+            pair, _constant(0.5), IDENTITY_STATS, window=32, overlap=32
+        )
 
 
 # ----------------------------------------------------------------------------- torch models
@@ -182,7 +229,13 @@ def test_torch_module_logits_go_through_sigmoid():
         model.bias.fill_(np.log(0.2 / 0.8))  # logit of 0.2
     model.train()
     prob = mapping.predict_probability(
-        _pair(70, 90), model, IDENTITY_STATS, window=32, overlap=8, device="cpu", progress=False,
+        _pair(70, 90),
+        model,
+        IDENTITY_STATS,
+        window=32,
+        overlap=8,
+        device="cpu",
+        progress=False,
         precision="fp32",  # exact reference; the bf16 fast path is checked in test_precision.py
     )
     np.testing.assert_allclose(prob.values, 0.2, rtol=1e-5)
@@ -200,10 +253,18 @@ def test_list_of_modules_averages_probabilities():
             model.bias.fill_(np.log(p / (1 - p)))
         members.append(model)
     prob = mapping.predict_probability(
-        _pair(40, 40), members, IDENTITY_STATS, window=32, overlap=8, device="cpu", progress=False,
+        _pair(40, 40),
+        members,
+        IDENTITY_STATS,
+        window=32,
+        overlap=8,
+        device="cpu",
+        progress=False,
         precision="fp32",  # exact reference; the bf16 fast path is checked in test_precision.py
     )
-    np.testing.assert_allclose(prob.values, 0.4, rtol=1e-5)  # not sigmoid(mean logit) ≈ 0.38
+    np.testing.assert_allclose(
+        prob.values, 0.4, rtol=1e-5
+    )  # not sigmoid(mean logit) ≈ 0.38
 
 
 def test_stage2_segmenter_maps_a_pair():
@@ -226,9 +287,15 @@ def test_log_ratio_baseline_mapped_on_linear_input():
     pair["post_vv"][20:40, 30:60] *= 0.1
     pair["post_vv"][0:3, 0:3] = np.nan
     score = mapping.predict_raw(
-        pair, functools.partial(log_ratio_score, window=1), window=32, overlap=8, progress=False
+        pair,
+        functools.partial(log_ratio_score, window=1),
+        window=32,
+        overlap=8,
+        progress=False,
     )
-    images = np.stack([pair[c].values for c in ("pre_vv", "pre_vh", "post_vv", "post_vh")])[None]
+    images = np.stack(
+        [pair[c].values for c in ("pre_vv", "pre_vh", "post_vv", "post_vh")]
+    )[None]
     expected = log_ratio_score(images, window=1)[0]
     expected[0:3, 0:3] = np.nan
     np.testing.assert_allclose(score.values, expected, rtol=1e-5)
@@ -266,7 +333,9 @@ def _miscalibrated_chips(seed: int, n: int = 40, size: int = 32):
         r, c = rng.integers(0, size - 12, size=2)
         labels[i, r : r + h, c : c + w] = 1
     logit = 3.0 * labels - 2.5 + rng.normal(0.0, 1.0, labels.shape)
-    over_confident = 1 / (1 + np.exp(-(logit + 2.5)))  # shifted: far too many pixels ≥ 0.5
+    over_confident = 1 / (
+        1 + np.exp(-(logit + 2.5))
+    )  # shifted: far too many pixels ≥ 0.5
     return over_confident, labels
 
 
@@ -301,7 +370,9 @@ def test_reliability_curve_matches_sklearn():
 def test_heatmap_total_equals_mapped_area_and_hand_cell():
     rng = np.random.default_rng(4)
     ny, nx = 250, 330  # not whole cells: the last row/column of cells is partial
-    prob = _pair(ny, nx)["pre_vv"].copy(data=rng.random((ny, nx)).astype(np.float32) ** 4)
+    prob = _pair(ny, nx)["pre_vv"].copy(
+        data=rng.random((ny, nx)).astype(np.float32) ** 4
+    )
     prob.values[:20, :20] = np.nan
     binary = mapping.binary_map(prob, 0.3)
     heat = mapping.density_heatmap(binary, cell_size=1000.0)
@@ -309,18 +380,25 @@ def test_heatmap_total_equals_mapped_area_and_hand_cell():
     mapped_m2 = (binary.values == 1).sum() * 10.0 * 10.0
     assert float(heat.sum()) * 1000.0**2 == pytest.approx(mapped_m2, rel=1e-6)
     # one cell by hand: rows 100–199, columns 200–299
-    assert float(heat[1, 2]) == pytest.approx((binary.values[100:200, 200:300] == 1).mean())
+    assert float(heat[1, 2]) == pytest.approx(
+        (binary.values[100:200, 200:300] == 1).mean()
+    )
     # cell centres in metres, same CRS
     assert float(heat["x"][0]) == X0 + 500.0 and float(heat["y"][0]) == Y0 - 500.0
     assert heat.rio.crs == prob.rio.crs
     # a probability map gives the expected area
     expected = mapping.density_heatmap(prob, cell_size=500.0)
-    assert float(expected.sum()) * 500.0**2 == pytest.approx(np.nansum(prob.values) * 100.0, rel=1e-5)
+    assert float(expected.sum()) * 500.0**2 == pytest.approx(
+        np.nansum(prob.values) * 100.0, rel=1e-5
+    )
 
 
 def test_heatmap_cell_size_must_be_multiple_of_pixel():
     binary = mapping.binary_map(_pair(50, 50)["pre_vv"] * 0, 0.5)
-    with pytest.raises(MappingError, match=r"cell_size=1005.0 m is not a whole multiple of the pixel size 10 m"):
+    with pytest.raises(
+        MappingError,
+        match=r"cell_size=1005.0 m is not a whole multiple of the pixel size 10 m",
+    ):
         mapping.density_heatmap(binary, cell_size=1005.0)
     with pytest.raises(MappingError, match="multiple"):
         mapping.density_heatmap(binary, cell_size=5.0)
@@ -333,7 +411,10 @@ def test_rank_cells():
     heat = xr.DataArray(
         values,
         dims=("y", "x"),
-        coords={"y": Y0 - 1000 * (np.arange(3) + 0.5), "x": X0 + 1000 * (np.arange(4) + 0.5)},
+        coords={
+            "y": Y0 - 1000 * (np.arange(3) + 0.5),
+            "x": X0 + 1000 * (np.arange(4) + 0.5),
+        },
         attrs={"cell_size": 1000.0},
     ).rio.write_crs(CRS)
     table = mapping.rank_cells(heat, top=2)
@@ -360,9 +441,15 @@ def test_written_cogs_keep_georeferencing(tmp_path, lazy):
     pair = _pair(120, 150, seed=6)
     pair["post_vh"][:10, :10] = np.nan
     prob = mapping.predict_probability(
-        pair, _window_mean_model, IDENTITY_STATS, window=32, overlap=8, chunk_size=64,
-        lazy=lazy, progress=False,
-    )  # fmt: skip
+        pair,
+        _window_mean_model,
+        IDENTITY_STATS,
+        window=32,
+        overlap=8,
+        chunk_size=64,
+        lazy=lazy,
+        progress=False,
+    )
     binary = mapping.binary_map(prob, 0.5)
     heat = mapping.density_heatmap(binary, cell_size=500.0)
     for name, da in (("prob", prob), ("binary", binary), ("heat", heat)):
@@ -381,12 +468,19 @@ def test_written_cogs_keep_georeferencing(tmp_path, lazy):
                 np.testing.assert_allclose(band, da.values, rtol=1e-6)
     with rasterio.open(tmp_path / "out" / "prob.tif") as src:
         assert tuple(src.bounds) == pytest.approx((X0, Y0 - 1200.0, X0 + 1500.0, Y0))
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["binary.tif", "heat.tif", "prob.tif"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "binary.tif",
+        "heat.tif",
+        "prob.tif",
+    ]
 
 
 def test_write_cog_needs_crs(tmp_path):
-    da = xr.DataArray(np.zeros((4, 4), np.float32), dims=("y", "x"),
-                      coords={"y": np.arange(4.0)[::-1], "x": np.arange(4.0)})  # fmt: skip
+    da = xr.DataArray(
+        np.zeros((4, 4), np.float32),
+        dims=("y", "x"),
+        coords={"y": np.arange(4.0)[::-1], "x": np.arange(4.0)},
+    )
     with pytest.raises(MappingError, match="CRS"):
         mapping.write_cog(da, tmp_path / "x.tif")
     assert not list(tmp_path.iterdir())
@@ -398,7 +492,10 @@ def _heatmap(values, cell=1000.0):
     da = xr.DataArray(
         values,
         dims=("y", "x"),
-        coords={"y": 4_700_000.0 - cell * (np.arange(ny) + 0.5), "x": 500_000.0 + cell * (np.arange(nx) + 0.5)},
+        coords={
+            "y": 4_700_000.0 - cell * (np.arange(ny) + 0.5),
+            "x": 500_000.0 + cell * (np.arange(nx) + 0.5),
+        },
         attrs={"cell_size": cell},
     )
     return da.rio.write_crs("EPSG:32654")
@@ -410,13 +507,17 @@ def test_heatmap_agreement_against_hand_values():
     assert same["correlation"] == pytest.approx(1.0)
     assert same["shared_top_cells"] == 2
     # 0.7 of a 1 km² cell in total
-    assert same["true_area_km2"] == pytest.approx(0.7) and same["mapped_area_km2"] == pytest.approx(0.7)
+    assert same["true_area_km2"] == pytest.approx(0.7) and same[
+        "mapped_area_km2"
+    ] == pytest.approx(0.7)
     swapped = _heatmap([[0.0, 0.4, 0.1], [0.2, 0.0, np.nan]])
     out = mapping.heatmap_agreement(swapped, truth, top=2)
     a = np.array([0.0, 0.4, 0.1, 0.2, 0.0])
     b = np.array([0.4, 0.0, 0.1, 0.0, 0.2])
     assert out["correlation"] == pytest.approx(np.corrcoef(a, b)[0, 1])
-    assert out["shared_top_cells"] == 0  # top-2 truth cells are (0,0) and (1,1); mapped (0,1) and (1,0)
+    assert (
+        out["shared_top_cells"] == 0
+    )  # top-2 truth cells are (0,0) and (1,1); mapped (0,1) and (1,0)
     with pytest.raises(MappingError, match="different grids"):
         mapping.heatmap_agreement(_heatmap([[0.1, 0.2]]), truth)
 
@@ -439,7 +540,10 @@ def test_block_plan_covers_the_scene_once():
         written[r0:r1, c0:c1] += 1
         ry0, ry1, rx0, rx1 = block.region
         assert ry0 <= r0 and r1 <= ry1 and rx0 <= c0 and c1 <= rx1
-        for y, x in block.windows:  # every window lies in the region and touches the core
+        for (
+            y,
+            x,
+        ) in block.windows:  # every window lies in the region and touches the core
             assert ry0 <= y and y + window <= ry1 and rx0 <= x and x + window <= rx1
             assert y < r1 and y + window > r0 and x < c1 and x + window > c0
     assert (written == 1).all()
@@ -456,9 +560,13 @@ def test_ensemble_goes_through_metrics_ensemble_mean(monkeypatch):
     monkeypatch.setattr(mapping.predictors, "ensemble_mean", counting_mean)
     pair = _pair(64, 64)
     prob = mapping.predict_probability(
-        pair, [_constant(0.2), _constant(0.7)], IDENTITY_STATS, window=32, overlap=8,
+        pair,
+        [_constant(0.2), _constant(0.7)],
+        IDENTITY_STATS,
+        window=32,
+        overlap=8,
         progress=False,
-    )  # fmt: skip
+    )
     assert calls and set(calls) == {2}  # dry run and every batch average two members
     np.testing.assert_allclose(prob.values, 0.45, rtol=1e-6)
 
@@ -476,10 +584,14 @@ def test_raw_and_probability_share_one_window_plan():
 
     pair = _pair(70, 90, seed=2)
     kwargs = dict(window=32, overlap=8, chunk_size=40, progress=False)
-    prob = mapping.predict_probability(pair, _window_mean_model, IDENTITY_STATS, **kwargs)
+    prob = mapping.predict_probability(
+        pair, _window_mean_model, IDENTITY_STATS, **kwargs
+    )
     # IDENTITY_STATS standardises to log10(max(x, floor)): do that inside the raw score
     raw = mapping.predict_raw(
-        pair, lambda b: _window_mean_model(np.log10(np.maximum(b, LINEAR_FLOOR))), **kwargs
+        pair,
+        lambda b: _window_mean_model(np.log10(np.maximum(b, LINEAR_FLOOR))),
+        **kwargs,
     )
     assert (raw.attrs["window"], raw.attrs["overlap"]) == (prob.attrs["window"], 8)
     np.testing.assert_allclose(raw.values, prob.values, rtol=1e-5)

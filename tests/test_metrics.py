@@ -51,7 +51,9 @@ def test_aprc_constant_scores_is_positive_share():
 
 def test_aprc_point_counts_are_positives():
     rng = np.random.default_rng(4)
-    counts = rng.integers(0, 4, size=(3, 8, 8)).astype(np.uint16)  # 0..3 points per pixel
+    counts = rng.integers(0, 4, size=(3, 8, 8)).astype(
+        np.uint16
+    )  # 0..3 points per pixel
     scores = rng.random(counts.shape)
     expected = average_precision_score((counts > 0).ravel(), scores.ravel())
     assert metrics.aprc(scores, counts) == pytest.approx(expected)
@@ -91,9 +93,16 @@ def test_miscounts_hand_counts():
     labels[2, 0, :] = [1, 2, 3]
     labels[2, 1, :2] = 1
     probabilities[2, 2, 2] = np.nan
-    table = metrics.miscounts(probabilities, labels, threshold=0.5, chip_ids=["a", "b", "c"])
+    table = metrics.miscounts(
+        probabilities, labels, threshold=0.5, chip_ids=["a", "b", "c"]
+    )
     assert list(table.columns) == [
-        "chip", "predicted_pixels", "true_pixels", "delta_l1", "delta_count", "has_landslide"
+        "chip",
+        "predicted_pixels",
+        "true_pixels",
+        "delta_l1",
+        "delta_count",
+        "has_landslide",
     ]
     assert table["chip"].tolist() == ["a", "b", "c"]
     assert table["predicted_pixels"].tolist() == [4, 1, 0]
@@ -112,8 +121,14 @@ def test_miscounts_hand_counts():
 def test_miscounts_threshold_changes_counts():
     probabilities = np.array([[[0.2, 0.4], [0.6, 0.8]]])
     labels = np.zeros((1, 2, 2))
-    assert metrics.miscounts(probabilities, labels, threshold=0.3)["predicted_pixels"][0] == 3
-    assert metrics.miscounts(probabilities, labels, threshold=0.7)["predicted_pixels"][0] == 1
+    assert (
+        metrics.miscounts(probabilities, labels, threshold=0.3)["predicted_pixels"][0]
+        == 3
+    )
+    assert (
+        metrics.miscounts(probabilities, labels, threshold=0.7)["predicted_pixels"][0]
+        == 1
+    )
 
 
 def test_miscount_medians_empty_group_is_nan():
@@ -149,7 +164,9 @@ def test_ensemble_mean_averages_probabilities_not_logits():
 def test_ensemble_mean_generator_and_stacked():
     rng = np.random.default_rng(5)
     stack = rng.random((4, 2, 3, 3))
-    np.testing.assert_allclose(metrics.ensemble_mean(stack), stack.mean(axis=0), rtol=1e-6)
+    np.testing.assert_allclose(
+        metrics.ensemble_mean(stack), stack.mean(axis=0), rtol=1e-6
+    )
     np.testing.assert_allclose(
         metrics.ensemble_mean(m for m in stack), stack.mean(axis=0), rtol=1e-6
     )
@@ -173,9 +190,14 @@ def test_weighted_ensemble_mean_is_the_mean_over_all_models():
     out = metrics.ensemble_mean([run_a, run_b], weights=[2, 3])
     assert out.dtype == np.float32
     np.testing.assert_allclose(out, models.mean(axis=0), rtol=1e-6)
-    np.testing.assert_allclose(out, np.average([run_a, run_b], axis=0, weights=[2, 3]), rtol=1e-6)
+    np.testing.assert_allclose(
+        out, np.average([run_a, run_b], axis=0, weights=[2, 3]), rtol=1e-6
+    )
     # Unit weights are the plain mean, bit for bit.
-    assert np.array_equal(metrics.ensemble_mean([run_a, run_b], weights=[1, 1]), metrics.ensemble_mean([run_a, run_b]))
+    assert np.array_equal(
+        metrics.ensemble_mean([run_a, run_b], weights=[1, 1]),
+        metrics.ensemble_mean([run_a, run_b]),
+    )
     with pytest.raises(ValueError, match="2 weights for more than 2 ensemble members"):
         metrics.ensemble_mean([run_a, run_b, run_a], weights=[1, 1])
     with pytest.raises(ValueError, match="negative"):
@@ -189,7 +211,9 @@ def test_score_probabilities_by_hand():
     p = np.array([[[0.9, 0.8], [0.7, 0.1]], [[0.6, 0.2], [0.1, 0.1]]], dtype=np.float32)
     scores = metrics.score_probabilities(p, labels)
     assert tuple(scores) == metrics.GRID_METRICS
-    assert scores["aprc"] == pytest.approx(average_precision_score(labels.ravel(), p.ravel()))
+    assert scores["aprc"] == pytest.approx(
+        average_precision_score(labels.ravel(), p.ravel())
+    )
     assert scores["median_delta_count_landslide"] == 1.0  # 3 predicted - 2 true
     assert scores["median_delta_count_free"] == 1.0
     assert scores["median_delta_l1"] == 1.0  # |+1| on both chips
@@ -208,5 +232,3 @@ def test_sem_single_and_empty():
     assert math.isnan(metrics.sem([0.4]))
     with pytest.raises(ValueError, match="no values"):
         metrics.sem([])
-
-

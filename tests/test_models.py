@@ -80,7 +80,9 @@ def test_segmenter_parameter_counts():
     seg = Segmenter(stage1)
     assert count_parameters(seg) == with_embeddings + norm == 1_132_761 + 432
     assert count_parameters(Segmenter(stage1, "plain")) == with_embeddings == 1_132_761
-    assert count_parameters(seg, trainable_only=False) == with_embeddings + norm + count_parameters(stage1)
+    assert count_parameters(
+        seg, trainable_only=False
+    ) == with_embeddings + norm + count_parameters(stage1)
     assert count_parameters(Segmenter()) == baseline + norm == 608_473 + 432
     # the demo's narrower head: 128 -> 32 -> 1
     narrow = features + conv(8, 128, 32) + conv(8, 32, 1) + 2 * (8 + 16 + 64 + 32)
@@ -92,7 +94,9 @@ def test_segmenter_parameter_counts():
 # --------------------------------------------------------------------------- shapes and behaviour
 
 
-@pytest.mark.parametrize("config,h,w", [("reference", 32, 48), ("reference", 8, 8), ("paper", 64, 32)])
+@pytest.mark.parametrize(
+    "config,h,w", [("reference", 32, 48), ("reference", 8, 8), ("paper", 64, 32)]
+)
 def test_classifier_shapes(config, h, w):
     model = SiameseClassifier(config).eval()
     x = torch.randn(3, 4, h, w)
@@ -128,7 +132,9 @@ def test_same_conv_matches_pytorch_same_padding():
     torch.manual_seed(0)
     ours = SameConv2d(3, 5, kernel=8)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # PyTorch warns about even kernels with padding="same"
+        warnings.simplefilter(
+            "ignore"
+        )  # PyTorch warns about even kernels with padding="same"
         theirs = nn.Conv2d(3, 5, 8, padding="same")
         theirs.load_state_dict(ours.state_dict())
         x = torch.randn(2, 3, 13, 20)
@@ -140,7 +146,9 @@ def test_stage1_frozen_in_segmenter():
     stage1 = SiameseClassifier("reference")
     seg = Segmenter(stage1)
     assert all(not p.requires_grad for p in seg.stage1.parameters())
-    assert all(p.requires_grad for p in stage1.parameters()), "the caller's model must not be modified"
+    assert all(p.requires_grad for p in stage1.parameters()), (
+        "the caller's model must not be modified"
+    )
     seg.train()
     assert seg.training and not seg.stage1.training
     assert not any(m.training for m in seg.stage1.modules())
@@ -162,11 +170,17 @@ def test_stage1_frozen_in_segmenter():
 
 
 def test_build_model_round_trip():
-    for model in (SiameseClassifier("reference"), Segmenter(), Segmenter(SiameseClassifier())):
+    for model in (
+        SiameseClassifier("reference"),
+        Segmenter(),
+        Segmenter(SiameseClassifier()),
+    ):
         rebuilt = build_model(type(model).__name__, model.config_dict())
         assert type(rebuilt) is type(model)
         assert rebuilt.config_dict() == model.config_dict()
-        rebuilt.load_state_dict(model.state_dict())  # same architecture: strict load works
+        rebuilt.load_state_dict(
+            model.state_dict()
+        )  # same architecture: strict load works
 
 
 # --------------------------------------------------------------------------- bad input

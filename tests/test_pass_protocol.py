@@ -40,17 +40,24 @@ PASSES = [
 ]
 
 
-def orbit_cube(passes=PASSES, *, coords=("orbit_state", "relative_orbit"), size=32) -> xr.Dataset:
+def orbit_cube(
+    passes=PASSES, *, coords=("orbit_state", "relative_orbit"), size=32
+) -> xr.Dataset:
     times = pd.DatetimeIndex([t for t, _, _ in passes])
     level = 0.01 * (np.arange(len(passes)) + 1)
-    vv = np.broadcast_to(level[:, None, None], (len(passes), size, size)).astype("float32")
+    vv = np.broadcast_to(level[:, None, None], (len(passes), size, size)).astype(
+        "float32"
+    )
     labels = np.zeros((size, size), np.uint8)
     labels[2:6, 2:6] = 1
     extra = {}
     if "orbit_state" in coords:
         extra["orbit_state"] = ("time", np.array([s for _, s, _ in passes]))
     if "relative_orbit" in coords:
-        extra["relative_orbit"] = ("time", np.array([r for _, _, r in passes], dtype="int16"))
+        extra["relative_orbit"] = (
+            "time",
+            np.array([r for _, _, r in passes], dtype="int16"),
+        )
     cube = xr.Dataset(
         {
             "vv": (("time", "y", "x"), vv.copy()),
@@ -63,8 +70,12 @@ def orbit_cube(passes=PASSES, *, coords=("orbit_state", "relative_orbit"), size=
             "x": 580_000.0 + 10.0 * (np.arange(size) + 0.5),
             **extra,
         },
-        attrs={"event": "hokkaido", "event_time": "2018-09-05T18:07:59+00:00",
-               "label_kind": "mask", "source": "test"},
+        attrs={
+            "event": "hokkaido",
+            "event_time": "2018-09-05T18:07:59+00:00",
+            "label_kind": "mask",
+            "source": "test",
+        },
     )
     return validate_cube(cube.rio.write_crs("EPSG:32654"))
 
@@ -75,7 +86,10 @@ def level_of(when: str, passes=PASSES) -> float:
 
 def test_named_passes_are_exactly_the_papers():
     ev = get_event("hokkaido")
-    assert (str(ev.paper_pre_pass), str(ev.paper_post_pass)) == ("2018-08-24", "2018-09-13")
+    assert (str(ev.paper_pre_pass), str(ev.paper_post_pass)) == (
+        "2018-08-24",
+        "2018-09-13",
+    )
     pair = pass_pair(orbit_cube(), named=True)
     assert pair["pre_vv"].values[0, 0] == pytest.approx(level_of("2018-08-24T20:40"))
     assert pair["post_vv"].values[0, 0] == pytest.approx(level_of("2018-09-13T08:27"))
@@ -89,8 +103,12 @@ def test_paper_profile_chips_use_the_named_passes():
     chips = make_chips(orbit_cube(), 16, named_passes=True)
     assert chips.attrs["pre_times"][0].startswith("2018-08-24T20:40")
     assert chips.attrs["post_times"][0].startswith("2018-09-13T08:27")
-    np.testing.assert_allclose(chips.images[:, 0], level_of("2018-08-24T20:40"), rtol=1e-6)
-    np.testing.assert_allclose(chips.images[:, 2], level_of("2018-09-13T08:27"), rtol=1e-6)
+    np.testing.assert_allclose(
+        chips.images[:, 0], level_of("2018-08-24T20:40"), rtol=1e-6
+    )
+    np.testing.assert_allclose(
+        chips.images[:, 2], level_of("2018-09-13T08:27"), rtol=1e-6
+    )
     assert chips.attrs["same_track"] is False
 
 
@@ -112,7 +130,11 @@ def test_automatic_pair_comes_from_one_track():
     # the filters restrict the tracks considered
     desc = pass_pair(cube, orbit_state="d")
     assert desc.attrs["pre_tracks"] == ["descending 119"]
-    assert pass_pair(cube, relative_orbit=46).attrs["post_times"][0].startswith("2018-09-17")
+    assert (
+        pass_pair(cube, relative_orbit=46)
+        .attrs["post_times"][0]
+        .startswith("2018-09-17")
+    )
 
 
 def test_opting_out_gives_the_nearest_passes_of_any_track():
@@ -134,7 +156,10 @@ def test_a_mixed_automatic_pair_is_refused_naming_both_passes():
     with pytest.raises(PassSelectionError, match="relative orbit 46"):
         make_chips(cube, 16)  # the chip pipeline refuses it too
     # the caller may still ask for it, by name or by opting out
-    assert pass_pair(cube, pre="2018-08-24", post="2018-09-13").attrs["pass_rule"] == "caller"
+    assert (
+        pass_pair(cube, pre="2018-08-24", post="2018-09-13").attrs["pass_rule"]
+        == "caller"
+    )
     assert pass_pair(cube, same_track=False).attrs["same_track"] is False
 
 
@@ -160,7 +185,9 @@ def test_named_passes_need_one_pass_a_side_and_the_right_side():
     two_a_day = PASSES + [("2018-09-13T20:32", "descending", 148)]
     with pytest.raises(PassSelectionError, match="holds 2 different passes"):
         pass_pair(orbit_cube(sorted(two_a_day)), post="2018-09-13")
-    pair = pass_pair(orbit_cube(sorted(two_a_day)), post="2018-09-13T20:32", pre="2018-08-24")
+    pair = pass_pair(
+        orbit_cube(sorted(two_a_day)), post="2018-09-13T20:32", pre="2018-08-24"
+    )
     assert pair.attrs["post_tracks"] == ["descending 148"]
 
 
@@ -175,8 +202,12 @@ def test_same_track_timing_rule():
     assert not same_track_possible("2018-08-24T20:40", "2018-09-13T08:27")  # 19.5 days
     assert not same_track_possible("2018-08-24T20:40", "2018-09-13T20:40")  # 20 days
     assert same_track_possible("2018-08-24T20:40", "2018-09-17T20:41")  # 24 days
-    assert same_track_possible("2016-08-23T07:22", "2016-11-15T07:22")  # Kaikoura, 84 = 7 x 12
-    assert not same_track_possible("2018-09-01T08:27", "2018-09-07T09:27")  # an hour off
+    assert same_track_possible(
+        "2016-08-23T07:22", "2016-11-15T07:22"
+    )  # Kaikoura, 84 = 7 x 12
+    assert not same_track_possible(
+        "2018-09-01T08:27", "2018-09-07T09:27"
+    )  # an hour off
 
 
 def test_tracks_are_inferred_from_timing_when_the_cube_records_none():
@@ -187,7 +218,9 @@ def test_tracks_are_inferred_from_timing_when_the_cube_records_none():
     assert table.groupby("track").ngroups == 4
     assert table.loc[[1, 9], "track"].nunique() == 1  # 08-24 and 09-17: one track
     assert table.loc[1, "track"] != table.loc[6, "track"]  # 08-24 and 09-13: two
-    assert pass_pair(bare)["post_vv"].values[0, 0] == pytest.approx(level_of("2018-09-07T08:27"))
+    assert pass_pair(bare)["post_vv"].values[0, 0] == pytest.approx(
+        level_of("2018-09-07T08:27")
+    )
     with pytest.raises(PassSelectionError, match="different orbit tracks"):
         pass_pair(orbit_cube([PASSES[1], PASSES[6]], coords=()))
     # direction alone: tracks split by timing within each direction
@@ -197,7 +230,10 @@ def test_tracks_are_inferred_from_timing_when_the_cube_records_none():
 
 def test_frames_of_one_overflight_are_one_pass():
     # Two frames 25 s apart on ascending 68 after the event, each covering half the area.
-    frames = PASSES[:6] + [("2018-09-13T08:27:00", "ascending", 68), ("2018-09-13T08:27:25", "ascending", 68)]
+    frames = PASSES[:6] + [
+        ("2018-09-13T08:27:00", "ascending", 68),
+        ("2018-09-13T08:27:25", "ascending", 68),
+    ]
     cube = orbit_cube(frames).copy(deep=True)
     cube["vv"][6, :, 16:] = np.nan
     cube["vh"][6, :, 16:] = np.nan
@@ -207,8 +243,12 @@ def test_frames_of_one_overflight_are_one_pass():
     assert table.loc[6, "pass_id"] == table.loc[7, "pass_id"]
     pair = pass_pair(cube, post="2018-09-13")
     assert np.isfinite(pair["post_vv"].values).all()  # mosaicked, not one half
-    assert pair["post_vv"].values[0, 0] == pytest.approx(level_of("2018-09-13T08:27:00", frames))
-    assert pair["post_vv"].values[0, -1] == pytest.approx(level_of("2018-09-13T08:27:25", frames))
+    assert pair["post_vv"].values[0, 0] == pytest.approx(
+        level_of("2018-09-13T08:27:00", frames)
+    )
+    assert pair["post_vv"].values[0, -1] == pytest.approx(
+        level_of("2018-09-13T08:27:25", frames)
+    )
 
 
 def test_relative_orbit_from_absolute_orbit():
@@ -226,10 +266,13 @@ def test_prepare_event_takes_the_pass_rule_from_the_profile(tmp_path):
     from sarslide.datasets import prepare_event
     from sarslide.profiles import get_profile
 
-    small = get_profile("demo").with_overrides(synthetic_shape=(256, 256), chip_size=32,
-                                               split_scheme="text")
+    small = get_profile("demo").with_overrides(
+        synthetic_shape=(256, 256), chip_size=32, split_scheme="text"
+    )
     auto = prepare_event("hokkaido", small, cache_dir=tmp_path)
-    named = prepare_event("hokkaido", small.with_overrides(named_passes=True), cache_dir=tmp_path)
+    named = prepare_event(
+        "hokkaido", small.with_overrides(named_passes=True), cache_dir=tmp_path
+    )
     assert auto.attrs["pass_rule"] == "same-track"
     assert named.attrs["pass_rule"] == "named"
     assert named.attrs["pre_times"][0].startswith("2018-08-24")
@@ -239,10 +282,15 @@ def test_prepare_event_takes_the_pass_rule_from_the_profile(tmp_path):
 def test_a_bare_date_on_the_event_day_is_flagged():
     # A cube that stores dates only: 2018-09-05 could be S1A's 20:40 UTC pass, after the
     # 18:07 UTC event, although midnight sorts it before.
-    dates = [("2018-08-24", "descending", 46), ("2018-09-05", "descending", 46),
-             ("2018-09-17", "descending", 46)]
+    dates = [
+        ("2018-08-24", "descending", 46),
+        ("2018-09-05", "descending", 46),
+        ("2018-09-17", "descending", 46),
+    ]
     cube = orbit_cube(dates)
-    with pytest.warns(UserWarning, match="2018-09-05 00:00 UTC descending.*may have been taken after"):
+    with pytest.warns(
+        UserWarning, match="2018-09-05 00:00 UTC descending.*may have been taken after"
+    ):
         pass_pair(cube)
     # named passes are the caller's choice: no warning
     import warnings

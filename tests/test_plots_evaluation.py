@@ -36,27 +36,58 @@ def results() -> pd.DataFrame:
             for seed in range(3 if size != 2 else 5):
                 for checkpoint in range(2):
                     for metric in METRICS:
-                        rows.append({"run_id": f"{arm}-{size}-s{seed}", "arm": arm, "train_size": size,
-                                     "seed": seed, "checkpoint": checkpoint, "metric": metric,
-                                     "value": float(rng.random())})  # fmt: skip
-    rows.append({"run_id": "log_ratio", "arm": "log_ratio", "train_size": 0, "seed": 0, "checkpoint": 0,
-                 "metric": "aprc", "value": 0.1})  # fmt: skip
+                        rows.append(
+                            {
+                                "run_id": f"{arm}-{size}-s{seed}",
+                                "arm": arm,
+                                "train_size": size,
+                                "seed": seed,
+                                "checkpoint": checkpoint,
+                                "metric": metric,
+                                "value": float(rng.random()),
+                            }
+                        )
+    rows.append(
+        {
+            "run_id": "log_ratio",
+            "arm": "log_ratio",
+            "train_size": 0,
+            "seed": 0,
+            "checkpoint": 0,
+            "metric": "aprc",
+            "value": 0.1,
+        }
+    )
     return pd.DataFrame(rows)
 
 
 def _marker_lines(ax) -> list:
-    return [line for line in ax.lines if line.get_marker() not in (None, "", "None") and len(line.get_xdata())]
+    return [
+        line
+        for line in ax.lines
+        if line.get_marker() not in (None, "", "None") and len(line.get_xdata())
+    ]
 
 
 def _error_bars(ax) -> list:
-    return [line for line in ax.lines if line.get_marker() in (None, "", "None") and len(line.get_xdata()) == 8]
+    return [
+        line
+        for line in ax.lines
+        if line.get_marker() in (None, "", "None") and len(line.get_xdata()) == 8
+    ]
 
 
 def test_aprc_points_and_error_bars_are_mean_and_sem_over_runs(results):
     ax = plot_aprc_by_size(results, random_aprc=0.03)
-    runs = results[results["metric"] == "aprc"].groupby(["arm", "train_size", "run_id"])["value"].mean()
+    runs = (
+        results[results["metric"] == "aprc"]
+        .groupby(["arm", "train_size", "run_id"])["value"]
+        .mean()
+    )
     lines = _marker_lines(ax)
-    assert [line.get_marker() for line in lines] == [ARM_STYLE[a]["marker"] for a in ARMS]
+    assert [line.get_marker() for line in lines] == [
+        ARM_STYLE[a]["marker"] for a in ARMS
+    ]
     bars = iter(_error_bars(ax))
     for arm, line in zip(ARMS, lines):
         want = [runs.loc[arm, size].mean() for size in SIZES]
@@ -83,23 +114,39 @@ def test_a_summary_is_refused_with_the_fix(results):
 
 
 def test_miscounts_ensemble_points_with_per_model_spread(results):
-    ensemble = results.groupby(["arm", "train_size", "metric"], as_index=False)["value"].median()
+    ensemble = results.groupby(["arm", "train_size", "metric"], as_index=False)[
+        "value"
+    ].median()
     fig = plot_miscounts_by_size(ensemble, results, n_all=110)
     assert len(fig.axes) == 3
     for ax, (metric, _) in zip(fig.axes, MISCOUNT_PANELS):
         lines = _marker_lines(ax)
         assert len(lines) == len(ARMS)
         for arm, line in zip(ARMS, lines):
-            want = ensemble[(ensemble["arm"] == arm) & (ensemble["metric"] == metric)].set_index("train_size")["value"]
+            want = ensemble[
+                (ensemble["arm"] == arm) & (ensemble["metric"] == metric)
+            ].set_index("train_size")["value"]
             np.testing.assert_allclose(line.get_ydata(), [want[s] for s in SIZES])
-        assert len(_error_bars(ax)) == len(ARMS) * len(SIZES)  # one per arm × size, from the models
-    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["2", "5", "all (110)"]
+        assert len(_error_bars(ax)) == len(ARMS) * len(
+            SIZES
+        )  # one per arm × size, from the models
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == [
+        "2",
+        "5",
+        "all (110)",
+    ]
     plt.close(fig)
 
 
 def test_miscounts_accept_a_wide_table_without_error_bars(results):
-    tidy = results[results["arm"].isin(ARMS)].groupby(["arm", "train_size", "metric"], as_index=False)["value"].mean()
-    wide = tidy.pivot_table(index=["arm", "train_size"], columns="metric", values="value").reset_index()
+    tidy = (
+        results[results["arm"].isin(ARMS)]
+        .groupby(["arm", "train_size", "metric"], as_index=False)["value"]
+        .mean()
+    )
+    wide = tidy.pivot_table(
+        index=["arm", "train_size"], columns="metric", values="value"
+    ).reset_index()
     fig = plot_miscounts_by_size(wide)
     ax = fig.axes[1]
     assert len(_marker_lines(ax)) == len(ARMS) and not _error_bars(ax)

@@ -18,7 +18,12 @@ from conftest import toy_chips
 from sklearn.metrics import average_precision_score
 
 from sarslide import cube, mapping, runtime, synthetic
-from sarslide.checkpoints import CheckpointError, save_record, read_checkpoint, checkpoint_info
+from sarslide.checkpoints import (
+    CheckpointError,
+    checkpoint_info,
+    read_checkpoint,
+    save_record,
+)
 from sarslide.models import SameConv2d, Segmenter, SiameseClassifier
 from sarslide.predict import predict_chip_proba, predict_proba
 from sarslide.runtime import Precision, resolve_precision
@@ -40,10 +45,20 @@ TOL = 0.02  # largest allowed difference of a probability between the fast path 
 @pytest.mark.filterwarnings("ignore::sarslide.runtime.PrecisionChoiceWarning")
 def test_resolve_precision_follows_the_device_table(monkeypatch):
     plain = resolve_precision("cpu", "fp32")
-    assert (plain.name, plain.autocast_dtype, plain.channels_last, plain.grad_scaler) == ("fp32", None, False, False)
+    assert (
+        plain.name,
+        plain.autocast_dtype,
+        plain.channels_last,
+        plain.grad_scaler,
+    ) == ("fp32", None, False, False)
     monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: True)
     fast = resolve_precision("cpu")
-    assert (fast.name, fast.autocast_dtype, fast.channels_last, fast.grad_scaler) == ("bf16", torch.bfloat16, True, False)
+    assert (fast.name, fast.autocast_dtype, fast.channels_last, fast.grad_scaler) == (
+        "bf16",
+        torch.bfloat16,
+        True,
+        False,
+    )
     assert fast.storage_dtype == torch.bfloat16 and plain.storage_dtype == torch.float32
     monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: False)
     assert resolve_precision("cpu").name == "fp32"  # no native bf16: plain float32
@@ -52,15 +67,32 @@ def test_resolve_precision_follows_the_device_table(monkeypatch):
     # decision; see the capability tests below)
     _fake_gpu(monkeypatch, (8, 0), "NVIDIA A100")
     ampere = resolve_precision("cuda")
-    assert (ampere.name, ampere.grad_scaler, ampere.channels_last, ampere.cudnn_benchmark, ampere.tf32) == (
-        "bf16", False, True, True, True)  # fmt: skip
+    assert (
+        ampere.name,
+        ampere.grad_scaler,
+        ampere.channels_last,
+        ampere.cudnn_benchmark,
+        ampere.tf32,
+    ) == ("bf16", False, True, True, True)
     _fake_gpu(monkeypatch, (7, 5), "Tesla T4")
     t4 = resolve_precision("cuda")
-    assert (t4.name, t4.autocast_dtype, t4.grad_scaler, t4.channels_last) == ("fp16", torch.float16, True, True)
+    assert (t4.name, t4.autocast_dtype, t4.grad_scaler, t4.channels_last) == (
+        "fp16",
+        torch.float16,
+        True,
+        True,
+    )
     cuda_plain = resolve_precision("cuda", "fp32")
-    assert (cuda_plain.autocast_dtype, cuda_plain.channels_last, cuda_plain.cudnn_benchmark, cuda_plain.tf32) == (
-        None, False, False, False)  # fmt: skip
-    with pytest.raises(ValueError, match=r"Tesla T4 \(compute capability 7\.5\) has no bfloat16 hardware"):
+    assert (
+        cuda_plain.autocast_dtype,
+        cuda_plain.channels_last,
+        cuda_plain.cudnn_benchmark,
+        cuda_plain.tf32,
+    ) == (None, False, False, False)
+    with pytest.raises(
+        ValueError,
+        match=r"Tesla T4 \(compute capability 7\.5\) has no bfloat16 hardware",
+    ):
         resolve_precision("cuda", "bf16")
     assert resolve_precision("cpu", plain) is plain
 
@@ -69,7 +101,9 @@ def _fake_gpu(monkeypatch, capability: tuple[int, int], name: str) -> None:
     """Make torch report a GPU of ``capability`` whose bfloat16 torch would emulate:
     ``torch.cuda.is_bf16_supported()`` is true whatever the capability (as on a real T4),
     so a choice made from it would be wrong below 8.0.  Forget earlier announcements."""
-    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    monkeypatch.setattr(
+        torch.cuda, "get_device_capability", lambda device=None: capability
+    )
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: name)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
     monkeypatch.setattr(runtime, "_ANNOUNCED", set())
@@ -88,15 +122,28 @@ GPU_TABLE = [
 ]
 
 
-@pytest.mark.parametrize("capability,gpu,expected", GPU_TABLE, ids=[g for _, g, _ in GPU_TABLE])
-def test_auto_on_cuda_follows_the_compute_capability_not_emulated_bf16(monkeypatch, capability, gpu, expected):
+@pytest.mark.parametrize(
+    "capability,gpu,expected", GPU_TABLE, ids=[g for _, g, _ in GPU_TABLE]
+)
+def test_auto_on_cuda_follows_the_compute_capability_not_emulated_bf16(
+    monkeypatch, capability, gpu, expected
+):
     _fake_gpu(monkeypatch, capability, gpu)
     with pytest.warns(runtime.PrecisionChoiceWarning) as record:
         prec = resolve_precision("cuda", "auto")
-    got = (prec.name, prec.autocast_dtype, prec.grad_scaler, prec.channels_last, prec.cudnn_benchmark, prec.tf32)
+    got = (
+        prec.name,
+        prec.autocast_dtype,
+        prec.grad_scaler,
+        prec.channels_last,
+        prec.cudnn_benchmark,
+        prec.tf32,
+    )
     assert got == expected
     # the announcement says what was chosen and why, naming the GPU and its capability
-    (message,) = [str(w.message) for w in record if w.category is runtime.PrecisionChoiceWarning]
+    (message,) = [
+        str(w.message) for w in record if w.category is runtime.PrecisionChoiceWarning
+    ]
     assert f"{gpu} (compute capability {capability[0]}.{capability[1]})" in message
     assert f": {expected[0]}, because" in message
     assert runtime.cuda_auto_precision("cuda")[0] == expected[0]
@@ -106,7 +153,9 @@ def test_the_gpu_choice_is_announced_once_per_process(monkeypatch, recwarn):
     _fake_gpu(monkeypatch, (7, 5), "Tesla T4")
     for _ in range(3):
         assert resolve_precision("cuda").name == "fp16"
-    assert resolve_precision("cuda", "fp16").name == "fp16"  # explicit: nothing to announce
+    assert (
+        resolve_precision("cuda", "fp16").name == "fp16"
+    )  # explicit: nothing to announce
     announced = [w for w in recwarn if w.category is runtime.PrecisionChoiceWarning]
     assert len(announced) == 1
     assert "float16 autocast with gradient scaling" in str(announced[0].message)
@@ -114,16 +163,24 @@ def test_the_gpu_choice_is_announced_once_per_process(monkeypatch, recwarn):
 
 def test_explicit_bf16_needs_capability_8_even_when_torch_emulates_it(monkeypatch):
     _fake_gpu(monkeypatch, (7, 5), "Tesla T4")
-    with pytest.raises(ValueError, match=r"Tesla T4 \(compute capability 7\.5\) has no bfloat16 hardware.*'fp16' or 'auto'"):
+    with pytest.raises(
+        ValueError,
+        match=r"Tesla T4 \(compute capability 7\.5\) has no bfloat16 hardware.*'fp16' or 'auto'",
+    ):
         resolve_precision("cuda", "bf16")
     _fake_gpu(monkeypatch, (8, 6), "NVIDIA A10")
     assert resolve_precision("cuda", "bf16").name == "bf16"
     _fake_gpu(monkeypatch, (6, 1), "GeForce GTX 1080")
-    assert resolve_precision("cuda", "fp16").grad_scaler  # asked for explicitly: as asked
+    assert resolve_precision(
+        "cuda", "fp16"
+    ).grad_scaler  # asked for explicitly: as asked
 
 
 def test_bad_precisions_are_named():
-    with pytest.raises(ValueError, match=r"unknown precision 'half'; choose one of \['auto', 'fp32', 'bf16', 'fp16'\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"unknown precision 'half'; choose one of \['auto', 'fp32', 'bf16', 'fp16'\]",
+    ):
         resolve_precision("cpu", "half")
     with pytest.raises(ValueError, match="'fp16' needs a CUDA GPU"):
         resolve_precision("cpu", "fp16")
@@ -135,7 +192,9 @@ def test_bad_precisions_are_named():
 # --------------------------------------------------------------------------- same weights
 
 
-def _spread_logits(layer: torch.nn.Conv2d, logits: torch.Tensor, std: float = 2.5) -> None:
+def _spread_logits(
+    layer: torch.nn.Conv2d, logits: torch.Tensor, std: float = 2.5
+) -> None:
     """Rescale the last (linear) layer so the float32 logits have mean 0 and std ``std``:
     probabilities spread over (0, 1), where a bf16 error would show."""
     a = std / float(logits.std())
@@ -163,8 +222,20 @@ def trained():
     with torch.random.fork_rng(devices=[]), tempfile.TemporaryDirectory() as tmp:
         seed_everything(0)
         baseline = Segmenter()
-        fit(baseline, x, y, xv, yv, task="stage2", max_epochs=20, patience=20, batch_size=8, checkpoint_dir=tmp,
-            progress=False, precision="fp32")  # fmt: skip
+        fit(
+            baseline,
+            x,
+            y,
+            xv,
+            yv,
+            task="stage2",
+            max_epochs=20,
+            patience=20,
+            batch_size=8,
+            checkpoint_dir=tmp,
+            progress=False,
+            precision="fp32",
+        )
         stage1 = SiameseClassifier("reference")
         stage1.train()
         with torch.no_grad():
@@ -181,7 +252,12 @@ def trained():
             two_stage.head[0].weight[:, :64] = baseline.head[0].weight
             two_stage.head[0].bias.copy_(baseline.head[0].bias)
             two_stage.head[2].load_state_dict(baseline.head[2].state_dict())
-    return {"baseline": baseline.eval(), "stage1": stage1, "two_stage": two_stage.eval(), "chips": xv}
+    return {
+        "baseline": baseline.eval(),
+        "stage1": stage1,
+        "two_stage": two_stage.eval(),
+        "chips": xv,
+    }
 
 
 @needs_bf16
@@ -191,7 +267,9 @@ def test_segmenter_fast_path_probabilities_within_tolerance_of_fp32(trained, nam
     ref = predict_proba(model, x, precision="fp32")
     fast = predict_proba(model, x)  # "auto" = bf16 + channels-last here
     assert resolve_precision("cpu").name == "bf16"
-    assert ref.std() > 0.05  # the probabilities spread out, so the tolerance means something
+    assert (
+        ref.std() > 0.05
+    )  # the probabilities spread out, so the tolerance means something
     diff = np.abs(fast - ref)
     assert diff.max() <= TOL, f"max |fast - fp32| = {diff.max():.4f}"
     assert diff.max() > 0  # the fast path really ran in another arithmetic
@@ -210,8 +288,12 @@ def test_siamese_fast_path_probabilities_within_tolerance_of_fp32(trained):
 
 @needs_bf16
 def test_whole_mapped_scene_within_tolerance_of_fp32(trained):
-    pair = cube.pass_pair(synthetic.make_cube((160, 160), seed=1)).drop_vars("landslides")
-    linear = np.stack([pair[c].values for c in ("pre_vv", "pre_vh", "post_vv", "post_vh")])[None]
+    pair = cube.pass_pair(synthetic.make_cube((160, 160), seed=1)).drop_vars(
+        "landslides"
+    )
+    linear = np.stack(
+        [pair[c].values for c in ("pre_vv", "pre_vh", "post_vv", "post_vh")]
+    )[None]
     stats = compute_stats(np.nan_to_num(linear, nan=float(np.nanmedian(linear))))
     model = trained["two_stage"]
     kw = dict(window=64, overlap=16, batch_size=4, progress=False, device="cpu")
@@ -230,8 +312,17 @@ def test_whole_mapped_scene_within_tolerance_of_fp32(trained):
 def _train(tmp, data, precision, name="run", epochs=8, build=Segmenter):
     seed_everything(0)
     model = build()
-    result = fit(model, *data, task="stage2", max_epochs=epochs, batch_size=8, top_k=1,
-                 checkpoint_dir=tmp / name, progress=False, precision=precision)  # fmt: skip
+    result = fit(
+        model,
+        *data,
+        task="stage2",
+        max_epochs=epochs,
+        batch_size=8,
+        top_k=1,
+        checkpoint_dir=tmp / name,
+        progress=False,
+        precision=precision,
+    )
     return model, result
 
 
@@ -247,22 +338,45 @@ def test_fast_training_reaches_the_fp32_validation_aprc(tmp_path, make_toy_chips
     for precision in ("fp32", "bf16"):
         _, result = _train(tmp_path, data, precision, name=precision)
         best = result.best_model()
-        prob = predict_proba(best, xv, precision="fp32")  # judge both with the same arithmetic
+        prob = predict_proba(
+            best, xv, precision="fp32"
+        )  # judge both with the same arithmetic
         scores[precision] = average_precision_score(yv.ravel() > 0, prob.ravel())
         assert scores[precision] > 0.8 > 20 * base_rate  # both learned the task
-        assert result.history["val_aprc"].max() == pytest.approx(scores[precision], abs=0.02)
+        assert result.history["val_aprc"].max() == pytest.approx(
+            scores[precision], abs=0.02
+        )
     assert abs(scores["bf16"] - scores["fp32"]) <= 0.05, scores
 
 
 @pytest.mark.parametrize("precision", ["fp32", pytest.param("bf16", marks=needs_bf16)])
 def test_reruns_are_bit_identical_within_one_precision(tmp_path, toy_data, precision):
-    first, r1 = _train(tmp_path, toy_data, precision, name="a", epochs=2, build=lambda: Segmenter(SiameseClassifier()))
-    second, r2 = _train(tmp_path, toy_data, precision, name="b", epochs=2, build=lambda: Segmenter(SiameseClassifier()))
+    first, r1 = _train(
+        tmp_path,
+        toy_data,
+        precision,
+        name="a",
+        epochs=2,
+        build=lambda: Segmenter(SiameseClassifier()),
+    )
+    second, r2 = _train(
+        tmp_path,
+        toy_data,
+        precision,
+        name="b",
+        epochs=2,
+        build=lambda: Segmenter(SiameseClassifier()),
+    )
     for k, v in first.state_dict().items():
         assert torch.equal(v, second.state_dict()[k]), k
-    pd.testing.assert_frame_equal(r1.history.drop(columns="seconds"), r2.history.drop(columns="seconds"))
+    pd.testing.assert_frame_equal(
+        r1.history.drop(columns="seconds"), r2.history.drop(columns="seconds")
+    )
     x = toy_data[2]
-    np.testing.assert_array_equal(predict_proba(first, x, precision=precision), predict_proba(second, x, precision=precision))
+    np.testing.assert_array_equal(
+        predict_proba(first, x, precision=precision),
+        predict_proba(second, x, precision=precision),
+    )
 
 
 def test_checkpoints_record_precision_and_threads_and_stay_fp32(tmp_path, toy_data):
@@ -272,13 +386,22 @@ def test_checkpoints_record_precision_and_threads_and_stay_fp32(tmp_path, toy_da
     assert info["settings"]["precision"] == prec.name
     assert info["runtime"]["precision"] == prec.name
     assert info["runtime"]["threads"] == torch.get_num_threads()
-    assert info["runtime"]["channels_last"] == prec.channels_last and info["runtime"]["device"] == "cpu"
+    assert (
+        info["runtime"]["channels_last"] == prec.channels_last
+        and info["runtime"]["device"] == "cpu"
+    )
     state = read_checkpoint(result.best)["state_dict"]
-    assert all(t.dtype == torch.float32 for t in state.values() if t.is_floating_point())
-    assert all(p.is_contiguous() and p.dtype == torch.float32 for p in model.parameters())
+    assert all(
+        t.dtype == torch.float32 for t in state.values() if t.is_floating_point()
+    )
+    assert all(
+        p.is_contiguous() and p.dtype == torch.float32 for p in model.parameters()
+    )
 
 
-def test_resume_needs_the_same_precision_and_accepts_older_fp32_runs(tmp_path, toy_data):
+def test_resume_needs_the_same_precision_and_accepts_older_fp32_runs(
+    tmp_path, toy_data
+):
     _train(tmp_path, toy_data, "fp32", epochs=1)
     with pytest.raises(CheckpointError, match=r"differs in \['precision'\]"):
         _train(tmp_path, toy_data, "bf16", epochs=2)
@@ -303,7 +426,9 @@ def test_same_conv_under_bf16_autocast_matches_fp32(c_in):
     conv = SameConv2d(c_in, 16, 8).eval()
     x = torch.randn(2, c_in, 24, 24)
     with torch.no_grad():
-        ref = conv(x.bfloat16().float())  # the same inputs, rounded as autocast rounds them
+        ref = conv(
+            x.bfloat16().float()
+        )  # the same inputs, rounded as autocast rounds them
         with torch.autocast("cpu", dtype=torch.bfloat16):
             got = conv(x.contiguous(memory_format=torch.channels_last)).float()
     assert float((got - ref).abs().max() / ref.abs().max()) < 0.02
@@ -313,7 +438,9 @@ def test_auto_falls_back_to_fp32_when_bf16_disagrees(monkeypatch):
     monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: True)
     monkeypatch.setattr(runtime, "cpu_bf16_is_correct", lambda: False)
     assert resolve_precision("cpu").name == "fp32"
-    assert resolve_precision("cpu", "bf16").name == "bf16"  # asked for explicitly: as asked
+    assert (
+        resolve_precision("cpu", "bf16").name == "bf16"
+    )  # asked for explicitly: as asked
 
 
 # --------------------------------------------------------------------------- float16 path
@@ -330,7 +457,9 @@ def _cpu_float16_training_support() -> str | None:
             return f"CPU float16 autocast of a convolution gives {out.dtype} in torch {torch.__version__}"
         scaler = torch.amp.GradScaler("cpu")
         if not scaler.is_enabled():
-            return f"torch.amp.GradScaler('cpu') is disabled in torch {torch.__version__}"
+            return (
+                f"torch.amp.GradScaler('cpu') is disabled in torch {torch.__version__}"
+            )
         loss = out.float().sum()
         opt = torch.optim.SGD(conv.parameters(), lr=0.1)
         scaler.scale(loss).backward()
@@ -354,7 +483,9 @@ def _t4_path_on_cpu() -> Precision:
     arithmetic, the scaler and the checkpointing are the T4's.  The default layout, not
     the T4's channels-last: CPU float16 convolutions are slowest in channels-last (the
     layout is tested under bf16 above)."""
-    cpu_fp16 = Precision("fp16", "cpu", torch.float16, channels_last=False, grad_scaler=True)
+    cpu_fp16 = Precision(
+        "fp16", "cpu", torch.float16, channels_last=False, grad_scaler=True
+    )
     assert resolve_precision("cpu", cpu_fp16) is cpu_fp16
     return cpu_fp16
 
@@ -389,22 +520,41 @@ def test_float16_with_grad_scaler_trains_stage2(tmp_path):
     seed_everything(0)
     model = Segmenter()
     dtypes = _conv_output_dtypes(model)
-    result = fit(model, x, y, xv, yv, task="stage2", max_epochs=8, batch_size=4, top_k=1,
-                 checkpoint_dir=tmp_path, progress=False, precision=_t4_path_on_cpu())  # fmt: skip
+    result = fit(
+        model,
+        x,
+        y,
+        xv,
+        yv,
+        task="stage2",
+        max_epochs=8,
+        batch_size=4,
+        top_k=1,
+        checkpoint_dir=tmp_path,
+        progress=False,
+        precision=_t4_path_on_cpu(),
+    )
     assert dtypes == {torch.float16}  # every convolution ran in float16
     h = result.history
     assert np.isfinite(h["train_loss"]).all()
-    assert h["train_loss"].iloc[-2:].mean() < h["train_loss"].iloc[0] - 0.05  # it learns
+    assert (
+        h["train_loss"].iloc[-2:].mean() < h["train_loss"].iloc[0] - 0.05
+    )  # it learns
     base_rate = float((yv > 0).mean())
     assert h["val_aprc"].max() > 2 * base_rate  # far above an uninformative score
     record = read_checkpoint(result.last)
     assert record["settings"]["precision"] == "fp16"
-    assert record["runtime"]["grad_scaler"] and record["runtime"]["autocast_dtype"] == "float16"
+    assert (
+        record["runtime"]["grad_scaler"]
+        and record["runtime"]["autocast_dtype"] == "float16"
+    )
     # an enabled scaler was saved: its scale is a power of two (65536 halved on overflow)
     scale = record["scaler"]["scale"]
     assert 0 < scale <= 65536.0 and float(np.log2(scale)).is_integer()
     state = read_checkpoint(result.best)["state_dict"]
-    assert all(t.dtype == torch.float32 for t in state.values() if t.is_floating_point())
+    assert all(
+        t.dtype == torch.float32 for t in state.values() if t.is_floating_point()
+    )
 
 
 @needs_cpu_fp16
@@ -414,8 +564,17 @@ def test_float16_with_grad_scaler_resumes_bit_identically(tmp_path):
     def run(name, epochs, seed=0):
         seed_everything(seed)
         model = Segmenter()
-        result = fit(model, *data, task="stage2", max_epochs=epochs, batch_size=4, top_k=2,
-                     checkpoint_dir=tmp_path / name, progress=False, precision=_t4_path_on_cpu())  # fmt: skip
+        result = fit(
+            model,
+            *data,
+            task="stage2",
+            max_epochs=epochs,
+            batch_size=4,
+            top_k=2,
+            checkpoint_dir=tmp_path / name,
+            progress=False,
+            precision=_t4_path_on_cpu(),
+        )
         return model, result
 
     full, r_full = run("full", 3)
@@ -424,6 +583,10 @@ def test_float16_with_grad_scaler_resumes_bit_identically(tmp_path):
     assert r_res.epochs == 3
     for k, v in full.state_dict().items():
         assert torch.equal(v, resumed.state_dict()[k]), k
-    pd.testing.assert_frame_equal(r_full.history.drop(columns="seconds"), r_res.history.drop(columns="seconds"))
+    pd.testing.assert_frame_equal(
+        r_full.history.drop(columns="seconds"), r_res.history.drop(columns="seconds")
+    )
     assert [p.name for p in r_full.checkpoints] == [p.name for p in r_res.checkpoints]
-    assert read_checkpoint(r_full.last)["scaler"] == read_checkpoint(r_res.last)["scaler"]
+    assert (
+        read_checkpoint(r_full.last)["scaler"] == read_checkpoint(r_res.last)["scaler"]
+    )

@@ -31,13 +31,21 @@ def test_predict_proba_averages_probabilities_not_logits(tmp_path, toy_data):
     expected = torch.stack([torch.sigmoid(lg) for lg in logits]).mean(0).numpy()
     got = predict_proba(models, x, batch_size=3, precision="fp32")
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
-    assert not np.allclose(got, torch.sigmoid(torch.stack(logits).mean(0)).numpy(), atol=1e-3)
+    assert not np.allclose(
+        got, torch.sigmoid(torch.stack(logits).mean(0)).numpy(), atol=1e-3
+    )
     paths = [save_checkpoint(m, tmp_path / f"m{i}.pt") for i, m in enumerate(models)]
-    np.testing.assert_allclose(predict_proba(paths, x, precision="fp32"), got, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        predict_proba(paths, x, precision="fp32"), got, rtol=1e-5, atol=1e-6
+    )
 
     classifiers = [SiameseClassifier().eval() for _ in range(2)]
     with torch.no_grad():
-        chip_expected = torch.stack([torch.sigmoid(c(torch.from_numpy(x))) for c in classifiers]).mean(0).numpy()
+        chip_expected = (
+            torch.stack([torch.sigmoid(c(torch.from_numpy(x))) for c in classifiers])
+            .mean(0)
+            .numpy()
+        )
     chip = predict_chip_proba(classifiers, x, precision="fp32")
     assert chip.shape == (len(x),) and chip.dtype == np.float32
     np.testing.assert_allclose(chip, chip_expected, rtol=1e-5, atol=1e-6)

@@ -28,8 +28,13 @@ def demo_chips(tmp_path_factory):
     from sarslide.profiles import get_profile
 
     profile = get_profile("demo").with_overrides(
-        synthetic_shape=(512, 512), chip_size=32, stage1_max_epochs=2, top_k=2, batch_size=8,
-        split_scheme="text", few_shot_draw="balanced",
+        synthetic_shape=(512, 512),
+        chip_size=32,
+        stage1_max_epochs=2,
+        top_k=2,
+        batch_size=8,
+        split_scheme="text",
+        few_shot_draw="balanced",
     )
     cache = tmp_path_factory.mktemp("cache")
     return profile, cache, prepare_event("hokkaido", profile, cache_dir=cache)
@@ -52,8 +57,16 @@ def test_demo_segmenter_beats_the_pixel_base_rate(tmp_path, demo_chips):
     stage1 = pretrained_stage1("hokkaido", profile, cache_dir=cache, progress=False)
     seed_everything(0)
     model = Segmenter(stage1)
-    result = fit_chipset(model, chips, task="stage2", max_epochs=6, batch_size=8, top_k=3,
-                         checkpoint_dir=tmp_path, progress=False)  # fmt: skip
+    result = fit_chipset(
+        model,
+        chips,
+        task="stage2",
+        max_epochs=6,
+        batch_size=8,
+        top_k=3,
+        checkpoint_dir=tmp_path,
+        progress=False,
+    )
     prob = predict_proba(result.checkpoints, standardize(test.images, chips.stats))
     truth = test.labels.ravel() > 0
     base_rate = truth.mean()
@@ -65,7 +78,9 @@ def test_demo_segmenter_beats_the_pixel_base_rate(tmp_path, demo_chips):
 def test_pretrained_stage1_trains_once_then_reuses(demo_chips):
     profile, cache, chips = demo_chips
     model = pretrained_stage1("hokkaido", profile, cache_dir=cache, progress=False)
-    assert isinstance(model, SiameseClassifier) and model.config == profile.stage1_config
+    assert (
+        isinstance(model, SiameseClassifier) and model.config == profile.stage1_config
+    )
     result = train_stage1("hokkaido", profile, cache_dir=cache, progress=False)
     stamp = result.last.stat().st_mtime_ns
     again = pretrained_stage1("hokkaido", profile, cache_dir=cache, progress=False)
@@ -76,7 +91,9 @@ def test_pretrained_stage1_trains_once_then_reuses(demo_chips):
     assert result.epochs == profile.stage1_max_epochs
 
 
-def test_a_finished_stage1_run_is_fetched_without_chips_or_training(demo_chips, monkeypatch):
+def test_a_finished_stage1_run_is_fetched_without_chips_or_training(
+    demo_chips, monkeypatch
+):
     """The fast path of pretrained_stage1 gives the model and global RNG state that
     train_stage1 (prepare the chips, build a network, go through fit) gives."""
     import random
@@ -86,18 +103,27 @@ def test_a_finished_stage1_run_is_fetched_without_chips_or_training(demo_chips, 
     from sarslide import pretrained
 
     profile, cache, _ = demo_chips
-    pretrained_stage1("hokkaido", profile, cache_dir=cache, progress=False)  # trained once
-    slow = load_checkpoint(train_stage1("hokkaido", profile, cache_dir=cache, progress=False).best)
+    pretrained_stage1(
+        "hokkaido", profile, cache_dir=cache, progress=False
+    )  # trained once
+    slow = load_checkpoint(
+        train_stage1("hokkaido", profile, cache_dir=cache, progress=False).best
+    )
     rng_slow = (torch.get_rng_state(), np.random.get_state()[1].copy(), random.random())
 
     def refuse(*args, **kwargs):
         raise AssertionError("a finished run must not go through train_stage1")
 
     monkeypatch.setattr(pretrained, "train_stage1", refuse)
-    torch.manual_seed(99)  # the caller's RNG state does not matter: it is reset as before
+    torch.manual_seed(
+        99
+    )  # the caller's RNG state does not matter: it is reset as before
     fast = pretrained_stage1("hokkaido", profile, cache_dir=cache, progress=False)
     assert torch.equal(torch.get_rng_state(), rng_slow[0])
-    assert np.array_equal(np.random.get_state()[1], rng_slow[1]) and random.random() == rng_slow[2]
+    assert (
+        np.array_equal(np.random.get_state()[1], rng_slow[1])
+        and random.random() == rng_slow[2]
+    )
     assert not fast.training and type(fast) is SiameseClassifier
     for k, v in slow.state_dict().items():
         assert torch.equal(v, fast.state_dict()[k]), k
@@ -112,15 +138,23 @@ def test_stage1_trains_keys_and_records_the_profiles_precision(demo_chips):
 
     profile, cache, _ = demo_chips
     auto = resolve_precision("cpu", "auto").name
-    other = "fp32" if auto == "bf16" else "bf16"  # a precision "auto" does not give here
+    other = (
+        "fp32" if auto == "bf16" else "bf16"
+    )  # a precision "auto" does not give here
     forced = profile.with_overrides(precision=other)
-    result = train_stage1("hokkaido", forced, cache_dir=cache, progress=False, device="cpu")
+    result = train_stage1(
+        "hokkaido", forced, cache_dir=cache, progress=False, device="cpu"
+    )
     for path in (result.best, result.last):
         info = checkpoint_info(path)
         assert info["settings"]["precision"] == other, path.name
         assert info["runtime"]["precision"] == other, path.name
-    assert result.checkpoint_dir == stage1_checkpoint_dir("hokkaido", forced, cache_dir=cache, device="cpu")
-    usual = train_stage1("hokkaido", profile, cache_dir=cache, progress=False, device="cpu")
+    assert result.checkpoint_dir == stage1_checkpoint_dir(
+        "hokkaido", forced, cache_dir=cache, device="cpu"
+    )
+    usual = train_stage1(
+        "hokkaido", profile, cache_dir=cache, progress=False, device="cpu"
+    )
     assert checkpoint_info(usual.best)["settings"]["precision"] == auto
     assert usual.checkpoint_dir != result.checkpoint_dir  # two precisions, two folders
     # the forced run is found again as finished (fetched, not trained again)
@@ -142,17 +176,28 @@ def test_stage1_key_and_settings_follow_the_device_that_trains(monkeypatch, tmp_
     from sarslide.profiles import get_profile
 
     monkeypatch.setattr(runtime, "_ANNOUNCED", {("cuda", "fp16"), ("cuda", "bf16")})
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)  # emulated
+    monkeypatch.setattr(
+        torch.cuda, "is_bf16_supported", lambda *a, **k: True
+    )  # emulated
     demo = get_profile("demo")
     folders = {}
     for capability, expected in (((7, 5), "fp16"), ((8, 0), "bf16")):
-        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None, c=capability: c)
+        monkeypatch.setattr(
+            torch.cuda, "get_device_capability", lambda device=None, c=capability: c
+        )
         assert stage1_precision(demo, "cuda") == expected
         assert stage1_train_config(demo, "cuda").precision == expected
-        folder = stage1_checkpoint_dir("hokkaido", demo, cache_dir=tmp_path, device="cuda")
+        folder = stage1_checkpoint_dir(
+            "hokkaido", demo, cache_dir=tmp_path, device="cuda"
+        )
         explicit = demo.with_overrides(precision=expected)
-        assert folder == stage1_checkpoint_dir("hokkaido", explicit, cache_dir=tmp_path, device="cuda")
+        assert folder == stage1_checkpoint_dir(
+            "hokkaido", explicit, cache_dir=tmp_path, device="cuda"
+        )
         folders[expected] = folder
     cpu = stage1_checkpoint_dir("hokkaido", demo, cache_dir=tmp_path, device="cpu")
     assert len({folders["fp16"], folders["bf16"]}) == 2 and cpu != folders["fp16"]
-    assert stage1_train_config(demo, "cpu").precision == runtime.resolve_precision("cpu").name
+    assert (
+        stage1_train_config(demo, "cpu").precision
+        == runtime.resolve_precision("cpu").name
+    )

@@ -6,7 +6,6 @@ import pytest
 
 from sarslide.chips import (
     SPLITS,
-    TABLE_A1,
     ChipError,
     ChipSet,
     assign_splits,
@@ -22,18 +21,24 @@ def _chipset(n_pos: int, n_neg: int, event: str = "hokkaido", size: int = 4) -> 
     n = n_pos + n_neg
     labels = np.zeros((n, size, size), dtype=np.uint16)
     labels[:n_pos, 0, 0] = 1
-    meta = pd.DataFrame({
-        "chip_id": [f"c{i}" for i in range(n)],
-        "has_landslide": labels.reshape(n, -1).any(axis=1),
-        "split": "unassigned",
-    })  # fmt: skip
+    meta = pd.DataFrame(
+        {
+            "chip_id": [f"c{i}" for i in range(n)],
+            "has_landslide": labels.reshape(n, -1).any(axis=1),
+            "split": "unassigned",
+        }
+    )
     images = np.ones((n, 4, size, size), dtype=np.float32)
     return ChipSet(images=images, labels=labels, meta=meta, attrs={"event": event})
 
 
 def test_table_a1_counts_are_reproduced_exactly():
-    assert split_counts(552, "table_a1", event="hokkaido") == dict(zip(SPLITS, (331, 110, 55, 56)))
-    assert split_counts(2174, "table_a1", event="kaikoura") == dict(zip(SPLITS, (1630, 0, 272, 272)))
+    assert split_counts(552, "table_a1", event="hokkaido") == dict(
+        zip(SPLITS, (331, 110, 55, 56))
+    )
+    assert split_counts(2174, "table_a1", event="kaikoura") == dict(
+        zip(SPLITS, (1630, 0, 272, 272))
+    )
     # The sentence of §2: 50 / 25 / 12.5 / 12.5 — 552 gives 276 / 138 / 69 / 69.
     assert split_counts(552, "text") == dict(zip(SPLITS, (276, 138, 69, 69)))
 
@@ -59,7 +64,11 @@ def test_table_a1_split_of_552_balanced_chips_has_the_table_totals():
     assert table.loc["total", "landslide"] == 276
     kaikoura = assign_splits(_chipset(1087, 1087, event="kaikoura"), "table_a1", seed=0)
     counts = kaikoura.meta["split"].value_counts()
-    assert counts["stage1_train"] == 1630 and counts["validation"] == 272 and counts["test"] == 272
+    assert (
+        counts["stage1_train"] == 1630
+        and counts["validation"] == 272
+        and counts["test"] == 272
+    )
     assert "stage2_train" not in counts  # Kaikōura has no segmentation split
 
 
@@ -67,7 +76,10 @@ def test_table_a1_counts_need_exactly_552_balanced_chips_else_a_warning():
     assert table_a1_difference(552, "hokkaido") is None
     assert table_a1_difference(_chipset(276, 276)) is None  # event from the chip set
     message = table_a1_difference(434, "hokkaido")
-    assert "434 balanced chips, not Table A1's 552" in message and "shares, not its counts" in message
+    assert (
+        "434 balanced chips, not Table A1's 552" in message
+        and "shares, not its counts" in message
+    )
     with pytest.warns(UserWarning, match="300 balanced chips, not Table A1's 552"):
         chips = assign_splits(_chipset(150, 150), "table_a1", seed=0)
     assert len(chips) == 300  # still split, by the table's shares
@@ -127,9 +139,18 @@ def test_draw_composition_counts_the_drawn_landslide_chips():
 
     pool = _chipset(10, 10)
     table = draw_composition(pool, [2, 5, None, 50], seeds=range(6))
-    assert set(table["train_size"]) == {2, 5, 20}  # 50 > pool: skipped; None = whole pool
+    assert set(table["train_size"]) == {
+        2,
+        5,
+        20,
+    }  # 50 > pool: skipped; None = whole pool
     for row in table.itertuples():
-        idx = few_shot_subset(pool, None if row.train_size == 20 else row.train_size, row.seed, draw=row.draw)
+        idx = few_shot_subset(
+            pool,
+            None if row.train_size == 20 else row.train_size,
+            row.seed,
+            draw=row.draw,
+        )
         assert row.landslide_chips == int(pool.has_landslide[idx].sum())
         assert row.landslide_pixels == int((pool.labels[idx] > 0).sum())
     balanced = table[(table["draw"] == "balanced") & (table["train_size"] == 5)]

@@ -33,7 +33,9 @@ def test_schema_and_metadata(cube):
     assert cube.sizes == {"time": 4, "y": 384, "x": 384}
     assert cube["vv"].dtype == np.float32
     assert cube.rio.crs.to_epsg() == 32654
-    assert np.allclose(np.diff(cube.x.values), 10.0) and np.allclose(np.diff(cube.y.values), -10.0)
+    assert np.allclose(np.diff(cube.x.values), 10.0) and np.allclose(
+        np.diff(cube.y.values), -10.0
+    )
 
 
 def test_landslides_are_compact_blobs_covering_a_few_percent(cube):
@@ -64,7 +66,9 @@ def test_deterministic_by_seed():
     b = make_cube((64, 64), seed=7)
     c = make_cube((64, 64), seed=8)
     np.testing.assert_array_equal(a["vv"].values, b["vv"].values)
-    assert not np.array_equal(np.nan_to_num(a["vv"].values), np.nan_to_num(c["vv"].values))
+    assert not np.array_equal(
+        np.nan_to_num(a["vv"].values), np.nan_to_num(c["vv"].values)
+    )
 
 
 def test_point_labels_count_one_centroid_per_landslide():
@@ -99,7 +103,9 @@ def test_bad_arguments(kwargs, message):
 
 
 def test_water_is_dark_changes_with_wind_and_never_slides():
-    cube = make_cube((256, 256), n_pre=3, n_post=3, seed=5, water_fraction=0.005, nodata_corner=0.0)
+    cube = make_cube(
+        (256, 256), n_pre=3, n_post=3, seed=5, water_fraction=0.005, nodata_corner=0.0
+    )
     dem = cube["dem"].values
     water = dem <= np.quantile(dem, 0.005)  # the lowest basins, by construction
     vv_db = 10 * np.log10(cube["vv"].values)

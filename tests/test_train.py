@@ -27,8 +27,16 @@ def run(model_cls, data, tmp, task, max_epochs, seed=0, **kw):
     model = model_cls()
     kw.setdefault("batch_size", 3)
     kw.setdefault("top_k", 2)
-    result = fit(model, *data, task=task, max_epochs=max_epochs, checkpoint_dir=tmp,
-                 seed=seed, progress=False, **kw)  # fmt: skip
+    result = fit(
+        model,
+        *data,
+        task=task,
+        max_epochs=max_epochs,
+        checkpoint_dir=tmp,
+        seed=seed,
+        progress=False,
+        **kw,
+    )
     return model, result
 
 
@@ -40,7 +48,9 @@ def test_dice_loss_by_hand_and_against_smp():
     target = torch.tensor([[[[1.0, 1.0], [0.0, 0.0]]]])
     # 1 - (2 * 1 + 1) / (2 + 2 + 1)
     assert dice_loss(logits, target).item() == pytest.approx(0.4)
-    assert dice_loss(torch.full((1, 1, 2, 2), -30.0) + 60 * target, target).item() == pytest.approx(0.0, abs=1e-6)
+    assert dice_loss(
+        torch.full((1, 1, 2, 2), -30.0) + 60 * target, target
+    ).item() == pytest.approx(0.0, abs=1e-6)
 
     torch.manual_seed(0)
     logits = torch.randn(3, 1, 8, 8)
@@ -59,7 +69,10 @@ def test_dice_loss_on_a_batch_without_landslides_still_penalises_false_positives
     loss.backward()
     assert (logits.grad > 0).all()  # lowering every logit lowers the loss
     # smp's DiceLoss gives such a batch zero loss: landslide-free chips would teach nothing
-    assert DiceLoss(mode="binary", from_logits=True, smooth=1.0)(logits, target).item() == 0.0
+    assert (
+        DiceLoss(mode="binary", from_logits=True, smooth=1.0)(logits, target).item()
+        == 0.0
+    )
 
 
 def test_targets_from_masks_and_point_counts():
@@ -75,7 +88,9 @@ def test_targets_from_masks_and_point_counts():
 # --------------------------------------------------------------------------- learning
 
 
-def test_stage2_loss_falls_and_beats_base_rate_on_a_learnable_task(tmp_path, make_toy_chips):
+def test_stage2_loss_falls_and_beats_base_rate_on_a_learnable_task(
+    tmp_path, make_toy_chips
+):
     x, y = make_toy_chips(16, seed=2)
     xv, yv = make_toy_chips(8, seed=3)
     xt, yt = make_toy_chips(8, seed=4)
@@ -91,30 +106,51 @@ def test_stage2_loss_falls_and_beats_base_rate_on_a_learnable_task(tmp_path, mak
 def test_stage1_loss_falls_on_a_learnable_task(tmp_path, make_toy_chips):
     x, y = make_toy_chips(16, seed=2)
     xv, yv = make_toy_chips(8, seed=3)
-    _, result = run(SiameseClassifier, (x, y, xv, yv), tmp_path, "stage1", 6, batch_size=8)
+    _, result = run(
+        SiameseClassifier, (x, y, xv, yv), tmp_path, "stage1", 6, batch_size=8
+    )
     h = result.history
     assert h["train_loss"].iloc[-2:].mean() < h["train_loss"].iloc[0] - 0.05
-    assert set(h.columns) == {"epoch", "train_loss", "val_loss", "val_accuracy", "lr", "seconds"}
+    assert set(h.columns) == {
+        "epoch",
+        "train_loss",
+        "val_loss",
+        "val_accuracy",
+        "lr",
+        "seconds",
+    }
     assert h["val_accuracy"].between(0, 1).all()
 
 
 # --------------------------------------------------------------------------- resume
 
 
-@pytest.mark.parametrize("task,cls", [("stage1", SiameseClassifier), ("stage2", Segmenter)])
+@pytest.mark.parametrize(
+    "task,cls", [("stage1", SiameseClassifier), ("stage2", Segmenter)]
+)
 def test_resume_reproduces_an_uninterrupted_run(tmp_path, toy_data, task, cls):
     full, r_full = run(cls, toy_data, tmp_path / "full", task, 4)
     run(cls, toy_data, tmp_path / "cut", task, 2)  # "interrupted" after epoch 2
     # a fresh process would build a fresh model with other initial weights
     seed_everything(123)
     resumed = cls()
-    r_res = fit(resumed, *toy_data, task=task, max_epochs=4, checkpoint_dir=tmp_path / "cut",
-                batch_size=3, top_k=2, progress=False)  # fmt: skip
+    r_res = fit(
+        resumed,
+        *toy_data,
+        task=task,
+        max_epochs=4,
+        checkpoint_dir=tmp_path / "cut",
+        batch_size=3,
+        top_k=2,
+        progress=False,
+    )
     a, b = full.state_dict(), resumed.state_dict()
     assert a.keys() == b.keys()
     for k in a:
         assert torch.equal(a[k], b[k]), k
-    pd.testing.assert_frame_equal(r_full.history.drop(columns="seconds"), r_res.history.drop(columns="seconds"))
+    pd.testing.assert_frame_equal(
+        r_full.history.drop(columns="seconds"), r_res.history.drop(columns="seconds")
+    )
     assert [p.name for p in r_full.checkpoints] == [p.name for p in r_res.checkpoints]
 
 
@@ -123,8 +159,16 @@ def test_finished_run_is_returned_without_training(tmp_path, toy_data):
     stamp = first.last.stat().st_mtime_ns
     seed_everything(7)
     again = Segmenter()
-    second = fit(again, *toy_data, task="stage2", max_epochs=2, checkpoint_dir=tmp_path,
-                 batch_size=3, top_k=2, progress=False)  # fmt: skip
+    second = fit(
+        again,
+        *toy_data,
+        task="stage2",
+        max_epochs=2,
+        checkpoint_dir=tmp_path,
+        batch_size=3,
+        top_k=2,
+        progress=False,
+    )
     assert first.last.stat().st_mtime_ns == stamp
     pd.testing.assert_frame_equal(first.history, second.history)
     for k, v in model.state_dict().items():
@@ -163,12 +207,23 @@ def test_resume_refuses_another_frozen_stage1(tmp_path, toy_data):
 def test_top_k_and_early_stopping_follow_the_history(tmp_path, make_toy_chips):
     rng = np.random.default_rng(5)
     x, _ = make_toy_chips(12, seed=5)
-    y = (rng.random((12, 32, 32)) > 0.995).astype(np.uint8)  # labels unrelated to the images
+    y = (rng.random((12, 32, 32)) > 0.995).astype(
+        np.uint8
+    )  # labels unrelated to the images
     xv, _ = make_toy_chips(6, seed=6)
     yv = (rng.random((6, 32, 32)) > 0.995).astype(np.uint8)
     patience, max_epochs, k = 2, 12, 3
-    _, result = run(SiameseClassifier, (x, y, xv, yv), tmp_path, "stage1", max_epochs,
-                    patience=patience, top_k=k, lr=0.05, batch_size=4)  # fmt: skip
+    _, result = run(
+        SiameseClassifier,
+        (x, y, xv, yv),
+        tmp_path,
+        "stage1",
+        max_epochs,
+        patience=patience,
+        top_k=k,
+        lr=0.05,
+        batch_size=4,
+    )
     h = result.history
     losses = h["val_loss"].to_numpy()
     # epochs since the last strict improvement of the validation loss, per epoch
@@ -183,12 +238,18 @@ def test_top_k_and_early_stopping_follow_the_history(tmp_path, make_toy_chips):
         assert len(h) == max_epochs and (since < patience).all()
     assert list(h["epoch"]) == list(range(1, len(h) + 1))
 
-    expected = h.sort_values(["val_accuracy", "val_loss", "epoch"], ascending=[False, True, True])
+    expected = h.sort_values(
+        ["val_accuracy", "val_loss", "epoch"], ascending=[False, True, True]
+    )
     expected_epochs = expected["epoch"].head(k).tolist()
-    assert [int(p.name[len("top-epoch") : -3]) for p in result.checkpoints] == expected_epochs
+    assert [
+        int(p.name[len("top-epoch") : -3]) for p in result.checkpoints
+    ] == expected_epochs
     on_disk = sorted(p.name for p in tmp_path.iterdir())
     assert on_disk == sorted(["last.pt"] + [p.name for p in result.checkpoints])
-    assert result.best == result.checkpoints[0] and result.best_epoch == expected_epochs[0]
+    assert (
+        result.best == result.checkpoints[0] and result.best_epoch == expected_epochs[0]
+    )
 
 
 # --------------------------------------------------------------------------- bad input
@@ -199,8 +260,17 @@ def test_bad_inputs_to_fit(tmp_path, toy_data):
 
     def go(model=None, task="stage2", **arrays):
         a = dict(train_images=x, train_labels=y, val_images=xv, val_labels=yv) | arrays
-        fit(model or Segmenter(), a["train_images"], a["train_labels"], a["val_images"], a["val_labels"],
-            task=task, max_epochs=1, checkpoint_dir=tmp_path, progress=False)  # fmt: skip
+        fit(
+            model or Segmenter(),
+            a["train_images"],
+            a["train_labels"],
+            a["val_images"],
+            a["val_labels"],
+            task=task,
+            max_epochs=1,
+            checkpoint_dir=tmp_path,
+            progress=False,
+        )
 
     nan = x.copy()
     nan[0, 1, 3, 3] = np.nan
@@ -211,7 +281,12 @@ def test_bad_inputs_to_fit(tmp_path, toy_data):
     with pytest.raises(ValueError, match="3 channels"):
         go(train_images=x[:, :3])
     with pytest.raises(ValueError, match="multiples of 2"):
-        go(SiameseClassifier(), "stage1", train_images=x[..., :31], train_labels=y[..., :31])
+        go(
+            SiameseClassifier(),
+            "stage1",
+            train_images=x[..., :31],
+            train_labels=y[..., :31],
+        )
     with pytest.raises(ValueError, match="labels have shape"):
         go(train_labels=y[:, :16])
     with pytest.raises(ValueError, match="APRC is undefined"):
@@ -221,10 +296,21 @@ def test_bad_inputs_to_fit(tmp_path, toy_data):
     with pytest.raises(ValueError, match="unknown task"):
         go(task="stage3")
     with pytest.raises(ValueError, match="max_epochs must be an integer >= 1"):
-        fit(Segmenter(), x, y, xv, yv, task="stage2", max_epochs=0, checkpoint_dir=tmp_path)
+        fit(
+            Segmenter(),
+            x,
+            y,
+            xv,
+            yv,
+            task="stage2",
+            max_epochs=0,
+            checkpoint_dir=tmp_path,
+        )
 
 
-def test_frozen_embeddings_are_computed_once_per_run_not_every_epoch(tmp_path, toy_data):
+def test_frozen_embeddings_are_computed_once_per_run_not_every_epoch(
+    tmp_path, toy_data
+):
     x, y, xv, yv = toy_data
     seed_everything(0)
     model = Segmenter(SiameseClassifier("reference"))
@@ -236,8 +322,19 @@ def test_frozen_embeddings_are_computed_once_per_run_not_every_epoch(tmp_path, t
         return real_embed(batch)
 
     model.stage1.embed = counting_embed
-    fit(model, x, y, xv, yv, task="stage2", max_epochs=3, batch_size=4, top_k=1,
-        checkpoint_dir=tmp_path, progress=False)  # fmt: skip
+    fit(
+        model,
+        x,
+        y,
+        xv,
+        yv,
+        task="stage2",
+        max_epochs=3,
+        batch_size=4,
+        top_k=1,
+        checkpoint_dir=tmp_path,
+        progress=False,
+    )
     # One pass over the 8 training and 4 validation chips, not one per epoch (3x as many).
     assert sum(calls) == len(x) + len(xv)
 
@@ -245,7 +342,9 @@ def test_frozen_embeddings_are_computed_once_per_run_not_every_epoch(tmp_path, t
 def test_precomputed_embeddings_give_the_same_logits():
     seed_everything(0)
     model = Segmenter(SiameseClassifier("reference")).eval()
-    x = torch.from_numpy(np.random.default_rng(0).normal(size=(3, 4, 32, 32)).astype(np.float32))
+    x = torch.from_numpy(
+        np.random.default_rng(0).normal(size=(3, 4, 32, 32)).astype(np.float32)
+    )
     with torch.no_grad():
         direct = model(x)
         cached = model(x, model.frozen_embeddings(x))
@@ -262,7 +361,10 @@ def test_tasks_are_looked_up_by_name_and_carry_what_differs():
 
     assert get_task("stage1") is STAGE1 and get_task(STAGE2) is STAGE2
     assert (STAGE1.metric, STAGE2.metric) == ("val_accuracy", "val_aprc")
-    assert (STAGE1.default_train_split, STAGE2.default_train_split) == ("stage1_train", "stage2_train")
+    assert (STAGE1.default_train_split, STAGE2.default_train_split) == (
+        "stage1_train",
+        "stage2_train",
+    )
     assert runtime.MODEL_FOR_TASK == {"stage1": SiameseClassifier, "stage2": Segmenter}
     assert runtime.check_task(STAGE2) == "stage2"
     message = "unknown task 'stage3'; choose 'stage1' (chip classification) or 'stage2' (segmentation)"
@@ -270,7 +372,9 @@ def test_tasks_are_looked_up_by_name_and_carry_what_differs():
         with pytest.raises(ValueError) as err:
             bad()
         assert str(err.value) == message
-    with pytest.raises(TypeError, match="task='stage2' trains a Segmenter, got a SiameseClassifier"):
+    with pytest.raises(
+        TypeError, match="task='stage2' trains a Segmenter, got a SiameseClassifier"
+    ):
         runtime.check_model_for_task(SiameseClassifier(), STAGE2)
 
 
@@ -279,9 +383,13 @@ def test_stage2_validation_aprc_is_metrics_aprc_and_equals_scikit_learn_exactly(
 
     rng = np.random.default_rng(0)
     # coarse logits: many tied probabilities, as a barely trained network gives
-    logits = torch.from_numpy(np.round(rng.normal(size=(6, 1, 16, 16)), 1).astype(np.float32))
+    logits = torch.from_numpy(
+        np.round(rng.normal(size=(6, 1, 16, 16)), 1).astype(np.float32)
+    )
     targets = pixel_targets((rng.random((6, 16, 16)) > 0.9).astype(np.uint8))
-    expected = float(average_precision_score(targets.ravel(), torch.sigmoid(logits).numpy().ravel()))
+    expected = float(
+        average_precision_score(targets.ravel(), torch.sigmoid(logits).numpy().ravel())
+    )
     assert STAGE2.validation_metric(logits, targets) == expected  # bit for bit
     # no landslide pixel: scikit-learn gave 0.0 with a warning, and so does this
     with pytest.warns(UserWarning, match="no landslide pixel"):
@@ -294,11 +402,23 @@ def test_train_config_from_profile_and_as_fit_argument(tmp_path, toy_data):
     from sarslide.profiles import get_profile
     from sarslide.train import TrainConfig
 
-    profile = get_profile("demo").with_overrides(stage1_max_epochs=7, stage2_max_epochs=3)
-    one, two = TrainConfig.from_profile(profile, "stage1"), TrainConfig.from_profile("demo", "stage2")
-    assert one.max_epochs == 7 and two.max_epochs == get_profile("demo").stage2_max_epochs
+    profile = get_profile("demo").with_overrides(
+        stage1_max_epochs=7, stage2_max_epochs=3
+    )
+    one, two = (
+        TrainConfig.from_profile(profile, "stage1"),
+        TrainConfig.from_profile("demo", "stage2"),
+    )
+    assert (
+        one.max_epochs == 7 and two.max_epochs == get_profile("demo").stage2_max_epochs
+    )
     assert (one.patience, one.batch_size, one.lr, one.top_k, one.precision) == (
-        profile.patience, profile.batch_size, profile.learning_rate, profile.top_k, profile.precision)
+        profile.patience,
+        profile.batch_size,
+        profile.learning_rate,
+        profile.top_k,
+        profile.precision,
+    )
     with pytest.raises(ValueError, match="top_k must be an integer >= 1, got 0"):
         replace(one, top_k=0)
     # a config gives exactly the run the same keywords give
@@ -306,12 +426,28 @@ def test_train_config_from_profile_and_as_fit_argument(tmp_path, toy_data):
     _, by_keywords = run(Segmenter, toy_data, tmp_path / "kw", "stage2", 2)
     seed_everything(0)
     model = Segmenter()
-    by_config = fit(model, *toy_data, task="stage2", config=config, checkpoint_dir=tmp_path / "cfg",
-                    seed=0, progress=False)  # fmt: skip
-    pd.testing.assert_frame_equal(by_keywords.history.drop(columns="seconds"),
-                                  by_config.history.drop(columns="seconds"))  # fmt: skip
+    by_config = fit(
+        model,
+        *toy_data,
+        task="stage2",
+        config=config,
+        checkpoint_dir=tmp_path / "cfg",
+        seed=0,
+        progress=False,
+    )
+    pd.testing.assert_frame_equal(
+        by_keywords.history.drop(columns="seconds"),
+        by_config.history.drop(columns="seconds"),
+    )
     with pytest.raises(TypeError, match=r"config= and also \['lr'\]"):
-        fit(Segmenter(), *toy_data, task="stage2", config=config, lr=0.1, checkpoint_dir=tmp_path)
+        fit(
+            Segmenter(),
+            *toy_data,
+            task="stage2",
+            config=config,
+            lr=0.1,
+            checkpoint_dir=tmp_path,
+        )
 
 
 def test_fit_on_a_finished_run_in_a_read_only_folder(tmp_path, toy_data):
@@ -322,11 +458,22 @@ def test_fit_on_a_finished_run_in_a_read_only_folder(tmp_path, toy_data):
 
     x, y, xv, yv = toy_data
     folder = tmp_path / "run"
-    first = fit(SiameseClassifier(), x, y, xv, yv, task="stage1", max_epochs=1,
-                checkpoint_dir=folder, progress=False)  # fmt: skip
+    first = fit(
+        SiameseClassifier(),
+        x,
+        y,
+        xv,
+        yv,
+        task="stage1",
+        max_epochs=1,
+        checkpoint_dir=folder,
+        progress=False,
+    )
     view = tmp_path / "view"
     view.mkdir()
-    if subprocess.run(["mount", "--bind", str(folder), str(view)], capture_output=True).returncode:
+    if subprocess.run(
+        ["mount", "--bind", str(folder), str(view)], capture_output=True
+    ).returncode:
         pytest.skip("bind mounts are not allowed here")
     try:
         remount = ["mount", "-o", "remount,ro,bind", str(view)]
@@ -334,11 +481,31 @@ def test_fit_on_a_finished_run_in_a_read_only_folder(tmp_path, toy_data):
             pytest.skip("read-only remounts are not allowed here")
         with pytest.raises(OSError):
             (view / "probe").write_text("x")  # the mount really is read-only
-        again = fit(SiameseClassifier(), x, y, xv, yv, task="stage1", max_epochs=1,
-                    checkpoint_dir=view, progress=False)  # fmt: skip
-        assert [p.name for p in again.checkpoints] == [p.name for p in first.checkpoints]
+        again = fit(
+            SiameseClassifier(),
+            x,
+            y,
+            xv,
+            yv,
+            task="stage1",
+            max_epochs=1,
+            checkpoint_dir=view,
+            progress=False,
+        )
+        assert [p.name for p in again.checkpoints] == [
+            p.name for p in first.checkpoints
+        ]
         with pytest.raises(PermissionError, match="cannot write checkpoints"):
-            fit(SiameseClassifier(), x, y, xv, yv, task="stage1", max_epochs=2,
-                checkpoint_dir=view, progress=False)  # fmt: skip
+            fit(
+                SiameseClassifier(),
+                x,
+                y,
+                xv,
+                yv,
+                task="stage1",
+                max_epochs=2,
+                checkpoint_dir=view,
+                progress=False,
+            )
     finally:
         subprocess.run(["umount", "--lazy", str(view)], capture_output=True)

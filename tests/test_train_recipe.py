@@ -24,16 +24,28 @@ from sarslide.train import TrainConfig, fit, seed_everything
 
 torch.set_num_threads(1)
 
-RECIPE = dict(optimizer="adamw", weight_decay=0.01, grad_clip=0.5,
-              lr_plateau_patience=1, min_steps_per_epoch=5)  # fmt: skip
+RECIPE = dict(
+    optimizer="adamw",
+    weight_decay=0.01,
+    grad_clip=0.5,
+    lr_plateau_patience=1,
+    min_steps_per_epoch=5,
+)
 
 
 def _fit(data, folder, max_epochs=3, seed=0, model=None, **settings):
     seed_everything(seed)
     model = model or Segmenter()
     config = TrainConfig(max_epochs=max_epochs, batch_size=3, top_k=1, **settings)
-    result = fit(model, *data, task="stage2", config=config, checkpoint_dir=folder,
-                 seed=seed, progress=False)  # fmt: skip
+    result = fit(
+        model,
+        *data,
+        task="stage2",
+        config=config,
+        checkpoint_dir=folder,
+        seed=seed,
+        progress=False,
+    )
     return model, result
 
 
@@ -46,10 +58,19 @@ class _StepSpy:
 
     def __enter__(self):
         def hook(optimizer, args, kwargs):
-            grads = [p.grad for g in optimizer.param_groups for p in g["params"]
-                     if p.grad is not None]  # fmt: skip
-            self.norms.append(float(torch.linalg.vector_norm(
-                torch.stack([torch.linalg.vector_norm(g) for g in grads]))))
+            grads = [
+                p.grad
+                for g in optimizer.param_groups
+                for p in g["params"]
+                if p.grad is not None
+            ]
+            self.norms.append(
+                float(
+                    torch.linalg.vector_norm(
+                        torch.stack([torch.linalg.vector_norm(g) for g in grads])
+                    )
+                )
+            )
 
         self.handle = register_optimizer_step_pre_hook(hook)
         return self
@@ -63,14 +84,17 @@ def test_gradient_clipping_bounds_every_applied_gradient(tmp_path, toy_data):
         _fit(toy_data, tmp_path / "free", max_epochs=2, precision="fp32")
     bound = 0.5 * min(free.norms)  # below every unclipped norm, so clipping must act
     with _StepSpy() as clipped:
-        _fit(toy_data, tmp_path / "clip", max_epochs=2, precision="fp32",
-             grad_clip=bound)  # fmt: skip
+        _fit(
+            toy_data, tmp_path / "clip", max_epochs=2, precision="fp32", grad_clip=bound
+        )
     assert len(clipped.norms) == len(free.norms) > 0
     assert max(clipped.norms) <= bound * (1 + 1e-4)
     assert max(free.norms) > bound
 
 
-def test_min_steps_per_epoch_repeats_passes_and_one_is_the_plain_epoch(tmp_path, toy_data):
+def test_min_steps_per_epoch_repeats_passes_and_one_is_the_plain_epoch(
+    tmp_path, toy_data
+):
     x = toy_data[0]  # 8 chips, batch 3: 3 batches per pass (3, 3, 2)
     assert len(x) == 8
     with _StepSpy() as plain:
@@ -81,18 +105,27 @@ def test_min_steps_per_epoch_repeats_passes_and_one_is_the_plain_epoch(tmp_path,
     assert len(more.norms) == 2 * 9  # ceil(7 / 3) = 3 passes per epoch
     # min_steps_per_epoch=1 is the plain epoch, bit for bit
     _, default = _fit(toy_data, tmp_path / "default", max_epochs=2)
-    pd.testing.assert_frame_equal(one.history.drop(columns="seconds"),
-                                  default.history.drop(columns="seconds"))  # fmt: skip
+    pd.testing.assert_frame_equal(
+        one.history.drop(columns="seconds"), default.history.drop(columns="seconds")
+    )
 
 
-def test_plateau_schedule_halves_the_rate_as_reduce_lr_on_plateau_says(tmp_path, make_toy_chips):
+def test_plateau_schedule_halves_the_rate_as_reduce_lr_on_plateau_says(
+    tmp_path, make_toy_chips
+):
     rng = np.random.default_rng(5)
     x, _ = make_toy_chips(8, seed=5)
     y = (rng.random((8, 32, 32)) > 0.98).astype(np.uint8)  # unrelated to the images
     xv, _ = make_toy_chips(4, seed=6)
     yv = (rng.random((4, 32, 32)) > 0.98).astype(np.uint8)
-    _, result = _fit((x, y, xv, yv), tmp_path, max_epochs=8, patience=8, lr=0.05,
-                     lr_plateau_patience=1)  # fmt: skip
+    _, result = _fit(
+        (x, y, xv, yv),
+        tmp_path,
+        max_epochs=8,
+        patience=8,
+        lr=0.05,
+        lr_plateau_patience=1,
+    )
     h = result.history
     # ReduceLROnPlateau(mode="min", factor=0.5, patience=1, threshold=1e-4 relative):
     # after an epoch, "bad" counts epochs not below best * (1 - 1e-4); when it
@@ -110,16 +143,20 @@ def test_plateau_schedule_halves_the_rate_as_reduce_lr_on_plateau_says(tmp_path,
     assert h["lr"].iloc[-1] < 0.05  # the unrelated labels do stall it
 
 
-def test_resume_with_the_whole_recipe_reproduces_an_uninterrupted_run(tmp_path, toy_data):
+def test_resume_with_the_whole_recipe_reproduces_an_uninterrupted_run(
+    tmp_path, toy_data
+):
     full, r_full = _fit(toy_data, tmp_path / "full", max_epochs=4, **RECIPE)
     _fit(toy_data, tmp_path / "cut", max_epochs=2, **RECIPE)
     seed_everything(99)  # a fresh process: other initial weights, other RNG
-    resumed, r_res = _fit(toy_data, tmp_path / "cut", max_epochs=4, seed=0,
-                          model=Segmenter(), **RECIPE)  # fmt: skip
+    resumed, r_res = _fit(
+        toy_data, tmp_path / "cut", max_epochs=4, seed=0, model=Segmenter(), **RECIPE
+    )
     for k, v in full.state_dict().items():
         assert torch.equal(v, resumed.state_dict()[k]), k
-    pd.testing.assert_frame_equal(r_full.history.drop(columns="seconds"),
-                                  r_res.history.drop(columns="seconds"))  # fmt: skip
+    pd.testing.assert_frame_equal(
+        r_full.history.drop(columns="seconds"), r_res.history.drop(columns="seconds")
+    )
 
 
 def test_a_run_resumes_only_with_the_same_recipe(tmp_path, toy_data):
@@ -142,20 +179,36 @@ def test_a_run_resumes_only_with_the_same_recipe(tmp_path, toy_data):
     ],
 )
 def test_bad_recipe_settings_are_named(settings, message):
-    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(
+        ValueError, match=message.replace("(", r"\(").replace(")", r"\)")
+    ):
         TrainConfig(max_epochs=1, **settings)
 
 
 def test_profiles_give_stage2_its_own_recipe_and_stage1_stays_plain():
     demo = get_profile("demo")
     two = TrainConfig.from_profile(demo, "stage2")
-    assert (two.max_epochs, two.patience, two.optimizer, two.weight_decay,
-            two.grad_clip, two.lr_plateau_patience, two.min_steps_per_epoch,
-            two.early_stopping, two.min_epochs) == (
-        demo.stage2_max_epochs, demo.stage2_patience, demo.stage2_optimizer,
-        demo.stage2_weight_decay, demo.stage2_grad_clip,
-        demo.stage2_lr_plateau_patience, demo.stage2_min_steps_per_epoch,
-        demo.stage2_early_stopping, demo.stage2_min_epochs)  # fmt: skip
+    assert (
+        two.max_epochs,
+        two.patience,
+        two.optimizer,
+        two.weight_decay,
+        two.grad_clip,
+        two.lr_plateau_patience,
+        two.min_steps_per_epoch,
+        two.early_stopping,
+        two.min_epochs,
+    ) == (
+        demo.stage2_max_epochs,
+        demo.stage2_patience,
+        demo.stage2_optimizer,
+        demo.stage2_weight_decay,
+        demo.stage2_grad_clip,
+        demo.stage2_lr_plateau_patience,
+        demo.stage2_min_steps_per_epoch,
+        demo.stage2_early_stopping,
+        demo.stage2_min_epochs,
+    )
     one = TrainConfig.from_profile(demo, "stage1")
     assert one.patience == demo.patience and one.optimizer == "adam"
     assert one.grad_clip is None and one.lr_plateau_patience is None
@@ -180,7 +233,9 @@ def test_reference_block_has_batch_norm_and_leaky_relu_after_each_feature_conv()
     assert _layers(plain, nn.BatchNorm2d) == 0 and _layers(plain, nn.ReLU) == 4
     # batch norm adds 2 parameters per channel: 2 * (8 + 16 + 64 + 128)
     trainable = sum(p.numel() for p in ref.parameters())
-    assert trainable - sum(p.numel() for p in plain.parameters()) == 2 * (8 + 16 + 64 + 128)
+    assert trainable - sum(p.numel() for p in plain.parameters()) == 2 * (
+        8 + 16 + 64 + 128
+    )
     with_stage1 = Segmenter(SiameseClassifier())
     assert _layers(with_stage1.head, nn.BatchNorm2d) == 1
     x = torch.randn(2, 4, 32, 32)
@@ -205,8 +260,14 @@ def test_early_stopping_on_the_metric_stops_patience_epochs_after_the_best(
     x, y = make_toy_chips(8, seed=2)
     xv, yv = make_toy_chips(4, seed=3)
     patience = 2
-    _, result = _fit((x, y, xv, yv), tmp_path, max_epochs=30, patience=patience,
-                     lr=0.05, early_stopping="metric")  # fmt: skip
+    _, result = _fit(
+        (x, y, xv, yv),
+        tmp_path,
+        max_epochs=30,
+        patience=patience,
+        lr=0.05,
+        early_stopping="metric",
+    )
     h = result.history
     aprc = h["val_aprc"].to_numpy()
     # epochs since the last strict improvement of the validation APRC, by hand
@@ -232,8 +293,14 @@ def test_early_stopping_on_both_waits_for_loss_and_metric_to_stall(
     x, y = make_toy_chips(8, seed=2)
     xv, yv = make_toy_chips(4, seed=3)
     patience = 2
-    _, result = _fit((x, y, xv, yv), tmp_path, max_epochs=30, patience=patience,
-                     lr=0.05, early_stopping="both")  # fmt: skip
+    _, result = _fit(
+        (x, y, xv, yv),
+        tmp_path,
+        max_epochs=30,
+        patience=patience,
+        lr=0.05,
+        early_stopping="both",
+    )
     h = result.history
 
     def since_best(values, better):
@@ -257,9 +324,17 @@ def test_no_early_stop_before_min_epochs(tmp_path, make_toy_chips):
     y = (rng.random((8, 32, 32)) > 0.98).astype(np.uint8)  # unrelated: stops at once
     xv, _ = make_toy_chips(4, seed=6)
     yv = (rng.random((4, 32, 32)) > 0.98).astype(np.uint8)
-    _, free = _fit((x, y, xv, yv), tmp_path / "free", max_epochs=20, patience=1, lr=0.05)
-    _, held = _fit((x, y, xv, yv), tmp_path / "held", max_epochs=20, patience=1, lr=0.05,
-                   min_epochs=6)  # fmt: skip
+    _, free = _fit(
+        (x, y, xv, yv), tmp_path / "free", max_epochs=20, patience=1, lr=0.05
+    )
+    _, held = _fit(
+        (x, y, xv, yv),
+        tmp_path / "held",
+        max_epochs=20,
+        patience=1,
+        lr=0.05,
+        min_epochs=6,
+    )
     assert free.stopped_early and free.epochs < 6
     assert held.stopped_early and held.epochs >= 6
     # the first epochs are the same run

@@ -20,7 +20,9 @@ def test_stats_pool_pre_and_post_per_polarisation():
     ref_vv = np.log10(images[:, [0, 2]].astype(np.float64))
     assert stats.mean["vv"] == pytest.approx(ref_vv.mean(), abs=1e-9)
     assert stats.std["vv"] == pytest.approx(ref_vv.std(), abs=1e-9)
-    assert stats.mean["vh"] == pytest.approx(np.log10(images[:, [1, 3]].astype(np.float64)).mean(), abs=1e-9)
+    assert stats.mean["vh"] == pytest.approx(
+        np.log10(images[:, [1, 3]].astype(np.float64)).mean(), abs=1e-9
+    )
 
 
 def test_standardize_gives_zero_mean_unit_std_and_zero_for_nan():
@@ -35,7 +37,9 @@ def test_standardize_gives_zero_mean_unit_std_and_zero_for_nan():
     out = standardize(images, stats.to_dict())  # the stored dict form works too
     assert out[0, 1, 0, 0] == 0.0
     assert np.isfinite(out).all()
-    assert out[0, 0, 0, 1] == pytest.approx((-5 - stats.mean["vv"]) / stats.std["vv"], rel=1e-5)
+    assert out[0, 0, 0, 1] == pytest.approx(
+        (-5 - stats.mean["vv"]) / stats.std["vv"], rel=1e-5
+    )
 
 
 def test_a_real_change_survives_standardisation():
@@ -46,7 +50,9 @@ def test_a_real_change_survives_standardisation():
 
 
 def test_bad_input():
-    with pytest.raises(ValueError, match=r"shape \(2, 2, 8, 8\) but need \(N, 4, H, W\)"):
+    with pytest.raises(
+        ValueError, match=r"shape \(2, 2, 8, 8\) but need \(N, 4, H, W\)"
+    ):
         compute_stats(np.ones((2, 2, 8, 8)))
     with pytest.raises(ValueError, match="no chips"):
         compute_stats(np.ones((0, 4, 8, 8)))
@@ -54,4 +60,6 @@ def test_bad_input():
         compute_stats(np.full((1, 4, 2, 2), np.nan))
     with pytest.raises(ValueError, match="not of the form"):
         standardize(_images(), {"vv": 1})
-    assert BandStats.from_dict(compute_stats(_images()).to_dict()) == compute_stats(_images())
+    assert BandStats.from_dict(compute_stats(_images()).to_dict()) == compute_stats(
+        _images()
+    )

@@ -62,7 +62,10 @@ _STRIP = [
     re.compile(r"<[^>]+>"),  # HTML tags
     re.compile(r"^\s*(?:\d+\.|[-*])\s", re.MULTILINE),  # list markers
     # references to the book's chapters and the paper's figures, tables and sections
-    re.compile(r"\b(?:chapters?|figures?|tables?|§)\s*[\dA]+(?:\s*(?:and|,|–|-|or)\s*[\dA]+)*", re.IGNORECASE),
+    re.compile(
+        r"\b(?:chapters?|figures?|tables?|§)\s*[\dA]+(?:\s*(?:and|,|–|-|or)\s*[\dA]+)*",
+        re.IGNORECASE,
+    ),
 ]
 
 
@@ -83,7 +86,9 @@ def _sentences(text: str) -> list[str]:
     for pattern in _STRIP:
         text = pattern.sub(" ", text)
     text = re.sub(r"\s+", " ", text)
-    return [s.strip() for s in re.split(r"(?<=[.!?;:])\s+(?=[A-Z(*])", text) if s.strip()]
+    return [
+        s.strip() for s in re.split(r"(?<=[.!?;:])\s+(?=[A-Z(*])", text) if s.strip()
+    ]
 
 
 def flag_text(text: str) -> list[tuple[str, str]]:
@@ -92,7 +97,9 @@ def flag_text(text: str) -> list[tuple[str, str]]:
     for sentence in _sentences(text):
         if SOURCE_MARKERS.search(sentence):
             continue
-        numbers = [m.group(1) for p in (_COUNT, _TALLY, _APPROX) for m in p.finditer(sentence)]
+        numbers = [
+            m.group(1) for p in (_COUNT, _TALLY, _APPROX) for m in p.finditer(sentence)
+        ]
         for number in dict.fromkeys(numbers):
             if number.replace(",", "") not in PAPER_CONSTANTS:
                 found.append((number, sentence))
@@ -103,7 +110,10 @@ def check_notebook(path: Path) -> list[Flag]:
     """Every flagged number in the markdown cells of one notebook (or a Markdown page,
     as one cell)."""
     if path.suffix == ".md":
-        return [Flag(path.name, 0, n, s) for n, s in flag_text(path.read_text(encoding="utf-8"))]
+        return [
+            Flag(path.name, 0, n, s)
+            for n, s in flag_text(path.read_text(encoding="utf-8"))
+        ]
     nb = nbformat.read(path, as_version=4)
     return [
         Flag(path.name, k, number, sentence)

@@ -122,12 +122,16 @@ class Layout:
     @property
     def column(self) -> float:
         """Width of the content column: what a figure or a code block may take."""
-        return self.window - self.primary_sidebar - self.secondary_sidebar - self.gutters
+        return (
+            self.window - self.primary_sidebar - self.secondary_sidebar - self.gutters
+        )
 
     @property
     def code_columns(self) -> int:
         """Characters of code that fit one line of the column without scrolling."""
-        return math.floor((self.column - self.code_padding) / (CHAR_EM * self.code_font))
+        return math.floor(
+            (self.column - self.code_padding) / (CHAR_EM * self.code_font)
+        )
 
 
 _LAYOUT_PROPERTIES = {
@@ -149,7 +153,9 @@ def read_layout(css: str, window: float = WINDOW_PX) -> Layout:
     for field, prop in _LAYOUT_PROPERTIES.items():
         found = re.search(re.escape(prop) + r"\s*:\s*([\d.]+)px", css)
         if found is None:
-            raise ValueError(f"the stylesheet sets no {prop}: <n>px; the laptop check needs it")
+            raise ValueError(
+                f"the stylesheet sets no {prop}: <n>px; the laptop check needs it"
+            )
         values[field] = float(found.group(1))
     return Layout(window=float(window), **values)
 
@@ -178,10 +184,15 @@ def overflow_problems(page: str, html: str, layout: Layout) -> list[Problem]:
         lines = text.expandtabs(4).splitlines() or [""]
         longest = max(lines, key=len)
         if len(longest) > layout.code_columns:
-            problems.append(Problem(page, (
-                f"code block {k} overflows at {layout.window:.0f} px: a line of {len(longest)} "
-                f"characters, the column fits {layout.code_columns} ({longest.strip()[:50]!r}…)"
-            )))  # fmt: skip
+            problems.append(
+                Problem(
+                    page,
+                    (
+                        f"code block {k} overflows at {layout.window:.0f} px: a line of {len(longest)} "
+                        f"characters, the column fits {layout.code_columns} ({longest.strip()[:50]!r}…)"
+                    ),
+                )
+            )
     return problems
 
 
@@ -194,7 +205,10 @@ def figure_text_px(data: bytes, layout: Layout) -> tuple[float, int, float] | No
     try:
         with Image.open(io.BytesIO(data)) as img:
             width = img.size[0]
-            dpi = round(float((img.info.get("dpi") or (DEFAULT_DPI,))[0]), 1) or DEFAULT_DPI
+            dpi = (
+                round(float((img.info.get("dpi") or (DEFAULT_DPI,))[0]), 1)
+                or DEFAULT_DPI
+            )
     except (UnidentifiedImageError, OSError):
         return None
     shown = min(width, layout.column)
@@ -311,7 +325,9 @@ def check_page(
     name = page.name
     html = page.read_text(encoding="utf-8")
     sources = figure_sources(html)
-    problems: list[Problem] = [] if layout is None else overflow_problems(name, html, layout)
+    problems: list[Problem] = (
+        [] if layout is None else overflow_problems(name, html, layout)
+    )
     good = 0
     for k, src in enumerate(sources, start=1):
         label = src if not src.startswith("data:") else f"{src[:30]}…"

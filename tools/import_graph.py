@@ -67,7 +67,10 @@ def imports_of(path: Path, root: Path = ROOT) -> set[str]:
             for a in n.names:  # "from . import chips" imports the module sarslide.chips
                 sub = f"{target}.{a.name}"
                 where = root.parent / sub.replace(".", "/")
-                is_module = where.with_suffix(".py").exists() or (where / "__init__.py").exists()
+                is_module = (
+                    where.with_suffix(".py").exists()
+                    or (where / "__init__.py").exists()
+                )
                 found.add(sub if is_module else target)
     return found
 
@@ -93,7 +96,7 @@ def levels(edges: dict[str, set[str]]) -> dict[str, int]:
         if node in level:
             return level[node]
         if node in visiting:
-            cycle = visiting[visiting.index(node):] + [node]
+            cycle = visiting[visiting.index(node) :] + [node]
             raise ValueError("import cycle: " + " -> ".join(cycle))
         visiting.append(node)
         level[node] = 1 + max((visit(d) for d in edges.get(node, ())), default=-1)
@@ -114,10 +117,14 @@ def main(argv: list[str] | None = None) -> int:
     short = lambda m: m.removeprefix(PACKAGE + ".")  # noqa: E731
     if args.chain:
         for k in range(max(level.values()) + 1):
-            print(f"{k}: " + " · ".join(short(m) for m in sorted(level) if level[m] == k))
+            print(
+                f"{k}: " + " · ".join(short(m) for m in sorted(level) if level[m] == k)
+            )
         return 0
     for m in sorted(level, key=lambda m: (level[m], m)):
-        deps = ", ".join(short(d) for d in sorted(edges[m], key=lambda d: (level[d], d)))
+        deps = ", ".join(
+            short(d) for d in sorted(edges[m], key=lambda d: (level[d], d))
+        )
         print(f"{level[m]:2d}  {short(m):15s} {deps or '—'}")
     return 0
 

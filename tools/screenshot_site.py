@@ -112,17 +112,31 @@ def measure(browser: str, page: Path, width: int) -> dict:
     import re
 
     copy = page.with_name(f".measure-{page.name}")
-    copy.write_text(page.read_text(encoding="utf-8").replace("</body>", _MEASURE_JS + "</body>"), encoding="utf-8")
+    copy.write_text(
+        page.read_text(encoding="utf-8").replace("</body>", _MEASURE_JS + "</body>"),
+        encoding="utf-8",
+    )
     try:
         with tempfile.TemporaryDirectory(prefix="sarslide-chromium-") as profile:
-            cmd = [browser, *FLAGS, f"--user-data-dir={profile}", f"--window-size={width},900",
-                   "--virtual-time-budget=10000", "--dump-dom", copy.resolve().as_uri()]  # fmt: skip
-            run = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT_S, check=False)
+            cmd = [
+                browser,
+                *FLAGS,
+                f"--user-data-dir={profile}",
+                f"--window-size={width},900",
+                "--virtual-time-budget=10000",
+                "--dump-dom",
+                copy.resolve().as_uri(),
+            ]
+            run = subprocess.run(
+                cmd, capture_output=True, text=True, timeout=TIMEOUT_S, check=False
+            )
     finally:
         copy.unlink(missing_ok=True)
     found = re.search(r'id="sarslide-measure"[^>]*>([^<]*)</pre>', run.stdout)
     if found is None:
-        raise RuntimeError(f"chromium returned no measurement of {page} (exit {run.returncode})")
+        raise RuntimeError(
+            f"chromium returned no measurement of {page} (exit {run.returncode})"
+        )
     import html as html_module
 
     return json.loads(html_module.unescape(found.group(1)))
@@ -133,19 +147,25 @@ def measured_problems(page: Path, numbers: dict, width: int) -> list[str]:
     problems = []
     for k, (scroll, client, text) in enumerate(numbers["code"], start=1):
         if scroll > client + 1:
-            problems.append(f"code block {k} scrolls sideways at {width} px ({scroll} > {client} px: {text[:40]!r}…)")
+            problems.append(
+                f"code block {k} scrolls sideways at {width} px ({scroll} > {client} px: {text[:40]!r}…)"
+            )
     for k, (src, natural, shown) in enumerate(numbers["figures"], start=1):
         try:
             data = check_site.read_source(src, page)
         except (FileNotFoundError, ValueError):
             continue  # check_site reports missing figures
-        measured = check_site.figure_text_px(data, check_site.Layout(width, 0, 0, 0, 1, 0))
+        measured = check_site.figure_text_px(
+            data, check_site.Layout(width, 0, 0, 0, 1, 0)
+        )
         if measured is None or not natural:
             continue
         text_px = check_site.FIGURE_FONT_PT * measured[2] / 72.0 * shown / natural
         if text_px < check_site.MIN_TEXT_PX:
-            problems.append(f"figure {k} shown at {shown:.0f} of {natural} px: its text renders at "
-                            f"{text_px:.1f} px (< {check_site.MIN_TEXT_PX:.0f})")  # fmt: skip
+            problems.append(
+                f"figure {k} shown at {shown:.0f} of {natural} px: its text renders at "
+                f"{text_px:.1f} px (< {check_site.MIN_TEXT_PX:.0f})"
+            )
     return problems
 
 
@@ -205,13 +225,17 @@ def main(argv: list[str] | None = None) -> int:
     illegible = 0
     for page in pages:
         try:
-            problems = measured_problems(page, measure(browser, page, args.width), args.width)
+            problems = measured_problems(
+                page, measure(browser, page, args.width), args.width
+            )
         except (RuntimeError, subprocess.TimeoutExpired, ValueError) as err:
             problems = [str(err)]
         for problem in problems:
             print(f"FAIL {page.name}: {problem}")
         illegible += len(problems)
-    print(f"{illegible} overflowing code block(s) or illegible figure(s) at {args.width} px")
+    print(
+        f"{illegible} overflowing code block(s) or illegible figure(s) at {args.width} px"
+    )
     return 1 if failed or illegible else 0
 
 

@@ -61,9 +61,9 @@ from .errors import (
 )
 from .grd import load_grd_items
 from .grid import event_geobox
-from .network import NetworkSettings, gdal_http_options, network_settings
 from .inventory import doi_record_files, fetch_inventory
 from .load import load_planetary_computer, load_stac_items
+from .network import NetworkSettings, gdal_http_options, network_settings
 from .paper import (
     fetch_paper_cube,
     find_zarr_store,

@@ -15,7 +15,12 @@ from urllib.parse import urlparse
 from sarslide.atomic import atomic_directory, recover_directory
 
 from .errors import CorruptFileError, NetworkUnavailableError
-from .network import NetworkSettings, gdal_network_failure, network_settings, with_retries
+from .network import (
+    NetworkSettings,
+    gdal_network_failure,
+    network_settings,
+    with_retries,
+)
 
 __all__ = [
     "CACHE_ENV",
@@ -85,7 +90,9 @@ def _host(what: str) -> str:
 
 
 @contextlib.contextmanager
-def network_errors(what: str, settings: NetworkSettings | None = None) -> Iterator[None]:
+def network_errors(
+    what: str, settings: NetworkSettings | None = None
+) -> Iterator[None]:
     """Turn connection failures and timeouts inside the block into :class:`NetworkUnavailableError`.
 
     ``what`` (a URL or service name) is named in the message with its host, the timeout
@@ -154,15 +161,25 @@ def fetch_file(
             return target
         settings = network_settings()
         with network_errors(url, settings):
-            pup = pooch.create(path=cache, base_url=f"{base}/", registry=None,
-                               retry_if_failed=int(settings.retries))
-            with_retries(pup.load_registry_from_doi, retry_on=is_network_failure,
-                         settings=settings, what=f"the file list of {base}")
+            pup = pooch.create(
+                path=cache,
+                base_url=f"{base}/",
+                registry=None,
+                retry_if_failed=int(settings.retries),
+            )
+            with_retries(
+                pup.load_registry_from_doi,
+                retry_on=is_network_failure,
+                settings=settings,
+                what=f"the file list of {base}",
+            )
             if name not in pup.registry:
                 raise FileNotFoundError(
                     f"the record {base} has no file {name!r}; it holds {sorted(pup.registry)}"
                 )
-            downloader = pooch.DOIDownloader(progressbar=progress, timeout=settings.timeout)
+            downloader = pooch.DOIDownloader(
+                progressbar=progress, timeout=settings.timeout
+            )
             return Path(pup.fetch(name, downloader=downloader))
     name = fname or Path(urlparse(url).path).name
     if not name:
@@ -173,14 +190,21 @@ def fetch_file(
     settings = network_settings()
     downloader = pooch.HTTPDownloader(progressbar=progress, timeout=settings.timeout)
     with network_errors(url, settings):
-        return Path(with_retries(
-            lambda: pooch.retrieve(url, known_hash, fname=name, path=cache,
-                                   downloader=downloader),
-            retry_on=is_network_failure, settings=settings, what=f"download of {url}",
-        ))
+        return Path(
+            with_retries(
+                lambda: pooch.retrieve(
+                    url, known_hash, fname=name, path=cache, downloader=downloader
+                ),
+                retry_on=is_network_failure,
+                settings=settings,
+                what=f"download of {url}",
+            )
+        )
 
 
-def extract_zip(path: str | os.PathLike, extract_dir: str | os.PathLike | None = None) -> Path:
+def extract_zip(
+    path: str | os.PathLike, extract_dir: str | os.PathLike | None = None
+) -> Path:
     """Unzip ``path`` once into ``extract_dir`` (default ``<path>.unzip``), atomically.
 
     The archive is extracted under a temporary name and renamed when complete, so an
@@ -188,7 +212,11 @@ def extract_zip(path: str | os.PathLike, extract_dir: str | os.PathLike | None =
     reuse a half-extracted folder). An existing ``extract_dir`` is returned as it is.
     """
     path = Path(path)
-    out = Path(extract_dir) if extract_dir is not None else path.with_name(path.name + ".unzip")
+    out = (
+        Path(extract_dir)
+        if extract_dir is not None
+        else path.with_name(path.name + ".unzip")
+    )
     recover_directory(out)
     if out.is_dir():
         return out

@@ -56,7 +56,11 @@ def _gcp_read_block(hrefs, geobox_spec, window, resampling, sign):
     margin = 8
     for href in hrefs:
         url = sign(href) if sign is not None else href
-        with network_errors(href), rasterio.Env(**_cloud_gdal()), rasterio.open(url) as src:
+        with (
+            network_errors(href),
+            rasterio.Env(**_cloud_gdal()),
+            rasterio.open(url) as src,
+        ):
             gcps, gcp_crs = src.gcps
             if not gcps:
                 raise CubeError(
@@ -72,12 +76,22 @@ def _gcp_read_block(hrefs, geobox_spec, window, resampling, sign):
             if r0 >= r1 or c0 >= c1:
                 continue  # this scene does not reach the block
             data = src.read(1, window=Window(c0, r0, c1 - c0, r1 - r0))
-            shifted = [GroundControlPoint(row=g.row - r0, col=g.col - c0, x=g.x, y=g.y, z=g.z)
-                       for g in gcps]
+            shifted = [
+                GroundControlPoint(row=g.row - r0, col=g.col - c0, x=g.x, y=g.y, z=g.z)
+                for g in gcps
+            ]
         dn = np.zeros((height, width), dtype=data.dtype)
-        reproject(data, dn, gcps=shifted, src_crs=gcp_crs, dst_transform=block,
-                  dst_crs=crs_wkt, src_nodata=0, dst_nodata=0,
-                  resampling=Resampling[resampling])
+        reproject(
+            data,
+            dn,
+            gcps=shifted,
+            src_crs=gcp_crs,
+            dst_transform=block,
+            dst_crs=crs_wkt,
+            src_nodata=0,
+            dst_nodata=0,
+            resampling=Resampling[resampling],
+        )
         fill = (dn > 0) & np.isnan(out)
         out[fill] = dn[fill].astype("float32") ** 2
     return out
@@ -116,11 +130,19 @@ def load_grd_items(
         per_pass = []
         for p in passes:
             hrefs = [it.assets[band].href for it in p.items]
-            blocks = [[
-                da.from_delayed(
-                    dask.delayed(_gcp_read_block)(hrefs, spec, (r, c), resampling, sign),
-                    shape=(r[1] - r[0], c[1] - c[0]), dtype="float32",
-                ) for c in cols] for r in rows]
+            blocks = [
+                [
+                    da.from_delayed(
+                        dask.delayed(_gcp_read_block)(
+                            hrefs, spec, (r, c), resampling, sign
+                        ),
+                        shape=(r[1] - r[0], c[1] - c[0]),
+                        dtype="float32",
+                    )
+                    for c in cols
+                ]
+                for r in rows
+            ]
             per_pass.append(da.block(blocks))
         data[band] = (("time", "y", "x"), da.stack(per_pass))
     from odc.geo.xr import xr_coords
@@ -128,7 +150,13 @@ def load_grd_items(
     coords = xr_coords(geobox)
     ds = xr.Dataset(
         data,
-        coords={"time": ("time", np.array([p.time for p in passes], dtype="datetime64[ns]")),
-                "y": coords["y"].values, "x": coords["x"].values},
+        coords={
+            "time": (
+                "time",
+                np.array([p.time for p in passes], dtype="datetime64[ns]"),
+            ),
+            "y": coords["y"].values,
+            "x": coords["x"].values,
+        },
     )
     return ds.rio.write_crs(geobox.crs.to_wkt())

@@ -27,4 +27,6 @@ def event_geobox(
     west, south, east, north = bounds_lonlat or ev.bounds_lonlat
     target = crs or ev.crs
     area = box(west, south, east, north, "EPSG:4326").to_crs(target)
-    return GeoBox.from_bbox(area.boundingbox, crs=target, resolution=resolution or ev.resolution)
+    return GeoBox.from_bbox(
+        area.boundingbox, crs=target, resolution=resolution or ev.resolution
+    )

@@ -44,13 +44,19 @@ def fetch_inventory(
     :class:`sarslide.acquire.NetworkUnavailableError`.
     """
     ev = get_event(event)
-    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir() / "inventories"
+    cache = (
+        Path(cache_dir)
+        if cache_dir is not None
+        else default_cache_dir() / "inventories"
+    )
     url = ev.inventory.url
     if url.startswith("doi:") and filename is None and url.count("/") <= 1:
         # A bare record DOI: pick the geospatial file from the record's listing.
         with network_errors(url):
             files = doi_record_files(url, cache)
-        candidates = sorted(f for f in files if Path(f).suffix.lower() in GEOSPATIAL_SUFFIXES)
+        candidates = sorted(
+            f for f in files if Path(f).suffix.lower() in GEOSPATIAL_SUFFIXES
+        )
         if len(candidates) != 1:
             raise ValueError(
                 f"the record {url} holds files {sorted(files)}; pass filename=… to choose "

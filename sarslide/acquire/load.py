@@ -33,7 +33,9 @@ __all__ = [
 def _as_geobox(event: Event, geobox, resolution, crs, bounds_lonlat):
     if geobox is not None:
         return geobox
-    return event_geobox(event, resolution=resolution, crs=crs, bounds_lonlat=bounds_lonlat)
+    return event_geobox(
+        event, resolution=resolution, crs=crs, bounds_lonlat=bounds_lonlat
+    )
 
 
 def _attach_pass_coords(ds: xr.Dataset, passes: Sequence[Pass]) -> xr.Dataset:
@@ -175,15 +177,29 @@ def load_planetary_computer(
     """
     ev = get_event(event)
     if collection not in COLLECTIONS:
-        raise ValueError(f"collection {collection!r} is not supported; use one of {list(COLLECTIONS)}")
+        raise ValueError(
+            f"collection {collection!r} is not supported; use one of {list(COLLECTIONS)}"
+        )
     signer = _signer(sign, collection)
     if items is None:
-        items = search_passes(ev, collection=collection, days_before=days_before,
-                              days_after=days_after, bounds_lonlat=bounds_lonlat,
-                              catalog=catalog)
-    selection = select_passes(items, ev, n_pre=n_pre, n_post=n_post, orbit_state=orbit_state,
-                              relative_orbit=relative_orbit, min_coverage=min_coverage,
-                              bounds_lonlat=bounds_lonlat)
+        items = search_passes(
+            ev,
+            collection=collection,
+            days_before=days_before,
+            days_after=days_after,
+            bounds_lonlat=bounds_lonlat,
+            catalog=catalog,
+        )
+    selection = select_passes(
+        items,
+        ev,
+        n_pre=n_pre,
+        n_post=n_post,
+        orbit_state=orbit_state,
+        relative_orbit=relative_orbit,
+        min_coverage=min_coverage,
+        bounds_lonlat=bounds_lonlat,
+    )
     gbox = _as_geobox(ev, geobox, resolution, crs, bounds_lonlat)
     passes = sorted(selection.passes, key=lambda p: p.time)
     ds = _load_passes(collection, passes, gbox, chunks, signer, resampling)
@@ -200,7 +216,9 @@ def load_planetary_computer(
     return validate_cube(ds, check_values=False, require_labels=False)
 
 
-def _signer(sign: bool | Callable[[str], str], collection: str) -> Callable[[str], str] | None:
+def _signer(
+    sign: bool | Callable[[str], str], collection: str
+) -> Callable[[str], str] | None:
     """The URL signer for ``sign``: Planetary Computer's (the key is checked), none, or
     the caller's callable."""
     if sign is True:
@@ -226,12 +244,20 @@ def _load_passes(
     """
     if collection == "sentinel-1-grd":
         warnings.warn(
-            "sentinel-1-grd values are " + str(COLLECTIONS[collection]["values"]) + "; "
+            "sentinel-1-grd values are "
+            + str(COLLECTIONS[collection]["values"])
+            + "; "
             + str(COLLECTIONS[collection]["geometry"]),
             UncalibratedDataWarning,
             stacklevel=3,
         )
-        return load_grd_items(passes, gbox, chunks=chunks or 2048, sign=signer,
-                              resampling=resampling)
-    return load_stac_items([it for p in passes for it in p.items], gbox, chunks=chunks,
-                           sign=signer, resampling=resampling)
+        return load_grd_items(
+            passes, gbox, chunks=chunks or 2048, sign=signer, resampling=resampling
+        )
+    return load_stac_items(
+        [it for p in passes for it in p.items],
+        gbox,
+        chunks=chunks,
+        sign=signer,
+        resampling=resampling,
+    )

@@ -55,11 +55,17 @@ class NetworkSettings:
 
     def __post_init__(self) -> None:
         if not self.timeout > 0:
-            raise ValueError(f"network timeout must be > 0 seconds, got {self.timeout!r}")
+            raise ValueError(
+                f"network timeout must be > 0 seconds, got {self.timeout!r}"
+            )
         if int(self.retries) != self.retries or self.retries < 0:
-            raise ValueError(f"network retries must be an integer >= 0, got {self.retries!r}")
+            raise ValueError(
+                f"network retries must be an integer >= 0, got {self.retries!r}"
+            )
         if not self.backoff >= 0:
-            raise ValueError(f"network backoff must be >= 0 seconds, got {self.backoff!r}")
+            raise ValueError(
+                f"network backoff must be >= 0 seconds, got {self.backoff!r}"
+            )
 
     def describe(self) -> str:
         """``"timeout 60 s, 3 retries"``: for error messages."""
@@ -111,7 +117,9 @@ def gdal_http_options(settings: NetworkSettings | None = None) -> dict[str, str]
     }
 
 
-def _say_retry(what: str | None, err: BaseException, attempt: int, s: NetworkSettings, wait: float) -> None:
+def _say_retry(
+    what: str | None, err: BaseException, attempt: int, s: NetworkSettings, wait: float
+) -> None:
     """One line on stderr per retry, so a user facing a silent server knows why it waits."""
     text = " ".join(str(err).split())[:100] or type(err).__name__
     print(

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 __all__ = ["normalize_orbit_state"]
 
-_ORBIT_STATES = {"a": "ascending", "d": "descending", "ascending": "ascending",
-                 "descending": "descending"}
+_ORBIT_STATES = {
+    "a": "ascending",
+    "d": "descending",
+    "ascending": "ascending",
+    "descending": "descending",
+}
 
 
 def normalize_orbit_state(value: str) -> str:

@@ -23,7 +23,7 @@ import xarray as xr
 from sarslide.cube import BANDS, CubeError, mask_nodata, validate_cube
 from sarslide.events import Event, get_event
 
-from .download import split_doi, default_cache_dir, extract_zip, fetch_file
+from .download import default_cache_dir, extract_zip, fetch_file, split_doi
 from .errors import NoPassesError
 from .orbits import normalize_orbit_state
 
@@ -47,7 +47,11 @@ def relative_orbit_from_absolute(platform, absolute_orbit) -> int | None:
     other platforms (S1C and later have their own offsets) give ``None``. Example: S1A
     absolute orbit 13949 (2016-11-15, over Kaikōura) is relative orbit 52.
     """
-    name = str(platform.decode() if isinstance(platform, bytes) else platform).strip().lower()
+    name = (
+        str(platform.decode() if isinstance(platform, bytes) else platform)
+        .strip()
+        .lower()
+    )
     match = re.fullmatch(r"(?:sentinel[-_ ]?1|s1)([a-z])", name)
     unit = match.group(1) if match else ""
     try:
@@ -100,8 +104,14 @@ def fetch_paper_cube(
     """
     ev = get_event(event)
     src = url or ev.datacube.url
-    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir() / "paper_cubes"
-    name = split_doi(src)[1] if src.startswith("doi:") else Path(urlparse(src).path).name
+    cache = (
+        Path(cache_dir)
+        if cache_dir is not None
+        else default_cache_dir() / "paper_cubes"
+    )
+    name = (
+        split_doi(src)[1] if src.startswith("doi:") else Path(urlparse(src).path).name
+    )
     unzipped = cache / (name + ".unzip")
     if not unzipped.is_dir():
         archive = fetch_file(
@@ -150,11 +160,21 @@ def _paper_cube_crs(ds: xr.Dataset, ev: Event):
     x = np.asarray(ds["x"].values, dtype="float64")
     y = np.asarray(ds["y"].values, dtype="float64")
     west, south, east, north = ev.bounds_lonlat
-    if west - 1 <= x.min() and x.max() <= east + 1 and south - 1 <= y.min() and y.max() <= north + 1:
+    if (
+        west - 1 <= x.min()
+        and x.max() <= east + 1
+        and south - 1 <= y.min()
+        and y.max() <= north + 1
+    ):
         return CRS.from_epsg(4326)
     to_utm = Transformer.from_crs("EPSG:4326", ev.crs, always_xy=True)
     ex, ey = to_utm.transform([west, east, west, east], [south, south, north, north])
-    if x.max() >= min(ex) and x.min() <= max(ex) and y.max() >= min(ey) and y.min() <= max(ey):
+    if (
+        x.max() >= min(ex)
+        and x.min() <= max(ex)
+        and y.max() >= min(ey)
+        and y.min() <= max(ey)
+    ):
         return CRS.from_user_input(ev.crs)
     raise CubeError(
         f"the datacube stores no CRS and its coordinates (x {x.min():.6g}..{x.max():.6g}, "
@@ -211,8 +231,11 @@ def paper_cube_to_event_cube(
     out = _paper_pass_coords(ds, out)
     out["landslides"] = (("y", "x"), _paper_labels(ds[label], ev.label_kind).data)
     if "dem" in ds.data_vars and set(ds["dem"].dims) == {"y", "x"}:
-        out["dem"] = (("y", "x"), ds["dem"].transpose("y", "x").astype("float32").data,
-                      {"units": "m"})
+        out["dem"] = (
+            ("y", "x"),
+            ds["dem"].transpose("y", "x").astype("float32").data,
+            {"units": "m"},
+        )
     if orbit_state is not None:
         out = _keep_orbit_state(out, ds, orbit_state)
     out = out.sortby("time")
@@ -245,12 +268,16 @@ def _check_paper_layout(ds: xr.Dataset, label: str) -> None:
             problems.append(f"no {name!r} variable")
     for name in BANDS:
         if name in ds.data_vars and set(ds[name].dims) != {"timestep", "y", "x"}:
-            problems.append(f"{name!r} has dims {ds[name].dims}, expected (timestep, y, x)")
+            problems.append(
+                f"{name!r} has dims {ds[name].dims}, expected (timestep, y, x)"
+            )
     if label in ds.data_vars and set(ds[label].dims) != {"y", "x"}:
         problems.append(f"{label!r} has dims {ds[label].dims}, expected (y, x)")
     if problems:
         raise CubeError(
-            "unknown datacube layout (" + "; ".join(problems) + "); found "
+            "unknown datacube layout ("
+            + "; ".join(problems)
+            + "); found "
             + _layout_summary(ds)
             + ". Expected the layout of Zenodo record 7248056: dims timestep/y/x(/timepair), "
             "variables vv, vh (timestep, y, x), landslides (y, x), coordinate sat:orbit_state"
@@ -260,12 +287,21 @@ def _check_paper_layout(ds: xr.Dataset, label: str) -> None:
 def _paper_bands(ds: xr.Dataset) -> xr.Dataset:
     """``vv``, ``vh`` as (time, y, x) float32, NaN where not finite or not positive (lazy)."""
     times = _as_datetimes(ds["timestep"].values)
-    out = xr.Dataset(coords={"time": ("time", times.values), "y": ds["y"].values,
-                             "x": ds["x"].values})
+    out = xr.Dataset(
+        coords={
+            "time": ("time", times.values),
+            "y": ds["y"].values,
+            "x": ds["x"].values,
+        }
+    )
     for name in BANDS:
         band = ds[name].transpose("timestep", "y", "x").astype("float32")
         band = band.where(np.isfinite(band) & (band > 0))
-        out[name] = (("time", "y", "x"), band.data, {"units": "1", "long_name": f"{name} linear backscatter"})
+        out[name] = (
+            ("time", "y", "x"),
+            band.data,
+            {"units": "1", "long_name": f"{name} linear backscatter"},
+        )
     return out
 
 
@@ -277,19 +313,29 @@ def _paper_pass_coords(ds: xr.Dataset, out: xr.Dataset) -> xr.Dataset:
     """
     if "sat:orbit_state" in ds.coords or "sat:orbit_state" in ds.data_vars:
         raw = ds["sat:orbit_state"].values
-        states = [normalize_orbit_state(v.decode() if isinstance(v, bytes) else v) for v in raw]
+        states = [
+            normalize_orbit_state(v.decode() if isinstance(v, bytes) else v)
+            for v in raw
+        ]
         out = out.assign_coords(orbit_state=("time", np.asarray(states, dtype=str)))
-    for key, new in (("sat:relative_orbit", "relative_orbit"), ("sat:platform", "platform"),
-                     ("platform", "platform")):
+    for key, new in (
+        ("sat:relative_orbit", "relative_orbit"),
+        ("sat:platform", "platform"),
+        ("platform", "platform"),
+    ):
         if key in ds.coords and ds[key].dims == ("timestep",) and new not in out.coords:
             out = out.assign_coords({new: ("time", ds[key].values)})
     if "relative_orbit" not in out.coords and "platform" in out.coords:
         for key in ("sat:absolute_orbit", "absolute_orbit"):
             if key in ds.coords and ds[key].dims == ("timestep",):
-                rel = [relative_orbit_from_absolute(p, a)
-                       for p, a in zip(out["platform"].values, ds[key].values)]
+                rel = [
+                    relative_orbit_from_absolute(p, a)
+                    for p, a in zip(out["platform"].values, ds[key].values)
+                ]
                 if all(r is not None for r in rel):
-                    out = out.assign_coords(relative_orbit=("time", np.asarray(rel, dtype="int16")))
+                    out = out.assign_coords(
+                        relative_orbit=("time", np.asarray(rel, dtype="int16"))
+                    )
                 break
     return out
 
@@ -335,7 +381,8 @@ def _reproject_lazy(cube: xr.Dataset, ev: Event) -> xr.Dataset:
     for name, var in cube.data_vars.items():
         integer = np.issubdtype(var.dtype, np.integer)
         parts[name] = var.odc.reproject(
-            gbox, resampling="nearest" if integer else "bilinear",
+            gbox,
+            resampling="nearest" if integer else "bilinear",
             dst_nodata=0 if integer else np.nan,
         )
     out = xr.Dataset(parts)
@@ -397,8 +444,9 @@ def load_paper_cube(
             local = extract_zip(local)
         store = find_zarr_store(local)
     else:
-        store = fetch_paper_cube(ev, cache_dir=cache_dir, url=url, known_hash=known_hash,
-                                 progress=progress)
+        store = fetch_paper_cube(
+            ev, cache_dir=cache_dir, url=url, known_hash=known_hash, progress=progress
+        )
     ds = xr.open_zarr(store, consolidated=None)
     return paper_cube_to_event_cube(ds, ev, orbit_state=orbit_state)
 
@@ -434,5 +482,12 @@ def load_paper_pass_pair(
     from sarslide.cube import pass_pair
 
     cube = load_paper_cube(event, **kwargs)
-    return pass_pair(cube, n_pre=n_pre, n_post=n_post, orbit_state=orbit_state,
-                     relative_orbit=relative_orbit, named=named, same_track=same_track)
+    return pass_pair(
+        cube,
+        n_pre=n_pre,
+        n_post=n_post,
+        orbit_state=orbit_state,
+        relative_orbit=relative_orbit,
+        named=named,
+        same_track=same_track,
+    )

@@ -76,13 +76,15 @@ def group_passes(
         props = item.properties
         if not {"vv", "vh"} <= set(item.assets):
             continue
-        rows.append((
-            str(props.get("sat:orbit_state", "unknown")).lower(),
-            int(props.get("sat:relative_orbit", -1)),
-            str(props.get("platform", "")).lower(),
-            _item_time(item),
-            item,
-        ))
+        rows.append(
+            (
+                str(props.get("sat:orbit_state", "unknown")).lower(),
+                int(props.get("sat:relative_orbit", -1)),
+                str(props.get("platform", "")).lower(),
+                _item_time(item),
+                item,
+            )
+        )
     rows.sort(key=lambda r: (r[0], r[1], r[2], r[3]))
     passes: list[Pass] = []
     group: list = []
@@ -93,7 +95,9 @@ def group_passes(
         union = shapely.union_all([shape(r[4].geometry) for r in group])
         cover = float(union.intersection(aoi).area / aoi.area) if aoi.area else 0.0
         state, rel, plat, t0 = group[0][0], group[0][1], group[0][2], group[0][3]
-        passes.append(Pass(t0, state, rel, plat, tuple(r[4] for r in group), round(cover, 6)))
+        passes.append(
+            Pass(t0, state, rel, plat, tuple(r[4] for r in group), round(cover, 6))
+        )
 
     for row in rows:
         if group and (row[:3] != group[-1][:3] or row[3] - group[-1][3] > max_gap):
@@ -112,7 +116,9 @@ def pass_table(passes: Sequence[Pass], event: str | Event) -> pd.DataFrame:
         {
             "time": [p.time for p in passes],
             "side": ["pre" if p.time < t_event else "post" for p in passes],
-            "days_from_event": [round((p.time - t_event) / pd.Timedelta(days=1), 2) for p in passes],
+            "days_from_event": [
+                round((p.time - t_event) / pd.Timedelta(days=1), 2) for p in passes
+            ],
             "orbit_state": [p.orbit_state for p in passes],
             "relative_orbit": [p.relative_orbit for p in passes],
             "platform": [p.platform for p in passes],
@@ -169,17 +175,25 @@ def select_passes(
     """
     ev = get_event(event)
     if n_pre < 1 or n_post < 1:
-        raise ValueError(f"n_pre={n_pre}, n_post={n_post}: ask for at least one pass per side")
+        raise ValueError(
+            f"n_pre={n_pre}, n_post={n_post}: ask for at least one pass per side"
+        )
     bounds = bounds_lonlat or ev.bounds_lonlat
     passes = group_passes(items, bounds_lonlat=bounds)
-    wanted_state = normalize_orbit_state(orbit_state) if orbit_state is not None else None
+    wanted_state = (
+        normalize_orbit_state(orbit_state) if orbit_state is not None else None
+    )
     t_event = pd.Timestamp(ev.time_utc).tz_convert("UTC").tz_localize(None)
     tracks = _passes_by_track(passes, wanted_state, relative_orbit)
     report, best, best_key = [], None, None
     for (state, rel), track in sorted(tracks.items()):
         usable = [p for p in track if p.coverage >= min_coverage]
-        pre = sorted((p for p in usable if p.time < t_event), key=lambda p: t_event - p.time)
-        post = sorted((p for p in usable if p.time > t_event), key=lambda p: p.time - t_event)
+        pre = sorted(
+            (p for p in usable if p.time < t_event), key=lambda p: t_event - p.time
+        )
+        post = sorted(
+            (p for p in usable if p.time > t_event), key=lambda p: p.time - t_event
+        )
         report.append(
             f"{state} orbit {rel}: {len(pre)} pre / {len(post)} post passes with coverage "
             f">= {min_coverage:.0%} (of {len(track)} passes)"
@@ -203,7 +217,8 @@ def select_passes(
             f"no track has {n_pre} pass(es) before and {n_post} after the event "
             f"({t_event.isoformat()} UTC)"
             + (f" with {', '.join(filters)}" if filters else "")
-            + ": " + ("; ".join(report) if report else f"{len(passes)} passes found in total")
+            + ": "
+            + ("; ".join(report) if report else f"{len(passes)} passes found in total")
             + ". Widen days_before/days_after, lower min_coverage or drop the orbit filters."
         )
     return best

@@ -27,7 +27,9 @@ def require_key(collection: str) -> None:
     """Raise :class:`MissingKeyError` if ``collection`` needs a key and none is set."""
     info = COLLECTIONS.get(collection)
     if info is None:
-        raise ValueError(f"collection {collection!r} is not supported; use one of {list(COLLECTIONS)}")
+        raise ValueError(
+            f"collection {collection!r} is not supported; use one of {list(COLLECTIONS)}"
+        )
     if not info["needs_key"]:
         return
     key = os.environ.get(PC_KEY_ENV)
@@ -82,7 +84,9 @@ class _ResigningReader(RioReader):
         try:
             with network_errors(url):
                 return rio_read(src, cfg, dst_geobox, dst=dst, selection=selection)
-        except RasterioError as err:  # it answered, with something that is not the raster
+        except (
+            RasterioError
+        ) as err:  # it answered, with something that is not the raster
             text = " ".join(str(err).split())[:200]
             raise BadResponseError(
                 f"the server of {url} answered, but not with a readable GeoTIFF "

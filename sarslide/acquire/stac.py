@@ -34,17 +34,17 @@ COLLECTIONS: dict[str, dict[str, str | bool]] = {
     "sentinel-1-rtc": {
         "needs_key": True,
         "values": "gamma0 (linear power), radiometrically terrain corrected, float32, "
-                  "no-data -32768",
+        "no-data -32768",
         "geometry": "map-projected (UTM zone of each scene, 10 m), not snapped to a "
-                    "common grid",
+        "common grid",
     },
     "sentinel-1-grd": {
         "needs_key": False,
         "values": "digital numbers (uint16 amplitude), NOT calibrated to sigma0/gamma0 and "
-                  "NOT terrain corrected: slopes facing the radar look brighter, slopes "
-                  "facing away darker, foreshortening and layover are left in",
+        "NOT terrain corrected: slopes facing the radar look brighter, slopes "
+        "facing away darker, foreshortening and layover are left in",
         "geometry": "radar geometry georeferenced only by ground control points (GCPs): "
-                    "positions can be off by tens of metres in steep terrain",
+        "positions can be off by tens of metres in steep terrain",
     },
 }
 
@@ -138,21 +138,38 @@ def search_passes(
     from pystac_client.stac_api_io import StacApiIO
 
     if collection not in COLLECTIONS:
-        raise ValueError(f"collection {collection!r} is not supported; use one of {list(COLLECTIONS)}")
-    params = stac_query(event, collection=collection, days_before=days_before,
-                        days_after=days_after, bounds_lonlat=bounds_lonlat)
-    where = catalog if isinstance(catalog, str) else getattr(catalog, "self_href", "the STAC API")
+        raise ValueError(
+            f"collection {collection!r} is not supported; use one of {list(COLLECTIONS)}"
+        )
+    params = stac_query(
+        event,
+        collection=collection,
+        days_before=days_before,
+        days_after=days_after,
+        bounds_lonlat=bounds_lonlat,
+    )
+    where = (
+        catalog
+        if isinstance(catalog, str)
+        else getattr(catalog, "self_href", "the STAC API")
+    )
     settings = network_settings()
 
     def attempt():
         if isinstance(catalog, str):
             # retries are ours (with backoff), not urllib3's: max_retries=0
             io = StacApiIO(timeout=settings.timeout, max_retries=0)
-            client = pystac_client.Client.open(catalog, stac_io=io, timeout=settings.timeout)
+            client = pystac_client.Client.open(
+                catalog, stac_io=io, timeout=settings.timeout
+            )
         else:
             client = catalog
         return client.search(**params, max_items=max_items).item_collection()
 
     with _bad_answers(str(where)), network_errors(str(where), settings):
-        return with_retries(attempt, retry_on=is_network_failure, settings=settings,
-                            what=f"STAC search at {where}")
+        return with_retries(
+            attempt,
+            retry_on=is_network_failure,
+            settings=settings,
+            what=f"STAC search at {where}",
+        )

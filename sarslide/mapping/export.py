@@ -104,9 +104,16 @@ def write_cog(
             staging = tmp.with_name(tmp.stem + ".stage.tif")
             try:
                 da.rio.to_raster(
-                    staging, driver="GTiff", tiled=True, blockxsize=512, blockysize=512,
-                    compress=compress, lock=threading.Lock(), windowed=True, tags=text_tags,
-                )  # fmt: skip
+                    staging,
+                    driver="GTiff",
+                    tiled=True,
+                    blockxsize=512,
+                    blockysize=512,
+                    compress=compress,
+                    lock=threading.Lock(),
+                    windowed=True,
+                    tags=text_tags,
+                )
                 rasterio.shutil.copy(staging, tmp, driver="COG", **options)
             finally:
                 staging.unlink(missing_ok=True)
@@ -204,9 +211,12 @@ def write_cells(
     options = {"RFC7946": "YES"} if rfc7946 else {}
     with atomic_file(geojson_path, suffix=".geojson") as tmp:
         out.to_file(
-            tmp, driver="GeoJSON", engine="pyogrio", layer=geojson_path.stem,
+            tmp,
+            driver="GeoJSON",
+            engine="pyogrio",
+            layer=geojson_path.stem,
             layer_options=options,
-        )  # fmt: skip
+        )
     table = pd.DataFrame(cells.drop(columns=cells.geometry.name))
     table["geometry_wkt"] = shapely.to_wkt(
         cells.geometry.to_numpy(), rounding_precision=-1

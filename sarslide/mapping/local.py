@@ -163,9 +163,15 @@ def local_scenes(sources: Sequence[str | os.PathLike]) -> list[LocalScene]:
             raise MappingError(f"{path}: no such file or folder")
         if path.is_dir():
             tifs = sorted(p for p in path.rglob("*") if p.suffix.lower() in _TIF)
-            catalogs = [path / n for n in ("catalog.json", "collection.json") if (path / n).is_file()]
+            catalogs = [
+                path / n
+                for n in ("catalog.json", "collection.json")
+                if (path / n).is_file()
+            ]
             if catalogs:
-                scenes += [s for it in _stac_items(catalogs[0]) for s in _item_scenes(it)]
+                scenes += [
+                    s for it in _stac_items(catalogs[0]) for s in _item_scenes(it)
+                ]
             elif tifs:
                 scenes += [_tif_scene(p) for p in tifs]
             else:
@@ -279,7 +285,9 @@ def local_cube(
             f"{first['vv'].href} has CRS {ref.rio.crs}; mapping needs a projected grid in "
             "metres (e.g. UTM): reproject it first (gdalwarp -t_srs EPSG:326NN)"
         )
-    if resolution is not None and not np.isclose(abs(ref.rio.resolution()[0]), resolution):
+    if resolution is not None and not np.isclose(
+        abs(ref.rio.resolution()[0]), resolution
+    ):
         ref = ref.rio.reproject(ref.rio.crs, resolution=float(resolution))
     from rasterio.enums import Resampling
 
@@ -287,27 +295,42 @@ def local_cube(
     for time in times:
         for band in BANDS:
             da = _read(passes[time][band].href)
-            if da.rio.crs != ref.rio.crs or da.shape != ref.shape or not (
-                np.allclose(da["x"], ref["x"]) and np.allclose(da["y"], ref["y"])
+            if (
+                da.rio.crs != ref.rio.crs
+                or da.shape != ref.shape
+                or not (
+                    np.allclose(da["x"], ref["x"]) and np.allclose(da["y"], ref["y"])
+                )
             ):
                 da = da.rio.reproject_match(ref, resampling=Resampling.bilinear)
                 da = da.assign_coords(x=ref["x"], y=ref["y"])
             bands[band].append(da.drop_vars("spatial_ref", errors="ignore"))
     t = pd.DatetimeIndex(times)
     cube = xr.Dataset(
-        {b: xr.concat(bands[b], dim="time").assign_coords(time=t).astype("float32")
-         for b in BANDS},
+        {
+            b: xr.concat(bands[b], dim="time").assign_coords(time=t).astype("float32")
+            for b in BANDS
+        },
         attrs={
             "event": event,
             "event_time": _naive_utc(event_time).isoformat() + "+00:00",
             "source": "files",
             "files": [passes[tm][b].href for tm in times for b in BANDS],
         },
-    )  # fmt: skip
+    )
     cube = cube.assign_coords(
-        orbit_state=("time", np.array([passes[tm]["vv"].orbit_state for tm in times], dtype=str)),
-        relative_orbit=("time", np.array([passes[tm]["vv"].relative_orbit for tm in times])),
-        platform=("time", np.array([passes[tm]["vv"].platform for tm in times], dtype=str)),
-    )  # fmt: skip
+        orbit_state=(
+            "time",
+            np.array([passes[tm]["vv"].orbit_state for tm in times], dtype=str),
+        ),
+        relative_orbit=(
+            "time",
+            np.array([passes[tm]["vv"].relative_orbit for tm in times]),
+        ),
+        platform=(
+            "time",
+            np.array([passes[tm]["vv"].platform for tm in times], dtype=str),
+        ),
+    )
     cube = cube.transpose("time", "y", "x").rio.write_crs(ref.rio.crs)
     return validate_cube(cube, require_labels=False)

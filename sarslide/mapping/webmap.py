@@ -44,7 +44,9 @@ def default_tiles() -> str | None:
     return None if value.strip().lower() in _NO_TILES else value.strip()
 
 
-def _heatmap_rgba(heatmap: xr.DataArray, cmap: str) -> tuple[np.ndarray, list[list[float]]]:
+def _heatmap_rgba(
+    heatmap: xr.DataArray, cmap: str
+) -> tuple[np.ndarray, list[list[float]]]:
     """The heatmap in lon/lat as RGBA uint8 (transparent where 0 or no data), and its
     ``[[south, west], [north, east]]`` bounds."""
     from matplotlib import colormaps
@@ -110,7 +112,11 @@ def web_map(
         folium.GeoJson(
             cells[["rank", "landslide_fraction", "landslide_area_km2", "geometry"]],
             name="most affected cells",
-            style_function=lambda _: {"color": "#000000", "weight": 2, "fillOpacity": 0},
+            style_function=lambda _: {
+                "color": "#000000",
+                "weight": 2,
+                "fillOpacity": 0,
+            },
             tooltip=folium.GeoJsonTooltip(
                 fields=["rank", "landslide_fraction", "landslide_area_km2"],
                 aliases=["rank", "landslide area fraction", "landslide area (km²)"],

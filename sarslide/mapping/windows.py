@@ -483,7 +483,9 @@ def predict_probability(
         :class:`~sarslide.mapping.InputShiftError` (a MappingError) for a scene outside the
         training distribution.
     """
-    _pair_channels(pair)  # a clear error for a wrong input before its statistics are read
+    _pair_channels(
+        pair
+    )  # a clear error for a wrong input before its statistics are read
     if not force:
         check_input_distribution(pair, stats)
     fn, multiple, min_size = as_predictor(predict, device, precision)

@@ -14,5 +14,9 @@ def extent_km(da: xr.DataArray) -> list[float]:
     x = np.asarray(da["x"].values, dtype=float)
     y = np.asarray(da["y"].values, dtype=float)
     dx, dy = abs(x[1] - x[0]), abs(y[1] - y[0])
-    return [(x.min() - dx / 2) / 1e3, (x.max() + dx / 2) / 1e3,
-            (y.min() - dy / 2) / 1e3, (y.max() + dy / 2) / 1e3]  # fmt: skip
+    return [
+        (x.min() - dx / 2) / 1e3,
+        (x.max() + dx / 2) / 1e3,
+        (y.min() - dy / 2) / 1e3,
+        (y.max() + dy / 2) / 1e3,
+    ]

@@ -39,13 +39,22 @@ def to_db(linear: np.ndarray | xr.DataArray):
         return 10.0 * np.log10(np.where(linear > 0, linear, np.nan))
 
 
-def plot_pass_pair(pair: xr.Dataset, band: str = "vh", *, vmin: float = -30, vmax: float = -5, figsize=(11.5, 3.4)):
+def plot_pass_pair(
+    pair: xr.Dataset,
+    band: str = "vh",
+    *,
+    vmin: float = -30,
+    vmax: float = -5,
+    figsize=(11.5, 3.4),
+):
     """Pre-event and post-event backscatter (dB), their difference and the labels, as maps.
 
     ``pair`` is the output of :func:`sarslide.cube.pass_pair` (with ``landslides``).
     """
     ncols = 4 if "landslides" in pair else 3
-    fig, axes = plt.subplots(1, ncols, figsize=figsize, sharex=True, sharey=True, constrained_layout=True)
+    fig, axes = plt.subplots(
+        1, ncols, figsize=figsize, sharex=True, sharey=True, constrained_layout=True
+    )
     extent = extent_km(pair[f"pre_{band}"])
     pre, post = to_db(pair[f"pre_{band}"]), to_db(pair[f"post_{band}"])
     kw = dict(extent=extent, origin="upper", interpolation="nearest")
@@ -59,7 +68,9 @@ def plot_pass_pair(pair: xr.Dataset, band: str = "vh", *, vmin: float = -30, vma
     fig.colorbar(diff, ax=axes[2], shrink=0.8, label="dB")
     if ncols == 4:
         lab = pair["landslides"].values
-        axes[3].imshow(np.where(lab > 0, 1.0, np.nan), cmap=ListedColormap(["crimson"]), **kw)
+        axes[3].imshow(
+            np.where(lab > 0, 1.0, np.nan), cmap=ListedColormap(["crimson"]), **kw
+        )
         axes[3].set_facecolor("0.92")
         axes[3].set_title(f"landslide labels ({pair.attrs.get('label_kind', 'mask')})")
     for ax in axes:
@@ -69,7 +80,10 @@ def plot_pass_pair(pair: xr.Dataset, band: str = "vh", *, vmin: float = -30, vma
 
 
 def plot_backscatter_histograms(
-    cube: xr.Dataset, reference: dict[str, tuple[float, float]] | None = None, *, ax=None
+    cube: xr.Dataset,
+    reference: dict[str, tuple[float, float]] | None = None,
+    *,
+    ax=None,
 ):
     """Histograms of log10 backscatter per polarisation, with reference means marked."""
     if ax is None:
@@ -77,8 +91,14 @@ def plot_backscatter_histograms(
     for band, colour in (("vv", "tab:blue"), ("vh", "tab:orange")):
         values = np.log10(np.asarray(cube[band].values, dtype=np.float64))
         values = values[np.isfinite(values)]
-        ax.hist(values, bins=120, density=True, alpha=0.5, color=colour,
-                label=f"{band.upper()}: mean {values.mean():.2f}, std {values.std():.2f}")
+        ax.hist(
+            values,
+            bins=120,
+            density=True,
+            alpha=0.5,
+            color=colour,
+            label=f"{band.upper()}: mean {values.mean():.2f}, std {values.std():.2f}",
+        )
         if reference and band in reference:
             ax.axvline(reference[band][0], color=colour, ls="--", lw=1.5)
     ax.set_xlabel("log10 backscatter (linear power)")
@@ -87,27 +107,55 @@ def plot_backscatter_histograms(
     return ax
 
 
-def plot_chip_layout(background: xr.DataArray, meta: pd.DataFrame, *, ax=None, db_range=(-30, -5)):
+def plot_chip_layout(
+    background: xr.DataArray, meta: pd.DataFrame, *, ax=None, db_range=(-30, -5)
+):
     """Chip footprints over a backscatter map, coloured by split; landslide chips hatched."""
     if ax is None:
         _, ax = plt.subplots(figsize=(7, 7), constrained_layout=True)
-    ax.imshow(to_db(background), cmap="gray", vmin=db_range[0], vmax=db_range[1],
-              extent=extent_km(background), origin="upper", interpolation="nearest")
+    ax.imshow(
+        to_db(background),
+        cmap="gray",
+        vmin=db_range[0],
+        vmax=db_range[1],
+        extent=extent_km(background),
+        origin="upper",
+        interpolation="nearest",
+    )
     for row in meta.itertuples():
         colour = SPLIT_COLOURS.get(row.split, "white")
-        ax.add_patch(Rectangle((row.xmin / 1e3, row.ymin / 1e3), (row.xmax - row.xmin) / 1e3,
-                               (row.ymax - row.ymin) / 1e3, fill=False, ec=colour, lw=1.5,
-                               hatch="///" if row.has_landslide else None))
-    handles = [Patch(fill=False, ec=c, lw=1.5, label=s) for s, c in SPLIT_COLOURS.items()]
+        ax.add_patch(
+            Rectangle(
+                (row.xmin / 1e3, row.ymin / 1e3),
+                (row.xmax - row.xmin) / 1e3,
+                (row.ymax - row.ymin) / 1e3,
+                fill=False,
+                ec=colour,
+                lw=1.5,
+                hatch="///" if row.has_landslide else None,
+            )
+        )
+    handles = [
+        Patch(fill=False, ec=c, lw=1.5, label=s) for s, c in SPLIT_COLOURS.items()
+    ]
     handles.append(Patch(fill=False, ec="k", hatch="///", label="holds landslides"))
-    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
+    ax.legend(
+        handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False
+    )
     ax.set_xlabel("easting (km)")
     ax.set_ylabel("northing (km)")
     return ax
 
 
-def plot_example_chips(chips, indices: Sequence[int], *, band: str = "vh", vmin=-30, vmax=-5,
-                       per_row: int = 4):
+def plot_example_chips(
+    chips,
+    indices: Sequence[int],
+    *,
+    band: str = "vh",
+    vmin=-30,
+    vmax=-5,
+    per_row: int = 4,
+):
     """Per chip: before, after (dB) and the label, stacked; titles give split and counts.
 
     At most ``per_row`` chips side by side (more wrap onto further rows of three panels),
@@ -118,24 +166,37 @@ def plot_example_chips(chips, indices: Sequence[int], *, band: str = "vh", vmin=
     pre_i, post_i = CHANNELS.index(f"pre_{band}"), CHANNELS.index(f"post_{band}")
     cols = max(1, min(int(per_row), len(indices)))
     groups = -(-len(indices) // cols)
-    fig, axes = plt.subplots(3 * groups, cols, figsize=(2.6 * cols, 7.6 * groups), squeeze=False,
-                             constrained_layout=True)  # fmt: skip
+    fig, axes = plt.subplots(
+        3 * groups,
+        cols,
+        figsize=(2.6 * cols, 7.6 * groups),
+        squeeze=False,
+        constrained_layout=True,
+    )
     for k, i in enumerate(indices):
         g, col = divmod(k, cols)
-        block = axes[3 * g:3 * g + 3, col]
+        block = axes[3 * g : 3 * g + 3, col]
         row = chips.meta.iloc[i]
-        block[0].imshow(to_db(chips.images[i, pre_i]), cmap="gray", vmin=vmin, vmax=vmax)
-        block[1].imshow(to_db(chips.images[i, post_i]), cmap="gray", vmin=vmin, vmax=vmax)
+        block[0].imshow(
+            to_db(chips.images[i, pre_i]), cmap="gray", vmin=vmin, vmax=vmax
+        )
+        block[1].imshow(
+            to_db(chips.images[i, post_i]), cmap="gray", vmin=vmin, vmax=vmax
+        )
         block[2].imshow(chips.labels[i] > 0, cmap="Reds", vmin=0, vmax=1)
-        block[0].set_title(f"{row.split}\n{int(row.landslide_pixels)} landslide px", fontsize=9)
+        block[0].set_title(
+            f"{row.split}\n{int(row.landslide_pixels)} landslide px", fontsize=9
+        )
     for ax in axes.ravel():
         ax.set_xticks([])
         ax.set_yticks([])
     for k in range(len(indices), groups * cols):  # empty slots of the last row
-        for ax in axes[3 * (k // cols):3 * (k // cols) + 3, k % cols]:
+        for ax in axes[3 * (k // cols) : 3 * (k // cols) + 3, k % cols]:
             ax.set_axis_off()
     for g in range(groups):
-        for r, name in enumerate([f"before {band.upper()}", f"after {band.upper()}", "label"]):
+        for r, name in enumerate(
+            [f"before {band.upper()}", f"after {band.upper()}", "label"]
+        ):
             axes[3 * g + r, 0].set_ylabel(name)
     return fig
 
@@ -146,7 +207,13 @@ def plot_split_counts(table: pd.DataFrame, *, ax=None):
         _, ax = plt.subplots(figsize=(6, 3), constrained_layout=True)
     body = table.drop(index="total", errors="ignore")
     ax.bar(body.index, body["landslide"], color="crimson", label="landslide")
-    ax.bar(body.index, body["landslide_free"], bottom=body["landslide"], color="0.6", label="landslide-free")
+    ax.bar(
+        body.index,
+        body["landslide_free"],
+        bottom=body["landslide"],
+        color="0.6",
+        label="landslide-free",
+    )
     ax.set_ylabel("chips")
     ax.legend()
     return ax

@@ -72,11 +72,17 @@ def _tidy(table: pd.DataFrame, what: str) -> pd.DataFrame:
                 f"{what} needs columns arm, train_size, metric, value (or one column per metric); "
                 f"got {list(table.columns)}"
             )
-        table = table.melt(id_vars=[c for c in table.columns if c not in present],
-                           value_vars=present, var_name="metric", value_name="value")  # fmt: skip
+        table = table.melt(
+            id_vars=[c for c in table.columns if c not in present],
+            value_vars=present,
+            var_name="metric",
+            value_name="value",
+        )
     missing = {"arm", "train_size", "metric", "value"} - set(table.columns)
     if missing:
-        raise ValueError(f"{what} lacks columns {sorted(missing)}; got {list(table.columns)}")
+        raise ValueError(
+            f"{what} lacks columns {sorted(missing)}; got {list(table.columns)}"
+        )
     return table[table["arm"].isin(ARM_STYLE)]
 
 
@@ -90,34 +96,65 @@ def per_run(results: pd.DataFrame, metric: str) -> pd.DataFrame:
     rows = _tidy(results, "the results table")
     rows = rows[rows["metric"] == metric]
     if "run_id" in rows.columns:
-        rows = rows.groupby(["arm", "train_size", "run_id"], as_index=False)["value"].mean()
+        rows = rows.groupby(["arm", "train_size", "run_id"], as_index=False)[
+            "value"
+        ].mean()
     return rows[["arm", "train_size", "value"]].reset_index(drop=True)
 
 
-def _pointplot(ax, rows: pd.DataFrame, sizes: list[int], n_all: int | None, *, errorbar, lines: bool,
-               legend: bool, arms: Sequence[str] | None = None, alpha: float = 1.0) -> None:
+def _pointplot(
+    ax,
+    rows: pd.DataFrame,
+    sizes: list[int],
+    n_all: int | None,
+    *,
+    errorbar,
+    lines: bool,
+    legend: bool,
+    arms: Sequence[str] | None = None,
+    alpha: float = 1.0,
+) -> None:
     """Per-arm means at categorical size positions (``sizes`` order), seaborn error bars.
 
     ``arms`` fixes the hue order (and so each arm's dodge offset) across calls on one Axes.
     """
-    arms = [a for a in ARM_STYLE if a in set(rows["arm"])] if arms is None else list(arms)
+    arms = (
+        [a for a in ARM_STYLE if a in set(rows["arm"])] if arms is None else list(arms)
+    )
     labels = [ARM_STYLE[a]["label"] for a in arms]
-    data = rows.assign(size=rows["train_size"].map(lambda s: size_label(int(s), n_all)),
-                       arm_label=rows["arm"].map(lambda a: ARM_STYLE[a]["label"]))  # fmt: skip
+    data = rows.assign(
+        size=rows["train_size"].map(lambda s: size_label(int(s), n_all)),
+        arm_label=rows["arm"].map(lambda a: ARM_STYLE[a]["label"]),
+    )
     sns.pointplot(
-        data=data, x="size", y="value", hue="arm_label",
-        order=[size_label(s, n_all) for s in sizes], hue_order=labels,
+        data=data,
+        x="size",
+        y="value",
+        hue="arm_label",
+        order=[size_label(s, n_all) for s in sizes],
+        hue_order=labels,
         palette={ARM_STYLE[a]["label"]: ARM_STYLE[a]["color"] for a in arms},
         markers=[ARM_STYLE[a]["marker"] for a in arms] if lines else "",
         linestyles="-" if lines else "none",
-        errorbar=errorbar, capsize=0.08 if errorbar else 0, dodge=_DODGE if len(arms) > 1 else False,
-        err_kws={"linewidth": 1.3, "alpha": alpha}, legend=legend, ax=ax,
-    )  # fmt: skip
+        errorbar=errorbar,
+        capsize=0.08 if errorbar else 0,
+        dodge=_DODGE if len(arms) > 1 else False,
+        err_kws={"linewidth": 1.3, "alpha": alpha},
+        legend=legend,
+        ax=ax,
+    )
 
 
-def plot_aprc_by_size(results: pd.DataFrame, *, random_aprc: float | None = None,
-                      log_ratio_aprc: float | None = None, n_all: int | None = None,
-                      paper: dict | None = None, errorbar="se", ax=None):
+def plot_aprc_by_size(
+    results: pd.DataFrame,
+    *,
+    random_aprc: float | None = None,
+    log_ratio_aprc: float | None = None,
+    n_all: int | None = None,
+    paper: dict | None = None,
+    errorbar="se",
+    ax=None,
+):
     """Figure 2: APRC against training-set size per arm, mean ± SEM over seeds (seaborn).
 
     Parameters
@@ -140,7 +177,9 @@ def plot_aprc_by_size(results: pd.DataFrame, *, random_aprc: float | None = None
         _, ax = plt.subplots(figsize=(6.5, 4.2), constrained_layout=True)
     rows = per_run(results, "aprc")
     if rows.empty:
-        raise ValueError("the results table holds no APRC rows of the arms none/hokkaido/kaikoura")
+        raise ValueError(
+            "the results table holds no APRC rows of the arms none/hokkaido/kaikoura"
+        )
     sizes = _ordered_sizes(rows["train_size"])
     _pointplot(ax, rows, sizes, n_all, errorbar=errorbar, lines=True, legend=True)
     pos = {s: i for i, s in enumerate(sizes)}
@@ -148,20 +187,47 @@ def plot_aprc_by_size(results: pd.DataFrame, *, random_aprc: float | None = None
         for arm, by_size in paper.items():
             xs = [pos[s] for s in by_size if s in pos]
             ys = [v for s, v in by_size.items() if s in pos]
-            ax.plot(xs, ys, ls=":", marker=ARM_STYLE[arm]["marker"], mfc="none", color=ARM_STYLE[arm]["color"], alpha=0.7)
-        ax.plot([], [], ls=":", marker="o", mfc="none", color="k", label="paper (real data)")
+            ax.plot(
+                xs,
+                ys,
+                ls=":",
+                marker=ARM_STYLE[arm]["marker"],
+                mfc="none",
+                color=ARM_STYLE[arm]["color"],
+                alpha=0.7,
+            )
+        ax.plot(
+            [], [], ls=":", marker="o", mfc="none", color="k", label="paper (real data)"
+        )
     if random_aprc is not None:
-        ax.axhline(random_aprc, color="k", ls="--", lw=1, label=f"random guess ({random_aprc:.3f})")
+        ax.axhline(
+            random_aprc,
+            color="k",
+            ls="--",
+            lw=1,
+            label=f"random guess ({random_aprc:.3f})",
+        )
     if log_ratio_aprc is not None:
-        ax.axhline(log_ratio_aprc, color="tab:green", ls="-.", lw=1, label=f"log-ratio change ({log_ratio_aprc:.3f})")
+        ax.axhline(
+            log_ratio_aprc,
+            color="tab:green",
+            ls="-.",
+            lw=1,
+            label=f"log-ratio change ({log_ratio_aprc:.3f})",
+        )
     ax.set_xlabel("stage-2 training chips")
     ax.set_ylabel("APRC on test chips")
     ax.legend(fontsize=8)
     return ax
 
 
-def plot_miscounts_by_size(ensemble: pd.DataFrame, per_model: pd.DataFrame | None = None, *,
-                           n_all: int | None = None, errorbar="se"):
+def plot_miscounts_by_size(
+    ensemble: pd.DataFrame,
+    per_model: pd.DataFrame | None = None,
+    *,
+    n_all: int | None = None,
+    errorbar="se",
+):
     """Figure 3: median ΔL1 (all chips), Δcount (landslide-free), Δcount (landslide chips).
 
     Parameters
@@ -190,11 +256,25 @@ def plot_miscounts_by_size(ensemble: pd.DataFrame, per_model: pd.DataFrame | Non
         rows = points[points["metric"] == metric]
         arms = [a for a in ARM_STYLE if a in set(rows["arm"])]
         if spread is not None:
-            models = spread[(spread["metric"] == metric) & spread["train_size"].isin(sizes)
-                            & spread["arm"].isin(arms)]  # fmt: skip
-            _pointplot(ax, models, sizes, n_all, errorbar=errorbar, lines=False, legend=False,
-                       arms=arms, alpha=0.6)  # fmt: skip
-        _pointplot(ax, rows, sizes, n_all, errorbar=None, lines=True, legend=k == 0, arms=arms)
+            models = spread[
+                (spread["metric"] == metric)
+                & spread["train_size"].isin(sizes)
+                & spread["arm"].isin(arms)
+            ]
+            _pointplot(
+                ax,
+                models,
+                sizes,
+                n_all,
+                errorbar=errorbar,
+                lines=False,
+                legend=False,
+                arms=arms,
+                alpha=0.6,
+            )
+        _pointplot(
+            ax, rows, sizes, n_all, errorbar=None, lines=True, legend=k == 0, arms=arms
+        )
         ax.axhline(0, color="k", lw=0.8)
         ax.set_title(title)
         ax.set_xlabel("stage-2 training chips")
@@ -203,10 +283,16 @@ def plot_miscounts_by_size(ensemble: pd.DataFrame, per_model: pd.DataFrame | Non
     return fig
 
 
-def plot_ensemble_intervals(intervals: pd.DataFrame, panels: Sequence[tuple[str, str]], *,
-                            n_all: int | None = None, random_aprc: float | None = None,
-                            log_ratio_aprc: float | None = None, paper: dict | None = None,
-                            panel_size: tuple[float, float] = (4.0, 3.3)):
+def plot_ensemble_intervals(
+    intervals: pd.DataFrame,
+    panels: Sequence[tuple[str, str]],
+    *,
+    n_all: int | None = None,
+    random_aprc: float | None = None,
+    log_ratio_aprc: float | None = None,
+    paper: dict | None = None,
+    panel_size: tuple[float, float] = (4.0, 3.3),
+):
     """Chapter 6's Figures 2 and 3: one statistic per cell, its interval around it.
 
     Parameters
@@ -230,14 +316,23 @@ def plot_ensemble_intervals(intervals: pd.DataFrame, panels: Sequence[tuple[str,
     -------
     matplotlib.figure.Figure
     """
-    missing = {"arm", "train_size", "metric", "value", "ci_low", "ci_high"} - set(intervals.columns)
+    missing = {"arm", "train_size", "metric", "value", "ci_low", "ci_high"} - set(
+        intervals.columns
+    )
     if missing:
-        raise ValueError(f"intervals lacks columns {sorted(missing)}: pass GridBootstrap.intervals()")
+        raise ValueError(
+            f"intervals lacks columns {sorted(missing)}: pass GridBootstrap.intervals()"
+        )
     rows = intervals[intervals["arm"].isin(ARM_STYLE)]
     sizes = _ordered_sizes(rows["train_size"])
     pos = {s: i for i, s in enumerate(sizes)}
-    fig, axes = plt.subplots(1, len(panels), figsize=(panel_size[0] * len(panels), panel_size[1]),
-                             squeeze=False, constrained_layout=True)  # fmt: skip
+    fig, axes = plt.subplots(
+        1,
+        len(panels),
+        figsize=(panel_size[0] * len(panels), panel_size[1]),
+        squeeze=False,
+        constrained_layout=True,
+    )
     arms = [a for a in ARM_STYLE if a in set(rows["arm"])]
     for ax, (metric, title) in zip(axes[0], panels):
         for k, arm in enumerate(arms):
@@ -245,21 +340,60 @@ def plot_ensemble_intervals(intervals: pd.DataFrame, panels: Sequence[tuple[str,
             part = part.assign(x=part["train_size"].map(pos)).sort_values("x")
             x = part["x"].to_numpy() + (k - (len(arms) - 1) / 2) * _DODGE
             style = ARM_STYLE[arm]
-            ax.vlines(x, part["ci_low"], part["ci_high"], color=style["color"], lw=1.3, alpha=0.7)
-            ax.plot(x, part["value"], marker=style["marker"], color=style["color"], label=style["label"])
+            ax.vlines(
+                x,
+                part["ci_low"],
+                part["ci_high"],
+                color=style["color"],
+                lw=1.3,
+                alpha=0.7,
+            )
+            ax.plot(
+                x,
+                part["value"],
+                marker=style["marker"],
+                color=style["color"],
+                label=style["label"],
+            )
         if metric == "aprc":
             if paper:
                 for arm, by_size in paper.items():
                     xs = [pos[s] for s in by_size if s in pos]
                     ys = [v for s, v in by_size.items() if s in pos]
-                    ax.plot(xs, ys, ls=":", marker=ARM_STYLE[arm]["marker"], mfc="none",
-                            color=ARM_STYLE[arm]["color"], alpha=0.7)  # fmt: skip
-                ax.plot([], [], ls=":", marker="o", mfc="none", color="k", label="paper (real data)")
+                    ax.plot(
+                        xs,
+                        ys,
+                        ls=":",
+                        marker=ARM_STYLE[arm]["marker"],
+                        mfc="none",
+                        color=ARM_STYLE[arm]["color"],
+                        alpha=0.7,
+                    )
+                ax.plot(
+                    [],
+                    [],
+                    ls=":",
+                    marker="o",
+                    mfc="none",
+                    color="k",
+                    label="paper (real data)",
+                )
             if random_aprc is not None:
-                ax.axhline(random_aprc, color="k", ls="--", lw=1, label=f"random guess ({random_aprc:.3f})")
+                ax.axhline(
+                    random_aprc,
+                    color="k",
+                    ls="--",
+                    lw=1,
+                    label=f"random guess ({random_aprc:.3f})",
+                )
             if log_ratio_aprc is not None:
-                ax.axhline(log_ratio_aprc, color="tab:green", ls="-.", lw=1,
-                           label=f"log-ratio change ({log_ratio_aprc:.3f})")  # fmt: skip
+                ax.axhline(
+                    log_ratio_aprc,
+                    color="tab:green",
+                    ls="-.",
+                    lw=1,
+                    label=f"log-ratio change ({log_ratio_aprc:.3f})",
+                )
         else:
             ax.axhline(0, color="k", lw=0.8)
         ax.set_xticks(range(len(sizes)), [size_label(s, n_all) for s in sizes])
@@ -270,8 +404,13 @@ def plot_ensemble_intervals(intervals: pd.DataFrame, panels: Sequence[tuple[str,
     return fig
 
 
-def plot_prediction_examples(images_db: np.ndarray, labels: np.ndarray, predictions: dict[str, np.ndarray],
-                             chip_titles: Sequence[str], threshold: float = 0.5):
+def plot_prediction_examples(
+    images_db: np.ndarray,
+    labels: np.ndarray,
+    predictions: dict[str, np.ndarray],
+    chip_titles: Sequence[str],
+    threshold: float = 0.5,
+):
     """Figure A1 style: per chip, post-event VH, each arm's thresholded map, and the truth.
 
     ``images_db`` (N, H, W) post-event VH in dB; ``predictions`` maps an arm label to
@@ -279,13 +418,17 @@ def plot_prediction_examples(images_db: np.ndarray, labels: np.ndarray, predicti
     """
     n = len(chip_titles)
     cols = 2 + len(predictions)
-    fig, axes = plt.subplots(n, cols, figsize=(2.6 * cols, 2.7 * n), squeeze=False, constrained_layout=True)
+    fig, axes = plt.subplots(
+        n, cols, figsize=(2.6 * cols, 2.7 * n), squeeze=False, constrained_layout=True
+    )
     for i in range(n):
         axes[i, 0].imshow(images_db[i], cmap="gray", vmin=-30, vmax=-5)
         axes[i, 0].set_ylabel(chip_titles[i])
         for j, (name, prob) in enumerate(predictions.items(), start=1):
             axes[i, j].imshow(prob[i] >= threshold, cmap="Reds", vmin=0, vmax=1)
-            axes[i, j].set_title(f"{name}\n{int((prob[i] >= threshold).sum())} px", fontsize=9)
+            axes[i, j].set_title(
+                f"{name}\n{int((prob[i] >= threshold).sum())} px", fontsize=9
+            )
         axes[i, -1].imshow(labels[i] > 0, cmap="Reds", vmin=0, vmax=1)
         axes[i, -1].set_title(f"truth\n{int((labels[i] > 0).sum())} px", fontsize=9)
         axes[i, 0].set_title("after (VH dB)", fontsize=9)

@@ -47,26 +47,58 @@ def plot_learning_curves(
     if isinstance(histories, pd.DataFrame):
         histories = {"": histories}
     first = next(iter(histories.values()))
-    metric = metric or next(c for c in ("val_aprc", "val_accuracy") if c in first.columns)
-    fig, (ax_loss, ax_metric) = plt.subplots(1, 2, figsize=(10, 3.6), constrained_layout=True)
+    metric = metric or next(
+        c for c in ("val_aprc", "val_accuracy") if c in first.columns
+    )
+    fig, (ax_loss, ax_metric) = plt.subplots(
+        1, 2, figsize=(10, 3.6), constrained_layout=True
+    )
     for k, (label, h) in enumerate(histories.items()):
         color = f"C{k}"
         prefix = f"{label}: " if label else ""
-        ax_loss.plot(h["epoch"], h["train_loss"], color=color, marker=".", label=f"{prefix}training")
-        ax_loss.plot(h["epoch"], h["val_loss"], color=color, ls="--", marker=".", label=f"{prefix}validation")
-        ax_metric.plot(h["epoch"], h[metric], color=color, marker="o", ms=4, label=label or None)
+        ax_loss.plot(
+            h["epoch"],
+            h["train_loss"],
+            color=color,
+            marker=".",
+            label=f"{prefix}training",
+        )
+        ax_loss.plot(
+            h["epoch"],
+            h["val_loss"],
+            color=color,
+            ls="--",
+            marker=".",
+            label=f"{prefix}validation",
+        )
+        ax_metric.plot(
+            h["epoch"], h[metric], color=color, marker="o", ms=4, label=label or None
+        )
         if best_epochs and label in best_epochs:
             best = h.loc[h["epoch"] == best_epochs[label], metric]
-            ax_metric.plot([best_epochs[label]], best.to_numpy(), marker="*", ms=14, color=color, ls="none")
+            ax_metric.plot(
+                [best_epochs[label]],
+                best.to_numpy(),
+                marker="*",
+                ms=14,
+                color=color,
+                ls="none",
+            )
     if reference is not None:
         ax_metric.axhline(reference, color="0.4", lw=1, ls=":", label=reference_label)
     ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
-    ax_metric.set(xlabel="epoch", ylabel=_METRIC_LABELS.get(metric, metric), title=_METRIC_LABELS.get(metric, metric))
+    ax_metric.set(
+        xlabel="epoch",
+        ylabel=_METRIC_LABELS.get(metric, metric),
+        title=_METRIC_LABELS.get(metric, metric),
+    )
     ax_loss.legend(fontsize=8)
     if len(histories) > 1 or reference is not None:
         ax_metric.legend(fontsize=8)
     if best_epochs:
-        ax_metric.plot([], [], marker="*", ms=10, color="k", ls="none", label="best checkpoint")
+        ax_metric.plot(
+            [], [], marker="*", ms=10, color="k", ls="none", label="best checkpoint"
+        )
         ax_metric.legend(fontsize=8)
     if title:
         fig.suptitle(title)
@@ -115,10 +147,14 @@ def plot_run_curves(
     arms = known + sorted(present - set(known))
     sizes = sorted(curves["train_size"].unique(), key=lambda s: np.inf if s < 0 else s)
     fig, axes = plt.subplots(
-        len(arms), len(sizes), sharex=True, sharey=True, squeeze=False,
+        len(arms),
+        len(sizes),
+        sharex=True,
+        sharey=True,
+        squeeze=False,
         figsize=(panel_size[0] * len(sizes), panel_size[1] * len(arms)),
         constrained_layout=True,
-    )  # fmt: skip
+    )
     for i, arm in enumerate(arms):
         for j, size in enumerate(sizes):
             ax = axes[i, j]
@@ -135,16 +171,25 @@ def plot_run_curves(
                 title = (size_labels or {}).get(size, str(size))
                 ax.set_title(f"{title} chips", fontsize=10)
             if j == 0:
-                ax.set_ylabel(f"{arm}\n{_METRIC_LABELS.get(metric, metric)}", fontsize=9)
+                ax.set_ylabel(
+                    f"{arm}\n{_METRIC_LABELS.get(metric, metric)}", fontsize=9
+                )
             if i == len(arms) - 1:
                 ax.set_xlabel("epoch", fontsize=9)
     present = [s for s in _STATUS_STYLE if s in set(curves["status"])]
-    handles = [Line2D([], [], color=_STATUS_STYLE[s][0], ls=_STATUS_STYLE[s][1], label=s)
-               for s in present]  # fmt: skip
+    handles = [
+        Line2D([], [], color=_STATUS_STYLE[s][0], ls=_STATUS_STYLE[s][1], label=s)
+        for s in present
+    ]
     if chance is not None:
         handles.append(Line2D([], [], color="k", ls=":", lw=0.8, label="chance"))
-    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles),
-               fontsize=9, frameon=False)  # fmt: skip
+    fig.legend(
+        handles=handles,
+        loc="outside lower center",
+        ncols=len(handles),
+        fontsize=9,
+        frameon=False,
+    )
     return fig
 
 
@@ -165,13 +210,24 @@ def plot_chip_probabilities(
         _, ax = plt.subplots(figsize=(4.5, 3.4), constrained_layout=True)
     probabilities = np.asarray(probabilities)
     has_landslide = np.asarray(has_landslide, dtype=bool)
-    jitter = np.random.default_rng(0).uniform(-0.12, 0.12, len(probabilities))  # display only
+    jitter = np.random.default_rng(0).uniform(
+        -0.12, 0.12, len(probabilities)
+    )  # display only
     for k, (mask, name, color) in enumerate(
-        ((~has_landslide, "landslide-free", "0.45"), (has_landslide, "with landslides", "tab:red"))
+        (
+            (~has_landslide, "landslide-free", "0.45"),
+            (has_landslide, "with landslides", "tab:red"),
+        )
     ):
-        ax.plot(k + jitter[mask], probabilities[mask], "o", color=color, alpha=0.7, ms=5)
-        ax.plot([k - 0.25, k + 0.25], [np.median(probabilities[mask])] * 2 if mask.any() else [np.nan] * 2,
-                color="k", lw=2)  # fmt: skip
+        ax.plot(
+            k + jitter[mask], probabilities[mask], "o", color=color, alpha=0.7, ms=5
+        )
+        ax.plot(
+            [k - 0.25, k + 0.25],
+            [np.median(probabilities[mask])] * 2 if mask.any() else [np.nan] * 2,
+            color="k",
+            lw=2,
+        )
     ax.axhline(threshold, color="0.3", ls="--", lw=1)
     ax.set_xticks([0, 1], ["landslide-free", "with landslides"])
     ax.set(ylabel="P(chip has a landslide)", xlim=(-0.6, 1.6), ylim=(-0.02, 1.02))
@@ -196,11 +252,27 @@ def plot_embedding_pca(
         _, ax = plt.subplots(figsize=(4.6, 4.0), constrained_layout=True)
     scores = np.asarray(scores)
     has_landslide = np.asarray(has_landslide, dtype=bool)
-    ax.scatter(*scores[~has_landslide, :2].T, s=22, color="0.55", alpha=0.8, label="landslide-free")
-    ax.scatter(*scores[has_landslide, :2].T, s=22, color="tab:red", alpha=0.8, marker="^", label="with landslides")
+    ax.scatter(
+        *scores[~has_landslide, :2].T,
+        s=22,
+        color="0.55",
+        alpha=0.8,
+        label="landslide-free",
+    )
+    ax.scatter(
+        *scores[has_landslide, :2].T,
+        s=22,
+        color="tab:red",
+        alpha=0.8,
+        marker="^",
+        label="with landslides",
+    )
     labels = ["PC 1", "PC 2"]
     if explained is not None:
-        labels = [f"PC {i + 1} ({100 * e:.0f}% of variance)" for i, e in enumerate(explained[:2])]
+        labels = [
+            f"PC {i + 1} ({100 * e:.0f}% of variance)"
+            for i, e in enumerate(explained[:2])
+        ]
     ax.set(xlabel=labels[0], ylabel=labels[1])
     ax.legend(fontsize=8)
     if title:
@@ -226,7 +298,9 @@ def plot_probability_maps(
     """
     n = len(chip_titles)
     cols = 3 + len(probabilities)
-    fig, axes = plt.subplots(n, cols, figsize=(2.5 * cols, 2.6 * n), squeeze=False, constrained_layout=True)
+    fig, axes = plt.subplots(
+        n, cols, figsize=(2.5 * cols, 2.6 * n), squeeze=False, constrained_layout=True
+    )
     image = None
     for i in range(n):
         axes[i, 0].imshow(before_db[i], cmap="gray", vmin=db_range[0], vmax=db_range[1])
@@ -236,7 +310,9 @@ def plot_probability_maps(
         for j, (name, prob) in enumerate(probabilities.items(), start=3):
             image = axes[i, j].imshow(prob[i], cmap="magma", vmin=0, vmax=1)
             if (truth[i] > 0).any():
-                axes[i, j].contour(truth[i] > 0, levels=[0.5], colors="cyan", linewidths=0.8)
+                axes[i, j].contour(
+                    truth[i] > 0, levels=[0.5], colors="cyan", linewidths=0.8
+                )
             if i == 0:
                 axes[i, j].set_title(name, fontsize=9)
     for j, name in enumerate((f"before ({band} dB)", f"after ({band} dB)", "truth")):
@@ -245,5 +321,10 @@ def plot_probability_maps(
         ax.set_xticks([])
         ax.set_yticks([])
     if image is not None:
-        fig.colorbar(image, ax=axes[:, 3:].ravel().tolist(), shrink=0.8, label="landslide probability")
+        fig.colorbar(
+            image,
+            ax=axes[:, 3:].ravel().tolist(),
+            shrink=0.8,
+            label="landslide probability",
+        )
     return fig
