@@ -6,7 +6,7 @@ S)`` inputs, forward and forward+backward of
 
 * ``direct fp32``: ``SameConv2d`` as the package runs it with ``precision="fp32"``;
 * ``direct fp32 CL``: the same in channels-last layout;
-* ``direct fast``: the package's fast path (:func:`sarslide.runtime.resolve_precision`,
+* ``direct fast``: the package's fast path (:func:`sarslide.engine.runtime.resolve_precision`,
   bf16 autocast + channels-last on CPUs with native bf16);
 * ``fft chip fp32``: exact convolution theorem over the whole padded chip — rFFT of the
   input and the kernels (``S+7`` points, no wrap-around reaches the kept outputs), a
@@ -40,8 +40,8 @@ import time
 import torch
 import torch.nn.functional as F
 
+from sarslide.engine.runtime import resolve_precision
 from sarslide.models import SameConv2d
-from sarslide.runtime import resolve_precision
 
 PAD = (3, 4, 3, 4)  # SameConv2d's padding of an 8x8 kernel: left, right, top, bottom
 

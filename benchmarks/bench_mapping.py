@@ -4,7 +4,7 @@ Maps a synthetic pass pair with the model chapter 7 uses — the stage-2 segment
 frozen stage-1 embeddings, ``Segmenter(SiameseClassifier("reference"))`` (untrained
 weights: the speed does not depend on them) — through
 :func:`sarslide.mapping.predict_probability`, under ``precision="fp32"`` (plain float32)
-and ``precision="auto"`` (the device's fast path, :func:`sarslide.runtime.resolve_precision`),
+and ``precision="auto"`` (the device's fast path, :func:`sarslide.engine.runtime.resolve_precision`),
 alternated after a warm-up so machine load hits both alike, and the log-ratio baseline.
 For each it prints wall time, throughput, how many pixels the model evaluated per mapped
 pixel (window overlap and block borders), the peak of numpy/Python allocations during
@@ -143,7 +143,7 @@ def _region(args, stats) -> None:
     import torch
 
     from sarslide import mapping
-    from sarslide.runtime import resolve_precision
+    from sarslide.engine.runtime import resolve_precision
 
     side = int(round((args.region_km2 * 1e6) ** 0.5 / 10.0))  # 10 m pixels
     tile = _synthetic_pair(min(args.tile or 1024, side), 0)
@@ -273,7 +273,7 @@ def _bench_segmenter(args, pair, stats, common: dict, area: float) -> None:
     import torch
 
     from sarslide import mapping, models
-    from sarslide.runtime import resolve_precision
+    from sarslide.engine.runtime import resolve_precision
 
     ny, nx = pair.sizes["y"], pair.sizes["x"]
     model = _model()

@@ -14,14 +14,14 @@ same code path as :func:`sarslide.train.fit`) of
 * stage 1: ``SiameseClassifier("reference")``,
 
 under ``precision="fp32"`` (plain float32, default layout) and ``precision="auto"`` (the
-device's fast path, :func:`sarslide.runtime.resolve_precision`).  The configurations are
+device's fast path, :func:`sarslide.engine.runtime.resolve_precision`).  The configurations are
 **alternated** within one process after a warm-up, so machine load hits all of them alike;
 the median of ``--reps`` steps is reported.  Chips are random: the speed does not depend on
 their content.  The last line is ``stage-2 step speedup over plain fp32: N.NN×`` at 128²
 (or the first size given).
 
 ``--embedding-grid`` adds what computing the frozen embeddings once per event
-(:mod:`sarslide.embeddings`) saves over once per run, on the demo and paper grids, from a
+(:mod:`sarslide.engine.embeddings`) saves over once per run, on the demo and paper grids, from a
 measured per-chip embedding cost.  Nothing is asserted: timings depend on the machine.
 """
 
@@ -37,15 +37,15 @@ import time
 import numpy as np
 import torch
 
-from sarslide.models import Segmenter, SiameseClassifier, count_parameters
-from sarslide.profiles import get_profile
-from sarslide.runtime import (
+from sarslide.engine.runtime import (
     Precision,
     embed_all,
     resolve_precision,
     segmenter_embeddings,
     select_device,
 )
+from sarslide.models import Segmenter, SiameseClassifier, count_parameters
+from sarslide.profiles import get_profile
 from sarslide.tasks import TrainingTask, get_task
 from sarslide.train import seed_everything
 
@@ -131,7 +131,7 @@ def _embedding_grid(args, device, fast: Precision) -> None:
     from sarslide.chips import TABLE_A1
 
     print(
-        "\nfrozen stage-1 embeddings: once per run (before) vs once per event (sarslide.embeddings)"
+        "\nfrozen stage-1 embeddings: once per run (before) vs once per event (sarslide.engine.embeddings)"
     )
     grids = {
         # (profile, stage-2 pool, validation, test): paper = Table A1 Hokkaido; demo: measured

@@ -19,7 +19,7 @@ How the estimate is made (every assumption is printed):
    :class:`torch.utils.flop_counter.FlopCounterMode` (convolutions and matrix products;
    element-wise work is not counted).
 2. Work of the grid = chips × epochs × FLOPs per chip; the frozen embeddings are computed
-   once per arm (:mod:`sarslide.embeddings`).  Epochs per run are an assumption
+   once per arm (:mod:`sarslide.engine.embeddings`).  Epochs per run are an assumption
    (``--epochs``, default 100 = best epoch ~50 + patience 50; the bounds 51 and 500 are
    printed too).
 3. Time on a GPU = work / (peak × achieved fraction) + per-epoch overhead.  The
@@ -31,7 +31,7 @@ How the estimate is made (every assumption is printed):
    ~14 MB for a two-stage segmenter), plus ``--epoch-overhead`` seconds for Python,
    kernel launches and the tiny batches of the few-shot runs.  Peaks are the vendors'
    dense tensor-core figures for the dtype ``precision="auto"`` picks there
-   (:func:`sarslide.runtime.cuda_auto_precision`): T4 65 TFLOP/s fp16 (compute
+   (:func:`sarslide.engine.runtime.cuda_auto_precision`): T4 65 TFLOP/s fp16 (compute
    capability 7.5: fp16 + gradient scaling), L4 121 TFLOP/s bf16, A100 312 TFLOP/s
    bf16, H100 SXM 989 TFLOP/s bf16; achieved fractions 0.25 (0.20 on the H100: 8×8
    convolutions with 128 channels run well below peak, the H100 more so at batch 32 of
@@ -57,11 +57,11 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from sarslide.ablation import experiment_grid
-from sarslide.checkpoints import model_record, save_record
 from sarslide.chips import TABLE_A1
+from sarslide.engine.checkpoints import model_record, save_record
+from sarslide.engine.runtime import resolve_precision, select_device
 from sarslide.models import Segmenter, SiameseClassifier
 from sarslide.profiles import get_profile
-from sarslide.runtime import resolve_precision, select_device
 from sarslide.tasks import STAGE1, STAGE2
 from sarslide.train import dice_loss, seed_everything
 

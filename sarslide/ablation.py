@@ -17,7 +17,7 @@ the paper does, or balanced (the profile's ``few_shot_draw``, see
 scores each on the test split.
 
 Results are a *tidy* table — one row per run × checkpoint × metric — stored as Parquet,
-one file per finished run merged on read (:mod:`sarslide.results_table`), so an
+one file per finished run merged on read (:mod:`sarslide.engine.results_table`), so an
 interrupted grid resumes where it stopped (finished runs are skipped) and two processes
 on one folder lose no rows. :func:`grid_plan` says how many runs are missing and about
 how long they take here; ``run_grid(max_minutes=...)`` stops between runs. Runs can be dispatched to a dask.distributed cluster:
@@ -44,10 +44,21 @@ from typing import Any, Iterable, Iterator, Sequence
 import numpy as np
 import pandas as pd
 
-from .atomic import atomic_file
 from .baseline import log_ratio_score
 from .chips import ChipSet, few_shot_subset
 from .datasets import data_dir, prepare_event, store_key
+from .engine.atomic import atomic_file
+from .engine.progress import progress_bar
+from .engine.results_table import (
+    BASELINE_FILE_ID,
+    RESULTS_FILE,
+    merge_results,
+    read_results,
+    run_file,
+    run_lock,
+    write_run_rows,
+    write_run_timing,
+)
 from .metrics import (
     GRID_METRICS,
     aprc,
@@ -58,17 +69,6 @@ from .metrics import (
     stratified_aprc_interval,
 )
 from .profiles import Profile, get_profile
-from .progress import progress_bar
-from .results_table import (
-    BASELINE_FILE_ID,
-    RESULTS_FILE,
-    merge_results,
-    read_results,
-    run_file,
-    run_lock,
-    write_run_rows,
-    write_run_timing,
-)
 from .transforms import standardize
 
 __all__ = [
@@ -193,10 +193,10 @@ def _tidy(run: Run, rows: Iterable[tuple[int, int, dict[str, float]]]) -> pd.Dat
 def _run_timing(
     run: Run, result, chips: ChipSet, started: float, device
 ) -> dict[str, Any]:
-    """What a finished run cost, for :mod:`sarslide.grid_plan`'s estimates: its epochs,
+    """What a finished run cost, for :mod:`sarslide.engine.grid_plan`'s estimates: its epochs,
     the median measured seconds per epoch (training + validation, from the history), the
     rest of the run's wall time (``overhead_seconds``: scoring, files) and the device."""
-    from .grid_plan import device_label
+    from .engine.grid_plan import device_label
 
     seconds = (
         result.history["seconds"].to_numpy(dtype=float)
@@ -226,13 +226,13 @@ def split_embeddings(
 
     Every run of an arm shares one frozen stage-1 network, so the embeddings of the
     event's stage-2, validation and test chips are computed once per (arm, event,
-    settings) and stored with the chips (:func:`sarslide.embeddings.cached_embeddings`,
+    settings) and stored with the chips (:func:`sarslide.engine.embeddings.cached_embeddings`,
     keyed on the weights, the chips and the precision); every run and chapter 4 reuse them.
     Returns ``None`` for the arm without pretraining.
     """
     if stage1 is None:
         return None
-    from .embeddings import cached_embeddings
+    from .engine.embeddings import cached_embeddings
 
     part = chips.split(split)
     return cached_embeddings(
@@ -334,11 +334,11 @@ def run_one(
     :func:`sarslide.pretrained.pretrained_stage1` (cached; trained on first use). The mean test
     probabilities over the run's checkpoints are saved as ``<out_dir>/<run_id>/test_proba.npy``.
     ``train_size`` is stored as :data:`SIZE_ALL` for "all chips". The rows and what the
-    run cost are written to ``<out_dir>/runs/`` (:mod:`sarslide.results_table`).
+    run cost are written to ``<out_dir>/runs/`` (:mod:`sarslide.engine.results_table`).
     """
     import torch
 
-    from .checkpoints import checkpoint_info, load_checkpoint
+    from .engine.checkpoints import checkpoint_info, load_checkpoint
     from .predict import predict_proba
 
     started = time.perf_counter()
@@ -395,7 +395,7 @@ def run_models(
 ) -> list:
     """The kept checkpoints of one run as models (an ensemble), training the run first if
     it has not been trained — the same run, folder and checkpoints as :func:`run_grid`."""
-    from .checkpoints import load_checkpoints
+    from .engine.checkpoints import load_checkpoints
 
     profile = get_profile(profile)
     out = (
@@ -579,7 +579,7 @@ def _client(scheduler: Any):
 
 def _connect(address: str):
     """A :class:`distributed.Client` of the scheduler at ``address`` within the package's
-    network timeout (:func:`sarslide.acquire.network.network_settings`); a scheduler that
+    network timeout (:func:`sarslide.engine.network.network_settings`); a scheduler that
     refuses, or accepts and never answers, raises
     :class:`~sarslide.acquire.errors.NetworkUnavailableError` naming the address."""
     import asyncio
@@ -587,7 +587,7 @@ def _connect(address: str):
     from distributed import Client
 
     from .acquire.errors import NetworkUnavailableError
-    from .acquire.network import network_settings
+    from .engine.network import network_settings
 
     settings = network_settings()
     try:
@@ -655,13 +655,13 @@ def grid_plan(
 ):
     """How many of ``runs`` are missing from the results folder, and an estimate of their
     time on this device from the measured per-epoch costs of finished runs
-    (:func:`sarslide.grid_plan.plan_grid`); trains nothing. ``print(plan.describe())``.
+    (:func:`sarslide.engine.grid_plan.plan_grid`); trains nothing. ``print(plan.describe())``.
 
     The number of chips of a run on "all" is read from the event's chips
     (:func:`sarslide.datasets.prepare_event`, built if missing); with ``prepare=False``
     nothing is built or written, and such runs are estimated from finished "all" runs only.
     """
-    from .grid_plan import plan_grid
+    from .engine.grid_plan import plan_grid
 
     profile = get_profile(profile)
     out = (
@@ -718,7 +718,7 @@ def run_grid(
 
     Each finished run's rows go to their own file (``runs/<run_id>.parquet``) and the
     merged ``results.parquet`` is rewritten under a folder lock, so two processes on one
-    folder lose no rows (:mod:`sarslide.results_table`); a run being trained by another
+    folder lose no rows (:mod:`sarslide.engine.results_table`); a run being trained by another
     process is waited for and reused, not trained twice. A failed run raises after the
     finished ones are saved. Runs already in the folder are not run again: their ids are
     in ``table.attrs["reused_runs"]`` (and logged). With ``progress``, the number of
@@ -726,7 +726,7 @@ def run_grid(
     (:func:`grid_plan`). A folder made with other settings is refused. When nothing is
     missing nothing is written, so a finished grid in a read-only folder is readable.
     """
-    from .grid_plan import TimeBudget
+    from .engine.grid_plan import TimeBudget
 
     budget = TimeBudget(max_minutes)
     profile = get_profile(profile)
@@ -791,7 +791,7 @@ def run_grid(
 
 
 def run_one_locked(run: Run, **kwargs: Any) -> pd.DataFrame:
-    """:func:`run_one` under the run's lock (:func:`sarslide.results_table.run_lock`):
+    """:func:`run_one` under the run's lock (:func:`sarslide.engine.results_table.run_lock`):
     if another process finished the run meanwhile, its rows are read back instead."""
     out = Path(kwargs["out_dir"])
     with run_lock(out, run.run_id):
@@ -845,7 +845,7 @@ def _dispatch(
 ) -> Iterator[pd.DataFrame]:
     """Each run's tidy rows as it finishes: in this process (``scheduler=None``) or on a
     dask cluster (:func:`_client`), in completion order. With a ``budget``
-    (:class:`sarslide.grid_plan.TimeBudget`) runs stop starting once it is spent; their
+    (:class:`sarslide.engine.grid_plan.TimeBudget`) runs stop starting once it is spent; their
     ids go to ``left``."""
     left = left if left is not None else []
     if scheduler is None:

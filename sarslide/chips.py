@@ -28,8 +28,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from .atomic import atomic_directory, is_package_store, recover_directory
 from .cube import CHANNELS, pass_pair, validate_cube
+from .engine.atomic import atomic_directory, is_package_store, recover_directory
 
 __all__ = [
     "CHANNELS",
@@ -610,7 +610,7 @@ def save_chips(chips: ChipSet, path: str | os.PathLike) -> Path:
     Layout: ``images.npy`` (N, 4, H, W) float32, ``labels.npy`` (N, H, W) uint16,
     ``meta.parquet`` (one row per chip) and ``info.json`` (attrs, stats, channel names).
     An interrupted write leaves the previous store (or none) in place; a full disk raises
-    :class:`~sarslide.filesystem.DiskFullError` with the device and the size needed.
+    :class:`~sarslide.engine.filesystem.DiskFullError` with the device and the size needed.
     """
     path = Path(path)
     info = {

@@ -268,11 +268,11 @@ def _cache_dir(args: argparse.Namespace) -> Path:
 
 def _checked_cache_dir(args: argparse.Namespace, *, writable: bool) -> Path:
     """The cache folder (``--cache-dir``, ``$SARSLIDE_DATA_DIR`` or the default), checked
-    before any compute (:func:`sarslide.filesystem.check_folder`), then created."""
+    before any compute (:func:`sarslide.engine.filesystem.check_folder`), then created."""
     import pooch
 
     from .datasets import DATA_DIR_ENV
-    from .filesystem import check_folder
+    from .engine.filesystem import check_folder
 
     raw = args.cache_dir or os.environ.get(DATA_DIR_ENV) or pooch.os_cache("sarslide")
     what = (
@@ -397,7 +397,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
             )
             from tqdm.dask import TqdmCallback
 
-            from .progress import progress_bar
+            from .engine.progress import progress_bar
 
             with TqdmCallback(
                 tqdm_class=progress_bar, desc="reading passes", unit="chunk"
@@ -445,7 +445,7 @@ def aprc_text_table(summary) -> "Any":
 def _grid_done(args: argparse.Namespace, profile, runs) -> set[str]:
     """Run ids already in the grid's results folder, read without writing anything."""
     from .ablation import results_dir
-    from .results_table import finished_run_ids
+    from .engine.results_table import finished_run_ids
 
     if args.out:
         out = Path(args.out).expanduser()
@@ -487,7 +487,7 @@ def cmd_grid(args: argparse.Namespace) -> int:
     done = _grid_done(args, profile, runs)
     complete = args.list or all(r.run_id in done for r in runs)
     if args.out:  # checked before the cache is created or anything computed
-        from .filesystem import check_folder
+        from .engine.filesystem import check_folder
 
         check_folder(args.out, "--out", writable=not complete)
     cache = _checked_cache_dir(args, writable=not complete)
@@ -538,7 +538,7 @@ def cmd_grid(args: argparse.Namespace) -> int:
             "command again to go on (finished runs are kept)"
         )
     from .ablation import summarize
-    from .atomic import atomic_file
+    from .engine.atomic import atomic_file
 
     reused = table.attrs.get("reused_runs", [])
     if reused:
@@ -616,7 +616,7 @@ def _checkpoint_paths(spec: str) -> list[Path]:
 def _checkpoint_stats(spec: str) -> tuple[list[Path], Any]:
     """The checkpoint files of ``--model`` and their band statistics, every file read now
     (a corrupt file is named before any scene is built)."""
-    from .checkpoints import checkpoint_info
+    from .engine.checkpoints import checkpoint_info
 
     paths = _checkpoint_paths(spec)
     all_stats = [checkpoint_info(p).get("stats") for p in paths]
@@ -698,7 +698,7 @@ def _load_models(args, profile, cache, run, paths, chips, say: _Say):
             models,
             f"run {run.run_id} ({len(models)} checkpoints, trained on {args.train_event})",
         )
-    from .checkpoints import load_checkpoints
+    from .engine.checkpoints import load_checkpoints
 
     models = load_checkpoints(paths, "stage2", device=args.device or "cpu")
     return models, f"{len(paths)} checkpoint(s) from {paths[0].parent}"
@@ -990,7 +990,7 @@ def _cache_path(args: argparse.Namespace) -> Path:
 def _replaceable_map_folder(out: Path) -> None:
     """``--out`` is new, empty, a map folder of the package, or an older map folder; a
     folder holding anything else is refused now (not after the map is computed)."""
-    from .atomic import is_package_store
+    from .engine.atomic import is_package_store
 
     if not out.is_dir() or is_package_store(out) or not any(out.iterdir()):
         return
@@ -1124,7 +1124,7 @@ def _write_map_files(
 def _adopt_old_map_folder(out: Path) -> None:
     """Mark a map folder written before maps were swapped in whole as the package's own,
     so a rerun may replace it (only when it holds nothing but map files)."""
-    from .atomic import STORE_MARKER
+    from .engine.atomic import STORE_MARKER
 
     if out.is_dir() and not (out / STORE_MARKER).exists():
         names = {p.name for p in out.iterdir()}
@@ -1186,7 +1186,7 @@ def cmd_map(args: argparse.Namespace) -> int:
     profile, event, custom, source, resolution = _check_map_args(args)
 
     from . import __version__, mapping
-    from .atomic import atomic_directory
+    from .engine.atomic import atomic_directory
 
     cache = _cache_dir(args)
     out = (
@@ -1667,7 +1667,7 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     )  # only raised if it was imported
     if errors is not None:
         known.append(errors.NoPassesError)
-    atomic = sys.modules.get("sarslide.atomic")
+    atomic = sys.modules.get("sarslide.engine.atomic")
     if atomic is not None:
         known.append(atomic.DiskFullError)
     return tuple(known)

@@ -36,7 +36,7 @@ import pandas as pd
 import rioxarray  # noqa: F401  (registers the .rio accessor)
 import xarray as xr
 
-from .atomic import atomic_directory, recover_directory
+from .engine.atomic import atomic_directory, recover_directory
 
 __all__ = [
     "CubeError",

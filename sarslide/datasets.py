@@ -25,7 +25,6 @@ from typing import Sequence
 import pooch
 import xarray as xr
 
-from .atomic import is_package_store, recover_directory
 from .chips import (
     ChipSet,
     CorruptChipStoreError,
@@ -36,6 +35,7 @@ from .chips import (
     save_chips,
 )
 from .cube import CubeError, open_cube, pass_pair, save_cube
+from .engine.atomic import is_package_store, recover_directory
 from .events import get_event
 from .profiles import CHIP_FIELDS, CUBE_FIELDS, Profile, get_profile
 from .transforms import compute_stats

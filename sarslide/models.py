@@ -79,7 +79,7 @@ def check_input(x: Tensor, *, size_multiple: int = 1, min_size: int = 1) -> None
 
     ``H`` and ``W`` must be multiples of ``size_multiple`` (the encoder's total stride) and
     at least ``min_size``.  NaN is *not* checked here (that would force a device sync on
-    every batch); :mod:`sarslide.runtime` checks whole arrays once before training/predicting.
+    every batch); :mod:`sarslide.engine.runtime` checks whole arrays once before training/predicting.
     """
     if not isinstance(x, Tensor):
         raise TypeError(

@@ -9,7 +9,7 @@ probabilities** (not the logits) over the models: this is the project's ensembli
 Inputs are standardised chips ``(N, 4, H, W)`` float32 (no NaN; see
 :func:`sarslide.transforms.standardize`).  ``precision`` is ``"auto"`` (the device's fast
 path: bfloat16 autocast + channels-last on CPUs with native bf16 and on recent GPUs),
-``"fp32"`` or a :class:`~sarslide.runtime.Precision`; see :func:`sarslide.runtime.resolve_precision`.
+``"fp32"`` or a :class:`~sarslide.engine.runtime.Precision`; see :func:`sarslide.engine.runtime.resolve_precision`.
 """
 
 from __future__ import annotations
@@ -21,10 +21,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .checkpoints import load_checkpoint
-from .metrics import ensemble_mean
-from .models import SiameseClassifier
-from .runtime import (
+from .engine.checkpoints import load_checkpoint
+from .engine.runtime import (
     Precision,
     batch_indices,
     check_images,
@@ -33,6 +31,8 @@ from .runtime import (
     resolve_precision,
     select_device,
 )
+from .metrics import ensemble_mean
+from .models import SiameseClassifier
 
 __all__ = ["predict_proba", "predict_chip_proba", "pooled_embeddings", "embedding_pca"]
 
@@ -101,7 +101,7 @@ def predict_proba(
     probabilities** (not of their logits): the project's ensembling rule over seeds and
     checkpoints.  ``images`` are standardised chips ``(N, 4, H, W)``.  ``embeddings`` are
     the chips' precomputed frozen stage-1 embeddings
-    (:func:`sarslide.embeddings.cached_embeddings`), for segmenters that all share that
+    (:func:`sarslide.engine.embeddings.cached_embeddings`), for segmenters that all share that
     stage-1 network; without them each model embeds the chips itself.
     """
     members = _as_models(models, "stage2")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from .checkpoints import load_checkpoint
+from .engine.checkpoints import load_checkpoint
 from .models import SiameseClassifier
 from .profiles import Profile, get_profile
 from .tasks import STAGE1
@@ -42,12 +42,12 @@ def stage1_precision(
 ) -> str:
     """The precision an event's stage-1 run trains under on ``device`` (``None``: CUDA
     when available, else CPU): ``profile.precision`` resolved by
-    :func:`sarslide.runtime.resolve_precision` (``"fp32"``, ``"bf16"`` or ``"fp16"``).
+    :func:`sarslide.engine.runtime.resolve_precision` (``"fp32"``, ``"bf16"`` or ``"fp16"``).
 
     The one rule for stage 1: this name trains the model, keys its folder
     (:func:`stage1_checkpoint_dir`) and is recorded in its checkpoints' settings.
     """
-    from .runtime import resolve_precision, select_device
+    from .engine.runtime import resolve_precision, select_device
 
     profile = get_profile(profile)
     return resolve_precision(select_device(device), profile.precision).name

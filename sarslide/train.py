@@ -7,7 +7,7 @@ Training (:func:`fit`)
     accuracy (stage 1) kept on disk, the device's fast arithmetic by default
     (``precision="auto"``: bfloat16 autocast + channels-last on CPUs with native bf16
     and on recent GPUs, float16 + gradient scaling on older GPUs, float32 elsewhere; see
-    :func:`sarslide.runtime.resolve_precision`), a tqdm bar per run.  The device is CUDA
+    :func:`sarslide.engine.runtime.resolve_precision`), a tqdm bar per run.  The device is CUDA
     when available, else CPU.  Weights, optimiser state and checkpoints are float32; the
     losses are computed in float32.  The settings travel as one :class:`TrainConfig`
     (``TrainConfig.from_profile(profile, "stage2")``).
@@ -28,7 +28,7 @@ Training (:func:`fit`)
 A run's folder
     Every epoch rewrites ``last.pt`` (model, optimiser, gradient scaler, RNG states,
     history, early-stopping state); the best ``top_k`` epochs are kept as
-    ``top-epochNNNN.pt`` (checkpoints in the format of :mod:`sarslide.checkpoints`).
+    ``top-epochNNNN.pt`` (checkpoints in the format of :mod:`sarslide.engine.checkpoints`).
     Calling :func:`fit` again with the same arguments resumes from ``last.pt`` and ends
     exactly where an uninterrupted run would (bit-identical on CPU at the same torch
     thread count: the run's threads are recorded under ``"runtime"`` in every
@@ -63,8 +63,8 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from .atomic import remove_leftovers
-from .checkpoints import (
+from .engine.atomic import remove_leftovers
+from .engine.checkpoints import (
     CheckpointError,
     checkpoint_info,
     load_checkpoint,
@@ -74,8 +74,8 @@ from .checkpoints import (
     save_checkpoint,
     save_record,
 )
-from .progress import progress_bar
-from .runtime import (
+from .engine.progress import progress_bar
+from .engine.runtime import (
     Precision,
     Task,
     array_fingerprint,
@@ -243,8 +243,8 @@ class TrainConfig:
         How many best checkpoints to keep (>= 1; by validation APRC or accuracy).
     precision:
         ``"auto"``, ``"fp32"``, ``"bf16"``, ``"fp16"`` or a
-        :class:`~sarslide.runtime.Precision`
-        (:func:`sarslide.runtime.resolve_precision`).
+        :class:`~sarslide.engine.runtime.Precision`
+        (:func:`sarslide.engine.runtime.resolve_precision`).
     optimizer:
         ``"adam"`` (:class:`torch.optim.Adam`, the paper's text) or ``"adamw"``
         (:class:`torch.optim.AdamW` with ``weight_decay``, as the published runs).
@@ -1105,7 +1105,7 @@ def fit(
     max_epochs, patience, batch_size, lr, top_k, precision:
         Instead of ``config``: the fields of a :class:`TrainConfig` (``max_epochs``
         required, the others default to its defaults).  ``precision`` is resolved by
-        :func:`sarslide.runtime.resolve_precision`; the resolved name is part of the
+        :func:`sarslide.engine.runtime.resolve_precision`; the resolved name is part of the
         run's settings (a run resumes only with the same precision); checkpoints record
         it with the device and torch's thread count under ``"runtime"``.
     seed:
@@ -1118,7 +1118,7 @@ def fit(
     train_embeddings, val_embeddings:
         A segmenter's frozen stage-1 embeddings of ``train_images`` / ``val_images``,
         ``(N, 64, H, W)`` aligned with the chips (numpy array or CPU tensor, any float
-        dtype), e.g. from :func:`sarslide.embeddings.cached_embeddings`; used instead of
+        dtype), e.g. from :func:`sarslide.engine.embeddings.cached_embeddings`; used instead of
         computing them here.  The first chip of each split is re-embedded as a check
         that they belong to these chips and this stage-1 network.
     progress:

@@ -2,7 +2,7 @@ import os
 
 import pytest
 
-from sarslide.atomic import STORE_MARKER, atomic_directory, atomic_file
+from sarslide.engine.atomic import STORE_MARKER, atomic_directory, atomic_file
 
 
 def test_atomic_file_replaces_only_when_complete(tmp_path):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sarslide.checkpoints import (
+from sarslide.engine.checkpoints import (
     CheckpointError,
     checkpoint_info,
     load_checkpoint,

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-import sarslide.embeddings as embeddings
-from sarslide.embeddings import cached_embeddings, embeddings_path
+import sarslide.engine.embeddings as embeddings
+from sarslide.engine.embeddings import cached_embeddings, embeddings_path
+from sarslide.engine.runtime import cpu_has_native_bf16, resolve_precision
 from sarslide.models import Segmenter, SiameseClassifier
-from sarslide.runtime import cpu_has_native_bf16, resolve_precision
 from sarslide.train import fit, seed_everything
 
 torch.set_num_threads(1)

@@ -33,19 +33,23 @@ from sarslide.acquire import (
     network_settings,
     search_passes,
 )
-from sarslide.acquire.network import NetworkSettings, with_retries
-from sarslide.checkpoints import CheckpointError, read_checkpoint, save_checkpoint
 from sarslide.chips import CorruptChipStoreError, make_chips, open_chips, save_chips
-from sarslide.embeddings import (
+from sarslide.engine.checkpoints import (
+    CheckpointError,
+    read_checkpoint,
+    save_checkpoint,
+)
+from sarslide.engine.embeddings import (
     EmbeddingsCacheWarning,
     cached_embeddings,
     checksum_path,
     embeddings_path,
 )
-from sarslide.filesystem import DiskFullError
+from sarslide.engine.filesystem import DiskFullError
+from sarslide.engine.network import NetworkSettings, with_retries
+from sarslide.engine.runtime import resolve_precision
 from sarslide.models import SiameseClassifier
 from sarslide.profiles import get_profile
-from sarslide.runtime import resolve_precision
 from sarslide.train import seed_everything
 
 
@@ -111,7 +115,7 @@ def test_geotiff_write_on_a_full_disk(full_disk):
     """The write of ``mapping.write_cog`` (GDAL's COG driver into an atomic file): GDAL
     removes its partial files before it raises a bare CPLE error, so the size being
     written (``needs_bytes``) is what tells a full disk apart."""
-    from sarslide.atomic import atomic_file
+    from sarslide.engine.atomic import atomic_file
 
     rng = np.random.default_rng(0)
     raster = xr.DataArray(
@@ -203,7 +207,7 @@ def test_cli_names_a_full_disk_in_one_line():
 def test_zeroed_embeddings_cache_is_caught_by_its_checksum(
     tmp_path, make_toy_chips, monkeypatch
 ):
-    from sarslide import embeddings
+    from sarslide.engine import embeddings
 
     seed_everything(0)
     stage1 = SiameseClassifier("reference").eval()

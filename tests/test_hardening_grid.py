@@ -30,9 +30,9 @@ from sarslide.ablation import Run
 from sarslide.acquire import NetworkUnavailableError
 from sarslide.cli import apply_overrides
 from sarslide.datasets import prepare_event
-from sarslide.grid_plan import TimeBudget, estimate_run_seconds
+from sarslide.engine.grid_plan import TimeBudget, estimate_run_seconds
+from sarslide.engine.results_table import CorruptResultsWarning, read_results, run_file
 from sarslide.profiles import get_profile
-from sarslide.results_table import CorruptResultsWarning, read_results, run_file
 
 TINY = get_profile("demo").with_overrides(
     name="tiny-grid",

@@ -314,7 +314,7 @@ def test_unstandardised_training_chips_are_warned_about(tmp_path):
 
 
 def test_thread_count_is_recorded_and_a_resume_with_another_count_warns(tmp_path):
-    from sarslide.checkpoints import checkpoint_info
+    from sarslide.engine.checkpoints import checkpoint_info
     from sarslide.train import ThreadCountWarning
 
     x, y = tiny_chips(4)

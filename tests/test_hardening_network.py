@@ -29,7 +29,7 @@ from sarslide.acquire import (
     network_settings,
     search_passes,
 )
-from sarslide.acquire.network import with_retries
+from sarslide.engine.network import with_retries
 
 DEADLINE_S = 60  # far above the ~2 s each call needs with the settings below
 

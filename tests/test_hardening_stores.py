@@ -22,15 +22,15 @@ import torch
 from conftest import hand_cube
 
 from sarslide import datasets
-from sarslide.atomic import (
+from sarslide.chips import CorruptChipStoreError, make_chips, open_chips, save_chips
+from sarslide.cube import CubeError, StaleHandleWarning, open_cube, save_cube
+from sarslide.engine.atomic import (
     STORE_MARKER,
     ForeignPathError,
     atomic_directory,
     recover_directory,
 )
-from sarslide.checkpoints import CheckpointError, save_checkpoint
-from sarslide.chips import CorruptChipStoreError, make_chips, open_chips, save_chips
-from sarslide.cube import CubeError, StaleHandleWarning, open_cube, save_cube
+from sarslide.engine.checkpoints import CheckpointError, save_checkpoint
 from sarslide.models import SiameseClassifier
 from sarslide.profiles import get_profile
 
@@ -116,7 +116,7 @@ def test_killed_checkpoint_write_leaves_a_temp_file_that_the_next_write_removes(
     target = tmp_path / "last.pt"
     child = run_child(f"""
         import os, signal
-        from sarslide.atomic import atomic_file
+        from sarslide.engine.atomic import atomic_file
         with atomic_file({str(target)!r}) as tmp:
             tmp.write_bytes(b"half a checkpoint")
             os.kill(os.getpid(), signal.SIGKILL)
@@ -133,7 +133,7 @@ def test_killed_store_write_leaves_a_temp_folder_that_the_next_open_removes(tmp_
     save_chips(small_chips(), store)
     child = run_child(f"""
         import os, signal
-        from sarslide.atomic import atomic_directory
+        from sarslide.engine.atomic import atomic_directory
         with atomic_directory({str(store)!r}) as tmp:
             tmp.mkdir()
             (tmp / "images.npy").write_bytes(b"half")
@@ -292,7 +292,7 @@ def test_fit_removes_half_written_checkpoints_of_a_killed_run(tmp_path, toy_data
     run = tmp_path / "run"
     child = run_child(f"""
         import os, signal
-        from sarslide.atomic import atomic_file
+        from sarslide.engine.atomic import atomic_file
         with atomic_file({str(run / "top-epoch0003.pt")!r}) as tmp:
             tmp.write_bytes(b"half")
             os.kill(os.getpid(), signal.SIGKILL)

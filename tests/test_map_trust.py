@@ -424,7 +424,7 @@ def test_web_map_draws_heatmap_and_cells_with_or_without_tiles(tmp_path, monkeyp
 
 
 def test_progress_bars_honour_tqdm_disable(monkeypatch):
-    from sarslide.progress import progress_bar
+    from sarslide.engine.progress import progress_bar
 
     monkeypatch.setenv("TQDM_DISABLE", "1")
     assert progress_bar(total=3, disable=False).disable is True

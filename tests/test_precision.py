@@ -2,7 +2,7 @@
 
 References used: the same weights run in plain float32 (precision="fp32"); a float32
 training run of the same task; scikit-learn's average precision; the device table of
-:func:`sarslide.runtime.resolve_precision` written out by hand.  The bf16 assertions skip
+:func:`sarslide.engine.runtime.resolve_precision` written out by hand.  The bf16 assertions skip
 on a CPU without native bfloat16.
 """
 
@@ -17,16 +17,17 @@ import torch
 from conftest import toy_chips
 from sklearn.metrics import average_precision_score
 
-from sarslide import cube, mapping, runtime, synthetic
-from sarslide.checkpoints import (
+from sarslide import cube, mapping, synthetic
+from sarslide.engine import runtime
+from sarslide.engine.checkpoints import (
     CheckpointError,
     checkpoint_info,
     read_checkpoint,
     save_record,
 )
+from sarslide.engine.runtime import Precision, resolve_precision
 from sarslide.models import SameConv2d, Segmenter, SiameseClassifier
 from sarslide.predict import predict_chip_proba, predict_proba
-from sarslide.runtime import Precision, resolve_precision
 from sarslide.train import fit, seed_everything
 from sarslide.transforms import compute_stats
 
@@ -42,7 +43,7 @@ TOL = 0.02  # largest allowed difference of a probability between the fast path 
 # --------------------------------------------------------------------------- the device table
 
 
-@pytest.mark.filterwarnings("ignore::sarslide.runtime.PrecisionChoiceWarning")
+@pytest.mark.filterwarnings("ignore::sarslide.engine.runtime.PrecisionChoiceWarning")
 def test_resolve_precision_follows_the_device_table(monkeypatch):
     plain = resolve_precision("cpu", "fp32")
     assert (

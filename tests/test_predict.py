@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from sarslide.checkpoints import save_checkpoint
+from sarslide.engine.checkpoints import save_checkpoint
 from sarslide.models import Segmenter, SiameseClassifier
 from sarslide.predict import predict_chip_proba, predict_proba
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 from sklearn.metrics import average_precision_score
 
-from sarslide.checkpoints import checkpoint_info, load_checkpoint
+from sarslide.engine.checkpoints import checkpoint_info, load_checkpoint
 from sarslide.models import Segmenter, SiameseClassifier
 from sarslide.predict import predict_proba
 from sarslide.pretrained import pretrained_stage1, train_stage1
@@ -133,8 +133,8 @@ def test_stage1_trains_keys_and_records_the_profiles_precision(demo_chips):
     """One rule: the precision that trains the stage-1 model is the one its folder is
     keyed on and its checkpoints record (it used to train under "auto" whatever the
     profile said)."""
+    from sarslide.engine.runtime import resolve_precision
     from sarslide.pretrained import stage1_checkpoint_dir
-    from sarslide.runtime import resolve_precision
 
     profile, cache, _ = demo_chips
     auto = resolve_precision("cpu", "auto").name
@@ -167,7 +167,7 @@ def test_stage1_key_and_settings_follow_the_device_that_trains(monkeypatch, tmp_
     """On a GPU the key and the training settings carry the precision "auto" resolves to
     there (capability mocked: no GPU needed): fp16 on a T4, bf16 on an A100, and the
     CPU's choice for device="cpu" on the same machine."""
-    from sarslide import runtime
+    from sarslide.engine import runtime
     from sarslide.pretrained import (
         stage1_checkpoint_dir,
         stage1_precision,

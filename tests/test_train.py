@@ -14,7 +14,7 @@ import torch
 from segmentation_models_pytorch.losses import DiceLoss
 from sklearn.metrics import average_precision_score
 
-from sarslide.checkpoints import CheckpointError
+from sarslide.engine.checkpoints import CheckpointError
 from sarslide.models import Segmenter, SiameseClassifier
 from sarslide.predict import predict_proba
 from sarslide.train import chip_targets, dice_loss, fit, pixel_targets, seed_everything
@@ -356,7 +356,7 @@ def test_precomputed_embeddings_give_the_same_logits():
 
 
 def test_tasks_are_looked_up_by_name_and_carry_what_differs():
-    from sarslide import runtime
+    from sarslide.engine import runtime
     from sarslide.tasks import STAGE1, STAGE2, get_task
 
     assert get_task("stage1") is STAGE1 and get_task(STAGE2) is STAGE2

@@ -160,7 +160,7 @@ def test_resume_with_the_whole_recipe_reproduces_an_uninterrupted_run(
 
 
 def test_a_run_resumes_only_with_the_same_recipe(tmp_path, toy_data):
-    from sarslide.checkpoints import CheckpointError
+    from sarslide.engine.checkpoints import CheckpointError
 
     _fit(toy_data, tmp_path, max_epochs=1, **RECIPE)
     with pytest.raises(CheckpointError, match="grad_clip"):

@@ -42,6 +42,7 @@ inventories, :func:`fetch_inventory`).
 
 from __future__ import annotations
 
+from ..engine.network import NetworkSettings, gdal_http_options, network_settings
 from .download import (
     CACHE_ENV,
     default_cache_dir,
@@ -63,7 +64,6 @@ from .grd import load_grd_items
 from .grid import event_geobox
 from .inventory import doi_record_files, fetch_inventory
 from .load import load_planetary_computer, load_stac_items
-from .network import NetworkSettings, gdal_http_options, network_settings
 from .paper import (
     fetch_paper_cube,
     find_zarr_store,

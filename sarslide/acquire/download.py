@@ -12,15 +12,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlparse
 
-from sarslide.atomic import atomic_directory, recover_directory
+from sarslide.engine.atomic import atomic_directory, recover_directory
 
-from .errors import CorruptFileError, NetworkUnavailableError
-from .network import (
+from ..engine.network import (
     NetworkSettings,
     gdal_network_failure,
     network_settings,
     with_retries,
 )
+from .errors import CorruptFileError, NetworkUnavailableError
 
 __all__ = [
     "CACHE_ENV",
@@ -96,7 +96,7 @@ def network_errors(
     """Turn connection failures and timeouts inside the block into :class:`NetworkUnavailableError`.
 
     ``what`` (a URL or service name) is named in the message with its host, the timeout
-    and retries in force (:func:`~sarslide.acquire.network.network_settings`) and the
+    and retries in force (:func:`~sarslide.engine.network.network_settings`) and the
     offline alternatives. HTTP errors (404, 403, …) and checksum mismatches pass through
     unchanged.
     """

@@ -12,8 +12,8 @@ import xarray as xr
 
 from sarslide.cube import BANDS, CubeError
 
+from ..engine.network import gdal_http_options
 from .download import network_errors
-from .network import gdal_http_options
 from .passes import Pass
 
 __all__ = ["load_grd_items"]

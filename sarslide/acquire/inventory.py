@@ -10,17 +10,17 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ..engine.network import with_retries
 from ..events import Event, get_event
 from ..inventory import GEOSPATIAL_SUFFIXES
 from .download import default_cache_dir, fetch_file, is_network_failure, network_errors
-from .network import with_retries
 
 __all__ = ["doi_record_files", "fetch_inventory"]
 
 
 def doi_record_files(doi: str, cache_dir: Path) -> dict[str, str]:
     """File name -> ``md5:…`` of a Zenodo record (network access; pooch's timeout, the
-    package's retries with backoff, see :mod:`sarslide.acquire.network`)."""
+    package's retries with backoff, see :mod:`sarslide.engine.network`)."""
     import pooch
 
     pup = pooch.create(path=cache_dir, base_url=f"{doi.rstrip('/')}/", registry=None)

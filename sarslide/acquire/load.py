@@ -16,10 +16,10 @@ import xarray as xr
 from sarslide.cube import BANDS, validate_cube
 from sarslide.events import Event, get_event
 
+from ..engine.network import gdal_http_options
 from .errors import UncalibratedDataWarning
 from .grd import load_grd_items
 from .grid import event_geobox
-from .network import gdal_http_options
 from .passes import Pass, select_passes
 from .signing import ResigningRioDriver, require_key, resign_planetary_computer
 from .stac import COLLECTIONS, PC_STAC_URL, search_passes
@@ -74,7 +74,7 @@ def load_stac_items(
     sign:
         Called on every asset URL at read time (e.g. :func:`resign_planetary_computer`).
         Reads use the package's network timeout and retries
-        (:func:`~sarslide.acquire.network.gdal_http_options`); a server that cannot be
+        (:func:`~sarslide.engine.network.gdal_http_options`); a server that cannot be
         reached or stalls raises :class:`~sarslide.acquire.errors.NetworkUnavailableError`
         when the data are computed.
     resampling:

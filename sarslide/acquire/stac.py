@@ -11,9 +11,9 @@ from datetime import timedelta, timezone
 
 from sarslide.events import Event, get_event
 
+from ..engine.network import network_settings, with_retries
 from .download import is_network_failure, network_errors
 from .errors import BadResponseError
-from .network import network_settings, with_retries
 
 __all__ = [
     "PC_STAC_URL",
@@ -127,7 +127,7 @@ def search_passes(
 
     Every request has the package's timeout (``SARSLIDE_NETWORK_TIMEOUT``), and the search
     is tried again with backoff (``SARSLIDE_NETWORK_RETRIES``, ``SARSLIDE_NETWORK_BACKOFF``;
-    see :mod:`sarslide.acquire.network`) when the server cannot be reached or stalls.
+    see :mod:`sarslide.engine.network`) when the server cannot be reached or stalls.
 
     Raises
     ------

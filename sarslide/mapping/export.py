@@ -10,7 +10,7 @@
 * :func:`write_quicklook` draws probability, binary map and density heatmap side by side
   into a PNG (matplotlib's Agg canvas; no display needed).
 
-Every write is atomic (:mod:`sarslide.atomic`). geopandas, shapely and matplotlib are
+Every write is atomic (:mod:`sarslide.engine.atomic`). geopandas, shapely and matplotlib are
 imported only by the functions that need them, so ``import sarslide.mapping`` stays
 light.
 """
@@ -28,7 +28,7 @@ import pandas as pd
 import rioxarray  # noqa: F401  (registers the .rio accessor)
 import xarray as xr
 
-from ..atomic import atomic_file
+from ..engine.atomic import atomic_file
 from .calibration import BINARY_NODATA
 from .errors import MappingError
 

@@ -23,7 +23,7 @@ import pandas as pd
 import rioxarray  # noqa: F401  (registers the .rio accessor)
 import xarray as xr
 
-from ..atomic import atomic_file
+from ..engine.atomic import atomic_file
 from .errors import MappingError
 
 if TYPE_CHECKING:

@@ -48,7 +48,7 @@ import xarray as xr
 from scipy.signal.windows import tukey
 
 from ..chips import CHANNELS
-from ..progress import progress_bar
+from ..engine.progress import progress_bar
 from ..transforms import BandStats, standardize
 from .errors import MappingError
 from .predictors import Predictor, as_predictor, check_output, dry_run
@@ -458,7 +458,7 @@ def predict_probability(
     precision:
         Arithmetic of a torch module: ``"auto"`` (the device's fast path, e.g. bfloat16 +
         channels-last on CPUs with native bf16; probabilities within 0.02 of float32),
-        ``"fp32"``, or a :class:`sarslide.runtime.Precision`; ignored for plain callables.
+        ``"fp32"``, or a :class:`sarslide.engine.runtime.Precision`; ignored for plain callables.
     lazy:
         If True return a dask-backed DataArray (one task per block; compute it with the
         ``"synchronous"`` or threaded scheduler when the model holds a GPU), e.g. to stream

@@ -1,6 +1,6 @@
 """Running a stage's model on chips: the two tasks, the device, precision, input checks, batched forwards.
 
-The pieces that training (:mod:`sarslide.train`), checkpoints (:mod:`sarslide.checkpoints`),
+The pieces that training (:mod:`sarslide.train`), checkpoints (:mod:`sarslide.engine.checkpoints`),
 prediction (:mod:`sarslide.predict`) and mapping (:mod:`sarslide.mapping`) share:
 
 * the two task names and the model class each one runs: ``"stage1"`` a
@@ -38,7 +38,7 @@ On CUDA the choice follows the compute capability
 counts emulation and is true on a T4, which has no bfloat16 hardware.  The choice and
 its reason are announced once per process and device with a
 :class:`PrecisionChoiceWarning` (silence it with
-``warnings.simplefilter("ignore", sarslide.runtime.PrecisionChoiceWarning)``).
+``warnings.simplefilter("ignore", sarslide.engine.runtime.PrecisionChoiceWarning)``).
 
 ``precision="fp32"`` is plain float32 in the default layout everywhere (no TF32);
 ``"bf16"`` and ``"fp16"`` force one autocast dtype (``"fp16"`` only on CUDA, ``"bf16"`` on
@@ -66,8 +66,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .models import Segmenter, SiameseClassifier, check_input
-from .tasks import TASKS_BY_NAME, TrainingTask, get_task
+from ..models import Segmenter, SiameseClassifier, check_input
+from ..tasks import TASKS_BY_NAME, TrainingTask, get_task
 
 __all__ = [
     "BF16_MIN_CAPABILITY",
@@ -587,7 +587,7 @@ def segmenter_embeddings(
 
     A CPU tensor in :attr:`Precision.storage_dtype` (float32, or bfloat16/float16 under
     autocast: exactly what the forward pass produced, in half the memory).  Computed once
-    per training run instead of every epoch; :mod:`sarslide.embeddings` caches them on disk
+    per training run instead of every epoch; :mod:`sarslide.engine.embeddings` caches them on disk
     across runs.
     """
     if not isinstance(model, Segmenter) or model.stage1 is None:
@@ -664,6 +664,6 @@ def check_embeddings(
             f"{what} embeddings do not belong to these chips and this stage-1 network: the "
             f"first chip's embedding differs by {rel:.1%} from a fresh one; compute them from "
             "the same chips, in the same order, with the segmenter's stage-1 network "
-            "(sarslide.embeddings.cached_embeddings)"
+            "(sarslide.engine.embeddings.cached_embeddings)"
         )
     return t

@@ -25,9 +25,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import __version__
+from .. import __version__
+from ..models import SiameseClassifier, build_model
 from .atomic import atomic_file
-from .models import SiameseClassifier, build_model
 from .runtime import (
     MODEL_FOR_TASK,
     Task,
@@ -80,7 +80,7 @@ def _record_bytes(obj: Any) -> int:
 
 def save_record(obj: Any, path: Path) -> None:
     """``torch.save(obj)`` to ``path`` atomically; a full disk raises
-    :class:`~sarslide.filesystem.DiskFullError` with the device and the size needed."""
+    :class:`~sarslide.engine.filesystem.DiskFullError` with the device and the size needed."""
     with atomic_file(path, needs_bytes=_record_bytes(obj) + (1 << 16)) as tmp:
         torch.save(obj, tmp)
 
@@ -101,7 +101,7 @@ def model_record(model: nn.Module, task: str, stats: Mapping | None) -> dict[str
 
 
 def _stats_dict(stats: Any) -> dict:
-    from .transforms import BandStats
+    from ..transforms import BandStats
 
     return BandStats.from_dict(stats).to_dict()
 

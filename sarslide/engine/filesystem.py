@@ -7,7 +7,7 @@ it, and a clear error when that device is full.
   a ``FileExistsError`` or ``OSError [Errno 30]`` traceback after minutes of work.
 * :class:`DiskFullError` ("no space left on DEVICE for PATH (needs about N MB)") is what
   every atomic write raises on a full disk; it and :func:`disk_full_error`, which
-  recognises the many forms of a full disk, live in :mod:`sarslide.atomic` (level 0) and
+  recognises the many forms of a full disk, live in :mod:`sarslide.engine.atomic` (level 0) and
   are re-exported here.
 """
 

@@ -307,7 +307,7 @@ def _check_replaceable(path: Path) -> None:
 
 
 def _disk_full(err: BaseException, path: Path, needs_bytes: int | None, partial: Path):
-    """The :class:`~sarslide.filesystem.DiskFullError` for a failed write, or None."""
+    """The :class:`~sarslide.engine.filesystem.DiskFullError` for a failed write, or None."""
     if not isinstance(err, Exception):  # Ctrl-C, SystemExit: never re-labelled
         return None
     return disk_full_error(err, path, needs_bytes=needs_bytes, partial=partial)
@@ -323,7 +323,7 @@ def atomic_file(
     by killed processes are deleted first.
 
     A write that fails because the disk is full raises
-    :class:`~sarslide.filesystem.DiskFullError` ("no space left on DEVICE for PATH (needs
+    :class:`~sarslide.engine.filesystem.DiskFullError` ("no space left on DEVICE for PATH (needs
     about N MB)"); ``needs_bytes``, the size being written when the writer knows it, goes
     into that message."""
     path = Path(path)

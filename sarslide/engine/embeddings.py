@@ -8,12 +8,12 @@ pass slices to :func:`sarslide.train.fit` (``train_embeddings=``, ``val_embeddin
 The cache is one ``.npy`` file per (stage-1 weights, chips, precision), named by a
 fingerprint of all three, so a retrained stage-1 network, other chips or another
 precision never reuse stale embeddings.  Values are stored in the dtype the forward pass
-produced (:attr:`sarslide.runtime.Precision.storage_dtype`): float32 for ``"fp32"``,
+produced (:attr:`sarslide.engine.runtime.Precision.storage_dtype`): float32 for ``"fp32"``,
 bfloat16 (as its uint16 bit pattern; numpy has no bfloat16) or float16 under autocast.
 That is lossless — logits from cached embeddings equal those of recomputed ones — and
 the fast path's files are half the size of float32 (2 MiB per 128² chip instead of 4).
 
-Files are written atomically (:func:`sarslide.atomic.atomic_file`) and filled batch by
+Files are written atomically (:func:`sarslide.engine.atomic.atomic_file`) and filled batch by
 batch through a memory map, so memory stays bounded by one batch whatever the event's
 size; they are read back memory-mapped (copy-on-write) as well. Each file is written with
 a checksum (``<file>.blake2b``), checked before the file is first used in a process: a
@@ -34,8 +34,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..models import SiameseClassifier
 from .atomic import atomic_file
-from .models import SiameseClassifier
 from .progress import progress_bar
 from .runtime import (
     Precision,

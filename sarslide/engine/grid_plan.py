@@ -3,7 +3,7 @@
 The paper's grid is 51 stage-2 runs (hours on a GPU); a Colab session ends before it does.
 Before anything trains, :func:`plan_grid` says how many runs are missing and estimates
 their time **on this device** from what finished runs cost: every finished run records
-its epochs and measured seconds per epoch (:func:`sarslide.results_table.write_run_timing`,
+its epochs and measured seconds per epoch (:func:`sarslide.engine.results_table.write_run_timing`,
 from the training history).  :class:`TimeBudget` lets :func:`sarslide.ablation.run_grid`
 stop cleanly *between* runs, so the grid can be finished over several sessions.
 
