@@ -39,14 +39,47 @@ def test_readme_module_table_lists_exactly_the_package_modules_with_their_levels
 
 
 def test_readme_chain_is_the_import_graph():
-    # The README prints the graph's levels (tools/import_graph.py --chain) verbatim.
+    # The README prints the graph's levels by room (tools/import_graph.py --chain)
+    # verbatim.
     level = graph_tool.levels(graph_tool.graph())
     text = (REPO / "README.md").read_text(encoding="utf-8")
-    for k in range(max(level.values()) + 1):
-        names = " · ".join(
-            m.removeprefix("sarslide.") for m in sorted(level) if level[m] == k
+    assert graph_tool.chain_text(level) in text, (
+        "README's module chain is not the import graph; paste the output of "
+        "`.venv/bin/python tools/import_graph.py --chain`"
+    )
+
+
+def _notebook_imports(path) -> set[str]:
+    """Every ``sarslide`` module a notebook's code cells import (``%`` lines dropped)."""
+    import ast
+    import json
+
+    found = set()
+    for cell in json.loads(path.read_text(encoding="utf-8"))["cells"]:
+        if cell["cell_type"] != "code":
+            continue
+        code = "\n".join(
+            line
+            for line in "".join(cell["source"]).splitlines()
+            if not line.lstrip().startswith(("%", "!"))
         )
-        assert f"{k}: {names}\n" in text, f"README's chain lacks level {k}: {names}"
+        for node in ast.walk(ast.parse(code)):
+            if isinstance(node, ast.Import):
+                found.update(a.name for a in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                found.add(node.module)
+                found.update(f"{node.module}.{a.name}" for a in node.names)
+    return {m for m in found if m.split(".")[0] == "sarslide"}
+
+
+def test_the_chapters_import_only_the_reading_room():
+    notebooks = sorted((REPO / "notebooks").glob("*.ipynb"))
+    assert len(notebooks) >= 7
+    for path in notebooks:
+        engine = sorted(
+            m for m in _notebook_imports(path) if graph_tool.room_of(m) == "engine"
+        )
+        assert not engine, f"{path.name} imports the engine room: {engine}"
 
 
 def test_no_source_cites_a_file_the_repository_lacks():

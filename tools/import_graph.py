@@ -9,7 +9,10 @@ highest level it imports; a cycle is an error.
     .venv/bin/python tools/import_graph.py --chain    # one line per level, for the README
 
 Subpackages count as one node (``sarslide.acquire``, ``sarslide.mapping``,
-``sarslide.plots``): the README documents them as one job each.
+``sarslide.plots``): the README documents them as one job each. The modules of
+``sarslide.engine`` are nodes of their own: they form the *engine room* (devices and
+precision, stores, checkpoints, run folders, caches, progress, network), which the
+chapters never import; every other node is in the *reading room*, the method.
 """
 
 from __future__ import annotations
@@ -23,6 +26,32 @@ ROOT = Path(__file__).resolve().parents[1] / "sarslide"
 PACKAGE = "sarslide"
 #: Subpackages shown as one node.
 GROUPED = ("acquire", "mapping", "plots")
+#: The subpackage that holds the machinery (the engine room).
+ENGINE = f"{PACKAGE}.engine"
+#: Headings of the two rooms in ``--chain``.
+ROOM_TITLES = {
+    "reading": "reading room: the method (what the chapters import)",
+    "engine": "engine room: sarslide.engine (the machinery; no chapter imports it)",
+}
+
+
+def room_of(node: str) -> str:
+    """``"engine"`` for ``sarslide.engine`` and its modules, else ``"reading"``."""
+    return "engine" if node == ENGINE or node.startswith(ENGINE + ".") else "reading"
+
+
+def chain_text(level: dict[str, int]) -> str:
+    """The levels, one line each, under the heading of each room (README's block)."""
+    out = []
+    for room, title in ROOM_TITLES.items():
+        out.append(title)
+        members = {m: k for m, k in level.items() if room_of(m) == room}
+        for k in sorted(set(members.values())):
+            names = sorted(
+                m.removeprefix(PACKAGE + ".") for m in members if members[m] == k
+            )
+            out.append(f"{k}: " + " · ".join(names))
+    return "\n".join(out) + "\n"
 
 
 def node_of(module: str) -> str:
@@ -116,10 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     level = levels(edges)
     short = lambda m: m.removeprefix(PACKAGE + ".")  # noqa: E731
     if args.chain:
-        for k in range(max(level.values()) + 1):
-            print(
-                f"{k}: " + " · ".join(short(m) for m in sorted(level) if level[m] == k)
-            )
+        print(chain_text(level), end="")
         return 0
     for m in sorted(level, key=lambda m: (level[m], m)):
         deps = ", ".join(
