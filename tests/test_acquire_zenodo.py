@@ -26,7 +26,8 @@ from sarslide.acquire import (
     load_paper_cube,
     load_paper_pass_pair,
 )
-from sarslide.cube import CubeError, pass_pair, validate_cube
+from sarslide.cube import CubeError, validate_cube
+from sarslide.passes import pass_pair
 from sarslide.events import get_event
 
 NY, NX = 30, 40

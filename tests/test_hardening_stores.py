@@ -23,7 +23,8 @@ from conftest import hand_cube
 
 from sarslide import datasets
 from sarslide.chips import CorruptChipStoreError, make_chips, open_chips, save_chips
-from sarslide.cube import CubeError, StaleHandleWarning, open_cube, save_cube
+from sarslide.cube import CubeError, open_cube, save_cube
+from sarslide.engine.stores import StaleHandleWarning
 from sarslide.engine.atomic import (
     STORE_MARKER,
     ForeignPathError,
