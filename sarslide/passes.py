@@ -1,4 +1,4 @@
-"""Which passes form the before/after pair, and how each side is averaged into one image.
+"""Which passes form the before/after pair, and how each side becomes one image.
 
 An event cube holds every pass a loader found. :func:`cube_passes` lists them, one row
 per time step, with the side of the event each lies on and its orbit track (direction
@@ -38,23 +38,24 @@ class PassSelectionError(CubeError):
 
 
 def cube_passes(cube: xr.Dataset) -> pd.DataFrame:
-    """One row per time step of ``cube``: when, which side of the event, which orbit track.
+    """One row per time step of ``cube``: when, which side of the event, which track.
 
     Direction and relative orbit are read from the cube's per-time coordinates
-    ``orbit_state`` and ``relative_orbit`` (as every loader writes them; ``sat:`` names are
-    accepted too). Where the cube records no relative orbit, time steps are put on one
-    track when :func:`~sarslide.orbits.same_track_possible` allows it (the Sentinel-1 repeat) and the track
-    is marked as inferred. Time steps minutes apart on one track are frames of one
-    overflight and share a ``pass_id``; :func:`pass_pair` averages them as one pass.
+    ``orbit_state`` and ``relative_orbit`` (as every loader writes them; ``sat:`` names
+    are accepted too). Where the cube records no relative orbit, time steps are put on
+    one track when :func:`~sarslide.orbits.same_track_possible` allows it (the
+    Sentinel-1 repeat) and the track is marked as inferred. Time steps minutes apart on
+    one track are frames of one overflight and share a ``pass_id``; :func:`pass_pair`
+    averages them as one pass.
 
     Returns
     -------
     pandas.DataFrame
         Indexed by time-step position; columns ``time`` (naive UTC), ``side``
         (``"pre"``/``"post"``), ``days_from_event`` (float), ``orbit_state`` (str,
-        ``"unknown"`` if not recorded), ``relative_orbit`` (nullable Int64), ``platform``
-        (str, may be empty), ``track`` (str label, e.g. ``"descending 46"``),
-        ``track_inferred`` (bool) and ``pass_id`` (int).
+        ``"unknown"`` if not recorded), ``relative_orbit`` (nullable Int64),
+        ``platform`` (str, may be empty), ``track`` (str label, e.g.
+        ``"descending 46"``), ``track_inferred`` (bool) and ``pass_id`` (int).
     """
     times = _times(cube)
     evt = event_time(cube)
@@ -94,7 +95,10 @@ def cube_passes(cube: xr.Dataset) -> pd.DataFrame:
 
 
 def _per_time_values(cube: xr.Dataset, *names: str) -> np.ndarray | None:
-    """Values of the first of ``names`` that is a (time,) variable of ``cube``, or None."""
+    """Values of the first of ``names`` that is a (time,) variable of ``cube``, or None.
+
+    Returns the values as a NumPy array of shape ``(time,)``.
+    """
     for name in names:
         if name in cube.coords or name in cube.data_vars:
             da = cube[name]
@@ -108,8 +112,9 @@ def _track_labels(
 ) -> tuple[list[str], list[bool]]:
     """Track label per time step (``"descending 46"``) and whether it was inferred.
 
-    Without a relative orbit, time steps join the first earlier track of their direction
-    that :func:`~sarslide.orbits.same_track_possible` allows, else start ``"<state> track <k>"``.
+    Without a relative orbit, time steps join the first earlier track of their
+    direction that :func:`~sarslide.orbits.same_track_possible` allows, else start
+    ``"<state> track <k>"``.
     """
     n = len(times)
     tracks, inferred = [""] * n, [False] * n
@@ -136,7 +141,7 @@ def _track_labels(
 def _pass_ids(
     table: pd.DataFrame, times: pd.DatetimeIndex, tracks: list[str]
 ) -> np.ndarray:
-    """One int id per overflight: steps of one track and side ≤ 10 minutes apart share it."""
+    """One int id per overflight: one track and side, steps ≤ 10 min apart."""
     pass_id, last = np.zeros(len(times), dtype=int), {}
     next_id = 0
     for i in np.argsort(times.values, kind="stable"):
@@ -155,7 +160,7 @@ def _pass_ids(
 
 
 def _describe(rows: pd.DataFrame) -> str:
-    """``'2018-08-24 20:40 UTC descending, relative orbit 46'`` for each pass, joined."""
+    """``'2018-08-24 20:40 UTC descending, relative orbit 46'`` per pass, joined."""
     out = []
     for _, group in rows.groupby("pass_id", sort=False):
         first = group.iloc[0]
@@ -168,12 +173,14 @@ def _describe(rows: pd.DataFrame) -> str:
         plat = f" {first['platform']}" if first["platform"] else ""
         frames = f", {len(group)} frames" if len(group) > 1 else ""
         out.append(
-            f"{first['time']:%Y-%m-%d %H:%M} UTC{plat} {first['orbit_state']}, {orbit}{frames}"
+            f"{first['time']:%Y-%m-%d %H:%M} UTC{plat} {first['orbit_state']}, "
+            f"{orbit}{frames}"
         )
     return "; ".join(out)
 
 
 def _as_names(value) -> list[pd.Timestamp]:
+    """The passes a caller names (one value or a list) as naive UTC timestamps."""
     if value is None:
         return []
     if isinstance(value, (str, pd.Timestamp)) or not hasattr(value, "__iter__"):
@@ -190,7 +197,7 @@ def _as_names(value) -> list[pd.Timestamp]:
 def _named_rows(
     table: pd.DataFrame, name: pd.Timestamp, side: str, cube_table: pd.DataFrame
 ) -> pd.DataFrame:
-    """The time steps of the one pass named by a date (whole UTC day) or a time (±10 min)."""
+    """The time steps of the one pass named by a date (UTC day) or a time (±10 min)."""
     if name == name.normalize():
         rows = table[table["time"].dt.normalize() == name]
         what = f"{name:%Y-%m-%d} (UTC day)"
@@ -200,19 +207,20 @@ def _named_rows(
     if rows.empty:
         raise PassSelectionError(
             f"the {side}-event pass {what} is not in the cube (after any orbit_state / "
-            f"relative_orbit filter); the cube has {len(cube_table)} pass time step(s): "
-            f"{_describe(cube_table)}. Name one of these, or load a cube that holds the pass"
+            f"relative_orbit filter); the cube has {len(cube_table)} pass time "
+            f"step(s): {_describe(cube_table)}. Name one of these, or load a cube that "
+            "holds the pass"
         )
     if rows["side"].ne(side).any():
         raise PassSelectionError(
-            f"the pass named as {side}-event, {what}, lies on the other side of the event "
-            f"({_describe(rows)})"
+            f"the pass named as {side}-event, {what}, lies on the other side of the "
+            f"event ({_describe(rows)})"
         )
     if rows["pass_id"].nunique() > 1:
         raise PassSelectionError(
-            f"{what} holds {rows['pass_id'].nunique()} different passes: {_describe(rows)}; "
-            "name the time as well (e.g. '2018-09-13T08:27') or filter with orbit_state= / "
-            "relative_orbit="
+            f"{what} holds {rows['pass_id'].nunique()} different passes: "
+            f"{_describe(rows)}; name the time as well (e.g. '2018-09-13T08:27') or "
+            "filter with orbit_state= / relative_orbit="
         )
     return rows
 
@@ -236,21 +244,22 @@ def pass_pair(
     * ``named=True``: exactly the event's named passes, ``Event.paper_pre_pass`` and
       ``paper_post_pass`` of ``cube.attrs["event"]`` (the paper profile: Hokkaido
       2018-08-24 / 2018-09-13, Kaikōura 2016-08-23 / 2016-11-15). One pass per side.
-    * ``pre=`` / ``post=``: the passes the caller names, as dates (the whole UTC day) or
-      times (±10 minutes), one or a list per side; a side left out is chosen
+    * ``pre=`` / ``post=``: the passes the caller names, as dates (the whole UTC day)
+      or times (±10 minutes), one or a list per side; a side left out is chosen
       automatically. Named passes may come from different tracks (``same_track`` is not
-      enforced on them; the result's ``attrs["same_track"]`` says whether they share one).
+      enforced on them; the result's ``attrs["same_track"]`` says whether they share
+      one).
     * otherwise, automatically, with ``same_track=True``: the ``n_pre`` nearest passes
       before and ``n_post`` nearest after the event **from one orbit track** (one orbit
       direction and one relative orbit, read from the cube's ``orbit_state`` and
       ``relative_orbit`` coordinates, see :func:`cube_passes`). Rule: among the tracks
       with enough passes on both sides, the one whose chosen passes span the shortest
       time (first chosen pre to last chosen post) wins; ties go to the track with the
-      earlier first post-event pass, then to the lower ``(orbit_state, relative_orbit)``.
-      If no track has enough passes on both sides the nearest passes would mix tracks:
-      that is an error naming them.
-    * ``same_track=False``: the nearest passes from any track (the result records whether
-      the pair is cross-track).
+      earlier first post-event pass, then to the lower
+      ``(orbit_state, relative_orbit)``. If no track has enough passes on both sides
+      the nearest passes would mix tracks: that is an error naming them.
+    * ``same_track=False``: the nearest passes from any track (the result records
+      whether the pair is cross-track).
 
     Time steps minutes apart on one track are frames of one overflight and count as one
     pass. Averaging is done in linear power with NaN ignored (a pixel is NaN only where
@@ -266,11 +275,11 @@ def pass_pair(
     cube:
         A valid event cube.
     n_pre, n_post:
-        How many passes to average on each side (>= 1; default 1). With named passes the
-        number named wins; a different explicit number is an error.
+        How many passes to average on each side (>= 1; default 1). With named passes
+        the number named wins; a different explicit number is an error.
     orbit_state, relative_orbit:
-        Only passes with this direction (``"ascending"``/``"descending"``, ``"a"``/``"d"``)
-        and relative orbit are considered.
+        Only passes with this direction (``"ascending"``/``"descending"``,
+        ``"a"``/``"d"``) and relative orbit are considered.
     pre, post:
         Passes named by the caller (see above).
     named:
@@ -290,8 +299,9 @@ def pass_pair(
     Raises
     ------
     PassSelectionError
-        A named pass missing from the cube (the message lists the passes it has), several
-        passes on a named day, too few passes, or an automatic pair that would mix tracks.
+        A named pass missing from the cube (the message lists the passes it has),
+        several passes on a named day, too few passes, or an automatic pair that would
+        mix tracks.
     """
     for label, n in (("n_pre", n_pre), ("n_post", n_post)):
         if n is not None and (int(n) != n or n < 1):
@@ -333,7 +343,7 @@ def pass_pair(
 
 
 def _event_named_passes(cube: xr.Dataset, pre, post) -> tuple[str, str]:
-    """The paper's (pre, post) pass names of ``cube.attrs['event']`` for ``named=True``."""
+    """The paper's (pre, post) passes of ``cube.attrs['event']``, for ``named=True``."""
     if pre is not None or post is not None:
         raise ValueError(
             "named=True uses the event's named passes; do not also give pre= / post="
@@ -351,17 +361,19 @@ def _event_named_passes(cube: xr.Dataset, pre, post) -> tuple[str, str]:
 def _filter_passes(
     full: pd.DataFrame, orbit_state: str | None, relative_orbit: int | None
 ) -> tuple[pd.DataFrame, str]:
-    """Rows of :func:`cube_passes` that pass the orbit filters, and the filters as text."""
+    """Rows of :func:`cube_passes` that pass the orbit filters, and those as text."""
     table = full
     if orbit_state is not None:
         wanted = orbit_state_name(orbit_state)
         if wanted not in ("ascending", "descending"):
             raise ValueError(
-                f"orbit_state={orbit_state!r}; use 'ascending' or 'descending' ('a'/'d')"
+                f"orbit_state={orbit_state!r}; use 'ascending' or 'descending' "
+                "('a'/'d')"
             )
         if (full["orbit_state"] == "unknown").all():
             raise CubeError(
-                f"orbit_state={orbit_state!r} asked for but the cube has no 'orbit_state' coordinate"
+                f"orbit_state={orbit_state!r} asked for but the cube has no "
+                "'orbit_state' coordinate"
             )
         table = table[table["orbit_state"] == wanted]
     if relative_orbit is not None:
@@ -380,7 +392,7 @@ def _filter_passes(
 def _caller_named_passes(
     table: pd.DataFrame, full: pd.DataFrame, pre, post, n_pre, n_post, named: bool
 ) -> dict[str, list[pd.DataFrame]]:
-    """Per side with names: the rows of each named pass (a side without names is absent)."""
+    """Per side with names: the rows of each named pass (sides without names absent)."""
     chosen: dict[str, list[pd.DataFrame]] = {}
     for side, names, n in (
         ("pre", _as_names(pre), n_pre),
@@ -404,7 +416,7 @@ def _caller_named_passes(
 def _side_passes(
     rows: pd.DataFrame, side: str, evt: pd.Timestamp
 ) -> list[pd.DataFrame]:
-    """The passes (row groups by ``pass_id``) on ``side`` of the event, nearest first."""
+    """Passes (row groups by ``pass_id``) on ``side`` of the event, nearest first."""
     rows = rows[rows["side"] == side]
     groups = [g for _, g in rows.groupby("pass_id", sort=False)]
     return sorted(groups, key=lambda g: abs(g["time"].iloc[0] - evt))
@@ -421,10 +433,11 @@ def _warn_undated_event_day(table: pd.DataFrame, evt: pd.Timestamp) -> None:
     )
     if undated.any():
         warnings.warn(
-            f"pass(es) {_describe(table[undated])} are stored as a date without a time on "
-            f"the event's UTC day ({evt:%Y-%m-%d}, event at {evt:%H:%M} UTC), so they count "
-            "as before the event although they may have been taken after it; name the "
-            "passes with pre= / post=, or drop these with cube.drop_sel(time=...)",
+            f"pass(es) {_describe(table[undated])} are stored as a date without a time "
+            f"on the event's UTC day ({evt:%Y-%m-%d}, event at {evt:%H:%M} UTC), so "
+            "they count as before the event although they may have been taken after "
+            "it; name the passes with pre= / post=, or drop these with "
+            "cube.drop_sel(time=...)",
             UserWarning,
             stacklevel=3,
         )
@@ -477,7 +490,8 @@ def _no_track_error(
     """The error when no track has enough passes: too few overall, or mixed tracks."""
     nearest = {s: _side_passes(table, s, evt)[: want[s]] for s in ("pre", "post")}
     per_track = "; ".join(
-        f"{track}: {(rows['side'] == 'pre').sum()} pre / {(rows['side'] == 'post').sum()} post"
+        f"{track}: {(rows['side'] == 'pre').sum()} pre / "
+        f"{(rows['side'] == 'post').sum()} post"
         for track, rows in table.groupby("track", sort=True)
     )
     short = [s for s in auto if len(nearest[s]) < want[s]]
