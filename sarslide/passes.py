@@ -6,7 +6,8 @@ and relative orbit, see :mod:`sarslide.orbits`). :func:`pass_pair` chooses the p
 the event's named passes (the paper profile), passes the caller names, or the nearest
 passes from one orbit track; it averages each side in linear power into the
 :data:`~sarslide.cube.CHANNELS` images ``pre_vv, pre_vh, post_vv, post_vh``, the input
-of every chip. This is the one place where passes are chosen.
+of every chip. This is the one place where a cube's passes are chosen
+(:mod:`sarslide.acquire.passes` chooses which catalogued passes to download).
 """
 
 from __future__ import annotations

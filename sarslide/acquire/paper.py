@@ -23,6 +23,7 @@ import xarray as xr
 from sarslide.cube import BANDS, CubeError, mask_nodata, validate_cube
 from sarslide.events import Event, get_event
 from sarslide.orbits import normalize_orbit_state
+from sarslide.passes import pass_pair
 
 from .download import default_cache_dir, extract_zip, fetch_file, split_doi
 from .errors import NoPassesError
@@ -479,8 +480,6 @@ def load_paper_pass_pair(
     relative orbit used are read from the cube and recorded in the result's attrs
     (``pre_tracks``, ``post_tracks``, ``same_track``), never assumed.
     """
-    from sarslide.passes import pass_pair
-
     cube = load_paper_cube(event, **kwargs)
     return pass_pair(
         cube,
