@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from test_pass_protocol import PASSES, orbit_cube
 
 from sarslide.orbits import (
     normalize_orbit_state,
@@ -17,7 +18,6 @@ from sarslide.orbits import (
     same_track_possible,
 )
 from sarslide.passes import cube_passes
-from test_pass_protocol import PASSES, orbit_cube
 
 SPELLINGS = {
     "a": "ascending",
