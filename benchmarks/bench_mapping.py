@@ -102,10 +102,10 @@ def _measure(label: str, run, area_km2: float, ny: int, nx: int, args, window: i
 
 def _synthetic_pair(size: int, tile: int):
     """A size × size pass pair: one synthetic cube, or a smaller one repeated like tiles."""
-    from sarslide import cube, synthetic
+    from sarslide import passes, synthetic
 
     side = size if tile <= 0 else min(tile, size)
-    pair = cube.pass_pair(synthetic.make_cube((side, side), seed=0)).drop_vars(
+    pair = passes.pass_pair(synthetic.make_cube((side, side), seed=0)).drop_vars(
         "landslides"
     )
     if side == size:

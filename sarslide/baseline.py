@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from .chips import CHANNELS
+from .cube import CHANNELS
 from .transforms import LINEAR_FLOOR
 
 __all__ = ["boxcar_mean", "log_ratio_score"]

@@ -3,8 +3,8 @@
 A :class:`ChipSet` holds, for ``N`` chips of ``size × size`` pixels,
 
 * ``images`` — ``(N, 4, size, size)`` float32 linear backscatter in the channel order
-  :data:`sarslide.cube.CHANNELS` (``pre_vv, pre_vh, post_vv, post_vh``; re-exported
-  here as ``CHANNELS``), NaN = no data;
+  :data:`sarslide.cube.CHANNELS` (``pre_vv, pre_vh, post_vv, post_vh``), NaN = no
+  data;
 * ``labels`` — ``(N, size, size)`` uint16: the landslide mask (0/1) or per-pixel point counts;
 * ``meta`` — a table with one row per chip (id, pixel window, map bounds, landslide
   pixel and point counts, no-data share, split);
@@ -28,11 +28,11 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from .cube import CHANNELS, pass_pair, validate_cube
+from .cube import CHANNELS, validate_cube
 from .engine.atomic import atomic_directory, is_package_store, recover_directory
+from .passes import pass_pair
 
 __all__ = [
-    "CHANNELS",
     "SPLITS",
     "SPLIT_FRACTIONS",
     "ChipError",
@@ -54,8 +54,6 @@ __all__ = [
     "save_chips",
     "open_chips",
 ]
-
-# CHANNELS (the channel order) is defined once, in sarslide.cube; re-exported here.
 
 SPLITS: tuple[str, ...] = ("stage1_train", "stage2_train", "validation", "test")
 #: The paper's split: 50% stage-1 training, 25% stage-2 training, 12.5% validation, 12.5% test.
@@ -143,7 +141,7 @@ def make_chips(
 ) -> ChipSet:
     """Cut the event's pass pair into non-overlapping ``size × size`` chips.
 
-    Passes are chosen and averaged with :func:`sarslide.cube.pass_pair`, which takes the
+    Passes are chosen and averaged with :func:`sarslide.passes.pass_pair`, which takes the
     pass arguments as they are: ``named_passes=True`` uses exactly the event's named
     passes (the paper profile), ``pre=`` / ``post=`` passes the caller names, otherwise the
     ``n_pre`` nearest before and ``n_post`` nearest after the event (default 1) from one

@@ -34,9 +34,10 @@ from .chips import (
     open_chips,
     save_chips,
 )
-from .cube import CubeError, open_cube, pass_pair, save_cube
+from .cube import CubeError, open_cube, save_cube
 from .engine.atomic import is_package_store, recover_directory
 from .events import get_event
+from .passes import pass_pair
 from .profiles import CHIP_FIELDS, CUBE_FIELDS, Profile, get_profile
 from .transforms import compute_stats
 

@@ -44,7 +44,8 @@ from sarslide.acquire import (
     search_passes,
     select_passes,
 )
-from sarslide.cube import pass_pair, post_event_times, pre_event_times, validate_cube
+from sarslide.cube import post_event_times, pre_event_times, validate_cube
+from sarslide.passes import pass_pair
 from sarslide.events import DataSource, Event, get_event
 
 DATA = Path(__file__).resolve().parent / "data"

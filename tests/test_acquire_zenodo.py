@@ -26,8 +26,9 @@ from sarslide.acquire import (
     load_paper_cube,
     load_paper_pass_pair,
 )
-from sarslide.cube import CubeError, pass_pair, validate_cube
+from sarslide.cube import CubeError, validate_cube
 from sarslide.events import get_event
+from sarslide.passes import pass_pair
 
 NY, NX = 30, 40
 # Hokkaido: event 2018-09-05T18:07:59Z. Dates and orbit states of the test cube.

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from sarslide import cube as cube_mod
-from sarslide.cube import CubeError, open_cube, pass_pair, save_cube, validate_cube
+from sarslide.cube import CubeError, open_cube, save_cube, validate_cube
+from sarslide.passes import pass_pair
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from conftest import hand_cube
 
 from sarslide import datasets
 from sarslide.chips import CorruptChipStoreError, make_chips, open_chips, save_chips
-from sarslide.cube import CubeError, StaleHandleWarning, open_cube, save_cube
+from sarslide.cube import CubeError, open_cube, save_cube
 from sarslide.engine.atomic import (
     STORE_MARKER,
     ForeignPathError,
@@ -31,6 +31,7 @@ from sarslide.engine.atomic import (
     recover_directory,
 )
 from sarslide.engine.checkpoints import CheckpointError, save_checkpoint
+from sarslide.engine.stores import StaleHandleWarning
 from sarslide.models import SiameseClassifier
 from sarslide.profiles import get_profile
 

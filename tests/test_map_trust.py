@@ -27,8 +27,8 @@ from sklearn.metrics import precision_score, recall_score
 from test_acquire_stac import FIXTURES, fixture_files
 
 from sarslide import mapping
-from sarslide.cube import pass_pair
 from sarslide.mapping import InputShiftError, MappingError
+from sarslide.passes import pass_pair
 from sarslide.transforms import BandStats, compute_stats
 
 CRS = "EPSG:32654"

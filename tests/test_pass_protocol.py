@@ -16,14 +16,10 @@ import xarray as xr
 
 from sarslide.acquire.paper import relative_orbit_from_absolute
 from sarslide.chips import make_chips
-from sarslide.cube import (
-    PassSelectionError,
-    cube_passes,
-    pass_pair,
-    same_track_possible,
-    validate_cube,
-)
+from sarslide.cube import validate_cube
 from sarslide.events import get_event
+from sarslide.orbits import same_track_possible
+from sarslide.passes import PassSelectionError, cube_passes, pass_pair
 
 # (time UTC, orbit_state, relative_orbit); event 2018-09-05T18:07:59Z.
 PASSES = [

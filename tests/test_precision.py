@@ -17,7 +17,7 @@ import torch
 from conftest import toy_chips
 from sklearn.metrics import average_precision_score
 
-from sarslide import cube, mapping, synthetic
+from sarslide import mapping, passes, synthetic
 from sarslide.engine import runtime
 from sarslide.engine.checkpoints import (
     CheckpointError,
@@ -289,7 +289,7 @@ def test_siamese_fast_path_probabilities_within_tolerance_of_fp32(trained):
 
 @needs_bf16
 def test_whole_mapped_scene_within_tolerance_of_fp32(trained):
-    pair = cube.pass_pair(synthetic.make_cube((160, 160), seed=1)).drop_vars(
+    pair = passes.pass_pair(synthetic.make_cube((160, 160), seed=1)).drop_vars(
         "landslides"
     )
     linear = np.stack(

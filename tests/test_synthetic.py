@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from sarslide.cube import pass_pair, validate_cube
+from sarslide.cube import validate_cube
+from sarslide.passes import pass_pair
 from sarslide.synthetic import LOG10_TARGETS, make_cube
 
 

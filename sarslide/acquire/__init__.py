@@ -24,20 +24,20 @@ from one relative orbit and orbit direction (:mod:`.passes`), and
 Asset URLs are signed again at every read (:mod:`.signing`), so a load that outlives its
 shared-access token keeps working.
 
-Every network call has a timeout and a bounded retry with backoff (:mod:`.network`;
-``SARSLIDE_NETWORK_TIMEOUT``, ``SARSLIDE_NETWORK_RETRIES``, ``SARSLIDE_NETWORK_BACKOFF``).
-Network failures raise :class:`NetworkUnavailableError` (:mod:`.download`, :mod:`.errors`);
-nothing here ever falls back to synthetic data — that choice belongs to the profile
+Every network call has a timeout and a bounded retry with backoff
+(:mod:`sarslide.engine.network`; ``SARSLIDE_NETWORK_TIMEOUT``,
+``SARSLIDE_NETWORK_RETRIES``, ``SARSLIDE_NETWORK_BACKOFF``). Network failures raise
+:class:`NetworkUnavailableError` (:mod:`.download`, :mod:`.errors`); nothing here ever
+falls back to synthetic data — that choice belongs to the profile
 (``SARSLIDE_PROFILE=demo``).
 
-Modules: :mod:`.errors` (exceptions, warnings), :mod:`.network` (timeouts, retries, GDAL
-HTTP options), :mod:`.download` (pooch fetch, atomic
+Modules: :mod:`.errors` (exceptions, warnings), :mod:`.download` (pooch fetch, atomic
 unzip, cache folder, network-error translation), :mod:`.paper` (Zenodo cubes → event
-cube), :mod:`.grid` (event grid), :mod:`.stac` (collections, STAC search), :mod:`.passes`
-(pass grouping and selection), :mod:`.signing` (key check, re-signing reader),
-:mod:`.load` (odc-stac and Planetary Computer loads), :mod:`.grd` (GCP-warped GRD loads),
-:mod:`.orbits` (orbit-direction names), :mod:`.inventory` (the events' published landslide
-inventories, :func:`fetch_inventory`).
+cube), :mod:`.grid` (event grid), :mod:`.stac` (collections, STAC search),
+:mod:`.passes` (pass grouping and selection), :mod:`.signing` (key check, re-signing
+reader), :mod:`.load` (odc-stac and Planetary Computer loads), :mod:`.grd` (GCP-warped
+GRD loads), :mod:`.inventory` (the events' published landslide inventories,
+:func:`fetch_inventory`). Orbit-direction names come from :mod:`sarslide.orbits`.
 """
 
 from __future__ import annotations

@@ -22,10 +22,11 @@ import xarray as xr
 
 from sarslide.cube import BANDS, CubeError, mask_nodata, validate_cube
 from sarslide.events import Event, get_event
+from sarslide.orbits import normalize_orbit_state
+from sarslide.passes import pass_pair
 
 from .download import default_cache_dir, extract_zip, fetch_file, split_doi
 from .errors import NoPassesError
-from .orbits import normalize_orbit_state
 
 __all__ = [
     "fetch_paper_cube",
@@ -425,7 +426,7 @@ def load_paper_cube(
     -------
     xarray.Dataset
         A valid event cube (see :func:`paper_cube_to_event_cube`). Choose and average
-        passes with :func:`sarslide.cube.pass_pair` (or :func:`load_paper_pass_pair`).
+        passes with :func:`sarslide.passes.pass_pair` (or :func:`load_paper_pass_pair`).
 
     Raises
     ------
@@ -465,13 +466,13 @@ def load_paper_pass_pair(
     """The paper cube reduced to one (averaged) pre- and post-event pass pair.
 
     Convenience for ``pass_pair(load_paper_cube(event), …)`` with the same pass arguments
-    (:func:`sarslide.cube.pass_pair`): ``named=True`` gives exactly the paper's passes
+    (:func:`sarslide.passes.pass_pair`): ``named=True`` gives exactly the paper's passes
     (``Event.paper_pre_pass`` / ``paper_post_pass``); otherwise the nearest passes from one
     orbit track. Other keywords go to :func:`load_paper_cube`.
 
     The paper's text does not say which orbit its passes came from, and the dates do not
     allow one track for Hokkaido: 2018-08-24 and 2018-09-13 are 20 days apart, not a
-    multiple of Sentinel-1's 6-day repeat (:func:`sarslide.cube.same_track_possible`).
+    multiple of Sentinel-1's 6-day repeat (:func:`sarslide.orbits.same_track_possible`).
     By Sentinel-1's orbit geometry they are most likely S1A descending relative orbit 46
     (about 20:40 UTC) and S1B ascending relative orbit 68 (about 08:27 UTC): a
     cross-track pair. Kaikōura's 2016-08-23 and 2016-11-15 are 84 days (7 × 12) apart and
@@ -479,8 +480,6 @@ def load_paper_pass_pair(
     relative orbit used are read from the cube and recorded in the result's attrs
     (``pre_tracks``, ``post_tracks``, ``same_track``), never assumed.
     """
-    from sarslide.cube import pass_pair
-
     cube = load_paper_cube(event, **kwargs)
     return pass_pair(
         cube,

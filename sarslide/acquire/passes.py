@@ -12,9 +12,9 @@ import numpy as np
 import pandas as pd
 
 from sarslide.events import Event, get_event
+from sarslide.orbits import normalize_orbit_state
 
 from .errors import NoPassesError
-from .orbits import normalize_orbit_state
 
 __all__ = [
     "Pass",

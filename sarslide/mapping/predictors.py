@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ..chips import CHANNELS
+from ..cube import CHANNELS
 from ..metrics import ensemble_mean, range_outside_unit
 from .errors import MappingError
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 
-from ..chips import CHANNELS
+from ..cube import CHANNELS
 from ..transforms import LINEAR_FLOOR, BandStats, band_channels
 from .errors import MappingError
 

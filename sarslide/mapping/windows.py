@@ -47,7 +47,7 @@ import rioxarray  # noqa: F401  (registers the .rio accessor)
 import xarray as xr
 from scipy.signal.windows import tukey
 
-from ..chips import CHANNELS
+from ..cube import CHANNELS
 from ..engine.progress import progress_bar
 from ..transforms import BandStats, standardize
 from .errors import MappingError

@@ -161,7 +161,7 @@ def plot_example_chips(
     At most ``per_row`` chips side by side (more wrap onto further rows of three panels),
     so the figure stays about 10 in wide and its text legible in the book's column.
     """
-    from ..chips import CHANNELS  # figures may read the channel order
+    from ..cube import CHANNELS  # figures may read the channel order
 
     pre_i, post_i = CHANNELS.index(f"pre_{band}"), CHANNELS.index(f"post_{band}")
     cols = max(1, min(int(per_row), len(indices)))
