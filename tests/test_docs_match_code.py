@@ -72,16 +72,6 @@ def _notebook_imports(path) -> set[str]:
     return {m for m in found if m.split(".")[0] == "sarslide"}
 
 
-def test_the_chapters_import_only_the_reading_room():
-    notebooks = sorted((REPO / "notebooks").glob("*.ipynb"))
-    assert len(notebooks) >= 7
-    for path in notebooks:
-        engine = sorted(
-            m for m in _notebook_imports(path) if graph_tool.room_of(m) == "engine"
-        )
-        assert not engine, f"{path.name} imports the engine room: {engine}"
-
-
 def test_no_source_cites_a_file_the_repository_lacks():
     for path in PACKAGE.rglob("*.py"):
         for name in re.findall(
