@@ -49,29 +49,6 @@ def test_readme_chain_is_the_import_graph():
     )
 
 
-def _notebook_imports(path) -> set[str]:
-    """Every ``sarslide`` module a notebook's code cells import (``%`` lines dropped)."""
-    import ast
-    import json
-
-    found = set()
-    for cell in json.loads(path.read_text(encoding="utf-8"))["cells"]:
-        if cell["cell_type"] != "code":
-            continue
-        code = "\n".join(
-            line
-            for line in "".join(cell["source"]).splitlines()
-            if not line.lstrip().startswith(("%", "!"))
-        )
-        for node in ast.walk(ast.parse(code)):
-            if isinstance(node, ast.Import):
-                found.update(a.name for a in node.names)
-            elif isinstance(node, ast.ImportFrom) and node.module:
-                found.add(node.module)
-                found.update(f"{node.module}.{a.name}" for a in node.names)
-    return {m for m in found if m.split(".")[0] == "sarslide"}
-
-
 def test_no_source_cites_a_file_the_repository_lacks():
     for path in PACKAGE.rglob("*.py"):
         for name in re.findall(

@@ -50,9 +50,11 @@ def _feed(h: Any, value: Any) -> None:
         for item in value:
             _feed(h, item)
     elif hasattr(value, "detach") and hasattr(value, "dtype"):  # a torch tensor
+        import torch
+
         t = value.detach().cpu().contiguous()
         h.update(f"<t:{t.dtype}:{tuple(t.shape)}>".encode())
-        h.update(t.view(-1).view(dtype=__import__("torch").uint8).numpy().tobytes())
+        h.update(t.view(-1).view(torch.uint8).numpy().tobytes())
     elif isinstance(value, np.ndarray):
         h.update(f"<a:{value.dtype}:{value.shape}>".encode())
         h.update(np.ascontiguousarray(value).tobytes())
