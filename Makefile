@@ -42,16 +42,21 @@ pytest: venv
 nbmake: venv
 	SARSLIDE_WEBMAP_TILES=none $(BIN)/python -m pytest --nbmake --nbmake-timeout=1800 -p no:cacheprovider --durations=0 notebooks
 
-# The notebooks' code as the book shows it: ruff-formatted, no line over 88 characters.
+# One style for the package, its tests, tools, benchmarks and the notebooks' code as the
+# book shows it: ruff-formatted, ruff-linted (rules in pyproject.toml [tool.ruff.lint]),
+# no line over 88 characters (docstrings, comments and URLs included).
+CODE := sarslide tests tools benchmarks notebooks
 lint: venv
-	$(BIN)/ruff format --check notebooks
-	$(BIN)/python tools/check_line_length.py notebooks
+	$(BIN)/ruff format --check $(CODE)
+	$(BIN)/ruff check $(CODE)
+	$(BIN)/python tools/check_line_length.py $(CODE)
 
-# Format the notebooks' code in place (ruff format; settings in pyproject.toml [tool.ruff]),
-# then list the lines still over 88 characters (long strings and comments: shorten by hand).
+# Format the code in place (ruff format and ruff's safe fixes, e.g. import order), then
+# list the lines still over 88 characters (long strings and comments: shorten by hand).
 format: venv
-	$(BIN)/ruff format notebooks
-	-$(BIN)/python tools/check_line_length.py notebooks
+	$(BIN)/ruff format $(CODE)
+	$(BIN)/ruff check --fix $(CODE)
+	-$(BIN)/python tools/check_line_length.py $(CODE)
 
 # Every chapter page of the built book shows its figures, each a real, non-blank image.
 check-site: venv

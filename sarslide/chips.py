@@ -5,12 +5,13 @@ A :class:`ChipSet` holds, for ``N`` chips of ``size × size`` pixels,
 * ``images`` — ``(N, 4, size, size)`` float32 linear backscatter in the channel order
   :data:`sarslide.cube.CHANNELS` (``pre_vv, pre_vh, post_vv, post_vh``), NaN = no
   data;
-* ``labels`` — ``(N, size, size)`` uint16: the landslide mask (0/1) or per-pixel point counts;
+* ``labels`` — ``(N, size, size)`` uint16: the landslide mask (0/1) or per-pixel point
+  counts;
 * ``meta`` — a table with one row per chip (id, pixel window, map bounds, landslide
   pixel and point counts, no-data share, split);
 * ``attrs`` — event, label kind, CRS (WKT), chip size and the passes used;
-* ``stats`` — the log10 standardisation statistics of the stage-1 training chips (a plain
-  dict, see :mod:`sarslide.transforms`), once computed.
+* ``stats`` — the log10 standardisation statistics of the stage-1 training chips (a
+  plain dict, see :mod:`sarslide.transforms`), once computed.
 
 The pipeline is ``make_chips → balance → assign_splits`` and a chip store on disk
 (:func:`save_chips`, :func:`open_chips`), written atomically.
@@ -56,22 +57,26 @@ __all__ = [
 ]
 
 SPLITS: tuple[str, ...] = ("stage1_train", "stage2_train", "validation", "test")
-#: The paper's split: 50% stage-1 training, 25% stage-2 training, 12.5% validation, 12.5% test.
+# : The paper's split: 50% stage-1 training, 25% stage-2 training, 12.5% validation,
+# 12.5% test.
 SPLIT_FRACTIONS: tuple[float, ...] = (0.5, 0.25, 0.125, 0.125)
 UNASSIGNED = "unassigned"
 
 
 class ChipError(ValueError):
-    """Chips cannot be made, balanced or split as asked; the message says why and what to do."""
+    """Chips cannot be made, balanced or split as asked; the message says why and what
+    to do."""
 
 
 class CorruptChipStoreError(ChipError):
-    """A chip store on disk cannot be read (truncated array, broken ``info.json``, …)."""
+    """A chip store on disk cannot be read (truncated array, broken ``info.json``,
+    …)."""
 
 
 @dataclass
 class ChipSet:
-    """Chips of one event: arrays, per-chip metadata and provenance (see module docstring)."""
+    """Chips of one event: arrays, per-chip metadata and provenance (see module
+    docstring)."""
 
     images: np.ndarray
     labels: np.ndarray
@@ -83,12 +88,13 @@ class ChipSet:
         n = len(self.meta)
         if self.images.ndim != 4 or self.images.shape[1] != len(CHANNELS):
             raise ChipError(
-                f"images have shape {self.images.shape} but chips need (N, {len(CHANNELS)}, H, W) "
-                f"with channels {list(CHANNELS)}"
+                f"images have shape {self.images.shape} but chips need (N, "
+                f"{len(CHANNELS)}, H, W) with channels {list(CHANNELS)}"
             )
         if self.labels.shape != (self.images.shape[0],) + self.images.shape[2:]:
             raise ChipError(
-                f"labels have shape {self.labels.shape} but images {self.images.shape} need "
+                f"labels have shape {self.labels.shape} but images "
+                f"{self.images.shape} need "
                 f"labels of shape {(self.images.shape[0],) + self.images.shape[2:]}"
             )
         if self.images.shape[0] != n:
@@ -103,7 +109,8 @@ class ChipSet:
         return self.meta["has_landslide"].to_numpy(dtype=bool)
 
     def subset(self, indices) -> "ChipSet":
-        """The chips at the given positions (array of ints or a boolean mask), in that order."""
+        """The chips at the given positions (array of ints or a boolean mask), in that
+        order."""
         idx = np.asarray(indices)
         if idx.dtype == bool:
             idx = np.flatnonzero(idx)
@@ -141,14 +148,15 @@ def make_chips(
 ) -> ChipSet:
     """Cut the event's pass pair into non-overlapping ``size × size`` chips.
 
-    Passes are chosen and averaged with :func:`sarslide.passes.pass_pair`, which takes the
-    pass arguments as they are: ``named_passes=True`` uses exactly the event's named
-    passes (the paper profile), ``pre=`` / ``post=`` passes the caller names, otherwise the
-    ``n_pre`` nearest before and ``n_post`` nearest after the event (default 1) from one
-    orbit track (``same_track=False`` allows a cross-track pair; ``orbit_state`` /
-    ``relative_orbit`` restrict the tracks). A pixel is no data when any of the four channels is NaN;
-    chips with a larger no-data share than ``max_nodata_fraction`` are dropped.
-    A chip holds a landslide when any mask pixel is set (or any point falls inside it).
+    Passes are chosen and averaged with :func:`sarslide.passes.pass_pair`, which takes
+    the pass arguments as they are: ``named_passes=True`` uses exactly the event's named
+    passes (the paper profile), ``pre=`` / ``post=`` passes the caller names, otherwise
+    the ``n_pre`` nearest before and ``n_post`` nearest after the event (default 1) from
+    one orbit track (``same_track=False`` allows a cross-track pair; ``orbit_state`` /
+    ``relative_orbit`` restrict the tracks). A pixel is no data when any of the four
+    channels is NaN; chips with a larger no-data share than ``max_nodata_fraction`` are
+    dropped. A chip holds a landslide when any mask pixel is set (or any point falls
+    inside it).
 
     Returns
     -------
@@ -172,8 +180,8 @@ def make_chips(
     images, labels, rows = _cut_chips(cube, stack, size, max_nodata_fraction)
     if not rows:
         raise ChipError(
-            f"every {size}×{size} chip has more than {max_nodata_fraction:.0%} no data; check the "
-            "cube's passes or raise max_nodata_fraction"
+            f"every {size}×{size} chip has more than {max_nodata_fraction:.0%} no "
+            "data; check the cube's passes or raise max_nodata_fraction"
         )
     return ChipSet(
         images=np.stack(images).astype(np.float32),
@@ -187,17 +195,19 @@ def _checked_chip_size(cube: xr.Dataset, size, max_nodata_fraction: float) -> in
     """``size`` as an int in [8, min(ny, nx)]; ``max_nodata_fraction`` in [0, 1]."""
     ny, nx = cube.sizes["y"], cube.sizes["x"]
     if isinstance(size, bool) or not isinstance(size, (int, np.integer)):
+        whole = isinstance(size, float) and float(size).is_integer()
+        suggestion = int(size) if whole else 128
         raise ChipError(
             f"chip size must be a whole number of pixels (int), got {size!r} of type "
-            f"{type(size).__name__}; use e.g. size={int(size) if isinstance(size, float) and float(size).is_integer() else 128}"
+            f"{type(size).__name__}; use e.g. size={suggestion}"
         )
     size = int(size)
     if size < 8:
         raise ChipError(f"chip size {size} is too small; use at least 8 pixels")
     if size > ny or size > nx:
         raise ChipError(
-            f"chip size {size} is larger than the cube ({ny}×{nx} px); use a smaller size or a "
-            "larger area"
+            f"chip size {size} is larger than the cube ({ny}×{nx} px); use a smaller "
+            "size or a larger area"
         )
     if not 0.0 <= max_nodata_fraction <= 1.0:
         raise ChipError(f"max_nodata_fraction={max_nodata_fraction} must lie in [0, 1]")
@@ -252,7 +262,8 @@ def _cut_chips(
 
 
 def _chip_attrs(cube: xr.Dataset, pair: xr.Dataset, size: int) -> dict:
-    """The chip set's attrs: event, label kind, source, CRS (WKT), size, resolution (m), passes."""
+    """The chip set's attrs: event, label kind, source, CRS (WKT), size, resolution (m),
+    passes."""
     x = np.asarray(cube["x"].values, dtype=float)
     return {
         "event": cube.attrs.get("event"),
@@ -271,7 +282,8 @@ def _chip_attrs(cube: xr.Dataset, pair: xr.Dataset, size: int) -> dict:
 
 
 def balance(chips: ChipSet, seed: int = 0) -> ChipSet:
-    """Keep as many landslide-free chips as landslide chips (50/50), discarding at random.
+    """Keep as many landslide-free chips as landslide chips (50/50), discarding at
+    random.
 
     As in the paper, the surplus class is randomly thinned (normally the landslide-free
     chips; if landslide chips are the majority they are thinned instead). Order is kept.
@@ -280,8 +292,9 @@ def balance(chips: ChipSet, seed: int = 0) -> ChipSet:
     n_pos, n_neg = int(has.sum()), int((~has).sum())
     if n_pos == 0 or n_neg == 0:
         raise ChipError(
-            f"too few chips to balance: {n_pos} landslide and {n_neg} landslide-free chips; "
-            "need both kinds (use a larger area, smaller chips, or check the labels)"
+            f"too few chips to balance: {n_pos} landslide and {n_neg} landslide-free "
+            "chips; need both kinds (use a larger area, smaller chips, or check the "
+            "labels)"
         )
     rng = np.random.default_rng(seed)
     n = min(n_pos, n_neg)
@@ -294,13 +307,14 @@ def balance(chips: ChipSet, seed: int = 0) -> ChipSet:
     return chips.subset(np.sort(np.concatenate([keep_pos, keep_neg])))
 
 
-#: The paper's Table A1: chips per split (stage1_train, stage2_train, validation, test).
-#: Kaikōura has no segmentation labels, so no stage-2 split.
+# : The paper's Table A1: chips per split (stage1_train, stage2_train, validation,
+# test). : Kaikōura has no segmentation labels, so no stage-2 split.
 TABLE_A1: dict[str, tuple[int, int, int, int]] = {
     "hokkaido": (331, 110, 55, 56),
     "kaikoura": (1630, 0, 272, 272),
 }
-#: Named split schemes: ``"text"`` (§2's 50/25/12.5/12.5) and ``"table_a1"`` (Table A1).
+# : Named split schemes: ``"text"`` (§2's 50/25/12.5/12.5) and ``"table_a1"`` (Table
+# A1).
 SPLIT_SCHEMES: tuple[str, ...] = ("text", "table_a1")
 
 
@@ -319,12 +333,14 @@ def split_fractions(
         if scheme == "table_a1":
             if event not in TABLE_A1:
                 raise ChipError(
-                    f"split scheme 'table_a1' needs event= one of {sorted(TABLE_A1)}, got {event!r}"
+                    f"split scheme 'table_a1' needs event= one of {sorted(TABLE_A1)}, "
+                    f"got {event!r}"
                 )
             counts = np.asarray(TABLE_A1[event], dtype=float)
             return tuple(float(c) for c in counts / counts.sum())
         raise ChipError(
-            f"unknown split scheme {scheme!r}; use one of {list(SPLIT_SCHEMES)} or 4 fractions"
+            f"unknown split scheme {scheme!r}; use one of {list(SPLIT_SCHEMES)} or 4 "
+            "fractions"
         )
     fractions = tuple(float(f) for f in scheme)
     if (
@@ -333,8 +349,8 @@ def split_fractions(
         or not np.isclose(sum(fractions), 1.0)
     ):
         raise ChipError(
-            f"split fractions {scheme} must be {len(SPLITS)} non-negative shares for {list(SPLITS)} "
-            "summing to 1"
+            f"split fractions {scheme} must be {len(SPLITS)} non-negative shares for "
+            f"{list(SPLITS)} summing to 1"
         )
     return fractions
 
@@ -342,8 +358,8 @@ def split_fractions(
 def _largest_remainder(n: int, fractions: tuple[float, ...]) -> np.ndarray:
     """Hamilton (largest-remainder) allocation of ``n`` items to ``fractions``.
 
-    Each split first gets ``floor(n * fraction)``; the items left over go one each to the
-    splits with the largest fractional remainders, ties to the earlier split.
+    Each split first gets ``floor(n * fraction)``; the items left over go one each to
+    the splits with the largest fractional remainders, ties to the earlier split.
     """
     exact = np.asarray(fractions, dtype=float) * n
     counts = np.floor(exact + 1e-9).astype(int)
@@ -357,10 +373,11 @@ def split_counts(
 ) -> dict[str, int]:
     """Chips per split for ``n_chips`` chips under a split scheme.
 
-    Rounding rule: largest remainder over :func:`split_fractions` (ties go to the earlier
-    split), so the counts always sum to ``n_chips`` and reproduce Table A1 exactly at the
-    paper's totals: ``split_counts(552, "table_a1", event="hokkaido")`` gives 331 / 110 / 55 /
-    56 and ``split_counts(2174, "table_a1", event="kaikoura")`` 1,630 / 0 / 272 / 272.
+    Rounding rule: largest remainder over :func:`split_fractions` (ties go to the
+    earlier split), so the counts always sum to ``n_chips`` and reproduce Table A1
+    exactly at the paper's totals: ``split_counts(552, "table_a1", event="hokkaido")``
+    gives 331 / 110 / 55 / 56 and ``split_counts(2174, "table_a1", event="kaikoura")``
+    1,630 / 0 / 272 / 272.
 
     Returns
     -------
@@ -380,22 +397,25 @@ def assign_splits(
     seed: int = 0,
     stratify: bool | None = None,
 ) -> ChipSet:
-    """Assign every chip to one of :data:`SPLITS` under a split scheme (:func:`split_counts`).
+    """Assign every chip to one of :data:`SPLITS` under a split scheme
+    (:func:`split_counts`).
 
-    ``stratify=True`` allocates landslide and landslide-free chips separately with the same
-    fractions, so on a balanced set every split is balanced (the §2 sentence: "we ensure
-    that each of these datasets are also balanced"). ``stratify=False`` draws the split of
-    every chip from one seeded permutation, so the split *totals* are exact — what Table A1
-    reports (the authors' notebook's Hokkaido test set holds 32 landslide and 24
-    landslide-free chips, so the published split was not stratified, although the text
-    says every split is balanced). On ``"table_a1"`` a chip count other than the table's
-    total is split by its shares, with a warning (:func:`table_a1_difference`). The default stratifies every scheme but
-    ``"table_a1"``. The event of ``"table_a1"`` is read from ``chips.attrs["event"]``.
+    ``stratify=True`` allocates landslide and landslide-free chips separately with the
+    same fractions, so on a balanced set every split is balanced (the §2 sentence: "we
+    ensure that each of these datasets are also balanced"). ``stratify=False`` draws the
+    split of every chip from one seeded permutation, so the split *totals* are exact —
+    what Table A1 reports (the authors' notebook's Hokkaido test set holds 32 landslide
+    and 24 landslide-free chips, so the published split was not stratified, although the
+    text says every split is balanced). On ``"table_a1"`` a chip count other than the
+    table's total is split by its shares, with a warning (:func:`table_a1_difference`).
+    The default stratifies every scheme but ``"table_a1"``. The event of ``"table_a1"``
+    is read from ``chips.attrs["event"]``.
 
     Raises
     ------
     ChipError
-        If a split with a positive share would get no chip (of either kind, when stratified).
+        If a split with a positive share would get no chip (of either kind, when
+        stratified).
     """
     event = chips.attrs.get("event")
     fractions = split_fractions(scheme, event=event)
@@ -428,14 +448,16 @@ def assign_splits(
             )
             empty = [name for name, c, w in zip(SPLITS, counts, wanted) if w and c == 0]
             raise ChipError(
-                f"too few {kind + ' ' if kind else ''}chips to split: {len(members)}, so split(s) "
-                f"{empty} would be empty; with fractions {tuple(round(f, 4) for f in fractions)} "
+                f"too few {kind + ' ' if kind else ''}chips to split: {len(members)}, "
+                f"so split(s) {empty} would be empty; with fractions "
+                f"{tuple(round(f, 4) for f in fractions)} "
                 + (
                     f"at least {need} are needed"
                     if need
                     else "over 100,000 would be needed"
                 )
-                + "; use a larger area or smaller chips, or give every split a larger share"
+                + "; use a larger area or smaller chips, or give every split a "
+                "larger share"
             )
         members = rng.permutation(members)
         split[members] = np.repeat(np.array(SPLITS, dtype=object), counts)
@@ -449,14 +471,15 @@ def assign_splits(
 
 
 def table_a1_difference(n_chips: int | ChipSet, event: str | None = None) -> str | None:
-    """Why a split of ``n_chips`` balanced chips does not give Table A1's counts, or None.
+    """Why a split of ``n_chips`` balanced chips does not give Table A1's counts, or
+    None.
 
     Table A1's counts (:data:`TABLE_A1`) come out exactly only when the cube yields
     exactly their total of balanced chips (Hokkaido: 331 + 110 + 55 + 56 = 552); any
     other number keeps the table's *shares* (largest remainder), not its counts.
-    :func:`assign_splits` warns with this message on the ``"table_a1"`` scheme; chapter 2
-    prints it for the run's chips. ``n_chips`` may be a chip set (its ``attrs["event"]``
-    is then the default event).
+    :func:`assign_splits` warns with this message on the ``"table_a1"`` scheme; chapter
+    2 prints it for the run's chips. ``n_chips`` may be a chip set (its
+    ``attrs["event"]`` is then the default event).
     """
     if isinstance(n_chips, ChipSet):
         event = event or n_chips.attrs.get("event")
@@ -467,8 +490,8 @@ def table_a1_difference(n_chips: int | ChipSet, event: str | None = None) -> str
     if int(n_chips) == total:
         return None
     return (
-        f"this cube yields {int(n_chips)} balanced chips, not Table A1's {total} for {event}: "
-        "the splits follow the table's shares, not its counts"
+        f"this cube yields {int(n_chips)} balanced chips, not Table A1's {total} for "
+        f"{event}: the splits follow the table's shares, not its counts"
     )
 
 
@@ -483,13 +506,13 @@ def few_shot_subset(
 
     ``draw="random"``
         ``size`` chips drawn uniformly without replacement from the pool, whatever they
-        hold — the paper's "we randomly sub-sample the training set". A small draw may hold
-        no landslide chip at all (a quarter of size-2 draws from a balanced pool).
+        hold — the paper's "we randomly sub-sample the training set". A small draw may
+        hold no landslide chip at all (a quarter of size-2 draws from a balanced pool).
     ``draw="balanced"``
         Half of the chips hold landslides (the larger half when ``size`` is odd).
 
-    The draw depends on ``(seed, size)`` only, so each run of a grid has its own subset and
-    reruns are identical. Returns sorted positions within ``chips``.
+    The draw depends on ``(seed, size)`` only, so each run of a grid has its own subset
+    and reruns are identical. Returns sorted positions within ``chips``.
     """
     n = len(chips)
     if draw not in FEW_SHOT_DRAWS:
@@ -505,7 +528,8 @@ def few_shot_subset(
     size = int(size)
     if size > n:
         raise ChipError(
-            f"train_size={size} but the training split holds only {n} chips; use at most {n}"
+            f"train_size={size} but the training split holds only {n} chips; use at "
+            f"most {n}"
         )
     rng = np.random.default_rng([seed, size])
     if draw == "random":
@@ -515,8 +539,9 @@ def few_shot_subset(
     n_neg = size - n_pos
     if has.sum() < n_pos or (~has).sum() < n_neg:
         raise ChipError(
-            f"cannot draw {n_pos} landslide and {n_neg} landslide-free chips from a split with "
-            f"{int(has.sum())} and {int((~has).sum())}; use draw='random' or a smaller size"
+            f"cannot draw {n_pos} landslide and {n_neg} landslide-free chips from a "
+            f"split with {int(has.sum())} and {int((~has).sum())}; use draw='random' "
+            "or a smaller size"
         )
     pos = rng.choice(np.flatnonzero(has), n_pos, replace=False)
     neg = rng.choice(np.flatnonzero(~has), n_neg, replace=False)
@@ -528,9 +553,10 @@ def draw_composition(
 ) -> pd.DataFrame:
     """What each few-shot draw holds: one row per draw rule × size × seed.
 
-    Columns ``draw``, ``train_size``, ``seed``, ``landslide_chips`` (of the ``train_size``
-    drawn) and ``landslide_pixels`` (their labelled pixels), from :func:`few_shot_subset`.
-    Sizes larger than the pool are skipped; ``None`` (all) is the whole pool.
+    Columns ``draw``, ``train_size``, ``seed``, ``landslide_chips`` (of the
+    ``train_size`` drawn) and ``landslide_pixels`` (their labelled pixels), from
+    :func:`few_shot_subset`. Sizes larger than the pool are skipped; ``None`` (all) is
+    the whole pool.
     """
     has = pool.has_landslide
     pixels = (
@@ -558,7 +584,8 @@ def draw_composition(
 
 
 def split_table(chips: ChipSet) -> pd.DataFrame:
-    """Chips per split and kind, like the paper's Table A1 (rows: splits, then ``total``)."""
+    """Chips per split and kind, like the paper's Table A1 (rows: splits, then
+    ``total``)."""
     meta = chips.meta
     table = (
         pd.crosstab(meta["split"], meta["has_landslide"])
@@ -607,8 +634,9 @@ def save_chips(chips: ChipSet, path: str | os.PathLike) -> Path:
 
     Layout: ``images.npy`` (N, 4, H, W) float32, ``labels.npy`` (N, H, W) uint16,
     ``meta.parquet`` (one row per chip) and ``info.json`` (attrs, stats, channel names).
-    An interrupted write leaves the previous store (or none) in place; a full disk raises
-    :class:`~sarslide.engine.filesystem.DiskFullError` with the device and the size needed.
+    An interrupted write leaves the previous store (or none) in place; a full disk
+    raises :class:`~sarslide.engine.filesystem.DiskFullError` with the device and the
+    size needed.
     """
     path = Path(path)
     info = {
@@ -628,7 +656,8 @@ def save_chips(chips: ChipSet, path: str | os.PathLike) -> Path:
 
 
 def open_chips(path: str | os.PathLike, *, mmap: bool = False) -> ChipSet:
-    """Open a chip store written by :func:`save_chips` (``mmap=True`` maps arrays lazily)."""
+    """Open a chip store written by :func:`save_chips` (``mmap=True`` maps arrays
+    lazily)."""
     path = recover_directory(path)
     missing = [
         n
@@ -636,23 +665,28 @@ def open_chips(path: str | os.PathLike, *, mmap: bool = False) -> ChipSet:
         if not (path / n).exists()
     ]
     if missing and path.is_dir() and is_package_store(path) and len(missing) < 4:
-        # a store the package wrote that lost files: corrupt, so prepare_event rebuilds it
+        # a store the package wrote that lost files: corrupt, so prepare_event rebuilds
+        # it
         raise CorruptChipStoreError(
             f"{path} is an incomplete chip store: {', '.join(missing)} "
-            f"{'is' if len(missing) == 1 else 'are'} missing. Delete it (rm -r '{path}') and "
-            "rebuild it, e.g. datasets.prepare_event(..., rebuild=True), which also rebuilds "
+            f"{'is' if len(missing) == 1 else 'are'} missing. Delete it (rm -r "
+            f"'{path}') and "
+            "rebuild it, e.g. datasets.prepare_event(..., rebuild=True), which also "
+            "rebuilds "
             "corrupt caches itself"
         )
     if missing:
         raise FileNotFoundError(
-            f"{path} is not a complete chip store (missing {missing}); rebuild it with save_chips"
+            f"{path} is not a complete chip store (missing {missing}); rebuild it with "
+            "save_chips"
         )
 
     def corrupt(name: str, err: BaseException) -> CorruptChipStoreError:
         return CorruptChipStoreError(
-            f"{path / name} is corrupt ({type(err).__name__}: {err}): the chip store at {path} "
-            f"cannot be read. Delete it (rm -r '{path}') and rebuild it, e.g. "
-            "datasets.prepare_event(..., rebuild=True), which also rebuilds corrupt caches itself"
+            f"{path / name} is corrupt ({type(err).__name__}: {err}): the chip store "
+            f"at {path} cannot be read. Delete it (rm -r '{path}') and rebuild it, "
+            "e.g. datasets.prepare_event(..., rebuild=True), which also rebuilds "
+            "corrupt caches itself"
         )
 
     try:

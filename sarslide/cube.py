@@ -2,17 +2,18 @@
 
 An event cube is an :class:`xarray.Dataset` on a projected grid (metres, north-up):
 
-========================  ===================  ==========================================
+========================  ===================  =========================================
 name                      dims                 meaning
-========================  ===================  ==========================================
+========================  ===================  =========================================
 ``vv``, ``vh``            (time, y, x)         linear backscatter (gamma0 or sigma0),
                                                floating point, NaN = no data
 ``time``                  (time,)              acquisition time (UTC, datetime64)
 ``landslides``            (y, x)               uint8 mask (``label_kind="mask"``) or
                                                uint16 centroid counts (``"points"``)
-``orbit_state``,          (time,)              optional per-pass coordinates: direction
-``relative_orbit``, …                          (``"ascending"``/``"descending"``) and track
-========================  ===================  ==========================================
+``orbit_state``,          (time,)              optional per-pass coordinates:
+``relative_orbit``, …                          direction (``"ascending"``/
+                                               ``"descending"``) and track
+========================  ===================  =========================================
 
 attrs: ``event`` (name), ``event_time`` (ISO 8601 UTC), ``label_kind`` (``"mask"`` or
 ``"points"``), ``source``; CRS through rioxarray (``cube.rio.crs``). The synthetic
@@ -75,7 +76,8 @@ NODATA_SENTINEL: float = -32768.0
 
 
 def _nodata_values(da: xr.DataArray) -> list[float]:
-    """The sentinel and the variable's own ``nodata`` / ``_FillValue`` attribute, if any."""
+    """The sentinel and the variable's own ``nodata`` / ``_FillValue`` attribute, if
+    any."""
     values = [NODATA_SENTINEL]
     for key in ("nodata", "_FillValue"):
         v = da.attrs.get(key)
@@ -93,8 +95,9 @@ def mask_nodata(cube: xr.Dataset) -> xr.Dataset:
     """``vv``/``vh`` with no-data values replaced by NaN (lazy for dask cubes).
 
     Masks :data:`NODATA_SENTINEL` (−32768) and each band's ``nodata`` / ``_FillValue``
-    attribute (as rasterio and rioxarray write it); the attributes are then dropped, since
-    NaN is the event cube's only no-data marker. Other variables are left as they are.
+    attribute (as rasterio and rioxarray write it); the attributes are then dropped,
+    since NaN is the event cube's only no-data marker. Other variables are left as they
+    are.
     """
     out = cube.copy()
     for band in BANDS:
@@ -114,11 +117,13 @@ def mask_nodata(cube: xr.Dataset) -> xr.Dataset:
 
 
 def event_time(cube: xr.Dataset) -> pd.Timestamp:
-    """The event's origin time from ``cube.attrs["event_time"]`` (timezone-naive UTC)."""
+    """The event's origin time from ``cube.attrs["event_time"]`` (timezone-naive
+    UTC)."""
     if "event_time" not in cube.attrs:
         raise CubeError(
-            "cube has no attrs['event_time']; set it to the event's UTC origin time, e.g. "
-            "cube.attrs['event_time'] = sarslide.events.get_event('hokkaido').time_utc.isoformat()"
+            "cube has no attrs['event_time']; set it to the event's UTC origin time, "
+            "e.g. cube.attrs['event_time'] = "
+            "sarslide.events.get_event('hokkaido').time_utc.isoformat()"
         )
     stamp = pd.Timestamp(cube.attrs["event_time"])
     if stamp.tzinfo is not None:
@@ -159,8 +164,8 @@ def validate_cube(
         none until :func:`sarslide.inventory.rasterize` adds it).
     check_values:
         Whether to read the data to find all-NaN passes and decibel values. This reads
-        every pixel: loaders of large lazy (dask) cubes pass ``False`` and leave the check
-        to the first computation.
+        every pixel: loaders of large lazy (dask) cubes pass ``False`` and leave the
+        check to the first computation.
 
     Raises
     ------
@@ -187,21 +192,23 @@ def _check_bands(cube: xr.Dataset) -> None:
     present = [b for b in BANDS if b in cube.data_vars]
     if len(present) != len(BANDS):
         raise CubeError(
-            f"cube has bands {present} (variables {sorted(map(str, cube.data_vars))}) but an "
-            f"event cube needs {list(BANDS)} as linear backscatter; rename or add the missing "
-            "polarisation"
+            f"cube has bands {present} (variables {sorted(map(str, cube.data_vars))}) "
+            f"but an event cube needs {list(BANDS)} as linear backscatter; rename or "
+            "add the missing polarisation"
         )
     for band in BANDS:
         da = cube[band]
         if tuple(da.dims) != ("time", "y", "x"):
             raise CubeError(
                 f"variable {band!r} has dims {tuple(da.dims)} but the schema needs "
-                "('time', 'y', 'x'); use .transpose('time', 'y', 'x') or rename the dims"
+                "('time', 'y', 'x'); use .transpose('time', 'y', 'x') or rename the "
+                "dims"
             )
         if not np.issubdtype(da.dtype, np.floating):
             raise CubeError(
-                f"variable {band!r} has dtype {da.dtype} but backscatter must be floating point "
-                "with NaN for no data; convert with .astype('float32') after masking no-data"
+                f"variable {band!r} has dtype {da.dtype} but backscatter must be "
+                "floating point with NaN for no data; convert with .astype('float32') "
+                "after masking no-data"
             )
 
 
@@ -211,7 +218,8 @@ def _check_time_axis(cube: xr.Dataset) -> None:
         raise CubeError("cube has no passes (time dimension is empty)")
     if not np.issubdtype(cube["time"].dtype, np.datetime64):
         raise CubeError(
-            f"coordinate 'time' has dtype {cube['time'].dtype}; it must be datetime64 (UTC)"
+            f"coordinate 'time' has dtype {cube['time'].dtype}; it must be datetime64 "
+            "(UTC)"
         )
 
 
@@ -220,12 +228,14 @@ def _check_grid(cube: xr.Dataset) -> None:
     crs = cube.rio.crs
     if crs is None:
         raise CubeError(
-            "cube has no CRS; attach the grid's projected CRS with cube.rio.write_crs('EPSG:…')"
+            "cube has no CRS; attach the grid's projected CRS with "
+            "cube.rio.write_crs('EPSG:…')"
         )
     if not crs.is_projected:
         raise CubeError(
-            f"cube CRS {crs.to_string()} is geographic (degrees) but an event cube needs a "
-            "projected CRS in metres; reproject with cube.rio.reproject(<UTM EPSG>, resolution=10)"
+            f"cube CRS {crs.to_string()} is geographic (degrees) but an event cube "
+            "needs a projected CRS in metres; reproject with cube.rio.reproject(<UTM "
+            "EPSG>, resolution=10)"
         )
     unit = (crs.linear_units or "").lower()
     if unit not in ("metre", "meter", "m", "metres", "meters"):
@@ -245,13 +255,15 @@ def _check_grid(cube: xr.Dataset) -> None:
 
 
 def _check_labels(cube: xr.Dataset, require_labels: bool) -> None:
-    """``landslides`` (y, x) integer with a known ``label_kind``, or absent if allowed."""
+    """``landslides`` (y, x) integer with a known ``label_kind``, or absent if
+    allowed."""
     kind = cube.attrs.get("label_kind")
     if "landslides" in cube.variables:
         if kind not in LABEL_KINDS:
             raise CubeError(
-                f"attrs['label_kind'] is {kind!r}; set it to one of {list(LABEL_KINDS)} "
-                "to say whether 'landslides' is a mask or point counts"
+                f"attrs['label_kind'] is {kind!r}; set it to one of "
+                f"{list(LABEL_KINDS)} to say whether 'landslides' is a mask or point "
+                "counts"
             )
         lab = cube["landslides"]
         if tuple(lab.dims) != ("y", "x"):
@@ -260,7 +272,8 @@ def _check_labels(cube: xr.Dataset, require_labels: bool) -> None:
             )
         if not np.issubdtype(lab.dtype, np.integer):
             raise CubeError(
-                f"'landslides' has dtype {lab.dtype}; use uint8 for a mask or uint16 for counts"
+                f"'landslides' has dtype {lab.dtype}; use uint8 for a mask or uint16 "
+                "for counts"
             )
     elif require_labels:
         raise CubeError(
@@ -292,9 +305,9 @@ def _check_band_values(cube: xr.Dataset, band: str, times: pd.DatetimeIndex) -> 
     if bool(flagged.any()):
         share = float(flagged.mean())
         raise CubeError(
-            f"{band!r} holds the no-data value(s) {values} in {share:.1%} of its pixels "
-            "(Planetary Computer RTC marks no data with -32768); they are not backscatter. "
-            "Mask them first: cube = sarslide.cube.mask_nodata(cube)"
+            f"{band!r} holds the no-data value(s) {values} in {share:.1%} of its "
+            "pixels (Planetary Computer RTC marks no data with -32768); they are not "
+            "backscatter. Mask them first: cube = sarslide.cube.mask_nodata(cube)"
         )
     finite = np.isfinite(cube[band]).any(dim=("y", "x")).values
     if not finite.all():
@@ -313,15 +326,16 @@ def _check_band_values(cube: xr.Dataset, band: str, times: pd.DatetimeIndex) -> 
     median = float(np.nanmedian(sample)) if np.isfinite(sample).any() else 0.0
     if median < 0:
         raise CubeError(
-            f"{band!r} has median {median:.3g} < 0: it looks like decibels; event cubes "
-            f"hold linear backscatter, convert with 10 ** (db / 10)"
+            f"{band!r} has median {median:.3g} < 0: it looks like decibels; event "
+            "cubes hold linear backscatter, convert with 10 ** (db / 10)"
         )
 
 
 def save_cube(cube: xr.Dataset, path: str | os.PathLike) -> Path:
     """Validate ``cube`` and write it as a zarr store at ``path``, atomically.
 
-    Returns the path. An interrupted write leaves no store at ``path`` (or the previous one).
+    Returns the path. An interrupted write leaves no store at ``path`` (or the previous
+    one).
     """
     validate_cube(cube, require_labels=False)
     path = Path(path)
@@ -329,9 +343,9 @@ def save_cube(cube: xr.Dataset, path: str | os.PathLike) -> Path:
     lazy = any(cube[name].chunks is not None for name in cube.variables)
     if lazy and source and path.exists() and Path(source).resolve() == path.resolve():
         raise CubeError(
-            f"the cube is read lazily from {path}, the store it would overwrite: the old "
-            "files would vanish under it. Save it to another path, or load it into memory "
-            "first (cube = cube.load()), then save"
+            f"the cube is read lazily from {path}, the store it would overwrite: the "
+            "old files would vanish under it. Save it to another path, or load it into "
+            "memory first (cube = cube.load()), then save"
         )
     out = cube.copy()
     # Strings in attrs only: zarr attrs must be JSON.
@@ -359,8 +373,8 @@ def open_cube(path: str | os.PathLike, *, require_labels: bool = True) -> xr.Dat
         cube = xr.open_zarr(path, consolidated=True, decode_coords="all")
     except Exception as err:  # truncated metadata, missing arrays, not a zarr store
         raise CubeError(
-            f"the event cube at {path} is corrupt or incomplete ({type(err).__name__}: {err}); "
-            f"delete it (rm -r '{path}') and save or prepare the cube again"
+            f"the event cube at {path} is corrupt or incomplete ({type(err).__name__}: "
+            f"{err}); delete it (rm -r '{path}') and save or prepare the cube again"
         ) from err
     cube = validate_cube(mask_nodata(cube), require_labels=require_labels)
     register_lazy_handle(path, cube)

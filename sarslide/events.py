@@ -24,7 +24,8 @@ class DataSource:
         Direct download URL (``https://``) or a pooch ``doi:`` address.
     known_hash:
         ``"sha256:<hex>"`` / ``"md5:<hex>"`` checksum, or ``None`` where the provider
-        publishes the checksum itself (Zenodo DOIs are checked against the record's md5).
+        publishes the checksum itself (Zenodo DOIs are checked against the record's
+        md5).
     citation, license:
         Free text shown in the book.
     """
@@ -37,15 +38,17 @@ class DataSource:
 
 @dataclass(frozen=True)
 class PassGeometry:
-    """What a named Sentinel-1 pass most likely was, worked out from the orbit, not from data.
+    """What a named Sentinel-1 pass most likely was, worked out from the orbit, not from
+    data.
 
-    Sentinel-1 flies 175 orbits in 12 days (S1A and S1B 6 days apart on every track), so a
-    place is seen by a few relative orbits, each on its own days and at its own time of
-    day. A circular ground-track model (anchored on S1A absolute orbit 13949, 2016-11-15
-    07:22 UTC, relative orbit 52, and agreeing with the published Hokkaido tracks 46
-    descending / 68 ascending) gives, for each named date, the track(s) whose IW swath
-    (about 29°–46° incidence, right-looking) covers the area that UTC day. The package
-    never uses this to select data: direction and relative orbit are read from the cube.
+    Sentinel-1 flies 175 orbits in 12 days (S1A and S1B 6 days apart on every track), so
+    a place is seen by a few relative orbits, each on its own days and at its own time
+    of day. A circular ground-track model (anchored on S1A absolute orbit 13949,
+    2016-11-15 07:22 UTC, relative orbit 52, and agreeing with the published Hokkaido
+    tracks 46 descending / 68 ascending) gives, for each named date, the track(s) whose
+    IW swath (about 29°–46° incidence, right-looking) covers the area that UTC day. The
+    package never uses this to select data: direction and relative orbit are read from
+    the cube.
 
     Attributes
     ----------
@@ -95,10 +98,11 @@ class Event:
     resolution:
         Pixel size of the event grid in metres.
     paper_pre_pass, paper_post_pass:
-        The Sentinel-1 acquisition dates (UTC) the paper used before and after the event.
+        The Sentinel-1 acquisition dates (UTC) the paper used before and after the
+        event.
     paper_pre_geometry, paper_post_geometry:
-        What those passes most likely were (:class:`PassGeometry`): documentation for the
-        book, never used to select data.
+        What those passes most likely were (:class:`PassGeometry`): documentation for
+        the book, never used to select data.
     label_kind:
         ``"mask"`` (polygon inventory) or ``"points"`` (landslide centroids).
     inventory:
@@ -147,8 +151,9 @@ EVENTS: dict[str, Event] = {
             url="doi:10.5281/zenodo.2577300",
             known_hash=None,
             citation=(
-                "Zhang, Li, Wang & Iio (2019), Characteristics of landslides triggered by "
-                "the 2018 Hokkaido Eastern Iburi earthquake, Zenodo 10.5281/zenodo.2577300"
+                "Zhang, Li, Wang & Iio (2019), Characteristics of landslides triggered "
+                "by the 2018 Hokkaido Eastern Iburi earthquake, Zenodo "
+                "10.5281/zenodo.2577300"
             ),
             license="CC-BY-4.0",
         ),
@@ -158,8 +163,12 @@ EVENTS: dict[str, Event] = {
             citation=_PAPER_CUBES_CITATION,
             license="CC-BY-4.0",
         ),
-        notes="Polygon inventory: thousands of shallow landslides on pumice-covered hills.",
-        # 20 days apart: not one track. On each UTC day only one track's swath covers the area.
+        notes=(
+            "Polygon inventory: thousands of shallow landslides on pumice-covered "
+            "hills."
+        ),
+        # 20 days apart: not one track. On each UTC day only one track's swath covers
+        # the area.
         paper_pre_geometry=PassGeometry(
             "S1A",
             "descending",
@@ -174,8 +183,8 @@ EVENTS: dict[str, Event] = {
             68,
             "08:27",
             36.0,
-            "the only Sentinel-1 track over the area on 2018-09-13 (UTC); with the pre-event "
-            "pass a cross-track pair (opposite look directions)",
+            "the only Sentinel-1 track over the area on 2018-09-13 (UTC); with the "
+            "pre-event pass a cross-track pair (opposite look directions)",
         ),
     ),
     "kaikoura": Event(
@@ -194,10 +203,13 @@ EVENTS: dict[str, Event] = {
                 "https://github.com/loreabad6/KaikouraDammedLakes_public/raw/4f6db50b/"
                 "ref_data/Landslides_Kaikoura_2016.kmz"
             ),
-            known_hash="sha256:764162430d47d7c3b782885db9f8378cecb5c074773ccd20b26d16211bc542c5",
+            known_hash=(
+                "sha256:"
+                "764162430d47d7c3b782885db9f8378cecb5c074773ccd20b26d16211bc542c5"
+            ),
             citation=(
-                "Massey et al. (2021), landslide inventory for the Mw 7.8 14 November 2016 "
-                "Kaikōura earthquake (GNS Science), centroids as packaged by "
+                "Massey et al. (2021), landslide inventory for the Mw 7.8 14 November "
+                "2016 Kaikōura earthquake (GNS Science), centroids as packaged by "
                 "loreabad6/KaikouraDammedLakes_public"
             ),
             license="MIT (packaging); inventory by GNS Science",
@@ -216,8 +228,9 @@ EVENTS: dict[str, Event] = {
             52,
             "07:22",
             37.0,
-            "likely; S1B descending relative orbit 146 (about 17:38 UTC) also covers the "
-            "area on both dates, if S1B (launched April 2016) acquired there that August",
+            "likely; S1B descending relative orbit 146 (about 17:38 UTC) also covers "
+            "the area on both dates, if S1B (launched April 2016) acquired there that "
+            "August",
         ),
         paper_post_geometry=PassGeometry(
             "S1A",
@@ -225,8 +238,9 @@ EVENTS: dict[str, Event] = {
             52,
             "07:22",
             37.0,
-            "likely (S1A absolute orbit 13949 is an ascending 07:22 UTC pass over Kaikōura "
-            "that day); S1B descending 146 at about 17:38 UTC is the alternative, as before",
+            "likely (S1A absolute orbit 13949 is an ascending 07:22 UTC pass over "
+            "Kaikōura that day); S1B descending 146 at about 17:38 UTC is the "
+            "alternative, as before",
         ),
     ),
 }

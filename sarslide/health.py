@@ -5,7 +5,8 @@ checkpoint's predictions and its training chips (:func:`classify_run`):
 
 ``empty_draw``
     The training chips hold no landslide pixel (a random few-shot draw of landslide-free
-    chips, as the paper's protocol allows): there is nothing to learn but "no landslide".
+    chips, as the paper's protocol allows): there is nothing to learn but "no
+    landslide".
 ``collapsed``
     The output is constant (the standard deviation of the kept checkpoint's test
     probabilities is below ``constant_std``, 1e-4: a low but ranked output is not

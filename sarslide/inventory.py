@@ -1,16 +1,17 @@
 """Landslide inventories -> label rasters on the event-cube grid.
 
-An inventory is either a set of **polygons** (mapped landslide outlines, e.g. the Hokkaido
-inventory of Zhang et al. 2019) or a set of **points** (landslide centroids, e.g. the GNS
-Kaikōura inventory). Both are rasterised onto the grid of an event cube:
+An inventory is either a set of **polygons** (mapped landslide outlines, e.g. the
+Hokkaido inventory of Zhang et al. 2019) or a set of **points** (landslide centroids,
+e.g. the GNS Kaikōura inventory). Both are rasterised onto the grid of an event cube:
 
 * polygons -> ``uint8`` mask, 1 where the pixel centre lies inside any polygon;
 * points -> ``uint16`` counts, the number of points that fall inside each pixel.
 
 Inputs may be a :class:`geopandas.GeoDataFrame` or a path to a GeoPackage, shapefile
-(also zipped), GeoJSON, KML/KMZ or CSV file with longitude/latitude columns. Any input CRS
-is reprojected to the cube's CRS. Pure geometry -> raster: no network here; the events'
-published inventories are downloaded by :func:`sarslide.acquire.fetch_inventory`.
+(also zipped), GeoJSON, KML/KMZ or CSV file with longitude/latitude columns. Any input
+CRS is reprojected to the cube's CRS. Pure geometry -> raster: no network here; the
+events' published inventories are downloaded by
+:func:`sarslide.acquire.fetch_inventory`.
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ __all__ = [
     "polygons_from_mask",
 ]
 
-#: File endings :func:`read_inventory` understands (``.zip`` = zipped shapefile/GeoPackage).
+# : File endings :func:`read_inventory` understands (``.zip`` = zipped
+# shapefile/GeoPackage).
 GEOSPATIAL_SUFFIXES: tuple[str, ...] = (
     ".gpkg",
     ".shp",
@@ -70,9 +72,9 @@ def _read_csv(path: Path, crs: str | None) -> gpd.GeoDataFrame:
     lat = next((lower[n] for n in _LAT_NAMES if n in lower), None)
     if lon is None or lat is None:
         raise ValueError(
-            f"CSV inventory {path} has columns {list(table.columns)}; it needs a longitude "
-            f"column (one of {list(_LON_NAMES)}) and a latitude column (one of "
-            f"{list(_LAT_NAMES)}), case-insensitive"
+            f"CSV inventory {path} has columns {list(table.columns)}; it needs a "
+            f"longitude column (one of {list(_LON_NAMES)}) and a latitude column (one "
+            f"of {list(_LAT_NAMES)}), case-insensitive"
         )
     if crs is None:
         _check_lonlat_ranges(path, table[lon], table[lat], (lon, lat))
@@ -83,25 +85,28 @@ def _read_csv(path: Path, crs: str | None) -> gpd.GeoDataFrame:
 def _check_lonlat_ranges(
     path: Path, lon: pd.Series, lat: pd.Series, names: tuple
 ) -> None:
-    """Refuse coordinates read as lon/lat that cannot be degrees (e.g. projected metres)."""
+    """Refuse coordinates read as lon/lat that cannot be degrees (e.g. projected
+    metres)."""
     lon = pd.to_numeric(lon, errors="coerce")
     lat = pd.to_numeric(lat, errors="coerce")
     bad_lon = ~lon.between(-180, 180) & lon.notna()
     bad_lat = ~lat.between(-90, 90) & lat.notna()
     if bad_lon.any() or bad_lat.any():
         raise ValueError(
-            f"CSV inventory {path}: columns {names[0]!r}/{names[1]!r} are read as longitude/"
-            f"latitude (EPSG:4326) but span {lon.min():.6g}..{lon.max():.6g} and "
-            f"{lat.min():.6g}..{lat.max():.6g}, outside ±180/±90 degrees: they look like "
-            "projected coordinates (metres). Pass their CRS, e.g. "
-            "read_inventory(path, crs='EPSG:32654') or rasterize(path, cube, crs='EPSG:32654')"
+            f"CSV inventory {path}: columns {names[0]!r}/{names[1]!r} are read as "
+            f"longitude/latitude (EPSG:4326) but span {lon.min():.6g}..{lon.max():.6g} "
+            f"and {lat.min():.6g}..{lat.max():.6g}, outside ±180/±90 degrees: they "
+            "look like projected coordinates (metres). Pass their CRS, e.g. "
+            "read_inventory(path, crs='EPSG:32654') or rasterize(path, cube, "
+            "crs='EPSG:32654')"
         )
 
 
 def _open_inventory(
     inventory: str | os.PathLike | gpd.GeoDataFrame | gpd.GeoSeries, crs: str | None
 ) -> tuple[gpd.GeoDataFrame, str]:
-    """A copy of a GeoDataFrame/GeoSeries, or the file read by its type; and its name."""
+    """A copy of a GeoDataFrame/GeoSeries, or the file read by its type; and its
+    name."""
     if isinstance(inventory, gpd.GeoSeries):
         inventory = gpd.GeoDataFrame(geometry=inventory)
     if isinstance(inventory, gpd.GeoDataFrame):
@@ -111,9 +116,10 @@ def _open_inventory(
             _ = gdf.geometry
         except AttributeError:  # no active geometry column, e.g. gpd.GeoDataFrame()
             raise ValueError(
-                f"the GeoDataFrame has no geometry column (columns: {list(gdf.columns)}"
-                f"{', no rows' if len(gdf) == 0 else ''}); an inventory needs landslide "
-                "polygons or points, e.g. gpd.GeoDataFrame(geometry=[...], crs='EPSG:4326')"
+                "the GeoDataFrame has no geometry column (columns: "
+                f"{list(gdf.columns)}{', no rows' if len(gdf) == 0 else ''}); an "
+                "inventory needs landslide polygons or points, e.g. "
+                "gpd.GeoDataFrame(geometry=[...], crs='EPSG:4326')"
             ) from None
     else:
         path = Path(inventory)
@@ -147,7 +153,8 @@ def read_inventory(
     inventory:
         A GeoDataFrame/GeoSeries, or a path to a GeoPackage, shapefile (``.shp`` or a
         ``.zip`` holding one), GeoJSON, FlatGeobuf, GeoParquet, KML/KMZ, or a CSV with
-        longitude/latitude columns (``lon``/``lat``, ``longitude``/``latitude`` or ``x``/``y``).
+        longitude/latitude columns (``lon``/``lat``, ``longitude``/``latitude`` or
+        ``x``/``y``).
     crs:
         CRS of the input when the file does not say (CSV coordinates default to
         EPSG:4326); ignored for inputs that carry their own CRS.
@@ -166,8 +173,8 @@ def read_inventory(
     if gdf.crs is None:
         if crs is None:
             raise ValueError(
-                f"{source} has no CRS; pass crs='EPSG:…' (e.g. 'EPSG:4326' for lon/lat) "
-                "or set it with gdf.set_crs(...)"
+                f"{source} has no CRS; pass crs='EPSG:…' (e.g. 'EPSG:4326' for "
+                "lon/lat) or set it with gdf.set_crs(...)"
             )
         gdf = gdf.set_crs(crs)
     gdf = gdf[~(gdf.geometry.is_empty | gdf.geometry.isna())]
@@ -192,8 +199,9 @@ def inventory_kind(gdf: gpd.GeoDataFrame) -> str:
     if types <= {"Polygon", "MultiPolygon"}:
         return "mask"
     raise ValueError(
-        f"inventory geometry types {sorted(types)} cannot be rasterised as one label layer; "
-        "use only polygons (a mask) or only points (counts), e.g. gdf[gdf.geom_type == 'Point']"
+        f"inventory geometry types {sorted(types)} cannot be rasterised as one label "
+        "layer; use only polygons (a mask) or only points (counts), e.g. "
+        "gdf[gdf.geom_type == 'Point']"
     )
 
 
@@ -227,8 +235,8 @@ def rasterize(
     inventory:
         Polygons or points: a GeoDataFrame or a file path (see :func:`read_inventory`).
     like:
-        An event cube (or any DataArray/Dataset with ``y``/``x`` pixel-centre coordinates
-        and a rioxarray CRS); the labels are built on its grid.
+        An event cube (or any DataArray/Dataset with ``y``/``x`` pixel-centre
+        coordinates and a rioxarray CRS); the labels are built on its grid.
     kind:
         ``"mask"`` or ``"points"``; by default taken from the geometry type.
     crs:
@@ -289,8 +297,8 @@ def _checked_kind(gdf: gpd.GeoDataFrame, kind: str | None) -> str:
         )
     if kind != detected:
         raise ValueError(
-            f"kind={kind!r} but the inventory holds {detected!r} geometries; drop kind= to "
-            "use the geometry type"
+            f"kind={kind!r} but the inventory holds {detected!r} geometries; drop "
+            "kind= to use the geometry type"
         )
     return kind
 
@@ -349,16 +357,17 @@ def _warn_if_no_labels(
     xmin, ymin, xmax, ymax = bounds
     if len(gdf) == 0:
         warnings.warn(
-            "the inventory holds no features (empty, or only empty geometries); the labels "
-            "are all zero — check that the right inventory was passed",
+            "the inventory holds no features (empty, or only empty geometries); the "
+            "labels are all zero — check that the right inventory was passed",
             InventoryWarning,
             stacklevel=3,
         )
     elif n_inside == 0 or not data.any():
         warnings.warn(
-            f"none of the inventory's {len(gdf)} features falls on the cube grid "
-            f"(x {xmin:.0f}..{xmax:.0f}, y {ymin:.0f}..{ymax:.0f} in {grid_crs.to_string()}); "
-            "the labels are all zero — check the inventory and the cube cover the same area",
+            f"none of the inventory's {len(gdf)} features falls on the cube grid (x "
+            f"{xmin:.0f}..{xmax:.0f}, y {ymin:.0f}..{ymax:.0f} in "
+            f"{grid_crs.to_string()}); the labels are all zero — check the inventory "
+            "and the cube cover the same area",
             InventoryWarning,
             stacklevel=3,
         )

@@ -2,23 +2,23 @@
 
 The scene is built the way a radar sees real hills:
 
-1. **Terrain.** A fractal (power-law spectrum) elevation model scaled to a median slope of
-   15°; slopes and aspects follow.
+1. **Terrain.** A fractal (power-law spectrum) elevation model scaled to a median slope
+   of 15°; slopes and aspects follow.
 2. **Backscatter texture.** Slopes facing the radar return more energy (local incidence
    angle), land cover adds patchy texture; VV and VH share most of it.
-3. **Passes.** Each pass adds a small weather-like change (soil moisture) and independent
-   multiplicative gamma speckle (``looks`` equivalent number of looks), as in multi-looked
-   Sentinel-1 GRD/RTC amplitude.
+3. **Passes.** Each pass adds a small weather-like change (soil moisture) and
+   independent multiplicative gamma speckle (``looks`` equivalent number of looks), as
+   in multi-looked Sentinel-1 GRD/RTC amplitude.
 4. **Landslides.** Compact elongated blobs on slopes steeper than 12°, clustered so some
-   areas are hit hard and others not at all. In post-event passes vegetation loss lowers backscatter on
-   most landslides (VH more than VV, by a random amount per landslide); on some, rough
-   debris raises it instead. Visible on average over a landslide, but well inside the
-   speckle on a single pixel.
+   areas are hit hard and others not at all. In post-event passes vegetation loss lowers
+   backscatter on most landslides (VH more than VV, by a random amount per landslide);
+   on some, rough debris raises it instead. Visible on average over a landslide, but
+   well inside the speckle on a single pixel.
 5. **Other changes.** Between any two passes the land changes for reasons that have
-   nothing to do with landslides — fields are ploughed or harvested, soil dries. Rectangular
-   patches on gentle slopes change backscatter by a few dB of either sign, so a plain
-   change detector raises false alarms that a model using shape and context can learn to
-   ignore.
+   nothing to do with landslides — fields are ploughed or harvested, soil dries.
+   Rectangular patches on gentle slopes change backscatter by a few dB of either sign,
+   so a plain change detector raises false alarms that a model using shape and context
+   can learn to ignore.
 6. **Water.** Lakes and ponds fill the lowest basins of the terrain. Calm water reflects
    the radar away (VV ≈ −20 dB, VH at the noise floor ≈ −24 dB); wind roughens it by a
    different amount on every pass, so water "changes" by several dB between passes
@@ -26,7 +26,8 @@ The scene is built the way a radar sees real hills:
 
 The statistics match the real Hokkaido cube (:data:`LOG10_TARGETS`; the synthetic scene
 stands in for the paper's datacube, see the "Data" row of ``deviations.md``): log10(VV)
-mean ≈ −0.73, std ≈ 0.21; log10(VH) mean ≈ −1.32, std ≈ 0.19, over all pixels and passes.
+mean ≈ −0.73, std ≈ 0.21; log10(VH) mean ≈ −1.32, std ≈ 0.19, over all pixels and
+passes.
 """
 
 from __future__ import annotations
@@ -78,7 +79,8 @@ class SceneParameters:
 def _fractal_field(
     rng: np.random.Generator, shape: tuple[int, int], beta: float
 ) -> np.ndarray:
-    """Zero-mean, unit-std Gaussian field with power spectrum ~ k^-beta, float64 (ny, nx)."""
+    """Zero-mean, unit-std Gaussian field with power spectrum ~ k^-beta, float64 (ny,
+    nx)."""
     ny, nx = shape
     ky = np.fft.fftfreq(ny)[:, None]
     kx = np.fft.rfftfreq(nx)[None, :]
@@ -166,7 +168,8 @@ def _start_sampler(
     ).ravel()
     if weight.sum() <= 0:
         raise ValueError(
-            "no slope steep enough for landslides; raise median_slope_deg or lower cluster_share"
+            "no slope steep enough for landslides; raise median_slope_deg or lower "
+            "cluster_share"
         )
     cdf = np.cumsum(weight)
     cdf /= cdf[-1]
@@ -211,8 +214,8 @@ def _blob_footprint(
     return window, inside
 
 
-#: log10 backscatter of calm water before speckle: VV ≈ −20 dB, VH at Sentinel-1's noise
-#: floor (NESZ ≈ −24 dB), which is what a VH image of calm water records.
+# : log10 backscatter of calm water before speckle: VV ≈ −20 dB, VH at Sentinel-1's
+# noise : floor (NESZ ≈ −24 dB), which is what a VH image of calm water records.
 _WATER_LOG10 = {"vv": -2.0, "vh": -2.4}
 #: Wind roughening of water: per pass, up to this many dB, in smooth gusts.
 _WATER_WIND_DB = 10.0
@@ -221,8 +224,8 @@ _WATER_WIND_DB = 10.0
 def _draw_water(dem: np.ndarray, fraction: float) -> np.ndarray:
     """Lakes in the lowest basins: the ``fraction`` of pixels with the lowest elevation.
 
-    The fractal terrain is smooth at large scales, so its lowest pixels form a few compact
-    basins (lakes and ponds), not scattered pixels. Returns (ny, nx) bool.
+    The fractal terrain is smooth at large scales, so its lowest pixels form a few
+    compact basins (lakes and ponds), not scattered pixels. Returns (ny, nx) bool.
     """
     if fraction <= 0:
         return np.zeros(dem.shape, dtype=bool)
@@ -236,7 +239,8 @@ def _land_log10_moments(
     water_mean: float,
     water_var: float,
 ) -> tuple[float, float]:
-    """Mean and std of land log10 backscatter so that land + water has the target moments.
+    """Mean and std of land log10 backscatter so that land + water has the target
+    moments.
 
     For a mixture with water share ``f``: mean = (1−f)·m_land + f·m_water and
     var = (1−f)·v_land + f·v_water + f(1−f)(m_land − m_water)².
@@ -248,7 +252,8 @@ def _land_log10_moments(
     ) / (1.0 - f)
     if v_land <= 0:
         raise ValueError(
-            f"water_fraction={f:.3f} is too large to keep the reference statistics; use less water"
+            f"water_fraction={f:.3f} is too large to keep the reference statistics; "
+            "use less water"
         )
     return m_land, float(np.sqrt(v_land))
 
@@ -258,7 +263,8 @@ def _draw_field_changes(
 ) -> np.ndarray:
     """Rectangular patches on gentle slopes with a random backscatter change.
 
-    Returns (ny, nx) float32 change in dB (0 outside the patches), about ``fraction`` of pixels.
+    Returns (ny, nx) float32 change in dB (0 outside the patches), about ``fraction`` of
+    pixels.
     """
     ny, nx = slope_deg.shape
     change = np.zeros((ny, nx), dtype=np.float32)
@@ -344,7 +350,8 @@ def make_cube(
     xarray.Dataset
         ``vv``, ``vh`` (time, y, x) float32 linear backscatter; ``landslides`` (y, x);
         ``dem`` (y, x) float32 metres; per-pass ``orbit_state`` and ``relative_orbit``;
-        attrs ``event``, ``event_time``, ``label_kind``, ``source="synthetic"``, ``seed``.
+        attrs ``event``, ``event_time``, ``label_kind``, ``source="synthetic"``,
+        ``seed``.
     """
     evt = get_event(event)
     kind = label_kind or evt.label_kind
@@ -409,7 +416,8 @@ def _checked_arguments(
     n_post: int,
     landslide_fraction: float,
 ) -> tuple[int, int]:
-    """``(ny, nx)`` after checking the label kind, size, pass counts and landslide share."""
+    """``(ny, nx)`` after checking the label kind, size, pass counts and landslide
+    share."""
     if kind not in ("mask", "points"):
         raise ValueError(f"label_kind={kind!r}; choose 'mask' or 'points'")
     ny, nx = (int(s) for s in shape)
@@ -454,7 +462,8 @@ class _Ground:
 def _draw_ground(
     rng: np.random.Generator, shape: tuple[int, int], scene: SceneParameters
 ) -> _Ground:
-    """Steps 1–3 of the module docstring: terrain, texture, water, landslides, fields."""
+    """Steps 1–3 of the module docstring: terrain, texture, water, landslides,
+    fields."""
     ny, nx = shape
     # 1. Terrain.
     shape_field = _fractal_field(rng, (ny, nx), beta=3.6)
@@ -465,7 +474,8 @@ def _draw_ground(
     slope = np.degrees(np.arctan(np.hypot(dzdx, dzdy)))
     aspect = np.arctan2(-dzdx, dzdy)  # downslope direction, radians from north
 
-    # 2. Texture: local incidence for a right-looking radar looking east (ascending pass).
+    # 2. Texture: local incidence for a right-looking radar looking east (ascending
+    #    pass).
     incidence = np.radians(39.0)
     look = np.array([np.sin(incidence), 0.0, -np.cos(incidence)])  # (east, north, up)
     normal = np.stack(
@@ -595,7 +605,8 @@ def _draw_passes(
 
 
 def _blank_outside_swath(bands: dict[str, np.ndarray], nodata_corner: float) -> None:
-    """Step 5, in place: NaN in every pass on a corner wedge of ``nodata_corner`` share."""
+    """Step 5, in place: NaN in every pass on a corner wedge of ``nodata_corner``
+    share."""
     if nodata_corner > 0:
         ny, nx = bands["vv"].shape[1:]
         rr, cc = np.mgrid[0:ny, 0:nx]
@@ -605,7 +616,8 @@ def _blank_outside_swath(bands: dict[str, np.ndarray], nodata_corner: float) -> 
 
 
 def _labels(kind: str, ids: np.ndarray, centroids: list[tuple[int, int]]) -> np.ndarray:
-    """Step 6: uint8 mask of ``ids > 0`` or uint16 counts of the centroids ("points")."""
+    """Step 6: uint8 mask of ``ids > 0`` or uint16 counts of the centroids
+    ("points")."""
     if kind == "mask":
         return (ids > 0).astype(np.uint8)
     labels = np.zeros(ids.shape, dtype=np.uint16)

@@ -1,7 +1,7 @@
 """Log10 + standardisation of chips, with statistics of the training split only.
 
-Backscatter is heavy-tailed in linear power and close to Gaussian in log10, so models see
-``(log10(x) − mean) / std``. The statistics are computed once per event from the
+Backscatter is heavy-tailed in linear power and close to Gaussian in log10, so models
+see ``(log10(x) − mean) / std``. The statistics are computed once per event from the
 stage-1 training chips (never from validation or test chips, which would leak them) and
 stored with the chips and with every checkpoint.
 
@@ -30,18 +30,21 @@ __all__ = [
     "warn_if_unstandardized",
 ]
 
-#: Linear values below this (−50 dB, incl. zeros and negative noise) are clipped before log10.
+# : Linear values below this (−50 dB, incl. zeros and negative noise) are clipped before
+# log10.
 LINEAR_FLOOR = 1e-5
 
 
 def band_channels(band: str) -> list[int]:
-    """Channel positions of one polarisation in the 4-channel chip (``'vv'`` → [0, 2])."""
+    """Channel positions of one polarisation in the 4-channel chip (``'vv'`` → [0,
+    2])."""
     return [i for i, name in enumerate(CHANNELS) if name.endswith("_" + band)]
 
 
 @dataclass(frozen=True)
 class BandStats:
-    """Mean and standard deviation of log10 backscatter per polarisation (``'vv'``, ``'vh'``)."""
+    """Mean and standard deviation of log10 backscatter per polarisation (``'vv'``,
+    ``'vh'``)."""
 
     mean: dict[str, float]
     std: dict[str, float]
@@ -60,8 +63,9 @@ class BandStats:
             )
         except (KeyError, TypeError, AttributeError) as err:
             raise ValueError(
-                f"statistics {data!r} are not of the form {{'mean': {{'vv':…, 'vh':…}}, "
-                "'std': {…}}; compute them with compute_stats(images)"
+                f"statistics {data!r} are not of the form "
+                "{'mean': {'vv':…, 'vh':…}, 'std': {…}}; compute them with "
+                "compute_stats(images)"
             ) from err
 
 
@@ -76,7 +80,8 @@ def _check_images(images: np.ndarray) -> np.ndarray:
 
 
 def compute_stats(images: np.ndarray) -> BandStats:
-    """log10 statistics per polarisation from linear chips ``(N, 4, H, W)``, NaN ignored.
+    """log10 statistics per polarisation from linear chips ``(N, 4, H, W)``, NaN
+    ignored.
 
     Pass the stage-1 training chips only.
     """
@@ -108,7 +113,8 @@ def standardize(images: np.ndarray, stats: "BandStats | Mapping") -> np.ndarray:
     images:
         ``(N, 4, H, W)`` linear backscatter, channels pre_vv, pre_vh, post_vv, post_vh.
     stats:
-        :class:`BandStats` or its ``to_dict()`` form (as stored with chips and checkpoints).
+        :class:`BandStats` or its ``to_dict()`` form (as stored with chips and
+        checkpoints).
 
     Returns
     -------
@@ -132,7 +138,8 @@ class UnstandardizedInputWarning(UserWarning):
 
 
 def standardization_problem(images: np.ndarray, *, max_chips: int = 64) -> str | None:
-    """Why ``images`` do not look like :func:`standardize` output, or ``None`` if they do.
+    """Why ``images`` do not look like :func:`standardize` output, or ``None`` if they
+    do.
 
     Standardised chips have mean ≈ 0 and standard deviation ≈ 1 per channel over the
     training chips. Linear backscatter has a standard deviation of ~0.01–0.3 (and only
@@ -159,14 +166,15 @@ def standardization_problem(images: np.ndarray, *, max_chips: int = 64) -> str |
                 else "unscaled values"
             )
             return (
-                f"channel {name!r} has mean {mean:.3g} and standard deviation {std:.3g} "
-                f"(standardised chips: about 0 and 1); it looks like {kind}"
+                f"channel {name!r} has mean {mean:.3g} and standard deviation "
+                f"{std:.3g} (standardised chips: about 0 and 1); it looks like {kind}"
             )
     return None
 
 
 def warn_if_unstandardized(images: np.ndarray, what: str = "training chips") -> None:
-    """Warn (:class:`UnstandardizedInputWarning`) when ``images`` do not look standardised."""
+    """Warn (:class:`UnstandardizedInputWarning`) when ``images`` do not look
+    standardised."""
     problem = standardization_problem(images)
     if problem is not None:
         warnings.warn(

@@ -8,13 +8,13 @@ reads only the byte ranges it needs, as it would from Azure Blob Storage.
 Extras for tests:
 
 * ``server.requests``: every request seen, as ``(method, path, query, range header)``;
-* ``server.authorize``: optional ``callable(request) -> bool``; a request it rejects gets
-  HTTP 403 (a stand-in for an expired shared-access signature);
+* ``server.authorize``: optional ``callable(request) -> bool``; a request it rejects
+  gets HTTP 403 (a stand-in for an expired shared-access signature);
 * ``/truncated/<name>``: sends the headers of ``<name>`` with its full
   ``Content-Length`` but only the first half of the bytes, then drops the connection
   (an interrupted download);
-* ``extra_handlers``: more tornado ``(pattern, handler, kwargs)`` rules, e.g. a fake STAC
-  API.
+* ``extra_handlers``: more tornado ``(pattern, handler, kwargs)`` rules, e.g. a fake
+  STAC API.
 
 The server shares the test's process: read from it with GDAL's
 ``GDAL_DISABLE_READDIR_ON_OPEN=EMPTY_DIR`` (as odc-stac's cloud defaults do), because a

@@ -45,8 +45,8 @@ from sarslide.acquire import (
     select_passes,
 )
 from sarslide.cube import post_event_times, pre_event_times, validate_cube
-from sarslide.passes import pass_pair
 from sarslide.events import DataSource, Event, get_event
+from sarslide.passes import pass_pair
 
 DATA = Path(__file__).resolve().parent / "data"
 RECORDED = DATA / "s1_rtc_hokkaido_2018.json"
@@ -62,7 +62,7 @@ def ts(text: str) -> pd.Timestamp:
     return pd.Timestamp(text)
 
 
-# ----------------------------------------------------------------------------- selection
+# --- selection ---
 
 
 def test_group_passes_joins_frames_and_skips_single_pol():
@@ -126,7 +126,7 @@ def test_no_passes_after_the_event():
         select_passes([], ev)
 
 
-# ----------------------------------------------------------------------------- search
+# --- search ---
 
 
 class _StacApi:
@@ -236,7 +236,7 @@ def test_missing_key_for_rtc(monkeypatch):
     require_key("sentinel-1-rtc")
 
 
-# ----------------------------------------------------------------------------- loading
+# --- loading ---
 
 
 def fixture_files() -> dict[str, dict[str, Path]]:
@@ -250,7 +250,8 @@ def fixture_files() -> dict[str, dict[str, Path]]:
         k: ["vh", "vv"]
         for k in ("20231215T015904Z", "20231227T015903Z", "20250102T015857Z")
     }, (
-        f"expected 6 OPERA GeoTIFFs in {FIXTURES}, found {sorted(FIXTURES.glob('*.tif'))}"
+        f"expected 6 OPERA GeoTIFFs in {FIXTURES}, found "
+        f"{sorted(FIXTURES.glob('*.tif'))}"
     )
     return out
 
@@ -294,7 +295,8 @@ def stac_item(
 
 
 def fixture_event() -> Event:
-    """An 'event' between the fixture's 2023 and 2025 acquisitions, over its footprint."""
+    """An 'event' between the fixture's 2023 and 2025 acquisitions, over its
+    footprint."""
     files = next(iter(fixture_files().values()))
     with rasterio.open(files["vv"]) as src:
         w, s, e, n = transform_bounds(src.crs, "EPSG:4326", *src.bounds)
@@ -322,7 +324,8 @@ def direct(path: Path) -> xr.DataArray:
 
 
 class Tokens:
-    """Shared-access tokens that expire on demand; the server accepts only the current one."""
+    """Shared-access tokens that expire on demand; the server accepts only the current
+    one."""
 
     def __init__(self):
         self.current = 0
@@ -405,7 +408,8 @@ def test_loopback_load_returns_fixture_values(fixture_server):
 
 
 def test_sign_once_fails_after_expiry(fixture_server):
-    """The control: odc-stac's patch_url signs at graph time and the reads are refused."""
+    """The control: odc-stac's patch_url signs at graph time and the reads are
+    refused."""
     import odc.stac
 
     server, items, files = fixture_server
@@ -512,7 +516,8 @@ def test_rtc_nodata_becomes_nan(fixture_server, tmp_path):
 
 @pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
 def test_grd_gcp_scenes_load_onto_the_grid(fixture_server, tmp_path):
-    """GRD-like scenes (uint16 DN, GCPs instead of a geotransform) warp onto the grid."""
+    """GRD-like scenes (uint16 DN, GCPs instead of a geotransform) warp onto the
+    grid."""
     from rasterio.control import GroundControlPoint
 
     server, _, files = fixture_server

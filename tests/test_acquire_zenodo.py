@@ -89,7 +89,8 @@ def paper_layout(
 
 
 def zipped_store(ds: xr.Dataset, folder: Path, name: str) -> Path:
-    """Write ``ds`` as ``<name>.zarr`` (zarr v2, consolidated) and zip it to ``<name>.zip``."""
+    """Write ``ds`` as ``<name>.zarr`` (zarr v2, consolidated) and zip it to
+    ``<name>.zip``."""
     store = folder / f"{name}.zarr"
     ds.to_zarr(store, mode="w", consolidated=True, zarr_format=2)
     archive = folder / f"{name}.zip"
@@ -237,7 +238,8 @@ def test_store_without_crs_takes_the_event_crs(tmp_path):
 
 
 def test_lonlat_store_is_reprojected_to_event_grid(tmp_path):
-    """A geographic cube lands on the event's UTM grid at 10 m, values where they were."""
+    """A geographic cube lands on the event's UTM grid at 10 m, values where they
+    were."""
     ev = get_event("hokkaido")
     ny, nx = 20, 30
     lon = 141.90 + 0.0005 * (np.arange(nx) + 0.5)
@@ -297,7 +299,7 @@ def test_no_post_event_pass_is_an_error(tmp_path):
         load_paper_cube("hokkaido", path=store)
 
 
-# ----------------------------------------------------------------------------- network
+# --- network ---
 
 
 def test_interrupted_download_leaves_no_file(served, tmp_path):

@@ -1,8 +1,10 @@
 """The book's chrome and build settings agree with each other.
 
 * One repository URL (``_config.yml`` ``repository.url``) is used by the README's Colab
-  badges and every notebook's install cell (rewrite them: ``tools/set_repository_url.py``).
-* The landing page describes the book as it is; the table of contents lists every chapter.
+  badges and every notebook's install cell (rewrite them:
+  ``tools/set_repository_url.py``).
+* The landing page describes the book as it is; the table of contents lists every
+  chapter.
 * No matplotlib backend override reaches the notebook kernels (figures must reach the
   pages); the tests stay off-screen on their own.
 * Tests read only files inside the repository.
@@ -47,10 +49,11 @@ def test_notebook_install_cells_use_the_setting():
         first = next(c for c in nb.cells if c.cell_type == "code")
         assert "%pip install" in first.source, path.name
         assert urltool.installed_url(nb) == url, (
-            f"{path.name} installs from {urltool.installed_url(nb)}, _config.yml says {url}: "
-            "run python tools/set_repository_url.py"
+            f"{path.name} installs from {urltool.installed_url(nb)}, _config.yml says "
+            f"{url}: run python tools/set_repository_url.py"
         )
-        # the install is skipped where sarslide is already importable (a no-op off Colab)
+        # the install is skipped where sarslide is already importable (a no-op off
+        # Colab)
         assert 'find_spec("sarslide") is None' in first.source, path.name
 
 
@@ -62,7 +65,8 @@ def test_readme_badges_use_the_setting_and_cover_every_chapter():
         urltool.colab_url(url, branch, f"notebooks/{p.name}") for p in NOTEBOOKS
     ]
     assert sorted(set(links)) == sorted(expected), (
-        "README Colab badges differ from _config.yml: run python tools/set_repository_url.py"
+        "README Colab badges differ from _config.yml: run python "
+        "tools/set_repository_url.py"
     )
     # Every other Colab link in the README is one of those badges.
     assert len(re.findall(r"colab\.research\.google\.com/github/", readme)) == len(
@@ -148,7 +152,8 @@ def test_no_matplotlib_backend_reaches_the_notebook_kernels():
 
 
 def test_tests_stay_off_screen():
-    """The package tests draw with Agg, set inside the pytest run (tests/conftest.py)."""
+    """The package tests draw with Agg, set inside the pytest run
+    (tests/conftest.py)."""
     import matplotlib
 
     assert matplotlib.get_backend().lower() == "agg"
@@ -165,7 +170,8 @@ def test_ci_runs_exactly_make_test():
 
 
 def test_tests_read_only_files_inside_the_repository():
-    """No test reaches for ``../shared`` (a user's clone has none): fixtures live in tests/data."""
+    """No test reaches for ``../shared`` (a user's clone has none): fixtures live in
+    tests/data."""
     outside = re.compile(r"parents\[\d\]\s*/\s*[\"']shared[\"']|/work/" + "shared")
     for path in sorted((ROOT / "tests").rglob("*.py")):
         assert not outside.search(path.read_text(encoding="utf-8")), path.name
@@ -177,7 +183,8 @@ def test_tests_read_only_files_inside_the_repository():
 
 
 def test_line_length_check_counts_every_code_line(tmp_path):
-    """88 characters pass, 89 fail — also a comment ending in a URL, which ruff's E501 skips."""
+    """88 characters pass, 89 fail — also a comment ending in a URL, which ruff's E501
+    skips."""
     lines = load_tool("check_line_length")
     nb = nbformat.v4.new_notebook()
     nb.cells = [
@@ -197,3 +204,19 @@ def test_line_length_check_counts_every_code_line(tmp_path):
     assert lines.main(["--max", "100", str(tmp_path)]) == 0
     with pytest.raises(SystemExit):
         lines.main([str(tmp_path / "missing")])
+
+
+def test_line_length_check_reads_python_files_whole(tmp_path):
+    """In a ``.py`` file docstrings and comments count too; folders are searched and
+    virtual environments skipped."""
+    lines = load_tool("check_line_length")
+    package = tmp_path / "pkg"
+    package.mkdir()
+    docstring = '"""' + "d" * 83 + '"""'  # 89 characters
+    (package / "mod.py").write_text("x = 1  # " + "c" * 79 + "\n" + docstring + "\n")
+    (tmp_path / ".venv").mkdir()
+    (tmp_path / ".venv" / "long.py").write_text("y" * 200 + "\n")
+    found = list(lines.long_lines(package / "mod.py"))
+    assert [(h.cell, h.line, h.length) for h in found] == [(0, 2, 89)]
+    assert lines.main([str(tmp_path)]) == 1
+    assert lines.main(["--max", "89", str(tmp_path)]) == 0

@@ -46,13 +46,14 @@ def blank_png(color=(255, 255, 255), size=(400, 300)) -> bytes:
 
 def page_html(*srcs: str, badge: bool = True) -> str:
     outputs = "\n".join(
-        f'<div class="cell docutils container"><div class="cell_output docutils container">'
-        f'<img alt="{s[:20]}" src="{s}" /></div></div>'
+        '<div class="cell docutils container"><div class="cell_output docutils '
+        f'container"><img alt="{s[:20]}" src="{s}" /></div></div>'
         for s in srcs
     )
     header = (
-        '<a href="https://colab.research.google.com/x"><img src="https://colab.research.google.com/'
-        'assets/colab-badge.svg" alt="Open In Colab"/></a>'
+        '<a href="https://colab.research.google.com/x"><img '
+        'src="https://colab.research.google.com/assets/colab-badge.svg" alt="Open In '
+        'Colab"/></a>'
         if badge
         else ""
     )
@@ -62,7 +63,8 @@ def page_html(*srcs: str, badge: bool = True) -> str:
 def fake_build(tmp_path: Path, pages: dict[str, list[bytes | str]]) -> Path:
     """``_build/html/notebooks/<stem>.html`` with figures in ``_build/html/_images``.
 
-    A ``bytes`` entry becomes an image file; a ``str`` entry is used as ``src`` verbatim.
+    A ``bytes`` entry becomes an image file; a ``str`` entry is used as ``src``
+    verbatim.
     """
     build = tmp_path / "_build"
     images = build / "html" / "_images"
@@ -212,7 +214,7 @@ def test_minima_cover_every_chapter_of_the_toc():
     assert check_site.MIN_FIGURES["07_rapid_response_mapping"] >= 4  # maps and heatmaps
 
 
-# --- The laptop checks (issue 21): code width and figure text at 1280 px, statically. ---
+# --- The laptop checks: code width and figure text at 1280 px, statically ---
 
 
 def _wide_figure(width_in: float, dpi: int = 100) -> bytes:
@@ -229,7 +231,8 @@ def test_layout_is_read_from_the_books_stylesheet():
     layout = check_site.read_layout(check_site.REPO_STYLESHEET.read_text())
     # 1280 px window − 240 chapter sidebar − 200 sections sidebar − 84 gutters
     assert layout.column == 1280 - 240 - 200 - 84
-    # (756 − 34 px padding) / (0.61 em × 13 px) = 91.03 characters: the notebooks' 88 fit
+    # (756 − 34 px padding) / (0.61 em × 13 px) = 91.03 characters: the notebooks' 88
+    # fit
     assert layout.code_columns == 91 and layout.code_columns >= 88
     with pytest.raises(ValueError, match="--sarslide-secondary-sidebar"):
         check_site.read_layout(":root { --sarslide-primary-sidebar: 240px; }")
@@ -238,9 +241,10 @@ def test_layout_is_read_from_the_books_stylesheet():
 def _code_page(*lines: str) -> str:
     code = "\n".join(lines)
     return (
-        '<html><body><article><div class="cell docutils container">'
-        '<div class="cell_input docutils container"><div class="highlight-ipython3 notranslate">'
-        f'<div class="highlight"><pre><span></span>{code}\n</pre></div></div></div></div>'
+        '<html><body><article><div class="cell docutils container"><div '
+        'class="cell_input docutils container"><div class="highlight-ipython3 '
+        'notranslate"><div '
+        f'class="highlight"><pre><span></span>{code}\n</pre></div></div></div></div>'
         "</article></body></html>"
     )
 

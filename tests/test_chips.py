@@ -113,7 +113,8 @@ def test_too_few_landslide_chips(make_hand_cube):
     empty = make_chips(make_hand_cube(np.zeros((32, 32), dtype=np.uint8)), 16)
     with pytest.raises(ChipError, match="0 landslide and 4 landslide-free"):
         balance(empty)
-    # With shares 1/2, 1/4, 1/8, 1/8, four chips per class leave one split empty; five do not.
+    # With shares 1/2, 1/4, 1/8, 1/8, four chips per class leave one split empty; five
+    # do not.
     few = balance(_many_chips(make_hand_cube, n_positive=4), seed=0)
     with pytest.raises(
         ChipError, match="too few landslide chips to split: 4.*at least 5"

@@ -1,5 +1,5 @@
-"""A full disk, broken caches, servers that answer badly, and the nits (issue 22 items 3,
-4, 6, 8).
+"""A full disk, broken caches, servers that answer badly, and the nits (issue 22 items
+3, 4, 6, 8).
 
 Full disks are real: a 1 MiB tmpfs mounted for the test (``mount -t tmpfs -o size=1m``;
 the tests run as root). Where mounting is not allowed those tests skip and say so; the
@@ -65,7 +65,8 @@ def full_disk(tmp_path):
     )
     if proc.returncode != 0:
         pytest.skip(
-            f"cannot mount a small tmpfs here ({proc.stderr.strip()}); the patched-write tests cover this"
+            f"cannot mount a small tmpfs here ({proc.stderr.strip()}); the "
+            "patched-write tests cover this"
         )
     try:
         yield mount
@@ -96,7 +97,7 @@ def assert_disk_full(
     assert list(mount.iterdir()) == []  # nothing half-written, no temporary left
 
 
-# ----------------------------------------------------------------- item 3: a full disk
+# --- a full disk ---
 def test_save_chips_on_a_full_disk(full_disk):
     chips = big_chips()
     assert chips.images.nbytes + chips.labels.nbytes > 1 << 20
@@ -203,7 +204,7 @@ def test_cli_names_a_full_disk_in_one_line():
     )  # imported above, so the command line reports it in one line
 
 
-# ----------------------------------------------------------------- item 4: broken caches
+# --- broken caches ---
 def test_zeroed_embeddings_cache_is_caught_by_its_checksum(
     tmp_path, make_toy_chips, monkeypatch
 ):
@@ -264,9 +265,10 @@ def test_zero_filled_last_pt_gives_no_unsafe_torch_advice(tmp_path):
         assert unsafe not in text
 
 
-# ----------------------------------------------------------------- item 6: bad servers
+# --- bad servers ---
 class _BadServer:
-    """Answers every request with ``status`` and ``body`` (HTML page, HTTP 500, garbage)."""
+    """Answers every request with ``status`` and ``body`` (HTML page, HTTP 500,
+    garbage)."""
 
     def __init__(self, status: int, body: bytes, content_type: str):
         outer = self
@@ -364,7 +366,7 @@ def test_a_lazy_read_of_garbage_is_named_not_a_raw_rasterio_error(
     ) and "not with a readable GeoTIFF" in str(err.value)
 
 
-# ----------------------------------------------------------------- item 8: the nits
+# --- the nits ---
 def test_retries_must_be_a_whole_number_and_each_retry_says_so(monkeypatch, capsys):
     monkeypatch.setenv("SARSLIDE_NETWORK_RETRIES", "1.5")
     with pytest.raises(

@@ -1,11 +1,11 @@
-"""Never hang on a silent server (issue 14, items 2 and 8): every network call has a timeout
-and a bounded retry with backoff, and ends in the package's NetworkUnavailableError naming
-the host, the timeout and the offline alternative.
+"""Never hang on a silent server (issue 14, items 2 and 8): every network call has a
+timeout and a bounded retry with backoff, and ends in the package's
+NetworkUnavailableError naming the host, the timeout and the offline alternative.
 
 The servers here are real loopback sockets on 127.0.0.1: ``SilentServer`` accepts every
-connection and never sends a byte; a closed port refuses connections. Each call runs in a
-daemon thread joined with a deadline, so a regression fails the test instead of hanging
-it, and the server closes every connection when the test ends.
+connection and never sends a byte; a closed port refuses connections. Each call runs in
+a daemon thread joined with a deadline, so a regression fails the test instead of
+hanging it, and the server closes every connection when the test ends.
 """
 
 from __future__ import annotations
@@ -114,7 +114,7 @@ def assert_network_message(err, port):
     assert "demo" in text and "sarslide fetch" in text  # the offline alternatives
 
 
-# ------------------------------------------------------------------ settings and retries
+# --- settings and retries ---
 
 
 def test_settings_come_from_the_environment(monkeypatch):
@@ -163,7 +163,7 @@ def test_retries_are_bounded_with_doubling_backoff():
     assert len(calls) == 1
 
 
-# ------------------------------------------------------------------ hangs (issue item 2)
+# --- hangs (issue item 2) ---
 
 
 def test_stac_search_against_a_silent_server_times_out(quick_network):
@@ -189,7 +189,8 @@ def test_download_from_a_silent_server_times_out(quick_network, tmp_path):
 
 
 def _geotiff_item(tmp_path, base_url: str) -> tuple[pystac.Item, object]:
-    """A STAC item whose vv/vh assets point at ``base_url`` (a 32×32 UTM GeoTIFF layout)."""
+    """A STAC item whose vv/vh assets point at ``base_url`` (a 32×32 UTM GeoTIFF
+    layout)."""
     from odc.geo.geobox import GeoBox
     from pystac.extensions.projection import ProjectionExtension
 

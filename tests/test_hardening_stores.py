@@ -1,5 +1,5 @@
-"""Never delete what the user did not give us; survive SIGKILL leftovers and corrupt caches
-(issue 14, items 1, 6 and 7, and the store parts of item 8).
+"""Never delete what the user did not give us; survive SIGKILL leftovers and corrupt
+caches (issue 14, items 1, 6 and 7, and the store parts of item 8).
 
 Every case works on real files in ``tmp_path``; the kills are real ``SIGKILL``s of child
 Python processes at the moment named in each test.
@@ -60,7 +60,7 @@ def hidden(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
 
 
-# ------------------------------------------------------------------ item 1: data loss
+# --- data loss ---
 
 
 def test_save_chips_into_a_users_folder_deletes_nothing(tmp_path):
@@ -108,7 +108,7 @@ def test_package_stores_and_empty_folders_are_still_replaced(tmp_path):
     assert len(open_chips(tmp_path / "empty")) == len(chips)
 
 
-# ------------------------------------------------------------------ item 7: SIGKILL leftovers
+# --- SIGKILL leftovers ---
 
 
 def test_killed_checkpoint_write_leaves_a_temp_file_that_the_next_write_removes(
@@ -181,7 +181,7 @@ def test_recover_directory_leaves_live_writers_alone(tmp_path):
     assert store.is_dir()
 
 
-# ------------------------------------------------------------------ item 6: corrupt caches
+# --- corrupt caches ---
 
 
 def test_truncated_arrays_and_broken_info_name_the_corrupt_file(tmp_path):
@@ -267,7 +267,7 @@ def test_garbage_last_pt_is_named_corrupt_without_unsafe_advice(
     )
 
 
-# ------------------------------------------------------------------ item 8: lazy handles
+# --- lazy handles ---
 
 
 def test_saving_over_the_store_a_lazy_cube_reads_is_refused(tmp_path):

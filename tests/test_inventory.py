@@ -1,8 +1,8 @@
 """Inventory rasterisation against independent references.
 
-* Real Kaikōura KMZ points: per-pixel counts equal a numpy ``histogram2d`` of the points'
-  projected coordinates, and their sum equals the number of points shapely finds inside
-  the grid's footprint.
+* Real Kaikōura KMZ points: per-pixel counts equal a numpy ``histogram2d`` of the
+  points' projected coordinates, and their sum equals the number of points shapely finds
+  inside the grid's footprint.
 * Polygons of known area (shapely): rasterised area within 1.5 % of the geometric area,
   in the cube's CRS and after a round trip through lon/lat.
 """
@@ -59,7 +59,7 @@ def kaikoura_points_utm() -> gpd.GeoDataFrame:
     return gpd.read_file(KMZ).to_crs(UTM59S)
 
 
-# ----------------------------------------------------------------------------- points
+# --- points ---
 
 
 @pytest.mark.parametrize("res", [500.0, 2000.0])
@@ -137,13 +137,14 @@ def test_csv_without_coordinate_columns_is_rejected(tmp_path):
         rasterize(tmp_path / "bad.csv", like=like)
 
 
-# ----------------------------------------------------------------------------- polygons
+# --- polygons ---
 
 X0, Y0, RES = 580_000.0, 4_740_000.0, 10.0  # a 2 km x 2 km grid at 10 m
 
 
 def known_polygons() -> tuple[gpd.GeoDataFrame, float]:
-    """Circle, rotated rectangle and a ring (circle with a hole), disjoint; total area."""
+    """Circle, rotated rectangle and a ring (circle with a hole), disjoint; total
+    area."""
     circle = shapely.Point(X0 + 503.0, Y0 - 497.0).buffer(300.0, quad_segs=256)
     rect = affinity.rotate(shapely.box(X0 + 1100, Y0 - 700, X0 + 1500, Y0 - 450), 30.0)
     ring = (
@@ -185,7 +186,8 @@ def test_overlapping_polygons_count_once():
 
 def test_polygons_in_other_crs_are_reprojected():
     gdf, exact = known_polygons()
-    # Densify, then move the polygons to lon/lat: the file-side CRS differs from the cube's.
+    # Densify, then move the polygons to lon/lat: the file-side CRS differs from the
+    # cube's.
     lonlat = gdf.set_geometry(gdf.geometry.segmentize(5.0)).to_crs("EPSG:4326")
     like = grid(UTM54, X0, Y0, 200, 200, RES)
     mask_ll = rasterize(lonlat, like=like)
@@ -231,7 +233,7 @@ def test_all_touched_marks_more_pixels():
     assert touched > exact * 1.02
 
 
-# ----------------------------------------------------------------------------- bad input
+# --- bad input ---
 
 
 def test_inventory_outside_cube_warns_and_gives_zeros():
@@ -280,7 +282,7 @@ def test_inventory_without_crs_or_unknown_type(tmp_path):
         )
 
 
-# ----------------------------------------------------------------------------- with_labels
+# --- with_labels ---
 
 
 def tiny_cube() -> xr.Dataset:
@@ -333,7 +335,7 @@ def test_read_inventory_drops_z_and_empty():
     assert len(out) == 1 and not out.geometry.has_z.any()
 
 
-# ----------------------------------------------------------------------------- fetch
+# --- fetch ---
 
 
 def test_fetch_inventory_checks_the_real_sha256(tmp_path):
@@ -419,7 +421,8 @@ def test_fetch_inventory_picks_the_file_of_a_doi_record(tmp_path, monkeypatch):
 
 
 def test_inventory_reads_without_the_download_stack():
-    """``sarslide.inventory`` is geometry -> raster; the download lives in ``acquire``."""
+    """``sarslide.inventory`` is geometry -> raster; the download lives in
+    ``acquire``."""
     import subprocess
     import sys
 

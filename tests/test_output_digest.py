@@ -9,7 +9,6 @@ import json
 import numpy as np
 import pandas as pd
 import torch
-
 from conftest import load_tool
 
 digest = load_tool("output_digest")

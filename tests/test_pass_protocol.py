@@ -1,4 +1,5 @@
-"""Which passes make the before/after pair: the paper's named passes, or one orbit track.
+"""Which passes make the before/after pair: the paper's named passes, or one orbit
+track.
 
 The test cube holds Hokkaido passes on four Sentinel-1 tracks (ascending 68 and 170,
 descending 46 and 119) on the dates those tracks really fly over Iburi (S1A and S1B, 6
@@ -225,7 +226,8 @@ def test_tracks_are_inferred_from_timing_when_the_cube_records_none():
 
 
 def test_frames_of_one_overflight_are_one_pass():
-    # Two frames 25 s apart on ascending 68 after the event, each covering half the area.
+    # Two frames 25 s apart on ascending 68 after the event, each covering half the
+    # area.
     frames = PASSES[:6] + [
         ("2018-09-13T08:27:00", "ascending", 68),
         ("2018-09-13T08:27:25", "ascending", 68),

@@ -38,7 +38,8 @@ _spec.loader.exec_module(prose)
         ("Table A1 lists 331 / 110 / 55 / 56 chips.", []),
         # constants of the paper's protocol: allowed
         (
-            "The grid has 51 runs: 5 seeds at 2 chips and 3 seeds at 5, 10, 20 and all chips.",
+            "The grid has 51 runs: 5 seeds at 2 chips and 3 seeds at 5, 10, 20 and all "
+            "chips.",
             [],
         ),
         # code, chapter and figure references, list markers: not prose numbers

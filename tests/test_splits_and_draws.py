@@ -1,4 +1,5 @@
-"""Split schemes (Table A1 and the §2 sentence) and few-shot draws, against hand counts."""
+"""Split schemes (Table A1 and the §2 sentence) and few-shot draws, against hand
+counts."""
 
 import numpy as np
 import pandas as pd
@@ -17,7 +18,8 @@ from sarslide.chips import (
 
 
 def _chipset(n_pos: int, n_neg: int, event: str = "hokkaido", size: int = 4) -> ChipSet:
-    """``n_pos`` landslide and ``n_neg`` landslide-free chips (one landslide pixel each)."""
+    """``n_pos`` landslide and ``n_neg`` landslide-free chips (one landslide pixel
+    each)."""
     n = n_pos + n_neg
     labels = np.zeros((n, size, size), dtype=np.uint16)
     labels[:n_pos, 0, 0] = 1
@@ -47,8 +49,8 @@ def test_split_counts_rounding_rule_is_largest_remainder():
     # 10 chips at 50/25/12.5/12.5: exact 5, 2.5, 1.25, 1.25 -> floors 5, 2, 1, 1 (9);
     # the one left goes to the largest remainder (stage2_train, 0.5).
     assert list(split_counts(10, "text").values()) == [5, 3, 1, 1]
-    # Ties go to the earlier split: 4 chips in quarters of 0.25 each are exact; 2 chips at
-    # (0.25, 0.25, 0.25, 0.25) -> remainders all 0.5 -> the first two splits.
+    # Ties go to the earlier split: 4 chips in quarters of 0.25 each are exact; 2 chips
+    # at (0.25, 0.25, 0.25, 0.25) -> remainders all 0.5 -> the first two splits.
     assert list(split_counts(2, (0.25, 0.25, 0.25, 0.25)).values()) == [1, 1, 0, 0]
     for n in (0, 1, 7, 100, 551, 553):
         assert sum(split_counts(n, "table_a1", event="hokkaido").values()) == n

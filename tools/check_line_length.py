@@ -1,9 +1,10 @@
 #!/usr/bin/env python
-"""Fail when a notebook code line is longer than the book's column (88 characters).
+"""Fail when a code line is longer than the book's column (88 characters).
 
-Usage::
+Checks the code cells of notebooks (``.ipynb``) and every line of Python files (``.py``,
+docstrings and comments included). Usage::
 
-    python tools/check_line_length.py [--max 88] [notebooks/ or *.ipynb ...]
+    python tools/check_line_length.py [--max 88] [notebooks/ sarslide/ *.ipynb *.py ...]
 
 Why not only ``ruff check --select E501``: ruff exempts lines that end in a URL or are a
 single long word, but a reader's column does not, and the book shows every code line.
@@ -28,7 +29,10 @@ MAX_LENGTH = 88
 
 
 class LongLine(NamedTuple):
-    """One code line that is too long; ``cell`` and ``line`` count from 1."""
+    """One code line that is too long; ``cell`` and ``line`` count from 1.
+
+    ``cell`` is the code cell's number in a notebook and 0 for a Python file.
+    """
 
     path: Path
     cell: int
@@ -37,8 +41,12 @@ class LongLine(NamedTuple):
     text: str
 
 
-def notebook_paths(paths: Iterable[str | Path]) -> list[Path]:
-    """The ``.ipynb`` files named by ``paths`` (folders searched, checkpoints skipped).
+SUFFIXES = (".ipynb", ".py")
+
+
+def source_paths(paths: Iterable[str | Path]) -> list[Path]:
+    """The ``.ipynb`` and ``.py`` files named by ``paths`` (folders searched;
+    notebook checkpoints and virtual environments skipped).
 
     Raises ``FileNotFoundError`` for a path that does not exist.
     """
@@ -47,30 +55,41 @@ def notebook_paths(paths: Iterable[str | Path]) -> list[Path]:
         if p.is_dir():
             out.extend(
                 q
-                for q in sorted(p.rglob("*.ipynb"))
-                if ".ipynb_checkpoints" not in q.parts
+                for q in sorted(p.rglob("*"))
+                if q.suffix in SUFFIXES
+                and q.is_file()
+                and not {".ipynb_checkpoints", ".venv"} & set(q.parts)
             )
         elif p.exists():
             out.append(p)
         else:
-            raise FileNotFoundError(f"no such notebook or folder: {p}")
+            raise FileNotFoundError(f"no such notebook, Python file or folder: {p}")
     return out
 
 
 def long_lines(path: str | Path, max_length: int = MAX_LENGTH) -> Iterator[LongLine]:
-    """Code lines of one notebook longer than ``max_length`` code points."""
-    nb = nbformat.read(path, as_version=4)
-    code_cells = (c for c in nb.cells if c.cell_type == "code")
-    for k, cell in enumerate(code_cells, start=1):
-        for n, text in enumerate(cell.source.splitlines(), start=1):
+    """Lines longer than ``max_length`` code points: a notebook's code lines, or every
+    line of a Python file."""
+    path = Path(path)
+    if path.suffix == ".ipynb":
+        nb = nbformat.read(path, as_version=4)
+        code_cells = (c for c in nb.cells if c.cell_type == "code")
+        sources = [(k, c.source) for k, c in enumerate(code_cells, start=1)]
+    else:
+        sources = [(0, path.read_text(encoding="utf-8"))]
+    for k, source in sources:
+        for n, text in enumerate(source.splitlines(), start=1):
             if len(text) > max_length:
-                yield LongLine(Path(path), k, n, len(text), text)
+                yield LongLine(path, k, n, len(text), text)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "paths", nargs="*", default=["notebooks"], help="notebooks or folders"
+        "paths",
+        nargs="*",
+        default=["notebooks"],
+        help="notebooks, Python files or folders",
     )
     parser.add_argument(
         "--max", type=int, default=MAX_LENGTH, help="longest allowed line"
@@ -79,18 +98,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.max < 1:
         parser.error(f"--max must be a positive number of characters, got {args.max}")
     try:
-        paths = notebook_paths(args.paths)
+        paths = source_paths(args.paths)
     except FileNotFoundError as err:
         parser.error(str(err))
     found = [hit for p in paths for hit in long_lines(p, args.max)]
     for hit in found:
+        where = f"code cell {hit.cell}:line {hit.line}" if hit.cell else f"{hit.line}"
         print(
-            f"{hit.path}:code cell {hit.cell}:line {hit.line}: "
-            f"{hit.length} > {args.max}: {hit.text.strip()[:60]}…"
+            f"{hit.path}:{where}: {hit.length} > {args.max}: {hit.text.strip()[:60]}…"
         )
     print(
-        f"{len(found)} code line(s) longer than {args.max} characters "
-        f"in {len(paths)} notebook(s)"
+        f"{len(found)} line(s) longer than {args.max} characters "
+        f"in {len(paths)} file(s)"
     )
     return 1 if found else 0
 

@@ -26,8 +26,8 @@ read from the build or the checkout; :class:`Layout`):
   font (``CHAR_EM`` em per character);
 * **every figure is legible**: a raster figure is shown at its natural width or the
   column's, whichever is smaller, so its ``FIGURE_FONT_PT`` pt text (matplotlib's
-  default size, at the PNG's recorded dpi) renders at ``shown / natural × pt × dpi / 72``
-  CSS px, which must be at least ``MIN_TEXT_PX``.
+  default size, at the PNG's recorded dpi) renders at ``shown / natural × pt × dpi /
+  72`` CSS px, which must be at least ``MIN_TEXT_PX``.
 
 ``make site-check`` measures the same two things in headless Chromium
 (``tools/screenshot_site.py``).
@@ -105,7 +105,8 @@ class Problem:
 
 @dataclass(frozen=True)
 class Layout:
-    """The book's page layout at one window width, from the stylesheet's custom properties.
+    """The book's page layout at one window width, from the stylesheet's custom
+    properties.
 
     All in CSS px: the window, the chapter sidebar (left), the page-sections sidebar
     (right; counted as always shown, the narrower case), the article's gutters and the
@@ -188,8 +189,9 @@ def overflow_problems(page: str, html: str, layout: Layout) -> list[Problem]:
                 Problem(
                     page,
                     (
-                        f"code block {k} overflows at {layout.window:.0f} px: a line of {len(longest)} "
-                        f"characters, the column fits {layout.code_columns} ({longest.strip()[:50]!r}…)"
+                        f"code block {k} overflows at {layout.window:.0f} px: a line "
+                        f"of {len(longest)} characters, the column fits "
+                        f"{layout.code_columns} ({longest.strip()[:50]!r}…)"
                     ),
                 )
             )

@@ -1,4 +1,5 @@
-"""The package's own import graph, read from the sources: levels, cycles, upward imports.
+"""The package's own import graph, read from the sources: levels, cycles, upward
+imports.
 
 Every ``import`` of a ``sarslide`` module counts, including those inside functions (the
 package imports torch-heavy modules lazily, but a lazy import is still a dependency).
@@ -6,7 +7,7 @@ A module's *level* is 0 when it imports no other package module, else one more t
 highest level it imports; a cycle is an error.
 
     .venv/bin/python tools/import_graph.py            # table: level, module, imports
-    .venv/bin/python tools/import_graph.py --chain    # one line per level, for the README
+    .venv/bin/python tools/import_graph.py --chain  # one line per level, for README
 
 Subpackages count as one node (``sarslide.acquire``, ``sarslide.mapping``,
 ``sarslide.plots``): the README documents them as one job each. The modules of

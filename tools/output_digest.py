@@ -1,4 +1,5 @@
-"""Digests of every file a run of the book wrote, to compare two trees' outputs bit for bit.
+"""Digests of every file a run of the book wrote, to compare two trees' outputs bit for
+bit.
 
 A refactor must not change results. Run the same job on the tree before and after, each
 with its own data folder, then compare the two folders::
@@ -8,15 +9,16 @@ with its own data folder, then compare the two folders::
 
 Each file gets a SHA-256 of its content, read so that only what a run computes counts:
 
-* ``.pt`` checkpoints: loaded with torch; every tensor's dtype, shape and bytes and every
-  other value, in key order (the pickle's bytes are not compared);
+* ``.pt`` checkpoints: loaded with torch; every tensor's dtype, shape and bytes and
+  every other value, in key order (the pickle's bytes are not compared);
 * ``.json``: the parsed value with sorted keys;
 * ``.parquet``: the table's columns, dtypes and values (pandas);
 * anything else (``.npy``, zarr chunks, GeoTIFFs, PNGs, HTML): the raw bytes.
 
-Keys and columns that hold wall-clock measurements (:data:`VOLATILE`) are left out of the
-digest, and so are lock files. ``--against`` prints the files whose digest differs, those
-present on one side only, and the count of equal ones; it exits 1 when anything differs.
+Keys and columns that hold wall-clock measurements (:data:`VOLATILE`) are left out of
+the digest, and so are lock files. ``--against`` prints the files whose digest differs,
+those present on one side only, and the count of equal ones; it exits 1 when anything
+differs.
 """
 
 from __future__ import annotations

@@ -8,10 +8,10 @@ Usage (``make site-check``)::
 Writes ``<build>/screenshots/<chapter>.png`` (the top ``--height`` pixels of each page
 as a reader sees it) and checks each screenshot is not blank. Then it **measures** each
 page at ``--width`` (default 1280 px, a laptop; issue 21) in the browser: a code block
-whose ``scrollWidth`` exceeds its ``clientWidth`` scrolls sideways, and a figure shown at
-``w`` CSS px of its ``n`` natural px renders its ``FIGURE_FONT_PT`` text at
-``w / n × pt × dpi / 72`` px (dpi from the image), which must reach ``MIN_TEXT_PX`` —
-the same two rules ``tools/check_site.py`` checks statically in ``make test``. Needs Debian's
+whose ``scrollWidth`` exceeds its ``clientWidth`` scrolls sideways, and a figure shown
+at ``w`` CSS px of its ``n`` natural px renders its ``FIGURE_FONT_PT`` text at ``w / n ×
+pt × dpi / 72`` px (dpi from the image), which must reach ``MIN_TEXT_PX`` — the same two
+rules ``tools/check_site.py`` checks statically in ``make test``. Needs Debian's
 ``chromium`` (``sudo apt-get install chromium``) or any Chromium/Chrome on ``PATH``
 (``$CHROMIUM`` names one explicitly); it never installs anything itself.
 
@@ -53,12 +53,14 @@ TIMEOUT_S = 120
 # layout and writes the numbers, as JSON, into the DOM that --dump-dom prints.
 _MEASURE_JS = """<script>(function () {
   var out = {code: [], figures: []};
-  document.querySelectorAll("div.cell_input pre, div.highlight pre").forEach(function (p) {
+  var code = "div.cell_input pre, div.highlight pre";
+  document.querySelectorAll(code).forEach(function (p) {
     if (p.closest("div.cell_output")) return;
     out.code.push([p.scrollWidth, p.clientWidth, p.textContent.slice(0, 60)]);
   });
   document.querySelectorAll("div.cell_output img").forEach(function (i) {
-    out.figures.push([i.getAttribute("src"), i.naturalWidth, i.getBoundingClientRect().width]);
+    var shown = i.getBoundingClientRect().width;
+    out.figures.push([i.getAttribute("src"), i.naturalWidth, shown]);
   });
   var d = document.createElement("pre"); d.id = "sarslide-measure";
   d.textContent = JSON.stringify(out); document.body.appendChild(d);
@@ -101,7 +103,8 @@ def screenshot(browser: str, page: Path, out: Path, width: int, height: int) -> 
 
 
 def measure(browser: str, page: Path, width: int) -> dict:
-    """Code-block widths and figure sizes of ``page`` as Chromium lays it out at ``width``.
+    """Code-block widths and figure sizes of ``page`` as Chromium lays it out at
+    ``width``.
 
     Returns ``{"code": [[scrollWidth, clientWidth, text], ...], "figures": [[src,
     naturalWidth, shownWidth], ...]}``. The page is copied next to itself with the
@@ -148,7 +151,8 @@ def measured_problems(page: Path, numbers: dict, width: int) -> list[str]:
     for k, (scroll, client, text) in enumerate(numbers["code"], start=1):
         if scroll > client + 1:
             problems.append(
-                f"code block {k} scrolls sideways at {width} px ({scroll} > {client} px: {text[:40]!r}…)"
+                f"code block {k} scrolls sideways at {width} px ({scroll} > {client} "
+                f"px: {text[:40]!r}…)"
             )
     for k, (src, natural, shown) in enumerate(numbers["figures"], start=1):
         try:
@@ -234,7 +238,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"FAIL {page.name}: {problem}")
         illegible += len(problems)
     print(
-        f"{illegible} overflowing code block(s) or illegible figure(s) at {args.width} px"
+        f"{illegible} overflowing code block(s) or illegible figure(s) at {args.width} "
+        "px"
     )
     return 1 if failed or illegible else 0
 

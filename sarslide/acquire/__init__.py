@@ -1,16 +1,17 @@
 """Real Sentinel-1 data for an event, from three sources, with one result: an event cube
 (see :mod:`sarslide.cube`).
 
-**The paper's datacubes** (Zenodo record 7248056, :mod:`.paper`). :func:`load_paper_cube`
-downloads ``hokkaido_japan.zip`` / ``kaikoura_newzealand.zip`` with pooch (cached; checked
-against the md5 that Zenodo publishes for the record; progress bar), unzips it once, opens
-the zarr store lazily and converts its layout — dims ``timestep``/``y``/``x``/``timepair``,
-variables ``vv``, ``vh``, ``dem``, ``landslides``, per-timestep coordinate
-``sat:orbit_state`` (``'a'``/``'d'``) — into the event-cube schema.
+**The paper's datacubes** (Zenodo record 7248056, :mod:`.paper`).
+:func:`load_paper_cube` downloads ``hokkaido_japan.zip`` / ``kaikoura_newzealand.zip``
+with pooch (cached; checked against the md5 that Zenodo publishes for the record;
+progress bar), unzips it once, opens the zarr store lazily and converts its layout —
+dims ``timestep``/``y``/``x``/``timepair``, variables ``vv``, ``vh``, ``dem``,
+``landslides``, per-timestep coordinate ``sat:orbit_state`` (``'a'``/``'d'``) — into the
+event-cube schema.
 
 **Planetary Computer** (any new event). :func:`search_passes` queries the STAC API
-(:mod:`.stac`), :func:`select_passes` picks the passes nearest before and after the event
-from one relative orbit and orbit direction (:mod:`.passes`), and
+(:mod:`.stac`), :func:`select_passes` picks the passes nearest before and after the
+event from one relative orbit and orbit direction (:mod:`.passes`), and
 :func:`load_planetary_computer` loads them onto the event's 10 m grid
 (:func:`event_geobox`) as dask arrays (:mod:`.load`). Two collections (see
 :data:`COLLECTIONS`):

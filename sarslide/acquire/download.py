@@ -1,5 +1,6 @@
 """Downloads: the pooch cache folder, one-time checked fetches, atomic unzip, and the
-translation of connection failures into :class:`~sarslide.acquire.errors.NetworkUnavailableError`.
+translation of connection failures into
+:class:`~sarslide.acquire.errors.NetworkUnavailableError`.
 """
 
 from __future__ import annotations
@@ -48,7 +49,8 @@ CACHE_ENV = "SARSLIDE_DATA_DIR"
 
 
 def default_cache_dir() -> Path:
-    """Download cache: ``$SARSLIDE_DATA_DIR`` or the OS cache folder (``pooch.os_cache``)."""
+    """Download cache: ``$SARSLIDE_DATA_DIR`` or the OS cache folder
+    (``pooch.os_cache``)."""
     import pooch
 
     env = os.environ.get(CACHE_ENV)
@@ -56,10 +58,11 @@ def default_cache_dir() -> Path:
 
 
 def _connection_failure(err: BaseException) -> BaseException | None:
-    """The connection error behind ``err`` (following ``__cause__``/``__context__``), if any.
+    """The connection error behind ``err`` (following ``__cause__``/``__context__``), if
+    any.
 
-    Libraries wrap connection failures (pystac-client raises ``APIError`` from a requests
-    ``ConnectionError``), so the whole chain is searched.
+    Libraries wrap connection failures (pystac-client raises ``APIError`` from a
+    requests ``ConnectionError``), so the whole chain is searched.
     """
     import requests
 
@@ -93,7 +96,8 @@ def _host(what: str) -> str:
 def network_errors(
     what: str, settings: NetworkSettings | None = None
 ) -> Iterator[None]:
-    """Turn connection failures and timeouts inside the block into :class:`NetworkUnavailableError`.
+    """Turn connection failures and timeouts inside the block into
+    :class:`NetworkUnavailableError`.
 
     ``what`` (a URL or service name) is named in the message with its host, the timeout
     and retries in force (:func:`~sarslide.engine.network.network_settings`) and the
@@ -122,7 +126,8 @@ def split_doi(url: str) -> tuple[str, str]:
     base, _, name = url.rpartition("/")
     if not url.startswith("doi:") or base.count("/") < 1 or not name:
         raise ValueError(
-            f"{url!r} is not a pooch DOI file address; use 'doi:<prefix>/<suffix>/<file name>'"
+            f"{url!r} is not a pooch DOI file address; use "
+            "'doi:<prefix>/<suffix>/<file name>'"
         )
     return base, name
 
@@ -175,7 +180,8 @@ def fetch_file(
             )
             if name not in pup.registry:
                 raise FileNotFoundError(
-                    f"the record {base} has no file {name!r}; it holds {sorted(pup.registry)}"
+                    f"the record {base} has no file {name!r}; it holds "
+                    f"{sorted(pup.registry)}"
                 )
             downloader = pooch.DOIDownloader(
                 progressbar=progress, timeout=settings.timeout
@@ -228,7 +234,8 @@ def extract_zip(
                 archive.extractall(tmp)
     except (zipfile.BadZipFile, EOFError, zlib.error) as err:
         raise CorruptFileError(
-            f"{path} is not a readable zip archive ({type(err).__name__}: {err}): the file is "
-            f"corrupt or incomplete; delete it (rm '{path}') and download it again"
+            f"{path} is not a readable zip archive ({type(err).__name__}: {err}): the "
+            f"file is corrupt or incomplete; delete it (rm '{path}') and download it "
+            "again"
         ) from err
     return out

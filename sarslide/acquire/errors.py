@@ -1,4 +1,5 @@
-"""Exceptions and warnings raised while acquiring data (shared by the acquire modules)."""
+"""Exceptions and warnings raised while acquiring data (shared by the acquire
+modules)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ __all__ = [
 
 
 class NetworkUnavailableError(ConnectionError):
-    """A remote service could not be reached; the message names the offline alternative."""
+    """A remote service could not be reached; the message names the offline
+    alternative."""
 
 
 class MissingKeyError(PermissionError):
@@ -25,13 +27,16 @@ class NoPassesError(LookupError):
 
 
 class UncalibratedDataWarning(UserWarning):
-    """The data are not radiometrically calibrated / terrain corrected (sentinel-1-grd)."""
+    """The data are not radiometrically calibrated / terrain corrected
+    (sentinel-1-grd)."""
 
 
 class CorruptFileError(ValueError):
-    """A downloaded or cached file cannot be read; the message names it and how to replace it."""
+    """A downloaded or cached file cannot be read; the message names it and how to
+    replace it."""
 
 
 class BadResponseError(ConnectionError):
-    """A server answered, but not with what was asked (an HTTP error such as 500, an HTML
-    page instead of JSON, bytes that are not a GeoTIFF); the message names the URL."""
+    """A server answered, but not with what was asked (an HTTP error such as 500, an
+    HTML page instead of JSON, bytes that are not a GeoTIFF); the message names the
+    URL."""

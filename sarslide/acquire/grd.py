@@ -1,5 +1,6 @@
 """Loading ``sentinel-1-grd`` passes: scenes in radar geometry with ground control
-points, warped block by block onto the event grid with GDAL's GCP transformer (lazy, dask).
+points, warped block by block onto the event grid with GDAL's GCP transformer (lazy,
+dask).
 """
 
 from __future__ import annotations
@@ -20,18 +21,19 @@ __all__ = ["load_grd_items"]
 
 
 def _cloud_gdal() -> dict[str, str]:
-    """GDAL settings for reading single files over HTTP (as odc-stac's cloud defaults): no
-    directory listing on open, the package's timeout and retries (:mod:`.network`)."""
+    """GDAL settings for reading single files over HTTP (as odc-stac's cloud defaults):
+    no directory listing on open, the package's timeout and retries
+    (:mod:`.network`)."""
     return {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR", **gdal_http_options()}
 
 
 def _gcp_read_block(hrefs, geobox_spec, window, resampling, sign):
     """Read one block of a GCP-georeferenced pass: DN² (float32, NaN = no data).
 
-    For each scene, the block's outline is mapped into the scene's pixel space with GDAL's
-    GCP transformer, only that source window is read (HTTP range requests on a COG), and
-    it is warped onto the block with the GCPs shifted to the window. Where frames overlap
-    the first scene with data wins.
+    For each scene, the block's outline is mapped into the scene's pixel space with
+    GDAL's GCP transformer, only that source window is read (HTTP range requests on a
+    COG), and it is warped onto the block with the GCPs shifted to the window. Where
+    frames overlap the first scene with data wins.
     """
     import rasterio
     from affine import Affine
@@ -64,8 +66,8 @@ def _gcp_read_block(hrefs, geobox_spec, window, resampling, sign):
             gcps, gcp_crs = src.gcps
             if not gcps:
                 raise CubeError(
-                    f"{href} has no ground control points; map-projected assets load with "
-                    "load_stac_items"
+                    f"{href} has no ground control points; map-projected assets load "
+                    "with load_stac_items"
                 )
             gx, gy = warp_points(crs_wkt, gcp_crs, bx, by)
             rows, cols = GCPTransformer(gcps).rowcol(gx, gy, op=float)
@@ -109,9 +111,9 @@ def load_grd_items(
     """Load GCP-georeferenced GRD passes onto ``geobox`` (lazily, block by block).
 
     odc-stac needs map-projected assets, but ``sentinel-1-grd`` scenes are in radar
-    geometry with ground control points; each block is warped with GDAL's GCP
-    polynomial transformer instead (reading only the source window it needs). Values are DN² — uncalibrated power — with
-    DN 0 as no data.
+    geometry with ground control points; each block is warped with GDAL's GCP polynomial
+    transformer instead (reading only the source window it needs). Values are DN² —
+    uncalibrated power — with DN 0 as no data.
 
     Returns
     -------

@@ -35,12 +35,14 @@ def fetch_inventory(
     filename: str | None = None,
     progress: bool = True,
 ) -> Path:
-    """Download (once) the published landslide inventory of ``event`` and return its path.
+    """Download (once) the published landslide inventory of ``event`` and return its
+    path.
 
-    Uses ``event.inventory``: a direct URL with a known sha256 (Kaikōura KMZ), or a Zenodo
-    DOI record (Hokkaido) whose files are listed and checked against the record's md5. For
-    a record holding several inventory files, ``filename`` picks one (the error lists them).
-    ``cache_dir`` defaults to ``<default_cache_dir()>/inventories``. Network failures raise
+    Uses ``event.inventory``: a direct URL with a known sha256 (Kaikōura KMZ), or a
+    Zenodo DOI record (Hokkaido) whose files are listed and checked against the record's
+    md5. For a record holding several inventory files, ``filename`` picks one (the error
+    lists them). ``cache_dir`` defaults to ``<default_cache_dir()>/inventories``.
+    Network failures raise
     :class:`sarslide.acquire.NetworkUnavailableError`.
     """
     ev = get_event(event)
@@ -59,8 +61,8 @@ def fetch_inventory(
         )
         if len(candidates) != 1:
             raise ValueError(
-                f"the record {url} holds files {sorted(files)}; pass filename=… to choose "
-                "the inventory to fetch"
+                f"the record {url} holds files {sorted(files)}; pass filename=… to "
+                "choose the inventory to fetch"
             )
         filename = candidates[0]
     if url.startswith("doi:") and filename is not None:

@@ -1,6 +1,6 @@
 """Loading Sentinel-1 passes onto the event grid: odc-stac for map-projected assets
-(:func:`load_stac_items`) and the whole Planetary Computer route — search, select, load —
-for any event (:func:`load_planetary_computer`).
+(:func:`load_stac_items`) and the whole Planetary Computer route — search, select, load
+— for any event (:func:`load_planetary_computer`).
 """
 
 from __future__ import annotations
@@ -60,7 +60,8 @@ def load_stac_items(
     resampling: str = "bilinear",
     nodata_values: Sequence[float] = (-32768.0,),
 ) -> xr.Dataset:
-    """Load map-projected STAC assets onto ``geobox`` with odc-stac (dask, one pass a day).
+    """Load map-projected STAC assets onto ``geobox`` with odc-stac (dask, one pass a
+    day).
 
     Parameters
     ----------
@@ -75,8 +76,9 @@ def load_stac_items(
         Called on every asset URL at read time (e.g. :func:`resign_planetary_computer`).
         Reads use the package's network timeout and retries
         (:func:`~sarslide.engine.network.gdal_http_options`); a server that cannot be
-        reached or stalls raises :class:`~sarslide.acquire.errors.NetworkUnavailableError`
-        when the data are computed.
+        reached or stalls raises
+        :class:`~sarslide.acquire.errors.NetworkUnavailableError` when the data are
+        computed.
     resampling:
         Resampling from the scenes' grids to the target grid.
     nodata_values:
@@ -178,7 +180,8 @@ def load_planetary_computer(
     ev = get_event(event)
     if collection not in COLLECTIONS:
         raise ValueError(
-            f"collection {collection!r} is not supported; use one of {list(COLLECTIONS)}"
+            f"collection {collection!r} is not supported; use one of "
+            f"{list(COLLECTIONS)}"
         )
     signer = _signer(sign, collection)
     if items is None:
@@ -237,7 +240,8 @@ def _load_passes(
     signer: Callable[[str], str] | None,
     resampling: str,
 ) -> xr.Dataset:
-    """Load ``passes`` (time order) onto ``gbox``: GRD via the GCP warp, RTC via odc-stac.
+    """Load ``passes`` (time order) onto ``gbox``: GRD via the GCP warp, RTC via
+    odc-stac.
 
     GRD loads warn with :class:`UncalibratedDataWarning`, attributed to the caller of
     :func:`load_planetary_computer` (``stacklevel=3``).

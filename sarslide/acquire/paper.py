@@ -1,11 +1,11 @@
 """The paper's published datacubes (Zenodo record 7248056) as event cubes.
 
 :func:`load_paper_cube` downloads ``hokkaido_japan.zip`` / ``kaikoura_newzealand.zip``
-with pooch (cached; checked against the md5 that Zenodo publishes for the record; progress
-bar), unzips it once, opens the zarr store lazily and converts its layout — dims
-``timestep``/``y``/``x``/``timepair``, variables ``vv``, ``vh``, ``dem``, ``landslides``,
-per-timestep coordinate ``sat:orbit_state`` (``'a'``/``'d'``) — into the event-cube
-schema (:func:`paper_cube_to_event_cube`).
+with pooch (cached; checked against the md5 that Zenodo publishes for the record;
+progress bar), unzips it once, opens the zarr store lazily and converts its layout —
+dims ``timestep``/``y``/``x``/``timepair``, variables ``vv``, ``vh``, ``dem``,
+``landslides``, per-timestep coordinate ``sat:orbit_state`` (``'a'``/``'d'``) — into the
+event-cube schema (:func:`paper_cube_to_event_cube`).
 """
 
 from __future__ import annotations
@@ -44,9 +44,9 @@ _RELATIVE_ORBIT_OFFSET = {"a": 73, "b": 27}
 def relative_orbit_from_absolute(platform, absolute_orbit) -> int | None:
     """The relative orbit (1–175) of a Sentinel-1A/B absolute orbit number, or ``None``.
 
-    ``platform`` is any spelling ending in the unit letter (``"sentinel-1a"``, ``"S1B"``);
-    other platforms (S1C and later have their own offsets) give ``None``. Example: S1A
-    absolute orbit 13949 (2016-11-15, over Kaikōura) is relative orbit 52.
+    ``platform`` is any spelling ending in the unit letter (``"sentinel-1a"``,
+    ``"S1B"``); other platforms (S1C and later have their own offsets) give ``None``.
+    Example: S1A absolute orbit 13949 (2016-11-15, over Kaikōura) is relative orbit 52.
     """
     name = (
         str(platform.decode() if isinstance(platform, bytes) else platform)
@@ -85,7 +85,8 @@ def find_zarr_store(path: str | os.PathLike) -> Path:
         listing = sorted(str(p.relative_to(path)) for p in path.iterdir())[:20]
         raise CubeError(
             f"expected one zarr store under {path}, found {len(stores)} "
-            f"({[str(s.relative_to(path)) for s in stores]}); top-level entries: {listing}"
+            f"({[str(s.relative_to(path)) for s in stores]}); top-level entries: "
+            f"{listing}"
         )
     return stores[0]
 
@@ -98,7 +99,8 @@ def fetch_paper_cube(
     known_hash: str | None = None,
     progress: bool = True,
 ) -> Path:
-    """Download and unzip the paper's datacube for ``event``; return the zarr store path.
+    """Download and unzip the paper's datacube for ``event``; return the zarr store
+    path.
 
     ``url`` overrides ``event.datacube.url`` (e.g. a mirror, or a loopback server in
     tests) and ``known_hash`` its checksum. Once unzipped, later calls need no network.
@@ -146,7 +148,8 @@ def _as_datetimes(values: np.ndarray) -> pd.DatetimeIndex:
 
 
 def _paper_cube_crs(ds: xr.Dataset, ev: Event):
-    """CRS of a paper cube: stored (rioxarray/attrs), else inferred from the coordinates."""
+    """CRS of a paper cube: stored (rioxarray/attrs), else inferred from the
+    coordinates."""
     from pyproj import CRS, Transformer
 
     crs = ds.rio.crs
@@ -178,9 +181,10 @@ def _paper_cube_crs(ds: xr.Dataset, ev: Event):
     ):
         return CRS.from_user_input(ev.crs)
     raise CubeError(
-        f"the datacube stores no CRS and its coordinates (x {x.min():.6g}..{x.max():.6g}, "
-        f"y {y.min():.6g}..{y.max():.6g}) match neither lon/lat nor {ev.crs} over the "
-        f"{ev.name} area; write the CRS with ds.rio.write_crs(...) and pass path=…"
+        "the datacube stores no CRS and its coordinates (x "
+        f"{x.min():.6g}..{x.max():.6g}, y {y.min():.6g}..{y.max():.6g}) match neither "
+        f"lon/lat nor {ev.crs} over the {ev.name} area; write the CRS with "
+        "ds.rio.write_crs(...) and pass path=…"
     )
 
 
@@ -198,10 +202,11 @@ def paper_cube_to_event_cube(
     ds:
         The opened zarr store: dims ``timestep``, ``y``, ``x`` (and ``timepair``);
         ``vv``/``vh`` (timestep, y, x) linear backscatter; optional ``dem`` (y, x); the
-        label variable (y, x); coordinate ``sat:orbit_state`` (timestep) ``'a'``/``'d'``.
+        label variable (y, x); coordinate ``sat:orbit_state`` (timestep)
+        ``'a'``/``'d'``.
     event:
-        The event (name or :class:`~sarslide.events.Event`); gives event time, label kind
-        and — if the store has none — the CRS.
+        The event (name or :class:`~sarslide.events.Event`); gives event time, label
+        kind and — if the store has none — the CRS.
     orbit_state:
         Keep only ``'ascending'`` or ``'descending'`` passes (``'a'``/``'d'`` accepted).
     label:
@@ -254,13 +259,15 @@ def paper_cube_to_event_cube(
         "source": "zenodo",
         "citation": ev.datacube.citation,
     }
-    # The authors' cubes come from Planetary Computer's RTC assets, whose no-data is −32768:
-    # mask it (and any nodata/_FillValue attribute) to NaN, lazily, like every other loader.
+    # The authors' cubes come from Planetary Computer's RTC assets, whose no-data is
+    # −32768: mask it (and any nodata/_FillValue attribute) to NaN, lazily, like every
+    # other loader.
     return validate_cube(mask_nodata(out), check_values=False, require_labels=True)
 
 
 def _check_paper_layout(ds: xr.Dataset, label: str) -> None:
-    """Raise :class:`CubeError` listing every way ``ds`` differs from the paper's layout."""
+    """Raise :class:`CubeError` listing every way ``ds`` differs from the paper's
+    layout."""
     problems = []
     if "timestep" not in ds.dims:
         problems.append("no 'timestep' dimension")
@@ -280,13 +287,16 @@ def _check_paper_layout(ds: xr.Dataset, label: str) -> None:
             + "; ".join(problems)
             + "); found "
             + _layout_summary(ds)
-            + ". Expected the layout of Zenodo record 7248056: dims timestep/y/x(/timepair), "
-            "variables vv, vh (timestep, y, x), landslides (y, x), coordinate sat:orbit_state"
+            + ". Expected the layout of Zenodo record 7248056: dims "
+            "timestep/y/x(/timepair), "
+            "variables vv, vh (timestep, y, x), landslides (y, x), coordinate "
+            "sat:orbit_state"
         )
 
 
 def _paper_bands(ds: xr.Dataset) -> xr.Dataset:
-    """``vv``, ``vh`` as (time, y, x) float32, NaN where not finite or not positive (lazy)."""
+    """``vv``, ``vh`` as (time, y, x) float32, NaN where not finite or not positive
+    (lazy)."""
     times = _as_datetimes(ds["timestep"].values)
     out = xr.Dataset(
         coords={
@@ -307,7 +317,8 @@ def _paper_bands(ds: xr.Dataset) -> xr.Dataset:
 
 
 def _paper_pass_coords(ds: xr.Dataset, out: xr.Dataset) -> xr.Dataset:
-    """``out`` with per-pass ``orbit_state``, ``relative_orbit``, ``platform`` from ``ds``.
+    """``out`` with per-pass ``orbit_state``, ``relative_orbit``, ``platform`` from
+    ``ds``.
 
     The relative orbit is derived from the absolute orbit and platform when the store
     records only those (and every pass's can be derived).
@@ -367,7 +378,8 @@ def _keep_orbit_state(out: xr.Dataset, ds: xr.Dataset, orbit_state: str) -> xr.D
 
 
 def _reproject_lazy(cube: xr.Dataset, ev: Event) -> xr.Dataset:
-    """Reproject a lon/lat cube onto the event's UTM 10 m grid (dask-aware, via odc-geo).
+    """Reproject a lon/lat cube onto the event's UTM 10 m grid (dask-aware, via
+    odc-geo).
 
     The target covers the cube's own footprint, with pixel edges on multiples of the
     event resolution (the same lattice as :func:`event_geobox`).
@@ -465,19 +477,19 @@ def load_paper_pass_pair(
 ) -> xr.Dataset:
     """The paper cube reduced to one (averaged) pre- and post-event pass pair.
 
-    Convenience for ``pass_pair(load_paper_cube(event), …)`` with the same pass arguments
-    (:func:`sarslide.passes.pass_pair`): ``named=True`` gives exactly the paper's passes
-    (``Event.paper_pre_pass`` / ``paper_post_pass``); otherwise the nearest passes from one
-    orbit track. Other keywords go to :func:`load_paper_cube`.
+    Convenience for ``pass_pair(load_paper_cube(event), …)`` with the same pass
+    arguments (:func:`sarslide.passes.pass_pair`): ``named=True`` gives exactly the
+    paper's passes (``Event.paper_pre_pass`` / ``paper_post_pass``); otherwise the
+    nearest passes from one orbit track. Other keywords go to :func:`load_paper_cube`.
 
     The paper's text does not say which orbit its passes came from, and the dates do not
     allow one track for Hokkaido: 2018-08-24 and 2018-09-13 are 20 days apart, not a
     multiple of Sentinel-1's 6-day repeat (:func:`sarslide.orbits.same_track_possible`).
     By Sentinel-1's orbit geometry they are most likely S1A descending relative orbit 46
     (about 20:40 UTC) and S1B ascending relative orbit 68 (about 08:27 UTC): a
-    cross-track pair. Kaikōura's 2016-08-23 and 2016-11-15 are 84 days (7 × 12) apart and
-    can share a track (most likely S1A ascending, relative orbit 52). The direction and
-    relative orbit used are read from the cube and recorded in the result's attrs
+    cross-track pair. Kaikōura's 2016-08-23 and 2016-11-15 are 84 days (7 × 12) apart
+    and can share a track (most likely S1A ascending, relative orbit 52). The direction
+    and relative orbit used are read from the cube and recorded in the result's attrs
     (``pre_tracks``, ``post_tracks``, ``same_track``), never assumed.
     """
     cube = load_paper_cube(event, **kwargs)

@@ -50,7 +50,8 @@ class Pass:
 
 
 def _item_time(item) -> pd.Timestamp:
-    """Acquisition start of an item (``start_datetime``, else ``datetime``), naive UTC."""
+    """Acquisition start of an item (``start_datetime``, else ``datetime``), naive
+    UTC."""
     props = item.properties
     stamp = pd.Timestamp(props.get("start_datetime") or item.datetime)
     if stamp.tzinfo is not None:
@@ -158,9 +159,9 @@ def select_passes(
     min_coverage: float = 0.95,
     bounds_lonlat: tuple[float, float, float, float] | None = None,
 ) -> PassSelection:
-    """Choose the ``n_pre`` passes nearest before and ``n_post`` nearest after the event,
-    all from one relative orbit and orbit direction (so the viewing geometry is the same
-    and backscatter changes come from the ground, not the look angle).
+    """Choose the ``n_pre`` passes nearest before and ``n_post`` nearest after the
+    event, all from one relative orbit and orbit direction (so the viewing geometry is
+    the same and backscatter changes come from the ground, not the look angle).
 
     Passes covering less than ``min_coverage`` of the area are ignored. Among the tracks
     that have enough passes on both sides, the one whose chosen passes span the shortest
@@ -195,8 +196,8 @@ def select_passes(
             (p for p in usable if p.time > t_event), key=lambda p: p.time - t_event
         )
         report.append(
-            f"{state} orbit {rel}: {len(pre)} pre / {len(post)} post passes with coverage "
-            f">= {min_coverage:.0%} (of {len(track)} passes)"
+            f"{state} orbit {rel}: {len(pre)} pre / {len(post)} post passes with "
+            f"coverage >= {min_coverage:.0%} (of {len(track)} passes)"
         )
         if len(pre) < n_pre or len(post) < n_post:
             continue
@@ -219,7 +220,8 @@ def select_passes(
             + (f" with {', '.join(filters)}" if filters else "")
             + ": "
             + ("; ".join(report) if report else f"{len(passes)} passes found in total")
-            + ". Widen days_before/days_after, lower min_coverage or drop the orbit filters."
+            + ". Widen days_before/days_after, lower min_coverage or drop the orbit "
+            "filters."
         )
     return best
 
@@ -227,7 +229,8 @@ def select_passes(
 def _passes_by_track(
     passes: Sequence[Pass], wanted_state: str | None, relative_orbit: int | None
 ) -> dict[tuple[str, int], list[Pass]]:
-    """``(orbit_state, relative_orbit)`` -> the passes of that track that pass the filters."""
+    """``(orbit_state, relative_orbit)`` -> the passes of that track that pass the
+    filters."""
     tracks: dict[tuple[str, int], list[Pass]] = {}
     for p in passes:
         if wanted_state is not None and p.orbit_state != wanted_state:

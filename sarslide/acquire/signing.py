@@ -28,7 +28,8 @@ def require_key(collection: str) -> None:
     info = COLLECTIONS.get(collection)
     if info is None:
         raise ValueError(
-            f"collection {collection!r} is not supported; use one of {list(COLLECTIONS)}"
+            f"collection {collection!r} is not supported; use one of "
+            f"{list(COLLECTIONS)}"
         )
     if not info["needs_key"]:
         return
@@ -43,11 +44,11 @@ def require_key(collection: str) -> None:
     if not key:
         raise MissingKeyError(
             f"Planetary Computer's {collection!r} needs a subscription key, but "
-            f"{PC_KEY_ENV} is not set. Request one at https://planetarycomputer.microsoft.com/"
-            f"account/request and run `export {PC_KEY_ENV}=<key>` (or "
-            f"os.environ['{PC_KEY_ENV}'] = '<key>' in a notebook). Without a key use "
-            "collection='sentinel-1-grd' (anonymous, but uncalibrated and not terrain "
-            "corrected) or the paper's cubes."
+            f"{PC_KEY_ENV} is not set. Request one at "
+            "https://planetarycomputer.microsoft.com/account/request and run `export "
+            f"{PC_KEY_ENV}=<key>` (or os.environ['{PC_KEY_ENV}'] = '<key>' in a "
+            "notebook). Without a key use collection='sentinel-1-grd' (anonymous, but "
+            "uncalibrated and not terrain corrected) or the paper's cubes."
         )
 
 
@@ -90,8 +91,9 @@ class _ResigningReader(RioReader):
             text = " ".join(str(err).split())[:200]
             raise BadResponseError(
                 f"the server of {url} answered, but not with a readable GeoTIFF "
-                f"({type(err).__name__}: {text}); the file may be missing (HTTP error) or the "
-                "server sends an error page. Try again later, or check the STAC catalog's asset URLs"
+                f"({type(err).__name__}: {text}); the file may be missing (HTTP error) "
+                "or the server sends an error page. Try again later, or check the STAC "
+                "catalog's asset URLs"
             ) from None
 
 

@@ -40,11 +40,12 @@ COLLECTIONS: dict[str, dict[str, str | bool]] = {
     },
     "sentinel-1-grd": {
         "needs_key": False,
-        "values": "digital numbers (uint16 amplitude), NOT calibrated to sigma0/gamma0 and "
-        "NOT terrain corrected: slopes facing the radar look brighter, slopes "
+        "values": "digital numbers (uint16 amplitude), NOT calibrated to "
+        "sigma0/gamma0 and NOT terrain corrected: slopes facing the radar look "
+        "brighter, slopes "
         "facing away darker, foreshortening and layover are left in",
-        "geometry": "radar geometry georeferenced only by ground control points (GCPs): "
-        "positions can be off by tens of metres in steep terrain",
+        "geometry": "radar geometry georeferenced only by ground control points "
+        "(GCPs): positions can be off by tens of metres in steep terrain",
     },
 }
 
@@ -59,8 +60,8 @@ def stac_query(
 ) -> dict:
     """The STAC item-search parameters :func:`search_passes` sends (a plain dict).
 
-    ``datetime`` spans ``days_before`` days before to ``days_after`` days after the event
-    (Sentinel-1 repeats every 12 days per satellite, every 6 with two); only
+    ``datetime`` spans ``days_before`` days before to ``days_after`` days after the
+    event (Sentinel-1 repeats every 12 days per satellite, every 6 with two); only
     Interferometric Wide swath scenes are asked for.
     """
     ev = get_event(event)
@@ -77,8 +78,8 @@ def stac_query(
 
 @contextlib.contextmanager
 def _bad_answers(where: str) -> Iterator[None]:
-    """A STAC API that answers with an HTTP error (``APIError``: 500, 502 …) or with a page
-    that is not JSON (an HTML error page, a captive portal) becomes
+    """A STAC API that answers with an HTTP error (``APIError``: 500, 502 …) or with a
+    page that is not JSON (an HTML error page, a captive portal) becomes
     :class:`~sarslide.acquire.errors.BadResponseError` naming the URL."""
     from pystac_client.exceptions import APIError
 
@@ -89,15 +90,17 @@ def _bad_answers(where: str) -> Iterator[None]:
         text = " ".join(str(err).split())[:160]
         raise BadResponseError(
             f"the STAC API at {where} answered with an error"
-            f"{f' (HTTP {status})' if status else ''}: {text or 'no message'}. The service may be "
-            "down: try again later, check the catalog URL, or work offline (demo profile, or "
+            f"{f' (HTTP {status})' if status else ''}: {text or 'no message'}. The "
+            f"service may be "
+            "down: try again later, check the catalog URL, or work offline (demo "
+            "profile, or "
             "`sarslide fetch` where the network works)"
         ) from None
     except json.JSONDecodeError as err:
         raise BadResponseError(
-            f"the STAC API at {where} answered with something that is not JSON ({err.msg} at "
-            f"character {err.pos}; an HTML error page, a proxy or login page?); check the catalog "
-            "URL, or try again later"
+            f"the STAC API at {where} answered with something that is not JSON "
+            f"({err.msg} at character {err.pos}; an HTML error page, a proxy or login "
+            "page?); check the catalog URL, or try again later"
         ) from None
 
 
@@ -125,9 +128,10 @@ def search_passes(
     pystac.ItemCollection
         The matching items (scenes), unsigned. Feed them to :func:`select_passes`.
 
-    Every request has the package's timeout (``SARSLIDE_NETWORK_TIMEOUT``), and the search
-    is tried again with backoff (``SARSLIDE_NETWORK_RETRIES``, ``SARSLIDE_NETWORK_BACKOFF``;
-    see :mod:`sarslide.engine.network`) when the server cannot be reached or stalls.
+    Every request has the package's timeout (``SARSLIDE_NETWORK_TIMEOUT``), and the
+    search is tried again with backoff (``SARSLIDE_NETWORK_RETRIES``,
+    ``SARSLIDE_NETWORK_BACKOFF``; see :mod:`sarslide.engine.network`) when the server
+    cannot be reached or stalls.
 
     Raises
     ------
@@ -139,7 +143,8 @@ def search_passes(
 
     if collection not in COLLECTIONS:
         raise ValueError(
-            f"collection {collection!r} is not supported; use one of {list(COLLECTIONS)}"
+            f"collection {collection!r} is not supported; use one of "
+            f"{list(COLLECTIONS)}"
         )
     params = stac_query(
         event,

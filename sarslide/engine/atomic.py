@@ -12,11 +12,12 @@ left on DEVICE for PATH (needs about N MB)", whatever form the writer's own erro
 Two more guarantees:
 
 * **Only the package's own stores are replaced.** Every directory written by
-  :func:`atomic_directory` carries a small marker file (:data:`STORE_MARKER`). An existing
-  directory at the target is replaced only when it carries that marker (or is an older
-  store of the package: a chip store with ``info.json`` + ``images.npy``, or a zarr store),
-  or is empty; anything else raises :class:`ForeignPathError` naming the path and what is
-  in it — ``save_cube(cube, "data")`` never wipes a user's ``data/`` folder.
+  :func:`atomic_directory` carries a small marker file (:data:`STORE_MARKER`). An
+  existing directory at the target is replaced only when it carries that marker (or is
+  an older store of the package: a chip store with ``info.json`` + ``images.npy``, or a
+  zarr store), or is empty; anything else raises :class:`ForeignPathError` naming the
+  path and what is in it — ``save_cube(cube, "data")`` never wipes a user's ``data/``
+  folder.
 * **Leftovers of a killed process are cleaned up.** Temporary names carry the writer's
   process id (``.<name>.tmp-<pid>-<hex>``); the next write to the same path (and
   :func:`recover_directory`, which readers call before opening a store) removes those of
@@ -63,7 +64,8 @@ _LEGACY_MARKERS: tuple[tuple[str, ...], ...] = (
 
 
 class ForeignPathError(FileExistsError):
-    """The target path holds something the package did not write; it is left untouched."""
+    """The target path holds something the package did not write; it is left
+    untouched."""
 
 
 class DiskFullError(OSError):
@@ -84,8 +86,9 @@ def existing_ancestor(path: str | os.PathLike) -> Path:
 
 
 def mount_of(path: str | os.PathLike) -> str:
-    """``"/mnt/data (tmpfs)"``: the mount point holding ``path`` and its filesystem type,
-    from ``/proc/mounts`` (the mount point alone where that file does not exist)."""
+    """``"/mnt/data (tmpfs)"``: the mount point holding ``path`` and its filesystem
+    type, from ``/proc/mounts`` (the mount point alone where that file does not
+    exist)."""
     target = os.path.realpath(existing_ancestor(Path(path)))
     best, kind = "/", ""
     try:
@@ -126,11 +129,12 @@ def disk_full_error(
     when ``err`` is not a full disk.
 
     A full disk is ``errno.ENOSPC`` anywhere in the error's chain, or an ``OSError``,
-    ``RuntimeError`` or rasterio/GDAL error (the forms numpy, torch and GDAL use) while the
-    device has less than :data:`NEARLY_FULL_BYTES` free, or less than ``needs_bytes``
-    (GDAL deletes its partial files before it raises, so the space is free again).
-    ``needs_bytes`` is the size of what was being written, when the writer knows it; else
-    the size of the ``partial`` file or folder written so far is reported as a lower bound.
+    ``RuntimeError`` or rasterio/GDAL error (the forms numpy, torch and GDAL use) while
+    the device has less than :data:`NEARLY_FULL_BYTES` free, or less than
+    ``needs_bytes`` (GDAL deletes its partial files before it raises, so the space is
+    free again). ``needs_bytes`` is the size of what was being written, when the writer
+    knows it; else the size of the ``partial`` file or folder written so far is reported
+    as a lower bound.
     """
     target = Path(target)
     chain, seen, cur = [], set(), err
@@ -157,7 +161,8 @@ def disk_full_error(
     if needs_bytes:
         need = f"needs about {_megabytes(needs_bytes)} MB"
     else:
-        need = f"needs more than the {_megabytes(written)} MB written before the disk filled"
+        written_mb = _megabytes(written)
+        need = f"needs more than the {written_mb} MB written before the disk filled"
     try:
         free_now = shutil.disk_usage(existing_ancestor(target.parent)).free
     except OSError:
@@ -165,8 +170,9 @@ def disk_full_error(
     return DiskFullError(
         errno.ENOSPC,
         f"no space left on {mount_of(target)} for {target} ({need}; "
-        f"{_megabytes(free_now)} MB free); nothing was written under that name. Free some "
-        "space there, or point SARSLIDE_DATA_DIR / --cache-dir / --out at a disk with room",
+        f"{_megabytes(free_now)} MB free); nothing was written under that name. Free "
+        "some space there, or point SARSLIDE_DATA_DIR / --cache-dir / --out at a disk "
+        "with room",
     )
 
 
@@ -223,11 +229,13 @@ def _remove(entry: Path) -> None:
 
 
 def recover_directory(path: str | os.PathLike) -> Path:
-    """Repair what a killed writer of the store at ``path`` left behind; return ``path``.
+    """Repair what a killed writer of the store at ``path`` left behind; return
+    ``path``.
 
-    * ``path`` missing but an old copy hidden as ``.<name>.old-*`` (killed between the two
-      renames of a replacement): the newest old copy is moved back to ``path``.
-    * Hidden ``.<name>.tmp-*`` / ``.<name>.old-*`` entries of dead processes are deleted.
+    * ``path`` missing but an old copy hidden as ``.<name>.old-*`` (killed between the
+      two renames of a replacement): the newest old copy is moved back to ``path``.
+    * Hidden ``.<name>.tmp-*`` / ``.<name>.old-*`` entries of dead processes are
+      deleted.
 
     Safe to call at any time; readers of stores call it before opening one.
     """
@@ -248,8 +256,8 @@ _ANY_TMP = re.compile(r"^\.(.+)\.tmp-(?:(\d+)-)?[0-9a-f]{8}(?:\..*)?$")
 
 
 def remove_leftovers(folder: str | os.PathLike) -> list[Path]:
-    """Delete the hidden temporaries (``.<name>.tmp-<pid>-…``) that killed writers left in
-    ``folder``, whatever their target; return what was removed.
+    """Delete the hidden temporaries (``.<name>.tmp-<pid>-…``) that killed writers left
+    in ``folder``, whatever their target; return what was removed.
 
     Temporaries of processes that still run are kept; so are hidden old copies of stores
     (``.<name>.old-*``), which :func:`recover_directory` may still need.
@@ -268,8 +276,8 @@ def remove_leftovers(folder: str | os.PathLike) -> list[Path]:
 
 
 def is_package_store(path: str | os.PathLike) -> bool:
-    """Whether the directory ``path`` was written by this package (marker file, or an older
-    chip store / zarr store)."""
+    """Whether the directory ``path`` was written by this package (marker file, or an
+    older chip store / zarr store)."""
     path = Path(path)
     if not path.is_dir():
         return False
@@ -300,14 +308,16 @@ def _check_replaceable(path: Path) -> None:
     ):
         return
     raise ForeignPathError(
-        f"{path} already exists and was not written by sarslide ({_describe_contents(path)}); "
-        "nothing was changed. Write to a new path (e.g. a subfolder such as "
-        f"'{path / 'store'}'), or move or delete {path} yourself if it may be replaced"
+        f"{path} already exists and was not written by sarslide "
+        f"({_describe_contents(path)}); nothing was changed. Write to a new path (e.g. "
+        f"a subfolder such as '{path / 'store'}'), or move or delete {path} yourself "
+        "if it may be replaced"
     )
 
 
 def _disk_full(err: BaseException, path: Path, needs_bytes: int | None, partial: Path):
-    """The :class:`~sarslide.engine.filesystem.DiskFullError` for a failed write, or None."""
+    """The :class:`~sarslide.engine.filesystem.DiskFullError` for a failed write, or
+    None."""
     if not isinstance(err, Exception):  # Ctrl-C, SystemExit: never re-labelled
         return None
     return disk_full_error(err, path, needs_bytes=needs_bytes, partial=partial)
@@ -317,15 +327,15 @@ def _disk_full(err: BaseException, path: Path, needs_bytes: int | None, partial:
 def atomic_file(
     path: str | os.PathLike, *, suffix: str = "", needs_bytes: int | None = None
 ) -> Iterator[Path]:
-    """``with atomic_file(path) as tmp:`` write the file at ``tmp``; it replaces ``path``
-    on success and is deleted on any exception. ``suffix`` is appended to the temporary
-    name for writers that look at the extension (e.g. GDAL). Temporaries of ``path`` left
-    by killed processes are deleted first.
+    """``with atomic_file(path) as tmp:`` write the file at ``tmp``; it replaces
+    ``path`` on success and is deleted on any exception. ``suffix`` is appended to the
+    temporary name for writers that look at the extension (e.g. GDAL). Temporaries of
+    ``path`` left by killed processes are deleted first.
 
     A write that fails because the disk is full raises
-    :class:`~sarslide.engine.filesystem.DiskFullError` ("no space left on DEVICE for PATH (needs
-    about N MB)"); ``needs_bytes``, the size being written when the writer knows it, goes
-    into that message."""
+    :class:`~sarslide.engine.filesystem.DiskFullError` ("no space left on DEVICE for
+    PATH (needs about N MB)"); ``needs_bytes``, the size being written when the writer
+    knows it, goes into that message."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     for entry, _ in _leftovers(path, "tmp"):
@@ -348,9 +358,10 @@ def atomic_file(
 def atomic_directory(
     path: str | os.PathLike, *, needs_bytes: int | None = None
 ) -> Iterator[Path]:
-    """``with atomic_directory(path) as tmp:`` build the directory at ``tmp``; on success it
-    replaces ``path`` (an existing store of the package is swapped out, then removed); on
-    any exception the temporary directory is deleted and ``path`` is left exactly as it was.
+    """``with atomic_directory(path) as tmp:`` build the directory at ``tmp``; on
+    success it replaces ``path`` (an existing store of the package is swapped out, then
+    removed); on any exception the temporary directory is deleted and ``path`` is left
+    exactly as it was.
 
     The finished directory gets the marker file :data:`STORE_MARKER`.
 

@@ -1,14 +1,14 @@
-"""Facts about the folder a path lies in: can the package write there, which device holds
-it, and a clear error when that device is full.
+"""Facts about the folder a path lies in: can the package write there, which device
+holds it, and a clear error when that device is full.
 
 * :func:`check_folder` checks a folder the user named (``--out``, ``--cache-dir``)
   *before* any compute: a path that is a file, or a folder that cannot be written (a
-  read-only mount, no permission), gives one error naming the path and the fix, instead of
-  a ``FileExistsError`` or ``OSError [Errno 30]`` traceback after minutes of work.
+  read-only mount, no permission), gives one error naming the path and the fix, instead
+  of a ``FileExistsError`` or ``OSError [Errno 30]`` traceback after minutes of work.
 * :class:`DiskFullError` ("no space left on DEVICE for PATH (needs about N MB)") is what
   every atomic write raises on a full disk; it and :func:`disk_full_error`, which
-  recognises the many forms of a full disk, live in :mod:`sarslide.engine.atomic` (level 0) and
-  are re-exported here.
+  recognises the many forms of a full disk, live in :mod:`sarslide.engine.atomic` (level
+  0) and are re-exported here.
 """
 
 from __future__ import annotations
@@ -73,11 +73,12 @@ def check_folder(path: str | os.PathLike, what: str, *, writable: bool = True) -
             else f"lies under {base}, which is a file"
         )
         raise FolderError(
-            f"{what} {path} {which}, not a folder; give a folder path (it is created if missing)"
+            f"{what} {path} {which}, not a folder; give a folder path (it is created "
+            "if missing)"
         )
     if writable and not folder_is_writable(base):
         raise FolderError(
-            f"{what} {path}: cannot write in {base} (read-only filesystem or no permission, on "
-            f"{mount_of(base)}); give a writable folder"
+            f"{what} {path}: cannot write in {base} (read-only filesystem or no "
+            f"permission, on {mount_of(base)}); give a writable folder"
         )
     return path

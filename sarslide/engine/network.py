@@ -8,13 +8,13 @@ variable                        default  meaning
 ==============================  =======  ===============================================
 ``SARSLIDE_NETWORK_TIMEOUT``    ``60``   seconds a connection or a read may stall
 ``SARSLIDE_NETWORK_RETRIES``    ``3``    extra attempts after a failed one (``0``: none)
-``SARSLIDE_NETWORK_BACKOFF``    ``1``    seconds before the first retry; doubles each time
+``SARSLIDE_NETWORK_BACKOFF``    ``1``    seconds before the first retry, then doubled
 ==============================  =======  ===============================================
 
 A server that accepts a connection and never answers therefore costs at most about
 ``timeout × (retries + 1) + backoff × (2**retries − 1)`` seconds before the package's
-:class:`~sarslide.acquire.errors.NetworkUnavailableError` names the host, the timeout and
-the offline alternative.
+:class:`~sarslide.acquire.errors.NetworkUnavailableError` names the host, the timeout
+and the offline alternative.
 """
 
 from __future__ import annotations
@@ -47,7 +47,8 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class NetworkSettings:
-    """``timeout`` (s, > 0), ``retries`` (extra attempts, >= 0), ``backoff`` (s, >= 0)."""
+    """``timeout`` (s, > 0), ``retries`` (extra attempts, >= 0), ``backoff`` (s, >=
+    0)."""
 
     timeout: float = 60.0
     retries: int = 3
@@ -69,7 +70,8 @@ class NetworkSettings:
 
     def describe(self) -> str:
         """``"timeout 60 s, 3 retries"``: for error messages."""
-        return f"timeout {self.timeout:g} s, {self.retries} retr{'y' if self.retries == 1 else 'ies'}"
+        retries = "retry" if self.retries == 1 else "retries"
+        return f"timeout {self.timeout:g} s, {self.retries} {retries}"
 
 
 def _env_number(name: str, default: float, kind: type) -> float:
@@ -80,20 +82,22 @@ def _env_number(name: str, default: float, kind: type) -> float:
         value = float(text)
     except ValueError:
         raise ValueError(
-            f"{name}={text!r} is not a number; set it to e.g. {name}={default} or unset it"
+            f"{name}={text!r} is not a number; set it to e.g. {name}={default} or "
+            "unset it"
         ) from None
     if kind is int:
         if value != value or value != int(value):
             raise ValueError(
-                f"{name}={text!r} is not a whole number (it counts extra attempts); set it to "
-                f"e.g. {name}={default} or unset it"
+                f"{name}={text!r} is not a whole number (it counts extra attempts); "
+                f"set it to e.g. {name}={default} or unset it"
             )
         return int(value)
     return kind(value)
 
 
 def network_settings() -> NetworkSettings:
-    """The current settings, read from the environment at every call (see module docstring)."""
+    """The current settings, read from the environment at every call (see module
+    docstring)."""
     return NetworkSettings(
         timeout=_env_number(TIMEOUT_ENV, 60.0, float),
         retries=_env_number(RETRIES_ENV, 3, int),
@@ -102,7 +106,8 @@ def network_settings() -> NetworkSettings:
 
 
 def gdal_http_options(settings: NetworkSettings | None = None) -> dict[str, str]:
-    """GDAL configuration for HTTP reads (``/vsicurl/``) with the package's timeout and retries.
+    """GDAL configuration for HTTP reads (``/vsicurl/``) with the package's timeout and
+    retries.
 
     ``GDAL_HTTP_TIMEOUT`` bounds a whole request, ``GDAL_HTTP_CONNECTTIMEOUT`` the
     connection; GDAL retries transient failures ``GDAL_HTTP_MAX_RETRY`` times, waiting
@@ -120,7 +125,8 @@ def gdal_http_options(settings: NetworkSettings | None = None) -> dict[str, str]
 def _say_retry(
     what: str | None, err: BaseException, attempt: int, s: NetworkSettings, wait: float
 ) -> None:
-    """One line on stderr per retry, so a user facing a silent server knows why it waits."""
+    """One line on stderr per retry, so a user facing a silent server knows why it
+    waits."""
     text = " ".join(str(err).split())[:100] or type(err).__name__
     print(
         f"sarslide: {what or 'a network call'} failed ({type(err).__name__}: {text}; "
@@ -138,11 +144,12 @@ def with_retries(
     sleep: Callable[[float], None] = time.sleep,
     what: str | None = None,
 ) -> T:
-    """``call()``, retried up to ``settings.retries`` times when ``retry_on(error)`` is true.
+    """``call()``, retried up to ``settings.retries`` times when ``retry_on(error)`` is
+    true.
 
-    The waits are ``backoff, 2·backoff, 4·backoff, …`` seconds, and each retry prints one
-    line on stderr (naming ``what``, the error and the attempt). The last error is raised
-    unchanged; errors for which ``retry_on`` is false are raised at once.
+    The waits are ``backoff, 2·backoff, 4·backoff, …`` seconds, and each retry prints
+    one line on stderr (naming ``what``, the error and the attempt). The last error is
+    raised unchanged; errors for which ``retry_on`` is false are raised at once.
     """
     s = settings or network_settings()
     for attempt in range(int(s.retries) + 1):
@@ -159,7 +166,8 @@ def with_retries(
 
 # curl's messages for a server that cannot be reached or stalls, as GDAL passes them on
 _CURL_NETWORK = re.compile(
-    r"timed? ?out|timeout was reached|couldn't connect|could not connect|connection refused|"
+    r"timed? ?out|timeout was reached|couldn't connect|could not connect|connection "
+    r"refused|"
     r"connection reset|couldn't resolve|could not resolve|empty reply|recv failure|"
     r"send failure|failed to connect|response code: 0\b|http response code: 0\b",
     re.IGNORECASE,
@@ -167,7 +175,8 @@ _CURL_NETWORK = re.compile(
 
 
 def gdal_network_failure(err: BaseException) -> bool:
-    """Whether a rasterio/GDAL error is a connection failure or a timeout (not e.g. a 404)."""
+    """Whether a rasterio/GDAL error is a connection failure or a timeout (not e.g. a
+    404)."""
     try:
         from rasterio.errors import RasterioError
     except ImportError:  # pragma: no cover - rasterio is a dependency

@@ -12,7 +12,8 @@ __all__ = ["progress_bar"]
 
 
 def progress_bar(**kwargs):
-    """A tqdm bar; keyword arguments go to :class:`tqdm.tqdm` (``total``, ``desc``, ``disable``, …)."""
+    """A tqdm bar; keyword arguments go to :class:`tqdm.tqdm` (``total``, ``desc``,
+    ``disable``, …)."""
     if os.environ.get("TQDM_DISABLE", "").strip().lower() not in (
         "",
         "0",
