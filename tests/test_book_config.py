@@ -137,7 +137,7 @@ def test_landing_page_and_toc_describe_the_book_as_it_is():
 
 
 def test_no_matplotlib_backend_reaches_the_notebook_kernels():
-    """``MPLBACKEND=Agg`` in the Makefile once hid every figure from the book."""
+    """``MPLBACKEND=Agg`` in the Makefile would hide every figure from the book."""
     makefile = (ROOT / "Makefile").read_text()
     assert not re.search(r"^\s*(export\s+)?MPLBACKEND\s*[?:]?=", makefile, re.M)
     assert re.search(r"^unexport MPLBACKEND\b", makefile, re.M)

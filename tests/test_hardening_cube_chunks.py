@@ -1,5 +1,5 @@
 """A truncated zarr chunk in the cached cube: the synthetic cube is rebuilt with a word,
-and the chips equal those of an undamaged cache (issue 22, item 4)."""
+and the chips equal those of an undamaged cache."""
 
 from __future__ import annotations
 

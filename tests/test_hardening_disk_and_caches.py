@@ -1,5 +1,4 @@
-"""A full disk, broken caches, servers that answer badly, and the nits (issue 22 items
-3, 4, 6, 8).
+"""A full disk, broken caches, servers that answer badly, and small input slips.
 
 Full disks are real: a 1 MiB tmpfs mounted for the test (``mount -t tmpfs -o size=1m``;
 the tests run as root). Where mounting is not allowed those tests skip and say so; the

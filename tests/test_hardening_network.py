@@ -1,4 +1,4 @@
-"""Never hang on a silent server (issue 14, items 2 and 8): every network call has a
+"""Never hang on a silent server: every network call has a
 timeout and a bounded retry with backoff, and ends in the package's
 NetworkUnavailableError naming the host, the timeout and the offline alternative.
 

@@ -1,5 +1,5 @@
 """Never delete what the user did not give us; survive SIGKILL leftovers and corrupt
-caches (issue 14, items 1, 6 and 7, and the store parts of item 8).
+caches; warn about lazy handles to stores that were replaced.
 
 Every case works on real files in ``tmp_path``; the kills are real ``SIGKILL``s of child
 Python processes at the moment named in each test.
@@ -102,10 +102,11 @@ def test_package_stores_and_empty_folders_are_still_replaced(tmp_path):
     assert (tmp_path / "empty" / STORE_MARKER).is_file()
     save_chips(chips.subset([0, 1]), tmp_path / "empty")  # our own store: replaced
     assert len(open_chips(tmp_path / "empty")) == 2
-    # a chip store of an older version (no marker file) is recognised by its files
+    # the same files without the marker are someone else's: left untouched
     (tmp_path / "empty" / STORE_MARKER).unlink()
-    save_chips(chips, tmp_path / "empty")
-    assert len(open_chips(tmp_path / "empty")) == len(chips)
+    with pytest.raises(ForeignPathError, match="not written by sarslide"):
+        save_chips(chips, tmp_path / "empty")
+    assert len(open_chips(tmp_path / "empty")) == 2
 
 
 # --- SIGKILL leftovers ---

@@ -5,7 +5,7 @@ Usage (``tests/test_prose_numbers.py`` runs it on every notebook)::
 
     python tools/check_prose_numbers.py [notebooks]
 
-The rule (issue 21): a number in prose is computed by the run beside it or cited with
+The rule: a number in prose is computed by the run beside it or cited with
 its source. Markdown cannot compute, so a markdown cell may hold a count or a reading
 only when it is one of the paper's protocol constants or when its sentence names its
 source. Concretely, in every markdown cell (code spans, math, link targets and URLs

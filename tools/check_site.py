@@ -18,7 +18,7 @@ A "figure" is an ``<img>`` inside a ``div.cell_output``, where myst-nb (Jupyter 
 1.x) puts a cell's image output; badges and logos elsewhere on the page do not count.
 
 It also checks, statically (no browser), that every page reads on a 1280 px laptop
-screen (issue 21), with the layout the book's stylesheet sets (``_static/sarslide.css``,
+screen, with the layout the book's stylesheet sets (``_static/sarslide.css``,
 read from the build or the checkout; :class:`Layout`):
 
 * **no code block overflows**: the longest line of every code cell (and of every code
@@ -76,7 +76,7 @@ MIN_BYTES = (
 )
 MIN_SIDE = 32  # pixels
 MIN_STD = 2.0  # standard deviation of 8-bit pixel values; a single colour gives 0
-# A laptop screen (issue 21): the window width the pages must read at, the advance width
+# A laptop screen: the window width the pages must read at, the advance width
 # of a monospace character in em (DejaVu Sans Mono, the theme's fallback: 0.602), the
 # nominal size of a figure's text (matplotlib's default font.size, tick and axis labels)
 # and the smallest CSS px size at which that text counts as legible (the issue's

@@ -7,7 +7,7 @@ Usage (``make site-check``)::
 
 Writes ``<build>/screenshots/<chapter>.png`` (the top ``--height`` pixels of each page
 as a reader sees it) and checks each screenshot is not blank. Then it **measures** each
-page at ``--width`` (default 1280 px, a laptop; issue 21) in the browser: a code block
+page at ``--width`` (default 1280 px, a laptop) in the browser: a code block
 whose ``scrollWidth`` exceeds its ``clientWidth`` scrolls sideways, and a figure shown
 at ``w`` CSS px of its ``n`` natural px renders its ``FIGURE_FONT_PT`` text at ``w / n ×
 pt × dpi / 72`` px (dpi from the image), which must reach ``MIN_TEXT_PX`` — the same two

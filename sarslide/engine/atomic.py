@@ -13,10 +13,9 @@ Two more guarantees:
 
 * **Only the package's own stores are replaced.** Every directory written by
   :func:`atomic_directory` carries a small marker file (:data:`STORE_MARKER`). An
-  existing directory at the target is replaced only when it carries that marker (or is
-  an older store of the package: a chip store with ``info.json`` + ``images.npy``, or a
-  zarr store), or is empty; anything else raises :class:`ForeignPathError` naming the
-  path and what is in it — ``save_cube(cube, "data")`` never wipes a user's ``data/``
+  existing directory at the target is replaced only when it carries that marker or is
+  empty; anything else raises :class:`ForeignPathError` naming the path and what is in
+  it — ``save_cube(cube, "data")`` never wipes a user's ``data/``
   folder.
 * **Leftovers of a killed process are cleaned up.** Temporary names carry the writer's
   process id (``.<name>.tmp-<pid>-<hex>``); the next write to the same path (and
@@ -54,13 +53,6 @@ __all__ = [
 
 #: The file every directory written by :func:`atomic_directory` carries.
 STORE_MARKER = ".sarslide-store"
-
-# Markers of stores written by earlier versions of the package (before STORE_MARKER).
-_LEGACY_MARKERS: tuple[tuple[str, ...], ...] = (
-    ("info.json", "images.npy"),  # chip store
-    (".zgroup",),  # zarr v2
-    ("zarr.json",),  # zarr v3
-)
 
 
 class ForeignPathError(FileExistsError):
@@ -183,9 +175,8 @@ def _temporary_name(path: Path, kind: str, suffix: str = "") -> Path:
 
 
 def _leftover_pattern(path: Path, kinds: str) -> re.Pattern:
-    # new names carry the writer's pid; names of older versions only 8 hex digits
     return re.compile(
-        rf"^\.{re.escape(path.name)}\.({kinds})-(?:(\d+)-)?[0-9a-f]{{8}}(?:\..*)?$"
+        rf"^\.{re.escape(path.name)}\.({kinds})-(\d+)-[0-9a-f]{{8}}(?:\..*)?$"
     )
 
 
@@ -214,8 +205,7 @@ def _leftovers(path: Path, kinds: str) -> list[tuple[Path, str]]:
         m = pattern.match(entry.name)
         if m is None:
             continue
-        pid = m.group(2)
-        if pid is not None and _process_alive(int(pid)):
+        if _process_alive(int(m.group(2))):
             continue
         out.append((entry, m.group(1)))
     return out
@@ -252,7 +242,7 @@ def recover_directory(path: str | os.PathLike) -> Path:
     return path
 
 
-_ANY_TMP = re.compile(r"^\.(.+)\.tmp-(?:(\d+)-)?[0-9a-f]{8}(?:\..*)?$")
+_ANY_TMP = re.compile(r"^\.(.+)\.tmp-(\d+)-[0-9a-f]{8}(?:\..*)?$")
 
 
 def remove_leftovers(folder: str | os.PathLike) -> list[Path]:
@@ -268,7 +258,7 @@ def remove_leftovers(folder: str | os.PathLike) -> list[Path]:
     removed = []
     for entry in folder.iterdir():
         m = _ANY_TMP.match(entry.name)
-        if m is None or (m.group(2) is not None and _process_alive(int(m.group(2)))):
+        if m is None or _process_alive(int(m.group(2))):
             continue
         _remove(entry)
         removed.append(entry)
@@ -276,16 +266,10 @@ def remove_leftovers(folder: str | os.PathLike) -> list[Path]:
 
 
 def is_package_store(path: str | os.PathLike) -> bool:
-    """Whether the directory ``path`` was written by this package (marker file, or an
-    older chip store / zarr store)."""
+    """Whether the directory ``path`` was written by this package (it holds the
+    :data:`STORE_MARKER` file)."""
     path = Path(path)
-    if not path.is_dir():
-        return False
-    if (path / STORE_MARKER).is_file():
-        return True
-    return any(
-        all((path / name).exists() for name in names) for names in _LEGACY_MARKERS
-    )
+    return path.is_dir() and (path / STORE_MARKER).is_file()
 
 
 def _describe_contents(path: Path, limit: int = 8) -> str:
