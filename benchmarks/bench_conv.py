@@ -1,13 +1,15 @@
-"""The stage-2 head's 128→128 8×8 "same" convolution: direct vs FFT, float32 vs the fast path.
+"""The stage-2 head's 128→128 8×8 "same" convolution: direct vs FFT, float32 vs the fast
+path.
 
-95 % of the segmenter's arithmetic is this one layer (:class:`sarslide.models.SameConv2d`
-with an even kernel, padding 3 before and 4 after).  This script times, on ``(B, 128, S,
-S)`` inputs, forward and forward+backward of
+95 % of the segmenter's arithmetic is this one layer
+(:class:`sarslide.models.SameConv2d` with an even kernel, padding 3 before and 4 after).
+This script times, on ``(B, 128, S, S)`` inputs, forward and forward+backward of
 
 * ``direct fp32``: ``SameConv2d`` as the package runs it with ``precision="fp32"``;
 * ``direct fp32 CL``: the same in channels-last layout;
-* ``direct fast``: the package's fast path (:func:`sarslide.engine.runtime.resolve_precision`,
-  bf16 autocast + channels-last on CPUs with native bf16);
+* ``direct fast``: the package's fast path
+  (:func:`sarslide.engine.runtime.resolve_precision`, bf16 autocast + channels-last on
+  CPUs with native bf16);
 * ``fft chip fp32``: exact convolution theorem over the whole padded chip — rFFT of the
   input and the kernels (``S+7`` points, no wrap-around reaches the kept outputs), a
   complex matrix product over channels per frequency, inverse rFFT.  About 25× fewer
@@ -17,13 +19,15 @@ S)`` inputs, forward and forward+backward of
 * ``fft tiles32 fp32`` / ``fft tiles64 fp32``: overlap-save over 32×32 (64×64) tiles,
   25×25 (57×57) outputs each: spectra of 70 MB (277 MB), more transforms,
 
-alternating the configurations within one process after a warm-up (medians of ``--reps``),
-and checks each against the direct float32 convolution (max |difference| / max |output|).
+alternating the configurations within one process after a warm-up (medians of
+``--reps``), and checks each against the direct float32 convolution (max |difference| /
+max
+|output|).
 
-``--check-onednn`` instead scans bf16 convolutions of small channel counts against float32
-and lists the shapes where oneDNN returns wrong values (found on this project's Xeon with
-AMX and torch 2.14: 8 or 12 input channels with 8×8 kernels); ``SameConv2d`` pads those
-inputs to 16 channels under CPU bf16 autocast.
+``--check-onednn`` instead scans bf16 convolutions of small channel counts against
+float32 and lists the shapes where oneDNN returns wrong values (found on this project's
+Xeon with AMX and torch 2.14: 8 or 12 input channels with 8×8 kernels); ``SameConv2d``
+pads those inputs to 16 channels under CPU bf16 autocast.
 
     .venv/bin/python benchmarks/bench_conv.py                 # B=2, 128²
     .venv/bin/python benchmarks/bench_conv.py --batch 8 --size 64
@@ -49,14 +53,16 @@ PAD = (3, 4, 3, 4)  # SameConv2d's padding of an 8x8 kernel: left, right, top, b
 def fft_conv_chip(
     x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
 ) -> torch.Tensor:
-    """Exactly SameConv2d(x) (8x8, stride 1) through the convolution theorem over the chip."""
+    """Exactly SameConv2d(x) (8x8, stride 1) through the convolution theorem over the
+    chip."""
     b, cin, h, w = x.shape
     cout, _, kh, kw = weight.shape
     xp = F.pad(x, PAD)  # (b, cin, h+7, w+7)
     n1, n2 = xp.shape[-2:]
     X = torch.fft.rfft2(xp, s=(n1, n2))  # (b, cin, n1, n2//2+1)
     K = torch.fft.rfft2(weight, s=(n1, n2))  # (cout, cin, n1, n2//2+1)
-    # cross-correlation: Y = sum_i X_i * conj(K_oi), one (b x cin) @ (cin x cout) per frequency
+    # cross-correlation: Y = sum_i X_i * conj(K_oi), one (b x cin) @ (cin x cout) per
+    # frequency
     Xf = X.permute(2, 3, 0, 1).reshape(-1, b, cin)
     Kf = K.conj().permute(2, 3, 1, 0).reshape(-1, cin, cout)
     Y = torch.matmul(Xf, Kf).reshape(n1, n2 // 2 + 1, b, cout).permute(2, 3, 0, 1)
@@ -67,7 +73,8 @@ def fft_conv_chip(
 def fft_conv_tiles(
     x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, tile: int = 32
 ) -> torch.Tensor:
-    """Exactly SameConv2d(x) by overlap-save over tile x tile FFTs (tile-7 outputs per side)."""
+    """Exactly SameConv2d(x) by overlap-save over tile x tile FFTs (tile-7 outputs per
+    side)."""
     b, cin, h, w = x.shape
     cout, _, kh, kw = weight.shape
     step = tile - (kh - 1)
@@ -136,8 +143,10 @@ def bench(args) -> None:
         }
     macs = args.batch * 128 * 128 * 64 * args.size**2
     print(
-        f"SameConv2d(128, 128, 8) on ({args.batch}, 128, {args.size}, {args.size}): {2 * macs / 1e9:.1f} GFLOP "
-        f"forward (direct); threads {torch.get_num_threads()}; fast path {fast.describe()}"
+        f"SameConv2d(128, 128, 8) on ({args.batch}, 128, {args.size}, {args.size}): "
+        f"{2 * macs / 1e9:.1f} GFLOP "
+        f"forward (direct); threads {torch.get_num_threads()}; fast path "
+        f"{fast.describe()}"
     )
     for mode in ("forward", "forward+backward"):
         backward = mode != "forward"
@@ -153,12 +162,14 @@ def bench(args) -> None:
                     times[k].append(_timed(f, backward))
         base = statistics.median(times["direct fp32"])
         print(
-            f"\n{mode}: {'configuration':<22s} {'s':>8s} {'vs fp32':>8s} {'max rel err':>12s}"
+            f"\n{mode}: {'configuration':<22s} {'s':>8s} {'vs fp32':>8s} "
+            f"{'max rel err':>12s}"
         )
         for k, v in times.items():
             t = statistics.median(v)
             print(
-                f"{'':<{len(mode) + 1}s} {k:<22s} {t:8.3f} {base / t:7.2f}× {errors[k]:12.2e}"
+                f"{'':<{len(mode) + 1}s} {k:<22s} {t:8.3f} {base / t:7.2f}× "
+                f"{errors[k]:12.2e}"
             )
 
 
@@ -188,10 +199,14 @@ def check_onednn(args) -> None:
                 )
                 with torch.autocast("cpu", dtype=torch.bfloat16):
                     pkg = conv(x).float()
-            line += f"; SameConv2d under autocast: {float((pkg - pref).abs().max() / pref.abs().max()):.1%}"
+            line += (
+                "; SameConv2d under autocast: "
+                f"{float((pkg - pref).abs().max() / pref.abs().max()):.1%}"
+            )
         bad.append(line)
     print(
-        f"torch {torch.__version__}; bf16 convolutions off by > 5 % of the largest output: {len(bad)}"
+        f"torch {torch.__version__}; bf16 convolutions off by > 5 % of the largest "
+        f"output: {len(bad)}"
     )
     for line in bad:
         print("  " + line)

@@ -4,23 +4,25 @@ Maps a synthetic pass pair with the model chapter 7 uses — the stage-2 segment
 frozen stage-1 embeddings, ``Segmenter(SiameseClassifier("reference"))`` (untrained
 weights: the speed does not depend on them) — through
 :func:`sarslide.mapping.predict_probability`, under ``precision="fp32"`` (plain float32)
-and ``precision="auto"`` (the device's fast path, :func:`sarslide.engine.runtime.resolve_precision`),
-alternated after a warm-up so machine load hits both alike, and the log-ratio baseline.
-For each it prints wall time, throughput, how many pixels the model evaluated per mapped
-pixel (window overlap and block borders), the peak of numpy/Python allocations during
-mapping (tracemalloc) and the process's peak resident memory during mapping (Linux: VmHWM
-after resetting it; elsewhere the lifetime peak from getrusage), then the line
-``mapping speedup over plain fp32: N.NN×``.  Not a test.
+and ``precision="auto"`` (the device's fast path,
+:func:`sarslide.engine.runtime.resolve_precision`), alternated after a warm-up so
+machine load hits both alike, and the log-ratio baseline. For each it prints wall time,
+throughput, how many pixels the model evaluated per mapped pixel (window overlap and
+block borders), the peak of numpy/Python allocations during mapping (tracemalloc) and
+the process's peak resident memory during mapping (Linux: VmHWM after resetting it;
+elsewhere the lifetime peak from getrusage), then the line ``mapping speedup over plain
+fp32: N.NN×``.  Not a test.
 
-``--region-km2 10000`` instead maps a part of a lazily built (dask) region of that area —
-Kaikōura's affected area is about 10,000 km² — block by block with the fast path, prints
-the resident memory after every block (it stays flat: memory is bounded by one block, not
-by the area) and projects the time of the whole region from the mean seconds per block.
+``--region-km2 10000`` instead maps a part of a lazily built (dask) region of that area
+— Kaikōura's affected area is about 10,000 km² — block by block with the fast path,
+prints the resident memory after every block (it stays flat: memory is bounded by one
+block, not by the area) and projects the time of the whole region from the mean seconds
+per block.
 
 Examples::
 
-    .venv/bin/python benchmarks/bench_mapping.py                      # 1024² px, fp32 vs fast
-    .venv/bin/python benchmarks/bench_mapping.py --size 2048 --skip-baseline
+    .venv/bin/python benchmarks/bench_mapping.py                      # 1024² px, fp32
+    vs fast .venv/bin/python benchmarks/bench_mapping.py --size 2048 --skip-baseline
     .venv/bin/python benchmarks/bench_mapping.py --region-km2 10000 --region-blocks 3
     .venv/bin/python benchmarks/bench_mapping.py --lazy --cog /tmp/map.tif
 """
@@ -101,7 +103,8 @@ def _measure(label: str, run, area_km2: float, ny: int, nx: int, args, window: i
 
 
 def _synthetic_pair(size: int, tile: int):
-    """A size × size pass pair: one synthetic cube, or a smaller one repeated like tiles."""
+    """A size × size pass pair: one synthetic cube, or a smaller one repeated like
+    tiles."""
     from sarslide import passes, synthetic
 
     side = size if tile <= 0 else min(tile, size)
@@ -137,7 +140,8 @@ def _model():
 
 
 def _region(args, stats) -> None:
-    """Map a part of a lazily built region of ``--region-km2`` block by block; project."""
+    """Map a part of a lazily built region of ``--region-km2`` block by block;
+    project."""
     import dask
     import dask.array as dsa
     import torch
@@ -182,9 +186,12 @@ def _region(args, stats) -> None:
     )
     n_rows, n_cols = len(da.data.chunks[0]), len(da.data.chunks[1])
     print(
-        f"region {side}×{side} px at 10 m = {side * side * 1e-4:,.0f} km², lazy (dask) blocks of "
-        f"{args.chunk}² px: {n_rows}×{n_cols} = {n_rows * n_cols} blocks; fast path {prec.name}; "
-        f"threads {torch.get_num_threads()}; mapping {args.region_blocks} blocks and projecting"
+        f"region {side}×{side} px at 10 m = {side * side * 1e-4:,.0f} km², lazy "
+        "(dask) blocks of "
+        f"{args.chunk}² px: {n_rows}×{n_cols} = {n_rows * n_cols} blocks; fast path "
+        f"{prec.name}; "
+        f"threads {torch.get_num_threads()}; mapping {args.region_blocks} blocks and "
+        "projecting"
     )
     reset_ok = _reset_peak_rss()
     seconds = []
@@ -196,16 +203,20 @@ def _region(args, stats) -> None:
             values = block.compute()
             seconds.append(time.perf_counter() - t0)
             print(
-                f"  block ({i}, {j}) {values.shape}: {seconds[-1]:7.1f} s, RSS now {_rss_mb():6.0f} MiB, "
+                f"  block ({i}, {j}) {values.shape}: {seconds[-1]:7.1f} s, RSS now "
+                f"{_rss_mb():6.0f} MiB, "
                 f"peak so far {_peak_rss_mb(reset_ok):6.0f} MiB"
             )
             del values
     per_block = float(np.mean(seconds[1:] if len(seconds) > 1 else seconds))
     total = per_block * n_rows * n_cols
     print(
-        f"projected: {n_rows * n_cols} blocks × {per_block:.1f} s = {total / 60:.1f} min for "
-        f"{side * side * 1e-4:,.0f} km² ({side * side * 1e-4 / total:.2f} km²/s) on this machine; "
-        "memory bounded by one block (the RSS above does not grow with the blocks mapped)"
+        f"projected: {n_rows * n_cols} blocks × {per_block:.1f} s = {total / 60:.1f} "
+        "min for "
+        f"{side * side * 1e-4:,.0f} km² ({side * side * 1e-4 / total:.2f} km²/s) on "
+        "this machine; "
+        "memory bounded by one block (the RSS above does not grow with the blocks "
+        "mapped)"
     )
 
 
@@ -232,7 +243,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--tile",
         type=int,
         default=0,
-        help="build a synthetic cube of this side and tile it to --size (saves build time on "
+        help="build a synthetic cube of this side and tile it to --size (saves build "
+        "time on "
         "huge scenes; mapping speed does not depend on content); 0 = one whole cube",
     )
     parser.add_argument(
@@ -346,7 +358,8 @@ def main(argv: list[str] | None = None) -> None:
     res = float(pair["x"][1] - pair["x"][0])
     area = ny * nx * res * res / 1e6
     print(
-        f"pass pair {ny}×{nx} px at {res:g} m = {area:,.0f} km² (tile {args.tile}, built in "
+        f"pass pair {ny}×{nx} px at {res:g} m = {area:,.0f} km² (tile {args.tile}, "
+        "built in "
         f"{time.perf_counter() - t0:.0f} s); window {args.window}, overlap "
         f"{args.overlap}, batch {args.batch_size}, chunk {args.chunk}, torch threads "
         f"{torch.get_num_threads()}, lazy={args.lazy}, cpu count {os.cpu_count()}"

@@ -2,27 +2,29 @@
 
 Run from the repository root::
 
-    .venv/bin/python benchmarks/bench_training.py                  # 128² and the demo chip size
-    .venv/bin/python benchmarks/bench_training.py --sizes 128 --reps 5 --threads 2
-    .venv/bin/python benchmarks/bench_training.py --device cuda     # on a GPU
+    .venv/bin/python benchmarks/bench_training.py                  # 128² and the demo
+    chip size .venv/bin/python benchmarks/bench_training.py --sizes 128 --reps 5
+    --threads 2 .venv/bin/python benchmarks/bench_training.py --device cuda     # on a
+    GPU
 
-For each chip size it times one training step (forward, float32 loss, backward, Adam; the
-same code path as :func:`sarslide.train.fit`) of
+For each chip size it times one training step (forward, float32 loss, backward, Adam;
+the same code path as :func:`sarslide.train.fit`) of
 
 * stage 2: ``Segmenter(SiameseClassifier("reference"))`` with precomputed frozen
   embeddings (as ``fit`` trains it), and
 * stage 1: ``SiameseClassifier("reference")``,
 
 under ``precision="fp32"`` (plain float32, default layout) and ``precision="auto"`` (the
-device's fast path, :func:`sarslide.engine.runtime.resolve_precision`).  The configurations are
-**alternated** within one process after a warm-up, so machine load hits all of them alike;
-the median of ``--reps`` steps is reported.  Chips are random: the speed does not depend on
-their content.  The last line is ``stage-2 step speedup over plain fp32: N.NN×`` at 128²
-(or the first size given).
+device's fast path, :func:`sarslide.engine.runtime.resolve_precision`).  The
+configurations are **alternated** within one process after a warm-up, so machine load
+hits all of them alike; the median of ``--reps`` steps is reported.  Chips are random:
+the speed does not depend on their content.  The last line is ``stage-2 step speedup
+over plain fp32: N.NN×`` at 128² (or the first size given).
 
 ``--embedding-grid`` adds what computing the frozen embeddings once per event
-(:mod:`sarslide.engine.embeddings`) saves over once per run, on the demo and paper grids, from a
-measured per-chip embedding cost.  Nothing is asserted: timings depend on the machine.
+(:mod:`sarslide.engine.embeddings`) saves over once per run, on the demo and paper
+grids, from a measured per-chip embedding cost.  Nothing is asserted: timings depend on
+the machine.
 """
 
 from __future__ import annotations
@@ -126,15 +128,18 @@ def _time_size(size: int, args, device, precisions) -> dict[tuple[str, str], flo
 
 
 def _embedding_grid(args, device, fast: Precision) -> None:
-    """Seconds the repeated embedding computation cost per grid, before and after caching."""
+    """Seconds the repeated embedding computation cost per grid, before and after
+    caching."""
     from sarslide.ablation import experiment_grid
     from sarslide.chips import TABLE_A1
 
     print(
-        "\nfrozen stage-1 embeddings: once per run (before) vs once per event (sarslide.engine.embeddings)"
+        "\nfrozen stage-1 embeddings: once per run (before) vs once per event "
+        "(sarslide.engine.embeddings)"
     )
     grids = {
-        # (profile, stage-2 pool, validation, test): paper = Table A1 Hokkaido; demo: measured
+        # (profile, stage-2 pool, validation, test): paper = Table A1 Hokkaido; demo:
+        # measured
         "paper": (get_profile("paper"), *TABLE_A1["hokkaido"][1:]),
     }
     try:
@@ -168,20 +173,23 @@ def _embedding_grid(args, device, fast: Precision) -> None:
         arms = {r.arm for r in runs}
         k = profile.top_k
         sizes = [pool if r.train_size is None else r.train_size for r in runs]
-        # before: each run embedded its training and validation chips once (fit), and each
-        # of its top-k checkpoints embedded the test chips again when predicting
+        # before: each run embedded its training and validation chips once (fit), and
+        # each of its top-k checkpoints embedded the test chips again when predicting
         before = sum(n + n_val + k * n_test for n in sizes)
-        # after: each arm embeds the pool, validation and test chips once; each run re-embeds
-        # one chip per split as fit's check
+        # after: each arm embeds the pool, validation and test chips once; each run
+        # re-embeds one chip per split as fit's check
         after = len(arms) * (pool + n_val + n_test) + 2 * len(runs)
         print(
-            f"  {name}: {len(runs)} runs on {len(arms)} pretrained arms, {size}² chips, pool {pool}, "
-            f"validation {n_val}, test {n_test}, top-k {k}: {before:,} chip embeddings before, "
+            f"  {name}: {len(runs)} runs on {len(arms)} pretrained arms, {size}² "
+            f"chips, pool {pool}, "
+            f"validation {n_val}, test {n_test}, top-k {k}: {before:,} chip "
+            "embeddings before, "
             f"{after:,} after ({before / after:.0f}× fewer)"
         )
         for pname, t in per_chip.items():
             print(
-                f"    {pname:<4s} {t * 1e3:7.1f} ms/chip: {before * t:8.1f} s before, {after * t:7.1f} s after, "
+                f"    {pname:<4s} {t * 1e3:7.1f} ms/chip: {before * t:8.1f} s before, "
+                f"{after * t:7.1f} s after, "
                 f"saving {(before - after) * t:8.1f} s"
             )
 
@@ -228,18 +236,22 @@ def main() -> None:
     if device.type == "cuda":
         cpu = torch.cuda.get_device_name(device)
     print(
-        f"device={device} ({cpu}), torch {torch.__version__}, threads={torch.get_num_threads()}, "
-        f"cpu count {os.cpu_count()}, batch {args.batch}, {args.reps} alternated reps after {args.warmup} warm-up"
+        f"device={device} ({cpu}), torch {torch.__version__}, "
+        f"threads={torch.get_num_threads()}, "
+        f"cpu count {os.cpu_count()}, batch {args.batch}, {args.reps} alternated reps "
+        f"after {args.warmup} warm-up"
     )
     print(f"fast path = {fast.describe()}")
     seg = Segmenter(SiameseClassifier("reference"))
     print(
         f"Segmenter(stage1=reference): {count_parameters(seg):,} trainable, "
         f"{count_parameters(seg, trainable_only=False):,} total; "
-        f"SiameseClassifier('reference'): {count_parameters(SiameseClassifier('reference')):,}"
+        "SiameseClassifier('reference'): "
+        f"{count_parameters(SiameseClassifier('reference')):,}"
     )
     print(
-        f"{'chip':>5s} {'task':<7s} {'precision':<10s} {'s/step':>8s} {'chips/s':>8s} {'vs fp32':>8s}"
+        f"{'chip':>5s} {'task':<7s} {'precision':<10s} {'s/step':>8s} {'chips/s':>8s} "
+        f"{'vs fp32':>8s}"
     )
     headline = None
     for size in sizes:
@@ -250,7 +262,8 @@ def main() -> None:
                 ratio = med[(task, "fp32")] / t
                 label = "fp32" if pname == "fp32" else fast.name
                 print(
-                    f"{size:>4d}² {task:<7s} {label:<10s} {t:8.3f} {args.batch / t:8.2f} {ratio:7.2f}×"
+                    f"{size:>4d}² {task:<7s} {label:<10s} {t:8.3f} "
+                    f"{args.batch / t:8.2f} {ratio:7.2f}×"
                 )
         if headline is None:
             headline = (
@@ -262,10 +275,12 @@ def main() -> None:
         _embedding_grid(args, device, fast)
     size, s2, s1 = headline
     print(
-        f"stage-1 step speedup over plain fp32: {s1:.2f}× ({size}² chips, batch {args.batch})"
+        f"stage-1 step speedup over plain fp32: {s1:.2f}× ({size}² chips, batch "
+        f"{args.batch})"
     )
     print(
-        f"stage-2 step speedup over plain fp32: {s2:.2f}× ({size}² chips, batch {args.batch})"
+        f"stage-2 step speedup over plain fp32: {s2:.2f}× ({size}² chips, batch "
+        f"{args.batch})"
     )
 
 

@@ -2,15 +2,16 @@
 
 Run from the repository root::
 
-    .venv/bin/python benchmarks/estimate_paper_grid.py                # FLOPs + a CPU measurement
-    .venv/bin/python benchmarks/estimate_paper_grid.py --epochs 150 --no-measure
+    .venv/bin/python benchmarks/estimate_paper_grid.py                # FLOPs + a CPU
+    measurement .venv/bin/python benchmarks/estimate_paper_grid.py --epochs 150
+    --no-measure
 
 The grid (``sarslide.ablation.experiment_grid("paper")``): 3 arms (no pretraining,
-Hokkaido-pretrained, Kaikōura-pretrained) × training sizes 2 (5 seeds), 5, 10, 20 and all
-110 Hokkaido stage-2 chips (3 seeds) = 51 runs, each validated on 55 chips per epoch, the
-top-5 checkpoints then predicting the 56 test chips; plus the two stage-1 pretrainings on
-331 (Hokkaido) and 1,630 (Kaikōura) chips, validated on 55 and 272.  Chips are 128², batch
-32, early stopping with patience 50 (at most 500 epochs).
+Hokkaido-pretrained, Kaikōura-pretrained) × training sizes 2 (5 seeds), 5, 10, 20 and
+all 110 Hokkaido stage-2 chips (3 seeds) = 51 runs, each validated on 55 chips per
+epoch, the top-5 checkpoints then predicting the 56 test chips; plus the two stage-1
+pretrainings on 331 (Hokkaido) and 1,630 (Kaikōura) chips, validated on 55 and 272.
+Chips are 128², batch 32, early stopping with patience 50 (at most 500 epochs).
 
 How the estimate is made (every assumption is printed):
 
@@ -18,10 +19,10 @@ How the estimate is made (every assumption is printed):
    validation forward, a frozen-embedding forward — counted on the real models with
    :class:`torch.utils.flop_counter.FlopCounterMode` (convolutions and matrix products;
    element-wise work is not counted).
-2. Work of the grid = chips × epochs × FLOPs per chip; the frozen embeddings are computed
-   once per arm (:mod:`sarslide.engine.embeddings`).  Epochs per run are an assumption
-   (``--epochs``, default 100 = best epoch ~50 + patience 50; the bounds 51 and 500 are
-   printed too).
+2. Work of the grid = chips × epochs × FLOPs per chip; the frozen embeddings are
+   computed once per arm (:mod:`sarslide.engine.embeddings`).  Epochs per run are an
+   assumption (``--epochs``, default 100 = best epoch ~50 + patience 50; the bounds 51
+   and 500 are printed too).
 3. Time on a GPU = work / (peak × achieved fraction) + per-epoch overhead.  The
    overhead is what a GPU does not speed up, *measured* on the machine running the
    script (unless ``--no-measure``; the ``--epoch-overhead`` figure alone otherwise):
@@ -118,7 +119,8 @@ def flops_per_chip(size: int) -> dict[str, float]:
 
 
 def grid_work(profile, flops: dict[str, float], epochs: float) -> dict[str, float]:
-    """Total FLOPs of each part of the grid (stage-2 runs, stage-1 pretrainings, test)."""
+    """Total FLOPs of each part of the grid (stage-2 runs, stage-1 pretrainings,
+    test)."""
     pool, n_val, n_test = TABLE_A1["hokkaido"][1:]
     runs = experiment_grid(profile)
     k = profile.top_k
@@ -173,7 +175,8 @@ def measure_epoch_overhead(profile, reps: int = 5) -> dict[str, float]:
     scoring on the CPU (stage 2: dice loss + APRC over the 55 validation chips; stage 1:
     BCE + accuracy over Kaikoura's 272), and writing a ``last.pt`` as the training loop
     does (weights + Adam state of a two-stage segmenter), with its size in MB.  Each the
-    fastest of ``reps`` repetitions (the least disturbed by other work on the machine)."""
+    fastest of ``reps`` repetitions (the least disturbed by other work on the
+    machine)."""
     size = profile.chip_size
     n_val = TABLE_A1["hokkaido"][2]
     rng = np.random.default_rng(0)
@@ -226,7 +229,8 @@ def _epochs_total(profile, epochs: float) -> float:
 
 
 def measure(size: int, batch: int, reps: int) -> dict[str, dict[str, float]]:
-    """Measured seconds per chip of training steps on this machine, fp32 vs the fast path."""
+    """Measured seconds per chip of training steps on this machine, fp32 vs the fast
+    path."""
     dev = select_device(None)
     out: dict[str, dict[str, float]] = {}
     seed_everything(0)
@@ -312,8 +316,10 @@ def main() -> None:
     size = profile.chip_size
     flops = flops_per_chip(size)
     print(
-        f"paper profile: {len(experiment_grid(profile))} stage-2 runs + 2 stage-1 pretrainings, {size}² chips, "
-        f"batch {profile.batch_size}, patience {profile.patience}, max {profile.stage2_max_epochs} epochs"
+        f"paper profile: {len(experiment_grid(profile))} stage-2 runs + 2 stage-1 "
+        f"pretrainings, {size}² chips, "
+        f"batch {profile.batch_size}, patience {profile.patience}, max "
+        f"{profile.stage2_max_epochs} epochs"
     )
     print("FLOPs per chip (FlopCounterMode: convolutions and matmuls):")
     for k, v in flops.items():
@@ -321,7 +327,8 @@ def main() -> None:
     if args.no_measure:
         per_epoch = per_epoch_s1 = args.epoch_overhead
         print(
-            f"\nper-epoch overhead on a GPU: {per_epoch:.2f} s (--epoch-overhead only; not measured)"
+            f"\nper-epoch overhead on a GPU: {per_epoch:.2f} s (--epoch-overhead "
+            "only; not measured)"
         )
     else:
         over = measure_epoch_overhead(profile)
@@ -330,17 +337,22 @@ def main() -> None:
             + over["checkpoint write"]
             + args.epoch_overhead
         )
-        # a stage-1 checkpoint is smaller than the segmenter's: the write is an upper bound
+        # a stage-1 checkpoint is smaller than the segmenter's: the write is an upper
+        # bound
         per_epoch_s1 = (
             over["stage1 validation scoring"]
             + over["checkpoint write"]
             + args.epoch_overhead
         )
         print(
-            f"\nper-epoch overhead on a GPU, measured here ({torch.get_num_threads()} threads): "
-            f"stage-2 validation scoring {over['stage2 validation scoring']:.3f} s, stage-1 "
-            f"{over['stage1 validation scoring']:.3f} s, last.pt write {over['checkpoint write']:.3f} s "
-            f"({over['checkpoint MB']:.1f} MB), + {args.epoch_overhead:.2f} s assumed = {per_epoch:.2f} s "
+            f"\nper-epoch overhead on a GPU, measured here ({torch.get_num_threads()} "
+            "threads): "
+            f"stage-2 validation scoring {over['stage2 validation scoring']:.3f} s, "
+            "stage-1 "
+            f"{over['stage1 validation scoring']:.3f} s, last.pt write "
+            f"{over['checkpoint write']:.3f} s "
+            f"({over['checkpoint MB']:.1f} MB), + {args.epoch_overhead:.2f} s assumed "
+            f"= {per_epoch:.2f} s "
             f"per stage-2 epoch, {per_epoch_s1:.2f} s per stage-1 epoch"
         )
     for epochs in sorted({51.0, args.epochs, 500.0}):
@@ -348,7 +360,8 @@ def main() -> None:
         total = sum(work.values())
         epoch_count = _epochs_total(profile, epochs)
         print(
-            f"\nassuming {epochs:.0f} epochs per run ({epoch_count:,.0f} epochs in all): {total / 1e15:.2f} PFLOP"
+            f"\nassuming {epochs:.0f} epochs per run ({epoch_count:,.0f} epochs in "
+            f"all): {total / 1e15:.2f} PFLOP"
         )
         for k, v in work.items():
             print(f"  {k:<20s} {v / 1e15:8.3f} PFLOP ({v / total:5.1%})")
@@ -358,13 +371,16 @@ def main() -> None:
                 epoch_count - 2 * epochs
             ) * per_epoch + 2 * epochs * per_epoch_s1
             print(
-                f"  {gpu:<9s} {dtype} peak {peak:5.0f} TFLOP/s × {frac:.2f} achieved + {per_epoch:.2f} s/epoch "
-                f"overhead: {compute / 3600:6.2f} h compute + {overhead / 3600:5.2f} h overhead = "
+                f"  {gpu:<9s} {dtype} peak {peak:5.0f} TFLOP/s × {frac:.2f} achieved "
+                f"+ {per_epoch:.2f} s/epoch "
+                f"overhead: {compute / 3600:6.2f} h compute + {overhead / 3600:5.2f} "
+                "h overhead = "
                 f"{(compute + overhead) / 3600:6.2f} h"
             )
 
     print(
-        f"\nper chapter, assuming {args.epochs:.0f} epochs per run (hours: compute + overhead):"
+        f"\nper chapter, assuming {args.epochs:.0f} epochs per run (hours: compute + "
+        "overhead):"
     )
     for chapter, (chapter_flops, chapter_epochs) in chapter_work(
         profile, flops, args.epochs
@@ -380,8 +396,8 @@ def main() -> None:
             hours = (chapter_flops / (peak * 1e12 * frac) + chapter_overhead) / 3600
             cells.append(f"{gpu} {hours:6.2f} h")
         print(
-            f"  {chapter:<58s} {chapter_flops / 1e15:7.3f} PFLOP, {chapter_epochs:5.0f} epochs: "
-            + ", ".join(cells)
+            f"  {chapter:<58s} {chapter_flops / 1e15:7.3f} PFLOP, "
+            f"{chapter_epochs:5.0f} epochs: " + ", ".join(cells)
         )
 
     if args.no_measure:
@@ -390,7 +406,8 @@ def main() -> None:
     measured = measure(size, args.batch, args.reps)
     work = grid_work(profile, flops, args.epochs)
     print(
-        f"\nmeasured on this machine ({dev}, {torch.get_num_threads()} threads, {size}² chips, batch {args.batch}):"
+        f"\nmeasured on this machine ({dev}, {torch.get_num_threads()} threads, "
+        f"{size}² chips, batch {args.batch}):"
     )
     for pname, per in measured.items():
         ach = flops["stage2 step (embeddings given)"] / per["stage2"] / 1e12
@@ -403,12 +420,16 @@ def main() -> None:
             + sum(v for k, v in work.items() if k != "stage1 pretraining") / s2_rate
         )
         print(
-            f"  {pname:<4s}: stage-2 step {per['stage2'] * 1e3:7.1f} ms/chip ({ach:.2f} TFLOP/s), stage-1 step "
-            f"{per['stage1'] * 1e3:7.1f} ms/chip; whole grid at {args.epochs:.0f} epochs/run ≈ "
+            f"  {pname:<4s}: stage-2 step {per['stage2'] * 1e3:7.1f} ms/chip "
+            f"({ach:.2f} TFLOP/s), stage-1 step "
+            f"{per['stage1'] * 1e3:7.1f} ms/chip; whole grid at {args.epochs:.0f} "
+            "epochs/run ≈ "
             f"{seconds / 86400:6.1f} days"
         )
     print(
-        f"grid on this CPU, fast path vs fp32: {measured['fp32']['stage2'] / measured['fast']['stage2']:.2f}× per stage-2 step"
+        "grid on this CPU, fast path vs fp32: "
+        f"{measured['fp32']['stage2'] / measured['fast']['stage2']:.2f}× per "
+        "stage-2 step"
     )
 
 

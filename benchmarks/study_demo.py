@@ -1,15 +1,15 @@
 """Repeat the demo protocol on independently generated synthetic scenes.
 
-One scene is one experiment: its chips, its stage-1 pretraining, its 51-run grid. Whether
-a finding of the paper shows on the demo data is a property of the method only if it shows
-on most scenes, so this script runs the whole demo protocol (``experiment_grid`` +
-``run_grid`` on the demo profile) on ``--scenes`` scenes, each from its own ``data_seed``
-(the book's chapters use ``data_seed=0``; the study uses 1, 2, …), checks every finding
-with :func:`sarslide.findings.evaluate_findings` (hierarchical bootstrap over seeds, then
-test chips, ``--n-boot`` resamples) and prints one row per finding — the paper's findings
-first, then the sanity checks, labelled — in how many scenes it holds, holds in part or
-does not hold (the rules of :mod:`sarslide.findings`), and the median over scenes of its
-median effect.
+One scene is one experiment: its chips, its stage-1 pretraining, its 51-run grid.
+Whether a finding of the paper shows on the demo data is a property of the method only
+if it shows on most scenes, so this script runs the whole demo protocol
+(``experiment_grid`` + ``run_grid`` on the demo profile) on ``--scenes`` scenes, each
+from its own ``data_seed`` (the book's chapters use ``data_seed=0``; the study uses 1,
+2, …), checks every finding with :func:`sarslide.findings.evaluate_findings`
+(hierarchical bootstrap over seeds, then test chips, ``--n-boot`` resamples) and prints
+one row per finding — the paper's findings first, then the sanity checks, labelled — in
+how many scenes it holds, holds in part or does not hold (the rules of
+:mod:`sarslide.findings`), and the median over scenes of its median effect.
 
 Run (about 5-8 minutes a scene on two CPU cores)::
 
@@ -96,7 +96,9 @@ def main(argv=None) -> None:
                 "holds": f"{counts.get('holds', 0)} of {len(part)}",
                 "in part": int(counts.get("holds in part", 0)),
                 "not": int(counts.get("does not hold", 0)),
-                "median effect": f"{part['median_effect'].median():+.3g} {finding.unit}",
+                "median effect": (
+                    f"{part['median_effect'].median():+.3g} {finding.unit}"
+                ),
             }
         )
     with pd.option_context("display.max_colwidth", 80, "display.width", 200):

@@ -1,8 +1,8 @@
 """Are the demo's models trained, and what do trained models show? One row per scene.
 
 For each of ``--scenes`` independent synthetic scenes (``data_seed`` 0, 1, …; 0 is the
-book's scene) this runs, or reads back, the demo profile's 51-run grid — the same runs and
-cache folders as chapter 5 and ``benchmarks/study_demo.py`` — and prints:
+book's scene) this runs, or reads back, the demo profile's 51-run grid — the same runs
+and cache folders as chapter 5 and ``benchmarks/study_demo.py`` — and prints:
 
 * the training-health classes of every run (:mod:`sarslide.health`), the runs whose
   best epoch is the first, and the median epochs trained;
@@ -15,7 +15,8 @@ cache folders as chapter 5 and ``benchmarks/study_demo.py`` — and prints:
 
 Run (about 8-12 minutes a scene on two CPU cores; resumable)::
 
-    SARSLIDE_DATA_DIR=/tmp/study .venv/bin/python benchmarks/study_training.py --scenes 5 \
+    SARSLIDE_DATA_DIR=/tmp/study .venv/bin/python benchmarks/study_training.py --scenes
+    5 \
         --csv /tmp/study/training.csv --workers 2
 
 ``--workers 2`` trains two runs at a time (a dask LocalCluster of one thread each).

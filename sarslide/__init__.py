@@ -4,8 +4,8 @@ Data flows one way: a module imports only modules of lower levels. The README's
 "The package" section lists every module with its level and job, drawn from the real
 import graph by ``tools/import_graph.py`` (``tests/test_docs_match_code.py`` keeps the
 two in step). In short: the schema (``cube``) first; then the data (``chips``,
-``synthetic``, ``inventory``, ``acquire``, ``datasets``); the networks and their training
-(``models``, ``tasks``, ``runtime``, ``train``, ``pretrained``); the experiment
+``synthetic``, ``inventory``, ``acquire``, ``datasets``); the networks and their
+training (``models``, ``tasks``, ``runtime``, ``train``, ``pretrained``); the experiment
 (``ablation``, ``findings``); and what uses it (``plots``, ``mapping``, ``cli``).
 
 Modules are imported explicitly (``from sarslide import chips``) so that importing the

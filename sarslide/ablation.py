@@ -9,20 +9,22 @@ chips), in three *arms*:
 ``hokkaido``
     frozen stage-1 embeddings pretrained on Hokkaido chips,
 ``kaikoura``
-    frozen stage-1 embeddings pretrained on Kaikōura chips (point labels, another country).
+    frozen stage-1 embeddings pretrained on Kaikōura chips (point labels, another
+    country).
 
 Every run draws its own training subset from the stage-2 training split — at random, as
 the paper does, or balanced (the profile's ``few_shot_draw``, see
-:func:`sarslide.chips.few_shot_subset`) — keeps its top-k checkpoints by validation APRC and
-scores each on the test split.
+:func:`sarslide.chips.few_shot_subset`) — keeps its top-k checkpoints by validation APRC
+and scores each on the test split.
 
 Results are a *tidy* table — one row per run × checkpoint × metric — stored as Parquet,
 one file per finished run merged on read (:mod:`sarslide.engine.results_table`), so an
 interrupted grid resumes where it stopped (finished runs are skipped) and two processes
 on one folder lose no rows. :func:`grid_plan` says how many runs are missing and about
-how long they take here; ``run_grid(max_minutes=...)`` stops between runs. Runs can be dispatched to a dask.distributed cluster:
-``scheduler="local"`` starts a :class:`~distributed.LocalCluster`, an address such as
-``"tcp://10.0.0.5:8786"`` uses a real cluster, and ``None`` runs serially in-process.
+how long they take here; ``run_grid(max_minutes=...)`` stops between runs. Runs can be
+dispatched to a dask.distributed cluster: ``scheduler="local"`` starts a
+:class:`~distributed.LocalCluster`, an address such as ``"tcp://10.0.0.5:8786"`` uses a
+real cluster, and ``None`` runs serially in-process.
 
 Each run also saves the mean of its checkpoints' test probabilities, so arm-level
 ensembles over seeds × checkpoints (probabilities averaged, see :mod:`sarslide.metrics`)
@@ -130,7 +132,8 @@ _HEALTH = "health.json"
 
 @dataclass(frozen=True)
 class Run:
-    """One cell of the grid: pretraining arm, training-set size (None = all) and seed."""
+    """One cell of the grid: pretraining arm, training-set size (None = all) and
+    seed."""
 
     arm: str
     train_size: int | None
@@ -146,7 +149,8 @@ class Run:
 
     @property
     def stored_size(self) -> int:
-        """``train_size`` as the results table stores it (:data:`SIZE_ALL` for all chips)."""
+        """``train_size`` as the results table stores it (:data:`SIZE_ALL` for all
+        chips)."""
         return SIZE_ALL if self.train_size is None else self.train_size
 
     @property
@@ -158,7 +162,8 @@ class Run:
 def experiment_grid(
     profile: Profile | str | None = None, arms: Sequence[str] = ARMS
 ) -> list[Run]:
-    """All runs of a profile: arms × ``train_sizes`` × seeds (``seeds_smallest`` for the smallest size)."""
+    """All runs of a profile: arms × ``train_sizes`` × seeds (``seeds_smallest`` for the
+    smallest size)."""
     profile = get_profile(profile)
     sizes = list(profile.train_sizes)
     finite = [s for s in sizes if s is not None]
@@ -193,9 +198,11 @@ def _tidy(run: Run, rows: Iterable[tuple[int, int, dict[str, float]]]) -> pd.Dat
 def _run_timing(
     run: Run, result, chips: ChipSet, started: float, device
 ) -> dict[str, Any]:
-    """What a finished run cost, for :mod:`sarslide.engine.grid_plan`'s estimates: its epochs,
-    the median measured seconds per epoch (training + validation, from the history), the
-    rest of the run's wall time (``overhead_seconds``: scoring, files) and the device."""
+    """What a finished run cost, for :mod:`sarslide.engine.grid_plan`'s estimates: its
+    epochs, the median measured seconds per epoch (training + validation, from the
+    history), the rest of the run's wall time (``overhead_seconds``: scoring, files) and
+    the
+    device."""
     from .engine.grid_plan import device_label
 
     seconds = (
@@ -222,13 +229,15 @@ def _run_timing(
 def split_embeddings(
     stage1, chips: ChipSet, split: str, profile: Profile, cache_dir, device=None
 ):
-    """The frozen stage-1 embeddings of one split's standardised chips, cached per event.
+    """The frozen stage-1 embeddings of one split's standardised chips, cached per
+    event.
 
     Every run of an arm shares one frozen stage-1 network, so the embeddings of the
     event's stage-2, validation and test chips are computed once per (arm, event,
-    settings) and stored with the chips (:func:`sarslide.engine.embeddings.cached_embeddings`,
-    keyed on the weights, the chips and the precision); every run and chapter 4 reuse them.
-    Returns ``None`` for the arm without pretraining.
+    settings) and stored with the chips
+    (:func:`sarslide.engine.embeddings.cached_embeddings`, keyed on the weights, the
+    chips and the precision); every run and chapter 4 reuse them. Returns ``None`` for
+    the arm without pretraining.
     """
     if stage1 is None:
         return None
@@ -256,7 +265,8 @@ def _fit_run(
 ):
     """Train one run (or return it at once if its checkpoints say it is finished).
 
-    Returns the training result and the run's frozen stage-1 network (None for ``none``).
+    Returns the training result and the run's frozen stage-1 network (None for
+    ``none``).
     """
     import torch
 
@@ -331,10 +341,11 @@ def run_one(
     """Train and score one run; return its tidy rows (one per checkpoint × metric).
 
     The stage-1 model of the run's arm comes from
-    :func:`sarslide.pretrained.pretrained_stage1` (cached; trained on first use). The mean test
-    probabilities over the run's checkpoints are saved as ``<out_dir>/<run_id>/test_proba.npy``.
-    ``train_size`` is stored as :data:`SIZE_ALL` for "all chips". The rows and what the
-    run cost are written to ``<out_dir>/runs/`` (:mod:`sarslide.engine.results_table`).
+    :func:`sarslide.pretrained.pretrained_stage1` (cached; trained on first use). The
+    mean test probabilities over the run's checkpoints are saved as
+    ``<out_dir>/<run_id>/test_proba.npy``. ``train_size`` is stored as :data:`SIZE_ALL`
+    for "all chips". The rows and what the run cost are written to ``<out_dir>/runs/``
+    (:mod:`sarslide.engine.results_table`).
     """
     import torch
 
@@ -393,8 +404,9 @@ def run_models(
     device: str | None = None,
     progress: bool = True,
 ) -> list:
-    """The kept checkpoints of one run as models (an ensemble), training the run first if
-    it has not been trained — the same run, folder and checkpoints as :func:`run_grid`."""
+    """The kept checkpoints of one run as models (an ensemble), training the run first
+    if it has not been trained — the same run, folder and checkpoints as
+    :func:`run_grid`."""
     from .engine.checkpoints import load_checkpoints
 
     profile = get_profile(profile)
@@ -414,7 +426,8 @@ def run_baseline(
     window: int = 5,
 ) -> pd.DataFrame:
     """Rows for the non-learned references on the test split: the log-ratio change score
-    (APRC only: it is not a probability, so there is no 0.5 threshold) and a random guess."""
+    (APRC only: it is not a probability, so there is no 0.5 threshold) and a random
+    guess."""
     profile = get_profile(profile)
     test = prepare_event(event, profile, cache_dir=cache_dir).split("test")
     score = log_ratio_score(test.images, window=window)
@@ -444,16 +457,17 @@ def run_baseline(
     )
 
 
-#: Profile fields that choose *which* runs a grid holds, not how a run is made: a grid made
-#: with a subset of sizes or seeds (``--set train_sizes=2``) shares its results folder and
-#: table with the full grid, so partial grids merge (:func:`results_key`).
+#: Profile fields that choose *which* runs a grid holds, not how a run is made: a grid
+# made : with a subset of sizes or seeds (``--set train_sizes=2``) shares its results
+# folder and : table with the full grid, so partial grids merge (:func:`results_key`).
 GRID_SHAPE_FIELDS: tuple[str, ...] = ("train_sizes", "seeds", "seeds_smallest")
 _SETTINGS_FORMAT = 2
 
 
 def results_key(event: str, profile: Profile | str | None = None) -> str:
     """The fingerprint of a results folder: :func:`sarslide.datasets.store_key` of every
-    profile setting that changes a run (all but :data:`GRID_SHAPE_FIELDS` and the name)."""
+    profile setting that changes a run (all but :data:`GRID_SHAPE_FIELDS` and the
+    name)."""
     from dataclasses import fields
 
     profile = get_profile(profile)
@@ -471,16 +485,20 @@ def _read_settings(marker: Path) -> dict[str, Any]:
         return old
     except (OSError, ValueError) as err:
         raise ValueError(
-            f"{marker} is unreadable ({type(err).__name__}: {' '.join(str(err).split())[:80]}); it "
-            "records which settings made the results in its folder. If they were made with "
-            f"these settings, delete it (rm '{marker}') and run again (it is rewritten); "
+            f"{marker} is unreadable ({type(err).__name__}: "
+            f"{' '.join(str(err).split())[:80]}); it "
+            "records which settings made the results in its folder. If they were made "
+            "with "
+            f"these settings, delete it (rm '{marker}') and run again (it is "
+            "rewritten); "
             "otherwise use another out_dir"
         ) from None
 
 
 def _legacy_key_matches(old: dict[str, Any], event: str, profile: Profile) -> bool:
-    """Whether a marker of an older version (keyed on every setting, grid shape included)
-    was written by these settings: its key is recomputed with its own grid shape."""
+    """Whether a marker of an older version (keyed on every setting, grid shape
+    included) was written by these settings: its key is recomputed with its own grid
+    shape."""
     stored = old.get("profile", {})
     try:
         shape = {
@@ -501,8 +519,8 @@ def _check_settings(out: Path, event: str, profile: Profile) -> None:
     The folder records the fingerprint (:func:`results_key`) of the event, profile and
     data seed it was made with; a folder made with other settings is an error that names
     both fingerprints and the fix. Only :data:`GRID_SHAPE_FIELDS` may differ. A broken
-    ``settings.json`` is named, with the fix. Nothing is written when the marker is there
-    (a finished grid in a read-only folder stays readable).
+    ``settings.json`` is named, with the fix. Nothing is written when the marker is
+    there (a finished grid in a read-only folder stays readable).
     """
     key = results_key(event, profile)
     marker = out / _SETTINGS
@@ -522,9 +540,12 @@ def _check_settings(out: Path, event: str, profile: Profile) -> None:
             and old.get("profile", {}).get(k) != normal.get(k)
         )
         raise ValueError(
-            f"{out} holds results made with other settings (fingerprint {old.get('key')} "
-            f"for event {old.get('event')!r}, this run {key}; changed: {changed or 'event'}); "
-            "use another out_dir, or the default results_dir(event, profile), which is keyed "
+            f"{out} holds results made with other settings (fingerprint "
+            f"{old.get('key')} "
+            f"for event {old.get('event')!r}, this run {key}; changed: "
+            f"{changed or 'event'}); "
+            "use another out_dir, or the default results_dir(event, profile), which "
+            "is keyed "
             "on the settings"
         )
     payload = {
@@ -573,14 +594,15 @@ def _client(scheduler: Any):
     if isinstance(scheduler, str):
         return _connect(scheduler), None
     raise ValueError(
-        f"scheduler={scheduler!r}: use None (serial), 'local', an address or a distributed.Client"
+        f"scheduler={scheduler!r}: use None (serial), 'local', an address or a "
+        "distributed.Client"
     )
 
 
 def _connect(address: str):
-    """A :class:`distributed.Client` of the scheduler at ``address`` within the package's
-    network timeout (:func:`sarslide.engine.network.network_settings`); a scheduler that
-    refuses, or accepts and never answers, raises
+    """A :class:`distributed.Client` of the scheduler at ``address`` within the
+    package's network timeout (:func:`sarslide.engine.network.network_settings`); a
+    scheduler that refuses, or accepts and never answers, raises
     :class:`~sarslide.acquire.errors.NetworkUnavailableError` naming the address."""
     import asyncio
 
@@ -595,10 +617,14 @@ def _connect(address: str):
         return Client(address, timeout=settings.timeout)
     except (OSError, TimeoutError, asyncio.TimeoutError) as err:
         raise NetworkUnavailableError(
-            f"no dask scheduler answered at {address} within {settings.describe().split(',')[0]} "
-            f"({type(err).__name__}: {' '.join(str(err).split())[:120] or 'no answer'}); check "
-            "that `dask scheduler` runs there and the port is open, or run the grid serially "
-            "(scheduler=None, or --scheduler serial) or on this machine (scheduler='local'); "
+            f"no dask scheduler answered at {address} within "
+            f"{settings.describe().split(',')[0]} "
+            f"({type(err).__name__}: "
+            f"{' '.join(str(err).split())[:120] or 'no answer'}); check "
+            "that `dask scheduler` runs there and the port is open, or run the grid "
+            "serially "
+            "(scheduler=None, or --scheduler serial) or on this machine "
+            "(scheduler='local'); "
             "SARSLIDE_NETWORK_TIMEOUT sets the wait"
         ) from None
 
@@ -653,13 +679,15 @@ def grid_plan(
     device: str | None = None,
     prepare: bool = True,
 ):
-    """How many of ``runs`` are missing from the results folder, and an estimate of their
-    time on this device from the measured per-epoch costs of finished runs
-    (:func:`sarslide.engine.grid_plan.plan_grid`); trains nothing. ``print(plan.describe())``.
+    """How many of ``runs`` are missing from the results folder, and an estimate of
+    their time on this device from the measured per-epoch costs of finished runs
+    (:func:`sarslide.engine.grid_plan.plan_grid`); trains nothing.
+    ``print(plan.describe())``.
 
     The number of chips of a run on "all" is read from the event's chips
     (:func:`sarslide.datasets.prepare_event`, built if missing); with ``prepare=False``
-    nothing is built or written, and such runs are estimated from finished "all" runs only.
+    nothing is built or written, and such runs are estimated from finished "all" runs
+    only.
     """
     from .engine.grid_plan import plan_grid
 
@@ -709,7 +737,8 @@ def run_grid(
         An address that does not answer within ``SARSLIDE_NETWORK_TIMEOUT`` raises
         ``NetworkUnavailableError``.
     num_threads:
-        Torch threads per run (``1`` on a multi-worker cluster to avoid oversubscription).
+        Torch threads per run (``1`` on a multi-worker cluster to avoid
+        oversubscription).
     max_minutes:
         A time budget: runs start only while the time spent is under it and the next
         run's estimate fits (the first missing run always starts, so every call makes
@@ -718,11 +747,11 @@ def run_grid(
 
     Each finished run's rows go to their own file (``runs/<run_id>.parquet``) and the
     merged ``results.parquet`` is rewritten under a folder lock, so two processes on one
-    folder lose no rows (:mod:`sarslide.engine.results_table`); a run being trained by another
-    process is waited for and reused, not trained twice. A failed run raises after the
-    finished ones are saved. Runs already in the folder are not run again: their ids are
-    in ``table.attrs["reused_runs"]`` (and logged). With ``progress``, the number of
-    missing runs and their estimated time are printed before anything trains
+    folder lose no rows (:mod:`sarslide.engine.results_table`); a run being trained by
+    another process is waited for and reused, not trained twice. A failed run raises
+    after the finished ones are saved. Runs already in the folder are not run again:
+    their ids are in ``table.attrs["reused_runs"]`` (and logged). With ``progress``, the
+    number of missing runs and their estimated time are printed before anything trains
     (:func:`grid_plan`). A folder made with other settings is refused. When nothing is
     missing nothing is written, so a finished grid in a read-only folder is readable.
     """
@@ -781,7 +810,8 @@ def run_grid(
         bar.close()
     if left and progress:
         print(
-            f"time budget of {max_minutes:g} min reached: {len(left)} runs left for the next call",
+            f"time budget of {max_minutes:g} min reached: {len(left)} runs left for "
+            "the next call",
             flush=True,
         )
     table = _sorted(read_results(out))
@@ -791,8 +821,9 @@ def run_grid(
 
 
 def run_one_locked(run: Run, **kwargs: Any) -> pd.DataFrame:
-    """:func:`run_one` under the run's lock (:func:`sarslide.engine.results_table.run_lock`):
-    if another process finished the run meanwhile, its rows are read back instead."""
+    """:func:`run_one` under the run's lock
+    (:func:`sarslide.engine.results_table.run_lock`): if another process finished the
+    run meanwhile, its rows are read back instead."""
     out = Path(kwargs["out_dir"])
     with run_lock(out, run.run_id):
         path = run_file(out, run.run_id)
@@ -845,8 +876,8 @@ def _dispatch(
 ) -> Iterator[pd.DataFrame]:
     """Each run's tidy rows as it finishes: in this process (``scheduler=None``) or on a
     dask cluster (:func:`_client`), in completion order. With a ``budget``
-    (:class:`sarslide.engine.grid_plan.TimeBudget`) runs stop starting once it is spent; their
-    ids go to ``left``."""
+    (:class:`sarslide.engine.grid_plan.TimeBudget`) runs stop starting once it is spent;
+    their ids go to ``left``."""
     left = left if left is not None else []
     if scheduler is None:
         for i, run in enumerate(todo):
@@ -924,7 +955,8 @@ def ensemble_metrics(ensembles: pd.DataFrame) -> pd.DataFrame:
     of a cell (probabilities averaged), the statistic the paper scores. Chapter 6 draws
     its Figures 2 and 3 and tests every finding on these same ensemble values, with
     intervals from :func:`sarslide.findings.hierarchical_bootstrap`; the per-model
-    means of :func:`run_means` / :func:`summarize` (chapter 5's first look) are not them.
+    means of :func:`run_means` / :func:`summarize` (chapter 5's first look) are not
+    them.
     """
     return ensembles.melt(
         id_vars=["arm", "train_size"],
@@ -937,8 +969,9 @@ def ensemble_metrics(ensembles: pd.DataFrame) -> pd.DataFrame:
 def summarize(table: pd.DataFrame) -> pd.DataFrame:
     """Mean and SEM per arm × training size × metric.
 
-    Each run is first reduced to the mean over its checkpoints; the mean and the standard
-    error of the mean (ddof=1) are then taken over runs (seeds), the paper's error bars.
+    Each run is first reduced to the mean over its checkpoints; the mean and the
+    standard error of the mean (ddof=1) are then taken over runs (seeds), the paper's
+    error bars.
     """
     per_run = table.groupby(["arm", "train_size", "metric", "run_id"], as_index=False)[
         "value"
@@ -956,12 +989,13 @@ def results_dir(
     profile: Profile | str | None = None,
     cache_dir: str | os.PathLike | None = None,
 ) -> Path:
-    """The default results folder of a grid: ``<data dir>/ablation/<event>-<profile>-<key>``.
+    """The default results folder of a grid: ``<data
+    dir>/ablation/<event>-<profile>-<key>``.
 
     ``key`` is :func:`results_key`, a hash of every profile setting but the grid's sizes
-    and seeds (:data:`GRID_SHAPE_FIELDS`), and of the data seed: results made under other
-    settings are never returned for these, and grids over subsets of sizes or seeds share
-    one folder and one table.
+    and seeds (:data:`GRID_SHAPE_FIELDS`), and of the data seed: results made under
+    other settings are never returned for these, and grids over subsets of sizes or
+    seeds share one folder and one table.
     """
     profile = get_profile(profile)
     return (
@@ -984,7 +1018,8 @@ def run_health(out_dir: str | os.PathLike, run_ids: Iterable[str]) -> dict[str, 
                 found[run_id] = RunHealth.from_dict(json.loads(path.read_text()))
             except (json.JSONDecodeError, TypeError, KeyError) as err:
                 raise ValueError(
-                    f"{path} is not a run-health record ({err}); delete the run's folder "
+                    f"{path} is not a run-health record ({err}); delete the run's "
+                    "folder "
                     f"{path.parent} and its rows to train it again"
                 ) from None
     return found
@@ -992,7 +1027,8 @@ def run_health(out_dir: str | os.PathLike, run_ids: Iterable[str]) -> dict[str, 
 
 def grid_health(table: pd.DataFrame, out_dir: str | os.PathLike) -> pd.DataFrame:
     """One row per learned run of ``table``: ``run_id, arm, train_size, seed`` and its
-    health (:func:`sarslide.health.health_table`; runs without a record are left out)."""
+    health (:func:`sarslide.health.health_table`; runs without a record are left
+    out)."""
     from .health import health_table
 
     learned = table[table["arm"].isin(ARMS)]
@@ -1036,7 +1072,8 @@ def grid_histories(table: pd.DataFrame, out_dir: str | os.PathLike) -> pd.DataFr
 def ensemble_probabilities(
     table: pd.DataFrame, arm: str, train_size: int, out_dir: str | os.PathLike
 ) -> tuple[np.ndarray, int]:
-    """Test probabilities ``(N, H, W)`` averaged over every checkpoint of every seed of one cell.
+    """Test probabilities ``(N, H, W)`` averaged over every checkpoint of every seed of
+    one cell.
 
     Each run's saved mean is weighted by its number of checkpoints, so the result equals
     the plain mean over all checkpoints. Returns the mean and the number of models.
@@ -1062,7 +1099,8 @@ def ensemble_probabilities(
         kept = sorted(set(group["run_id"]) - set(unhealthy))
         if not kept:
             raise ValueError(
-                f"every run of arm={arm!r}, train_size={train_size} collapsed ({unhealthy}); "
+                f"every run of arm={arm!r}, train_size={train_size} collapsed "
+                f"({unhealthy}); "
                 "retrain them (another seed or recipe) before ensembling"
             )
         warnings.warn(
@@ -1088,9 +1126,9 @@ def ensemble_scores(
     seed: int = 0,
     labels: np.ndarray | None = None,
 ) -> pd.DataFrame:
-    """Metrics of each arm × size on probabilities averaged over all its seeds × checkpoints
-    (:func:`ensemble_probabilities`), with a stratified percentile bootstrap 95 % interval
-    of the APRC over test chips (:func:`stratified_aprc_interval`).
+    """Metrics of each arm × size on probabilities averaged over all its seeds ×
+    checkpoints (:func:`ensemble_probabilities`), with a stratified percentile bootstrap
+    95 % interval of the APRC over test chips (:func:`stratified_aprc_interval`).
 
     ``labels`` (N, H, W) are the test labels; by default those of the prepared event.
     """
@@ -1118,8 +1156,8 @@ def ensemble_scores(
     return pd.DataFrame.from_records(records)
 
 
-#: The paper's reported APRC, read from its Figure 2; :data:`SIZE_ALL` is "all" (110 chips
-#: in the paper).
+#: The paper's reported APRC, read from its Figure 2; :data:`SIZE_ALL` is "all" (110
+# chips : in the paper).
 PAPER_APRC: dict[str, dict[int, float]] = {
     "none": {2: 0.048, 5: 0.080, 10: 0.132, 20: 0.183, SIZE_ALL: 0.323},
     "hokkaido": {2: 0.047, 5: 0.088, 10: 0.168, 20: 0.179, SIZE_ALL: 0.337},
@@ -1128,7 +1166,8 @@ PAPER_APRC: dict[str, dict[int, float]] = {
 
 
 def paper_comparison(summary: pd.DataFrame) -> pd.DataFrame:
-    """Side by side: this grid's mean APRC per arm × size and the paper's reported APRC."""
+    """Side by side: this grid's mean APRC per arm × size and the paper's reported
+    APRC."""
     ours = summary[summary["metric"] == "aprc"].set_index(["arm", "train_size"])["mean"]
     rows = []
     for arm, by_size in PAPER_APRC.items():

@@ -1,18 +1,19 @@
 """A non-learned baseline: the log ratio of post- to pre-event backscatter.
 
-Operational SAR landslide detection is change detection: a landslide strips vegetation and
-rearranges the surface, which changes the radar backscatter between a pass before and a
-pass after the event. The change can have either sign — vegetation loss and smoother
-scarps usually *lower* the return (by 1–3 dB in C band), while rough debris or newly
-exposed slopes facing the radar can *raise* it — so the score is the magnitude of the
-change in decibels. This is the amplitude change approach evaluated for rapid landslide
-mapping by Handwerger et al. (2022), *Generating landslide density heatmaps for rapid
-detection using open-access satellite radar data in Google Earth Engine*, Natural Hazards
-and Earth System Sciences 22, 753–773, https://doi.org/10.5194/nhess-22-753-2022.
+Operational SAR landslide detection is change detection: a landslide strips vegetation
+and rearranges the surface, which changes the radar backscatter between a pass before
+and a pass after the event. The change can have either sign — vegetation loss and
+smoother scarps usually *lower* the return (by 1–3 dB in C band), while rough debris or
+newly exposed slopes facing the radar can *raise* it — so the score is the magnitude of
+the change in decibels. This is the amplitude change approach evaluated for rapid
+landslide mapping by Handwerger et al. (2022), *Generating landslide density heatmaps
+for rapid detection using open-access satellite radar data in Google Earth Engine*,
+Natural Hazards and Earth System Sciences 22, 753–773,
+https://doi.org/10.5194/nhess-22-753-2022.
 
 Single-look speckle makes the per-pixel ratio very noisy, so both passes are first
-averaged over a small boxcar (``window`` × ``window`` pixels, in linear power, NaN-aware)
-before the ratio is taken.
+averaged over a small boxcar (``window`` × ``window`` pixels, in linear power,
+NaN-aware) before the ratio is taken.
 
 The score is in dB, not a probability: rank-based metrics such as the APRC need no
 calibration, and a decision threshold is chosen on validation chips
@@ -88,13 +89,14 @@ def log_ratio_score(
     Returns
     -------
     numpy.ndarray
-        ``(N, H, W)`` float32 change magnitude in dB (≥ 0; higher = more likely landslide).
-        Where only one polarisation is valid, its value alone is used.
+        ``(N, H, W)`` float32 change magnitude in dB (≥ 0; higher = more likely
+        landslide). Where only one polarisation is valid, its value alone is used.
     """
     images = np.asarray(images)
     if images.ndim != 4 or images.shape[1] != len(CHANNELS):
         raise ValueError(
-            f"images have shape {images.shape} but the log-ratio baseline needs (N, 4, H, W) "
+            f"images have shape {images.shape} but the log-ratio baseline needs (N, "
+            "4, H, W) "
             f"linear backscatter with channels {list(CHANNELS)}"
         )
     smooth = boxcar_mean(images, window)

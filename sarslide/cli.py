@@ -2,22 +2,24 @@
 
 ::
 
-    sarslide fetch hokkaido --source zenodo            # fill the cache on a machine with network
-    sarslide grid --profile demo --scheduler local      # the ablation grid of chapter 5, headless
-    sarslide map --event hokkaido --out maps/hokkaido   # chapter 7's map, as files a GIS opens
-    sarslide map --bbox 141.9 42.7 142.0 42.8 --date 2018-09-06 --out maps/aoi
+    sarslide fetch hokkaido --source zenodo            # fill the cache on a machine
+    with network sarslide grid --profile demo --scheduler local      # the ablation grid
+    of chapter 5, headless sarslide map --event hokkaido --out maps/hokkaido   # chapter
+    7's map, as files a GIS opens sarslide map --bbox 141.9 42.7 142.0 42.8 --date
+    2018-09-06 --out maps/aoi
 
-Every command has ``--help``. Bad input gives one line on stderr, ``sarslide: error: …``,
-and exit status 1 (2 for a malformed command line); ``--debug`` shows the traceback.
+Every command has ``--help``. Bad input gives one line on stderr, ``sarslide: error:
+…``, and exit status 1 (2 for a malformed command line); ``--debug`` shows the
+traceback.
 
 Commands
 --------
 ``fetch``
     Download and verify what an event needs into the cache (``--cache-dir`` or
-    ``$SARSLIDE_DATA_DIR``): the paper's datacube from Zenodo (md5 checked by pooch, then
-    unzipped and opened once to check its layout), or the nearest Sentinel-1 passes from
-    Planetary Computer, loaded and saved as an event cube (zarr). Prints the cache path and
-    its size. Afterwards ``map`` and ``grid`` run without network.
+    ``$SARSLIDE_DATA_DIR``): the paper's datacube from Zenodo (md5 checked by pooch,
+    then unzipped and opened once to check its layout), or the nearest Sentinel-1 passes
+    from Planetary Computer, loaded and saved as an event cube (zarr). Prints the cache
+    path and its size. Afterwards ``map`` and ``grid`` run without network.
 ``grid``
     :func:`sarslide.ablation.experiment_grid` + :func:`sarslide.ablation.run_grid`: the
     resumable results table of chapter 5 (``results.parquet``), serially or on a dask
@@ -28,13 +30,14 @@ Commands
 ``map``
     Maps an event (``--event``) or any area (``--bbox W S E N --date YYYY-MM-DD``: an
     event record is built on the fly, UTM zone from the bbox centre) with an ensemble of
-    stage-2 checkpoints (``--model``: a run id such as ``hokkaido-nall-s0``, trained through
-    the package's cached get-or-train path if missing, or checkpoint files). Writes
-    probability, binary map and density heatmap as Cloud-Optimized GeoTIFFs, the ranked
-    cells as GeoJSON (RFC 7946 lon/lat) and CSV, a PNG quick-look, an interactive web map
-    (``map.html``) and ``map.json`` (what was done, provenance, and a quality block where
-    truth exists). ``--files`` maps GeoTIFFs / a static STAC catalog already on disk. A
-    scene far from the model's training statistics is refused (``--force`` overrides).
+    stage-2 checkpoints (``--model``: a run id such as ``hokkaido-nall-s0``, trained
+    through the package's cached get-or-train path if missing, or checkpoint files).
+    Writes probability, binary map and density heatmap as Cloud-Optimized GeoTIFFs, the
+    ranked cells as GeoJSON (RFC 7946 lon/lat) and CSV, a PNG quick-look, an interactive
+    web map (``map.html``) and ``map.json`` (what was done, provenance, and a quality
+    block where truth exists). ``--files`` maps GeoTIFFs / a static STAC catalog already
+    on disk. A scene far from the model's training statistics is refused (``--force``
+    overrides).
 
 Profile overrides
 -----------------
@@ -42,8 +45,8 @@ Profile overrides
 (:meth:`sarslide.profiles.Profile.with_overrides`), e.g. ``--set stage2_max_epochs=2
 --set synthetic_shape=256,256 --set train_sizes=2,all``. Tuples are comma-separated;
 ``all``/``none`` inside ``train_sizes`` mean "all chips". Changed settings get their own
-cache entries (stores are named after a hash of the profile), so nothing stale is reused.
-The tests use this for tiny, fast configurations.
+cache entries (stores are named after a hash of the profile), so nothing stale is
+reused. The tests use this for tiny, fast configurations.
 """
 
 from __future__ import annotations
@@ -83,26 +86,31 @@ class CLIError(ValueError):
 
 # ----------------------------------------------------------------------------- helpers
 def utm_crs(lon: float, lat: float) -> str:
-    """The WGS 84 / UTM zone CRS (``"EPSG:326NN"`` north, ``"EPSG:327NN"`` south) of a point.
+    """The WGS 84 / UTM zone CRS (``"EPSG:326NN"`` north, ``"EPSG:327NN"`` south) of a
+    point.
 
     The zone is ``floor((lon + 180) / 6) + 1`` (the Norway/Svalbard exceptions are not
-    applied: any zone works for a grid, the nearest standard one has the least distortion).
+    applied: any zone works for a grid, the nearest standard one has the least
+    distortion).
     """
     if not (-180.0 <= lon <= 180.0 and -80.0 <= lat <= 84.0):
         raise CLIError(
-            f"({lon}, {lat}) is outside the UTM range (longitude -180..180, latitude -80..84)"
+            f"({lon}, {lat}) is outside the UTM range (longitude -180..180, latitude "
+            "-80..84)"
         )
     zone = min(int(math.floor((lon + 180.0) / 6.0)) + 1, 60)
     return f"EPSG:{32600 + zone if lat >= 0 else 32700 + zone}"
 
 
 def _parse_when(text: str) -> datetime:
-    """``YYYY-MM-DD`` (00:00 UTC) or an ISO time ``YYYY-MM-DDTHH:MM[:SS][Z|±HH:MM]`` (UTC if naive)."""
+    """``YYYY-MM-DD`` (00:00 UTC) or an ISO time ``YYYY-MM-DDTHH:MM[:SS][Z|±HH:MM]``
+    (UTC if naive)."""
     try:
         when = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:
         raise CLIError(
-            f"--date {text!r} is not a date; use YYYY-MM-DD (e.g. 2018-09-06) or an ISO time "
+            f"--date {text!r} is not a date; use YYYY-MM-DD (e.g. 2018-09-06) or an "
+            "ISO time "
             "such as 2018-09-05T18:08Z"
         ) from None
     return (
@@ -118,15 +126,18 @@ def _check_bbox(bbox: Sequence[float]) -> tuple[float, float, float, float]:
         raise CLIError(f"--bbox {list(bbox)} holds a non-finite value")
     if west >= east:
         raise CLIError(
-            f"--bbox W S E N: west {west} must be less than east {east} (order is W S E N)"
+            f"--bbox W S E N: west {west} must be less than east {east} (order is W S "
+            "E N)"
         )
     if south >= north:
         raise CLIError(
-            f"--bbox W S E N: south {south} must be less than north {north} (order is W S E N)"
+            f"--bbox W S E N: south {south} must be less than north {north} (order is "
+            "W S E N)"
         )
     if west < -180 or east > 180 or south < -80 or north > 84:
         raise CLIError(
-            f"--bbox {west} {south} {east} {north} leaves longitude -180..180 / latitude -80..84 "
+            f"--bbox {west} {south} {east} {north} leaves longitude -180..180 / "
+            "latitude -80..84 "
             "(degrees, WGS 84)"
         )
     return west, south, east, north
@@ -155,8 +166,9 @@ def event_from_bbox(
     -------
     sarslide.events.Event
         CRS = the UTM zone of the bbox centre (:func:`utm_crs`), 10 m grid, nominal pass
-        dates 12 days before and after (the Sentinel-1 repeat; real loads pick the nearest
-        passes), ``label_kind="mask"``, and no inventory or datacube (empty sources).
+        dates 12 days before and after (the Sentinel-1 repeat; real loads pick the
+        nearest passes), ``label_kind="mask"``, and no inventory or datacube (empty
+        sources).
     """
     from .events import DataSource, Event
 
@@ -189,7 +201,8 @@ def event_from_bbox(
 
 
 def parse_run_id(text: str):
-    """A :class:`sarslide.ablation.Run` from its id (``hokkaido-nall-s0``, ``none-n005-s1``), or None."""
+    """A :class:`sarslide.ablation.Run` from its id (``hokkaido-nall-s0``,
+    ``none-n005-s1``), or None."""
     match = _RUN_ID.match(text.strip())
     if match is None:
         return None
@@ -234,7 +247,8 @@ def _convert(field: str, text: str, current: Any) -> Any:
 
 
 def apply_overrides(profile, items: Sequence[str] | None):
-    """``profile`` with ``FIELD=VALUE`` overrides applied (types follow the current values)."""
+    """``profile`` with ``FIELD=VALUE`` overrides applied (types follow the current
+    values)."""
     if not items:
         return profile
     fields = {f.name for f in dataclasses.fields(profile)} - {"name"}
@@ -267,8 +281,9 @@ def _cache_dir(args: argparse.Namespace) -> Path:
 
 
 def _checked_cache_dir(args: argparse.Namespace, *, writable: bool) -> Path:
-    """The cache folder (``--cache-dir``, ``$SARSLIDE_DATA_DIR`` or the default), checked
-    before any compute (:func:`sarslide.engine.filesystem.check_folder`), then created."""
+    """The cache folder (``--cache-dir``, ``$SARSLIDE_DATA_DIR`` or the default),
+    checked before any compute (:func:`sarslide.engine.filesystem.check_folder`), then
+    created."""
     import pooch
 
     from .datasets import DATA_DIR_ENV
@@ -317,7 +332,8 @@ def _load_pc(event, args, n_pre: int, n_post: int):
 
 
 def _resolve_event(args: argparse.Namespace):
-    """The event of ``--event NAME`` / positional EVENT, or one built from ``--bbox``/``--date``."""
+    """The event of ``--event NAME`` / positional EVENT, or one built from
+    ``--bbox``/``--date``."""
     from .events import get_event
 
     name = getattr(args, "event", None)
@@ -340,7 +356,8 @@ def _resolve_event(args: argparse.Namespace):
         )
     if not name:
         raise CLIError(
-            "name an event (hokkaido, kaikoura) or give --bbox W S E N --date YYYY-MM-DD"
+            "name an event (hokkaido, kaikoura) or give --bbox W S E N --date "
+            "YYYY-MM-DD"
         )
     return get_event(name), False
 
@@ -357,7 +374,8 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     if source == "zenodo":
         if custom:
             raise CLIError(
-                "the Zenodo record holds only the paper's events (hokkaido, kaikoura); fetch a new "
+                "the Zenodo record holds only the paper's events (hokkaido, "
+                "kaikoura); fetch a new "
                 "area with --source planetary-computer"
             )
         from .acquire import NetworkUnavailableError, fetch_paper_cube, load_paper_cube
@@ -368,7 +386,8 @@ def cmd_fetch(args: argparse.Namespace) -> int:
             )
         except NetworkUnavailableError as err:
             raise NetworkUnavailableError(
-                f"{err} `sarslide fetch` needs access to zenodo.org (or --url of a mirror); "
+                f"{err} `sarslide fetch` needs access to zenodo.org (or --url of a "
+                "mirror); "
                 f"cache: {cache}"
             ) from err
         cube = load_paper_cube(
@@ -416,12 +435,14 @@ def _scheduler(text: str | None):
     if text == "local" or re.match(r"^(tcp|tls|inproc|ucx)://", text):
         return text
     raise CLIError(
-        f"--scheduler {text!r}: use 'serial', 'local' or a scheduler address such as tcp://10.0.0.5:8786"
+        f"--scheduler {text!r}: use 'serial', 'local' or a scheduler address such as "
+        "tcp://10.0.0.5:8786"
     )
 
 
 def aprc_text_table(summary) -> "Any":
-    """APRC ``mean ± SEM`` as text, arms × sizes (``ref``: the non-learned references, ``all``)."""
+    """APRC ``mean ± SEM`` as text, arms × sizes (``ref``: the non-learned references,
+    ``all``)."""
     aprc = summary[summary["metric"] == "aprc"]
     sizes = aprc["train_size"].map(
         lambda s: "all" if s == -1 else ("ref" if s == 0 else str(s))
@@ -475,13 +496,15 @@ def cmd_grid(args: argparse.Namespace) -> int:
     scheduler = _scheduler(args.scheduler)
     if args.threads is not None and args.threads < 1:
         raise CLIError(
-            f"--threads {args.threads}: give at least 1 torch thread per run (or leave it out)"
+            f"--threads {args.threads}: give at least 1 torch thread per run (or "
+            "leave it out)"
         )
     if args.max_minutes is not None and not (
         math.isfinite(args.max_minutes) and args.max_minutes > 0
     ):
         raise CLIError(
-            f"--max-minutes {args.max_minutes}: give a positive number of minutes, e.g. 30"
+            f"--max-minutes {args.max_minutes}: give a positive number of minutes, "
+            "e.g. 30"
         )
     runs = experiment_grid(profile, arms)
     done = _grid_done(args, profile, runs)
@@ -502,7 +525,8 @@ def cmd_grid(args: argparse.Namespace) -> int:
         for run in runs:
             print(f"{run.run_id:24s} {'done' if run.run_id in done else 'to do'}")
         print(
-            f"{len(runs)} runs, {sum(r.run_id in done for r in runs)} done; results: {out / 'results.parquet'}"
+            f"{len(runs)} runs, {sum(r.run_id in done for r in runs)} done; results: "
+            f"{out / 'results.parquet'}"
         )
         if any(r.run_id not in done for r in runs):
             plan = grid_plan(
@@ -517,7 +541,8 @@ def cmd_grid(args: argparse.Namespace) -> int:
             print(plan.describe())
         return 0
     print(
-        f"{len(runs)} runs ({', '.join(arms)}) on {args.event}, profile {profile.name}; results in {out}"
+        f"{len(runs)} runs ({', '.join(arms)}) on {args.event}, profile "
+        f"{profile.name}; results in {out}"
     )
     table = run_grid(
         runs,
@@ -534,7 +559,8 @@ def cmd_grid(args: argparse.Namespace) -> int:
     left = table.attrs.get("left_for_later", [])
     if left:
         print(
-            f"stopped for the time budget: {len(left)} of {len(runs)} runs left; run the same "
+            f"stopped for the time budget: {len(left)} of {len(runs)} runs left; run "
+            "the same "
             "command again to go on (finished runs are kept)"
         )
     from .ablation import summarize
@@ -543,7 +569,8 @@ def cmd_grid(args: argparse.Namespace) -> int:
     reused = table.attrs.get("reused_runs", [])
     if reused:
         print(
-            f"{len(reused)} of {len(runs)} runs were already finished with these settings; reused"
+            f"{len(reused)} of {len(runs)} runs were already finished with these "
+            "settings; reused"
         )
     summary = summarize(table)
     _print_health(table, out)
@@ -551,7 +578,8 @@ def cmd_grid(args: argparse.Namespace) -> int:
     with atomic_file(out / "summary.csv", suffix=".csv") as tmp:
         summary.to_csv(tmp, index=False)
     print(
-        "\nAPRC on the test chips, mean ± SEM over seeds (ref: the non-learned references)"
+        "\nAPRC on the test chips, mean ± SEM over seeds (ref: the non-learned "
+        "references)"
     )
     print(aprc_text_table(summary).to_string())
     print(f"\nresults: {out / 'results.parquet'}\nsummary: {out / 'summary.csv'}")
@@ -580,7 +608,8 @@ def _print_health(table, out: Path) -> None:
 
 # ----------------------------------------------------------------------------- map
 class _Say:
-    """Output of ``sarslide map``: normal lines, ``--verbose`` detail, nothing with ``--quiet``."""
+    """Output of ``sarslide map``: normal lines, ``--verbose`` detail, nothing with
+    ``--quiet``."""
 
     def __init__(self, args: argparse.Namespace):
         self.quiet = bool(getattr(args, "quiet", False))
@@ -607,23 +636,26 @@ def _checkpoint_paths(spec: str) -> list[Path]:
         return found
     if not path.exists():
         raise FileNotFoundError(
-            f"--model {spec}: no such checkpoint file, and not a run id (arm-n<size|all>-s<seed>, "
+            f"--model {spec}: no such checkpoint file, and not a run id "
+            "(arm-n<size|all>-s<seed>, "
             f"e.g. {DEFAULT_RUN}; arms none, hokkaido, kaikoura)"
         )
     return [path]
 
 
 def _checkpoint_stats(spec: str) -> tuple[list[Path], Any]:
-    """The checkpoint files of ``--model`` and their band statistics, every file read now
-    (a corrupt file is named before any scene is built)."""
+    """The checkpoint files of ``--model`` and their band statistics, every file read
+    now (a corrupt file is named before any scene is built)."""
     from .engine.checkpoints import checkpoint_info
 
     paths = _checkpoint_paths(spec)
     all_stats = [checkpoint_info(p).get("stats") for p in paths]
     if any(st != all_stats[0] for st in all_stats[1:]):
         raise CLIError(
-            f"--model {spec}: the checkpoints were trained with different band statistics "
-            "(different chips); map with checkpoints of one run, or one checkpoint at a time"
+            f"--model {spec}: the checkpoints were trained with different band "
+            "statistics "
+            "(different chips); map with checkpoints of one run, or one checkpoint at "
+            "a time"
         )
     return paths, all_stats[0]
 
@@ -634,7 +666,8 @@ _TRAIN_PX_PER_S = 2.0e5
 
 
 def _training_estimate(profile, chips, run, device: str | None) -> str:
-    """``"roughly N min"`` for training one run (stage 2; stage 1 as well if not cached)."""
+    """``"roughly N min"`` for training one run (stage 2; stage 1 as well if not
+    cached)."""
     n = (
         len(chips.split("stage2_train").labels)
         if run.train_size is None
@@ -655,8 +688,9 @@ def _training_estimate(profile, chips, run, device: str | None) -> str:
 
 
 def _model_stats(args, profile, cache, say: _Say):
-    """``(spec, run or None, checkpoint paths, band stats, chips or None)`` of ``--model``,
-    without training anything: the statistics the scene is checked against."""
+    """``(spec, run or None, checkpoint paths, band stats, chips or None)`` of
+    ``--model``, without training anything: the statistics the scene is checked
+    against."""
     from .datasets import prepare_event
 
     spec = args.model or DEFAULT_RUN
@@ -673,7 +707,8 @@ def _model_stats(args, profile, cache, say: _Say):
 
 
 def _load_models(args, profile, cache, run, paths, chips, say: _Say):
-    """``(models, description)``: the run's checkpoints (trained first if missing) or files."""
+    """``(models, description)``: the run's checkpoints (trained first if missing) or
+    files."""
     if run is not None:
         from .ablation import results_dir, run_models
 
@@ -682,9 +717,11 @@ def _load_models(args, profile, cache, run, paths, chips, say: _Say):
         )
         if not any(ckpt_dir.glob("top-epoch*.pt")):
             say(
-                f"training model {run.run_id} on {args.train_event}'s chips first (not in the "
+                f"training model {run.run_id} on {args.train_event}'s chips first "
+                "(not in the "
                 f"cache yet; profile {profile.name}, up to {profile.stage2_max_epochs} "
-                f"stage-2 epochs): {_training_estimate(profile, chips, run, args.device)}"
+                "stage-2 epochs): "
+                f"{_training_estimate(profile, chips, run, args.device)}"
             )
         models = run_models(
             run,
@@ -696,7 +733,8 @@ def _load_models(args, profile, cache, run, paths, chips, say: _Say):
         )
         return (
             models,
-            f"run {run.run_id} ({len(models)} checkpoints, trained on {args.train_event})",
+            f"run {run.run_id} ({len(models)} checkpoints, trained on "
+            f"{args.train_event})",
         )
     from .engine.checkpoints import load_checkpoints
 
@@ -735,8 +773,10 @@ def _synthetic_shape(event) -> tuple[int, int]:
     shape = tuple(int(s) for s in event_geobox(event).shape)
     if max(shape) > MAX_SYNTHETIC_SIDE:
         raise CLIError(
-            f"the bbox is {shape[0]}×{shape[1]} px at {event.resolution:g} m; a synthetic scene "
-            f"is limited to {MAX_SYNTHETIC_SIDE} px a side: pass --scene-size or a smaller bbox"
+            f"the bbox is {shape[0]}×{shape[1]} px at {event.resolution:g} m; a "
+            "synthetic scene "
+            f"is limited to {MAX_SYNTHETIC_SIDE} px a side: pass --scene-size or a "
+            "smaller bbox"
         )
     return shape  # type: ignore[return-value]
 
@@ -744,8 +784,8 @@ def _synthetic_shape(event) -> tuple[int, int]:
 def _pc_cube_path(cache: Path, event, args: argparse.Namespace) -> Path:
     """The cached real-data scene of ``event``, keyed on every setting that changes it.
 
-    The key hashes the area (bounds, CRS, resolution), the event time, the collection, the
-    catalog and the search window, so ``--resolution 10`` after a 30 m map, another
+    The key hashes the area (bounds, CRS, resolution), the event time, the collection,
+    the catalog and the search window, so ``--resolution 10`` after a 30 m map, another
     catalog or a wider window each get their own cached scene.
     """
     import hashlib
@@ -773,14 +813,17 @@ def _real_pair(event, custom: bool, source: str, args, profile, cache, say: _Say
     from .datasets import profile_pass_pair
 
     fetch_hint = (
-        f"run `sarslide fetch {event.name if not custom else '--bbox … --date …'} --source {source}` "
-        "on a machine with network first, or map offline with --profile demo (synthetic)"
+        f"run `sarslide fetch {event.name if not custom else '--bbox … --date …'} "
+        f"--source {source}` "
+        "on a machine with network first, or map offline with --profile demo "
+        "(synthetic)"
     )
     try:
         if source == "zenodo":
             if custom:
                 raise CLIError(
-                    "--source zenodo holds only the paper's events; use --source planetary-computer for a bbox"
+                    "--source zenodo holds only the paper's events; use --source "
+                    "planetary-computer for a bbox"
                 )
             from .acquire import load_paper_cube
 
@@ -789,8 +832,10 @@ def _real_pair(event, custom: bool, source: str, args, profile, cache, say: _Say
             path = _pc_cube_path(cache, event, args)
             if path.exists():
                 say(
-                    f"scene: reusing the cached scene {path} (same area, date, collection, "
-                    "resolution, catalog and search window; `sarslide fetch --refresh` loads "
+                    f"scene: reusing the cached scene {path} (same area, date, "
+                    "collection, "
+                    "resolution, catalog and search window; `sarslide fetch "
+                    "--refresh` loads "
                     "it again)"
                 )
                 cube = open_cube(path, require_labels=False)
@@ -809,7 +854,8 @@ def _real_pair(event, custom: bool, source: str, args, profile, cache, say: _Say
 
 
 def _files_pair(event, args, profile):
-    """The pass pair of ``--files``: scenes on disk, passes chosen by the profile's rule."""
+    """The pass pair of ``--files``: scenes on disk, passes chosen by the profile's
+    rule."""
     from .datasets import profile_pass_pair
     from .mapping import local_cube
 
@@ -830,13 +876,15 @@ def _window(args, models, pair) -> int:
     fit = min(pair.sizes["y"], pair.sizes["x"], 256) // multiple * multiple
     if fit < 32:
         raise CLIError(
-            f"the scene is {pair.sizes['y']}×{pair.sizes['x']} px, too small to map; use a larger area"
+            f"the scene is {pair.sizes['y']}×{pair.sizes['x']} px, too small to map; "
+            "use a larger area"
         )
     return fit
 
 
 def _writable_folder(flag: str, path: Path) -> None:
-    """``path`` can be created (or written) as a folder: not a file, its filesystem writable."""
+    """``path`` can be created (or written) as a folder: not a file, its filesystem
+    writable."""
     import tempfile
 
     if path.exists() and not path.is_dir():
@@ -861,8 +909,8 @@ def _writable_folder(flag: str, path: Path) -> None:
 
 
 def _files_event(args: argparse.Namespace):
-    """The event of ``--files``: a known ``--event`` or one built from ``--date`` and the
-    files' own area, CRS and pixel size (read from the first file's header)."""
+    """The event of ``--files``: a known ``--event`` or one built from ``--date`` and
+    the files' own area, CRS and pixel size (read from the first file's header)."""
     from .mapping import files_grid
 
     if args.bbox is not None:
@@ -876,7 +924,8 @@ def _files_event(args: argparse.Namespace):
         return get_event(args.event), res
     if not args.date:
         raise CLIError(
-            "--files needs the event: --date YYYY-MM-DD (or --event hokkaido|kaikoura); "
+            "--files needs the event: --date YYYY-MM-DD (or --event "
+            "hokkaido|kaikoura); "
             "passes before it are pre-event, after it post-event"
         )
     when = _parse_when(args.date)
@@ -889,14 +938,14 @@ def _files_event(args: argparse.Namespace):
 
 
 def _check_map_args(args: argparse.Namespace):
-    """``(profile, event, custom, source, resolution)`` of ``sarslide map``, every argument
-    checked.
+    """``(profile, event, custom, source, resolution)`` of ``sarslide map``, every
+    argument checked.
 
     Runs before the heavy imports and any data work, so a bad flag fails in a second:
     numbers (finite, positive, a cell size that fits the pixel size), the event and its
     date (not in the future), ``--files`` / a local ``--catalog``, the checkpoint files
-    (read now, so a corrupt one is named before the scene is built), ``--truth``, and the
-    output and cache folders (not files, writable).
+    (read now, so a corrupt one is named before the scene is built), ``--truth``, and
+    the output and cache folders (not files, writable).
     """
     if args.catalog and not re.match(r"^https?://", args.catalog):
         if (
@@ -906,7 +955,8 @@ def _check_map_args(args: argparse.Namespace):
             args.catalog = None
         else:
             raise CLIError(
-                f"--catalog {args.catalog}: not an http(s) STAC API address nor a file; for "
+                f"--catalog {args.catalog}: not an http(s) STAC API address nor a "
+                "file; for "
                 "scenes or a static catalog on disk use --files PATH"
             )
     profile = _profile(args)
@@ -921,7 +971,8 @@ def _check_map_args(args: argparse.Namespace):
     else:
         if args.source == "files":
             raise CLIError(
-                "--source files needs --files PATH … (GeoTIFFs, a folder or a STAC catalog)"
+                "--source files needs --files PATH … (GeoTIFFs, a folder or a STAC "
+                "catalog)"
             )
         event, custom = _resolve_event(args)
         if args.resolution is not None:
@@ -935,7 +986,8 @@ def _check_map_args(args: argparse.Namespace):
             source = "planetary-computer" if custom else "zenodo"
     if custom and event.time_utc > datetime.now(timezone.utc):
         raise CLIError(
-            f"--date {event.time_utc:%Y-%m-%d} is in the future: no radar pass after it "
+            f"--date {event.time_utc:%Y-%m-%d} is in the future: no radar pass after "
+            "it "
             "exists yet; give the day of the event"
         )
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
@@ -956,7 +1008,8 @@ def _check_map_args(args: argparse.Namespace):
     if abs(steps - round(steps)) > 1e-6 or round(steps) < 1:
         low = max(1, math.floor(steps)) * resolution
         raise CLIError(
-            f"--cell-size {args.cell_size:g} m is not a whole multiple of the {resolution:g} m "
+            f"--cell-size {args.cell_size:g} m is not a whole multiple of the "
+            f"{resolution:g} m "
             f"pixels; use e.g. {low:g} or {low + resolution:g}"
         )
     if args.model and parse_run_id(args.model) is None:
@@ -999,13 +1052,15 @@ def _replaceable_map_folder(out: Path) -> None:
         return  # an older map folder: _adopt_old_map_folder marks it
     shown = ", ".join(sorted(names)[:5]) + (" …" if len(names) > 5 else "")
     raise CLIError(
-        f"--out {out} holds files that are not a sarslide map ({shown}); a map folder is "
+        f"--out {out} holds files that are not a sarslide map ({shown}); a map folder "
+        "is "
         f"replaced whole, so give a new or empty folder, e.g. --out {out / 'map'}"
     )
 
 
 def _map_threshold(args: argparse.Namespace, models, stats, chips) -> tuple[float, str]:
-    """``(threshold, how it was chosen)``: ``--threshold``, else calibrated on validation.
+    """``(threshold, how it was chosen)``: ``--threshold``, else calibrated on
+    validation.
 
     The calibration predicts the chip set's validation chips with the same models
     (ensemble mean of probabilities) and makes the mapped landslide area unbiased there
@@ -1135,7 +1190,8 @@ def _adopt_old_map_folder(out: Path) -> None:
 
 
 def _print_map_summary(say: _Say, record: dict[str, Any], ranked, out: Path) -> None:
-    """The threshold, the mapped area, quality, the five most affected cells and the files."""
+    """The threshold, the mapped area, quality, the five most affected cells and the
+    files."""
     say(
         f"threshold {record['threshold']:.3f} ({record['threshold_choice']}); mapped "
         f"landslide area {record['mapped_area_km2']:.2f} km² "
@@ -1147,7 +1203,8 @@ def _print_map_summary(say: _Say, record: dict[str, Any], ranked, out: Path) -> 
         for name in ("model", "log_ratio_baseline"):
             q = quality[name]
             say(
-                f"  {name:19s} precision {q['precision']:.3f}  recall {q['recall']:.3f}  "
+                f"  {name:19s} precision {q['precision']:.3f}  recall "
+                f"{q['recall']:.3f}  "
                 f"area {q['mapped_area_km2']:.2f} of {q['true_area_km2']:.2f} km²  "
                 f"heatmap r {q['heatmap_correlation']:.2f}  "
                 f"top-{q['top_k']} cells shared {q['top_cells_shared']}"
@@ -1179,7 +1236,8 @@ def _json_ready(value):
 
 
 def cmd_map(args: argparse.Namespace) -> int:
-    """Map an area: COGs, ranked cells (GeoJSON, CSV), quick-look PNG, web map, map.json."""
+    """Map an area: COGs, ranked cells (GeoJSON, CSV), quick-look PNG, web map,
+    map.json."""
     say = _Say(args)
     if say.quiet:
         os.environ["TQDM_DISABLE"] = "1"
@@ -1232,7 +1290,8 @@ def cmd_map(args: argparse.Namespace) -> int:
         post_passes=list(pair.attrs.get("post_times", [])),
         model=spec if run is not None else model_text,
         model_trained_on=(
-            f"{profile.data_source} chips of {args.train_event} (profile {profile.name})"
+            f"{profile.data_source} chips of {args.train_event} (profile "
+            f"{profile.name})"
             if run is not None
             else "checkpoint files (their training data is not recorded in them)"
         ),
@@ -1295,7 +1354,8 @@ def cmd_map(args: argparse.Namespace) -> int:
         "sarslide_version": __version__,
     }
     # Every file is written into a hidden sibling folder that replaces ``out`` only when
-    # all are complete: a killed run leaves the previous map whole, a failed one no folder.
+    # all are complete: a killed run leaves the previous map whole, a failed one no
+    # folder.
     _adopt_old_map_folder(out)
     with atomic_directory(out) as tmp:
         tmp.mkdir(parents=True)
@@ -1380,7 +1440,8 @@ def _pc_args(p: argparse.ArgumentParser) -> None:
         "--collection",
         default="sentinel-1-rtc",
         choices=("sentinel-1-rtc", "sentinel-1-grd"),
-        help="rtc: terrain corrected, needs PC_SDK_SUBSCRIPTION_KEY; grd: anonymous, uncalibrated",
+        help="rtc: terrain corrected, needs PC_SDK_SUBSCRIPTION_KEY; grd: anonymous, "
+        "uncalibrated",
     )
     g.add_argument(
         "--days-before",
@@ -1413,7 +1474,7 @@ def _pc_args(p: argparse.ArgumentParser) -> None:
 
 
 MAP_EXAMPLES = """examples:
-  sarslide map --event hokkaido --out maps/hokkaido            # demo: synthetic scene, offline
+  sarslide map --event hokkaido --out maps/hokkaido   # demo: synthetic scene, offline
   sarslide map --bbox 141.9 42.7 142.0 42.8 --date 2018-09-06 --out maps/aoi
   sarslide map --files downloads/*.tif --date 2023-12-20 --profile paper --out maps/usb
   sarslide map --files catalog.json --date 2023-12-20 --model run/checkpoints --force
@@ -1426,7 +1487,8 @@ def build_parser() -> argparse.ArgumentParser:
     common = _common()
     parser = argparse.ArgumentParser(
         prog=PROG,
-        description="Landslide mapping from Sentinel-1 radar (Böhm et al. 2022): fetch data, run the "
+        description="Landslide mapping from Sentinel-1 radar (Böhm et al. 2022): "
+        "fetch data, run the "
         "ablation grid, map an area.",
         epilog="Run `sarslide COMMAND --help` for a command's options.",
         parents=[_common(debug_only=True)],
@@ -1452,7 +1514,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--source",
         choices=("zenodo", "planetary-computer"),
         default=None,
-        help="the paper's datacube (default for a named event) or Planetary Computer passes",
+        help="the paper's datacube (default for a named event) or Planetary Computer "
+        "passes",
     )
     _pc_args(f)
     f.add_argument(
@@ -1500,7 +1563,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--scheduler",
         default=None,
-        help="serial (default), local (a dask LocalCluster) or a scheduler address tcp://host:8786",
+        help="serial (default), local (a dask LocalCluster) or a scheduler address "
+        "tcp://host:8786",
     )
     g.add_argument(
         "--threads",
@@ -1523,7 +1587,9 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=None,
         metavar="MIN",
-        help="time budget: stop cleanly between runs once spent (the next call goes on)",
+        help=(
+            "time budget: stop cleanly between runs once spent (the next call goes on)"
+        ),
     )
     g.set_defaults(func=cmd_grid)
 
@@ -1544,14 +1610,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--source",
         choices=SOURCES,
         default=None,
-        help="synthetic (offline; default on the demo profile), zenodo, planetary-computer, "
+        help="synthetic (offline; default on the demo profile), zenodo, "
+        "planetary-computer, "
         "or files (implied by --files)",
     )
     m.add_argument(
         "--files",
         nargs="+",
         metavar="PATH",
-        help="scenes on disk: GeoTIFFs (one polarisation each, VV/VH and the date in the "
+        help="scenes on disk: GeoTIFFs (one polarisation each, VV/VH and the date in "
+        "the "
         "name), folders of them, or a static STAC catalog / item collection JSON; "
         "with --date (or --event)",
     )
@@ -1560,7 +1628,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument(
         "--model",
         metavar="RUN_OR_CHECKPOINT",
-        help=f"run id arm-n<size|all>-s<seed> (default {DEFAULT_RUN}; trained if missing), "
+        help=f"run id arm-n<size|all>-s<seed> (default {DEFAULT_RUN}; trained if "
+        "missing), "
         "a checkpoint file or a folder of checkpoints",
     )
     m.add_argument(
@@ -1582,7 +1651,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument(
         "--truth",
         metavar="INVENTORY",
-        help="landslide inventory (GeoPackage, GeoJSON, shapefile, KMZ, CSV lon/lat) to "
+        help="landslide inventory (GeoPackage, GeoJSON, shapefile, KMZ, CSV lon/lat) "
+        "to "
         "score the map against; map.json then holds a quality block",
     )
     m.add_argument(
@@ -1601,12 +1671,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--cells-crs",
         choices=("lonlat", "utm"),
         default="lonlat",
-        help="GeoJSON cells in lon/lat EPSG:4326 (RFC 7946, default) or the map's UTM CRS",
+        help="GeoJSON cells in lon/lat EPSG:4326 (RFC 7946, default) or the map's UTM "
+        "CRS",
     )
     m.add_argument(
         "--no-tiles",
         action="store_true",
-        help="build map.html without a basemap (offline; also $SARSLIDE_WEBMAP_TILES=none)",
+        help="build map.html without a basemap (offline; also "
+        "$SARSLIDE_WEBMAP_TILES=none)",
     )
     m.add_argument(
         "--window",
@@ -1618,7 +1690,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--scene-size",
         type=int,
         default=None,
-        help="synthetic source: an N×N px scene (default: the event's profile scene, or the bbox)",
+        help="synthetic source: an N×N px scene (default: the event's profile scene, "
+        "or the bbox)",
     )
     m.add_argument(
         "--seed",

@@ -77,9 +77,11 @@ def setup_data_dir(
         return data_dir()
     if not _wants_drive(use_drive):
         print(
-            f"sarslide caches data in {data_dir()}, which Colab deletes when the runtime "
+            f"sarslide caches data in {data_dir()}, which Colab deletes when the "
+            "runtime "
             "resets. To keep it (and resume the chapters' training) on Google Drive, "
-            "call sarslide.colab.setup_data_dir(use_drive=True) or set use_drive = True "
+            "call sarslide.colab.setup_data_dir(use_drive=True) or set use_drive = "
+            "True "
             "in the first cell."
         )
         return data_dir()
@@ -98,7 +100,8 @@ def setup_data_dir(
             return data_dir()
     if not target.parent.is_dir():
         print(
-            f"Google Drive is mounted but {target.parent} does not exist; sarslide keeps "
+            f"Google Drive is mounted but {target.parent} does not exist; sarslide "
+            "keeps "
             f"caching in {data_dir()}"
         )
         return data_dir()

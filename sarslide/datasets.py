@@ -2,12 +2,14 @@
 
 Every chapter starts from :func:`prepare_event`, so a student may open any chapter on a
 fresh runtime: if the chips are not on disk yet they are built through the package
-(synthetic cube on the demo profile, the paper's datacube on the paper profile), balanced,
-split and standardised with statistics from the stage-1 training split, then cached.
+(synthetic cube on the demo profile, the paper's datacube on the paper profile),
+balanced, split and standardised with statistics from the stage-1 training split, then
+cached.
 
 The cache lives in ``$SARSLIDE_DATA_DIR`` if set, else in the user cache directory
 (``~/.cache/sarslide`` on Linux). A store's name carries a hash of everything that went
-into it, so changing a profile setting builds a new store instead of reusing a stale one.
+into it, so changing a profile setting builds a new store instead of reusing a stale
+one.
 """
 
 from __future__ import annotations
@@ -126,7 +128,10 @@ def prepare_cube(
                 if not (isinstance(err, CubeError) or _is_chunk_read_error(err)):
                     raise
                 if not isinstance(err, CubeError):
-                    err = f"{path}: a chunk could not be decoded ({type(err).__name__}: {err})"
+                    err = (
+                        f"{path}: a chunk could not be decoded "
+                        f"({type(err).__name__}: {err})"
+                    )
                 warnings.warn(
                     f"rebuilding the cached cube: {err}",
                     CacheRebuiltWarning,
@@ -146,7 +151,8 @@ def prepare_cube(
 
         return load_paper_cube(evt.name, cache_dir=data_dir(cache_dir))
     raise ValueError(
-        f"profile {profile.name!r} has data_source={profile.data_source!r}; use 'synthetic' or 'zenodo'"
+        f"profile {profile.name!r} has data_source={profile.data_source!r}; use "
+        "'synthetic' or 'zenodo'"
     )
 
 
@@ -171,8 +177,8 @@ def profile_pass_pair(
 ) -> xr.Dataset:
     """The cube's before/after pass pair chosen as the profile says.
 
-    The one rule every caller shares (chip stores, chapters 2 and 7, ``sarslide map``): the
-    paper's named passes when ``profile.named_passes`` (the paper profile), else the
+    The one rule every caller shares (chip stores, chapters 2 and 7, ``sarslide map``):
+    the paper's named passes when ``profile.named_passes`` (the paper profile), else the
     nearest same-track passes, ``n_pre_passes`` / ``n_post_passes`` of them averaged
     (:func:`sarslide.cube.pass_pair`).
     """
@@ -205,14 +211,16 @@ def prepare_event(
     seed: int | None = None,
     rebuild: bool = False,
 ) -> ChipSet:
-    """Balanced, split chips of ``event`` with stage-1 training statistics, cached on disk.
+    """Balanced, split chips of ``event`` with stage-1 training statistics, cached on
+    disk.
 
     Parameters
     ----------
     event:
         Event name (``"hokkaido"``, ``"kaikoura"``).
     profile:
-        A :class:`~sarslide.profiles.Profile`, its name, or ``None`` for ``$SARSLIDE_PROFILE``.
+        A :class:`~sarslide.profiles.Profile`, its name, or ``None`` for
+        ``$SARSLIDE_PROFILE``.
     cache_dir:
         Overrides ``$SARSLIDE_DATA_DIR`` / the user cache.
     seed:
@@ -224,8 +232,8 @@ def prepare_event(
     Returns
     -------
     ChipSet
-        ``images`` (N, 4, chip, chip) linear float32, ``labels``, ``meta`` with a ``split``
-        column, ``stats`` from the stage-1 training chips.
+        ``images`` (N, 4, chip, chip) linear float32, ``labels``, ``meta`` with a
+        ``split`` column, ``stats`` from the stage-1 training chips.
     """
     evt = get_event(event)
     profile = get_profile(profile)
@@ -252,7 +260,8 @@ def prepare_event(
         store = cube.encoding.get("source", "the cached cube")
         if profile.data_source != "synthetic":
             raise CubeError(
-                f"a chunk of {store} could not be decoded ({type(err).__name__}: {err}); "
+                f"a chunk of {store} could not be decoded ({type(err).__name__}: "
+                f"{err}); "
                 "the store is damaged: delete it and run again to download it anew"
             ) from err
         # a synthetic cube is the package's own cache: build it again, once

@@ -1,21 +1,22 @@
 """The paper's findings, tested as the paper states them, on a grid's numbers.
 
 Böhm et al. (2022) read their conclusions from Figures 2 and 3, computed on the
-*ensemble* of each cell (arm × training size): the probabilities averaged over every seed
-× kept checkpoint. This module uses that one statistic for every figure and verdict
+*ensemble* of each cell (arm × training size): the probabilities averaged over every
+seed × kept checkpoint. This module uses that one statistic for every figure and verdict
 (chapter 6 draws both figures from :meth:`GridBootstrap.intervals`) and tests:
 
 :data:`FINDINGS` — what the paper states
     pretraining leaves the APRC about unchanged; Hokkaido and Kaikōura pretraining give
     similar APRC; fewer false positives on landslide-free chips (median Δcount, and the
     mean, which the paper says does not change its conclusions); a smaller median ΔL1;
-    on landslide chips a miscount that is negative *and* larger than without pretraining;
-    effects more pronounced for Hokkaido than for Kaikōura.
+    on landslide chips a miscount that is negative *and* larger than without
+    pretraining; effects more pronounced for Hokkaido than for Kaikōura.
 :data:`SANITY_CHECKS` — not the paper's findings, kept apart
-    the networks beat a random guess; the APRC grows from the smallest size to all chips.
+    the networks beat a random guess; the APRC grows from the smallest size to all
+    chips.
 
-**Uncertainty: a hierarchical bootstrap** (:func:`hierarchical_bootstrap`). Seeds are the
-largest source of variance (one seed's few-shot draw can decide a cell), so each of
+**Uncertainty: a hierarchical bootstrap** (:func:`hierarchical_bootstrap`). Seeds are
+the largest source of variance (one seed's few-shot draw can decide a cell), so each of
 ``n_boot`` (default :data:`N_BOOT`) resamples first draws the seeds of a cell with
 replacement (the same draw for every arm at that size, so a comparison stays paired: one
 seed = the same training chips in every arm), rebuilds the cell's ensemble from those
@@ -32,14 +33,14 @@ values.
 * an equivalence finding ("about unchanged", "similar"; the paper: "minor",
   "negligible", "hardly significant"): ``supports`` when the 90 % interval lies inside
   ±:data:`APRC_MARGIN` (two one-sided tests at 5 %), ``contradicts`` when it lies wholly
-  outside, otherwise ``inconclusive``. Absence of evidence is not evidence of no effect: a
-  noisy run gives a wide interval, which is inconclusive here.
+  outside, otherwise ``inconclusive``. Absence of evidence is not evidence of no effect:
+  a noisy run gives a wide interval, which is inconclusive here.
 
 **Verdicts** (:func:`summarize_findings`): a finding **holds** when at least one cell
-supports it and every other cell is a tie; it **holds in part** when some cells support it
-and others are inconclusive or contradict it; it **does not hold** when no cell supports
-it. :func:`findings_markdown` turns the verdicts into sentences, so no text states a
-result the numbers beside it contradict.
+supports it and every other cell is a tie; it **holds in part** when some cells support
+it and others are inconclusive or contradict it; it **does not hold** when no cell
+supports it. :func:`findings_markdown` turns the verdicts into sentences, so no text
+states a result the numbers beside it contradict.
 """
 
 from __future__ import annotations
@@ -342,8 +343,8 @@ class GridBootstrap:
         all test chips): the number Figures 2 and 3 plot.
     samples:
         (arm, size) -> metric -> (n_boot,) values on the resampled ensembles. Resample
-        ``b`` uses the same test chips in every cell and the same seeds in every arm of a
-        size, so differences of cells are paired.
+        ``b`` uses the same test chips in every cell and the same seeds in every arm of
+        a size, so differences of cells are paired.
     per_seed:
         (arm, size) -> seed -> metric -> the value of that seed's run alone.
     random_point, random_samples:
@@ -366,9 +367,9 @@ class GridBootstrap:
     n_models: dict = field(default_factory=dict)
 
     def intervals(self, level: float = 0.95) -> pd.DataFrame:
-        """One row per arm × size × metric: ``value`` (ensemble), ``ci_low``, ``ci_high``
-        (percentile interval at ``level`` of the hierarchical bootstrap), ``n_seeds``,
-        ``n_models``. The error bars of chapter 6's Figures 2 and 3."""
+        """One row per arm × size × metric: ``value`` (ensemble), ``ci_low``,
+        ``ci_high`` (percentile interval at ``level`` of the hierarchical bootstrap),
+        ``n_seeds``, ``n_models``. The error bars of chapter 6's Figures 2 and 3."""
         tail = (1 - level) / 2
         rows = []
         for (arm, size), values in self.point.items():
@@ -417,7 +418,8 @@ def hierarchical_bootstrap(
     seed: int = 0,
     labels: np.ndarray | None = None,
 ) -> GridBootstrap:
-    """Resample seeds within each cell, then test chips, ``n_boot`` times (module docstring).
+    """Resample seeds within each cell, then test chips, ``n_boot`` times (module
+    docstring).
 
     Parameters
     ----------
@@ -431,11 +433,11 @@ def hierarchical_bootstrap(
     labels:
         (N, H, W) test labels; by default those of the prepared event.
 
-    Every arm at one size must hold the same seeds (as :func:`sarslide.ablation.experiment_grid`
-    makes them), so that seed draws pair the arms; otherwise a ``ValueError`` names them.
-    A cell's ensemble for a draw weighs each run by how often it is drawn times its
-    number of checkpoints, so the undrawn-resample ensemble equals
-    :func:`sarslide.ablation.ensemble_probabilities`.
+    Every arm at one size must hold the same seeds (as
+    :func:`sarslide.ablation.experiment_grid` makes them), so that seed draws pair the
+    arms; otherwise a ``ValueError`` names them. A cell's ensemble for a draw weighs
+    each run by how often it is drawn times its number of checkpoints, so the
+    undrawn-resample ensemble equals :func:`sarslide.ablation.ensemble_probabilities`.
     """
     if int(n_boot) < 1:
         raise ValueError(
@@ -477,8 +479,10 @@ def hierarchical_bootstrap(
         for arm in arms[1:]:
             if list(runs[arm]["seed"]) != seeds:
                 raise ValueError(
-                    f"at train_size={size} arm {arm!r} has seeds {list(runs[arm]['seed'])} but "
-                    f"{arms[0]!r} has {seeds}; the bootstrap pairs arms by seed: run the same seeds"
+                    f"at train_size={size} arm {arm!r} has seeds "
+                    f"{list(runs[arm]['seed'])} but "
+                    f"{arms[0]!r} has {seeds}; the bootstrap pairs arms by seed: run "
+                    "the same seeds"
                 )
         draws = rng.integers(0, len(seeds), size=(int(n_boot), len(seeds)))
         counts = np.stack([np.bincount(d, minlength=len(seeds)) for d in draws])
@@ -534,7 +538,8 @@ class _Effect:
 
 
 def _comparisons(finding: Finding, boot: GridBootstrap) -> Iterator[_Effect]:
-    """Every cell a finding is about, with its effect, resamples and per-seed effects."""
+    """Every cell a finding is about, with its effect, resamples and per-seed
+    effects."""
     m = finding.metric
     f = np.abs if finding.magnitude else (lambda v: np.asarray(v, dtype=np.float64))
     label = f"|{m}|" if finding.magnitude else m
@@ -593,7 +598,8 @@ def _comparisons(finding: Finding, boot: GridBootstrap) -> Iterator[_Effect]:
 
 
 def _judge(finding: Finding, effect: _Effect) -> dict:
-    """One row of :func:`evaluate_findings`: the effect, its interval and the cell's outcome."""
+    """One row of :func:`evaluate_findings`: the effect, its interval and the cell's
+    outcome."""
     if finding.test == "equivalence":
         level, margin = 0.90, float(finding.margin)
         low, high = _quantiles(effect.samples, 0.05)
@@ -649,7 +655,8 @@ def evaluate_findings(
     bootstrap: GridBootstrap | None = None,
     checks: tuple[Finding, ...] = FINDINGS + SANITY_CHECKS,
 ) -> pd.DataFrame:
-    """Every comparison behind ``checks`` (the paper's findings, then the sanity checks).
+    """Every comparison behind ``checks`` (the paper's findings, then the sanity
+    checks).
 
     Parameters
     ----------
@@ -665,10 +672,10 @@ def evaluate_findings(
         One row per finding × cell: ``finding``, ``kind`` (paper / sanity), ``arm``,
         ``train_size`` (:data:`sarslide.ablation.SIZE_ALL` = all), ``comparison``,
         ``effect`` (on the ensembles, in the finding's unit), ``ci_low``, ``ci_high``,
-        ``ci_level`` (0.95 directional, 0.90 equivalence), ``margin`` (equivalence only),
-        ``outcome`` (supports / tie / inconclusive / contradicts, module docstring),
-        ``supports`` (bool), ``seeds_agree`` of ``n_seeds`` (seeds whose own run has the
-        paper's sign, or lies within the margin).
+        ``ci_level`` (0.95 directional, 0.90 equivalence), ``margin`` (equivalence
+        only), ``outcome`` (supports / tie / inconclusive / contradicts, module
+        docstring), ``supports`` (bool), ``seeds_agree`` of ``n_seeds`` (seeds whose own
+        run has the paper's sign, or lies within the margin).
     """
     if bootstrap is None:
         bootstrap = hierarchical_bootstrap(
@@ -725,7 +732,8 @@ def summarize_findings(
                 "cells": f"{int((outcomes == 'supports').sum())} of {len(part)}",
                 "ties": int((outcomes == "tie").sum()),
                 "contradicts": int((outcomes == "contradicts").sum()),
-                "seeds": f"{int(part['seeds_agree'].sum())} of {int(part['n_seeds'].sum())}",
+                "seeds": f"{int(part['seeds_agree'].sum())} of "
+                f"{int(part['n_seeds'].sum())}",
                 "median_effect": float(part["effect"].median()),
                 "unit": finding.unit,
                 "verdict": _verdict(outcomes),
@@ -735,14 +743,16 @@ def summarize_findings(
 
 
 def findings_markdown(summary: pd.DataFrame, *, data: str = "this run") -> str:
-    """Sentences stating which of the paper's findings ``summary`` shows, from its numbers;
-    the sanity checks follow on their own line, labelled as not the paper's findings."""
+    """Sentences stating which of the paper's findings ``summary`` shows, from its
+    numbers; the sanity checks follow on their own line, labelled as not the paper's
+    findings."""
 
     def item(r) -> str:
         ties = f", {r.ties} tied" if r.ties else ""
         against = f", {r.contradicts} against" if r.contradicts else ""
         return (
-            f"{r.statement} ({r.cells} comparisons support it{ties}{against}; rule: {r.rule}; "
+            f"{r.statement} ({r.cells} comparisons support it{ties}{against}; rule: "
+            f"{r.rule}; "
             f"median effect {r.median_effect:+.3g} {r.unit})"
         )
 

@@ -2,8 +2,8 @@
 
 The paper (Böhm et al. 2022) scores segmentations in two ways:
 
-* **APRC**, the area under the precision–recall curve over *all* test pixels, computed as
-  scikit-learn's :func:`~sklearn.metrics.average_precision_score` (step-wise average
+* **APRC**, the area under the precision–recall curve over *all* test pixels, computed
+  as scikit-learn's :func:`~sklearn.metrics.average_precision_score` (step-wise average
   precision, no interpolation). A random guess scores the landslide pixel share
   (≈ 0.032 on the Hokkaido test set).
 * **Per-chip miscounts** at a fixed threshold (0.5): ΔL1 = |Σŷ − Σy| and
@@ -24,7 +24,8 @@ Conventions used throughout the package (and stated here once):
   (:func:`stratified_chip_weights`, :func:`stratified_aprc_interval`), because pixels
   within a chip are not independent and every resample must hold landslides.
 * A set of test probabilities is scored by :func:`score_probabilities` (the grid's four
-  metrics); every APRC in the package goes through :func:`aprc` or :class:`PixelRanking`.
+  metrics); every APRC in the package goes through :func:`aprc` or
+  :class:`PixelRanking`.
 """
 
 from __future__ import annotations
@@ -99,7 +100,8 @@ def aprc(scores: np.ndarray, labels: np.ndarray) -> float:
     positive = labels.reshape(-1) > 0
     if not positive.any():
         raise ValueError(
-            f"labels hold no positive pixel among {positive.size}; the APRC is undefined "
+            f"labels hold no positive pixel among {positive.size}; the APRC is "
+            "undefined "
             "without landslides — evaluate on a set of chips that contains some"
         )
     return float(average_precision_score(positive, flat_scores))
@@ -143,7 +145,8 @@ def miscounts(
     labels = np.asarray(labels)
     if probabilities.ndim != 3:
         raise ValueError(
-            f"probabilities have shape {probabilities.shape}; expected (N, H, W) — add a chip "
+            f"probabilities have shape {probabilities.shape}; expected (N, H, W) — "
+            "add a chip "
             "axis with [None] for a single chip"
         )
     _check_same_shape(probabilities, labels, ("probabilities", "labels"))
@@ -169,7 +172,8 @@ def miscounts(
 
 
 def miscount_medians(table: pd.DataFrame) -> pd.DataFrame:
-    """Medians of ΔL1 and Δcount over all chips, landslide-free chips and landslide chips.
+    """Medians of ΔL1 and Δcount over all chips, landslide-free chips and landslide
+    chips.
 
     Parameters
     ----------
@@ -187,7 +191,8 @@ def miscount_medians(table: pd.DataFrame) -> pd.DataFrame:
     missing = {"delta_l1", "delta_count", "has_landslide"} - set(table.columns)
     if missing:
         raise ValueError(
-            f"table lacks columns {sorted(missing)}; build it with sarslide.metrics.miscounts"
+            f"table lacks columns {sorted(missing)}; build it with "
+            "sarslide.metrics.miscounts"
         )
     has = table["has_landslide"].astype(bool)
     groups = {"all": table, "landslide_free": table[~has], "landslide": table[has]}
@@ -218,17 +223,17 @@ def ensemble_mean(
     """Average the probability maps of several models (seeds × saved checkpoints).
 
     The project averages **probabilities** (sigmoid outputs), never logits, so every
-    ensemble member has the same say whatever its confidence scale. This is the one place
-    the package averages models: prediction (:func:`sarslide.predict.predict_proba`),
-    whole-scene mapping, each grid run's saved test mean and the grid's cell ensembles
-    all call it.
+    ensemble member has the same say whatever its confidence scale. This is the one
+    place the package averages models: prediction
+    (:func:`sarslide.predict.predict_proba`), whole-scene mapping, each grid run's saved
+    test mean and the grid's cell ensembles all call it.
 
     Parameters
     ----------
     probabilities:
         A sequence (or iterable, consumed once — handy for a generator that predicts one
-        checkpoint at a time) of arrays of one common shape, e.g. (N, H, W), with values in
-        [0, 1]; or one stacked array of shape (M, N, H, W).
+        checkpoint at a time) of arrays of one common shape, e.g. (N, H, W), with values
+        in [0, 1]; or one stacked array of shape (M, N, H, W).
     weights:
         Optional weight per member (e.g. the number of models a member already averages,
         so a mean of means equals the mean over all models); default 1 each.
@@ -257,8 +262,10 @@ def ensemble_mean(
         outside = range_outside_unit(member)
         if outside is not None:
             raise ValueError(
-                f"ensemble member {count} has values in [{outside[0]:.3g}, {outside[1]:.3g}]"
-                " — these look like logits; apply the sigmoid first (the project averages "
+                f"ensemble member {count} has values in [{outside[0]:.3g}, "
+                f"{outside[1]:.3g}]"
+                " — these look like logits; apply the sigmoid first (the project "
+                "averages "
                 "probabilities)"
             )
         weight = 1.0 if weight_list is None else _member_weight(weight_list, count)
@@ -271,7 +278,8 @@ def ensemble_mean(
         )
     if weight_list is not None and len(weight_list) != count:
         raise ValueError(
-            f"got {len(weight_list)} weights for {count} ensemble members; give one per member"
+            f"got {len(weight_list)} weights for {count} ensemble members; give one "
+            "per member"
         )
     if norm <= 0:
         raise ValueError(f"ensemble weights sum to {norm}; they must be positive")
@@ -281,7 +289,8 @@ def ensemble_mean(
 def _member_weight(weights: list[float], index: int) -> float:
     if index >= len(weights):
         raise ValueError(
-            f"got {len(weights)} weights for more than {len(weights)} ensemble members; give one per member"
+            f"got {len(weights)} weights for more than {len(weights)} ensemble "
+            "members; give one per member"
         )
     if weights[index] < 0:
         raise ValueError(
@@ -302,7 +311,8 @@ GRID_METRICS: tuple[str, ...] = (
 def score_probabilities(
     probabilities: np.ndarray, labels: np.ndarray, threshold: float = 0.5
 ) -> dict[str, float]:
-    """The grid's four metrics (:data:`GRID_METRICS`) of test probabilities ``(N, H, W)``.
+    """The grid's four metrics (:data:`GRID_METRICS`) of test probabilities ``(N, H,
+    W)``.
 
     ``aprc`` over all pixels; the medians over chips of ΔL1 (all chips) and of Δcount on
     landslide-free and on landslide chips, at ``threshold`` (:func:`miscount_medians`).
@@ -341,16 +351,17 @@ class PixelRanking:
     whole chips is a small matrix product (a chip drawn k times weighs k).
 
     ``PixelRanking(p, labels).aprc(w)`` equals
-    ``sklearn.metrics.average_precision_score(labels > 0, p, sample_weight=w per pixel)``,
-    ties included; with ``w`` all ones it is :func:`aprc`. Used by chip bootstraps, where
-    hundreds of resamples of the same chips would otherwise sort the pixels every time.
+    ``sklearn.metrics.average_precision_score(labels > 0, p, sample_weight=w per
+    pixel)``, ties included; with ``w`` all ones it is :func:`aprc`. Used by chip
+    bootstraps, where hundreds of resamples of the same chips would otherwise sort the
+    pixels every time.
 
     How: the average precision only changes at thresholds (distinct scores) that hold a
-    landslide pixel, ``K`` of them. For each chip the counts of landslide and other pixels
-    scoring at or above each such threshold are tabulated once, ``(N, K)``; a resample's
-    true and false positives at every threshold are then ``w @ table``. Where ``N × K``
-    would exceed :attr:`max_table` entries the counts are instead accumulated over all
-    pixels per call (same result, slower).
+    landslide pixel, ``K`` of them. For each chip the counts of landslide and other
+    pixels scoring at or above each such threshold are tabulated once, ``(N, K)``; a
+    resample's true and false positives at every threshold are then ``w @ table``. Where
+    ``N × K`` would exceed :attr:`max_table` entries the counts are instead accumulated
+    over all pixels per call (same result, slower).
 
     Parameters
     ----------
@@ -380,7 +391,8 @@ class PixelRanking:
         chip = (order // (h * w)).astype(np.int64)
         positive = (labels.reshape(-1) > 0)[order]
         ranked = flat[order]
-        # Group g of each ranked pixel: the index of its run of equal scores (its threshold).
+        # Group g of each ranked pixel: the index of its run of equal scores (its
+        # threshold).
         group = np.r_[0, np.cumsum(ranked[1:] != ranked[:-1])]
         key_groups = np.unique(group[positive])  # thresholds at which recall moves
         self.n_chips = n
@@ -408,7 +420,8 @@ class PixelRanking:
         chip_weights = np.asarray(chip_weights, dtype=np.float64)
         if chip_weights.shape != (self.n_chips,):
             raise ValueError(
-                f"chip_weights has shape {chip_weights.shape}; expected ({self.n_chips},)"
+                f"chip_weights has shape {chip_weights.shape}; expected "
+                f"({self.n_chips},)"
             )
         if self._tables is not None:
             tp, fp = chip_weights @ self._tables[0], chip_weights @ self._tables[1]
@@ -425,7 +438,8 @@ class PixelRanking:
         return float(np.sum(recall_step * precision))
 
     def aprc_many(self, chip_weights: np.ndarray) -> np.ndarray:
-        """:meth:`aprc` of many resamples at once: ``chip_weights`` (B, N) -> (B,) float64.
+        """:meth:`aprc` of many resamples at once: ``chip_weights`` (B, N) -> (B,)
+        float64.
 
         With the per-chip tables this is one matrix product per resample batch (the
         bootstrap of :mod:`sarslide.findings` scores a thousand resamples per cell);
@@ -434,7 +448,8 @@ class PixelRanking:
         chip_weights = np.asarray(chip_weights, dtype=np.float64)
         if chip_weights.ndim != 2 or chip_weights.shape[1] != self.n_chips:
             raise ValueError(
-                f"chip_weights has shape {chip_weights.shape}; expected (B, {self.n_chips})"
+                f"chip_weights has shape {chip_weights.shape}; expected (B, "
+                f"{self.n_chips})"
             )
         if self._tables is None:
             return np.array([self.aprc(w) for w in chip_weights])
@@ -485,11 +500,12 @@ def stratified_aprc_interval(
     seed: int = 0,
     alpha: float = 0.05,
 ) -> tuple[float, float]:
-    """Percentile bootstrap interval of the APRC that resamples test chips *within* each kind.
+    """Percentile bootstrap interval of the APRC that resamples test chips *within* each
+    kind.
 
     Landslide and landslide-free chips are resampled separately
-    (:func:`stratified_chip_weights`), so every resample holds landslides and the APRC is
-    always defined, even on small test sets. The pixels are ranked once
+    (:func:`stratified_chip_weights`), so every resample holds landslides and the APRC
+    is always defined, even on small test sets. The pixels are ranked once
     (:class:`PixelRanking`). ``probabilities`` and ``labels`` are ``(N, H, W)``; returns
     ``(low, high)`` of the ``1 − alpha`` interval.
     """
@@ -504,7 +520,8 @@ def stratified_aprc_interval(
 
 
 def weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
-    """The median of ``values`` repeated ``weights`` times (integer weights, as a resample).
+    """The median of ``values`` repeated ``weights`` times (integer weights, as a
+    resample).
 
     Equals ``numpy.median(numpy.repeat(values, weights))``; NaN when all weights are 0.
     """

@@ -5,29 +5,30 @@ Both take standardised chips ``(N, 4, H, W)`` float32 with channels
 
 Stage 1, :class:`SiameseClassifier`
     One U-Net with a ResNet-34 encoder (segmentation-models-pytorch, never pretrained
-    weights) embeds the pre-event pair ``x[:, 0:2]`` and the post-event pair ``x[:, 2:4]``
-    with *shared* weights into ``embedding_channels`` maps each, at full resolution; the two
-    are concatenated (``2 * embedding_channels`` = 64 channels) and a small head turns them
-    into one logit per chip: "this chip contains a landslide".
+    weights) embeds the pre-event pair ``x[:, 0:2]`` and the post-event pair ``x[:,
+    2:4]`` with *shared* weights into ``embedding_channels`` maps each, at full
+    resolution; the two are concatenated (``2 * embedding_channels`` = 64 channels) and
+    a small head turns them into one logit per chip: "this chip contains a landslide".
 
     ``config="reference"`` is the network the published experiments ran: encoder depth 1
-    (the ResNet stem only: 7x7 stride-2 convolution, batch norm, ReLU), one decoder block
-    with 32 channels, and a head made of an 8x8 *valid* convolution to one channel, batch
-    norm, LeakyReLU and a spatial mean.  smp 0.6 accepts ``encoder_depth=1`` but still
-    builds (and saves) ResNet-34's four unused residual stages, 21.3 M parameters that
-    never see a gradient; we delete them so parameter counts and checkpoints are honest.
+    (the ResNet stem only: 7x7 stride-2 convolution, batch norm, ReLU), one decoder
+    block with 32 channels, and a head made of an 8x8 *valid* convolution to one
+    channel, batch norm, LeakyReLU and a spatial mean.  smp 0.6 accepts
+    ``encoder_depth=1`` but still builds (and saves) ResNet-34's four unused residual
+    stages, 21.3 M parameters that never see a gradient; we delete them so parameter
+    counts and checkpoints are honest.
 
     ``config="paper"`` is the network the paper's text describes: the full five-stage
     ResNet-34 encoder (21.3 M parameters), smp's default decoder, and a two-layer fully
-    connected head.  The text feeds the 64x128x128 embeddings to that head; we average them
-    over space first (64 numbers per chip), which keeps the head small and independent of
-    the chip size.
+    connected head.  The text feeds the 64x128x128 embeddings to that head; we average
+    them over space first (64 numbers per chip), which keeps the head small and
+    independent of the chip size.
 
 Stage 2, :class:`Segmenter`
     A 3-layer CNN (8x8 kernels, "same" padding, 4 -> 8 -> 16 -> 64 channels), optionally
     concatenated with the 64 frozen stage-1 embeddings, then a 2-layer CNN (-> 128 -> 1,
-    8x8 kernels) giving one logit per pixel.  Without a stage-1 network it is the paper's
-    baseline: the same layers with 64 input channels to the head.
+    8x8 kernels) giving one logit per pixel.  Without a stage-1 network it is the
+    paper's baseline: the same layers with 64 input channels to the head.
 
     ``config="reference"`` (the default) is the block the published experiments ran:
     every feature convolution and the first head convolution is followed by batch norm
@@ -68,18 +69,21 @@ _REFERENCE_HEAD_KERNEL = 8
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
-    """Number of scalar parameters of ``model`` (only those with ``requires_grad`` by default)."""
+    """Number of scalar parameters of ``model`` (only those with ``requires_grad`` by
+    default)."""
     return sum(
         p.numel() for p in model.parameters() if p.requires_grad or not trainable_only
     )
 
 
 def check_input(x: Tensor, *, size_multiple: int = 1, min_size: int = 1) -> None:
-    """Raise ``ValueError`` unless ``x`` is a ``(N, 4, H, W)`` floating tensor the net can take.
+    """Raise ``ValueError`` unless ``x`` is a ``(N, 4, H, W)`` floating tensor the net
+    can take.
 
-    ``H`` and ``W`` must be multiples of ``size_multiple`` (the encoder's total stride) and
-    at least ``min_size``.  NaN is *not* checked here (that would force a device sync on
-    every batch); :mod:`sarslide.engine.runtime` checks whole arrays once before training/predicting.
+    ``H`` and ``W`` must be multiples of ``size_multiple`` (the encoder's total stride)
+    and at least ``min_size``.  NaN is *not* checked here (that would force a device
+    sync on every batch); :mod:`sarslide.engine.runtime` checks whole arrays once before
+    training/predicting.
     """
     if not isinstance(x, Tensor):
         raise TypeError(
@@ -113,18 +117,19 @@ def check_input(x: Tensor, *, size_multiple: int = 1, min_size: int = 1) -> None
 
 
 class SameConv2d(nn.Conv2d):
-    """Stride-1 convolution whose output has the input's size ("same" padding), any kernel.
+    """Stride-1 convolution whose output has the input's size ("same" padding), any
+    kernel.
 
-    For an even kernel ``k`` the ``k - 1`` padding pixels are split ``(k-1)//2`` before and
-    the rest after, exactly as ``nn.Conv2d(padding="same")`` does, but without the warning
-    PyTorch emits for even kernels.  Parameters: ``k*k*c_in*c_out + c_out``.
+    For an even kernel ``k`` the ``k - 1`` padding pixels are split ``(k-1)//2`` before
+    and the rest after, exactly as ``nn.Conv2d(padding="same")`` does, but without the
+    warning PyTorch emits for even kernels.  Parameters: ``k*k*c_in*c_out + c_out``.
 
-    Under CPU bfloat16 autocast, inputs with a channel count that is not a multiple of 16
-    are zero-padded to one (weights alike; the result is exactly the same): oneDNN's AMX
-    convolution bundled with torch 2.14 returns wrong values for 4-14 input channels with
-    some kernels (e.g. 8 channels, 8x8: errors as large as the output itself, found here
-    on a Xeon with AMX; see ``benchmarks/bench_conv.py --check-onednn``).  It costs a
-    few percent of the segmenter's arithmetic (its first two layers are tiny).
+    Under CPU bfloat16 autocast, inputs with a channel count that is not a multiple of
+    16 are zero-padded to one (weights alike; the result is exactly the same): oneDNN's
+    AMX convolution bundled with torch 2.14 returns wrong values for 4-14 input channels
+    with some kernels (e.g. 8 channels, 8x8: errors as large as the output itself, found
+    here on a Xeon with AMX; see ``benchmarks/bench_conv.py --check-onednn``).  It costs
+    a few percent of the segmenter's arithmetic (its first two layers are tiny).
     """
 
     def __init__(self, c_in: int, c_out: int, kernel: int = 8):
@@ -163,7 +168,8 @@ def _plain_block(c_in: int, c_out: int) -> list[nn.Module]:
 
 
 class SiameseClassifier(nn.Module):
-    """Stage-1 network: shared U-Net embeddings of pre and post chips, one logit per chip.
+    """Stage-1 network: shared U-Net embeddings of pre and post chips, one logit per
+    chip.
 
     Parameters
     ----------
@@ -176,8 +182,8 @@ class SiameseClassifier(nn.Module):
         Channels of each pass's embedding; the concatenated embedding has twice as many.
 
     Inputs are ``(N, 4, H, W)`` float32 standardised chips.  ``H`` and ``W`` must be
-    multiples of :attr:`size_multiple` (2 for ``reference``, 32 for ``paper``) and at least
-    :attr:`min_size`.
+    multiples of :attr:`size_multiple` (2 for ``reference``, 32 for ``paper``) and at
+    least :attr:`min_size`.
     """
 
     def __init__(
@@ -187,15 +193,18 @@ class SiameseClassifier(nn.Module):
         embedding_channels: int = 32,
     ):
         super().__init__()
-        import segmentation_models_pytorch as smp  # heavy import, only when a model is built
+        # heavy import, only when a model is built
+        import segmentation_models_pytorch as smp
 
         if config not in STAGE1_CONFIGS:
             raise ValueError(
-                f"unknown stage-1 config {config!r}; choose one of {list(STAGE1_CONFIGS)}"
+                f"unknown stage-1 config {config!r}; choose one of "
+                f"{list(STAGE1_CONFIGS)}"
             )
         if in_channels * 2 != len(CHANNELS):
             raise ValueError(
-                f"in_channels={in_channels} per pass does not match the {len(CHANNELS)} chip "
+                f"in_channels={in_channels} per pass does not match the "
+                f"{len(CHANNELS)} chip "
                 f"channels {list(CHANNELS)}; use in_channels=2"
             )
         if embedding_channels < 1:
@@ -252,7 +261,8 @@ class SiameseClassifier(nn.Module):
         return 2 * self.embedding_channels
 
     def config_dict(self) -> dict[str, Any]:
-        """Constructor arguments; ``SiameseClassifier(**m.config_dict())`` rebuilds the architecture."""
+        """Constructor arguments; ``SiameseClassifier(**m.config_dict())`` rebuilds the
+        architecture."""
         return {
             "config": self.config,
             "in_channels": self.in_channels,
@@ -262,9 +272,9 @@ class SiameseClassifier(nn.Module):
     def embed(self, x: Tensor) -> Tensor:
         """Embeddings ``(N, 2*embedding_channels, H, W)``: U-Net(pre) then U-Net(post).
 
-        The pre and post pairs go through the shared U-Net as one batch of ``2N`` so that,
-        in training mode, batch norm normalises both passes with the *same* statistics and
-        a brightness change between them survives into the embeddings.
+        The pre and post pairs go through the shared U-Net as one batch of ``2N`` so
+        that, in training mode, batch norm normalises both passes with the *same*
+        statistics and a brightness change between them survives into the embeddings.
         """
         check_input(x, size_multiple=self.size_multiple, min_size=self.min_size)
         n = x.shape[0]
@@ -280,21 +290,23 @@ class SiameseClassifier(nn.Module):
         return self.head(embeddings.mean(dim=(2, 3), keepdim=True)).squeeze(1)
 
     def forward(self, x: Tensor) -> Tensor:
-        """Logits ``(N,)`` of "this chip contains a landslide" (apply a sigmoid for probabilities)."""
+        """Logits ``(N,)`` of "this chip contains a landslide" (apply a sigmoid for
+        probabilities)."""
         return self.classify(self.embed(x))
 
 
 class Segmenter(nn.Module):
-    """Stage-2 network: per-pixel landslide logits, optionally using frozen stage-1 embeddings.
+    """Stage-2 network: per-pixel landslide logits, optionally using frozen stage-1
+    embeddings.
 
     Parameters
     ----------
     stage1:
         A trained :class:`SiameseClassifier` whose embeddings (64 channels) join the
-        segmenter's own features, or ``None`` for the baseline.  A *copy* is stored, frozen
-        (``requires_grad=False``) and kept in eval mode even when the segmenter is put in
-        training mode, so neither its weights nor its batch-norm statistics ever change.
-        Its head is never used.
+        segmenter's own features, or ``None`` for the baseline.  A *copy* is stored,
+        frozen (``requires_grad=False``) and kept in eval mode even when the segmenter
+        is put in training mode, so neither its weights nor its batch-norm statistics
+        ever change. Its head is never used.
     config:
         ``"reference"`` (convolution, batch norm, LeakyReLU: the published block) or
         ``"plain"`` (convolution, ReLU); see the module docstring.
@@ -314,7 +326,8 @@ class Segmenter(nn.Module):
         super().__init__()
         if stage1 is not None and not isinstance(stage1, SiameseClassifier):
             raise TypeError(
-                f"stage1 must be a SiameseClassifier (or None for the baseline), got {type(stage1).__name__}"
+                "stage1 must be a SiameseClassifier (or None for the baseline), got "
+                f"{type(stage1).__name__}"
             )
         if config not in SEGMENTER_CONFIGS:
             raise ValueError(
@@ -345,7 +358,8 @@ class Segmenter(nn.Module):
         cls, profile: Any, stage1: SiameseClassifier | None = None
     ) -> "Segmenter":
         """The segmenter a :class:`~sarslide.profiles.Profile` asks for: its
-        ``stage2_config`` block and ``stage2_width`` head, on ``stage1``'s embeddings."""
+        ``stage2_config`` block and ``stage2_width`` head, on ``stage1``'s
+        embeddings."""
         return cls(stage1, profile.stage2_config, profile.stage2_width)
 
     @property
@@ -378,10 +392,11 @@ class Segmenter(nn.Module):
 
     @torch.no_grad()
     def frozen_embeddings(self, x: Tensor) -> Tensor | None:
-        """The frozen stage-1 embeddings ``(N, 64, H, W)`` of chips ``x``, or None without stage 1.
+        """The frozen stage-1 embeddings ``(N, 64, H, W)`` of chips ``x``, or None
+        without stage 1.
 
-        They never change during stage-2 training, so :func:`sarslide.train.fit` computes
-        them once per run and passes them to :meth:`forward`.
+        They never change during stage-2 training, so :func:`sarslide.train.fit`
+        computes them once per run and passes them to :meth:`forward`.
         """
         return None if self.stage1 is None else self.stage1.embed(x)
 
@@ -397,7 +412,8 @@ class Segmenter(nn.Module):
 
 
 def build_model(model_class: str, config: dict[str, Any]) -> nn.Module:
-    """Rebuild an (untrained) model from ``type(m).__name__`` and ``m.config_dict()``."""
+    """Rebuild an (untrained) model from ``type(m).__name__`` and
+    ``m.config_dict()``."""
     if model_class == "SiameseClassifier":
         return SiameseClassifier(**config)
     if model_class == "Segmenter":
@@ -407,5 +423,6 @@ def build_model(model_class: str, config: dict[str, Any]) -> nn.Module:
         stage1 = SiameseClassifier(**s1) if s1 is not None else None
         return Segmenter(stage1, block, config.get("width", 128))
     raise ValueError(
-        f"unknown model class {model_class!r}; expected 'SiameseClassifier' or 'Segmenter'"
+        f"unknown model class {model_class!r}; expected 'SiameseClassifier' or "
+        "'Segmenter'"
     )

@@ -7,9 +7,10 @@ probabilities** (not the logits) over the models: this is the project's ensembli
 :func:`embedding_pca` look inside a stage-1 classifier.
 
 Inputs are standardised chips ``(N, 4, H, W)`` float32 (no NaN; see
-:func:`sarslide.transforms.standardize`).  ``precision`` is ``"auto"`` (the device's fast
-path: bfloat16 autocast + channels-last on CPUs with native bf16 and on recent GPUs),
-``"fp32"`` or a :class:`~sarslide.engine.runtime.Precision`; see :func:`sarslide.engine.runtime.resolve_precision`.
+:func:`sarslide.transforms.standardize`).  ``precision`` is ``"auto"`` (the device's
+fast path: bfloat16 autocast + channels-last on CPUs with native bf16 and on recent
+GPUs), ``"fp32"`` or a :class:`~sarslide.engine.runtime.Precision`; see
+:func:`sarslide.engine.runtime.resolve_precision`.
 """
 
 from __future__ import annotations
@@ -66,7 +67,8 @@ def _predict_mean(
     precision: str | Precision,
     embeddings: np.ndarray | Tensor | None = None,
 ) -> np.ndarray:
-    """Each model's sigmoid outputs (float32, CPU), averaged by :func:`sarslide.metrics.ensemble_mean`."""
+    """Each model's sigmoid outputs (float32, CPU), averaged by
+    :func:`sarslide.metrics.ensemble_mean`."""
     dev = select_device(device)
     prec = resolve_precision(dev, precision)
     prec.apply_backend_settings()
@@ -99,17 +101,21 @@ def predict_proba(
     ``models`` is a :class:`~sarslide.models.Segmenter`, a stage-2 checkpoint path, or a
     list of either.  With several models the result is the **mean of their sigmoid
     probabilities** (not of their logits): the project's ensembling rule over seeds and
-    checkpoints.  ``images`` are standardised chips ``(N, 4, H, W)``.  ``embeddings`` are
-    the chips' precomputed frozen stage-1 embeddings
-    (:func:`sarslide.engine.embeddings.cached_embeddings`), for segmenters that all share that
-    stage-1 network; without them each model embeds the chips itself.
+    checkpoints.  ``images`` are standardised chips ``(N, 4, H, W)``.  ``embeddings``
+    are the chips' precomputed frozen stage-1 embeddings
+    (:func:`sarslide.engine.embeddings.cached_embeddings`), for segmenters that all
+    share that stage-1 network; without them each model embeds the chips itself.
     """
     members = _as_models(models, "stage2")
     images = check_images(images, members[0], "chips")
     if embeddings is not None:
         if any(not getattr(m, "uses_embeddings", False) for m in members):
             raise ValueError(
-                "embeddings were given, but some models have no stage-1 network; drop embeddings="
+                (
+                    "embeddings were given, but some models have no stage-1 network; "
+                    "drop "
+                    "embeddings="
+                )
             )
         if len(embeddings) != len(images):
             raise ValueError(
@@ -129,9 +135,11 @@ def predict_chip_proba(
     device: str | torch.device | None = None,
     precision: str | Precision = "auto",
 ) -> np.ndarray:
-    """Probability that each chip holds a landslide, ``(N,)`` float32, from stage-1 classifiers.
+    """Probability that each chip holds a landslide, ``(N,)`` float32, from stage-1
+    classifiers.
 
-    Several models (or stage-1 checkpoint paths) are combined by averaging probabilities.
+    Several models (or stage-1 checkpoint paths) are combined by averaging
+    probabilities.
     """
     members = _as_models(models, "stage1")
     images = check_images(images, members[0], "chips")
@@ -147,7 +155,8 @@ def pooled_embeddings(
     device: str | torch.device | None = None,
     precision: str | Precision = "auto",
 ) -> np.ndarray:
-    """Stage-1 embeddings averaged over each chip: ``(N, 2*embedding_channels)`` float32.
+    """Stage-1 embeddings averaged over each chip: ``(N, 2*embedding_channels)``
+    float32.
 
     Columns ``0:C`` come from the pre-event pass, ``C:2C`` from the post-event pass.
     """
@@ -173,7 +182,8 @@ def pooled_embeddings(
 def embedding_pca(
     features: np.ndarray, n_components: int = 2
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Principal components of per-chip features (scikit-learn PCA on standardised columns).
+    """Principal components of per-chip features (scikit-learn PCA on standardised
+    columns).
 
     Returns ``(scores (N, n_components), explained_variance_ratio (n_components,))``.
     """
@@ -184,7 +194,10 @@ def embedding_pca(
     features = np.asarray(features, dtype=np.float64)
     if features.ndim != 2 or features.shape[0] < n_components:
         raise ValueError(
-            f"need at least {n_components} rows of features (N, D), got shape {features.shape}"
+            (
+                f"need at least {n_components} rows of features (N, D), got shape "
+                f"{features.shape}"
+            )
         )
     pipe = make_pipeline(
         StandardScaler(), PCA(n_components=n_components, random_state=0)

@@ -42,7 +42,8 @@ def stage1_precision(
 ) -> str:
     """The precision an event's stage-1 run trains under on ``device`` (``None``: CUDA
     when available, else CPU): ``profile.precision`` resolved by
-    :func:`sarslide.engine.runtime.resolve_precision` (``"fp32"``, ``"bf16"`` or ``"fp16"``).
+    :func:`sarslide.engine.runtime.resolve_precision` (``"fp32"``, ``"bf16"`` or
+    ``"fp16"``).
 
     The one rule for stage 1: this name trains the model, keys its folder
     (:func:`stage1_checkpoint_dir`) and is recorded in its checkpoints' settings.

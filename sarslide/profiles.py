@@ -66,14 +66,16 @@ class Profile:
     seeds:
         Random seeds per run; ``seeds_smallest`` for the smallest training size.
     stage1_config:
-        ``"reference"`` (as the published experiments ran) or ``"paper"`` (as the text says).
+        ``"reference"`` (as the published experiments ran) or ``"paper"`` (as the text
+        says).
     split_scheme:
         How chips are split (:func:`sarslide.chips.split_counts`): ``"table_a1"`` (the
         paper's Table A1 counts), ``"text"`` (the 50/25/12.5/12.5 sentence of §2) or a
         tuple of four fractions (stage1_train, stage2_train, validation, test).
     few_shot_draw:
         How a few-shot training subset is drawn from the stage-2 pool: ``"random"`` (the
-        paper: any mix, possibly without a landslide chip) or ``"balanced"`` (half landslide).
+        paper: any mix, possibly without a landslide chip) or ``"balanced"`` (half
+        landslide).
     named_passes:
         Use the event's named passes (``Event.paper_pre_pass`` / ``paper_post_pass``)
         instead of the nearest same-track passes around the event.
@@ -81,7 +83,8 @@ class Profile:
         Seeds the data: the synthetic scene, the balancing and the split (one seed, one
         scene; studies vary it to repeat the experiment on independent scenes).
     precision:
-        ``"auto"`` (bf16 autocast + channels-last where the device supports it) or ``"fp32"``.
+        ``"auto"`` (bf16 autocast + channels-last where the device supports it) or
+        ``"fp32"``.
     stage2_config:
         The segmenter's block (:data:`sarslide.models.SEGMENTER_CONFIGS`):
         ``"reference"`` (batch norm, LeakyReLU) or ``"plain"`` (ReLU).
@@ -144,12 +147,14 @@ class Profile:
         return self.data_source == "synthetic"
 
     def with_overrides(self, **changes) -> "Profile":
-        """A copy with some fields changed (``profile.with_overrides(batch_size=8)``)."""
+        """A copy with some fields changed
+        (``profile.with_overrides(batch_size=8)``)."""
         return replace(self, **changes)
 
 
-#: The settings that determine each cached product (its cache key hashes only these, so a
-#: profile that changes, say, the few-shot draw reuses the same chips and stage-1 model).
+#: The settings that determine each cached product (its cache key hashes only these, so
+# a : profile that changes, say, the few-shot draw reuses the same chips and stage-1
+# model).
 CUBE_FIELDS: tuple[str, ...] = (
     "data_source",
     "synthetic_shape",
@@ -172,8 +177,9 @@ STAGE1_FIELDS: tuple[str, ...] = CHIP_FIELDS + (
     "precision",
 )
 
-#: The demo's split: like the paper, stage 1 sees many more chips than the few-shot pool of
-#: stage 2, and the test set holds over 100 chips so that the paper's effects are resolved.
+#: The demo's split: like the paper, stage 1 sees many more chips than the few-shot pool
+# of : stage 2, and the test set holds over 100 chips so that the paper's effects are
+# resolved.
 DEMO_SPLIT_FRACTIONS: tuple[float, float, float, float] = (0.58, 0.08, 0.10, 0.24)
 
 PROFILES: dict[str, Profile] = {

@@ -7,10 +7,10 @@ Training (:func:`fit`)
     accuracy (stage 1) kept on disk, the device's fast arithmetic by default
     (``precision="auto"``: bfloat16 autocast + channels-last on CPUs with native bf16
     and on recent GPUs, float16 + gradient scaling on older GPUs, float32 elsewhere; see
-    :func:`sarslide.engine.runtime.resolve_precision`), a tqdm bar per run.  The device is CUDA
-    when available, else CPU.  Weights, optimiser state and checkpoints are float32; the
-    losses are computed in float32.  The settings travel as one :class:`TrainConfig`
-    (``TrainConfig.from_profile(profile, "stage2")``).
+    :func:`sarslide.engine.runtime.resolve_precision`), a tqdm bar per run.  The device
+    is CUDA when available, else CPU.  Weights, optimiser state and checkpoints are
+    float32; the losses are computed in float32.  The settings travel as one
+    :class:`TrainConfig` (``TrainConfig.from_profile(profile, "stage2")``).
 
     What differs between the stages lives in :mod:`sarslide.tasks`:
 
@@ -28,13 +28,13 @@ Training (:func:`fit`)
 A run's folder
     Every epoch rewrites ``last.pt`` (model, optimiser, gradient scaler, RNG states,
     history, early-stopping state); the best ``top_k`` epochs are kept as
-    ``top-epochNNNN.pt`` (checkpoints in the format of :mod:`sarslide.engine.checkpoints`).
-    Calling :func:`fit` again with the same arguments resumes from ``last.pt`` and ends
-    exactly where an uninterrupted run would (bit-identical on CPU at the same torch
-    thread count: the run's threads are recorded under ``"runtime"`` in every
-    checkpoint, and resuming with another count warns with :class:`ThreadCountWarning`);
-    calling it on a finished run returns its result at once (:func:`finished_run` reads
-    that result without the chips).
+    ``top-epochNNNN.pt`` (checkpoints in the format of
+    :mod:`sarslide.engine.checkpoints`). Calling :func:`fit` again with the same
+    arguments resumes from ``last.pt`` and ends exactly where an uninterrupted run would
+    (bit-identical on CPU at the same torch thread count: the run's threads are recorded
+    under ``"runtime"`` in every checkpoint, and resuming with another count warns with
+    :class:`ThreadCountWarning`); calling it on a finished run returns its result at
+    once (:func:`finished_run` reads that result without the chips).
 
 Prediction with the trained models is in :mod:`sarslide.predict`; the cached stage-1 run
 of an event in :mod:`sarslide.pretrained`.
@@ -171,9 +171,9 @@ def _open_run_dir(
 ) -> Path:
     """The run's folder, writable, without the half-written files of a killed run.
 
-    ``read_only_ok``: a folder that holds a ``last.pt`` but cannot be written is returned
-    as it is (a finished run on a read-only mount is read, never written); the caller
-    checks writability with :func:`_writable_dir` before it trains.
+    ``read_only_ok``: a folder that holds a ``last.pt`` but cannot be written is
+    returned as it is (a finished run on a read-only mount is read, never written); the
+    caller checks writability with :func:`_writable_dir` before it trains.
     """
     folder = Path(checkpoint_dir)
     if read_only_ok and (folder / _LAST).is_file() and not _can_write(folder):
@@ -1105,9 +1105,9 @@ def fit(
     max_epochs, patience, batch_size, lr, top_k, precision:
         Instead of ``config``: the fields of a :class:`TrainConfig` (``max_epochs``
         required, the others default to its defaults).  ``precision`` is resolved by
-        :func:`sarslide.engine.runtime.resolve_precision`; the resolved name is part of the
-        run's settings (a run resumes only with the same precision); checkpoints record
-        it with the device and torch's thread count under ``"runtime"``.
+        :func:`sarslide.engine.runtime.resolve_precision`; the resolved name is part of
+        the run's settings (a run resumes only with the same precision); checkpoints
+        record it with the device and torch's thread count under ``"runtime"``.
     seed:
         Seeds torch/NumPy/Python at the start and fixes the chip order of every epoch.
     stats:
@@ -1118,9 +1118,9 @@ def fit(
     train_embeddings, val_embeddings:
         A segmenter's frozen stage-1 embeddings of ``train_images`` / ``val_images``,
         ``(N, 64, H, W)`` aligned with the chips (numpy array or CPU tensor, any float
-        dtype), e.g. from :func:`sarslide.engine.embeddings.cached_embeddings`; used instead of
-        computing them here.  The first chip of each split is re-embedded as a check
-        that they belong to these chips and this stage-1 network.
+        dtype), e.g. from :func:`sarslide.engine.embeddings.cached_embeddings`; used
+        instead of computing them here.  The first chip of each split is re-embedded as
+        a check that they belong to these chips and this stage-1 network.
     progress:
         Show a tqdm bar over epochs.
     resume:

@@ -11,12 +11,12 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-# Tests draw off-screen. Set here, inside the pytest run only: an exported MPLBACKEND would
-# reach the notebook kernels too, and the book's pages would lose every figure.
+# Tests draw off-screen. Set here, inside the pytest run only: an exported MPLBACKEND
+# would reach the notebook kernels too, and the book's pages would lose every figure.
 matplotlib.use("Agg")
 
-# Offline tests that provoke network errors need not wait out the real backoff (1, 2, 4 s);
-# tests that check the backoff itself set their own value.
+# Offline tests that provoke network errors need not wait out the real backoff (1, 2, 4
+# s); tests that check the backoff itself set their own value.
 os.environ.setdefault("SARSLIDE_NETWORK_BACKOFF", "0.05")
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,7 +36,8 @@ def load_tool(name: str):
     return module
 
 
-# Real data files that travel with the repository (provenance, licences: data/README.md).
+# Real data files that travel with the repository (provenance, licences:
+# data/README.md).
 FIXTURES = Path(__file__).resolve().parent / "data"
 
 
@@ -105,7 +106,8 @@ def make_hand_cube():
 
 
 def toy_chips(n: int, size: int = 32, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Noise chips; every other chip has an 8x8 'landslide' that brightens the post pass."""
+    """Noise chips; every other chip has an 8x8 'landslide' that brightens the post
+    pass."""
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(n, 4, size, size)).astype(np.float32)
     y = np.zeros((n, size, size), np.uint8)

@@ -1,7 +1,8 @@
-"""Checkpoint files: a round trip keeps the model and its provenance; files that do not fit fail clearly.
+"""Checkpoint files: a round trip keeps the model and its provenance; files that do not
+fit fail clearly.
 
-References used: the saved model's own outputs, the statistics and epoch that were saved,
-torch's version, and hand-made foreign, corrupt and tampered files.
+References used: the saved model's own outputs, the statistics and epoch that were
+saved, torch's version, and hand-made foreign, corrupt and tampered files.
 """
 
 from __future__ import annotations
@@ -52,8 +53,9 @@ def test_loading_assigns_every_saved_tensor_and_keeps_the_frozen_stage1_frozen(
     tmp_path,
 ):
     # The model is rebuilt without random initialisation (meta device, then the saved
-    # tensors assigned): every weight and buffer is the saved one, none is left empty, and
-    # the stage-1 copy inside a segmenter stays frozen while its head stays trainable.
+    # tensors assigned): every weight and buffer is the saved one, none is left empty,
+    # and the stage-1 copy inside a segmenter stays frozen while its head stays
+    # trainable.
     torch.manual_seed(1)
     model = Segmenter(SiameseClassifier())
     path = save_checkpoint(model, tmp_path / "seg.pt")

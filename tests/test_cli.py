@@ -1,12 +1,14 @@
-"""The ``sarslide`` command line, run as a user runs it: in a subprocess, checking its files.
+"""The ``sarslide`` command line, run as a user runs it: in a subprocess, checking its
+files.
 
 Each command runs on the demo profile shrunk with ``--set`` overrides (a 256×256 px
-synthetic scene, 32 px chips, one epoch per stage, one kept checkpoint) so the whole module
-takes about a minute on one CPU core. The written files are checked against independent
-readers and hand counts: rio-cogeo's COG validator, geopandas for the GeoJSON (and its
-CRS), pandas for the CSV, pyproj for the UTM zone, matplotlib for the PNG. ``fetch`` is
-served by loopback servers: a zipped datacube with the paper's layout, and a STAC API
-over the real OPERA RTC fixtures (``tests/data``), so nothing needs the network.
+synthetic scene, 32 px chips, one epoch per stage, one kept checkpoint) so the whole
+module takes about a minute on one CPU core. The written files are checked against
+independent readers and hand counts: rio-cogeo's COG validator, geopandas for the
+GeoJSON (and its CRS), pandas for the CSV, pyproj for the UTM zone, matplotlib for the
+PNG. ``fetch`` is served by loopback servers: a zipped datacube with the paper's layout,
+and a STAC API over the real OPERA RTC fixtures (``tests/data``), so nothing needs the
+network.
 """
 
 from __future__ import annotations
@@ -83,7 +85,8 @@ def run_cli(
 
 def assert_one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> None:
     assert proc.returncode == 1, proc.stdout + proc.stderr
-    # progress bars and download logs may come first (stderr); the error is the last line, once
+    # progress bars and download logs may come first (stderr); the error is the last
+    # line, once
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     errors = [line for line in lines if line.startswith("sarslide: error: ")]
     assert len(errors) == 1 and lines[-1] == errors[0], proc.stderr
@@ -150,7 +153,10 @@ def test_installed_entry_point_runs():
     script = Path(sys.executable).with_name("sarslide")
     if not script.exists():
         pytest.skip(
-            "the console script is installed by `pip install -e .`; not in this environment"
+            (
+                "the console script is installed by `pip install -e .`; not in this "
+                "environment"
+            )
         )
     proc = subprocess.run(
         [str(script), "--help"], capture_output=True, text=True, timeout=120
@@ -215,7 +221,8 @@ def test_run_ids_and_profile_overrides():
         apply_overrides(get_profile("demo"), ["top_k"])
 
 
-# ----------------------------------------------------------------------------- bad input
+# ----------------------------------------------------------------------------- bad
+# input
 @pytest.mark.parametrize(
     "args, needles",
     [
@@ -304,8 +311,8 @@ def test_run_ids_and_profile_overrides():
 def test_bad_input_is_one_line_and_nonzero(
     args, needles, tmp_path, monkeypatch, capsys
 ):
-    """In-process (``main`` returns the exit status) to keep the suite fast; the two cases
-    below run the same checks in a subprocess."""
+    """In-process (``main`` returns the exit status) to keep the suite fast; the two
+    cases below run the same checks in a subprocess."""
     monkeypatch.setenv("SARSLIDE_DATA_DIR", str(tmp_path))
     monkeypatch.delenv("SARSLIDE_PROFILE", raising=False)
     status = main(args)
@@ -335,8 +342,8 @@ def test_bad_input_in_a_subprocess(args, needles, tmp_path):
 def test_map_output_and_cache_folders_and_model_checked_first(
     tmp_path, monkeypatch, capsys
 ):
-    """--out or --cache-dir at a file, a corrupt --model file: one line, before any scene
-    is built; a failed run leaves no output folder behind."""
+    """--out or --cache-dir at a file, a corrupt --model file: one line, before any
+    scene is built; a failed run leaves no output folder behind."""
     monkeypatch.setenv("SARSLIDE_DATA_DIR", str(tmp_path / "cache"))
     monkeypatch.delenv("SARSLIDE_PROFILE", raising=False)
     a_file = tmp_path / "a_file"
@@ -468,7 +475,8 @@ def test_fetch_downloads_verifies_and_reports_the_cache(mirror, tmp_path):
     assert lines["size"].strip().endswith(("KiB", "MiB")) and total > 0
     assert (cache / "hokkaido_japan.zip").read_bytes() == archive.read_bytes()
     assert not (tmp_path / "unused" / "hokkaido_japan.zip").exists()
-    # cached: a second fetch needs no network (the mirror is unreachable now), via $SARSLIDE_DATA_DIR
+    # cached: a second fetch needs no network (the mirror is unreachable now), via
+    # $SARSLIDE_DATA_DIR
     again = run_cli(
         "fetch",
         "hokkaido",
@@ -647,7 +655,8 @@ def test_map_json_tags_quality_and_web_map(mapped):
     quality = info["quality"]
     assert quality["truth"].startswith("the scene's labels")
     model, base = quality["model"], quality["log_ratio_baseline"]
-    # one area everywhere: map.json, the quality block and a hand count of the file (1 only)
+    # one area everywhere: map.json, the quality block and a hand count of the file (1
+    # only)
     hand_km2 = float((binary.values == 1).sum()) * 100.0 / 1e6
     assert (
         info["mapped_area_km2"]
@@ -683,8 +692,8 @@ def test_map_json_tags_quality_and_web_map(mapped):
 def test_map_files_on_disk_refused_for_the_demo_model_then_forced(
     mapped, data_dir, tmp_path
 ):
-    """The real OPERA RTC fixtures with the demo model: refused with the statistics before
-    any compute; with --force mapped, and the tags say real data, demo model."""
+    """The real OPERA RTC fixtures with the demo model: refused with the statistics
+    before any compute; with --force mapped, and the tags say real data, demo model."""
     out = tmp_path / "usb"
     args = [
         "map",
@@ -736,7 +745,7 @@ def test_map_files_on_disk_refused_for_the_demo_model_then_forced(
 _KILL_WHILE_WRITING = """
 import os, signal, sys
 import sarslide.mapping
-def killed(*args, **kwargs):  # the COGs and cells are written by now; die like a kill -9
+def killed(*args, **kwargs):  # the COGs and cells are written by now; die like kill -9
     os.kill(os.getpid(), signal.SIGKILL)
 sarslide.mapping.write_quicklook = killed
 from sarslide.cli import main
@@ -746,8 +755,8 @@ sys.exit(main(sys.argv[1:]))
 
 def test_a_killed_rerun_leaves_the_previous_map_whole(mapped, data_dir, tmp_path):
     """A map's files appear together or not at all (issue 22.5): a rerun SIGKILLed after
-    its GeoTIFFs are written leaves the old folder byte for byte; the next run replaces it
-    whole, cleans the leftovers and with --quiet prints nothing."""
+    its GeoTIFFs are written leaves the old folder byte for byte; the next run replaces
+    it whole, cleans the leftovers and with --quiet prints nothing."""
     import shutil
 
     old, _ = mapped
@@ -798,7 +807,8 @@ def test_a_killed_rerun_leaves_the_previous_map_whole(mapped, data_dir, tmp_path
 
 
 def test_map_a_new_area_from_a_checkpoint(mapped, data_dir, tmp_path):
-    """bbox + date, a checkpoint file as --model, a fixed threshold, via the entry point."""
+    """bbox + date, a checkpoint file as --model, a fixed threshold, via the entry
+    point."""
     checkpoint = next((data_dir / "ablation").rglob("top-epoch*.pt"))
     out = tmp_path / "aoi"
     proc = run_cli(
@@ -908,10 +918,11 @@ def test_cache_dir_option_and_environment_agree(tmp_path):
     assert proc.returncode == 0 and str(tmp_path / "env" / "ablation") in proc.stdout
 
 
-# ----------------------------------------------------------------------------- fetch → map offline
+# ----------------------------------------------------------------------------- fetch →
+# map offline
 def test_fetch_passes_from_a_stac_api_then_map_them_offline(mapped, data_dir, tmp_path):
-    """A new area through a STAC API (the real OPERA RTC fixtures served on loopback), cached
-    by ``fetch``; ``map`` then works from the cache with the server gone."""
+    """A new area through a STAC API (the real OPERA RTC fixtures served on loopback),
+    cached by ``fetch``; ``map`` then works from the cache with the server gone."""
     files = fixture_files()
     with rasterio.open(next(iter(files.values()))["vv"]) as src:
         w, s, e, n = transform_bounds(src.crs, "EPSG:4326", *src.bounds)
@@ -1023,8 +1034,8 @@ def test_fetch_passes_from_a_stac_api_then_map_them_offline(mapped, data_dir, tm
             src.tags()["SARSLIDE_DATA_SOURCE"]
             == "real radar from Planetary Computer sentinel-1-rtc"
         )
-    # the cache is keyed on the resolution: 10 m is another scene, so it is not the 30 m one
-    # reused (the server is gone, so asking the catalog fails and says so)
+    # the cache is keyed on the resolution: 10 m is another scene, so it is not the 30 m
+    # one reused (the server is gone, so asking the catalog fails and says so)
     ten = run_cli(
         "map",
         *[("10" if v == "30" else v) for v in map_args],

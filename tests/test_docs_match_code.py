@@ -89,7 +89,8 @@ def test_graph_tool_levels_lazy_imports_and_subpackages(tmp_path):
         {
             "a.py": "",
             "b.py": "from .a import x\n",
-            "c.py": "def f():\n    from . import b\n",  # a lazy import is still a dependency
+            # a lazy import is still a dependency
+            "c.py": "def f():\n    from . import b\n",
             "acquire/__init__.py": "",
             "acquire/load.py": "from ..c import f\nfrom sarslide.a import y\n",
         },

@@ -1,8 +1,8 @@
 """Frozen stage-1 embeddings computed once per event and cached on disk.
 
-References used: the segmenter's own forward pass (which embeds the chips itself) for the
-logits; a counting wrapper around the module's compute function for "once per event";
-the stage-1 network's state dict for the cache key.
+References used: the segmenter's own forward pass (which embeds the chips itself) for
+the logits; a counting wrapper around the module's compute function for "once per
+event"; the stage-1 network's state dict for the cache key.
 """
 
 from __future__ import annotations
@@ -121,7 +121,8 @@ def test_cached_bf16_embeddings_are_what_the_fast_path_computes(
         direct = torch.sigmoid(model(xt).float())
         cached = torch.sigmoid(model(xt, emb).float())
     assert float((cached - direct).abs().max()) <= 0.02
-    # and the bf16 embeddings are within bf16 rounding (plus accumulated error) of fp32 ones
+    # and the bf16 embeddings are within bf16 rounding (plus accumulated error) of fp32
+    # ones
     ref = cached_embeddings(stage1, x, None, precision="fp32")
     rel = float((emb.float() - ref).abs().mean() / ref.abs().mean())
     assert rel < 0.02
@@ -170,7 +171,8 @@ def test_corrupt_or_interrupted_cache_files_are_recomputed(
     assert emb.shape == (12, 64, 32, 32)
     np.testing.assert_array_equal(np.load(path), emb.numpy())
 
-    # Ctrl-C in the middle of computing: nothing is left at the path, no temporary either
+    # Ctrl-C in the middle of computing: nothing is left at the path, no temporary
+    # either
     path.unlink()
 
     def interrupted(*args, **kwargs):

@@ -25,7 +25,8 @@ def _labels() -> np.ndarray:
 
 
 def _proba(rng, labels, false_alarm: int) -> np.ndarray:
-    """Noisy probabilities that find the landslides and raise ``false_alarm`` px per free chip."""
+    """Noisy probabilities that find the landslides and raise ``false_alarm`` px per
+    free chip."""
     p = 0.05 + 0.04 * rng.random(labels.shape).astype(np.float32) + 0.6 * labels
     for c in (3, 4, 5):
         p[c].reshape(-1)[:false_alarm] = 0.9
@@ -34,7 +35,8 @@ def _proba(rng, labels, false_alarm: int) -> np.ndarray:
 
 @pytest.fixture()
 def grid(tmp_path):
-    """A hand-made results folder: arms none / hokkaido, size 2, seeds 0 and 1, 2 checkpoints."""
+    """A hand-made results folder: arms none / hokkaido, size 2, seeds 0 and 1, 2
+    checkpoints."""
     rng = np.random.default_rng(0)
     labels = _labels()
     rows, probas = [], {}
@@ -140,9 +142,10 @@ def test_bootstrap_points_are_the_ensemble_scores(grid):
 
 
 def test_bootstrap_resamples_seeds_paired_across_arms(grid):
-    """Every free chip holds the same false alarms, so resampling chips alone cannot move
-    the mean Δcount on free chips: only the seed draw can. The none ensemble raises 20 px
-    per free chip from seeds {0, 0} or {0, 1} and 30 from {1, 1} (a quarter of draws)."""
+    """Every free chip holds the same false alarms, so resampling chips alone cannot
+    move the mean Δcount on free chips: only the seed draw can. The none ensemble raises
+    20 px per free chip from seeds {0, 0} or {0, 1} and 30 from {1, 1} (a quarter of
+    draws)."""
     table, out, labels, _ = grid
     boot = hierarchical_bootstrap(
         table, out_dir=out, labels=labels, n_boot=1000, seed=3
@@ -173,15 +176,17 @@ def test_aprc_margin_is_the_largest_arm_difference_in_the_papers_figure_2():
     assert {"aprc_events_similar", "hokkaido_stronger"} <= keys
 
 
-# --- Each rule on a hand-made table of ensemble values, whose right outcome is known. ---
+# --- Each rule on a hand-made table of ensemble values, whose right outcome is known.
+# ---
 
 _OFFSETS = np.linspace(-1.0, 1.0, 201)  # resample offsets: the 95 % interval is ±0.95
 
 
 def _hand_boot(values: dict, spread: dict | None = None, seeds=None) -> GridBootstrap:
     """A bootstrap made by hand: ``values[(arm, size)][metric]`` is the ensemble value,
-    its resamples are value + spread × offsets (the same offsets in every cell, as paired
-    resamples), and each seed's run has ``seeds[(arm, size)]`` (default the value)."""
+    its resamples are value + spread × offsets (the same offsets in every cell, as
+    paired resamples), and each seed's run has ``seeds[(arm, size)]`` (default the
+    value)."""
     spread = spread or {}
     seeds = seeds or {}
     point, samples, per_seed = {}, {}, {}

@@ -1,13 +1,13 @@
-"""The ablation grid under careless or unlucky use (issue 22 items 1, 2, 4, 6, 7; issue 20
-item 5): two processes on one results folder, a dask scheduler that never answers, broken
-results files, a time budget that stops between runs, partial grids that merge, bad
-command-line folders, and a finished grid in a read-only folder.
+"""The ablation grid under careless or unlucky use (issue 22 items 1, 2, 4, 6, 7; issue
+20 item 5): two processes on one results folder, a dask scheduler that never answers,
+broken results files, a time budget that stops between runs, partial grids that merge,
+bad command-line folders, and a finished grid in a read-only folder.
 
 The grid runs on a tiny profile (256×256 px synthetic scene, 32 px chips, one or two
 epochs), one torch thread. "Two real processes" are two ``sarslide grid`` subprocesses
 started together. Read-only folders are read-only bind mounts (``mount --bind`` then
-``-o remount,ro``): the tests run as root, and root ignores file modes; where mounting is
-not allowed those tests are skipped and say so.
+``-o remount,ro``): the tests run as root, and root ignores file modes; where mounting
+is not allowed those tests are skipped and say so.
 """
 
 from __future__ import annotations
@@ -95,7 +95,8 @@ def learned(table: pd.DataFrame) -> pd.DataFrame:
 
 @contextmanager
 def read_only_view(folder: Path, view: Path):
-    """``folder`` mounted read-only at ``view`` (skips the test where mounts are refused)."""
+    """``folder`` mounted read-only at ``view`` (skips the test where mounts are
+    refused)."""
     view.mkdir(parents=True, exist_ok=True)
     bind = subprocess.run(
         ["mount", "--bind", str(folder), str(view)], capture_output=True, text=True
@@ -120,9 +121,11 @@ def read_only_view(folder: Path, view: Path):
         subprocess.run(["umount", "--lazy", str(view)], capture_output=True)
 
 
-# ----------------------------------------------------------------- item 1: two processes
+# ----------------------------------------------------------------- item 1: two
+# processes
 def test_two_grid_processes_on_one_folder_keep_every_row(tmp_path):
-    """`grid --arms none` and `grid --arms hokkaido` at once on one --out: every row of both."""
+    """`grid --arms none` and `grid --arms hokkaido` at once on one --out: every row of
+    both."""
     data = tmp_path / "data"
     prepare_event("hokkaido", CLI_PROFILE, cache_dir=data)
     ablation._prepare_shared_inputs(
@@ -375,7 +378,8 @@ def test_broken_results_files_are_named_and_rebuilt(cache, tmp_path):
     with pytest.warns(CorruptResultsWarning, match=str(merged)):
         rebuilt = read_results(out)
     pd.testing.assert_frame_equal(learned(rebuilt), learned(table))
-    # a truncated run file: that run counts as missing and is scored again (not retrained)
+    # a truncated run file: that run counts as missing and is scored again (not
+    # retrained)
     one = run_file(out, "none-n002-s1")
     one.write_bytes(one.read_bytes()[:50])
     with pytest.warns(CorruptResultsWarning, match="none-n002-s1.parquet"):
@@ -393,7 +397,8 @@ def test_broken_results_files_are_named_and_rebuilt(cache, tmp_path):
         )
 
 
-# ----------------------------------------------------------------- items 6 and 7: the CLI
+# ----------------------------------------------------------------- items 6 and 7: the
+# CLI
 def test_grid_command_line_folders_and_numbers_are_checked_before_compute(tmp_path):
     a_file = tmp_path / "a-file"
     a_file.write_text("not a folder")

@@ -1,8 +1,8 @@
 """Careless inputs get clear errors, not raw ones or silently wrong results (issue 14,
 items 3, 8 and 9). Each test provokes one fault with the input a user could pass.
 
-References: hand-made cubes and chips (conftest), files written here with numpy/rasterio,
-counts by hand.
+References: hand-made cubes and chips (conftest), files written here with
+numpy/rasterio, counts by hand.
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ torch.set_num_threads(1)
 
 
 def tiny_chips(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Standard-normal 8×8 chips (the smallest the reference model takes); every other one
-    holds a brightened 3×3 landslide."""
+    """Standard-normal 8×8 chips (the smallest the reference model takes); every other
+    one holds a brightened 3×3 landslide."""
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(n, 4, 8, 8)).astype(np.float32)
     y = np.zeros((n, 8, 8), np.uint8)
@@ -52,7 +52,8 @@ def labelled_cube(n: int = 64, seed: int = 0):
     return hand_cube(labels, seed=seed)
 
 
-# ------------------------------------------------------------------ item 3: no-data sentinel
+# ------------------------------------------------------------------ item 3: no-data
+# sentinel
 
 
 def test_all_sentinel_scene_is_named_no_data_not_decibels():
@@ -81,7 +82,8 @@ def test_open_cube_masks_a_nodata_attribute(tmp_path):
     cube = labelled_cube(32)
     cube["vh"][0, 0, :5] = -9999.0
     cube["vh"].attrs["nodata"] = -9999.0
-    # validate_cube refuses the in-memory cube; a store written by another tool may hold it
+    # validate_cube refuses the in-memory cube; a store written by another tool may hold
+    # it
     with pytest.raises(CubeError, match=r"-9999"):
         save_cube(cube, tmp_path / "c.zarr")
     raw = tmp_path / "raw.zarr"
@@ -259,7 +261,8 @@ def test_corrupt_local_zip_is_named(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cube.zip", "good.zip"]
 
 
-# ------------------------------------------------------------------ item 9: unstandardised chips
+# ------------------------------------------------------------------ item 9:
+# unstandardised chips
 
 
 def test_unstandardised_training_chips_are_warned_about(tmp_path):
@@ -310,7 +313,8 @@ def test_unstandardised_training_chips_are_warned_about(tmp_path):
         )
 
 
-# ------------------------------------------------------------------ item 10: thread count
+# ------------------------------------------------------------------ item 10: thread
+# count
 
 
 def test_thread_count_is_recorded_and_a_resume_with_another_count_warns(tmp_path):

@@ -1,11 +1,11 @@
 """A map responders can trust (issue 19), at the package level.
 
 Areas that never count no-data, the refusal of scenes outside the training distribution,
-scenes on disk (the real OPERA RTC GeoTIFFs of ``tests/data``, as files, a folder, an item
-collection and a static catalog), provenance tags, RFC 7946 GeoJSON, the quality block
-against scikit-learn, the folium web map and progress bars that honour ``TQDM_DISABLE``.
-References are independent: hand counts, rasterio reads of the files, scikit-learn,
-pyproj transforms.
+scenes on disk (the real OPERA RTC GeoTIFFs of ``tests/data``, as files, a folder, an
+item collection and a static catalog), provenance tags, RFC 7946 GeoJSON, the quality
+block against scikit-learn, the folium web map and progress bars that honour
+``TQDM_DISABLE``. References are independent: hand counts, rasterio reads of the files,
+scikit-learn, pyproj transforms.
 """
 
 from __future__ import annotations
@@ -50,7 +50,8 @@ def _grid(values: np.ndarray, res: float = 10.0, name: str = "v") -> xr.DataArra
 
 
 def _binary(values: np.ndarray, res: float = 10.0) -> xr.DataArray:
-    """A binary map (1/0/255) through binary_map, from a float array with NaN no-data."""
+    """A binary map (1/0/255) through binary_map, from a float array with NaN
+    no-data."""
     return mapping.binary_map(_grid(values.astype(np.float32), res), 0.5)
 
 
@@ -136,7 +137,8 @@ def test_quality_needs_one_grid():
         )
 
 
-# ----------------------------------------------------------------------------- scenes on disk
+# ----------------------------------------------------------------------------- scenes
+# on disk
 def _direct_pair(pre: str, post: str) -> dict[str, np.ndarray]:
     files = fixture_files()
     out = {}
@@ -243,7 +245,8 @@ def test_local_scenes_say_what_is_wrong(tmp_path):
         mapping.local_scenes([tmp_path / "cat.json"])
 
 
-# ----------------------------------------------------------------------------- distribution shift
+# -----------------------------------------------------------------------------
+# distribution shift
 def _synthetic_stats() -> BandStats:
     from sarslide.synthetic import make_cube
 
@@ -301,7 +304,8 @@ def test_real_radar_is_refused_for_a_model_trained_on_synthetic_scenes():
     assert len(mapping.check_input_distribution(pair, scene)) == 2
 
 
-# ----------------------------------------------------------------------------- provenance, exports
+# -----------------------------------------------------------------------------
+# provenance, exports
 def _prov(source="synthetic", collection=""):
     return mapping.MapProvenance(
         data_source=source,

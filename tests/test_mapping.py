@@ -1,4 +1,5 @@
-"""Tests for sarslide.mapping: sliding windows, calibration, heatmaps and GeoTIFF export."""
+"""Tests for sarslide.mapping: sliding windows, calibration, heatmaps and GeoTIFF
+export."""
 
 from __future__ import annotations
 
@@ -54,7 +55,8 @@ def _constant(value: float):
 
 
 def _window_mean_model(batch):
-    """Position-dependent: each window predicts one number (a squashed mean of its input)."""
+    """Position-dependent: each window predicts one number (a squashed mean of its
+    input)."""
     m = batch[:, 0].mean(axis=(1, 2))
     return np.broadcast_to(
         (1 / (1 + np.exp(-m)))[:, None, None], (batch.shape[0],) + batch.shape[2:]
@@ -107,7 +109,8 @@ def test_ramp_of_global_coordinates_comes_back():
     ramp = (0.1 + 0.8 * (rows + 2 * cols) / (ny + 2 * nx)).astype(np.float32)
     pair = _pair(ny, nx)
     pair["pre_vv"] = (("y", "x"), (10.0**ramp).astype(np.float32))
-    # with IDENTITY_STATS the model sees log10(pre_vv) = ramp in channel 0 and returns it
+    # with IDENTITY_STATS the model sees log10(pre_vv) = ramp in channel 0 and returns
+    # it
     prob = mapping.predict_probability(
         pair,
         lambda b: b[:, 0],
@@ -151,7 +154,8 @@ def test_blocks_leave_no_seam_and_match_brute_force():
     np.testing.assert_allclose(whole.values, acc / wsum, rtol=1e-5)
 
 
-# ----------------------------------------------------------------------------- bad input
+# ----------------------------------------------------------------------------- bad
+# input
 def test_nodata_is_masked_never_landslide():
     pair = _pair(100, 100)
     pair["post_vv"][10:30, 40:70] = np.nan
@@ -219,7 +223,8 @@ def test_predictor_output_checked():
         )
 
 
-# ----------------------------------------------------------------------------- torch models
+# ----------------------------------------------------------------------------- torch
+# models
 def test_torch_module_logits_go_through_sigmoid():
     torch = pytest.importorskip("torch")
     torch.set_num_threads(1)
@@ -236,7 +241,8 @@ def test_torch_module_logits_go_through_sigmoid():
         overlap=8,
         device="cpu",
         progress=False,
-        precision="fp32",  # exact reference; the bf16 fast path is checked in test_precision.py
+        # exact reference; the bf16 fast path is checked in test_precision.py
+        precision="fp32",
     )
     np.testing.assert_allclose(prob.values, 0.2, rtol=1e-5)
     assert not model.training
@@ -260,7 +266,8 @@ def test_list_of_modules_averages_probabilities():
         overlap=8,
         device="cpu",
         progress=False,
-        precision="fp32",  # exact reference; the bf16 fast path is checked in test_precision.py
+        # exact reference; the bf16 fast path is checked in test_precision.py
+        precision="fp32",
     )
     np.testing.assert_allclose(
         prob.values, 0.4, rtol=1e-5
@@ -302,7 +309,8 @@ def test_log_ratio_baseline_mapped_on_linear_input():
     assert score.rio.crs == pair.rio.crs
 
 
-# ----------------------------------------------------------------------------- thresholds
+# -----------------------------------------------------------------------------
+# thresholds
 def test_binary_map_threshold_and_nodata():
     prob = _pair(4, 4)["pre_vv"] * 0
     prob.values[:] = np.array([[0.1, 0.5, 0.49, np.nan]] * 4, dtype=np.float32)
@@ -317,7 +325,8 @@ def test_calibrate_threshold_hand_cases():
     y = np.zeros((1, 2, 5))
     y[0, 0, :3] = 1  # 3 landslide pixels → the 3 highest scores: threshold 0.8
     assert mapping.calibrate_threshold(p, y) == pytest.approx(0.8)
-    # ties: four at 0.5 and one at 0.9 with 2 positives → 0.9 (1 predicted) beats 0.5 (5)
+    # ties: four at 0.5 and one at 0.9 with 2 positives → 0.9 (1 predicted) beats 0.5
+    # (5)
     p = np.array([[[0.5, 0.5, 0.5, 0.5, 0.9]]])
     y = np.array([[[1, 1, 0, 0, 0]]])
     assert mapping.calibrate_threshold(p, y) == pytest.approx(0.9)
@@ -522,9 +531,11 @@ def test_heatmap_agreement_against_hand_values():
         mapping.heatmap_agreement(_heatmap([[0.1, 0.2]]), truth)
 
 
-# ----------------------------------------------------------------------------- structure
+# -----------------------------------------------------------------------------
+# structure
 def test_public_names_of_the_subpackage():
-    """Every name the notebooks, CLI, tests and benchmarks use lives on sarslide.mapping."""
+    """Every name the notebooks, CLI, tests and benchmarks use lives on
+    sarslide.mapping."""
     for name in mapping.__all__:
         assert hasattr(mapping, name), name
     assert mapping.MappingError.__module__ == "sarslide.mapping"
@@ -579,7 +590,8 @@ def test_ensemble_member_returning_logits_is_refused():
 
 
 def test_raw_and_probability_share_one_window_plan():
-    """One callable through both entry points: the same blend, only the input differs."""
+    """One callable through both entry points: the same blend, only the input
+    differs."""
     from sarslide.transforms import LINEAR_FLOOR
 
     pair = _pair(70, 90, seed=2)

@@ -1,4 +1,5 @@
-"""Tests for sarslide.metrics against scikit-learn, hand counts and textbook formulas."""
+"""Tests for sarslide.metrics against scikit-learn, hand counts and textbook
+formulas."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """Stage-1 and stage-2 networks: parameter counts against hand formulas, shapes, weight
-sharing, frozen stage-1 weights, and clear errors for inputs the networks cannot take."""
+sharing, frozen stage-1 weights, and clear errors for inputs the networks cannot
+take."""
 
 from __future__ import annotations
 
@@ -31,13 +32,14 @@ def bn(c: int) -> int:
     return 2 * c
 
 
-# --------------------------------------------------------------------------- parameter counts
+# --------------------------------------------------------------------------- parameter
+# counts
 
 
 def test_reference_parameter_count_matches_hand_formula():
     # ResNet stem (7x7 stride 2, no bias) + BN; one decoder block (two 3x3 convs without
-    # bias, each with BN); smp's 3x3 segmentation head to 32 channels; the 8x8 valid conv
-    # head 64 -> 1 and its BN.
+    # bias, each with BN); smp's 3x3 segmentation head to 32 channels; the 8x8 valid
+    # conv head 64 -> 1 and its BN.
     unet = conv(7, 2, 64, bias=False) + bn(64)
     unet += conv(3, 64, 32, bias=False) + bn(32) + conv(3, 32, 32, bias=False) + bn(32)
     unet += conv(3, 32, 32)
@@ -91,7 +93,8 @@ def test_segmenter_parameter_counts():
         Segmenter(width=0)
 
 
-# --------------------------------------------------------------------------- shapes and behaviour
+# --------------------------------------------------------------------------- shapes and
+# behaviour
 
 
 @pytest.mark.parametrize(

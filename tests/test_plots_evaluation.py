@@ -1,5 +1,5 @@
-"""Figures 2 and 3 (seaborn): the points and error bars drawn are the means and SEMs that
-pandas and scipy compute from the same tidy table."""
+"""Figures 2 and 3 (seaborn): the points and error bars drawn are the means and SEMs
+that pandas and scipy compute from the same tidy table."""
 
 from __future__ import annotations
 
@@ -28,7 +28,8 @@ METRICS = ["aprc"] + [m for m, _ in MISCOUNT_PANELS]
 
 @pytest.fixture(scope="module")
 def results() -> pd.DataFrame:
-    """A results table like run_grid's: run × checkpoint × metric, plus baseline rows."""
+    """A results table like run_grid's: run × checkpoint × metric, plus baseline
+    rows."""
     rng = np.random.default_rng(0)
     rows = []
     for arm in ARMS:

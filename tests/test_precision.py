@@ -1,9 +1,10 @@
-"""The fast path (bf16 autocast + channels-last) gives float32's answers, and reruns repeat.
+"""The fast path (bf16 autocast + channels-last) gives float32's answers, and reruns
+repeat.
 
 References used: the same weights run in plain float32 (precision="fp32"); a float32
 training run of the same task; scikit-learn's average precision; the device table of
-:func:`sarslide.engine.runtime.resolve_precision` written out by hand.  The bf16 assertions skip
-on a CPU without native bfloat16.
+:func:`sarslide.engine.runtime.resolve_precision` written out by hand.  The bf16
+assertions skip on a CPU without native bfloat16.
 """
 
 from __future__ import annotations
@@ -35,12 +36,16 @@ torch.set_num_threads(1)
 
 needs_bf16 = pytest.mark.skipif(
     not runtime.cpu_has_native_bf16(),
-    reason="this CPU has no native bfloat16 (AVX-512 BF16 / AMX / Arm BF16): 'auto' is fp32 here",
+    reason=(
+        "this CPU has no native bfloat16 (AVX-512 BF16 / AMX / Arm BF16): 'auto' "
+        "is fp32 here"
+    ),
 )
 TOL = 0.02  # largest allowed difference of a probability between the fast path and fp32
 
 
-# --------------------------------------------------------------------------- the device table
+# --------------------------------------------------------------------------- the device
+# table
 
 
 @pytest.mark.filterwarnings("ignore::sarslide.engine.runtime.PrecisionChoiceWarning")
@@ -100,8 +105,9 @@ def test_resolve_precision_follows_the_device_table(monkeypatch):
 
 def _fake_gpu(monkeypatch, capability: tuple[int, int], name: str) -> None:
     """Make torch report a GPU of ``capability`` whose bfloat16 torch would emulate:
-    ``torch.cuda.is_bf16_supported()`` is true whatever the capability (as on a real T4),
-    so a choice made from it would be wrong below 8.0.  Forget earlier announcements."""
+    ``torch.cuda.is_bf16_supported()`` is true whatever the capability (as on a real
+    T4), so a choice made from it would be wrong below 8.0.  Forget earlier
+    announcements."""
     monkeypatch.setattr(
         torch.cuda, "get_device_capability", lambda device=None: capability
     )
@@ -113,7 +119,8 @@ def _fake_gpu(monkeypatch, capability: tuple[int, int], name: str) -> None:
 # The rule written out by hand from the GPUs' data sheets: bfloat16 tensor cores from
 # Ampere (8.0), float16 tensor cores on Volta/Turing (7.x), none before.
 GPU_TABLE = [
-    # capability, GPU, (name, autocast dtype, grad scaler, channels-last, cudnn autotune, tf32)
+    # capability, GPU, (name, autocast dtype, grad scaler, channels-last, cudnn
+    # autotune, tf32)
     ((7, 5), "Tesla T4", ("fp16", torch.float16, True, True, True, False)),
     ((7, 0), "Tesla V100", ("fp16", torch.float16, True, True, True, False)),
     ((8, 0), "NVIDIA A100", ("bf16", torch.bfloat16, False, True, True, True)),
@@ -166,7 +173,10 @@ def test_explicit_bf16_needs_capability_8_even_when_torch_emulates_it(monkeypatc
     _fake_gpu(monkeypatch, (7, 5), "Tesla T4")
     with pytest.raises(
         ValueError,
-        match=r"Tesla T4 \(compute capability 7\.5\) has no bfloat16 hardware.*'fp16' or 'auto'",
+        match=(
+            r"Tesla T4 \(compute capability 7\.5\) has no bfloat16 hardware.*'fp16' "
+            r"or 'auto'"
+        ),
     ):
         resolve_precision("cuda", "bf16")
     _fake_gpu(monkeypatch, (8, 6), "NVIDIA A10")
@@ -180,7 +190,10 @@ def test_explicit_bf16_needs_capability_8_even_when_torch_emulates_it(monkeypatc
 def test_bad_precisions_are_named():
     with pytest.raises(
         ValueError,
-        match=r"unknown precision 'half'; choose one of \['auto', 'fp32', 'bf16', 'fp16'\]",
+        match=(
+            r"unknown precision 'half'; choose one of \['auto', 'fp32', 'bf16', "
+            r"'fp16'\]"
+        ),
     ):
         resolve_precision("cpu", "half")
     with pytest.raises(ValueError, match="'fp16' needs a CUDA GPU"):
@@ -190,14 +203,15 @@ def test_bad_precisions_are_named():
         resolve_precision("cpu", cuda)
 
 
-# --------------------------------------------------------------------------- same weights
+# --------------------------------------------------------------------------- same
+# weights
 
 
 def _spread_logits(
     layer: torch.nn.Conv2d, logits: torch.Tensor, std: float = 2.5
 ) -> None:
-    """Rescale the last (linear) layer so the float32 logits have mean 0 and std ``std``:
-    probabilities spread over (0, 1), where a bf16 error would show."""
+    """Rescale the last (linear) layer so the float32 logits have mean 0 and std
+    ``std``: probabilities spread over (0, 1), where a bf16 error would show."""
     a = std / float(logits.std())
     with torch.no_grad():
         layer.weight.mul_(a)
@@ -210,12 +224,12 @@ def trained():
 
     ``baseline``: a segmenter trained for 20 epochs on toy chips (it learns them).
     ``stage1``: fixed random weights with batch-norm statistics of the chips, its head
-    rescaled so chip probabilities spread over (0, 1).  ``two_stage``: a segmenter on that
-    stage-1 network holding the trained baseline's weights plus freshly initialised weights
-    for the 64 embedding channels (on toy chips it does not train well by itself), so the
-    embeddings move its output.  Random untrained segmenters are no test: their logits are
-    a large bias plus a tiny variation, and rescaling that variation rescales the rounding
-    of the bias with it.
+    rescaled so chip probabilities spread over (0, 1).  ``two_stage``: a segmenter on
+    that stage-1 network holding the trained baseline's weights plus freshly initialised
+    weights for the 64 embedding channels (on toy chips it does not train well by
+    itself), so the embeddings move its output.  Random untrained segmenters are no
+    test: their logits are a large bias plus a tiny variation, and rescaling that
+    variation rescales the rounding of the bias with it.
     """
     x, y = toy_chips(16, seed=2)
     xv, yv = toy_chips(8, seed=3)
@@ -330,7 +344,8 @@ def _train(tmp, data, precision, name="run", epochs=8, build=Segmenter):
 @needs_bf16
 def test_fast_training_reaches_the_fp32_validation_aprc(tmp_path, make_toy_chips):
     # Validation APRC swings from epoch to epoch on 8 toy chips (0.48 -> 0.87 -> 0.52 in
-    # float32), so compare what the protocol keeps: the best checkpoint's, rescored here.
+    # float32), so compare what the protocol keeps: the best checkpoint's, rescored
+    # here.
     x, y = make_toy_chips(16, seed=2)
     xv, yv = make_toy_chips(8, seed=3)
     data = (x, y, xv, yv)
@@ -415,14 +430,16 @@ def test_resume_needs_the_same_precision_and_accepts_older_fp32_runs(
     assert resumed.epochs == 2
 
 
-# --------------------------------------------------------------------------- oneDNN guard
+# --------------------------------------------------------------------------- oneDNN
+# guard
 
 
 @needs_bf16
 @pytest.mark.parametrize("c_in", [4, 8, 12, 16])
 def test_same_conv_under_bf16_autocast_matches_fp32(c_in):
     # oneDNN's AMX kernel in torch 2.14 returns wrong values for 8 or 12 input channels
-    # with an 8x8 kernel (errors as large as the output); SameConv2d pads channels to 16.
+    # with an 8x8 kernel (errors as large as the output); SameConv2d pads channels to
+    # 16.
     torch.manual_seed(0)
     conv = SameConv2d(c_in, 16, 8).eval()
     x = torch.randn(2, c_in, 24, 24)
@@ -444,7 +461,8 @@ def test_auto_falls_back_to_fp32_when_bf16_disagrees(monkeypatch):
     )  # asked for explicitly: as asked
 
 
-# --------------------------------------------------------------------------- float16 path
+# --------------------------------------------------------------------------- float16
+# path
 
 
 def _cpu_float16_training_support() -> str | None:
@@ -455,7 +473,10 @@ def _cpu_float16_training_support() -> str | None:
         with torch.autocast("cpu", dtype=torch.float16):
             out = conv(torch.randn(2, 4, 8, 8))
         if out.dtype != torch.float16:
-            return f"CPU float16 autocast of a convolution gives {out.dtype} in torch {torch.__version__}"
+            return (
+                f"CPU float16 autocast of a convolution gives {out.dtype} in torch "
+                f"{torch.__version__}"
+            )
         scaler = torch.amp.GradScaler("cpu")
         if not scaler.is_enabled():
             return (
@@ -467,14 +488,20 @@ def _cpu_float16_training_support() -> str | None:
         scaler.step(opt)
         scaler.update()
     except (RuntimeError, TypeError, AttributeError) as err:
-        return f"torch {torch.__version__} cannot train in float16 on a CPU ({type(err).__name__}: {err})"
+        return (
+            f"torch {torch.__version__} cannot train in float16 on a CPU "
+            f"({type(err).__name__}: {err})"
+        )
     return None
 
 
 _NO_CPU_FP16 = _cpu_float16_training_support()
 needs_cpu_fp16 = pytest.mark.skipif(
     _NO_CPU_FP16 is not None,
-    reason=f"the float16 + GradScaler training path cannot run without a GPU here: {_NO_CPU_FP16}",
+    reason=(
+        "the float16 + GradScaler training path cannot run without a GPU here: "
+        f"{_NO_CPU_FP16}"
+    ),
 )
 
 
@@ -506,7 +533,8 @@ def _tiny_chips(n: int, seed: int, size: int = 8) -> tuple[np.ndarray, np.ndarra
 
 
 def _conv_output_dtypes(model: torch.nn.Module) -> set:
-    """Record the output dtype of every convolution forward (training and validation)."""
+    """Record the output dtype of every convolution forward (training and
+    validation)."""
     seen = set()
     for m in model.modules():
         if isinstance(m, torch.nn.Conv2d):
@@ -549,7 +577,8 @@ def test_float16_with_grad_scaler_trains_stage2(tmp_path):
         record["runtime"]["grad_scaler"]
         and record["runtime"]["autocast_dtype"] == "float16"
     )
-    # an enabled scaler was saved: its scale is a power of two (65536 halved on overflow)
+    # an enabled scaler was saved: its scale is a power of two (65536 halved on
+    # overflow)
     scale = record["scaler"]["scale"]
     assert 0 < scale <= 65536.0 and float(np.log2(scale)).is_integer()
     state = read_checkpoint(result.best)["state_dict"]

@@ -1,7 +1,9 @@
-"""Prediction with ensembles: the mean of the members' probabilities, not of their logits.
+"""Prediction with ensembles: the mean of the members' probabilities, not of their
+logits.
 
 References used: each member's sigmoid outputs computed directly with torch (float32, so
-prediction runs with precision="fp32" here; the fast path is checked in test_precision.py).
+prediction runs with precision="fp32" here; the fast path is checked in
+test_precision.py).
 """
 
 from __future__ import annotations

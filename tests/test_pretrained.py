@@ -1,4 +1,5 @@
-"""The cached stage-1 run of an event (get-or-train), and the two-stage model built on it.
+"""The cached stage-1 run of an event (get-or-train), and the two-stage model built on
+it.
 
 On demo-profile Hokkaido chips.  References used: scikit-learn's average precision
 against the pixel base rate, file modification times (a cached run is not trained
@@ -22,8 +23,9 @@ torch.set_num_threads(1)
 
 @pytest.fixture(scope="module")
 def demo_chips(tmp_path_factory):
-    """Demo-profile Hokkaido chips (synthetic 512x512 scene, 32x32 chips, pinned here so a
-    later change of the demo profile does not change this test), short stage-1 budget."""
+    """Demo-profile Hokkaido chips (synthetic 512x512 scene, 32x32 chips, pinned here so
+    a later change of the demo profile does not change this test), short stage-1
+    budget."""
     from sarslide.datasets import prepare_event
     from sarslide.profiles import get_profile
 
@@ -42,13 +44,14 @@ def demo_chips(tmp_path_factory):
 
 def test_demo_segmenter_beats_the_pixel_base_rate(tmp_path, demo_chips):
     """The two-stage model (segmenter on frozen stage-1 embeddings), trained on the demo
-    stage-2 chips, ranks the pixels of the held-back test chips clearly better than chance.
+    stage-2 chips, ranks the pixels of the held-back test chips clearly better than
+    chance.
 
     An uninformative score has an APRC equal to the share of landslide pixels (the base
-    rate, about 0.04-0.08 here; random scores stay within about 0.005 of it on these ~16k
-    pixels), so 2x the base rate is far outside chance. Over seeds 0-3 this setup gave
-    4.1x-9.1x. (The segmenter without embeddings gave 1.0x-6.4x on the same chips: too
-    fragile for a test, and the reason the chapters show both.)
+    rate, about 0.04-0.08 here; random scores stay within about 0.005 of it on these
+    ~16k pixels), so 2x the base rate is far outside chance. Over seeds 0-3 this setup
+    gave 4.1x-9.1x. (The segmenter without embeddings gave 1.0x-6.4x on the same chips:
+    too fragile for a test, and the reason the chapters show both.)
     """
     from sarslide.transforms import standardize
 

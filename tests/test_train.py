@@ -40,7 +40,8 @@ def run(model_cls, data, tmp, task, max_epochs, seed=0, **kw):
     return model, result
 
 
-# --------------------------------------------------------------------------- losses and targets
+# --------------------------------------------------------------------------- losses and
+# targets
 
 
 def test_dice_loss_by_hand_and_against_smp():
@@ -56,8 +57,8 @@ def test_dice_loss_by_hand_and_against_smp():
     logits = torch.randn(3, 1, 8, 8)
     target = (torch.rand(3, 1, 8, 8) > 0.7).float()
     smp_loss = DiceLoss(mode="binary", from_logits=True, smooth=1.0)(logits, target)
-    # smp 0.6 writes dice as a Tversky score, (I + s) / (I + fp/2 + fn/2 + s), which is the
-    # classic (2I + 2s) / (sum p + sum y + 2s): its smoothing term counts twice.
+    # smp 0.6 writes dice as a Tversky score, (I + s) / (I + fp/2 + fn/2 + s), which is
+    # the classic (2I + 2s) / (sum p + sum y + 2s): its smoothing term counts twice.
     torch.testing.assert_close(dice_loss(logits, target, smooth=2.0), smp_loss)
 
 
@@ -68,7 +69,8 @@ def test_dice_loss_on_a_batch_without_landslides_still_penalises_false_positives
     assert loss.item() == pytest.approx(4 / 5)  # sum p / (sum p + 1)
     loss.backward()
     assert (logits.grad > 0).all()  # lowering every logit lowers the loss
-    # smp's DiceLoss gives such a batch zero loss: landslide-free chips would teach nothing
+    # smp's DiceLoss gives such a batch zero loss: landslide-free chips would teach
+    # nothing
     assert (
         DiceLoss(mode="binary", from_logits=True, smooth=1.0)(logits, target).item()
         == 0.0
@@ -201,7 +203,8 @@ def test_resume_refuses_another_frozen_stage1(tmp_path, toy_data):
         run(lambda: Segmenter(other), toy_data, tmp_path, "stage2", 2)
 
 
-# --------------------------------------------------------------------------- early stopping, top-k
+# --------------------------------------------------------------------------- early
+# stopping, top-k
 
 
 def test_top_k_and_early_stopping_follow_the_history(tmp_path, make_toy_chips):
@@ -335,7 +338,8 @@ def test_frozen_embeddings_are_computed_once_per_run_not_every_epoch(
         checkpoint_dir=tmp_path,
         progress=False,
     )
-    # One pass over the 8 training and 4 validation chips, not one per epoch (3x as many).
+    # One pass over the 8 training and 4 validation chips, not one per epoch (3x as
+    # many).
     assert sum(calls) == len(x) + len(xv)
 
 
@@ -352,7 +356,8 @@ def test_precomputed_embeddings_give_the_same_logits():
     assert Segmenter().frozen_embeddings(x) is None
 
 
-# --------------------------------------------------------------------------- tasks and settings
+# --------------------------------------------------------------------------- tasks and
+# settings
 
 
 def test_tasks_are_looked_up_by_name_and_carry_what_differs():
@@ -367,7 +372,10 @@ def test_tasks_are_looked_up_by_name_and_carry_what_differs():
     )
     assert runtime.MODEL_FOR_TASK == {"stage1": SiameseClassifier, "stage2": Segmenter}
     assert runtime.check_task(STAGE2) == "stage2"
-    message = "unknown task 'stage3'; choose 'stage1' (chip classification) or 'stage2' (segmentation)"
+    message = (
+        "unknown task 'stage3'; choose 'stage1' (chip classification) or "
+        "'stage2' (segmentation)"
+    )
     for bad in (lambda: get_task("stage3"), lambda: runtime.check_task("stage3")):
         with pytest.raises(ValueError) as err:
             bad()
@@ -453,7 +461,8 @@ def test_train_config_from_profile_and_as_fit_argument(tmp_path, toy_data):
 def test_fit_on_a_finished_run_in_a_read_only_folder(tmp_path, toy_data):
     """A finished run on a read-only mount (a shared drive, a course's data folder) is
     read without writing; training further there is refused by name. Root ignores file
-    modes, so the folder is a read-only bind mount; skipped where mounting is refused."""
+    modes, so the folder is a read-only bind mount; skipped where mounting is
+    refused."""
     import subprocess
 
     x, y, xv, yv = toy_data

@@ -1,16 +1,16 @@
 """Checkpoints: one self-describing file per model, written atomically.
 
-Every file is a ``torch.save`` of a plain dict (read back with ``weights_only=True``) that
-records the format marker and version, the task (``"stage1"``/``"stage2"``), the model
-class and configuration, the weights, the data statistics
+Every file is a ``torch.save`` of a plain dict (read back with ``weights_only=True``)
+that records the format marker and version, the task (``"stage1"``/``"stage2"``), the
+model class and configuration, the weights, the data statistics
 (:class:`~sarslide.transforms.BandStats` as a dict) and package versions, plus any extra
 fields (epoch, metrics; a training run's ``last.pt`` also holds the optimiser, gradient
-scaler, RNG states, history and early-stopping state, see :mod:`sarslide.train`).  Writes
-go to a temporary file in the same folder, then ``os.replace``.
+scaler, RNG states, history and early-stopping state, see :mod:`sarslide.train`).
+Writes go to a temporary file in the same folder, then ``os.replace``.
 
-:func:`load_checkpoint` rebuilds the model from the file alone; :func:`load_weights` loads
-the weights into a model you built.  A file that does not fit what was asked raises
-:class:`CheckpointError` with what is wrong and how to fix it.
+:func:`load_checkpoint` rebuilds the model from the file alone; :func:`load_weights`
+loads the weights into a model you built.  A file that does not fit what was asked
+raises :class:`CheckpointError` with what is wrong and how to fix it.
 """
 
 from __future__ import annotations
@@ -50,7 +50,8 @@ _FORMAT_VERSION = 1
 
 
 class CheckpointError(ValueError):
-    """A checkpoint does not fit what was asked of it; the message says what and how to fix it."""
+    """A checkpoint does not fit what was asked of it; the message says what and how to
+    fix it."""
 
 
 def _versions() -> dict[str, str]:
@@ -66,7 +67,8 @@ def _versions() -> dict[str, str]:
 
 
 def _record_bytes(obj: Any) -> int:
-    """Bytes of the tensors and arrays in a (nested) checkpoint record: about its file size."""
+    """Bytes of the tensors and arrays in a (nested) checkpoint record: about its file
+    size."""
     if isinstance(obj, torch.Tensor):
         return obj.element_size() * obj.nelement()
     if isinstance(obj, np.ndarray):
@@ -80,7 +82,8 @@ def _record_bytes(obj: Any) -> int:
 
 def save_record(obj: Any, path: Path) -> None:
     """``torch.save(obj)`` to ``path`` atomically; a full disk raises
-    :class:`~sarslide.engine.filesystem.DiskFullError` with the device and the size needed."""
+    :class:`~sarslide.engine.filesystem.DiskFullError` with the device and the size
+    needed."""
     with atomic_file(path, needs_bytes=_record_bytes(obj) + (1 << 16)) as tmp:
         torch.save(obj, tmp)
 
@@ -116,7 +119,8 @@ def save_checkpoint(
 ) -> Path:
     """Write a self-describing checkpoint of ``model`` atomically and return its path.
 
-    ``task`` defaults from the model class.  ``extra`` adds plain fields (epoch, metrics).
+    ``task`` defaults from the model class.  ``extra`` adds plain fields (epoch,
+    metrics).
     """
     if task is None:
         task = "stage1" if isinstance(model, SiameseClassifier) else "stage2"
@@ -148,7 +152,10 @@ def _load_failure(err: BaseException, path: Path | None = None) -> str:
         except OSError:
             head = b""
     if head and not head.strip(b"\0"):
-        return "the file holds only zero bytes (a write that never finished, or a damaged disk)"
+        return (
+            "the file holds only zero bytes (a write that never finished, or a "
+            "damaged disk)"
+        )
     if head and not head.startswith(b"PK"):
         return (
             "the file is not a torch checkpoint archive (truncated, or another format)"
@@ -178,8 +185,10 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     except Exception as err:  # corrupt file, foreign pickle
         raise CheckpointError(
             f"{path} is corrupt or not a sarslide checkpoint: it cannot be read safely "
-            f"({_load_failure(err, path)}). Delete it (rm '{path}'); a training run then starts "
-            "afresh (or pass resume=False), and a kept top-k checkpoint is written again by "
+            f"({_load_failure(err, path)}). Delete it (rm '{path}'); a training run "
+            "then starts "
+            "afresh (or pass resume=False), and a kept top-k checkpoint is written "
+            "again by "
             "training once more"
         ) from None
     if not isinstance(record, dict) or record.get("format") != _FORMAT:
@@ -188,14 +197,16 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         )
     if record.get("format_version", 0) > _FORMAT_VERSION:
         raise CheckpointError(
-            f"{path} has checkpoint format {record['format_version']}, newer than this sarslide "
+            f"{path} has checkpoint format {record['format_version']}, newer than "
+            "this sarslide "
             f"({_FORMAT_VERSION}); upgrade sarslide"
         )
     return record
 
 
 def checkpoint_info(path: str | os.PathLike) -> dict[str, Any]:
-    """A checkpoint's metadata (task, model class/config, stats, versions, epoch, metrics), no weights."""
+    """A checkpoint's metadata (task, model class/config, stats, versions, epoch,
+    metrics), no weights."""
     record = read_checkpoint(path)
     skip = {"state_dict", "optimizer", "scaler", "rng"}
     return {k: v for k, v in record.items() if k not in skip}
@@ -216,8 +227,8 @@ def load_checkpoint(
     Parameters
     ----------
     expected:
-        ``"stage1"`` or ``"stage2"`` to insist on a stage; a checkpoint of the other stage
-        raises :class:`CheckpointError`.
+        ``"stage1"`` or ``"stage2"`` to insist on a stage; a checkpoint of the other
+        stage raises :class:`CheckpointError`.
     device:
         Where to put the model (``None``: CUDA when available).
     """
@@ -227,8 +238,10 @@ def load_checkpoint(
         check_task(expected)
         if task != expected:
             raise CheckpointError(
-                f"{path} holds a {task} model ({record.get('model_class')}) but a {expected} "
-                f"model ({MODEL_FOR_TASK[expected].__name__}) was expected; pick a checkpoint "
+                f"{path} holds a {task} model ({record.get('model_class')}) but a "
+                f"{expected} "
+                f"model ({MODEL_FOR_TASK[expected].__name__}) was expected; pick a "
+                "checkpoint "
                 f"from a {expected} run"
             )
     # Built on the meta device: no memory and no random initialisation (the stage-1
@@ -240,7 +253,8 @@ def load_checkpoint(
         model.load_state_dict(record["state_dict"], assign=True)
     except RuntimeError as err:
         raise CheckpointError(
-            f"weights in {path} do not fit {_describe(record['model_class'], record['model_config'])}: {err}"
+            f"weights in {path} do not fit "
+            f"{_describe(record['model_class'], record['model_config'])}: {err}"
         ) from err
     left = [
         name
@@ -265,19 +279,22 @@ def load_checkpoints(
         paths = [paths]
     if len(paths) == 0:
         raise ValueError(
-            "no checkpoint paths given; pass TrainResult.checkpoints of one or more runs"
+            "no checkpoint paths given; pass TrainResult.checkpoints of one or more "
+            "runs"
         )
     return [load_checkpoint(p, expected, device=device) for p in paths]
 
 
 def load_weights(model: nn.Module, path: str | os.PathLike) -> nn.Module:
-    """Load the weights at ``path`` into an existing ``model`` of the same class and configuration."""
+    """Load the weights at ``path`` into an existing ``model`` of the same class and
+    configuration."""
     record = read_checkpoint(path)
     saved = (record["model_class"], record["model_config"])
     have = (type(model).__name__, model.config_dict())
     if saved != have:
         raise CheckpointError(
-            f"{path} was saved from {_describe(*saved)} but the model is {_describe(*have)}; "
+            f"{path} was saved from {_describe(*saved)} but the model is "
+            f"{_describe(*have)}; "
             "build the matching model or use load_checkpoint(path) to rebuild it"
         )
     model.load_state_dict(record["state_dict"])

@@ -8,17 +8,18 @@ pass slices to :func:`sarslide.train.fit` (``train_embeddings=``, ``val_embeddin
 The cache is one ``.npy`` file per (stage-1 weights, chips, precision), named by a
 fingerprint of all three, so a retrained stage-1 network, other chips or another
 precision never reuse stale embeddings.  Values are stored in the dtype the forward pass
-produced (:attr:`sarslide.engine.runtime.Precision.storage_dtype`): float32 for ``"fp32"``,
-bfloat16 (as its uint16 bit pattern; numpy has no bfloat16) or float16 under autocast.
-That is lossless — logits from cached embeddings equal those of recomputed ones — and
-the fast path's files are half the size of float32 (2 MiB per 128² chip instead of 4).
+produced (:attr:`sarslide.engine.runtime.Precision.storage_dtype`): float32 for
+``"fp32"``, bfloat16 (as its uint16 bit pattern; numpy has no bfloat16) or float16 under
+autocast. That is lossless — logits from cached embeddings equal those of recomputed
+ones — and the fast path's files are half the size of float32 (2 MiB per 128² chip
+instead of 4).
 
-Files are written atomically (:func:`sarslide.engine.atomic.atomic_file`) and filled batch by
-batch through a memory map, so memory stays bounded by one batch whatever the event's
-size; they are read back memory-mapped (copy-on-write) as well. Each file is written with
-a checksum (``<file>.blake2b``), checked before the file is first used in a process: a
-damaged cache (zeroed, truncated, edited) is named in an :class:`EmbeddingsCacheWarning`
-and computed again, never silently used.
+Files are written atomically (:func:`sarslide.engine.atomic.atomic_file`) and filled
+batch by batch through a memory map, so memory stays bounded by one batch whatever the
+event's size; they are read back memory-mapped (copy-on-write) as well. Each file is
+written with a checksum (``<file>.blake2b``), checked before the file is first used in a
+process: a damaged cache (zeroed, truncated, edited) is named in an
+:class:`EmbeddingsCacheWarning` and computed again, never silently used.
 """
 
 from __future__ import annotations
@@ -85,7 +86,8 @@ def embeddings_path(
     images: np.ndarray,
     precision: Precision,
 ) -> Path:
-    """The cache file of these embeddings: ``cache_dir/embeddings-<key>-<dtype>.npy``."""
+    """The cache file of these embeddings:
+    ``cache_dir/embeddings-<key>-<dtype>.npy``."""
     tag = _STORAGE[precision.storage_dtype][1]
     return (
         Path(cache_dir)
@@ -99,7 +101,8 @@ def _as_tensor(array: np.ndarray, storage: torch.dtype) -> Tensor:
 
 
 class EmbeddingsCacheWarning(UserWarning):
-    """A cached embeddings file failed its checksum (or has none); it is computed again."""
+    """A cached embeddings file failed its checksum (or has none); it is computed
+    again."""
 
 
 def checksum_path(path: Path) -> Path:
@@ -122,7 +125,8 @@ _VERIFIED: dict[str, tuple[int, int]] = {}
 
 def _verified(path: Path) -> bool:
     """Whether the file's bytes match the checksum written with it (checked once per
-    process and file version); a mismatch or a missing checksum warns and returns False."""
+    process and file version); a mismatch or a missing checksum warns and returns
+    False."""
     st = path.stat()
     stamp = (st.st_size, st.st_mtime_ns)
     if _VERIFIED.get(str(path)) == stamp:
@@ -140,7 +144,8 @@ def _verified(path: Path) -> bool:
         else "does not match its checksum"
     )
     warnings.warn(
-        f"the cached embeddings {path} {why}: the file is damaged or incomplete, so it is not "
+        f"the cached embeddings {path} {why}: the file is damaged or incomplete, so "
+        "it is not "
         "used; the embeddings are computed again and the cache is rewritten",
         EmbeddingsCacheWarning,
         stacklevel=4,
@@ -151,8 +156,8 @@ def _verified(path: Path) -> bool:
 def _load(
     path: Path, shape: tuple[int, ...], storage: torch.dtype, *, verify: bool = True
 ) -> Tensor | None:
-    """The cached tensor, or None if the file is missing, unreadable, of another shape or
-    fails its checksum (:func:`checksum_path`)."""
+    """The cached tensor, or None if the file is missing, unreadable, of another shape
+    or fails its checksum (:func:`checksum_path`)."""
     if not path.is_file():
         return None
     try:
@@ -193,13 +198,15 @@ def cached_embeddings(
     precision: str | Precision = "auto",
     progress: bool = False,
 ) -> Tensor:
-    """Frozen stage-1 embeddings ``(N, 2*embedding_channels, H, W)`` of ``images``, cached.
+    """Frozen stage-1 embeddings ``(N, 2*embedding_channels, H, W)`` of ``images``,
+    cached.
 
     Parameters
     ----------
     stage1:
         The frozen stage-1 network of the arm (the one given to
-        :class:`~sarslide.models.Segmenter`); it runs in eval mode and is left as it was.
+        :class:`~sarslide.models.Segmenter`); it runs in eval mode and is left as it
+        was.
     images:
         Standardised chips ``(N, 4, H, W)`` float32, no NaN: typically all chips of the
         event that stage-2 runs train, validate or test on.
@@ -217,9 +224,10 @@ def cached_embeddings(
     -------
     torch.Tensor
         On the CPU, row ``i`` the embedding of ``images[i]``, in the precision's storage
-        dtype (float32, or bfloat16/float16 under autocast); memory-mapped from the cache
-        file when there is one.  Index it like the chips
-        (``emb[torch.as_tensor(idx)]``) and pass the rows to ``fit(train_embeddings=...)``.
+        dtype (float32, or bfloat16/float16 under autocast); memory-mapped from the
+        cache file when there is one.  Index it like the chips
+        (``emb[torch.as_tensor(idx)]``) and pass the rows to
+        ``fit(train_embeddings=...)``.
     """
     check_model_for_task(stage1, "stage1")
     images = check_images(images, stage1, "chips")
@@ -280,7 +288,8 @@ def _compute(
     progress: bool,
     out: np.ndarray | None = None,
 ) -> Tensor | None:
-    """Embed all chips in batches; into the memory map ``out`` if given, else returned."""
+    """Embed all chips in batches; into the memory map ``out`` if given, else
+    returned."""
     parts = []
     with progress_bar(
         total=len(images), desc="stage-1 embeddings", unit="chip", disable=not progress

@@ -1,11 +1,12 @@
 """How much of an ablation grid is left, what it will cost here, and a time budget.
 
-The paper's grid is 51 stage-2 runs (hours on a GPU); a Colab session ends before it does.
-Before anything trains, :func:`plan_grid` says how many runs are missing and estimates
-their time **on this device** from what finished runs cost: every finished run records
-its epochs and measured seconds per epoch (:func:`sarslide.engine.results_table.write_run_timing`,
-from the training history).  :class:`TimeBudget` lets :func:`sarslide.ablation.run_grid`
-stop cleanly *between* runs, so the grid can be finished over several sessions.
+The paper's grid is 51 stage-2 runs (hours on a GPU); a Colab session ends before it
+does. Before anything trains, :func:`plan_grid` says how many runs are missing and
+estimates their time **on this device** from what finished runs cost: every finished run
+records its epochs and measured seconds per epoch
+(:func:`sarslide.engine.results_table.write_run_timing`, from the training history).
+:class:`TimeBudget` lets :func:`sarslide.ablation.run_grid` stop cleanly *between* runs,
+so the grid can be finished over several sessions.
 
 The estimate of a missing run of arm ``a`` with ``n`` training chips:
 
@@ -102,25 +103,32 @@ class GridPlan:
     device: str = ""
 
     def describe(self) -> str:
-        """One line for a person: how many runs are missing and about how long they take."""
+        """One line for a person: how many runs are missing and about how long they
+        take."""
         head = f"{len(self.missing)} of {self.total} runs missing"
         if not self.missing:
             return f"{head}: the grid is complete"
         known = [v for v in self.per_run_s.values() if v is not None]
         if self.estimate_s is None and known:
             return (
-                f"{head}; about {_minutes(sum(known))} on {self.device} for {len(known)} of them "
-                f"(from {self.measured} finished run{'s' if self.measured != 1 else ''}); "
-                f"{len(self.missing) - len(known)} not estimated yet (their chip count is unknown)"
+                f"{head}; about {_minutes(sum(known))} on {self.device} for "
+                f"{len(known)} of them "
+                f"(from {self.measured} finished "
+                f"run{'s' if self.measured != 1 else ''}); "
+                f"{len(self.missing) - len(known)} not estimated yet (their chip "
+                "count is unknown)"
             )
         if self.estimate_s is None:
             return (
-                f"{head}; no estimate yet: no finished run on {self.device} to measure from "
+                f"{head}; no estimate yet: no finished run on {self.device} to "
+                "measure from "
                 "(the first run's time gives one; --max-minutes stops between runs)"
             )
         return (
-            f"{head}; about {_minutes(self.estimate_s)} on {self.device} (from the measured "
-            f"per-epoch cost of {self.measured} finished run{'s' if self.measured != 1 else ''})"
+            f"{head}; about {_minutes(self.estimate_s)} on {self.device} (from the "
+            "measured "
+            f"per-epoch cost of {self.measured} finished "
+            f"run{'s' if self.measured != 1 else ''})"
         )
 
 
@@ -181,8 +189,9 @@ class TimeBudget:
     """A wall-clock budget checked between runs.
 
     ``allows(estimate_s)`` is true for the first run of a call (so every call makes
-    progress), and afterwards while the time spent is under the budget and the next run's
-    estimate (when there is one) fits in what is left.  ``max_minutes=None``: no budget.
+    progress), and afterwards while the time spent is under the budget and the next
+    run's estimate (when there is one) fits in what is left.  ``max_minutes=None``: no
+    budget.
     """
 
     def __init__(self, max_minutes: float | None, clock=time.monotonic) -> None:
@@ -193,7 +202,8 @@ class TimeBudget:
                 ok = False
             if not ok:
                 raise ValueError(
-                    f"max_minutes={max_minutes!r}: give a positive number of minutes (e.g. 30), "
+                    f"max_minutes={max_minutes!r}: give a positive number of minutes "
+                    "(e.g. 30), "
                     "or None for no budget"
                 )
         self.max_s = None if max_minutes is None else float(max_minutes) * 60.0

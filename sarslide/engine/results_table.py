@@ -2,10 +2,11 @@
 
 Layout of a results folder (:func:`sarslide.ablation.results_dir`)::
 
-    <out>/runs/<run_id>.parquet      the tidy rows of one finished run (written once, atomically)
-    <out>/runs/<run_id>.timing.json  what the run cost: epochs, seconds per epoch, device
-    <out>/runs/baseline.parquet      the non-learned reference rows (log-ratio, random guess)
-    <out>/results.parquet            every run's rows merged: a convenience copy, rewritten
+    <out>/runs/<run_id>.parquet      the tidy rows of one finished run (written once,
+    atomically) <out>/runs/<run_id>.timing.json  what the run cost: epochs, seconds per
+    epoch, device <out>/runs/baseline.parquet      the non-learned reference rows
+    (log-ratio, random guess) <out>/results.parquet            every run's rows merged:
+    a convenience copy, rewritten
                                      under a folder lock after each finished run
 
 Each process writes only the files of the runs it finished, so two ``sarslide grid``
@@ -59,11 +60,13 @@ LOCK_TIMEOUT_S = 600.0
 
 
 class CorruptResultsWarning(UserWarning):
-    """A results file could not be read; its runs count as missing and are scored again."""
+    """A results file could not be read; its runs count as missing and are scored
+    again."""
 
 
 def run_file(out: str | os.PathLike, file_id: str) -> Path:
-    """``<out>/runs/<file_id>.parquet``: the rows of one finished run (or the baseline)."""
+    """``<out>/runs/<file_id>.parquet``: the rows of one finished run (or the
+    baseline)."""
     return Path(out) / RUNS_FOLDER / f"{file_id}.parquet"
 
 
@@ -114,8 +117,10 @@ def _read_parquet(path: Path) -> pd.DataFrame | None:
         Exception
     ) as err:  # pyarrow: ArrowInvalid ("corrupted", "magic bytes"), OSError
         warnings.warn(
-            f"{path} is corrupt or truncated ({type(err).__name__}: {' '.join(str(err).split())[:120]}); "
-            "it is left out, so its runs count as missing: the next grid call scores them again "
+            f"{path} is corrupt or truncated ({type(err).__name__}: "
+            f"{' '.join(str(err).split())[:120]}); "
+            "it is left out, so its runs count as missing: the next grid call scores "
+            "them again "
             "from their kept checkpoints and rewrites it (or delete it yourself)",
             CorruptResultsWarning,
             stacklevel=3,
@@ -163,7 +168,8 @@ def _lock(path: Path):
 
 def merge_results(out: str | os.PathLike) -> pd.DataFrame:
     """Rewrite ``<out>/results.parquet`` from every run file on disk (under the folder's
-    lock, so a concurrent writer's rows are never dropped) and return the merged table."""
+    lock, so a concurrent writer's rows are never dropped) and return the merged
+    table."""
     out = Path(out)
     with _lock(out / _LOCK):
         table = read_results(out)

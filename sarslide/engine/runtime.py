@@ -1,7 +1,9 @@
-"""Running a stage's model on chips: the two tasks, the device, precision, input checks, batched forwards.
+"""Running a stage's model on chips: the two tasks, the device, precision, input checks,
+batched forwards.
 
-The pieces that training (:mod:`sarslide.train`), checkpoints (:mod:`sarslide.engine.checkpoints`),
-prediction (:mod:`sarslide.predict`) and mapping (:mod:`sarslide.mapping`) share:
+The pieces that training (:mod:`sarslide.train`), checkpoints
+(:mod:`sarslide.engine.checkpoints`), prediction (:mod:`sarslide.predict`) and mapping
+(:mod:`sarslide.mapping`) share:
 
 * the two task names and the model class each one runs: ``"stage1"`` a
   :class:`~sarslide.models.SiameseClassifier` (chip classification), ``"stage2"`` a
@@ -41,14 +43,14 @@ its reason are announced once per process and device with a
 ``warnings.simplefilter("ignore", sarslide.engine.runtime.PrecisionChoiceWarning)``).
 
 ``precision="fp32"`` is plain float32 in the default layout everywhere (no TF32);
-``"bf16"`` and ``"fp16"`` force one autocast dtype (``"fp16"`` only on CUDA, ``"bf16"`` on
-CUDA only from compute capability 8.0).
+``"bf16"`` and ``"fp16"`` force one autocast dtype (``"fp16"`` only on CUDA, ``"bf16"``
+on CUDA only from compute capability 8.0).
 
-Autocast only changes the arithmetic of the forward pass: parameters, optimiser state and
-checkpoints stay float32, and losses are computed in float32.  Results are bit-identical
-between reruns with the same precision and thread count on a CPU, not across precisions
-(the fast path's probabilities differ from float32 by well under 0.02; see
-``tests/test_precision.py``).
+Autocast only changes the arithmetic of the forward pass: parameters, optimiser state
+and checkpoints stay float32, and losses are computed in float32.  Results are
+bit-identical between reruns with the same precision and thread count on a CPU, not
+across precisions (the fast path's probabilities differ from float32 by well under 0.02;
+see ``tests/test_precision.py``).
 """
 
 from __future__ import annotations
@@ -112,7 +114,8 @@ _DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def select_device(device: str | torch.device | None = None) -> torch.device:
-    """``device`` as a :class:`torch.device`; ``None`` picks CUDA when available, else CPU."""
+    """``device`` as a :class:`torch.device`; ``None`` picks CUDA when available, else
+    CPU."""
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
@@ -129,7 +132,8 @@ FP16_MIN_CAPABILITY: tuple[int, int] = (7, 0)
 
 
 class PrecisionChoiceWarning(UserWarning):
-    """Which precision ``"auto"`` chose on a GPU, and why (once per process and device)."""
+    """Which precision ``"auto"`` chose on a GPU, and why (once per process and
+    device)."""
 
 
 _ANNOUNCED: set[tuple[str, str]] = set()
@@ -179,7 +183,8 @@ def _announce(device: torch.device, name: str, reason: str) -> None:
 
 
 def cpu_has_native_bf16() -> bool:
-    """Whether this CPU computes bfloat16 dot products in hardware and oneDNN can use them.
+    """Whether this CPU computes bfloat16 dot products in hardware and oneDNN can use
+    them.
 
     x86: AVX-512 BF16 or AMX (``torch.cpu._is_avx512_bf16_supported``,
     ``torch.cpu._is_amx_tile_supported``); Arm: the BF16 extension as oneDNN reports it.
@@ -207,16 +212,16 @@ def cpu_has_native_bf16() -> bool:
 
 @functools.lru_cache(maxsize=1)
 def cpu_bf16_is_correct(tolerance: float = 0.05) -> bool:
-    """Whether bfloat16 autocast + channels-last gives float32's answers for the package's
-    networks on this CPU: a once-per-process check on a small random
+    """Whether bfloat16 autocast + channels-last gives float32's answers for the
+    package's networks on this CPU: a once-per-process check on a small random
     ``Segmenter(SiameseClassifier("reference"))`` (0.9 s measured on one loaded core).
 
     It guards against convolution-library bugs such as the one found on this project's
     Xeon (AMX) with torch 2.14's oneDNN, where 8 input channels and an 8x8 kernel gave
-    errors as large as the output (:class:`~sarslide.models.SameConv2d` works around that
-    one).  ``precision="auto"`` falls back to float32, with a warning, if the largest
-    difference exceeds ``tolerance`` times the largest float32 value.  The global random
-    state is left untouched.
+    errors as large as the output (:class:`~sarslide.models.SameConv2d` works around
+    that one).  ``precision="auto"`` falls back to float32, with a warning, if the
+    largest difference exceeds ``tolerance`` times the largest float32 value.  The
+    global random state is left untouched.
     """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
@@ -238,9 +243,11 @@ def cpu_bf16_is_correct(tolerance: float = 0.05) -> bool:
     }
     bad = {k: v for k, v in errors.items() if not v <= tolerance}
     if bad:
+        shares = ", ".join(f"{k}: {v:.0%} of the largest value" for k, v in bad.items())
         warnings.warn(
-            f"bfloat16 convolutions on this CPU disagree with float32 ({', '.join(f'{k}: {v:.0%} of the largest value' for k, v in bad.items())}); "
-            "precision='auto' uses float32 here. Update torch, or set ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16 "
+            f"bfloat16 convolutions on this CPU disagree with float32 ({shares}); "
+            "precision='auto' uses float32 here. Update torch, or set "
+            "ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16 "
             "before starting Python to avoid the AMX kernels",
             RuntimeWarning,
             stacklevel=2,
@@ -258,8 +265,9 @@ class Precision:
     Attributes
     ----------
     name:
-        ``"fp32"``, ``"bf16"`` or ``"fp16"``: the resolved choice (never ``"auto"``); it is
-        recorded in a training run's settings, so a run resumes only with the same one.
+        ``"fp32"``, ``"bf16"`` or ``"fp16"``: the resolved choice (never ``"auto"``); it
+        is recorded in a training run's settings, so a run resumes only with the same
+        one.
     device_type:
         ``"cpu"``, ``"cuda"``, ...
     autocast_dtype:
@@ -310,7 +318,8 @@ class Precision:
         return torch.amp.GradScaler(device.type, enabled=self.grad_scaler)
 
     def apply_backend_settings(self) -> None:
-        """Set the process-wide CUDA backend switches this precision wants (no-op off CUDA).
+        """Set the process-wide CUDA backend switches this precision wants (no-op off
+        CUDA).
 
         ``cudnn.benchmark`` picks the fastest convolution algorithm per shape (results
         may then differ in the last bits between processes); TF32 as :attr:`tf32` says.
@@ -334,7 +343,8 @@ class Precision:
         return model
 
     def restore_layout(self, model: nn.Module) -> nn.Module:
-        """Undo :meth:`apply_layout`: 4-D weights back in the default layout, in place."""
+        """Undo :meth:`apply_layout`: 4-D weights back in the default layout, in
+        place."""
         if self.channels_last:
             model.to(memory_format=torch.contiguous_format)
         return model
@@ -342,7 +352,8 @@ class Precision:
     @contextlib.contextmanager
     def prepared(self, model: nn.Module, device: torch.device) -> Iterator[nn.Module]:
         """``model`` on ``device`` in this precision's layout for the block; its 4-D
-        parameters are put back in the default layout afterwards (it stays on ``device``)."""
+        parameters are put back in the default layout afterwards (it stays on
+        ``device``)."""
         self.apply_layout(model.to(device))
         try:
             yield model
@@ -387,7 +398,8 @@ def resolve_precision(
     if isinstance(precision, Precision):
         if precision.device_type != dev.type:
             raise ValueError(
-                f"precision was resolved for device type {precision.device_type!r} but the "
+                f"precision was resolved for device type {precision.device_type!r} "
+                "but the "
                 f"model runs on {dev.type!r}; pass a name ('auto', 'fp32', ...) instead"
             )
         return precision
@@ -404,8 +416,10 @@ def resolve_precision(
             capability = tuple(int(v) for v in torch.cuda.get_device_capability(dev))
             if capability < BF16_MIN_CAPABILITY:
                 raise ValueError(
-                    f"{_cuda_name(dev)} (compute capability {capability[0]}.{capability[1]}) "
-                    "has no bfloat16 hardware (torch would emulate it, slower than float32); "
+                    f"{_cuda_name(dev)} (compute capability "
+                    f"{capability[0]}.{capability[1]}) "
+                    "has no bfloat16 hardware (torch would emulate it, slower than "
+                    "float32); "
                     "use precision='fp16' or 'auto'"
                 )
         fast = name != "fp32"
@@ -420,7 +434,8 @@ def resolve_precision(
         )
     if name == "fp16":
         raise ValueError(
-            f"precision='fp16' needs a CUDA GPU, the model runs on {dev.type!r}; use 'bf16' "
+            f"precision='fp16' needs a CUDA GPU, the model runs on {dev.type!r}; use "
+            "'bf16' "
             "(fast on CPUs with AVX-512 BF16 or AMX), 'fp32' or 'auto'"
         )
     if name == "auto":
@@ -467,7 +482,8 @@ def check_model_for_task(model: nn.Module, task: str | TrainingTask) -> None:
 
 
 def check_images(images: Any, model: nn.Module | None, what: str) -> np.ndarray:
-    """``images`` as a C-contiguous float32 array ``(N, 4, H, W)`` without NaN, that ``model`` can take."""
+    """``images`` as a C-contiguous float32 array ``(N, 4, H, W)`` without NaN, that
+    ``model`` can take."""
     if isinstance(images, Tensor):
         images = images.detach().cpu().numpy()
     images = np.asarray(images)
@@ -500,7 +516,8 @@ def check_images(images: Any, model: nn.Module | None, what: str) -> np.ndarray:
 
 
 def array_fingerprint(*arrays: np.ndarray | Tensor) -> str:
-    """blake2b hex digest of the shapes, dtypes and bytes of ``arrays`` (tensors included)."""
+    """blake2b hex digest of the shapes, dtypes and bytes of ``arrays`` (tensors
+    included)."""
     h = hashlib.blake2b(digest_size=16)
     for a in arrays:
         if isinstance(a, Tensor):
@@ -517,7 +534,8 @@ def array_fingerprint(*arrays: np.ndarray | Tensor) -> str:
 
 
 def weights_fingerprint(model: nn.Module) -> str:
-    """Fingerprint of a module's parameters and buffers (names, shapes, dtypes, values)."""
+    """Fingerprint of a module's parameters and buffers (names, shapes, dtypes,
+    values)."""
     items = sorted(model.state_dict().items())
     h = hashlib.blake2b(digest_size=16)
     h.update(repr([k for k, _ in items]).encode())
@@ -582,13 +600,13 @@ def segmenter_embeddings(
     device: torch.device,
     precision: Precision,
 ) -> Tensor | None:
-    """A segmenter's frozen stage-1 embeddings of ``images`` ``(N, 64, H, W)``, or None for
-    models without them.
+    """A segmenter's frozen stage-1 embeddings of ``images`` ``(N, 64, H, W)``, or None
+    for models without them.
 
     A CPU tensor in :attr:`Precision.storage_dtype` (float32, or bfloat16/float16 under
-    autocast: exactly what the forward pass produced, in half the memory).  Computed once
-    per training run instead of every epoch; :mod:`sarslide.engine.embeddings` caches them on disk
-    across runs.
+    autocast: exactly what the forward pass produced, in half the memory).  Computed
+    once per training run instead of every epoch; :mod:`sarslide.engine.embeddings`
+    caches them on disk across runs.
     """
     if not isinstance(model, Segmenter) or model.stage1 is None:
         return None
@@ -603,8 +621,9 @@ def embed_all(
     device: torch.device,
     precision: Precision,
 ) -> Tensor:
-    """``stage1.embed`` of all chips in mini-batches: CPU tensor ``(N, 64, H, W)`` in the
-    precision's storage dtype, default layout (``stage1`` already on ``device`` and prepared)."""
+    """``stage1.embed`` of all chips in mini-batches: CPU tensor ``(N, 64, H, W)`` in
+    the precision's storage dtype, default layout (``stage1`` already on ``device`` and
+    prepared)."""
     outs = []
     for idx in batch_indices(len(images), batch_size):
         xb = precision.to_input(images[idx], device)
@@ -623,7 +642,8 @@ def check_embeddings(
     precision: Precision,
 ) -> Tensor | None:
     """Precomputed frozen embeddings of ``images`` for ``model`` (a stage-1-backed
-    segmenter already on ``device`` and prepared), checked, as a CPU tensor; None if None.
+    segmenter already on ``device`` and prepared), checked, as a CPU tensor; None if
+    None.
 
     Shape ``(N, 2*embedding_channels, H, W)`` aligned with ``images``, finite, floating;
     the first chip is re-embedded and must agree within 5 % (mean absolute difference
@@ -635,7 +655,8 @@ def check_embeddings(
     stage1 = getattr(model, "stage1", None)
     if not isinstance(model, Segmenter) or stage1 is None:
         raise ValueError(
-            f"{what} embeddings were given but the model is a {type(model).__name__} without a "
+            f"{what} embeddings were given but the model is a {type(model).__name__} "
+            "without a "
             "stage-1 network; pass embeddings only to a Segmenter(stage1)"
         )
     t = (
@@ -647,7 +668,8 @@ def check_embeddings(
     expected = (images.shape[0], stage1.embedding_dim) + images.shape[2:]
     if tuple(t.shape) != expected:
         raise ValueError(
-            f"{what} embeddings have shape {tuple(t.shape)} but the chips need {expected} "
+            f"{what} embeddings have shape {tuple(t.shape)} but the chips need "
+            f"{expected} "
             "(one embedding per chip, in the same order)"
         )
     if not torch.is_floating_point(t):
@@ -661,8 +683,10 @@ def check_embeddings(
     rel = float((ref - got).abs().mean() / ref.abs().mean().clamp_min(1e-12))
     if rel > 0.05:
         raise ValueError(
-            f"{what} embeddings do not belong to these chips and this stage-1 network: the "
-            f"first chip's embedding differs by {rel:.1%} from a fresh one; compute them from "
+            f"{what} embeddings do not belong to these chips and this stage-1 "
+            "network: the "
+            f"first chip's embedding differs by {rel:.1%} from a fresh one; compute "
+            "them from "
             "the same chips, in the same order, with the segmenter's stage-1 network "
             "(sarslide.engine.embeddings.cached_embeddings)"
         )

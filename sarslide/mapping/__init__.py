@@ -1,4 +1,5 @@
-"""Rapid-response mapping: area-wide inference, calibrated maps, density heatmaps, exports.
+"""Rapid-response mapping: area-wide inference, calibrated maps, density heatmaps,
+exports.
 
 The paper's purpose is rapid assessment after a disaster: from one post-event pass, map
 where landslides are and which areas are hit hardest. This subpackage turns any
@@ -10,8 +11,8 @@ chip-level predictor into such a map, one job per module:
    computed from *linear* backscatter, such as the log-ratio baseline
    (:func:`sarslide.baseline.log_ratio_score`). Both share one window plan
    (:class:`SlidingWindows`, :func:`block_plan`); what runs on a window (a torch module,
-   a callable, an ensemble averaged by :func:`sarslide.metrics.ensemble_mean`) is built in
-   :mod:`~sarslide.mapping.predictors`.
+   a callable, an ensemble averaged by :func:`sarslide.metrics.ensemble_mean`) is built
+   in :mod:`~sarslide.mapping.predictors`.
 2. :mod:`~sarslide.mapping.calibration` — :func:`calibrate_threshold` picks the decision
    threshold on validation chips so that the predicted landslide area is unbiased;
    :func:`reliability_curve` gives the data of a reliability diagram; :func:`binary_map`

@@ -3,8 +3,8 @@
 A binary map (:func:`sarslide.mapping.binary_map`) stores 1 = landslide, 0 = none and
 :data:`~sarslide.mapping.BINARY_NODATA` (255) = no data. Counting ``binary > 0`` would
 count every no-data pixel as landslide; :func:`mapped_area_km2` counts only the value 1,
-and :func:`valid_area_km2` the pixels that hold data. Chapter 7, ``sarslide map`` and its
-``map.json`` all take their areas from here.
+and :func:`valid_area_km2` the pixels that hold data. Chapter 7, ``sarslide map`` and
+its ``map.json`` all take their areas from here.
 """
 
 from __future__ import annotations
@@ -40,7 +40,8 @@ def _check_binary(binary: xr.DataArray) -> int:
     """The no-data value of a binary map (its ``rio.nodata``, else 255)."""
     if not np.issubdtype(binary.dtype, np.integer):
         raise MappingError(
-            f"expected a binary map (uint8: 1 landslide, 0 none, {BINARY_NODATA} no data), "
+            f"expected a binary map (uint8: 1 landslide, 0 none, {BINARY_NODATA} no "
+            "data), "
             f"got dtype {binary.dtype}; threshold it first with "
             "sarslide.mapping.binary_map(prob, threshold)"
         )
@@ -56,7 +57,8 @@ def mapped_area_km2(binary: xr.DataArray) -> float:
     Parameters
     ----------
     binary:
-        (y, x) integer map from :func:`sarslide.mapping.binary_map`, coordinates in metres.
+        (y, x) integer map from :func:`sarslide.mapping.binary_map`, coordinates in
+        metres.
     """
     nodata = _check_binary(binary)
     values = np.asarray(binary.values)

@@ -26,8 +26,8 @@ def binary_map(score: xr.DataArray, threshold: float = 0.5) -> xr.DataArray:
     Returns
     -------
     xarray.DataArray
-        (y, x) uint8: 1 landslide, 0 none, :data:`BINARY_NODATA` (255) where ``score`` is
-        NaN; same grid and CRS; ``attrs["threshold"]``.
+        (y, x) uint8: 1 landslide, 0 none, :data:`BINARY_NODATA` (255) where ``score``
+        is NaN; same grid and CRS; ``attrs["threshold"]``.
     """
     valid = np.isfinite(score)
     out = xr.where(
@@ -49,12 +49,13 @@ def binary_map(score: xr.DataArray, threshold: float = 0.5) -> xr.DataArray:
 
 
 def calibrate_threshold(probabilities: np.ndarray, labels: np.ndarray) -> float:
-    """Threshold that makes the predicted landslide pixel count unbiased on validation chips.
+    """Threshold that makes the predicted landslide pixel count unbiased on validation
+    chips.
 
-    Returns the threshold ``t`` for which ``Σ (p >= t)`` over all finite pixels is as close
-    as possible to ``Σ (label > 0)`` (ties in ``p`` can make an exact match impossible;
-    on a tie of the two nearest counts the lower threshold wins). Works for any score,
-    not only probabilities.
+    Returns the threshold ``t`` for which ``Σ (p >= t)`` over all finite pixels is as
+    close as possible to ``Σ (label > 0)`` (ties in ``p`` can make an exact match
+    impossible; on a tie of the two nearest counts the lower threshold wins). Works for
+    any score, not only probabilities.
 
     Parameters
     ----------
@@ -78,7 +79,10 @@ def calibrate_threshold(probabilities: np.ndarray, labels: np.ndarray) -> float:
     k = int((y > 0).sum())
     if k == 0:
         raise ValueError(
-            "labels hold no landslide pixel; calibrate on validation chips that contain landslides"
+            (
+                "labels hold no landslide pixel; calibrate on validation chips that "
+                "contain landslides"
+            )
         )
     s = np.sort(p[np.isfinite(p)])
     n = s.size
@@ -101,15 +105,17 @@ def reliability_curve(
 ) -> pd.DataFrame:
     """Data of a reliability diagram: observed landslide frequency per probability bin.
 
-    Bins are ``n_bins`` equal intervals of [0, 1]; a value on an inner edge belongs to the
-    lower bin (as in :func:`sklearn.calibration.calibration_curve`). NaN pixels are ignored.
+    Bins are ``n_bins`` equal intervals of [0, 1]; a value on an inner edge belongs to
+    the lower bin (as in :func:`sklearn.calibration.calibration_curve`). NaN pixels are
+    ignored.
 
     Returns
     -------
     pandas.DataFrame
-        One row per bin: ``bin_lower``, ``bin_upper``, ``mean_predicted`` (mean probability
-        in the bin), ``observed_frequency`` (share of landslide pixels), ``count`` (pixels).
-        Empty bins have count 0 and NaN means. A calibrated model lies on the diagonal.
+        One row per bin: ``bin_lower``, ``bin_upper``, ``mean_predicted`` (mean
+        probability in the bin), ``observed_frequency`` (share of landslide pixels),
+        ``count`` (pixels). Empty bins have count 0 and NaN means. A calibrated model
+        lies on the diagonal.
     """
     p = np.asarray(probabilities, dtype=np.float64).reshape(-1)
     y = (np.asarray(labels) > 0).reshape(-1)
@@ -123,7 +129,10 @@ def reliability_curve(
     p, y = p[finite], y[finite]
     if p.size and (p.min() < 0 or p.max() > 1):
         raise ValueError(
-            f"probabilities lie in [{p.min():.3g}, {p.max():.3g}]; a reliability curve needs [0, 1]"
+            (
+                f"probabilities lie in [{p.min():.3g}, {p.max():.3g}]; a reliability "
+                "curve needs [0, 1]"
+            )
         )
     edges = np.linspace(0.0, 1.0, n_bins + 1)
     idx = np.searchsorted(edges[1:-1], p, side="left")

@@ -1,7 +1,8 @@
 """Exports of a landslide map: Cloud-Optimized GeoTIFFs, ranked cells, a PNG quick-look.
 
 * :func:`write_cog` writes any raster of :mod:`sarslide.mapping` (probability, binary
-  map, density heatmap) as a Cloud-Optimized GeoTIFF, streaming lazy maps block by block;
+  map, density heatmap) as a Cloud-Optimized GeoTIFF, streaming lazy maps block by
+  block;
 * :func:`cells_frame` turns :func:`sarslide.mapping.rank_cells`' table into square cell
   polygons (a :class:`geopandas.GeoDataFrame` in the heatmap's CRS);
 * :func:`write_cells` writes them as GeoJSON (RFC 7946: lon/lat on WGS 84, no ``crs``
@@ -10,8 +11,8 @@
 * :func:`write_quicklook` draws probability, binary map and density heatmap side by side
   into a PNG (matplotlib's Agg canvas; no display needed).
 
-Every write is atomic (:mod:`sarslide.engine.atomic`). geopandas, shapely and matplotlib are
-imported only by the functions that need them, so ``import sarslide.mapping`` stays
+Every write is atomic (:mod:`sarslide.engine.atomic`). geopandas, shapely and matplotlib
+are imported only by the functions that need them, so ``import sarslide.mapping`` stays
 light.
 """
 
@@ -48,23 +49,25 @@ def write_cog(
 ) -> Path:
     """Write a (y, x) raster as a Cloud-Optimized GeoTIFF, atomically.
 
-    In-memory rasters are written by rioxarray with GDAL's ``COG`` driver; dask-backed ones
-    (``lazy=True`` maps) are first streamed block by block into a tiled GeoTIFF, then
-    converted with the ``COG`` driver, so the map never has to fit in memory. Either way
-    the file appears at ``path`` only when complete (temporary file, then ``os.replace``).
+    In-memory rasters are written by rioxarray with GDAL's ``COG`` driver; dask-backed
+    ones (``lazy=True`` maps) are first streamed block by block into a tiled GeoTIFF,
+    then converted with the ``COG`` driver, so the map never has to fit in memory.
+    Either way the file appears at ``path`` only when complete (temporary file, then
+    ``os.replace``).
 
     Parameters
     ----------
     da:
-        2-D raster with a CRS (as returned by this module). NaN (float) or ``rio.nodata``
-        (integer) marks no data. A boolean map is written as uint8 (1 = True, 0 = False).
+        2-D raster with a CRS (as returned by this module). NaN (float) or
+        ``rio.nodata`` (integer) marks no data. A boolean map is written as uint8 (1 =
+        True, 0 = False).
     path:
         Output ``.tif`` path; its directory is created.
     compress:
         GDAL compression (``"DEFLATE"``, ``"LZW"``, ``"ZSTD"`` …).
     overview_resampling:
-        Resampling for the overviews; default ``"average"`` for floats, ``"nearest"`` for
-        class maps (integers).
+        Resampling for the overviews; default ``"average"`` for floats, ``"nearest"``
+        for class maps (integers).
     tags:
         GDAL metadata written into the file (``gdalinfo`` lists them; rasterio's
         ``src.tags()`` reads them back), e.g. :func:`sarslide.mapping.provenance_tags`:
@@ -100,7 +103,8 @@ def write_cog(
         if da.chunks is None:
             da.rio.to_raster(tmp, driver="COG", tags=text_tags, **options)
         else:
-            # A lazy map streams block by block into a tiled GeoTIFF, then becomes a COG.
+            # A lazy map streams block by block into a tiled GeoTIFF, then becomes a
+            # COG.
             staging = tmp.with_name(tmp.stem + ".stage.tif")
             try:
                 da.rio.to_raster(
@@ -120,7 +124,8 @@ def write_cog(
     return path
 
 
-#: Attribute columns of the exported cells, in order (``geometry`` / ``geometry_wkt`` follow).
+#: Attribute columns of the exported cells, in order (``geometry`` / ``geometry_wkt``
+# follow).
 CELL_COLUMNS: tuple[str, ...] = (
     "rank",
     "x",
@@ -142,14 +147,15 @@ def cells_frame(ranked: pd.DataFrame, heatmap: xr.DataArray) -> gpd.GeoDataFrame
         :func:`sarslide.mapping.rank_cells` output: ``rank``, ``x``, ``y`` (cell centre,
         metres), ``lon``, ``lat``, ``landslide_fraction``, ``landslide_area_km2``.
     heatmap:
-        The density heatmap the cells were ranked from (:func:`sarslide.mapping.density_heatmap`):
-        gives the CRS and ``attrs["cell_size"]`` (metres; else the pixel spacing).
+        The density heatmap the cells were ranked from
+        (:func:`sarslide.mapping.density_heatmap`): gives the CRS and
+        ``attrs["cell_size"]`` (metres; else the pixel spacing).
 
     Returns
     -------
     geopandas.GeoDataFrame
-        :data:`CELL_COLUMNS` plus ``geometry`` (one square per cell, side ``cell_size_m``),
-        most affected first, CRS of the heatmap.
+        :data:`CELL_COLUMNS` plus ``geometry`` (one square per cell, side
+        ``cell_size_m``), most affected first, CRS of the heatmap.
     """
     import geopandas as gpd
     import shapely
@@ -157,7 +163,10 @@ def cells_frame(ranked: pd.DataFrame, heatmap: xr.DataArray) -> gpd.GeoDataFrame
     missing = [c for c in CELL_COLUMNS[:-1] if c not in ranked.columns]
     if missing:
         raise ValueError(
-            f"the ranked table lacks columns {missing}; build it with sarslide.mapping.rank_cells(heatmap)"
+            (
+                f"the ranked table lacks columns {missing}; build it with "
+                "sarslide.mapping.rank_cells(heatmap)"
+            )
         )
     if heatmap.rio.crs is None:
         raise ValueError(
@@ -188,11 +197,11 @@ def write_cells(
     """Write cells as GeoJSON and CSV (same rows, polygon as ``geometry_wkt``).
 
     The GeoJSON follows RFC 7946 by default: longitude/latitude on WGS 84
-    (``geojson_crs="EPSG:4326"``) and no ``crs`` member, as web maps and most tools expect.
-    ``geojson_crs="native"`` keeps the map's projected CRS (the UTM cells, squares in
-    metres; GDAL then records the CRS in a non-standard ``crs`` member). The CSV keeps the
-    map's CRS (``x``, ``y``, ``geometry_wkt`` in metres; ``lon``/``lat`` in degrees) and
-    names it in a ``crs`` column (e.g. ``EPSG:32654``).
+    (``geojson_crs="EPSG:4326"``) and no ``crs`` member, as web maps and most tools
+    expect. ``geojson_crs="native"`` keeps the map's projected CRS (the UTM cells,
+    squares in metres; GDAL then records the CRS in a non-standard ``crs`` member). The
+    CSV keeps the map's CRS (``x``, ``y``, ``geometry_wkt`` in metres; ``lon``/``lat``
+    in degrees) and names it in a ``crs`` column (e.g. ``EPSG:32654``).
 
     An empty table (no landslide mapped) still writes both files: a GeoJSON
     FeatureCollection with no features and a CSV with the header only.
@@ -229,7 +238,8 @@ def write_cells(
 
 
 def _quicklook_raster(da: xr.DataArray, max_pixels: int, how: str) -> xr.DataArray:
-    """Coarsen a (y, x) raster so neither side exceeds ``max_pixels`` (for drawing only)."""
+    """Coarsen a (y, x) raster so neither side exceeds ``max_pixels`` (for drawing
+    only)."""
     factor = int(np.ceil(max(da.sizes["y"], da.sizes["x"]) / max_pixels))
     if factor <= 1:
         return da

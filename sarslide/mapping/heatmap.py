@@ -1,4 +1,5 @@
-"""Density heatmaps: landslide area fraction per cell, the most affected cells, agreement.
+"""Density heatmaps: landslide area fraction per cell, the most affected cells,
+agreement.
 
 :func:`density_heatmap` aggregates a binary or probability map into landslide area
 fraction per cell (1 km by default), :func:`rank_cells` lists the most affected cells
@@ -53,9 +54,9 @@ def density_heatmap(raster: xr.DataArray, cell_size: float = 1000.0) -> xr.DataA
     Parameters
     ----------
     raster:
-        A binary map from :func:`binary_map` (uint8, 255 = no data) — the fraction is then
-        the mapped landslide area — or a probability map (float, NaN = no data) — then the
-        *expected* landslide area. Dims (y, x) with coordinates in metres.
+        A binary map from :func:`binary_map` (uint8, 255 = no data) — the fraction is
+        then the mapped landslide area — or a probability map (float, NaN = no data) —
+        then the *expected* landslide area. Dims (y, x) with coordinates in metres.
     cell_size:
         Cell side in metres; a whole multiple of the pixel size.
 
@@ -63,10 +64,11 @@ def density_heatmap(raster: xr.DataArray, cell_size: float = 1000.0) -> xr.DataA
     -------
     xarray.DataArray
         (y, x) float32 on a grid of cells anchored at the raster's top-left corner
-        (coordinates = cell centres, same CRS): landslide area in the cell divided by the
-        full cell area (``cell_size²``), so ``Σ fraction · cell_size²`` equals the mapped
-        landslide area exactly. Cells at the right/bottom edge may extend beyond the raster;
-        NaN where a cell holds no valid pixel. attrs ``cell_size`` and ``pixel_size`` (m).
+        (coordinates = cell centres, same CRS): landslide area in the cell divided by
+        the full cell area (``cell_size²``), so ``Σ fraction · cell_size²`` equals the
+        mapped landslide area exactly. Cells at the right/bottom edge may extend beyond
+        the raster; NaN where a cell holds no valid pixel. attrs ``cell_size`` and
+        ``pixel_size`` (m).
 
     Raises
     ------
@@ -125,7 +127,8 @@ def rank_cells(heatmap: xr.DataArray, top: int = 20) -> pd.DataFrame:
         raise ValueError(f"top={top} must be >= 1")
     if heatmap.rio.crs is None:
         raise MappingError(
-            "the heatmap has no CRS; build it with density_heatmap(binary_map(prob, threshold))"
+            "the heatmap has no CRS; build it with density_heatmap(binary_map(prob, "
+            "threshold))"
         )
     cell = heatmap.attrs.get("cell_size")
     if cell is None:
@@ -157,7 +160,8 @@ def rank_cells(heatmap: xr.DataArray, top: int = 20) -> pd.DataFrame:
 
 
 def same_grid(a: xr.DataArray, b: xr.DataArray) -> bool:
-    """Whether two rasters share one grid: the same shape and ``x`` / ``y`` coordinates."""
+    """Whether two rasters share one grid: the same shape and ``x`` / ``y``
+    coordinates."""
     return (
         a.shape == b.shape
         and np.allclose(a["x"], b["x"])
@@ -179,7 +183,8 @@ def heatmap_agreement(
     """
     if not same_grid(mapped, truth):
         raise MappingError(
-            f"heatmaps are on different grids ({mapped.shape} vs {truth.shape}); build both with "
+            f"heatmaps are on different grids ({mapped.shape} vs {truth.shape}); "
+            "build both with "
             "density_heatmap(..., cell_size=...) from rasters of the same scene"
         )
     cell_area = float(mapped.attrs.get("cell_size", 0.0)) ** 2 or abs(
@@ -193,7 +198,10 @@ def heatmap_agreement(
         if ok.sum() > 1 and a[ok].std() > 0 and b[ok].std() > 0
         else float("nan")
     )
-    cells = lambda h: set(map(tuple, rank_cells(h, top)[["x", "y"]].to_numpy()))
+
+    def cells(h):
+        return set(map(tuple, rank_cells(h, top)[["x", "y"]].to_numpy()))
+
     return {
         "correlation": corr,
         "shared_top_cells": float(len(cells(mapped) & cells(truth))),

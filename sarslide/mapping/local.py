@@ -16,8 +16,8 @@ reprojected onto it. The pre/post passes are then chosen by the same rule as eve
 Which file is which: for a GeoTIFF, the polarisation is the ``VV``/``VH`` token of its
 name (any case, e.g. ``…_VV.tif``, ``s1a-iw-grd-vh-….tiff``) or else its band
 description; its time is the first ``YYYYMMDDTHHMMSS`` (else ``YYYYMMDD``) in the name,
-else the ``TIFFTAG_DATETIME`` tag. A STAC item gives its ``datetime``, assets whose key is
-``vv``/``vh`` in any case, and ``sat:orbit_state`` / ``sat:relative_orbit`` /
+else the ``TIFFTAG_DATETIME`` tag. A STAC item gives its ``datetime``, assets whose key
+is ``vv``/``vh`` in any case, and ``sat:orbit_state`` / ``sat:relative_orbit`` /
 ``platform``. Files of one time must hold one VV and one VH.
 """
 
@@ -115,10 +115,12 @@ def _stac_items(path: Path) -> list:
             return [pystac.Item.from_file(str(path))]
         if kind in ("Catalog", "Collection"):
             return list(pystac.read_file(str(path)).get_items(recursive=True))
-    except Exception as err:  # noqa: BLE001  (pystac raises many kinds for a broken catalog)
+    # pystac raises many kinds of error for a broken catalog
+    except Exception as err:  # noqa: BLE001
         raise MappingError(f"{path}: not a readable STAC {kind} ({err})") from None
     raise MappingError(
-        f"{path} is JSON of type {kind!r}, not a STAC catalog, collection, item collection "
+        f"{path} is JSON of type {kind!r}, not a STAC catalog, collection, item "
+        "collection "
         "or item; give GeoTIFF files, a folder of them, or a static STAC catalog"
     )
 
@@ -146,7 +148,8 @@ def _item_scenes(item) -> list[LocalScene]:
 
 
 def local_scenes(sources: Sequence[str | os.PathLike]) -> list[LocalScene]:
-    """Every VV/VH scene named by ``sources`` (files, folders, STAC JSON), in time order.
+    """Every VV/VH scene named by ``sources`` (files, folders, STAC JSON), in time
+    order.
 
     Raises
     ------
@@ -184,7 +187,8 @@ def local_scenes(sources: Sequence[str | os.PathLike]) -> list[LocalScene]:
             scenes += [s for it in _stac_items(path) for s in _item_scenes(it)]
         else:
             raise MappingError(
-                f"{path}: not a GeoTIFF (.tif/.tiff) or STAC JSON; give GeoTIFF files, a "
+                f"{path}: not a GeoTIFF (.tif/.tiff) or STAC JSON; give GeoTIFF "
+                "files, a "
                 "folder of them, or a static STAC catalog / item collection"
             )
     if not scenes:
@@ -198,7 +202,8 @@ def _by_time(scenes: Iterable[LocalScene]) -> dict[pd.Timestamp, dict[str, Local
         held = passes.setdefault(scene.time, {})
         if scene.band in held:
             raise MappingError(
-                f"two {scene.band.upper()} scenes at {scene.time}: {held[scene.band].href} "
+                f"two {scene.band.upper()} scenes at {scene.time}: "
+                f"{held[scene.band].href} "
                 f"and {scene.href}; give one file per polarisation and pass"
             )
         held[scene.band] = scene
@@ -207,7 +212,8 @@ def _by_time(scenes: Iterable[LocalScene]) -> dict[pd.Timestamp, dict[str, Local
         if missing:
             have = next(iter(held.values())).href
             raise MappingError(
-                f"the pass at {time} has no {' or '.join(missing)} scene (only {have}); "
+                f"the pass at {time} has no {' or '.join(missing)} scene (only "
+                f"{have}); "
                 "both polarisations are needed"
             )
     return passes
@@ -240,7 +246,8 @@ def files_grid(sources: Sequence[str | os.PathLike]) -> tuple[str, float, tuple]
     with src:
         if src.crs is None or not src.crs.is_projected:
             raise MappingError(
-                f"{first.href} has CRS {src.crs}; mapping needs a projected grid in metres "
+                f"{first.href} has CRS {src.crs}; mapping needs a projected grid in "
+                "metres "
                 "(e.g. UTM): reproject it first (gdalwarp -t_srs EPSG:326NN)"
             )
         lonlat = transform_bounds(src.crs, "EPSG:4326", *src.bounds)
@@ -254,7 +261,8 @@ def local_cube(
     event: str = "local",
     resolution: float | None = None,
 ) -> xr.Dataset:
-    """An event cube from scenes on disk (see the module docstring for what is accepted).
+    """An event cube from scenes on disk (see the module docstring for what is
+    accepted).
 
     Parameters
     ----------
@@ -262,8 +270,8 @@ def local_cube(
         GeoTIFF paths, folders, or STAC JSON files (catalog, collection, item
         collection, item).
     event_time:
-        The event's UTC time (anything :class:`pandas.Timestamp` takes); passes before it
-        are pre-event, after it post-event.
+        The event's UTC time (anything :class:`pandas.Timestamp` takes); passes before
+        it are pre-event, after it post-event.
     event:
         The cube's ``attrs["event"]``.
     resolution:
@@ -282,7 +290,8 @@ def local_cube(
     ref = _read(first["vv"].href)
     if ref.rio.crs is None or not ref.rio.crs.is_projected:
         raise MappingError(
-            f"{first['vv'].href} has CRS {ref.rio.crs}; mapping needs a projected grid in "
+            f"{first['vv'].href} has CRS {ref.rio.crs}; mapping needs a projected "
+            "grid in "
             "metres (e.g. UTM): reproject it first (gdalwarp -t_srs EPSG:326NN)"
         )
     if resolution is not None and not np.isclose(

@@ -32,9 +32,10 @@ def _torch_predictor(
 ) -> tuple[Predictor, int, int]:
     """Wrap a torch module returning logits (B, 1, h, w) as a probability predictor.
 
-    The module runs in ``precision`` (:func:`sarslide.engine.runtime.resolve_precision`); for a
-    channels-last precision a copy in that layout runs, so the caller's module is only
-    put in eval mode and moved to ``device``.
+    The module runs in ``precision``
+    (:func:`sarslide.engine.runtime.resolve_precision`); for a channels-last precision a
+    copy in that layout runs, so the caller's module is only put in eval mode and moved
+    to ``device``.
     """
     import copy
 
@@ -114,7 +115,8 @@ def as_predictor(
         return _torch_predictor(predict, device, precision)
     if not callable(predict):
         raise MappingError(
-            f"predict must be a callable (B, 4, h, w) -> (B, h, w) or a torch.nn.Module, "
+            "predict must be a callable (B, 4, h, w) -> (B, h, w) or a "
+            "torch.nn.Module, "
             f"got {type(predict).__name__}"
         )
     return predict, 1, 1
@@ -139,16 +141,20 @@ def check_output(
         out = out[:, 0]
     if out.shape != (b, h, w):
         raise MappingError(
-            f"the predictor returned shape {out.shape} for a batch of shape {batch_shape}; "
+            f"the predictor returned shape {out.shape} for a batch of shape "
+            f"{batch_shape}; "
             f"it must return one value per pixel, shape {(b, h, w)}"
         )
     if probabilities:
         outside = range_outside_unit(out)
         if outside is not None:
             raise MappingError(
-                f"the predictor returned values in [{outside[0]:.3g}, {outside[1]:.3g}], "
-                "not probabilities; return sigmoid(logits) or pass the torch module itself "
-                "(its logits are passed through a sigmoid), or use predict_raw for scores"
+                f"the predictor returned values in [{outside[0]:.3g}, "
+                f"{outside[1]:.3g}], "
+                "not probabilities; return sigmoid(logits) or pass the torch module "
+                "itself "
+                "(its logits are passed through a sigmoid), or use predict_raw for "
+                "scores"
             )
     return out
 

@@ -1,8 +1,8 @@
 """What made a map, written into every file it leaves: GeoTIFF tags and ``map.json``.
 
 A synthetic map of a real place looks real once the file leaves its folder. Every
-GeoTIFF ``sarslide map`` writes carries :func:`provenance_tags` (GDAL metadata, listed by
-``gdalinfo`` and QGIS' layer properties), and ``map.json`` records the same plus the
+GeoTIFF ``sarslide map`` writes carries :func:`provenance_tags` (GDAL metadata, listed
+by ``gdalinfo`` and QGIS' layer properties), and ``map.json`` records the same plus the
 resolution, catalog and collection. :func:`quicklook_title` says "SYNTHETIC" in the
 quick-look's title when the scene is.
 """
@@ -101,7 +101,8 @@ _SOURCES = {
 
 
 def describe_source(prov: MapProvenance) -> str:
-    """What the scene is, in words: ``"SYNTHETIC scene (…)"`` or ``"real radar … <collection>"``."""
+    """What the scene is, in words: ``"SYNTHETIC scene (…)"`` or ``"real radar …
+    <collection>"``."""
     text = _SOURCES.get(prov.data_source, prov.data_source)
     return f"{text} {prov.collection}".strip() if prov.collection else text
 

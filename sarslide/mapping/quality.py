@@ -29,7 +29,8 @@ def _check_same_grid(a: xr.DataArray, b: xr.DataArray) -> None:
     if not same_grid(a, b):
         raise MappingError(
             f"the map ({a.shape}) and the truth ({b.shape}) are on different grids; "
-            "rasterise the truth on the map's grid (sarslide.inventory.rasterize(inv, like=map))"
+            "rasterise the truth on the map's grid (sarslide.inventory.rasterize(inv, "
+            "like=map))"
         )
 
 
@@ -56,11 +57,11 @@ def map_quality(
     -------
     dict
         ``precision`` and ``recall`` over pixels valid in both maps (NaN when nothing is
-        mapped / nothing is true), ``mapped_area_km2`` and ``true_area_km2`` (pixels = 1,
-        no-data never counted), ``area_ratio`` (mapped / true), ``heatmap_correlation``
-        (Pearson r of the two density heatmaps over cells valid in both),
-        ``top_cells_shared`` (how many of the ``top`` true cells are among the ``top``
-        mapped ones) and ``top_k``.
+        mapped / nothing is true), ``mapped_area_km2`` and ``true_area_km2`` (pixels =
+        1, no-data never counted), ``area_ratio`` (mapped / true),
+        ``heatmap_correlation`` (Pearson r of the two density heatmaps over cells valid
+        in both), ``top_cells_shared`` (how many of the ``top`` true cells are among the
+        ``top`` mapped ones) and ``top_k``.
     """
     _check_same_grid(binary, truth)
     b, t = np.asarray(binary.values), np.asarray(truth.values)

@@ -1,21 +1,23 @@
-"""Refuse data the model never saw: the scene's input statistics against the training ones.
+"""Refuse data the model never saw: the scene's input statistics against the training
+ones.
 
 A model sees ``(log10(x) − mean) / std`` with the mean and standard deviation of its
-stage-1 training chips (:mod:`sarslide.transforms`). A scene whose log10 backscatter sits
-far from those statistics — real radar given to a model trained on synthetic scenes,
-decibels, another sensor — is outside what the model learned, and its map means nothing
-(a demo model marks almost all of a real OPERA RTC scene as landslide).
+stage-1 training chips (:mod:`sarslide.transforms`). A scene whose log10 backscatter
+sits far from those statistics — real radar given to a model trained on synthetic
+scenes, decibels, another sensor — is outside what the model learned, and its map means
+nothing (a demo model marks almost all of a real OPERA RTC scene as landslide).
 
 :func:`input_shift` computes the scene's statistics per polarisation the way
-:func:`sarslide.transforms.compute_stats` computes the training ones (pre- and post-event
-passes pooled, NaN ignored) on an evenly strided sample, and standardises them with the
-training statistics: the scene is *out of distribution* when its standardised mean leaves
-±:data:`MAX_MEAN_SHIFT` (the bound :func:`sarslide.transforms.standardization_problem`
-uses for chips that "do not look standardised") or its spread is more than ten times
-narrower or wider than the training spread (:data:`MIN_STD_RATIO`,
-:data:`MAX_STD_RATIO`). Real Sentinel-1 RTC given to the demo model is about 5 training
-standard deviations off in VV. :func:`check_input_distribution` raises :class:`InputShiftError` naming
-the band, both sets of statistics and the fix; it runs before any model computes.
+:func:`sarslide.transforms.compute_stats` computes the training ones (pre- and
+post-event passes pooled, NaN ignored) on an evenly strided sample, and standardises
+them with the training statistics: the scene is *out of distribution* when its
+standardised mean leaves ±:data:`MAX_MEAN_SHIFT` (the bound
+:func:`sarslide.transforms.standardization_problem` uses for chips that "do not look
+standardised") or its spread is more than ten times narrower or wider than the training
+spread (:data:`MIN_STD_RATIO`, :data:`MAX_STD_RATIO`). Real Sentinel-1 RTC given to the
+demo model is about 5 training standard deviations off in VV.
+:func:`check_input_distribution` raises :class:`InputShiftError` naming the band, both
+sets of statistics and the fix; it runs before any model computes.
 """
 
 from __future__ import annotations
@@ -48,14 +50,16 @@ MIN_STD_RATIO, MAX_STD_RATIO = 0.1, 10.0
 
 
 class InputShiftError(MappingError):
-    """The scene's backscatter statistics are far from the model's training statistics."""
+    """The scene's backscatter statistics are far from the model's training
+    statistics."""
 
     __module__ = "sarslide.mapping"
 
 
 @dataclass(frozen=True)
 class InputShift:
-    """One polarisation of a scene compared with the training statistics (log10 units)."""
+    """One polarisation of a scene compared with the training statistics (log10
+    units)."""
 
     band: str
     scene_mean: float
@@ -97,7 +101,8 @@ def _sample(pair: xr.Dataset, max_side: int) -> dict[str, np.ndarray]:
     for name in CHANNELS:
         if name not in pair.data_vars:
             raise MappingError(
-                f"the pass pair lacks {name!r} (has {sorted(map(str, pair.data_vars))}); "
+                f"the pass pair lacks {name!r} (has "
+                f"{sorted(map(str, pair.data_vars))}); "
                 "build it with sarslide.cube.pass_pair(cube)"
             )
         sub = pair[name].isel(y=slice(None, None, step_y), x=slice(None, None, step_x))
@@ -106,10 +111,12 @@ def _sample(pair: xr.Dataset, max_side: int) -> dict[str, np.ndarray]:
 
 
 def scene_stats(pair: xr.Dataset, *, max_side: int = 512) -> BandStats:
-    """log10 mean and std per polarisation of a pass pair (pre and post pooled, NaN ignored).
+    """log10 mean and std per polarisation of a pass pair (pre and post pooled, NaN
+    ignored).
 
-    The same statistics as :func:`sarslide.transforms.compute_stats`, on an evenly strided
-    sample of at most ``max_side`` × ``max_side`` pixels (a lazy pair reads only that).
+    The same statistics as :func:`sarslide.transforms.compute_stats`, on an evenly
+    strided sample of at most ``max_side`` × ``max_side`` pixels (a lazy pair reads only
+    that).
 
     Raises
     ------
@@ -132,7 +139,8 @@ def scene_stats(pair: xr.Dataset, *, max_side: int = 512) -> BandStats:
 def input_shift(
     pair: xr.Dataset, stats: BandStats | Mapping, *, max_side: int = 512
 ) -> list[InputShift]:
-    """The scene's statistics against ``stats`` (the model's training statistics), per band."""
+    """The scene's statistics against ``stats`` (the model's training statistics), per
+    band."""
     train = BandStats.from_dict(stats)
     scene = scene_stats(pair, max_side=max_side)
     return [
@@ -153,7 +161,8 @@ def check_input_distribution(
     *,
     force_hint: str = "force=True",
 ) -> list[InputShift]:
-    """Raise :class:`InputShiftError` when the scene is outside the training distribution.
+    """Raise :class:`InputShiftError` when the scene is outside the training
+    distribution.
 
     Parameters
     ----------
@@ -177,8 +186,10 @@ def check_input_distribution(
             "the scene is outside what the model was trained on: "
             + "; ".join(s.describe() for s in bad)
             + f" (accepted: within ±{MAX_MEAN_SHIFT:g} std, spread ×{MIN_STD_RATIO:g}–"
-            f"{MAX_STD_RATIO:g}). Its map would mean nothing. Map it with a model trained "
-            "on this kind of data (e.g. --profile paper for real Sentinel-1 RTC), or pass "
+            f"{MAX_STD_RATIO:g}). Its map would mean nothing. Map it with a model "
+            "trained "
+            "on this kind of data (e.g. --profile paper for real Sentinel-1 RTC), or "
+            "pass "
             f"{force_hint} to map anyway"
         )
     return shifts

@@ -2,9 +2,9 @@
 
 :func:`web_map` draws the density heatmap (landslide area fraction per cell) as a
 semi-transparent image and the ranked cells as clickable squares over a basemap, as a
-:class:`folium.Map` — Leaflet in a self-contained HTML page, so it renders in a notebook,
-on the static book site and in any browser, with no Jupyter widget (no ipyleaflet).
-:func:`write_web_map` saves it as ``map.html`` (atomically).
+:class:`folium.Map` — Leaflet in a self-contained HTML page, so it renders in a
+notebook, on the static book site and in any browser, with no Jupyter widget (no
+ipyleaflet). :func:`write_web_map` saves it as ``map.html`` (atomically).
 
 Basemap tiles come from the network in the reader's browser. Where there is none (CI,
 an offline laptop) build without tiles: ``tiles=None``, or set the environment variable
@@ -31,13 +31,15 @@ if TYPE_CHECKING:
 
 __all__ = ["TILES_ENV", "default_tiles", "web_map", "write_web_map"]
 
-#: Environment variable choosing the basemap: a folium tile name, or ``none``/``0``/``off``.
+#: Environment variable choosing the basemap: a folium tile name, or
+# ``none``/``0``/``off``.
 TILES_ENV = "SARSLIDE_WEBMAP_TILES"
 _NO_TILES = {"", "none", "0", "off", "false", "no"}
 
 
 def default_tiles() -> str | None:
-    """The basemap: ``$SARSLIDE_WEBMAP_TILES`` (``none`` = no basemap), else OpenStreetMap."""
+    """The basemap: ``$SARSLIDE_WEBMAP_TILES`` (``none`` = no basemap), else
+    OpenStreetMap."""
     value = os.environ.get(TILES_ENV)
     if value is None:
         return "OpenStreetMap"
@@ -80,8 +82,8 @@ def web_map(
         :func:`sarslide.mapping.rank_cells` output; drawn as squares numbered by rank,
         with fraction and area in their tooltip.
     tiles:
-        A folium basemap name (``"OpenStreetMap"``, ``"CartoDB positron"``), ``None`` for
-        none (offline), or ``"default"``: :func:`default_tiles`.
+        A folium basemap name (``"OpenStreetMap"``, ``"CartoDB positron"``), ``None``
+        for none (offline), or ``"default"``: :func:`default_tiles`.
     title:
         Shown in the layer control's heatmap entry.
 

@@ -1,8 +1,8 @@
 """Area-wide inference: a whole pass pair mapped in overlapping, blended windows.
 
-:func:`predict_probability` runs a model over a whole pass pair (any size) and blends its
-windows into one probability raster with no seams; :func:`predict_raw` does the same for
-a score computed from *linear* backscatter, such as the log-ratio baseline
+:func:`predict_probability` runs a model over a whole pass pair (any size) and blends
+its windows into one probability raster with no seams; :func:`predict_raw` does the same
+for a score computed from *linear* backscatter, such as the log-ratio baseline
 (:func:`sarslide.baseline.log_ratio_score`). Both go through one implementation: a
 :class:`SlidingWindows` plan and one private mapping loop; they differ only in what runs
 on a window (a probability predictor on standardised windows, or a score on raw ones).
@@ -10,14 +10,14 @@ on a window (a probability predictor on standardised windows, or a score on raw 
 Sliding windows
 ---------------
 Windows of ``window`` pixels are laid on one global grid with stride
-``window − overlap`` (the last window in each direction is shifted to end at the edge, so
-every pixel is covered; :func:`window_starts`). Each window's prediction is weighted by a
-2-D Tukey taper that is 1 in the centre and falls off over ``overlap`` pixels towards the
-window edges (with a small floor, so pixels at the border of the scene — which only one
-window reaches there — still count; :func:`window_weights`). A pixel's value is the
-weighted mean of every window covering it, so neighbouring windows cross-fade smoothly
-and a model that is less reliable at its window edges (zero padding) is down-weighted
-there.
+``window − overlap`` (the last window in each direction is shifted to end at the edge,
+so every pixel is covered; :func:`window_starts`). Each window's prediction is weighted
+by a 2-D Tukey taper that is 1 in the centre and falls off over ``overlap`` pixels
+towards the window edges (with a small floor, so pixels at the border of the scene —
+which only one window reaches there — still count; :func:`window_weights`). A pixel's
+value is the weighted mean of every window covering it, so neighbouring windows
+cross-fade smoothly and a model that is less reliable at its window edges (zero padding)
+is down-weighted there.
 
 The scene is processed in blocks of ``chunk_size`` × ``chunk_size`` pixels
 (:func:`block_plan`). A block evaluates every window of the global grid that touches it
@@ -97,7 +97,8 @@ def window_starts(length: int, window: int, overlap: int) -> np.ndarray:
 def window_weights(
     window: int, overlap: int, floor: float = WEIGHT_FLOOR
 ) -> np.ndarray:
-    """2-D blending weights ``(window, window)`` float64: outer product of 1-D Tukey tapers.
+    """2-D blending weights ``(window, window)`` float64: outer product of 1-D Tukey
+    tapers.
 
     The taper is 1 except for a raised-cosine ramp over ``overlap`` pixels at each end,
     clipped below at ``floor`` (> 0). With ``overlap = 0`` all weights are 1.
@@ -154,7 +155,8 @@ def block_plan(
 
 @dataclass(frozen=True)
 class SlidingWindows:
-    """How a pass pair is cut into windows and blocks (the options both entry points take).
+    """How a pass pair is cut into windows and blocks (the options both entry points
+    take).
 
     Attributes
     ----------
@@ -215,7 +217,8 @@ class SlidingWindows:
 
 @dataclass(frozen=True)
 class _WindowScorer:
-    """What runs on a window: ``prepare`` (linear (1, 4, h, w) -> model input), then ``fn``."""
+    """What runs on a window: ``prepare`` (linear (1, 4, h, w) -> model input), then
+    ``fn``."""
 
     fn: Predictor
     prepare: Callable[[np.ndarray], np.ndarray]
@@ -226,10 +229,12 @@ class _WindowScorer:
 
 # ----------------------------------------------------------------------------- inputs
 def _pair_channels(pair: xr.Dataset) -> list[Any]:
-    """The four channels' (y, x) arrays (numpy or dask, not copied), after checking the pair."""
+    """The four channels' (y, x) arrays (numpy or dask, not copied), after checking the
+    pair."""
     if not isinstance(pair, xr.Dataset):
         raise MappingError(
-            f"expected a pass pair (xarray.Dataset), got {type(pair).__name__}; build one "
+            f"expected a pass pair (xarray.Dataset), got {type(pair).__name__}; build "
+            "one "
             "with sarslide.cube.pass_pair(cube, n_pre, n_post)"
         )
     missing = [c for c in CHANNELS if c not in pair.data_vars]
@@ -355,7 +360,8 @@ def _as_map(
     window: int,
     overlap: int,
 ) -> xr.DataArray:
-    """The (y, x) values on the pair's grid and CRS, NaN no-data, window and passes in attrs."""
+    """The (y, x) values on the pair's grid and CRS, NaN no-data, window and passes in
+    attrs."""
     out = xr.DataArray(
         values, coords={"y": pair["y"], "x": pair["x"]}, dims=("y", "x"), name=name
     )
@@ -380,7 +386,8 @@ def _map_windows(
     name: str,
     attrs: dict[str, Any],
 ) -> xr.DataArray:
-    """The one mapping loop behind :func:`predict_probability` and :func:`predict_raw`."""
+    """The one mapping loop behind :func:`predict_probability` and
+    :func:`predict_raw`."""
     channels = _pair_channels(pair)
     ny, nx = pair.sizes["y"], pair.sizes["x"]
     window, overlap, chunk_size = windows.resolve(
@@ -405,7 +412,8 @@ def _map_windows(
     return _as_map(values, pair, name, attrs, window, overlap)
 
 
-# ----------------------------------------------------------------------------- entry points
+# ----------------------------------------------------------------------------- entry
+# points
 def predict_probability(
     pair: xr.Dataset,
     predict: Any,
@@ -424,24 +432,25 @@ def predict_probability(
     """Landslide probability over a whole pass pair, from overlapping blended windows.
 
     Before any window is computed, the scene's log10 backscatter statistics are compared
-    with ``stats`` (:func:`sarslide.mapping.check_input_distribution`): a scene the model
-    never saw the like of (real radar for a model trained on synthetic scenes, decibels)
-    is refused with :class:`sarslide.mapping.InputShiftError` unless ``force=True``.
+    with ``stats`` (:func:`sarslide.mapping.check_input_distribution`): a scene the
+    model never saw the like of (real radar for a model trained on synthetic scenes,
+    decibels) is refused with :class:`sarslide.mapping.InputShiftError` unless
+    ``force=True``.
 
     Parameters
     ----------
     pair:
         A pass pair from :func:`sarslide.cube.pass_pair`: ``pre_vv``, ``pre_vh``,
-        ``post_vv``, ``post_vh`` on (y, x), linear backscatter, NaN = no data, with a CRS.
-        Numpy- or dask-backed; any size of at least one window.
+        ``post_vv``, ``post_vh`` on (y, x), linear backscatter, NaN = no data, with a
+        CRS. Numpy- or dask-backed; any size of at least one window.
     predict:
         Either a callable taking standardised chips ``(B, 4, h, w)`` float32 (see
         :func:`sarslide.transforms.standardize`) and returning probabilities
         ``(B, h, w)`` in [0, 1]; or a ``torch.nn.Module`` whose forward returns logits
-        ``(B, 1, h, w)`` (it is put in eval mode, moved to ``device`` and its logits passed
-        through a sigmoid, without gradients); or a list of these — an ensemble (seeds ×
-        checkpoints, e.g. ``sarslide.ablation.run_models(run)``) whose probabilities are
-        averaged (:func:`sarslide.metrics.ensemble_mean`).
+        ``(B, 1, h, w)`` (it is put in eval mode, moved to ``device`` and its logits
+        passed through a sigmoid, without gradients); or a list of these — an ensemble
+        (seeds × checkpoints, e.g. ``sarslide.ablation.run_models(run)``) whose
+        probabilities are averaged (:func:`sarslide.metrics.ensemble_mean`).
     stats:
         The band statistics the model was trained with (``chipset.stats``).
     window, overlap:
@@ -451,19 +460,20 @@ def predict_probability(
     batch_size:
         Windows per forward pass.
     chunk_size:
-        Side of the square blocks processed at a time (bounds the memory; does not change
-        the result).
+        Side of the square blocks processed at a time (bounds the memory; does not
+        change the result).
     device:
         Torch device for a module; default ``"cuda"`` when available, else ``"cpu"``.
     precision:
-        Arithmetic of a torch module: ``"auto"`` (the device's fast path, e.g. bfloat16 +
-        channels-last on CPUs with native bf16; probabilities within 0.02 of float32),
-        ``"fp32"``, or a :class:`sarslide.engine.runtime.Precision`; ignored for plain callables.
+        Arithmetic of a torch module: ``"auto"`` (the device's fast path, e.g. bfloat16
+        + channels-last on CPUs with native bf16; probabilities within 0.02 of float32),
+        ``"fp32"``, or a :class:`sarslide.engine.runtime.Precision`; ignored for plain
+        callables.
     lazy:
         If True return a dask-backed DataArray (one task per block; compute it with the
-        ``"synchronous"`` or threaded scheduler when the model holds a GPU), e.g. to stream
-        a map larger than memory into :func:`sarslide.mapping.write_cog`. Otherwise
-        compute now, with a progress bar.
+        ``"synchronous"`` or threaded scheduler when the model holds a GPU), e.g. to
+        stream a map larger than memory into :func:`sarslide.mapping.write_cog`.
+        Otherwise compute now, with a progress bar.
     progress:
         Show a tqdm bar (eager mode).
     force:
@@ -479,9 +489,9 @@ def predict_probability(
     ------
     MappingError
         If the pair lacks a channel, the model fails on (or does not take) the four
-        channels, the pair is smaller than one window, or the output is not a probability;
-        :class:`~sarslide.mapping.InputShiftError` (a MappingError) for a scene outside the
-        training distribution.
+        channels, the pair is smaller than one window, or the output is not a
+        probability; :class:`~sarslide.mapping.InputShiftError` (a MappingError) for a
+        scene outside the training distribution.
     """
     _pair_channels(
         pair
@@ -526,8 +536,9 @@ def predict_raw(
 ) -> xr.DataArray:
     """Map a score computed from *linear* backscatter, e.g. the log-ratio baseline.
 
-    Same windows, blending, blocks and no-data masking as :func:`predict_probability`, but
-    ``score_fn`` receives the raw linear windows ``(B, 4, h, w)`` float32 (NaN = no data,
+    Same windows, blending, blocks and no-data masking as :func:`predict_probability`,
+    but ``score_fn`` receives the raw linear windows ``(B, 4, h, w)`` float32 (NaN = no
+    data,
     not standardised) and may return any real score ``(B, h, w)``::
 
         predict_raw(pair, sarslide.baseline.log_ratio_score, units="dB")
@@ -538,8 +549,8 @@ def predict_raw(
     Returns
     -------
     xarray.DataArray
-        (y, x) float32 score named ``name`` (attrs ``units``), on the pair's grid and CRS;
-        NaN where any channel is no data.
+        (y, x) float32 score named ``name`` (attrs ``units``), on the pair's grid and
+        CRS; NaN where any channel is no data.
     """
     if not callable(score_fn):
         raise MappingError(f"score_fn must be callable, got {type(score_fn).__name__}")

@@ -51,7 +51,8 @@ def plot_labels(
         )
         ax.set_title(title or f"landslide mask: {int((values > 0).sum())} pixels")
     else:
-        # Labelled pixels are few and isolated: draw each as a marker coloured by its count.
+        # Labelled pixels are few and isolated: draw each as a marker coloured by its
+        # count.
         rows, cols = np.nonzero(values)
         top = max(int(values.max(initial=0)), 2)
         sc = ax.scatter(
@@ -194,7 +195,10 @@ def plot_footprints(
                         fill=False,
                         ec=colours(k % 10),
                         lw=1.5,
-                        label=f"{p.time:%Y-%m-%d %H:%M} {p.orbit_state} {p.relative_orbit}",
+                        label=(
+                            f"{p.time:%Y-%m-%d %H:%M} {p.orbit_state} "
+                            f"{p.relative_orbit}"
+                        ),
                     )
                 )
     west, south, east, north = bounds_lonlat

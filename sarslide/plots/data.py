@@ -47,7 +47,8 @@ def plot_pass_pair(
     vmax: float = -5,
     figsize=(11.5, 3.4),
 ):
-    """Pre-event and post-event backscatter (dB), their difference and the labels, as maps.
+    """Pre-event and post-event backscatter (dB), their difference and the labels, as
+    maps.
 
     ``pair`` is the output of :func:`sarslide.cube.pass_pair` (with ``landslides``).
     """
@@ -110,7 +111,8 @@ def plot_backscatter_histograms(
 def plot_chip_layout(
     background: xr.DataArray, meta: pd.DataFrame, *, ax=None, db_range=(-30, -5)
 ):
-    """Chip footprints over a backscatter map, coloured by split; landslide chips hatched."""
+    """Chip footprints over a backscatter map, coloured by split; landslide chips
+    hatched."""
     if ax is None:
         _, ax = plt.subplots(figsize=(7, 7), constrained_layout=True)
     ax.imshow(
@@ -156,10 +158,12 @@ def plot_example_chips(
     vmax=-5,
     per_row: int = 4,
 ):
-    """Per chip: before, after (dB) and the label, stacked; titles give split and counts.
+    """Per chip: before, after (dB) and the label, stacked; titles give split and
+    counts.
 
-    At most ``per_row`` chips side by side (more wrap onto further rows of three panels),
-    so the figure stays about 10 in wide and its text legible in the book's column.
+    At most ``per_row`` chips side by side (more wrap onto further rows of three
+    panels), so the figure stays about 10 in wide and its text legible in the book's
+    column.
     """
     from ..cube import CHANNELS  # figures may read the channel order
 
@@ -202,7 +206,8 @@ def plot_example_chips(
 
 
 def plot_split_counts(table: pd.DataFrame, *, ax=None):
-    """Stacked bars of landslide / landslide-free chips per split (from ``split_table``)."""
+    """Stacked bars of landslide / landslide-free chips per split (from
+    ``split_table``)."""
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 3), constrained_layout=True)
     body = table.drop(index="total", errors="ignore")

@@ -1,9 +1,10 @@
-"""The paper's evaluation figures (chapters 5–6): APRC and miscounts against training size.
+"""The paper's evaluation figures (chapters 5–6): APRC and miscounts against training
+size.
 
-Figures 2 and 3 are drawn with seaborn from tidy tables (one row per observation, columns
-``arm``, ``train_size``, ``metric``, ``value``): seaborn computes the means and the error
-bars (``errorbar="se"``: the standard error of the mean, the paper's error bars), one hue
-per pretraining arm. Maps and chip panels stay plain matplotlib.
+Figures 2 and 3 are drawn with seaborn from tidy tables (one row per observation,
+columns ``arm``, ``train_size``, ``metric``, ``value``): seaborn computes the means and
+the error bars (``errorbar="se"``: the standard error of the mean, the paper's error
+bars), one hue per pretraining arm. Maps and chip panels stay plain matplotlib.
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ _DODGE = 0.25
 
 
 def size_label(size: int, n_all: int | None = None) -> str:
-    """Tick label of a stored training size (:data:`sarslide.ablation.SIZE_ALL`: all chips)."""
+    """Tick label of a stored training size (:data:`sarslide.ablation.SIZE_ALL`: all
+    chips)."""
     if size == SIZE_ALL:
         return "all" if n_all is None else f"all ({n_all})"
     if size == SIZE_BASELINE:
@@ -56,20 +58,24 @@ def _ordered_sizes(sizes) -> list[int]:
 
 
 def _tidy(table: pd.DataFrame, what: str) -> pd.DataFrame:
-    """``table`` as tidy rows (arm, train_size, metric, value); a wide table with one column
-    per metric (:func:`sarslide.ablation.ensemble_scores`) is melted first."""
+    """``table`` as tidy rows (arm, train_size, metric, value); a wide table with one
+    column per metric (:func:`sarslide.ablation.ensemble_scores`) is melted first."""
     if {"mean", "sem"} <= set(table.columns) and "value" not in table.columns:
         raise ValueError(
-            f"{what} looks like sarslide.ablation.summarize()'s output (means and SEMs); pass the "
-            "tidy results table instead (ablation.run_grid(...) or results.parquet: one row per "
-            "run × checkpoint × metric) — seaborn computes the means and error bars from it"
+            f"{what} looks like sarslide.ablation.summarize()'s output (means and "
+            "SEMs); pass the "
+            "tidy results table instead (ablation.run_grid(...) or results.parquet: "
+            "one row per "
+            "run × checkpoint × metric) — seaborn computes the means and error bars "
+            "from it"
         )
     if "metric" not in table.columns:
         metrics = [m for m, _ in MISCOUNT_PANELS] + ["aprc"]
         present = [m for m in metrics if m in table.columns]
         if not present or not {"arm", "train_size"} <= set(table.columns):
             raise ValueError(
-                f"{what} needs columns arm, train_size, metric, value (or one column per metric); "
+                f"{what} needs columns arm, train_size, metric, value (or one column "
+                "per metric); "
                 f"got {list(table.columns)}"
             )
         table = table.melt(
@@ -89,9 +95,9 @@ def _tidy(table: pd.DataFrame, what: str) -> pd.DataFrame:
 def per_run(results: pd.DataFrame, metric: str) -> pd.DataFrame:
     """One row per run: the mean of ``metric`` over the run's checkpoints.
 
-    The paper's error bars are over seeds (runs), not checkpoints: checkpoints of one run
-    are not independent, so they are averaged first. Tables without ``run_id`` (one row
-    per model already) are returned filtered to the metric and the learned arms.
+    The paper's error bars are over seeds (runs), not checkpoints: checkpoints of one
+    run are not independent, so they are averaged first. Tables without ``run_id`` (one
+    row per model already) are returned filtered to the metric and the learned arms.
     """
     rows = _tidy(results, "the results table")
     rows = rows[rows["metric"] == metric]
@@ -114,9 +120,11 @@ def _pointplot(
     arms: Sequence[str] | None = None,
     alpha: float = 1.0,
 ) -> None:
-    """Per-arm means at categorical size positions (``sizes`` order), seaborn error bars.
+    """Per-arm means at categorical size positions (``sizes`` order), seaborn error
+    bars.
 
-    ``arms`` fixes the hue order (and so each arm's dodge offset) across calls on one Axes.
+    ``arms`` fixes the hue order (and so each arm's dodge offset) across calls on one
+    Axes.
     """
     arms = (
         [a for a in ARM_STYLE if a in set(rows["arm"])] if arms is None else list(arms)
@@ -155,7 +163,8 @@ def plot_aprc_by_size(
     errorbar="se",
     ax=None,
 ):
-    """Figure 2: APRC against training-set size per arm, mean ± SEM over seeds (seaborn).
+    """Figure 2: APRC against training-set size per arm, mean ± SEM over seeds
+    (seaborn).
 
     Parameters
     ----------
@@ -228,7 +237,8 @@ def plot_miscounts_by_size(
     n_all: int | None = None,
     errorbar="se",
 ):
-    """Figure 3: median ΔL1 (all chips), Δcount (landslide-free), Δcount (landslide chips).
+    """Figure 3: median ΔL1 (all chips), Δcount (landslide-free), Δcount (landslide
+    chips).
 
     Parameters
     ----------
@@ -411,7 +421,8 @@ def plot_prediction_examples(
     chip_titles: Sequence[str],
     threshold: float = 0.5,
 ):
-    """Figure A1 style: per chip, post-event VH, each arm's thresholded map, and the truth.
+    """Figure A1 style: per chip, post-event VH, each arm's thresholded map, and the
+    truth.
 
     ``images_db`` (N, H, W) post-event VH in dB; ``predictions`` maps an arm label to
     (N, H, W) probabilities.

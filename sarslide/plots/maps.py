@@ -69,8 +69,8 @@ def plot_binary_map(
     ax=None,
     title: str | None = None,
 ):
-    """A binary landslide map; with ``truth`` (labels, > 0 = landslide) hits, false alarms
-    and misses get their own colours. No data (255) in grey."""
+    """A binary landslide map; with ``truth`` (labels, > 0 = landslide) hits, false
+    alarms and misses get their own colours. No data (255) in grey."""
     ax = _axes(ax)
     values = np.asarray(binary.values)
     valid = values != 255
@@ -220,8 +220,9 @@ def plot_reliability_diagram(
     curves: pd.DataFrame | Mapping[str, pd.DataFrame], *, ax=None
 ):
     """Observed landslide frequency against mean predicted probability per bin (from
-    :func:`sarslide.mapping.reliability_curve`), with the diagonal of perfect calibration
-    and the pixel count per bin below. Pass a dict to overlay several models."""
+    :func:`sarslide.mapping.reliability_curve`), with the diagonal of perfect
+    calibration and the pixel count per bin below. Pass a dict to overlay several
+    models."""
     if isinstance(curves, pd.DataFrame):
         curves = {"model": curves}
     if ax is None:
@@ -265,9 +266,9 @@ def plot_reliability_diagram(
 def plot_miscounts_by_threshold(
     tables: Mapping[str, pd.DataFrame], *, figsize=(10, 3.8)
 ):
-    """Per-chip Δcount (Σŷ − Σy, pixels) for several thresholds, split into landslide-free
-    chips and chips with landslides; ``tables`` maps a label (e.g. ``"0.5"``,
-    ``"calibrated 0.83"``) to a :func:`sarslide.metrics.miscounts` table."""
+    """Per-chip Δcount (Σŷ − Σy, pixels) for several thresholds, split into
+    landslide-free chips and chips with landslides; ``tables`` maps a label (e.g.
+    ``"0.5"``, ``"calibrated 0.83"``) to a :func:`sarslide.metrics.miscounts` table."""
     fig, axes = plt.subplots(
         1, 2, figsize=figsize, sharey=True, constrained_layout=True
     )

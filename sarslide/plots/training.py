@@ -1,6 +1,7 @@
 """Figures of chapters 3–4: learning curves, stage-1 chip scores and embeddings, and
 stage-2 probability maps.  Each function only draws what it is given (histories from
-:func:`sarslide.train.fit`, scores from :mod:`sarslide.predict`) and returns the Figure/Axes.
+:func:`sarslide.train.fit`, scores from :mod:`sarslide.predict`) and returns the
+Figure/Axes.
 """
 
 from __future__ import annotations
@@ -38,11 +39,13 @@ def plot_learning_curves(
     histories:
         One ``TrainResult.history`` or a mapping ``{label: history}`` (one colour each).
     metric:
-        Column for the right panel; default ``val_aprc`` or ``val_accuracy``, whichever exists.
+        Column for the right panel; default ``val_aprc`` or ``val_accuracy``, whichever
+        exists.
     best_epochs:
         ``{label: epoch}`` to mark each run's best checkpoint.
     reference:
-        A horizontal line on the metric panel (e.g. the pixel base rate, or 0.5 accuracy).
+        A horizontal line on the metric panel (e.g. the pixel base rate, or 0.5
+        accuracy).
     """
     if isinstance(histories, pd.DataFrame):
         histories = {"": histories}
@@ -244,7 +247,8 @@ def plot_embedding_pca(
     ax=None,
     title: str | None = None,
 ):
-    """First two principal components of pooled stage-1 embeddings, coloured by chip class.
+    """First two principal components of pooled stage-1 embeddings, coloured by chip
+    class.
 
     ``scores`` ``(N, 2)`` and ``explained`` from :func:`sarslide.predict.embedding_pca`.
     """
@@ -293,8 +297,9 @@ def plot_probability_maps(
     """Per chip (rows): the pass before and after (dB), the truth, and each model's
     landslide probability map with the true landslides outlined.
 
-    ``before_db``, ``after_db`` ``(n, H, W)``; ``truth`` ``(n, H, W)`` (> 0 = landslide);
-    ``probabilities`` ``{model label: (n, H, W)}`` from :func:`sarslide.predict.predict_proba`.
+    ``before_db``, ``after_db`` ``(n, H, W)``; ``truth`` ``(n, H, W)`` (> 0 =
+    landslide); ``probabilities`` ``{model label: (n, H, W)}`` from
+    :func:`sarslide.predict.predict_proba`.
     """
     n = len(chip_titles)
     cols = 3 + len(probabilities)
