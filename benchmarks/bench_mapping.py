@@ -21,8 +21,8 @@ per block.
 
 Examples::
 
-    .venv/bin/python benchmarks/bench_mapping.py                      # 1024² px, fp32
-    vs fast .venv/bin/python benchmarks/bench_mapping.py --size 2048 --skip-baseline
+    .venv/bin/python benchmarks/bench_mapping.py            # 1024² px, fp32 vs fast
+    .venv/bin/python benchmarks/bench_mapping.py --size 2048 --skip-baseline
     .venv/bin/python benchmarks/bench_mapping.py --region-km2 10000 --region-blocks 3
     .venv/bin/python benchmarks/bench_mapping.py --lazy --cog /tmp/map.tif
 """

@@ -37,7 +37,8 @@ Commands
     web map (``map.html``) and ``map.json`` (what was done, provenance, and a quality
     block where truth exists). ``--files`` maps GeoTIFFs / a static STAC catalog already
     on disk. A scene far from the model's training statistics is refused (``--force``
-    overrides).
+    overrides). The map is :func:`sarslide.mapping.map_scene`, the pipeline chapter 7
+    runs; :func:`sarslide.mapping.write_map_folder` writes the files.
 
 Profile overrides
 -----------------
@@ -687,59 +688,50 @@ def _training_estimate(profile, chips, run, device: str | None) -> str:
     )
 
 
-def _model_stats(args, profile, cache, say: _Say):
-    """``(spec, run or None, checkpoint paths, band stats, chips or None)`` of
-    ``--model``, without training anything: the statistics the scene is checked
-    against."""
+def _model_stats(args, profile, cache):
+    """``(run or None, checkpoint paths, band stats, chips or None)`` of ``--model``,
+    without training anything: the statistics the scene is checked against."""
     from .datasets import prepare_event
 
     spec = args.model or DEFAULT_RUN
     run = parse_run_id(spec)
     if run is not None:
         chips = prepare_event(args.train_event, profile, cache_dir=cache)
-        return spec, run, [], chips.stats, chips
+        return run, [], chips.stats, chips
     paths, stats = _checkpoint_stats(spec)
     chips = None
     if stats is None or args.threshold is None:
         chips = prepare_event(args.train_event, profile, cache_dir=cache)
         stats = stats or chips.stats
-    return spec, None, paths, stats, chips
+    return None, paths, stats, chips
 
 
-def _load_models(args, profile, cache, run, paths, chips, say: _Say):
-    """``(models, description)``: the run's checkpoints (trained first if missing) or
-    files."""
-    if run is not None:
-        from .ablation import results_dir, run_models
+def _load_models(args, profile, cache, run, paths, stats, chips, say: _Say):
+    """The :class:`sarslide.mapping.MapModels` of ``--model``: the run's checkpoints
+    (trained first if missing) or the checkpoint files."""
+    from .mapping import checkpoint_map_models, run_map_models
 
-        ckpt_dir = (
-            results_dir(args.train_event, profile, cache) / run.run_id / "checkpoints"
+    if run is None:
+        return checkpoint_map_models(paths, stats, chips=chips, device=args.device)
+    from .ablation import results_dir
+
+    run_dir = results_dir(args.train_event, profile, cache) / run.run_id
+    if not any((run_dir / "checkpoints").glob("top-epoch*.pt")):
+        say(
+            f"training model {run.run_id} on {args.train_event}'s chips first "
+            "(not in the "
+            f"cache yet; profile {profile.name}, up to {profile.stage2_max_epochs} "
+            "stage-2 epochs): "
+            f"{_training_estimate(profile, chips, run, args.device)}"
         )
-        if not any(ckpt_dir.glob("top-epoch*.pt")):
-            say(
-                f"training model {run.run_id} on {args.train_event}'s chips first "
-                "(not in the "
-                f"cache yet; profile {profile.name}, up to {profile.stage2_max_epochs} "
-                "stage-2 epochs): "
-                f"{_training_estimate(profile, chips, run, args.device)}"
-            )
-        models = run_models(
-            run,
-            event=args.train_event,
-            profile=profile,
-            cache_dir=cache,
-            device=args.device,
-            progress=not say.quiet,
-        )
-        return (
-            models,
-            f"run {run.run_id} ({len(models)} checkpoints, trained on "
-            f"{args.train_event})",
-        )
-    from .engine.checkpoints import load_checkpoints
-
-    models = load_checkpoints(paths, "stage2", device=args.device or "cpu")
-    return models, f"{len(paths)} checkpoint(s) from {paths[0].parent}"
+    return run_map_models(
+        run,
+        event=args.train_event,
+        profile=profile,
+        cache_dir=cache,
+        device=args.device,
+        progress=not say.quiet,
+    )
 
 
 def _synthetic_pair(event, custom: bool, args, profile, cache):
@@ -863,23 +855,6 @@ def _files_pair(event, args, profile):
         args.files, event.time_utc, event=event.name, resolution=args.resolution
     )
     return profile_pass_pair(cube, profile.with_overrides(named_passes=False))
-
-
-def _window(args, models, pair) -> int:
-    import numpy as np
-
-    multiple = int(
-        np.lcm.reduce([int(getattr(m, "size_multiple", 1) or 1) for m in models])
-    )
-    if args.window is not None:
-        return args.window
-    fit = min(pair.sizes["y"], pair.sizes["x"], 256) // multiple * multiple
-    if fit < 32:
-        raise CLIError(
-            f"the scene is {pair.sizes['y']}×{pair.sizes['x']} px, too small to map; "
-            "use a larger area"
-        )
-    return fit
 
 
 def _writable_folder(flag: str, path: Path) -> None:
@@ -1041,16 +1016,14 @@ def _cache_path(args: argparse.Namespace) -> Path:
 
 
 def _replaceable_map_folder(out: Path) -> None:
-    """``--out`` is new, empty, a map folder of the package, or an older map folder; a
-    folder holding anything else is refused now (not after the map is computed)."""
+    """``--out`` is new, empty or a map folder of the package; a folder holding anything
+    else is refused now (not after the map is computed)."""
     from .engine.atomic import is_package_store
 
     if not out.is_dir() or is_package_store(out) or not any(out.iterdir()):
         return
-    names = {p.name for p in out.iterdir()}
-    if "map.json" in names and names <= set(MAP_FILES.values()):
-        return  # an older map folder: _adopt_old_map_folder marks it
-    shown = ", ".join(sorted(names)[:5]) + (" …" if len(names) > 5 else "")
+    names = sorted(p.name for p in out.iterdir())
+    shown = ", ".join(names[:5]) + (" …" if len(names) > 5 else "")
     raise CLIError(
         f"--out {out} holds files that are not a sarslide map ({shown}); a map folder "
         "is "
@@ -1058,146 +1031,15 @@ def _replaceable_map_folder(out: Path) -> None:
     )
 
 
-def _map_threshold(args: argparse.Namespace, models, stats, chips) -> tuple[float, str]:
-    """``(threshold, how it was chosen)``: ``--threshold``, else calibrated on
-    validation.
-
-    The calibration predicts the chip set's validation chips with the same models
-    (ensemble mean of probabilities) and makes the mapped landslide area unbiased there
-    (:func:`sarslide.mapping.calibrate_threshold`).
-    """
-    if args.threshold is not None:
-        return float(args.threshold), "given"
-    from .mapping import calibrate_threshold
-    from .predict import predict_proba
-    from .transforms import standardize
-
-    val = chips.split("validation")
-    val_prob = predict_proba(models, standardize(val.images, stats), device=args.device)
-    return calibrate_threshold(val_prob, val.labels), "calibrated on validation chips"
-
-
-def _truth_map(args, pair, prob):
-    """``(true binary map, what it is)`` where truth exists, else ``(None, "")``: the
-    ``--truth`` inventory rasterised on the map grid, or the scene's own labels."""
-    from . import mapping
-
-    valid = prob.notnull()
-    if args.truth:
-        from .inventory import rasterize
-
-        labels = rasterize(args.truth, like=pair)
-        what = f"inventory {args.truth}"
-    elif "landslides" in pair.variables:
-        labels = pair["landslides"]
-        what = "the scene's labels" + (
-            " (synthetic)" if pair.attrs.get("source") == "synthetic" else ""
-        )
-    else:
-        return None, ""
-    truth = (labels > 0).astype("float32").where(valid).rio.write_crs(pair.rio.crs)
-    return mapping.binary_map(truth, 0.5), what
-
-
-def _baseline_map(args, pair, chips, window: int):
-    """The log-ratio baseline's binary map, its threshold calibrated on the same
-    validation chips as the model's."""
-    import functools
-
-    from . import mapping
-    from .baseline import log_ratio_score
-
-    score_fn = functools.partial(log_ratio_score, window=5)
-    score = mapping.predict_raw(pair, score_fn, window=window, progress=False)
-    val = chips.split("validation")
-    threshold = mapping.calibrate_threshold(score_fn(val.images), val.labels)
-    return mapping.binary_map(score, threshold), float(threshold)
-
-
-#: Names of the files of a map folder (also how an older map folder is recognised).
-MAP_FILES = {
-    "probability": "landslide_probability.tif",
-    "binary": "landslide_map.tif",
-    "density": "landslide_density.tif",
-    "cells_geojson": "most_affected_cells.geojson",
-    "cells_csv": "most_affected_cells.csv",
-    "quicklook": "quicklook.png",
-    "web_map": "map.html",
-    "record": "map.json",
-}
-
-
-def _write_map_files(
-    folder: Path,
-    prob,
-    binary,
-    heatmap,
-    ranked,
-    title: str,
-    tags: dict,
-    cells_crs: str,
-    tiles,
-) -> dict[str, Path]:
-    """Write the three COGs (with provenance ``tags``), the ranked cells (GeoJSON, CSV),
-    the quick-look PNG and the web map into ``folder``.
-
-    Returns ``{kind: path}`` in the order written (``probability``, ``binary``,
-    ``density``, ``cells_geojson``, ``cells_csv``, ``quicklook``, ``web_map``).
-    """
-    from . import mapping
-
-    cells = mapping.cells_frame(ranked, heatmap)
-    files = {
-        kind: mapping.write_cog(raster, folder / MAP_FILES[kind], tags=tags)
-        for kind, raster in (
-            ("probability", prob),
-            ("binary", binary),
-            ("density", heatmap),
-        )
-    }
-    files["cells_geojson"], files["cells_csv"] = mapping.write_cells(
-        cells,
-        folder / MAP_FILES["cells_geojson"],
-        folder / MAP_FILES["cells_csv"],
-        geojson_crs="native" if cells_crs == "utm" else "EPSG:4326",
-    )
-    files["quicklook"] = mapping.write_quicklook(
-        prob,
-        binary,
-        heatmap,
-        folder / MAP_FILES["quicklook"],
-        ranked=ranked.head(10),
-        title=title,
-    )
-    files["web_map"] = mapping.write_web_map(
-        mapping.web_map(heatmap, ranked, tiles=tiles, title=title),
-        folder / MAP_FILES["web_map"],
-    )
-    return files
-
-
-def _adopt_old_map_folder(out: Path) -> None:
-    """Mark a map folder written before maps were swapped in whole as the package's own,
-    so a rerun may replace it (only when it holds nothing but map files)."""
-    from .engine.atomic import STORE_MARKER
-
-    if out.is_dir() and not (out / STORE_MARKER).exists():
-        names = {p.name for p in out.iterdir()}
-        if names and "map.json" in names and names <= set(MAP_FILES.values()):
-            (out / STORE_MARKER).write_text(
-                json.dumps({"writer": "sarslide", "format": 1}) + "\n"
-            )
-
-
-def _print_map_summary(say: _Say, record: dict[str, Any], ranked, out: Path) -> None:
+def _print_map_summary(say: _Say, scene_map, files: dict[str, Path]) -> None:
     """The threshold, the mapped area, quality, the five most affected cells and the
     files."""
     say(
-        f"threshold {record['threshold']:.3f} ({record['threshold_choice']}); mapped "
-        f"landslide area {record['mapped_area_km2']:.2f} km² "
-        f"of {record['valid_area_km2']:.1f} km²"
+        f"threshold {scene_map.threshold:.3f} ({scene_map.threshold_choice}); mapped "
+        f"landslide area {scene_map.mapped_area_km2:.2f} km² "
+        f"of {scene_map.valid_area_km2:.1f} km²"
     )
-    quality = record.get("quality")
+    quality = scene_map.quality
     if quality:
         say(f"quality against {quality['truth']}:")
         for name in ("model", "log_ratio_baseline"):
@@ -1209,7 +1051,7 @@ def _print_map_summary(say: _Say, record: dict[str, Any], ranked, out: Path) -> 
                 f"heatmap r {q['heatmap_correlation']:.2f}  "
                 f"top-{q['top_k']} cells shared {q['top_cells_shared']}"
             )
-    if len(ranked):
+    if len(scene_map.ranked):
         say("most affected cells:")
         digits = {
             "x": 0,
@@ -1219,20 +1061,9 @@ def _print_map_summary(say: _Say, record: dict[str, Any], ranked, out: Path) -> 
             "landslide_fraction": 3,
             "landslide_area_km2": 3,
         }
-        say(ranked.head(5).round(digits).to_string(index=False))
-    for key, name in record["files"].items():
-        say(f"{key:14s} {out / name}")
-
-
-def _json_ready(value):
-    """NaN → None, recursively (JSON has no NaN)."""
-    if isinstance(value, dict):
-        return {k: _json_ready(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_ready(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
+        say(scene_map.ranked.head(5).round(digits).to_string(index=False))
+    for key, path in files.items():
+        say(f"{key:14s} {path}")
 
 
 def cmd_map(args: argparse.Namespace) -> int:
@@ -1243,14 +1074,13 @@ def cmd_map(args: argparse.Namespace) -> int:
         os.environ["TQDM_DISABLE"] = "1"
     profile, event, custom, source, resolution = _check_map_args(args)
 
-    from . import __version__, mapping
-    from .engine.atomic import atomic_directory
+    from . import mapping
 
     cache = _cache_dir(args)
     out = (
         Path(args.out) if args.out else cache / "maps" / f"{event.name}-{profile.name}"
     )
-    spec, run, paths, stats, chips = _model_stats(args, profile, cache, say)
+    run, paths, stats, chips = _model_stats(args, profile, cache)
     if source == "synthetic":
         pair = _synthetic_pair(event, custom, args, profile, cache)
     elif source == "files":
@@ -1265,115 +1095,43 @@ def cmd_map(args: argparse.Namespace) -> int:
         shifts = mapping.check_input_distribution(pair, stats, force_hint="--force")
         for s in shifts:
             say.detail("  " + s.describe())
-    models, model_text = _load_models(args, profile, cache, run, paths, chips, say)
-    say(f"model: {model_text}")
-    window = _window(args, models, pair)
-    prob = mapping.predict_probability(
+    if chips is None and (args.truth or "landslides" in pair.variables):
+        # the quality block's baseline is calibrated on the training event's chips
+        from .datasets import prepare_event
+
+        chips = prepare_event(args.train_event, profile, cache_dir=cache)
+    models = _load_models(args, profile, cache, run, paths, stats, chips, say)
+    say(f"model: {models.description}")
+    pc = source == "planetary-computer"
+    scene = mapping.Scene(
         pair,
+        event,
+        source,
+        collection=args.collection if pc else "",
+        catalog=(args.catalog or "planetary-computer") if pc else "",
+        files=list(args.files or []),
+        resolution=resolution,
+        profile=profile.name,
+        overrides=list(args.set or []),
+    )
+    scene_map = mapping.map_scene(
+        scene,
         models,
-        stats,
-        window=window,
-        device=args.device,
+        threshold=args.threshold,
+        cell_size=args.cell_size,
+        top=args.top,
+        window=args.window,
+        truth=args.truth,
         progress=not say.quiet,
         force=True,  # checked above, before the model was loaded or trained
     )
-    threshold, how = _map_threshold(args, models, stats, chips)
-    binary = mapping.binary_map(prob, threshold)
-    heatmap = mapping.density_heatmap(binary, cell_size=args.cell_size)
-    ranked = mapping.rank_cells(heatmap, top=args.top)
-    collection = args.collection if source == "planetary-computer" else ""
-    prov = mapping.MapProvenance(
-        data_source=source,
-        collection=collection,
-        event=event.name,
-        pre_passes=list(pair.attrs.get("pre_times", [])),
-        post_passes=list(pair.attrs.get("post_times", [])),
-        model=spec if run is not None else model_text,
-        model_trained_on=(
-            f"{profile.data_source} chips of {args.train_event} (profile "
-            f"{profile.name})"
-            if run is not None
-            else "checkpoint files (their training data is not recorded in them)"
-        ),
-        profile=profile.name + "".join(f" --set {s}" for s in args.set or []),
-        threshold=threshold,
-        threshold_choice=how,
-        version=__version__,
+    files = mapping.write_map_folder(
+        scene_map,
+        out,
+        cells_crs="native" if args.cells_crs == "utm" else "lonlat",
+        tiles=None if args.no_tiles else "default",
     )
-    truth, truth_what = _truth_map(args, pair, prob)
-    quality = None
-    if truth is not None:
-        if chips is None:
-            from .datasets import prepare_event
-
-            chips = prepare_event(args.train_event, profile, cache_dir=cache)
-        baseline, baseline_threshold = _baseline_map(args, pair, chips, window)
-        quality = mapping.quality_block(
-            {"model": binary, "log_ratio_baseline": baseline},
-            truth,
-            cell_size=args.cell_size,
-            top=min(args.top, 10),
-            truth_source=truth_what,
-        )
-        quality["log_ratio_baseline"]["threshold"] = baseline_threshold
-    title = mapping.quicklook_title(event.title, prov)
-    tiles = None if args.no_tiles else mapping.default_tiles()
-    record = {
-        "event": event.name,
-        "title": event.title,
-        "quicklook_title": title,
-        "event_time_utc": event.time_utc.isoformat(),
-        "bounds_lonlat": list(event.bounds_lonlat),
-        "crs": str(pair.rio.crs),
-        "resolution_m": float(resolution),
-        "source": source,
-        "synthetic": prov.synthetic,
-        "collection": collection,
-        "catalog": (args.catalog or "planetary-computer")
-        if source == "planetary-computer"
-        else "",
-        "input_files": list(args.files or []),
-        "provenance": prov.to_dict(),
-        "tags": mapping.provenance_tags(prov),
-        "profile": profile.name,
-        "profile_overrides": list(args.set or []),
-        "model": model_text,
-        "threshold": threshold,
-        "threshold_choice": how,
-        "window": window,
-        "cell_size_m": float(args.cell_size),
-        "mapped_area_km2": mapping.mapped_area_km2(binary),
-        "valid_area_km2": mapping.valid_area_km2(prob),
-        "pre_times": list(pair.attrs.get("pre_times", [])),
-        "post_times": list(pair.attrs.get("post_times", [])),
-        "cells_geojson_crs": "EPSG:4326"
-        if args.cells_crs == "lonlat"
-        else str(pair.rio.crs),
-        "quality": quality,
-        "files": dict(MAP_FILES),
-        "sarslide_version": __version__,
-    }
-    # Every file is written into a hidden sibling folder that replaces ``out`` only when
-    # all are complete: a killed run leaves the previous map whole, a failed one no
-    # folder.
-    _adopt_old_map_folder(out)
-    with atomic_directory(out) as tmp:
-        tmp.mkdir(parents=True)
-        _write_map_files(
-            tmp,
-            prob,
-            binary,
-            heatmap,
-            ranked,
-            title,
-            record["tags"],
-            args.cells_crs,
-            tiles,
-        )
-        (tmp / MAP_FILES["record"]).write_text(
-            json.dumps(_json_ready(record), indent=2)
-        )
-    _print_map_summary(say, record, ranked, out)
+    _print_map_summary(say, scene_map, files)
     return 0
 
 

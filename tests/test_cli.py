@@ -342,7 +342,8 @@ def test_bad_input_in_a_subprocess(args, needles, tmp_path):
 def test_map_output_and_cache_folders_and_model_checked_first(
     tmp_path, monkeypatch, capsys
 ):
-    """--out or --cache-dir at a file, a corrupt --model file: one line, before any
+    """--out or --cache-dir at a file, a corrupt --model file, an --out folder the
+    package did not mark as its own (even one holding map files): one line, before any
     scene is built; a failed run leaves no output folder behind."""
     monkeypatch.setenv("SARSLIDE_DATA_DIR", str(tmp_path / "cache"))
     monkeypatch.delenv("SARSLIDE_PROFILE", raising=False)
@@ -353,10 +354,18 @@ def test_map_output_and_cache_folders_and_model_checked_first(
     users = tmp_path / "my_folder"
     users.mkdir()
     (users / "notes.txt").write_text("mine")
+    unmarked = tmp_path / "unmarked_map"  # map files without the package's marker
+    unmarked.mkdir()
+    for name in ("map.json", "landslide_map.tif"):
+        (unmarked / name).write_text("{}")
     cases = [
         (
             ["--out", str(users)],
             ["holds files that are not a sarslide map", "notes.txt"],
+        ),
+        (
+            ["--out", str(unmarked)],
+            ["holds files that are not a sarslide map", "landslide_map.tif, map.json"],
         ),
         (["--out", str(a_file)], ["--out", "is a file"]),
         (
@@ -378,6 +387,10 @@ def test_map_output_and_cache_folders_and_model_checked_first(
         )
         assert "scene:" not in captured.out  # nothing was built
     assert (users / "notes.txt").read_text() == "mine"
+    assert sorted(p.name for p in unmarked.iterdir()) == [
+        "landslide_map.tif",
+        "map.json",
+    ]
     out = tmp_path / "new" / "map"
     status = main(
         ["map", "--bbox", "1", "1", "2", "2", "--date", "2999-01-01", "--out", str(out)]
@@ -744,10 +757,10 @@ def test_map_files_on_disk_refused_for_the_demo_model_then_forced(
 
 _KILL_WHILE_WRITING = """
 import os, signal, sys
-import sarslide.mapping
+import sarslide.mapping.export
 def killed(*args, **kwargs):  # the COGs and cells are written by now; die like kill -9
     os.kill(os.getpid(), signal.SIGKILL)
-sarslide.mapping.write_quicklook = killed
+sarslide.mapping.export.write_quicklook = killed
 from sarslide.cli import main
 sys.exit(main(sys.argv[1:]))
 """

@@ -2,18 +2,30 @@
 
 :func:`calibrate_threshold` picks the decision threshold on validation chips so that the
 predicted landslide area is unbiased; :func:`reliability_curve` gives the data of a
-reliability diagram; :func:`binary_map` applies the threshold to a probability (or
-score) map.
+reliability diagram; :func:`miscounts_by_threshold` and :func:`miscount_summary` tell
+whether a threshold lowers the per-chip miscounts of other chips; :func:`binary_map`
+applies the threshold to a probability (or score) map.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
 import rioxarray  # noqa: F401  (registers the .rio accessor)
 import xarray as xr
 
-__all__ = ["BINARY_NODATA", "binary_map", "calibrate_threshold", "reliability_curve"]
+from ..metrics import miscounts
+
+__all__ = [
+    "BINARY_NODATA",
+    "binary_map",
+    "calibrate_threshold",
+    "miscount_summary",
+    "miscounts_by_threshold",
+    "reliability_curve",
+]
 
 #: No-data value of binary maps (uint8: 1 landslide, 0 none).
 BINARY_NODATA = 255
@@ -149,3 +161,44 @@ def reliability_curve(
                 "count": count.astype(np.int64),
             }
         )
+
+
+def miscounts_by_threshold(
+    probabilities: np.ndarray, labels: np.ndarray, thresholds: Mapping[str, float]
+) -> dict[str, pd.DataFrame]:
+    """Per-chip miscounts (:func:`sarslide.metrics.miscounts`) at each of several
+    thresholds.
+
+    Parameters
+    ----------
+    probabilities, labels:
+        (N, H, W) probabilities and labels of chips the threshold was *not* chosen on
+        (the test chips).
+    thresholds:
+        ``{label: threshold}``, e.g. ``{"fixed 0.5": 0.5, "calibrated 0.54": 0.54}``.
+
+    Returns
+    -------
+    dict
+        ``{label: miscounts table}``, in the order of ``thresholds``.
+    """
+    return {
+        name: miscounts(probabilities, labels, threshold)
+        for name, threshold in thresholds.items()
+    }
+
+
+def miscount_summary(tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+    """One column per threshold of :func:`miscounts_by_threshold`'s tables: the median
+    absolute per-chip miscount Δcount, and the predicted and true landslide pixels
+    summed over the chips."""
+    return pd.DataFrame(
+        {
+            name: {
+                "median |Δcount|, test chips": t["delta_count"].abs().median(),
+                "total predicted px": t["predicted_pixels"].sum(),
+                "total true px": t["true_pixels"].sum(),
+            }
+            for name, t in tables.items()
+        }
+    )

@@ -9,7 +9,11 @@
   member; the UTM cells as an option) and as CSV (the same rows in the map's CRS, the
   polygon as WKT, the CRS named in a ``crs`` column);
 * :func:`write_quicklook` draws probability, binary map and density heatmap side by side
-  into a PNG (matplotlib's Agg canvas; no display needed).
+  into a PNG (matplotlib's Agg canvas; no display needed);
+* :func:`write_map_folder` writes a whole :class:`~sarslide.mapping.SceneMap` into one
+  folder (:data:`MAP_FILES`): the three rasters as COGs carrying the map's provenance,
+  the ranked cells, the quick-look, the web map and ``map.json``
+  (:func:`map_record`), all appearing together or not at all.
 
 Every write is atomic (:mod:`sarslide.engine.atomic`). geopandas, shapely and matplotlib
 are imported only by the functions that need them, so ``import sarslide.mapping`` stays
@@ -18,25 +22,39 @@ light.
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import threading
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 import rioxarray  # noqa: F401  (registers the .rio accessor)
 import xarray as xr
 
-from ..engine.atomic import atomic_file
+from ..engine.atomic import atomic_directory, atomic_file
 from .calibration import BINARY_NODATA
 from .errors import MappingError
+from .provenance import provenance_tags
 
 if TYPE_CHECKING:
     import geopandas as gpd
 
-__all__ = ["CELL_COLUMNS", "cells_frame", "write_cells", "write_cog", "write_quicklook"]
+    from .pipeline import SceneMap
+
+__all__ = [
+    "CELL_COLUMNS",
+    "MAP_FILES",
+    "cells_frame",
+    "map_record",
+    "write_cells",
+    "write_cog",
+    "write_map_folder",
+    "write_quicklook",
+]
 
 
 def write_cog(
@@ -293,3 +311,152 @@ def write_quicklook(
     finally:
         plt.close(fig)
     return path
+
+
+#: The files of a map folder (:func:`write_map_folder`), by kind, in the order written.
+MAP_FILES: dict[str, str] = {
+    "probability": "landslide_probability.tif",
+    "binary": "landslide_map.tif",
+    "density": "landslide_density.tif",
+    "cells_geojson": "most_affected_cells.geojson",
+    "cells_csv": "most_affected_cells.csv",
+    "quicklook": "quicklook.png",
+    "web_map": "map.html",
+    "record": "map.json",
+}
+#: How many ranked cells the quick-look numbers.
+QUICKLOOK_CELLS = 10
+_CELLS_CRS = ("lonlat", "native")
+
+
+def _json_ready(value: Any) -> Any:
+    """NaN → None, recursively (JSON has no NaN)."""
+    if isinstance(value, dict):
+        return {k: _json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def map_record(scene_map: SceneMap, *, cells_crs: str = "lonlat") -> dict[str, Any]:
+    """What ``map.json`` holds: the event, the scene, the settings, the provenance (and
+    its GeoTIFF tags), the threshold, window, cell size, areas, passes, the quality
+    block (with the baseline's threshold) where truth exists, and the files.
+
+    Values are as computed (NaN where undefined); :func:`write_map_folder` writes NaN as
+    JSON ``null``.
+    """
+    scene, prov = scene_map.scene, scene_map.provenance
+    event = scene.event
+    quality = scene_map.quality
+    if quality is not None:
+        baseline = {
+            **quality["log_ratio_baseline"],
+            "threshold": scene_map.baseline_threshold,
+        }
+        quality = {**quality, "log_ratio_baseline": baseline}
+    return {
+        "event": event.name,
+        "title": event.title,
+        "quicklook_title": scene_map.title,
+        "event_time_utc": event.time_utc.isoformat(),
+        "bounds_lonlat": list(event.bounds_lonlat),
+        "crs": scene_map.crs,
+        "resolution_m": scene.resolution_m,
+        "source": prov.data_source,
+        "synthetic": prov.synthetic,
+        "collection": prov.collection,
+        "catalog": scene.catalog,
+        "input_files": list(scene.files),
+        "provenance": prov.to_dict(),
+        "tags": provenance_tags(prov),
+        "profile": scene.profile,
+        "profile_overrides": list(scene.overrides),
+        "model": scene_map.model,
+        "threshold": scene_map.threshold,
+        "threshold_choice": scene_map.threshold_choice,
+        "window": scene_map.window,
+        "cell_size_m": scene_map.cell_size,
+        "mapped_area_km2": scene_map.mapped_area_km2,
+        "valid_area_km2": scene_map.valid_area_km2,
+        "pre_times": list(prov.pre_passes),
+        "post_times": list(prov.post_passes),
+        "cells_geojson_crs": "EPSG:4326" if cells_crs == "lonlat" else scene_map.crs,
+        "quality": quality,
+        "files": dict(MAP_FILES),
+        "sarslide_version": prov.version,
+    }
+
+
+def write_map_folder(
+    scene_map: SceneMap,
+    folder: str | os.PathLike,
+    *,
+    cells_crs: str = "lonlat",
+    tiles: str | None = "default",
+) -> dict[str, Path]:
+    """Write a map into ``folder``, replacing it whole once every file is complete.
+
+    The files (:data:`MAP_FILES`) are built in a hidden sibling folder that replaces
+    ``folder`` only at the end (:func:`sarslide.engine.atomic.atomic_directory`): a
+    killed run leaves the previous map whole, a failed one no folder. A folder the
+    package did not write is refused before anything is written.
+
+    Parameters
+    ----------
+    scene_map:
+        :func:`sarslide.mapping.map_scene`'s result.
+    folder:
+        The map folder (created).
+    cells_crs:
+        The ranked cells' GeoJSON in ``"lonlat"`` (RFC 7946, EPSG:4326) or in the map's
+        own CRS (``"native"``); the CSV always holds the map's CRS.
+    tiles:
+        The web map's basemap (:func:`sarslide.mapping.web_map`; ``None``: none).
+
+    Returns
+    -------
+    dict
+        ``{kind: path}`` of the files in ``folder``, in the order of :data:`MAP_FILES`.
+    """
+    from .webmap import web_map, write_web_map
+
+    if cells_crs not in _CELLS_CRS:
+        raise MappingError(
+            f"cells_crs={cells_crs!r}: use 'lonlat' (EPSG:4326) or 'native' (the "
+            "map's CRS)"
+        )
+    folder = Path(folder)
+    tags = provenance_tags(scene_map.provenance)
+    heatmap, ranked = scene_map.heatmap, scene_map.ranked
+    with atomic_directory(folder) as tmp:
+        tmp.mkdir(parents=True)
+        for kind, raster in (
+            ("probability", scene_map.probability),
+            ("binary", scene_map.binary),
+            ("density", heatmap),
+        ):
+            write_cog(raster, tmp / MAP_FILES[kind], tags=tags)
+        write_cells(
+            cells_frame(ranked, heatmap),
+            tmp / MAP_FILES["cells_geojson"],
+            tmp / MAP_FILES["cells_csv"],
+            geojson_crs="EPSG:4326" if cells_crs == "lonlat" else "native",
+        )
+        write_quicklook(
+            scene_map.probability,
+            scene_map.binary,
+            heatmap,
+            tmp / MAP_FILES["quicklook"],
+            ranked=ranked.head(QUICKLOOK_CELLS),
+            title=scene_map.title,
+        )
+        write_web_map(
+            web_map(heatmap, ranked, tiles=tiles, title=scene_map.title),
+            tmp / MAP_FILES["web_map"],
+        )
+        record = _json_ready(map_record(scene_map, cells_crs=cells_crs))
+        (tmp / MAP_FILES["record"]).write_text(json.dumps(record, indent=2))
+    return {kind: folder / name for kind, name in MAP_FILES.items()}

@@ -6,7 +6,8 @@
 (:func:`~sarslide.mapping.mapped_area_km2`), and, on density heatmaps of both, the
 Pearson correlation and the overlap of the ``top`` most affected cells
 (:func:`~sarslide.mapping.heatmap_agreement`). :func:`quality_block` does this for
-several maps (the model and the log-ratio baseline) side by side.
+several maps (the model and the log-ratio baseline) side by side, and
+:func:`quality_table` shows a block as a table.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import xarray as xr
 
 from .areas import mapped_area_km2
@@ -22,7 +24,7 @@ from .calibration import BINARY_NODATA
 from .errors import MappingError
 from .heatmap import density_heatmap, heatmap_agreement, same_grid
 
-__all__ = ["map_quality", "quality_block"]
+__all__ = ["map_quality", "quality_block", "quality_table"]
 
 
 def _check_same_grid(a: xr.DataArray, b: xr.DataArray) -> None:
@@ -112,3 +114,21 @@ def quality_block(
     for name, binary in maps.items():
         block[name] = map_quality(binary, truth, cell_size=cell_size, top=top)
     return block
+
+
+def quality_table(
+    block: Mapping[str, Any], names: Mapping[str, str] | None = None
+) -> pd.DataFrame:
+    """A :func:`quality_block` as a table: one row per figure, one column per map.
+
+    Parameters
+    ----------
+    block:
+        :func:`quality_block`'s result.
+    names:
+        ``{map name: column label}``, which maps to show and how to label them
+        (default: every map, under its own name).
+    """
+    if names is None:
+        names = {k: k for k, v in block.items() if isinstance(v, Mapping)}
+    return pd.DataFrame({label: block[name] for name, label in names.items()})
