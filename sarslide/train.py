@@ -272,8 +272,9 @@ def _set_up(
 
 def _start_or_resume(trainer: _Trainer, resume: bool) -> RunState:
     """Resume from ``last.pt`` (weights, optimiser, scaler, scheduler, RNG, state) when
-    asked and present; otherwise start afresh (:func:`sarslide.engine.runs.
-    resume_record` checks the record, or clears the folder)."""
+    asked and present; otherwise start afresh
+    (:func:`sarslide.engine.runs.resume_record` checks the record, or clears the
+    folder)."""
     record = runs.resume_record(
         trainer.checkpoint_dir,
         trainer.settings,
