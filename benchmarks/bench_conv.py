@@ -8,8 +8,8 @@ This script times, on ``(B, 128, S, S)`` inputs, forward and forward+backward of
 * ``direct fp32``: ``SameConv2d`` as the package runs it with ``precision="fp32"``;
 * ``direct fp32 CL``: the same in channels-last layout;
 * ``direct fast``: the package's fast path
-  (:func:`sarslide.engine.runtime.resolve_precision`, bf16 autocast + channels-last on
-  CPUs with native bf16);
+  (:func:`sarslide.engine.precision.resolve_precision`, bf16 autocast + channels-last
+  on CPUs with native bf16);
 * ``fft chip fp32``: exact convolution theorem over the whole padded chip — rFFT of the
   input and the kernels (``S+7`` points, no wrap-around reaches the kept outputs), a
   complex matrix product over channels per frequency, inverse rFFT.  About 25× fewer
@@ -20,14 +20,14 @@ This script times, on ``(B, 128, S, S)`` inputs, forward and forward+backward of
   25×25 (57×57) outputs each: spectra of 70 MB (277 MB), more transforms,
 
 alternating the configurations within one process after a warm-up (medians of
-``--reps``), and checks each against the direct float32 convolution (max |difference| /
-max
-|output|).
+``--reps``), and checks each against the direct float32 convolution (max |difference|
+/ max |output|).
 
 ``--check-onednn`` instead scans bf16 convolutions of small channel counts against
 float32 and lists the shapes where oneDNN returns wrong values (found on this project's
 Xeon with AMX and torch 2.14: 8 or 12 input channels with 8×8 kernels); ``SameConv2d``
-pads those inputs to 16 channels under CPU bf16 autocast.
+convolves through :func:`sarslide.engine.onednn.conv2d`, which pads those inputs to 16
+channels under CPU bf16 autocast.
 
     .venv/bin/python benchmarks/bench_conv.py                 # B=2, 128²
     .venv/bin/python benchmarks/bench_conv.py --batch 8 --size 64
@@ -44,7 +44,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from sarslide.engine.runtime import resolve_precision
+from sarslide.engine.precision import resolve_precision
 from sarslide.models import SameConv2d
 
 PAD = (3, 4, 3, 4)  # SameConv2d's padding of an 8x8 kernel: left, right, top, bottom

@@ -5,7 +5,7 @@ frozen stage-1 embeddings, ``Segmenter(SiameseClassifier("reference"))`` (untrai
 weights: the speed does not depend on them) — through
 :func:`sarslide.mapping.predict_probability`, under ``precision="fp32"`` (plain float32)
 and ``precision="auto"`` (the device's fast path,
-:func:`sarslide.engine.runtime.resolve_precision`), alternated after a warm-up so
+:func:`sarslide.engine.precision.resolve_precision`), alternated after a warm-up so
 machine load hits both alike, and the log-ratio baseline. For each it prints wall time,
 throughput, how many pixels the model evaluated per mapped pixel (window overlap and
 block borders), the peak of numpy/Python allocations during mapping (tracemalloc) and
@@ -147,7 +147,7 @@ def _region(args, stats) -> None:
     import torch
 
     from sarslide import mapping
-    from sarslide.engine.runtime import resolve_precision
+    from sarslide.engine.precision import resolve_precision
 
     side = int(round((args.region_km2 * 1e6) ** 0.5 / 10.0))  # 10 m pixels
     tile = _synthetic_pair(min(args.tile or 1024, side), 0)
@@ -285,7 +285,7 @@ def _bench_segmenter(args, pair, stats, common: dict, area: float) -> None:
     import torch
 
     from sarslide import mapping, models
-    from sarslide.engine.runtime import resolve_precision
+    from sarslide.engine.precision import resolve_precision
 
     ny, nx = pair.sizes["y"], pair.sizes["x"]
     model = _model()

@@ -2,10 +2,9 @@
 
 Run from the repository root::
 
-    .venv/bin/python benchmarks/bench_training.py                  # 128² and the demo
-    chip size .venv/bin/python benchmarks/bench_training.py --sizes 128 --reps 5
-    --threads 2 .venv/bin/python benchmarks/bench_training.py --device cuda     # on a
-    GPU
+    .venv/bin/python benchmarks/bench_training.py    # 128² and the demo chip size
+    .venv/bin/python benchmarks/bench_training.py --sizes 128 --reps 5 --threads 2
+    .venv/bin/python benchmarks/bench_training.py --device cuda    # on a GPU
 
 For each chip size it times one training step (forward, float32 loss, backward, Adam;
 the same code path as :func:`sarslide.train.fit`) of
@@ -15,7 +14,7 @@ the same code path as :func:`sarslide.train.fit`) of
 * stage 1: ``SiameseClassifier("reference")``,
 
 under ``precision="fp32"`` (plain float32, default layout) and ``precision="auto"`` (the
-device's fast path, :func:`sarslide.engine.runtime.resolve_precision`).  The
+device's fast path, :func:`sarslide.engine.precision.resolve_precision`).  The
 configurations are **alternated** within one process after a warm-up, so machine load
 hits all of them alike; the median of ``--reps`` steps is reported.  Chips are random:
 the speed does not depend on their content.  The last line is ``stage-2 step speedup
@@ -39,13 +38,8 @@ import time
 import numpy as np
 import torch
 
-from sarslide.engine.runtime import (
-    Precision,
-    embed_all,
-    resolve_precision,
-    segmenter_embeddings,
-    select_device,
-)
+from sarslide.engine.precision import Precision, resolve_precision, select_device
+from sarslide.engine.runtime import embed_all, segmenter_embeddings
 from sarslide.models import Segmenter, SiameseClassifier, count_parameters
 from sarslide.profiles import get_profile
 from sarslide.tasks import TrainingTask, get_task

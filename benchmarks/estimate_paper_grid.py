@@ -32,7 +32,7 @@ How the estimate is made (every assumption is printed):
    ~14 MB for a two-stage segmenter), plus ``--epoch-overhead`` seconds for Python,
    kernel launches and the tiny batches of the few-shot runs.  Peaks are the vendors'
    dense tensor-core figures for the dtype ``precision="auto"`` picks there
-   (:func:`sarslide.engine.runtime.cuda_auto_precision`): T4 65 TFLOP/s fp16 (compute
+   (:func:`sarslide.engine.precision.cuda_auto_precision`): T4 65 TFLOP/s fp16 (compute
    capability 7.5: fp16 + gradient scaling), L4 121 TFLOP/s bf16, A100 312 TFLOP/s
    bf16, H100 SXM 989 TFLOP/s bf16; achieved fractions 0.25 (0.20 on the H100: 8×8
    convolutions with 128 channels run well below peak, the H100 more so at batch 32 of
@@ -60,11 +60,11 @@ from torch.utils.flop_counter import FlopCounterMode
 from sarslide.ablation import experiment_grid
 from sarslide.chips import TABLE_A1
 from sarslide.engine.checkpoints import model_record, save_record
-from sarslide.engine.runtime import resolve_precision, select_device
+from sarslide.engine.precision import resolve_precision, select_device
 from sarslide.models import Segmenter, SiameseClassifier
 from sarslide.profiles import get_profile
-from sarslide.tasks import STAGE1, STAGE2
-from sarslide.train import dice_loss, seed_everything
+from sarslide.tasks import STAGE1, STAGE2, dice_loss
+from sarslide.train import seed_everything
 
 GPUS = {
     # name: (peak dense TFLOP/s of the fast path's dtype, dtype, achieved fraction)

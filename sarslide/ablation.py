@@ -272,7 +272,7 @@ def _fit_run(
 
     from .models import Segmenter
     from .pretrained import pretrained_stage1
-    from .train import TrainConfig, fit_chipset, seed_everything
+    from .train import TrainConfig, TrainingData, fit, seed_everything
 
     stage1 = (
         None
@@ -291,20 +291,23 @@ def _fit_run(
     val_emb = split_embeddings(stage1, chips, "validation", profile, cache_dir, device)
     seed_everything(run.seed)
     model = Segmenter.from_profile(profile, stage1)
-    result = fit_chipset(
+    result = fit(
         model,
-        chips,
+        TrainingData.from_chipset(
+            chips,
+            "stage2_train",
+            train_indices=subset,
+            train_embeddings=None
+            if pool_emb is None
+            else pool_emb[torch.as_tensor(subset, dtype=torch.long)],
+            val_embeddings=val_emb,
+        ),
         task="stage2",
-        train_indices=subset,
         config=TrainConfig.from_profile(profile, "stage2"),
         seed=run.seed,
         checkpoint_dir=out_dir / run.run_id / "checkpoints",
         device=device,
-        progress=progress,
-        train_embeddings=None
-        if pool_emb is None
-        else pool_emb[torch.as_tensor(subset, dtype=torch.long)],
-        val_embeddings=val_emb,
+        show_progress=progress,
     )
     return result, stage1, subset
 

@@ -10,19 +10,19 @@ Stage 1, :class:`SiameseClassifier`
     resolution; the two are concatenated (``2 * embedding_channels`` = 64 channels) and
     a small head turns them into one logit per chip: "this chip contains a landslide".
 
-    ``config="reference"`` is the network the published experiments ran: encoder depth 1
-    (the ResNet stem only: 7x7 stride-2 convolution, batch norm, ReLU), one decoder
-    block with 32 channels, and a head made of an 8x8 *valid* convolution to one
+    ``architecture="reference"`` is the network the published experiments ran: encoder
+    depth 1 (the ResNet stem only: 7x7 stride-2 convolution, batch norm, ReLU), one
+    decoder block with 32 channels, and a head made of an 8x8 *valid* convolution to one
     channel, batch norm, LeakyReLU and a spatial mean.  smp 0.6 accepts
     ``encoder_depth=1`` but still builds (and saves) ResNet-34's four unused residual
     stages, 21.3 M parameters that never see a gradient; we delete them so parameter
     counts and checkpoints are honest.
 
-    ``config="paper"`` is the network the paper's text describes: the full five-stage
-    ResNet-34 encoder (21.3 M parameters), smp's default decoder, and a two-layer fully
-    connected head.  The text feeds the 64x128x128 embeddings to that head; we average
-    them over space first (64 numbers per chip), which keeps the head small and
-    independent of the chip size.
+    ``architecture="paper"`` is the network the paper's text describes: the full
+    five-stage ResNet-34 encoder (21.3 M parameters), smp's default decoder, and a
+    two-layer fully connected head.  The text feeds the 64x128x128 embeddings to that
+    head; we average them over space first (64 numbers per chip), which keeps the head
+    small and independent of the chip size.
 
 Stage 2, :class:`Segmenter`
     A 3-layer CNN (8x8 kernels, "same" padding, 4 -> 8 -> 16 -> 64 channels), optionally
@@ -30,11 +30,15 @@ Stage 2, :class:`Segmenter`
     8x8 kernels) giving one logit per pixel.  Without a stage-1 network it is the
     paper's baseline: the same layers with 64 input channels to the head.
 
-    ``config="reference"`` (the default) is the block the published experiments ran:
+    ``block="reference"`` (the default) is the block the published experiments ran:
     every feature convolution and the first head convolution is followed by batch norm
-    and LeakyReLU.  ``config="plain"`` is ReLU without normalisation, this package's
+    and LeakyReLU.  ``block="plain"`` is ReLU without normalisation, this package's
     first reading of the paper's text; it trains unreliably (runs collapse to a
     constant output: see the book's deviations page) and is kept to show that.
+
+A checkpoint stores each network's constructor record (``config_dict()``), with the
+architecture or block under the key ``"config"``; :func:`build_model` rebuilds the
+network from it.
 """
 
 from __future__ import annotations
@@ -46,11 +50,11 @@ import torch
 from torch import Tensor, nn
 
 from .cube import CHANNELS  # the channel order, defined once in the schema
+from .engine import onednn
 
 __all__ = [
-    "CHANNELS",
-    "STAGE1_CONFIGS",
-    "SEGMENTER_CONFIGS",
+    "STAGE1_ARCHITECTURES",
+    "SEGMENTER_BLOCKS",
     "SiameseClassifier",
     "Segmenter",
     "SameConv2d",
@@ -59,11 +63,11 @@ __all__ = [
     "build_model",
 ]
 
-#: The two stage-1 configurations (see the module docstring).
-STAGE1_CONFIGS = ("reference", "paper")
+#: The two stage-1 architectures (see the module docstring).
+STAGE1_ARCHITECTURES = ("reference", "paper")
 
 #: The two stage-2 blocks (see the module docstring).
-SEGMENTER_CONFIGS = ("reference", "plain")
+SEGMENTER_BLOCKS = ("reference", "plain")
 
 _REFERENCE_HEAD_KERNEL = 8
 
@@ -82,8 +86,8 @@ def check_input(x: Tensor, *, size_multiple: int = 1, min_size: int = 1) -> None
 
     ``H`` and ``W`` must be multiples of ``size_multiple`` (the encoder's total stride)
     and at least ``min_size``.  NaN is *not* checked here (that would force a device
-    sync on every batch); :mod:`sarslide.engine.runtime` checks whole arrays once before
-    training/predicting.
+    sync on every batch); :func:`sarslide.engine.runtime.check_images` checks whole
+    arrays once before training/predicting.
     """
     if not isinstance(x, Tensor):
         raise TypeError(
@@ -124,32 +128,17 @@ class SameConv2d(nn.Conv2d):
     and the rest after, exactly as ``nn.Conv2d(padding="same")`` does, but without the
     warning PyTorch emits for even kernels.  Parameters: ``k*k*c_in*c_out + c_out``.
 
-    Under CPU bfloat16 autocast, inputs with a channel count that is not a multiple of
-    16 are zero-padded to one (weights alike; the result is exactly the same): oneDNN's
-    AMX convolution bundled with torch 2.14 returns wrong values for 4-14 input channels
-    with some kernels (e.g. 8 channels, 8x8: errors as large as the output itself, found
-    here on a Xeon with AMX; see ``benchmarks/bench_conv.py --check-onednn``).  It costs
-    a few percent of the segmenter's arithmetic (its first two layers are tiny).
+    The convolution itself is :func:`sarslide.engine.onednn.conv2d`: plain
+    ``conv2d``, with a workaround for a CPU bfloat16 bug of oneDNN under autocast.
     """
 
     def __init__(self, c_in: int, c_out: int, kernel: int = 8):
         super().__init__(c_in, c_out, kernel_size=kernel, padding=0)
         total = kernel - 1
         self._pad = (total // 2, total - total // 2, total // 2, total - total // 2)
-        self._channel_pad = -c_in % 16
 
     def forward(self, x: Tensor) -> Tensor:
-        x = nn.functional.pad(x, self._pad)
-        if (
-            self._channel_pad
-            and x.device.type == "cpu"
-            and torch.is_autocast_enabled("cpu")
-        ):
-            extra = self._channel_pad
-            weight = nn.functional.pad(self.weight, (0, 0, 0, 0, 0, extra))
-            x = nn.functional.pad(x, (0, 0, 0, 0, 0, extra))
-            return nn.functional.conv2d(x, weight, self.bias)
-        return super().forward(x)
+        return onednn.conv2d(nn.functional.pad(x, self._pad), self.weight, self.bias)
 
 
 def _same_conv(c_in: int, c_out: int, kernel: int = 8) -> SameConv2d:
@@ -173,7 +162,7 @@ class SiameseClassifier(nn.Module):
 
     Parameters
     ----------
-    config:
+    architecture:
         ``"reference"`` (as the published experiments ran) or ``"paper"`` (as the text
         describes); see the module docstring.
     in_channels:
@@ -188,7 +177,7 @@ class SiameseClassifier(nn.Module):
 
     def __init__(
         self,
-        config: str = "reference",
+        architecture: str = "reference",
         in_channels: int = 2,
         embedding_channels: int = 32,
     ):
@@ -196,10 +185,10 @@ class SiameseClassifier(nn.Module):
         # heavy import, only when a model is built
         import segmentation_models_pytorch as smp
 
-        if config not in STAGE1_CONFIGS:
+        if architecture not in STAGE1_ARCHITECTURES:
             raise ValueError(
-                f"unknown stage-1 config {config!r}; choose one of "
-                f"{list(STAGE1_CONFIGS)}"
+                f"unknown stage-1 architecture {architecture!r}; choose one of "
+                f"{list(STAGE1_ARCHITECTURES)}"
             )
         if in_channels * 2 != len(CHANNELS):
             raise ValueError(
@@ -211,11 +200,11 @@ class SiameseClassifier(nn.Module):
             raise ValueError(
                 f"embedding_channels must be positive, got {embedding_channels}"
             )
-        self.config = config
+        self.architecture = architecture
         self.in_channels = in_channels
         self.embedding_channels = embedding_channels
 
-        if config == "reference":
+        if architecture == "reference":
             self.unet = smp.Unet(
                 encoder_name="resnet34",
                 encoder_weights=None,
@@ -261,10 +250,11 @@ class SiameseClassifier(nn.Module):
         return 2 * self.embedding_channels
 
     def config_dict(self) -> dict[str, Any]:
-        """Constructor arguments; ``SiameseClassifier(**m.config_dict())`` rebuilds the
-        architecture."""
+        """The constructor record a checkpoint stores: ``{"config": architecture,
+        "in_channels": ..., "embedding_channels": ...}``; :func:`build_model` rebuilds
+        the network from it."""
         return {
-            "config": self.config,
+            "config": self.architecture,
             "in_channels": self.in_channels,
             "embedding_channels": self.embedding_channels,
         }
@@ -285,7 +275,7 @@ class SiameseClassifier(nn.Module):
 
     def classify(self, embeddings: Tensor) -> Tensor:
         """Chip logits ``(N,)`` from embeddings ``(N, 2*embedding_channels, H, W)``."""
-        if self.config == "reference":
+        if self.architecture == "reference":
             return self.head(embeddings).mean(dim=(1, 2, 3))
         return self.head(embeddings.mean(dim=(2, 3), keepdim=True)).squeeze(1)
 
@@ -307,7 +297,7 @@ class Segmenter(nn.Module):
         frozen (``requires_grad=False``) and kept in eval mode even when the segmenter
         is put in training mode, so neither its weights nor its batch-norm statistics
         ever change. Its head is never used.
-    config:
+    block:
         ``"reference"`` (convolution, batch norm, LeakyReLU: the published block) or
         ``"plain"`` (convolution, ReLU); see the module docstring.
     width:
@@ -320,7 +310,7 @@ class Segmenter(nn.Module):
     def __init__(
         self,
         stage1: SiameseClassifier | None = None,
-        config: str = "reference",
+        block: str = "reference",
         width: int = 128,
     ):
         super().__init__()
@@ -329,17 +319,17 @@ class Segmenter(nn.Module):
                 "stage1 must be a SiameseClassifier (or None for the baseline), got "
                 f"{type(stage1).__name__}"
             )
-        if config not in SEGMENTER_CONFIGS:
+        if block not in SEGMENTER_BLOCKS:
             raise ValueError(
-                f"unknown segmenter config {config!r}; choose one of "
-                f"{list(SEGMENTER_CONFIGS)}"
+                f"unknown segmenter block {block!r}; choose one of "
+                f"{list(SEGMENTER_BLOCKS)}"
             )
         if int(width) != width or width < 1:
             raise ValueError(f"width must be a positive integer, got {width!r}")
-        self.config, self.width = config, int(width)
-        block = _reference_block if config == "reference" else _plain_block
+        self.block, self.width = block, int(width)
+        layers = _reference_block if block == "reference" else _plain_block
         self.features = nn.Sequential(
-            *block(len(CHANNELS), 8), *block(8, 16), *block(16, 64)
+            *layers(len(CHANNELS), 8), *layers(8, 16), *layers(16, 64)
         )
         extra = 0
         self.stage1: SiameseClassifier | None = None
@@ -350,7 +340,7 @@ class Segmenter(nn.Module):
             self.stage1 = frozen
             extra = frozen.embedding_dim
         self.head = nn.Sequential(
-            *block(64 + extra, self.width), _same_conv(self.width, 1)
+            *layers(64 + extra, self.width), _same_conv(self.width, 1)
         )
 
     @classmethod
@@ -376,11 +366,11 @@ class Segmenter(nn.Module):
         return 1 if self.stage1 is None else self.stage1.min_size
 
     def config_dict(self) -> dict[str, Any]:
-        """``{"stage1": <stage-1 config dict> or None, "config": block, "width":
-        hidden channels}``; see :func:`build_model`."""
+        """The constructor record a checkpoint stores: ``{"stage1": <stage-1 record> or
+        None, "config": block, "width": hidden channels}``; see :func:`build_model`."""
         return {
             "stage1": None if self.stage1 is None else self.stage1.config_dict(),
-            "config": self.config,
+            "config": self.block,
             "width": self.width,
         }
 
@@ -411,17 +401,27 @@ class Segmenter(nn.Module):
         return self.head(feats)
 
 
-def build_model(model_class: str, config: dict[str, Any]) -> nn.Module:
-    """Rebuild an (untrained) model from ``type(m).__name__`` and
-    ``m.config_dict()``."""
+def _stage1_from_record(record: dict[str, Any]) -> SiameseClassifier:
+    """The :class:`SiameseClassifier` of a :meth:`SiameseClassifier.config_dict`
+    record (its ``"config"`` is the architecture)."""
+    return SiameseClassifier(
+        architecture=record.get("config", "reference"),
+        in_channels=record.get("in_channels", 2),
+        embedding_channels=record.get("embedding_channels", 32),
+    )
+
+
+def build_model(model_class: str, record: dict[str, Any]) -> nn.Module:
+    """Rebuild an (untrained) model from ``type(m).__name__`` and its constructor
+    record ``m.config_dict()``."""
     if model_class == "SiameseClassifier":
-        return SiameseClassifier(**config)
+        return _stage1_from_record(record)
     if model_class == "Segmenter":
-        s1 = config.get("stage1")
+        s1 = record.get("stage1")
         # checkpoints written before the block was a setting hold the plain block
-        block = config.get("config", "plain")
-        stage1 = SiameseClassifier(**s1) if s1 is not None else None
-        return Segmenter(stage1, block, config.get("width", 128))
+        block = record.get("config", "plain")
+        stage1 = _stage1_from_record(s1) if s1 is not None else None
+        return Segmenter(stage1, block, record.get("width", 128))
     raise ValueError(
         f"unknown model class {model_class!r}; expected 'SiameseClassifier' or "
         "'Segmenter'"

@@ -9,8 +9,8 @@ probabilities** (not the logits) over the models: this is the project's ensembli
 Inputs are standardised chips ``(N, 4, H, W)`` float32 (no NaN; see
 :func:`sarslide.transforms.standardize`).  ``precision`` is ``"auto"`` (the device's
 fast path: bfloat16 autocast + channels-last on CPUs with native bf16 and on recent
-GPUs), ``"fp32"`` or a :class:`~sarslide.engine.runtime.Precision`; see
-:func:`sarslide.engine.runtime.resolve_precision`.
+GPUs), ``"fp32"`` or a :class:`~sarslide.engine.precision.Precision`; see
+:func:`sarslide.engine.precision.resolve_precision`.
 """
 
 from __future__ import annotations
@@ -23,22 +23,18 @@ import torch
 from torch import Tensor, nn
 
 from .engine.checkpoints import load_checkpoint
-from .engine.runtime import (
-    Precision,
-    batch_indices,
-    check_images,
-    check_model_for_task,
-    forward_all,
-    resolve_precision,
-    select_device,
-)
+from .engine.precision import Precision, resolve_precision, select_device
+from .engine.runtime import batch_indices, check_images, forward_all
 from .metrics import ensemble_mean
 from .models import SiameseClassifier
+from .tasks import STAGE1, TaskName, get_task
 
 __all__ = ["predict_proba", "predict_chip_proba", "pooled_embeddings", "embedding_pca"]
 
 
-def _as_models(models: Any, task: str) -> list[nn.Module]:
+def _as_models(models: Any, task: TaskName) -> list[nn.Module]:
+    """``models`` (a model, a checkpoint path or a list of them) as a list of models
+    of ``task``'s class; checkpoints are loaded on the CPU."""
     if isinstance(models, (nn.Module, str, os.PathLike)):
         models = [models]
     models = list(models)
@@ -53,7 +49,7 @@ def _as_models(models: Any, task: str) -> list[nn.Module]:
             if isinstance(m, (str, os.PathLike))
             else m
         )
-        check_model_for_task(m, task)
+        get_task(task).check_model(m)
         out.append(m)
     return out
 
@@ -111,11 +107,8 @@ def predict_proba(
     if embeddings is not None:
         if any(not getattr(m, "uses_embeddings", False) for m in members):
             raise ValueError(
-                (
-                    "embeddings were given, but some models have no stage-1 network; "
-                    "drop "
-                    "embeddings="
-                )
+                "embeddings were given, but some models have no stage-1 network; "
+                "drop embeddings="
             )
         if len(embeddings) != len(images):
             raise ValueError(
@@ -162,7 +155,7 @@ def pooled_embeddings(
     """
     if isinstance(model, (str, os.PathLike)):
         model = load_checkpoint(model, "stage1")
-    check_model_for_task(model, "stage1")
+    STAGE1.check_model(model)
     images = check_images(images, model, "chips")
     dev = select_device(device)
     prec = resolve_precision(dev, precision)
@@ -194,10 +187,8 @@ def embedding_pca(
     features = np.asarray(features, dtype=np.float64)
     if features.ndim != 2 or features.shape[0] < n_components:
         raise ValueError(
-            (
-                f"need at least {n_components} rows of features (N, D), got shape "
-                f"{features.shape}"
-            )
+            f"need at least {n_components} rows of features (N, D), got shape "
+            f"{features.shape}"
         )
     pipe = make_pipeline(
         StandardScaler(), PCA(n_components=n_components, random_state=0)

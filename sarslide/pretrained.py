@@ -17,7 +17,14 @@ from .engine.checkpoints import load_checkpoint
 from .models import SiameseClassifier
 from .profiles import Profile, get_profile
 from .tasks import STAGE1
-from .train import TrainConfig, TrainResult, finished_run, fit_chipset, seed_everything
+from .train import (
+    TrainConfig,
+    TrainingData,
+    TrainResult,
+    finished_run,
+    fit,
+    seed_everything,
+)
 
 __all__ = [
     "checkpoint_root",
@@ -42,13 +49,13 @@ def stage1_precision(
 ) -> str:
     """The precision an event's stage-1 run trains under on ``device`` (``None``: CUDA
     when available, else CPU): ``profile.precision`` resolved by
-    :func:`sarslide.engine.runtime.resolve_precision` (``"fp32"``, ``"bf16"`` or
+    :func:`sarslide.engine.precision.resolve_precision` (``"fp32"``, ``"bf16"`` or
     ``"fp16"``).
 
     The one rule for stage 1: this name trains the model, keys its folder
     (:func:`stage1_checkpoint_dir`) and is recorded in its checkpoints' settings.
     """
-    from .engine.runtime import resolve_precision, select_device
+    from .engine.precision import resolve_precision, select_device
 
     profile = get_profile(profile)
     return resolve_precision(select_device(device), profile.precision).name
@@ -136,15 +143,15 @@ def train_stage1(
         cache_dir=cache_dir,
         device=device,
     )
-    return fit_chipset(
+    return fit(
         model,
-        chips,
+        TrainingData.from_chipset(chips, "stage1_train"),
         task=STAGE1,
         config=stage1_train_config(profile, device),
         seed=seed,
         checkpoint_dir=folder,
         device=device,
-        progress=progress,
+        show_progress=progress,
         resume=resume,
     )
 

@@ -11,7 +11,6 @@ the model checks need, so that :func:`sarslide.train.fit` has no ``if task == ..
   batch;
 * the validation metric: ``val_accuracy`` (logit > 0), or ``val_aprc``
   (:func:`sarslide.metrics.aprc` over all pixels);
-* the default training split: ``stage1_train`` or ``stage2_train``;
 * whether the validation set needs a positive: no, or yes (APRC is undefined without
   landslide pixels).
 
@@ -24,6 +23,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
@@ -35,12 +35,16 @@ __all__ = [
     "STAGE1",
     "STAGE2",
     "TASKS_BY_NAME",
+    "TaskName",
     "TrainingTask",
     "chip_targets",
     "dice_loss",
     "get_task",
     "pixel_targets",
 ]
+
+#: A task's name, as notebooks, tests and checkpoints write it.
+TaskName = Literal["stage1", "stage2"]
 
 
 def dice_loss(logits: Tensor, target: Tensor, smooth: float = 1.0) -> Tensor:
@@ -144,8 +148,6 @@ class TrainingTask:
     metric:
         The history column of :attr:`validation_metric` (``"val_accuracy"`` or
         ``"val_aprc"``); without ``"val_"`` it is :func:`sarslide.train.evaluate`'s key.
-    default_train_split:
-        The training split :func:`sarslide.train.fit_chipset` uses by default.
     needs_positive_validation:
         Whether the validation targets must hold a positive (APRC is undefined without).
     """
@@ -157,7 +159,6 @@ class TrainingTask:
     loss: Callable[[Tensor, Tensor], Tensor]
     validation_metric: Callable[[Tensor, np.ndarray], float]
     metric: str
-    default_train_split: str
     needs_positive_validation: bool
 
     def check_model(self, model: nn.Module) -> None:
@@ -192,7 +193,6 @@ STAGE1 = TrainingTask(
     loss=_bce_loss,
     validation_metric=_accuracy,
     metric="val_accuracy",
-    default_train_split="stage1_train",
     needs_positive_validation=False,
 )
 
@@ -205,7 +205,6 @@ STAGE2 = TrainingTask(
     loss=dice_loss,
     validation_metric=_pixel_aprc,
     metric="val_aprc",
-    default_train_split="stage2_train",
     needs_positive_validation=True,
 )
 
@@ -213,7 +212,7 @@ STAGE2 = TrainingTask(
 TASKS_BY_NAME: dict[str, TrainingTask] = {t.name: t for t in (STAGE1, STAGE2)}
 
 
-def get_task(task: str | TrainingTask) -> TrainingTask:
+def get_task(task: TaskName | TrainingTask) -> TrainingTask:
     """The :class:`TrainingTask` called ``task`` (``"stage1"`` or ``"stage2"``); a
     :class:`TrainingTask` is returned as is.
 

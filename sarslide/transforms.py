@@ -180,7 +180,7 @@ def warn_if_unstandardized(images: np.ndarray, what: str = "training chips") -> 
         warnings.warn(
             f"the {what} do not look standardised: {problem}. Models expect "
             "transforms.standardize(images, stats) (log10, then the stage-1 training "
-            "statistics); train.fit_chipset does this for you",
+            "statistics); train.TrainingData.from_chipset does this for you",
             UnstandardizedInputWarning,
             stacklevel=3,
         )

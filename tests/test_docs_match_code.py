@@ -49,6 +49,40 @@ def test_readme_chain_is_the_import_graph():
     )
 
 
+def _notebook_imports(path) -> set[str]:
+    """Every ``sarslide`` module a notebook's code cells import (IPython's ``%`` and
+    ``!`` lines read as ``pass``)."""
+    import json
+
+    found = set()
+    for cell in json.loads(path.read_text(encoding="utf-8"))["cells"]:
+        if cell["cell_type"] != "code":
+            continue
+        code = "\n".join(
+            line[: len(line) - len(line.lstrip())] + "pass"
+            if line.lstrip().startswith(("%", "!"))
+            else line
+            for line in "".join(cell["source"]).splitlines()
+        )
+        for node in ast.walk(ast.parse(code)):
+            if isinstance(node, ast.Import):
+                found.update(a.name for a in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                found.add(node.module)
+                found.update(f"{node.module}.{a.name}" for a in node.names)
+    return {m for m in found if m.split(".")[0] == "sarslide"}
+
+
+def test_the_chapters_import_only_the_reading_room():
+    notebooks = sorted((REPO / "notebooks").glob("*.ipynb"))
+    assert len(notebooks) >= 7
+    for path in notebooks:
+        engine = sorted(
+            m for m in _notebook_imports(path) if graph_tool.room_of(m) == "engine"
+        )
+        assert not engine, f"{path.name} imports the engine room: {engine}"
+
+
 def test_no_source_cites_a_file_the_repository_lacks():
     for path in PACKAGE.rglob("*.py"):
         for name in re.findall(

@@ -13,9 +13,10 @@ import torch
 
 import sarslide.engine.embeddings as embeddings
 from sarslide.engine.embeddings import cached_embeddings, embeddings_path
-from sarslide.engine.runtime import cpu_has_native_bf16, resolve_precision
+from sarslide.engine.onednn import cpu_has_native_bf16
+from sarslide.engine.precision import resolve_precision
 from sarslide.models import Segmenter, SiameseClassifier
-from sarslide.train import fit, seed_everything
+from sarslide.train import TrainConfig, TrainingData, fit, seed_everything
 
 torch.set_num_threads(1)
 
@@ -66,21 +67,21 @@ def test_embeddings_are_computed_once_per_event_across_runs(
     for run, idx in enumerate(train_sets):
         emb = cached_embeddings(stage1, x, tmp_path / "cache", precision="fp32")
         seed_everything(run)
-        fit(
-            Segmenter(stage1),
+        data = TrainingData(
             x[idx],
             y[idx],
             x[val],
             y[val],
-            task="stage2",
-            max_epochs=1,
-            batch_size=4,
-            top_k=1,
-            checkpoint_dir=tmp_path / f"run{run}",
-            progress=False,
-            precision="fp32",
             train_embeddings=emb[torch.as_tensor(idx)],
             val_embeddings=emb[torch.as_tensor(val)],
+        )
+        fit(
+            Segmenter(stage1),
+            data,
+            task="stage2",
+            config=TrainConfig(max_epochs=1, batch_size=4, top_k=1, precision="fp32"),
+            checkpoint_dir=tmp_path / f"run{run}",
+            show_progress=False,
         )
     assert calls == [len(x)]  # one computation of all 12 chips for three runs
     assert len(list((tmp_path / "cache").glob("embeddings-*-float32.npy"))) == 1
@@ -193,16 +194,13 @@ def test_fit_refuses_embeddings_of_other_chips_or_shapes(tmp_path, stage1, event
     def go(train_emb, model=None):
         fit(
             model or Segmenter(stage1),
-            x[train],
-            y[train],
-            x[val],
-            y[val],
+            TrainingData(
+                x[train], y[train], x[val], y[val], train_embeddings=train_emb
+            ),
             task="stage2",
-            max_epochs=1,
+            config=TrainConfig(max_epochs=1, precision="fp32"),
             checkpoint_dir=tmp_path,
-            progress=False,
-            precision="fp32",
-            train_embeddings=train_emb,
+            show_progress=False,
         )
 
     with pytest.raises(ValueError, match="do not belong to these chips"):

@@ -46,7 +46,7 @@ from sarslide.engine.embeddings import (
 )
 from sarslide.engine.filesystem import DiskFullError
 from sarslide.engine.network import NetworkSettings, with_retries
-from sarslide.engine.runtime import resolve_precision
+from sarslide.engine.precision import resolve_precision
 from sarslide.models import SiameseClassifier
 from sarslide.profiles import get_profile
 from sarslide.train import seed_everything

@@ -25,7 +25,7 @@ from sarslide.cube import CubeError, mask_nodata, open_cube, save_cube, validate
 from sarslide.inventory import InventoryWarning, rasterize, read_inventory
 from sarslide.mapping import write_cog
 from sarslide.models import SiameseClassifier
-from sarslide.train import fit, fit_chipset
+from sarslide.train import TrainConfig, TrainingData, fit
 from sarslide.transforms import UnstandardizedInputWarning, compute_stats
 
 torch.set_num_threads(1)
@@ -128,24 +128,22 @@ def test_out_of_range_train_indices_are_named(tmp_path):
         ValueError,
         match=rf"\[{n}, 99\] are outside the training split, which holds {n}",
     ):
-        fit_chipset(
+        fit(
             SiameseClassifier(),
-            chips,
+            TrainingData.from_chipset(chips, "stage1_train", train_indices=[0, n, 99]),
             task="stage1",
-            train_indices=[0, n, 99],
-            max_epochs=1,
+            config=TrainConfig(max_epochs=1),
             checkpoint_dir=tmp_path,
-            progress=False,
+            show_progress=False,
         )
     with pytest.raises(ValueError, match="integer positions"):
-        fit_chipset(
+        fit(
             SiameseClassifier(),
-            chips,
+            TrainingData.from_chipset(chips, "stage1_train", train_indices=[0.5]),
             task="stage1",
-            train_indices=[0.5],
-            max_epochs=1,
+            config=TrainConfig(max_epochs=1),
             checkpoint_dir=tmp_path,
-            progress=False,
+            show_progress=False,
         )
 
 
@@ -155,29 +153,21 @@ def test_a_last_batch_of_one_chip_is_skipped_at_the_smallest_size(tmp_path):
     torch.manual_seed(0)
     result = fit(
         SiameseClassifier(),
-        x,
-        y,
-        xv,
-        yv,
+        TrainingData(x, y, xv, yv),
         task="stage1",
-        max_epochs=2,
-        batch_size=2,
+        config=TrainConfig(max_epochs=2, batch_size=2),
         checkpoint_dir=tmp_path,
-        progress=False,
+        show_progress=False,
     )
     assert result.epochs == 2 and np.isfinite(result.history["train_loss"]).all()
     with pytest.raises(ValueError, match=r"batch of one 8×8 chip.*at least 2 chips"):
         fit(
             SiameseClassifier(),
-            x[:1],
-            y[:1],
-            xv,
-            yv,
+            TrainingData(x[:1], y[:1], xv, yv),
             task="stage1",
-            max_epochs=1,
-            batch_size=2,
+            config=TrainConfig(max_epochs=1, batch_size=2),
             checkpoint_dir=tmp_path / "one",
-            progress=False,
+            show_progress=False,
         )
 
 
@@ -199,14 +189,11 @@ def test_read_only_checkpoint_folder_is_refused_before_training(tmp_path, toy_da
     ):
         fit(
             model,
-            x,
-            y,
-            xv,
-            yv,
+            TrainingData(x, y, xv, yv),
             task="stage1",
-            max_epochs=1,
+            config=TrainConfig(max_epochs=1),
             checkpoint_dir=_read_only_dir(tmp_path),
-            progress=False,
+            show_progress=False,
         )
     after = model.state_dict()
     assert all(
@@ -275,26 +262,20 @@ def test_unstandardised_training_chips_are_warned_about(tmp_path):
     ):
         fit(
             SiameseClassifier(),
-            linear,
-            y,
-            xv,
-            yv,
+            TrainingData(linear, y, xv, yv),
             task="stage1",
-            max_epochs=1,
+            config=TrainConfig(max_epochs=1),
             checkpoint_dir=tmp_path / "lin",
-            progress=False,
+            show_progress=False,
         )
     with pytest.warns(UnstandardizedInputWarning, match="looks like decibels"):
         fit(
             SiameseClassifier(),
-            10 * np.log10(linear),
-            y,
-            xv,
-            yv,
+            TrainingData(10 * np.log10(linear), y, xv, yv),
             task="stage1",
-            max_epochs=1,
+            config=TrainConfig(max_epochs=1),
             checkpoint_dir=tmp_path / "db",
-            progress=False,
+            show_progress=False,
         )
     import warnings
 
@@ -302,14 +283,11 @@ def test_unstandardised_training_chips_are_warned_about(tmp_path):
         warnings.simplefilter("error", UnstandardizedInputWarning)
         fit(
             SiameseClassifier(),
-            x,
-            y,
-            xv,
-            yv,
+            TrainingData(x, y, xv, yv),
             task="stage1",
-            max_epochs=1,
+            config=TrainConfig(max_epochs=1),
             checkpoint_dir=tmp_path / "std",
-            progress=False,
+            show_progress=False,
         )
 
 
@@ -319,7 +297,7 @@ def test_unstandardised_training_chips_are_warned_about(tmp_path):
 
 def test_thread_count_is_recorded_and_a_resume_with_another_count_warns(tmp_path):
     from sarslide.engine.checkpoints import checkpoint_info
-    from sarslide.train import ThreadCountWarning
+    from sarslide.engine.runs import ThreadCountWarning
 
     x, y = tiny_chips(4)
     xv, yv = tiny_chips(2, seed=1)
@@ -329,14 +307,11 @@ def test_thread_count_is_recorded_and_a_resume_with_another_count_warns(tmp_path
         torch.manual_seed(0)
         result = fit(
             SiameseClassifier(),
-            x,
-            y,
-            xv,
-            yv,
+            TrainingData(x, y, xv, yv),
             task="stage1",
-            max_epochs=1,
+            config=TrainConfig(max_epochs=1),
             checkpoint_dir=tmp_path,
-            progress=False,
+            show_progress=False,
         )
         assert checkpoint_info(result.last)["runtime"]["threads"] == 1
         assert checkpoint_info(result.best)["runtime"]["threads"] == 1
@@ -348,14 +323,11 @@ def test_thread_count_is_recorded_and_a_resume_with_another_count_warns(tmp_path
         ):
             fit(
                 SiameseClassifier(),
-                x,
-                y,
-                xv,
-                yv,
+                TrainingData(x, y, xv, yv),
                 task="stage1",
-                max_epochs=2,
+                config=TrainConfig(max_epochs=2),
                 checkpoint_dir=tmp_path,
-                progress=False,
+                show_progress=False,
             )
     finally:
         torch.set_num_threads(before)

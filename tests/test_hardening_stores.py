@@ -236,7 +236,7 @@ def test_corrupt_cube_store_is_named(tmp_path):
 def test_garbage_last_pt_is_named_corrupt_without_unsafe_advice(
     tmp_path, content, toy_data
 ):
-    from sarslide.train import fit
+    from sarslide.train import TrainConfig, TrainingData, fit
 
     last = tmp_path / "last.pt"
     if content == "garbage":
@@ -252,14 +252,11 @@ def test_garbage_last_pt_is_named_corrupt_without_unsafe_advice(
     with pytest.raises(CheckpointError) as err:
         fit(
             SiameseClassifier(),
-            x,
-            y,
-            xv,
-            yv,
+            TrainingData(x, y, xv, yv),
             task="stage1",
-            max_epochs=1,
+            config=TrainConfig(max_epochs=1),
             checkpoint_dir=tmp_path,
-            progress=False,
+            show_progress=False,
         )
     text = str(err.value)
     assert str(last) in text and "corrupt" in text and "resume=False" in text
@@ -289,7 +286,7 @@ def test_other_live_handles_are_warned_about(tmp_path):
 
 
 def test_fit_removes_half_written_checkpoints_of_a_killed_run(tmp_path, toy_data):
-    from sarslide.train import fit
+    from sarslide.train import TrainConfig, TrainingData, fit
 
     run = tmp_path / "run"
     child = run_child(f"""
@@ -304,13 +301,10 @@ def test_fit_removes_half_written_checkpoints_of_a_killed_run(tmp_path, toy_data
     x, y, xv, yv = toy_data
     fit(
         SiameseClassifier(),
-        x,
-        y,
-        xv,
-        yv,
+        TrainingData(x, y, xv, yv),
         task="stage1",
-        max_epochs=1,
+        config=TrainConfig(max_epochs=1),
         checkpoint_dir=run,
-        progress=False,
+        show_progress=False,
     )
     assert hidden(run) == []

@@ -98,10 +98,11 @@ def test_segmenter_parameter_counts():
 
 
 @pytest.mark.parametrize(
-    "config,h,w", [("reference", 32, 48), ("reference", 8, 8), ("paper", 64, 32)]
+    "architecture,h,w",
+    [("reference", 32, 48), ("reference", 8, 8), ("paper", 64, 32)],
 )
-def test_classifier_shapes(config, h, w):
-    model = SiameseClassifier(config).eval()
+def test_classifier_shapes(architecture, h, w):
+    model = SiameseClassifier(architecture).eval()
     x = torch.randn(3, 4, h, w)
     with torch.no_grad():
         assert model.embed(x).shape == (3, 64, h, w)
@@ -216,7 +217,7 @@ def test_chip_size_the_network_cannot_take(model, shape, hint):
 
 
 def test_bad_constructor_arguments():
-    with pytest.raises(ValueError, match="unknown stage-1 config 'big'"):
+    with pytest.raises(ValueError, match="unknown stage-1 architecture 'big'"):
         SiameseClassifier("big")
     with pytest.raises(ValueError, match="in_channels=3"):
         SiameseClassifier(in_channels=3)
@@ -224,3 +225,29 @@ def test_bad_constructor_arguments():
         Segmenter(stage1=nn.Identity())
     with pytest.raises(ValueError, match="unknown model class"):
         build_model("UNet", {})
+
+
+def test_the_stored_constructor_record_keeps_its_keys_and_rebuilds_the_network():
+    # checkpoints, run settings and cache keys hold this record: its key "config"
+    # (the architecture) must not change
+    paper = SiameseClassifier(architecture="paper")
+    assert paper.config_dict() == {
+        "config": "paper",
+        "in_channels": 2,
+        "embedding_channels": 32,
+    }
+    rebuilt = build_model("SiameseClassifier", paper.config_dict())
+    assert rebuilt.architecture == "paper"
+    assert rebuilt.state_dict().keys() == paper.state_dict().keys()
+    seg = Segmenter(SiameseClassifier(), block="plain", width=16)
+    assert seg.config_dict() == {
+        "stage1": {"config": "reference", "in_channels": 2, "embedding_channels": 32},
+        "config": "plain",
+        "width": 16,
+    }
+    again = build_model("Segmenter", seg.config_dict())
+    assert (again.block, again.width, again.stage1.architecture) == (
+        "plain",
+        16,
+        "reference",
+    )

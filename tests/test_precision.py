@@ -3,7 +3,7 @@ repeat.
 
 References used: the same weights run in plain float32 (precision="fp32"); a float32
 training run of the same task; scikit-learn's average precision; the device table of
-:func:`sarslide.engine.runtime.resolve_precision` written out by hand.  The bf16
+:func:`sarslide.engine.precision.resolve_precision` written out by hand.  The bf16
 assertions skip on a CPU without native bfloat16.
 """
 
@@ -19,23 +19,24 @@ from conftest import toy_chips
 from sklearn.metrics import average_precision_score
 
 from sarslide import mapping, passes, synthetic
-from sarslide.engine import runtime
+from sarslide.engine import onednn
+from sarslide.engine import precision as engine_precision
 from sarslide.engine.checkpoints import (
     CheckpointError,
     checkpoint_info,
     read_checkpoint,
     save_record,
 )
-from sarslide.engine.runtime import Precision, resolve_precision
+from sarslide.engine.precision import Precision, resolve_precision
 from sarslide.models import SameConv2d, Segmenter, SiameseClassifier
 from sarslide.predict import predict_chip_proba, predict_proba
-from sarslide.train import fit, seed_everything
+from sarslide.train import TrainConfig, TrainingData, fit, seed_everything
 from sarslide.transforms import compute_stats
 
 torch.set_num_threads(1)
 
 needs_bf16 = pytest.mark.skipif(
-    not runtime.cpu_has_native_bf16(),
+    not onednn.cpu_has_native_bf16(),
     reason=(
         "this CPU has no native bfloat16 (AVX-512 BF16 / AMX / Arm BF16): 'auto' "
         "is fp32 here"
@@ -48,7 +49,7 @@ TOL = 0.02  # largest allowed difference of a probability between the fast path 
 # table
 
 
-@pytest.mark.filterwarnings("ignore::sarslide.engine.runtime.PrecisionChoiceWarning")
+@pytest.mark.filterwarnings("ignore::sarslide.engine.precision.PrecisionChoiceWarning")
 def test_resolve_precision_follows_the_device_table(monkeypatch):
     plain = resolve_precision("cpu", "fp32")
     assert (
@@ -57,7 +58,7 @@ def test_resolve_precision_follows_the_device_table(monkeypatch):
         plain.channels_last,
         plain.grad_scaler,
     ) == ("fp32", None, False, False)
-    monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(engine_precision, "cpu_has_native_bf16", lambda: True)
     fast = resolve_precision("cpu")
     assert (fast.name, fast.autocast_dtype, fast.channels_last, fast.grad_scaler) == (
         "bf16",
@@ -66,7 +67,7 @@ def test_resolve_precision_follows_the_device_table(monkeypatch):
         False,
     )
     assert fast.storage_dtype == torch.bfloat16 and plain.storage_dtype == torch.float32
-    monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr(engine_precision, "cpu_has_native_bf16", lambda: False)
     assert resolve_precision("cpu").name == "fp32"  # no native bf16: plain float32
     assert resolve_precision("cpu", "bf16").name == "bf16"  # asked for explicitly
     # CUDA, decided from the GPU's compute capability (no GPU needed to check the
@@ -113,7 +114,7 @@ def _fake_gpu(monkeypatch, capability: tuple[int, int], name: str) -> None:
     )
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: name)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
-    monkeypatch.setattr(runtime, "_ANNOUNCED", set())
+    monkeypatch.setattr(engine_precision, "_ANNOUNCED", set())
 
 
 # The rule written out by hand from the GPUs' data sheets: bfloat16 tensor cores from
@@ -137,7 +138,7 @@ def test_auto_on_cuda_follows_the_compute_capability_not_emulated_bf16(
     monkeypatch, capability, gpu, expected
 ):
     _fake_gpu(monkeypatch, capability, gpu)
-    with pytest.warns(runtime.PrecisionChoiceWarning) as record:
+    with pytest.warns(engine_precision.PrecisionChoiceWarning) as record:
         prec = resolve_precision("cuda", "auto")
     got = (
         prec.name,
@@ -150,11 +151,13 @@ def test_auto_on_cuda_follows_the_compute_capability_not_emulated_bf16(
     assert got == expected
     # the announcement says what was chosen and why, naming the GPU and its capability
     (message,) = [
-        str(w.message) for w in record if w.category is runtime.PrecisionChoiceWarning
+        str(w.message)
+        for w in record
+        if w.category is engine_precision.PrecisionChoiceWarning
     ]
     assert f"{gpu} (compute capability {capability[0]}.{capability[1]})" in message
     assert f": {expected[0]}, because" in message
-    assert runtime.cuda_auto_precision("cuda")[0] == expected[0]
+    assert engine_precision.cuda_auto_precision("cuda")[0] == expected[0]
 
 
 def test_the_gpu_choice_is_announced_once_per_process(monkeypatch, recwarn):
@@ -164,7 +167,9 @@ def test_the_gpu_choice_is_announced_once_per_process(monkeypatch, recwarn):
     assert (
         resolve_precision("cuda", "fp16").name == "fp16"
     )  # explicit: nothing to announce
-    announced = [w for w in recwarn if w.category is runtime.PrecisionChoiceWarning]
+    announced = [
+        w for w in recwarn if w.category is engine_precision.PrecisionChoiceWarning
+    ]
     assert len(announced) == 1
     assert "float16 autocast with gradient scaling" in str(announced[0].message)
 
@@ -239,17 +244,13 @@ def trained():
         baseline = Segmenter()
         fit(
             baseline,
-            x,
-            y,
-            xv,
-            yv,
+            TrainingData(x, y, xv, yv),
             task="stage2",
-            max_epochs=20,
-            patience=20,
-            batch_size=8,
+            config=TrainConfig(
+                max_epochs=20, patience=20, batch_size=8, precision="fp32"
+            ),
             checkpoint_dir=tmp,
-            progress=False,
-            precision="fp32",
+            show_progress=False,
         )
         stage1 = SiameseClassifier("reference")
         stage1.train()
@@ -329,14 +330,13 @@ def _train(tmp, data, precision, name="run", epochs=8, build=Segmenter):
     model = build()
     result = fit(
         model,
-        *data,
+        TrainingData(*data),
         task="stage2",
-        max_epochs=epochs,
-        batch_size=8,
-        top_k=1,
+        config=TrainConfig(
+            max_epochs=epochs, batch_size=8, top_k=1, precision=precision
+        ),
         checkpoint_dir=tmp / name,
-        progress=False,
-        precision=precision,
+        show_progress=False,
     )
     return model, result
 
@@ -438,8 +438,8 @@ def test_resume_needs_the_same_precision_and_accepts_older_fp32_runs(
 @pytest.mark.parametrize("c_in", [4, 8, 12, 16])
 def test_same_conv_under_bf16_autocast_matches_fp32(c_in):
     # oneDNN's AMX kernel in torch 2.14 returns wrong values for 8 or 12 input channels
-    # with an 8x8 kernel (errors as large as the output); SameConv2d pads channels to
-    # 16.
+    # with an 8x8 kernel (errors as large as the output); SameConv2d convolves through
+    # onednn.conv2d, which pads channels to 16.
     torch.manual_seed(0)
     conv = SameConv2d(c_in, 16, 8).eval()
     x = torch.randn(2, c_in, 24, 24)
@@ -452,9 +452,22 @@ def test_same_conv_under_bf16_autocast_matches_fp32(c_in):
     assert float((got - ref).abs().max() / ref.abs().max()) < 0.02
 
 
+def test_onednn_conv2d_pads_only_under_cpu_autocast():
+    # padding channels with zeros adds nothing: outside autocast, and where no padding
+    # is needed, the result is torch's own convolution bit for bit
+    torch.manual_seed(0)
+    x, w, b = torch.randn(2, 8, 12, 12), torch.randn(4, 8, 3, 3), torch.randn(4)
+    assert torch.equal(onednn.conv2d(x, w, b), torch.nn.functional.conv2d(x, w, b))
+    x16, w16 = torch.randn(2, 16, 12, 12), torch.randn(4, 16, 3, 3)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ours = onednn.conv2d(x16, w16, b)
+        theirs = torch.nn.functional.conv2d(x16, w16, b)
+    assert ours.dtype == torch.bfloat16 and torch.equal(ours, theirs)
+
+
 def test_auto_falls_back_to_fp32_when_bf16_disagrees(monkeypatch):
-    monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: True)
-    monkeypatch.setattr(runtime, "cpu_bf16_is_correct", lambda: False)
+    monkeypatch.setattr(engine_precision, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(engine_precision, "cpu_bf16_is_correct", lambda: False)
     assert resolve_precision("cpu").name == "fp32"
     assert (
         resolve_precision("cpu", "bf16").name == "bf16"
@@ -551,17 +564,13 @@ def test_float16_with_grad_scaler_trains_stage2(tmp_path):
     dtypes = _conv_output_dtypes(model)
     result = fit(
         model,
-        x,
-        y,
-        xv,
-        yv,
+        TrainingData(x, y, xv, yv),
         task="stage2",
-        max_epochs=8,
-        batch_size=4,
-        top_k=1,
+        config=TrainConfig(
+            max_epochs=8, batch_size=4, top_k=1, precision=_t4_path_on_cpu()
+        ),
         checkpoint_dir=tmp_path,
-        progress=False,
-        precision=_t4_path_on_cpu(),
+        show_progress=False,
     )
     assert dtypes == {torch.float16}  # every convolution ran in float16
     h = result.history
@@ -596,14 +605,13 @@ def test_float16_with_grad_scaler_resumes_bit_identically(tmp_path):
         model = Segmenter()
         result = fit(
             model,
-            *data,
+            TrainingData(*data),
             task="stage2",
-            max_epochs=epochs,
-            batch_size=4,
-            top_k=2,
+            config=TrainConfig(
+                max_epochs=epochs, batch_size=4, top_k=2, precision=_t4_path_on_cpu()
+            ),
             checkpoint_dir=tmp_path / name,
-            progress=False,
-            precision=_t4_path_on_cpu(),
+            show_progress=False,
         )
         return model, result
 

@@ -16,7 +16,7 @@ from sarslide.engine.checkpoints import checkpoint_info, load_checkpoint
 from sarslide.models import Segmenter, SiameseClassifier
 from sarslide.predict import predict_proba
 from sarslide.pretrained import pretrained_stage1, train_stage1
-from sarslide.train import fit_chipset, seed_everything
+from sarslide.train import TrainConfig, TrainingData, fit, seed_everything
 
 torch.set_num_threads(1)
 
@@ -60,15 +60,13 @@ def test_demo_segmenter_beats_the_pixel_base_rate(tmp_path, demo_chips):
     stage1 = pretrained_stage1("hokkaido", profile, cache_dir=cache, progress=False)
     seed_everything(0)
     model = Segmenter(stage1)
-    result = fit_chipset(
+    result = fit(
         model,
-        chips,
+        TrainingData.from_chipset(chips, "stage2_train"),
         task="stage2",
-        max_epochs=6,
-        batch_size=8,
-        top_k=3,
+        config=TrainConfig(max_epochs=6, batch_size=8, top_k=3),
         checkpoint_dir=tmp_path,
-        progress=False,
+        show_progress=False,
     )
     prob = predict_proba(result.checkpoints, standardize(test.images, chips.stats))
     truth = test.labels.ravel() > 0
@@ -82,7 +80,8 @@ def test_pretrained_stage1_trains_once_then_reuses(demo_chips):
     profile, cache, chips = demo_chips
     model = pretrained_stage1("hokkaido", profile, cache_dir=cache, progress=False)
     assert (
-        isinstance(model, SiameseClassifier) and model.config == profile.stage1_config
+        isinstance(model, SiameseClassifier)
+        and model.architecture == profile.stage1_config
     )
     result = train_stage1("hokkaido", profile, cache_dir=cache, progress=False)
     stamp = result.last.stat().st_mtime_ns
@@ -136,7 +135,7 @@ def test_stage1_trains_keys_and_records_the_profiles_precision(demo_chips):
     """One rule: the precision that trains the stage-1 model is the one its folder is
     keyed on and its checkpoints record (it used to train under "auto" whatever the
     profile said)."""
-    from sarslide.engine.runtime import resolve_precision
+    from sarslide.engine.precision import resolve_precision
     from sarslide.pretrained import stage1_checkpoint_dir
 
     profile, cache, _ = demo_chips
@@ -170,7 +169,7 @@ def test_stage1_key_and_settings_follow_the_device_that_trains(monkeypatch, tmp_
     """On a GPU the key and the training settings carry the precision "auto" resolves to
     there (capability mocked: no GPU needed): fp16 on a T4, bf16 on an A100, and the
     CPU's choice for device="cpu" on the same machine."""
-    from sarslide.engine import runtime
+    from sarslide.engine import precision as engine_precision
     from sarslide.pretrained import (
         stage1_checkpoint_dir,
         stage1_precision,
@@ -178,7 +177,9 @@ def test_stage1_key_and_settings_follow_the_device_that_trains(monkeypatch, tmp_
     )
     from sarslide.profiles import get_profile
 
-    monkeypatch.setattr(runtime, "_ANNOUNCED", {("cuda", "fp16"), ("cuda", "bf16")})
+    monkeypatch.setattr(
+        engine_precision, "_ANNOUNCED", {("cuda", "fp16"), ("cuda", "bf16")}
+    )
     monkeypatch.setattr(
         torch.cuda, "is_bf16_supported", lambda *a, **k: True
     )  # emulated
@@ -202,5 +203,5 @@ def test_stage1_key_and_settings_follow_the_device_that_trains(monkeypatch, tmp_
     assert len({folders["fp16"], folders["bf16"]}) == 2 and cpu != folders["fp16"]
     assert (
         stage1_train_config(demo, "cpu").precision
-        == runtime.resolve_precision("cpu").name
+        == engine_precision.resolve_precision("cpu").name
     )

@@ -11,31 +11,33 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import toy_chips
 from segmentation_models_pytorch.losses import DiceLoss
 from sklearn.metrics import average_precision_score
 
 from sarslide.engine.checkpoints import CheckpointError
 from sarslide.models import Segmenter, SiameseClassifier
 from sarslide.predict import predict_proba
-from sarslide.train import chip_targets, dice_loss, fit, pixel_targets, seed_everything
+from sarslide.tasks import chip_targets, dice_loss, pixel_targets
+from sarslide.train import TrainConfig, TrainingData, fit, seed_everything
 
 torch.set_num_threads(1)
 
 
-def run(model_cls, data, tmp, task, max_epochs, seed=0, **kw):
+def run(model_cls, data, tmp, task, max_epochs, seed=0, resume=True, **settings):
     seed_everything(seed)
     model = model_cls()
-    kw.setdefault("batch_size", 3)
-    kw.setdefault("top_k", 2)
+    settings.setdefault("batch_size", 3)
+    settings.setdefault("top_k", 2)
     result = fit(
         model,
-        *data,
+        TrainingData(*data),
         task=task,
-        max_epochs=max_epochs,
+        config=TrainConfig(max_epochs=max_epochs, **settings),
         checkpoint_dir=tmp,
         seed=seed,
-        progress=False,
-        **kw,
+        show_progress=False,
+        resume=resume,
     )
     return model, result
 
@@ -138,13 +140,11 @@ def test_resume_reproduces_an_uninterrupted_run(tmp_path, toy_data, task, cls):
     resumed = cls()
     r_res = fit(
         resumed,
-        *toy_data,
+        TrainingData(*toy_data),
         task=task,
-        max_epochs=4,
+        config=TrainConfig(max_epochs=4, batch_size=3, top_k=2),
         checkpoint_dir=tmp_path / "cut",
-        batch_size=3,
-        top_k=2,
-        progress=False,
+        show_progress=False,
     )
     a, b = full.state_dict(), resumed.state_dict()
     assert a.keys() == b.keys()
@@ -163,13 +163,11 @@ def test_finished_run_is_returned_without_training(tmp_path, toy_data):
     again = Segmenter()
     second = fit(
         again,
-        *toy_data,
+        TrainingData(*toy_data),
         task="stage2",
-        max_epochs=2,
+        config=TrainConfig(max_epochs=2, batch_size=3, top_k=2),
         checkpoint_dir=tmp_path,
-        batch_size=3,
-        top_k=2,
-        progress=False,
+        show_progress=False,
     )
     assert first.last.stat().st_mtime_ns == stamp
     pd.testing.assert_frame_equal(first.history, second.history)
@@ -265,14 +263,11 @@ def test_bad_inputs_to_fit(tmp_path, toy_data):
         a = dict(train_images=x, train_labels=y, val_images=xv, val_labels=yv) | arrays
         fit(
             model or Segmenter(),
-            a["train_images"],
-            a["train_labels"],
-            a["val_images"],
-            a["val_labels"],
+            TrainingData(**a),
             task=task,
-            max_epochs=1,
+            config=TrainConfig(max_epochs=1),
             checkpoint_dir=tmp_path,
-            progress=False,
+            show_progress=False,
         )
 
     nan = x.copy()
@@ -299,16 +294,7 @@ def test_bad_inputs_to_fit(tmp_path, toy_data):
     with pytest.raises(ValueError, match="unknown task"):
         go(task="stage3")
     with pytest.raises(ValueError, match="max_epochs must be an integer >= 1"):
-        fit(
-            Segmenter(),
-            x,
-            y,
-            xv,
-            yv,
-            task="stage2",
-            max_epochs=0,
-            checkpoint_dir=tmp_path,
-        )
+        TrainConfig(max_epochs=0)
 
 
 def test_frozen_embeddings_are_computed_once_per_run_not_every_epoch(
@@ -327,16 +313,11 @@ def test_frozen_embeddings_are_computed_once_per_run_not_every_epoch(
     model.stage1.embed = counting_embed
     fit(
         model,
-        x,
-        y,
-        xv,
-        yv,
+        TrainingData(x, y, xv, yv),
         task="stage2",
-        max_epochs=3,
-        batch_size=4,
-        top_k=1,
+        config=TrainConfig(max_epochs=3, batch_size=4, top_k=1),
         checkpoint_dir=tmp_path,
-        progress=False,
+        show_progress=False,
     )
     # One pass over the 8 training and 4 validation chips, not one per epoch (3x as
     # many).
@@ -360,30 +341,35 @@ def test_precomputed_embeddings_give_the_same_logits():
 # settings
 
 
-def test_tasks_are_looked_up_by_name_and_carry_what_differs():
-    from sarslide.engine import runtime
-    from sarslide.tasks import STAGE1, STAGE2, get_task
+def test_tasks_are_looked_up_by_name_and_carry_what_differs(tmp_path):
+    from sarslide.engine.checkpoints import load_checkpoint, save_checkpoint
+    from sarslide.tasks import STAGE1, STAGE2, TASKS_BY_NAME, get_task
 
     assert get_task("stage1") is STAGE1 and get_task(STAGE2) is STAGE2
     assert (STAGE1.metric, STAGE2.metric) == ("val_accuracy", "val_aprc")
-    assert (STAGE1.default_train_split, STAGE2.default_train_split) == (
-        "stage1_train",
-        "stage2_train",
-    )
-    assert runtime.MODEL_FOR_TASK == {"stage1": SiameseClassifier, "stage2": Segmenter}
-    assert runtime.check_task(STAGE2) == "stage2"
+    assert {name: t.model_class for name, t in TASKS_BY_NAME.items()} == {
+        "stage1": SiameseClassifier,
+        "stage2": Segmenter,
+    }
+    assert get_task(STAGE2).name == "stage2"
     message = (
         "unknown task 'stage3'; choose 'stage1' (chip classification) or "
         "'stage2' (segmentation)"
     )
-    for bad in (lambda: get_task("stage3"), lambda: runtime.check_task("stage3")):
-        with pytest.raises(ValueError) as err:
-            bad()
-        assert str(err.value) == message
+    with pytest.raises(ValueError) as err:
+        get_task("stage3")
+    assert str(err.value) == message
     with pytest.raises(
         TypeError, match="task='stage2' trains a Segmenter, got a SiameseClassifier"
     ):
-        runtime.check_model_for_task(SiameseClassifier(), STAGE2)
+        STAGE2.check_model(SiameseClassifier())
+    # checkpoints look the stages up the same way
+    path = save_checkpoint(Segmenter(), tmp_path / "s2.pt")
+    with pytest.raises(ValueError) as err:
+        load_checkpoint(path, "stage3")
+    assert str(err.value) == message
+    with pytest.raises(CheckpointError, match=r"stage1 model \(SiameseClassifier\)"):
+        load_checkpoint(path, "stage1")
 
 
 def test_stage2_validation_aprc_is_metrics_aprc_and_equals_scikit_learn_exactly():
@@ -404,11 +390,11 @@ def test_stage2_validation_aprc_is_metrics_aprc_and_equals_scikit_learn_exactly(
         assert STAGE2.validation_metric(logits, np.zeros_like(targets)) == 0.0
 
 
-def test_train_config_from_profile_and_as_fit_argument(tmp_path, toy_data):
+def test_train_config_from_profile_is_the_only_way_to_set_fit(tmp_path, toy_data):
+    import inspect
     from dataclasses import replace
 
     from sarslide.profiles import get_profile
-    from sarslide.train import TrainConfig
 
     profile = get_profile("demo").with_overrides(
         stage1_max_epochs=7, stage2_max_epochs=3
@@ -429,33 +415,17 @@ def test_train_config_from_profile_and_as_fit_argument(tmp_path, toy_data):
     )
     with pytest.raises(ValueError, match="top_k must be an integer >= 1, got 0"):
         replace(one, top_k=0)
-    # a config gives exactly the run the same keywords give
-    config = TrainConfig(max_epochs=2, batch_size=3, top_k=2)
-    _, by_keywords = run(Segmenter, toy_data, tmp_path / "kw", "stage2", 2)
-    seed_everything(0)
-    model = Segmenter()
-    by_config = fit(
-        model,
-        *toy_data,
-        task="stage2",
-        config=config,
-        checkpoint_dir=tmp_path / "cfg",
-        seed=0,
-        progress=False,
-    )
-    pd.testing.assert_frame_equal(
-        by_keywords.history.drop(columns="seconds"),
-        by_config.history.drop(columns="seconds"),
-    )
-    with pytest.raises(TypeError, match=r"config= and also \['lr'\]"):
+    # the settings travel as one TrainConfig: no keyword alternative, no other type
+    assert len(inspect.signature(fit).parameters) <= 10
+    with pytest.raises(TypeError, match="config must be a TrainConfig, got dict"):
         fit(
             Segmenter(),
-            *toy_data,
+            TrainingData(*toy_data),
             task="stage2",
-            config=config,
-            lr=0.1,
+            config={"max_epochs": 2, "lr": 0.1},
             checkpoint_dir=tmp_path,
         )
+    assert not any(tmp_path.iterdir())  # refused before anything was written
 
 
 def test_fit_on_a_finished_run_in_a_read_only_folder(tmp_path, toy_data):
@@ -467,16 +437,14 @@ def test_fit_on_a_finished_run_in_a_read_only_folder(tmp_path, toy_data):
 
     x, y, xv, yv = toy_data
     folder = tmp_path / "run"
+    data = TrainingData(x, y, xv, yv)
     first = fit(
         SiameseClassifier(),
-        x,
-        y,
-        xv,
-        yv,
+        data,
         task="stage1",
-        max_epochs=1,
+        config=TrainConfig(max_epochs=1),
         checkpoint_dir=folder,
-        progress=False,
+        show_progress=False,
     )
     view = tmp_path / "view"
     view.mkdir()
@@ -492,14 +460,11 @@ def test_fit_on_a_finished_run_in_a_read_only_folder(tmp_path, toy_data):
             (view / "probe").write_text("x")  # the mount really is read-only
         again = fit(
             SiameseClassifier(),
-            x,
-            y,
-            xv,
-            yv,
+            data,
             task="stage1",
-            max_epochs=1,
+            config=TrainConfig(max_epochs=1),
             checkpoint_dir=view,
-            progress=False,
+            show_progress=False,
         )
         assert [p.name for p in again.checkpoints] == [
             p.name for p in first.checkpoints
@@ -507,14 +472,107 @@ def test_fit_on_a_finished_run_in_a_read_only_folder(tmp_path, toy_data):
         with pytest.raises(PermissionError, match="cannot write checkpoints"):
             fit(
                 SiameseClassifier(),
-                x,
-                y,
-                xv,
-                yv,
+                data,
                 task="stage1",
-                max_epochs=2,
+                config=TrainConfig(max_epochs=2),
                 checkpoint_dir=view,
-                progress=False,
+                show_progress=False,
             )
     finally:
         subprocess.run(["umount", "--lazy", str(view)], capture_output=True)
+
+
+# ----------------------------------------------------------- one stage-2 run from chips
+
+
+def _toy_chipset():
+    """16 linear toy chips (8 stage-2 training, 4 validation, 4 test) with their
+    statistics."""
+    from sarslide.chips import ChipSet
+    from sarslide.transforms import compute_stats
+
+    x, y = toy_chips(16, seed=7)
+    linear = (10.0 ** (0.2 * x - 1.0)).astype(np.float32)
+    meta = pd.DataFrame(
+        {"split": ["stage2_train"] * 8 + ["validation"] * 4 + ["test"] * 4}
+    )
+    return ChipSet(linear, y, meta, stats=compute_stats(linear).to_dict())
+
+
+def test_training_data_from_a_chipset_standardises_the_chosen_chips():
+    from sarslide.transforms import standardize
+
+    chips = _toy_chipset()
+    data = TrainingData.from_chipset(chips, "stage2_train", train_indices=[5, 0, 3])
+    pool, val = chips.split("stage2_train"), chips.split("validation")
+    np.testing.assert_array_equal(
+        data.train_images, standardize(pool.images[[5, 0, 3]], chips.stats)
+    )
+    np.testing.assert_array_equal(data.train_labels, pool.labels[[5, 0, 3]])
+    np.testing.assert_array_equal(data.val_images, standardize(val.images, chips.stats))
+    np.testing.assert_array_equal(data.val_labels, val.labels)
+    assert data.stats == chips.stats
+    with pytest.raises(ValueError, match="no standardisation statistics"):
+        TrainingData.from_chipset(
+            type(chips)(chips.images, chips.labels, chips.meta), "stage2_train"
+        )
+
+
+def test_fit_segmenter_is_the_seeded_few_shot_run_written_out(tmp_path):
+    from sarslide.engine.embeddings import cached_embeddings
+    from sarslide.profiles import get_profile
+    from sarslide.train import fit_segmenter
+    from sarslide.transforms import standardize
+
+    chips = _toy_chipset()
+    profile = get_profile("demo").with_overrides(
+        stage2_max_epochs=2, stage2_width=16, batch_size=2
+    )
+    seed_everything(1)
+    stage1 = SiameseClassifier().eval()
+    embeddings = {
+        split: cached_embeddings(
+            stage1, standardize(chips.split(split).images, chips.stats), None
+        )
+        for split in ("stage2_train", "validation")
+    }
+    subset = [5, 0, 3, 6]
+    for arm, emb in ((stage1, embeddings), (None, None)):
+        by_call = fit_segmenter(
+            chips,
+            subset,
+            profile=profile,
+            stage1=arm,
+            embeddings=emb,
+            seed=3,
+            checkpoint_dir=tmp_path / f"call-{arm is None}",
+            show_progress=False,
+        )
+        # the same run written out: seed, build, fit on the subset with its embeddings
+        seed_everything(3)
+        model = Segmenter.from_profile(profile, arm)
+        data = TrainingData.from_chipset(
+            chips,
+            "stage2_train",
+            train_indices=subset,
+            train_embeddings=None
+            if emb is None
+            else emb["stage2_train"][torch.as_tensor(subset)],
+            val_embeddings=None if emb is None else emb["validation"],
+        )
+        by_hand = fit(
+            model,
+            data,
+            task="stage2",
+            config=TrainConfig.from_profile(profile, "stage2"),
+            seed=3,
+            checkpoint_dir=tmp_path / f"hand-{arm is None}",
+            show_progress=False,
+        )
+        pd.testing.assert_frame_equal(
+            by_call.history.drop(columns="seconds"),
+            by_hand.history.drop(columns="seconds"),
+        )
+        a, b = by_call.best_model().state_dict(), by_hand.best_model().state_dict()
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+        assert by_call.best_info()["model_config"] == model.config_dict()

@@ -20,7 +20,7 @@ from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from sarslide.models import Segmenter, SiameseClassifier, build_model
 from sarslide.profiles import get_profile
-from sarslide.train import TrainConfig, fit, seed_everything
+from sarslide.train import TrainConfig, TrainingData, fit, seed_everything
 
 torch.set_num_threads(1)
 
@@ -39,12 +39,12 @@ def _fit(data, folder, max_epochs=3, seed=0, model=None, **settings):
     config = TrainConfig(max_epochs=max_epochs, batch_size=3, top_k=1, **settings)
     result = fit(
         model,
-        *data,
+        TrainingData(*data),
         task="stage2",
         config=config,
         checkpoint_dir=folder,
         seed=seed,
-        progress=False,
+        show_progress=False,
     )
     return model, result
 
@@ -226,7 +226,7 @@ def _layers(module: nn.Module, kind: type) -> int:
 
 
 def test_reference_block_has_batch_norm_and_leaky_relu_after_each_feature_conv():
-    ref, plain = Segmenter(), Segmenter(config="plain")
+    ref, plain = Segmenter(), Segmenter(block="plain")
     # three feature convolutions and the first head convolution are normalised
     assert _layers(ref, nn.BatchNorm2d) == 4 and _layers(ref, nn.LeakyReLU) == 4
     assert _layers(ref, nn.ReLU) == 0
@@ -242,16 +242,18 @@ def test_reference_block_has_batch_norm_and_leaky_relu_after_each_feature_conv()
     assert ref(x).shape == plain(x).shape == (2, 1, 32, 32)
 
 
-def test_segmenter_config_round_trips_and_old_checkpoints_are_plain():
-    for config in ("reference", "plain"):
-        model = Segmenter(config=config)
+def test_segmenter_block_round_trips_and_old_checkpoints_are_plain():
+    for block in ("reference", "plain"):
+        model = Segmenter(block=block)
+        # the stored record keeps the key "config" (caches and digests depend on it)
+        assert model.config_dict() == {"stage1": None, "config": block, "width": 128}
         rebuilt = build_model("Segmenter", model.config_dict())
-        assert rebuilt.config == config
+        assert rebuilt.block == block
         assert rebuilt.state_dict().keys() == model.state_dict().keys()
     old = build_model("Segmenter", {"stage1": None})  # written before the setting
-    assert old.config == "plain"
-    with pytest.raises(ValueError, match="unknown segmenter config 'relu'"):
-        Segmenter(config="relu")
+    assert old.block == "plain"
+    with pytest.raises(ValueError, match="unknown segmenter block 'relu'"):
+        Segmenter(block="relu")
 
 
 def test_early_stopping_on_the_metric_stops_patience_epochs_after_the_best(

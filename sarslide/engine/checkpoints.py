@@ -5,7 +5,8 @@ that records the format marker and version, the task (``"stage1"``/``"stage2"``)
 model class and configuration, the weights, the data statistics
 (:class:`~sarslide.transforms.BandStats` as a dict) and package versions, plus any extra
 fields (epoch, metrics; a training run's ``last.pt`` also holds the optimiser, gradient
-scaler, RNG states, history and early-stopping state, see :mod:`sarslide.train`).
+scaler, RNG states, history and early-stopping state, see
+:mod:`sarslide.engine.runs`).
 Writes go to a temporary file in the same folder, then ``os.replace``.
 
 :func:`load_checkpoint` rebuilds the model from the file alone; :func:`load_weights`
@@ -27,22 +28,20 @@ from torch import nn
 
 from .. import __version__
 from ..models import SiameseClassifier, build_model
+from ..tasks import TaskName, get_task
 from .atomic import atomic_file
-from .runtime import (
-    MODEL_FOR_TASK,
-    Task,
-    check_model_for_task,
-    check_task,
-    select_device,
-)
+from .precision import select_device
 
 __all__ = [
     "CheckpointError",
-    "save_checkpoint",
+    "checkpoint_info",
     "load_checkpoint",
     "load_checkpoints",
     "load_weights",
-    "checkpoint_info",
+    "model_record",
+    "read_checkpoint",
+    "save_checkpoint",
+    "save_record",
 ]
 
 _FORMAT = "sarslide-checkpoint"
@@ -89,6 +88,8 @@ def save_record(obj: Any, path: Path) -> None:
 
 
 def model_record(model: nn.Module, task: str, stats: Mapping | None) -> dict[str, Any]:
+    """The checkpoint record of ``model``: format marker and version, ``task``, model
+    class and constructor record, weights (CPU copies), ``stats`` and versions."""
     return {
         "format": _FORMAT,
         "format_version": _FORMAT_VERSION,
@@ -113,7 +114,7 @@ def save_checkpoint(
     model: nn.Module,
     path: str | os.PathLike,
     *,
-    task: Task | None = None,
+    task: TaskName | None = None,
     stats: Mapping | None = None,
     extra: Mapping[str, Any] | None = None,
 ) -> Path:
@@ -124,7 +125,7 @@ def save_checkpoint(
     """
     if task is None:
         task = "stage1" if isinstance(model, SiameseClassifier) else "stage2"
-    check_model_for_task(model, check_task(task))
+    get_task(task).check_model(model)
     record = model_record(model, task, stats)
     record.update(dict(extra or {}))
     path = Path(path)
@@ -175,6 +176,8 @@ def _load_failure(err: BaseException, path: Path | None = None) -> str:
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """The whole record saved at ``path`` (weights included), checked to be a
+    checkpoint of this format; :class:`CheckpointError` names what is wrong."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(
@@ -218,7 +221,7 @@ def _describe(model_class: str, config: Mapping[str, Any]) -> str:
 
 def load_checkpoint(
     path: str | os.PathLike,
-    expected: Task | None = None,
+    expected: TaskName | None = None,
     *,
     device: str | torch.device | None = "cpu",
 ) -> nn.Module:
@@ -235,14 +238,12 @@ def load_checkpoint(
     record = read_checkpoint(path)
     task = record.get("task")
     if expected is not None:
-        check_task(expected)
+        wanted = get_task(expected).model_class.__name__
         if task != expected:
             raise CheckpointError(
                 f"{path} holds a {task} model ({record.get('model_class')}) but a "
-                f"{expected} "
-                f"model ({MODEL_FOR_TASK[expected].__name__}) was expected; pick a "
-                "checkpoint "
-                f"from a {expected} run"
+                f"{expected} model ({wanted}) was expected; pick a checkpoint from a "
+                f"{expected} run"
             )
     # Built on the meta device: no memory and no random initialisation (the stage-1
     # reference network's constructor initialises a whole ResNet-34 before trimming it,
@@ -270,7 +271,7 @@ def load_checkpoint(
 
 def load_checkpoints(
     paths: Sequence[str | os.PathLike],
-    expected: Task | None = None,
+    expected: TaskName | None = None,
     *,
     device: str | torch.device | None = "cpu",
 ) -> list[nn.Module]:

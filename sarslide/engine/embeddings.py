@@ -3,12 +3,13 @@
 Every stage-2 run of a pretraining arm uses the *same* frozen stage-1 network, so the
 embeddings of an event's chips are the same for all of them: the ablation grid (51 runs
 on the paper profile) and chapter 4 compute them once with :func:`cached_embeddings` and
-pass slices to :func:`sarslide.train.fit` (``train_embeddings=``, ``val_embeddings=``).
+pass slices to :func:`sarslide.train.fit` (``TrainingData.train_embeddings``,
+``val_embeddings``).
 
 The cache is one ``.npy`` file per (stage-1 weights, chips, precision), named by a
 fingerprint of all three, so a retrained stage-1 network, other chips or another
 precision never reuse stale embeddings.  Values are stored in the dtype the forward pass
-produced (:attr:`sarslide.engine.runtime.Precision.storage_dtype`): float32 for
+produced (:attr:`sarslide.engine.precision.Precision.storage_dtype`): float32 for
 ``"fp32"``, bfloat16 (as its uint16 bit pattern; numpy has no bfloat16) or float16 under
 autocast. That is lossless — logits from cached embeddings equal those of recomputed
 ones — and the fast path's files are half the size of float32 (2 MiB per 128² chip
@@ -36,17 +37,15 @@ import torch
 from torch import Tensor
 
 from ..models import SiameseClassifier
+from ..tasks import STAGE1
 from .atomic import atomic_file
+from .precision import Precision, resolve_precision, select_device
 from .progress import progress_bar
 from .runtime import (
-    Precision,
     array_fingerprint,
     batch_indices,
     check_images,
-    check_model_for_task,
     embed_all,
-    resolve_precision,
-    select_device,
     weights_fingerprint,
 )
 
@@ -196,7 +195,7 @@ def cached_embeddings(
     batch_size: int = 32,
     device: str | torch.device | None = None,
     precision: str | Precision = "auto",
-    progress: bool = False,
+    show_progress: bool = False,
 ) -> Tensor:
     """Frozen stage-1 embeddings ``(N, 2*embedding_channels, H, W)`` of ``images``,
     cached.
@@ -216,8 +215,9 @@ def cached_embeddings(
     batch_size, device:
         Forward-pass batch size; device (``None``: CUDA when available, else CPU).
     precision:
-        As in :func:`sarslide.train.fit`; pass the same one the stage-2 runs use.
-    progress:
+        As in :class:`sarslide.train.TrainConfig`; pass the same one the stage-2 runs
+        use.
+    show_progress:
         A progress bar over chips while computing.
 
     Returns
@@ -227,9 +227,9 @@ def cached_embeddings(
         dtype (float32, or bfloat16/float16 under autocast); memory-mapped from the
         cache file when there is one.  Index it like the chips
         (``emb[torch.as_tensor(idx)]``) and pass the rows to
-        ``fit(train_embeddings=...)``.
+        :class:`sarslide.train.TrainingData` (``train_embeddings=...``).
     """
-    check_model_for_task(stage1, "stage1")
+    STAGE1.check_model(stage1)
     images = check_images(images, stage1, "chips")
     dev = select_device(device)
     prec = resolve_precision(dev, precision)
@@ -250,7 +250,7 @@ def cached_embeddings(
     try:
         with prec.prepared(stage1, dev):
             if path is None:
-                return _compute(stage1, images, batch_size, dev, prec, progress)
+                return _compute(stage1, images, batch_size, dev, prec, show_progress)
             dtype = _STORAGE[storage][0]
             needs = int(np.prod(shape)) * np.dtype(dtype).itemsize
             checksum_path(path).unlink(missing_ok=True)  # of a file being replaced
@@ -259,7 +259,7 @@ def cached_embeddings(
                     tmp, mode="w+", dtype=dtype, shape=shape
                 )
                 _preallocate(tmp)
-                _compute(stage1, images, batch_size, dev, prec, progress, out=out)
+                _compute(stage1, images, batch_size, dev, prec, show_progress, out=out)
                 out.flush()
                 del out
                 digest = file_digest(tmp)
@@ -285,14 +285,17 @@ def _compute(
     batch_size: int,
     device: torch.device,
     precision: Precision,
-    progress: bool,
+    show_progress: bool,
     out: np.ndarray | None = None,
 ) -> Tensor | None:
     """Embed all chips in batches; into the memory map ``out`` if given, else
     returned."""
     parts = []
     with progress_bar(
-        total=len(images), desc="stage-1 embeddings", unit="chip", disable=not progress
+        total=len(images),
+        desc="stage-1 embeddings",
+        unit="chip",
+        disable=not show_progress,
     ) as bar:
         for idx in batch_indices(len(images), batch_size):
             emb = embed_all(stage1, images[idx], len(idx), device, precision)

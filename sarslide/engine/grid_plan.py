@@ -46,7 +46,7 @@ def device_label(device: Any = None) -> str:
     ``"cuda (NVIDIA H200)"``."""
     import torch
 
-    from .runtime import select_device
+    from .precision import select_device
 
     dev = select_device(device)
     if dev.type == "cuda":

@@ -33,15 +33,15 @@ def _torch_predictor(
     """Wrap a torch module returning logits (B, 1, h, w) as a probability predictor.
 
     The module runs in ``precision``
-    (:func:`sarslide.engine.runtime.resolve_precision`); for a channels-last precision a
-    copy in that layout runs, so the caller's module is only put in eval mode and moved
-    to ``device``.
+    (:func:`sarslide.engine.precision.resolve_precision`); for a channels-last precision
+    a copy in that layout runs, so the caller's module is only put in eval mode and
+    moved to ``device``.
     """
     import copy
 
     import torch
 
-    from ..engine.runtime import resolve_precision, select_device
+    from ..engine.precision import resolve_precision, select_device
 
     dev = select_device(device)
     prec = resolve_precision(dev, precision)
@@ -97,7 +97,7 @@ def as_predictor(
         a ``torch.nn.Module`` returning logits ``(B, 1, h, w)``, or a non-empty list or
         tuple of these (an ensemble).
     device, precision:
-        Torch device and arithmetic for modules (:mod:`sarslide.engine.runtime`).
+        Torch device and arithmetic for modules (:mod:`sarslide.engine.precision`).
 
     Raises
     ------

@@ -467,7 +467,7 @@ def predict_probability(
     precision:
         Arithmetic of a torch module: ``"auto"`` (the device's fast path, e.g. bfloat16
         + channels-last on CPUs with native bf16; probabilities within 0.02 of float32),
-        ``"fp32"``, or a :class:`sarslide.engine.runtime.Precision`; ignored for plain
+        ``"fp32"``, or a :class:`sarslide.engine.precision.Precision`; ignored for plain
         callables.
     lazy:
         If True return a dask-backed DataArray (one task per block; compute it with the
