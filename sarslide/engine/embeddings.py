@@ -139,7 +139,7 @@ def _verified(path: Path) -> bool:
         _VERIFIED[str(path)] = stamp
         return True
     why = (
-        "has no checksum (written by an older version)"
+        "has no checksum (its writer stopped before finishing)"
         if expected is None
         else "does not match its checksum"
     )
