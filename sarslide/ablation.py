@@ -12,12 +12,13 @@ chips), in three *arms*:
     frozen stage-1 embeddings pretrained on Kaikōura chips (point labels, another
     country).
 
-Every function takes the :class:`~sarslide.experiment.Experiment` (event, profile, data
-folder, device) and a :class:`Run` — one cell of the grid: arm, training size, seed. A
-run draws its own training subset from the stage-2 training split — at random, as the
-paper does, or balanced (the profile's ``few_shot_draw``, see
-:func:`sarslide.chips.few_shot_subset`) — keeps its top-k checkpoints by validation
-APRC and scores each on the test split (:func:`train_run`).
+What trains takes the :class:`~sarslide.experiment.Experiment` (event, profile, data
+folder, device) and a :class:`Run` — one cell of the grid: arm, training size, seed;
+what reads results takes the table and its folder. A run draws its own training subset
+from the stage-2 training split — at random, as the paper does, or balanced (the
+profile's ``few_shot_draw``, see :func:`sarslide.chips.few_shot_subset`) — keeps its
+top-k checkpoints by validation APRC and scores each on the test split
+(:func:`train_run`).
 
 Results are a *tidy* table — one row per run × checkpoint × metric — stored as Parquet,
 one file per finished run merged on read (:mod:`sarslide.engine.results_table`), in a
