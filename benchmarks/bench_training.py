@@ -138,9 +138,10 @@ def _embedding_grid(args, device, fast: Precision) -> None:
     }
     try:
         from sarslide.datasets import prepare_event
+        from sarslide.experiment import Experiment
 
         demo = get_profile("demo")
-        chips = prepare_event("hokkaido", demo)
+        chips = prepare_event(Experiment.create("hokkaido", demo))
         grids["demo"] = (
             demo,
             *(len(chips.split(s)) for s in ("stage2_train", "validation", "test")),

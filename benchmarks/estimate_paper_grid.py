@@ -2,15 +2,15 @@
 
 Run from the repository root::
 
-    .venv/bin/python benchmarks/estimate_paper_grid.py                # FLOPs + a CPU
-    measurement .venv/bin/python benchmarks/estimate_paper_grid.py --epochs 150
-    --no-measure
+    .venv/bin/python benchmarks/estimate_paper_grid.py   # FLOPs + a CPU measurement
+    .venv/bin/python benchmarks/estimate_paper_grid.py --epochs 150 --no-measure
 
-The grid (``sarslide.ablation.experiment_grid("paper")``): 3 arms (no pretraining,
-Hokkaido-pretrained, Kaikōura-pretrained) × training sizes 2 (5 seeds), 5, 10, 20 and
-all 110 Hokkaido stage-2 chips (3 seeds) = 51 runs, each validated on 55 chips per
-epoch, the top-5 checkpoints then predicting the 56 test chips; plus the two stage-1
-pretrainings on 331 (Hokkaido) and 1,630 (Kaikōura) chips, validated on 55 and 272.
+The grid (``sarslide.ablation.experiment_grid(get_profile("paper"))``): 3 arms (no
+pretraining, Hokkaido-pretrained, Kaikōura-pretrained) × training sizes 2 (5 seeds), 5,
+10, 20 and all 110 Hokkaido stage-2 chips (3 seeds) = 51 runs, each validated on 55
+chips per epoch, the top-5 checkpoints then predicting the 56 test chips; plus the two
+stage-1 pretrainings on 331 (Hokkaido) and 1,630 (Kaikōura) chips, validated on 55 and
+272.
 Chips are 128², batch 32, early stopping with patience 50 (at most 500 epochs).
 
 How the estimate is made (every assumption is printed):

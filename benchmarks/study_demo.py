@@ -3,9 +3,9 @@
 One scene is one experiment: its chips, its stage-1 pretraining, its 51-run grid.
 Whether a finding of the paper shows on the demo data is a property of the method only
 if it shows on most scenes, so this script runs the whole demo protocol
-(``experiment_grid`` + ``run_grid`` on the demo profile) on ``--scenes`` scenes, each
-from its own ``data_seed`` (the book's chapters use ``data_seed=0``; the study uses 1,
-2, …), checks every finding with :func:`sarslide.findings.evaluate_findings`
+(``experiment_grid`` + ``train_grid`` on the demo profile) on ``--scenes`` scenes,
+each from its own ``data_seed`` (the book's chapters use ``data_seed=0``; the study uses
+1, 2, …), checks every finding with :func:`sarslide.findings.evaluate_findings`
 (hierarchical bootstrap over seeds, then test chips, ``--n-boot`` resamples) and prints
 one row per finding — the paper's findings first, then the sanity checks, labelled — in
 how many scenes it holds, holds in part or does not hold (the rules of
@@ -27,23 +27,28 @@ import time
 import pandas as pd
 
 from sarslide import ablation, findings
-from sarslide.profiles import get_profile
+from sarslide.datasets import prepare_event
+from sarslide.experiment import Experiment
 
 
-def run_scene(
-    data_seed: int, event: str, profile_name: str, n_boot: int = findings.N_BOOT
-) -> pd.DataFrame:
-    """The demo grid on the scene of ``data_seed``; returns its findings summary."""
-    profile = get_profile(profile_name).with_overrides(
-        name=f"{profile_name}-scene{data_seed}", data_seed=data_seed
+def scene(base: Experiment, data_seed: int) -> Experiment:
+    """The experiment ``base`` on the scene of ``data_seed``, its profile named apart
+    (``demo-scene1``: its own results folder)."""
+    name = f"{base.profile.name}-scene{data_seed}"
+    return base.with_overrides(name=name, data_seed=data_seed)
+
+
+def run_scene(exp: Experiment, n_boot: int = findings.N_BOOT) -> pd.DataFrame:
+    """The grid of one scene's experiment; returns its findings summary."""
+    table = ablation.train_grid(
+        exp, ablation.experiment_grid(exp.profile), progress=False
     )
-    runs = ablation.experiment_grid(profile)
-    table = ablation.run_grid(runs, event=event, profile=profile, progress=False)
-    cells = findings.evaluate_findings(
-        table, event=event, profile=profile, n_boot=n_boot
+    labels = prepare_event(exp).split("test").labels
+    boot = findings.hierarchical_bootstrap(
+        table, ablation.results_dir(exp), labels, n_boot=n_boot
     )
-    summary = findings.summarize_findings(cells)
-    summary.insert(0, "scene", data_seed)
+    summary = findings.summarize_findings(findings.evaluate_findings(boot))
+    summary.insert(0, "scene", exp.profile.data_seed)
     return summary
 
 
@@ -71,12 +76,13 @@ def main(argv=None) -> None:
     )
     args = parser.parse_args(argv)
 
+    base = Experiment.create(args.event, args.profile)
     start = time.perf_counter()
     per_scene = []
     for k in range(args.scenes):
         seed = args.first_seed + k
         t0 = time.perf_counter()
-        per_scene.append(run_scene(seed, args.event, args.profile, args.n_boot))
+        per_scene.append(run_scene(scene(base, seed), args.n_boot))
         print(f"scene {seed}: {time.perf_counter() - t0:.0f} s", flush=True)
     everything = pd.concat(per_scene, ignore_index=True)
     if args.csv:

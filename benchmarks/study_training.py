@@ -15,9 +15,8 @@ and cache folders as chapter 5 and ``benchmarks/study_demo.py`` — and prints:
 
 Run (about 8-12 minutes a scene on two CPU cores; resumable)::
 
-    SARSLIDE_DATA_DIR=/tmp/study .venv/bin/python benchmarks/study_training.py --scenes
-    5 \
-        --csv /tmp/study/training.csv --workers 2
+    SARSLIDE_DATA_DIR=/tmp/study .venv/bin/python benchmarks/study_training.py \
+        --scenes 5 --csv /tmp/study/training.csv --workers 2
 
 ``--workers 2`` trains two runs at a time (a dask LocalCluster of one thread each).
 """
@@ -33,39 +32,32 @@ import pandas as pd
 from sarslide import ablation, mapping
 from sarslide.baseline import log_ratio_score
 from sarslide.datasets import prepare_cube, prepare_event, profile_pass_pair
+from sarslide.experiment import Experiment
 from sarslide.health import health_counts
 from sarslide.predict import predict_proba
-from sarslide.profiles import get_profile
 from sarslide.transforms import standardize
 
 CELL_SIZE = 500.0
 TOP = 10
 
 
-def scene_profile(data_seed: int, profile_name: str):
-    """The profile of one scene: the book's own for ``data_seed=0``, else named apart
-    (as ``benchmarks/study_demo.py`` names it, so both share one cache)."""
-    profile = get_profile(profile_name)
+def scene(base: Experiment, data_seed: int) -> Experiment:
+    """The experiment of one scene: the book's own for ``data_seed=0``, else its
+    profile named apart (as ``benchmarks/study_demo.py`` names it, so both share one
+    cache)."""
     if data_seed == 0:
-        return profile
-    return profile.with_overrides(
-        name=f"{profile_name}-scene{data_seed}", data_seed=data_seed
-    )
+        return base
+    name = f"{base.profile.name}-scene{data_seed}"
+    return base.with_overrides(name=name, data_seed=data_seed)
 
 
-def map_quality(event: str, profile, out_dir) -> dict[str, float]:
+def map_quality(exp: Experiment) -> dict[str, float]:
     """Chapter 7's comparison of the mapped and the true density heatmaps, for the
     ``hokkaido`` "all" run of seed 0 and for the log-ratio score."""
-    cube = prepare_cube(event, profile)
-    pair = profile_pass_pair(cube, profile)
-    chips = prepare_event(event, profile)
-    models = ablation.run_models(
-        ablation.Run("hokkaido", None, 0),
-        event=event,
-        profile=profile,
-        out_dir=out_dir,
-        progress=False,
-    )
+    cube = prepare_cube(exp)
+    pair = profile_pass_pair(cube, exp.profile)
+    chips = prepare_event(exp)
+    models = ablation.run_models(exp, ablation.Run("hokkaido", None, 0), progress=False)
     prob = mapping.predict_probability(
         pair,
         lambda b: predict_proba(models, b),
@@ -106,24 +98,24 @@ def map_quality(event: str, profile, out_dir) -> dict[str, float]:
     }
 
 
-def run_scene(data_seed: int, event: str, profile_name: str, workers: int):
+def run_scene(exp: Experiment, workers: int):
     """The grid, its health, its ensemble APRC per cell and the map quality of one
-    scene: ``(scene row, cell rows)``."""
-    profile = scene_profile(data_seed, profile_name)
+    scene's experiment: ``(scene row, cell rows)``."""
+    data_seed = exp.profile.data_seed
     scheduler = "local" if workers > 1 else None
-    table = ablation.run_grid(
-        ablation.experiment_grid(profile),
-        event=event,
-        profile=profile,
+    table = ablation.train_grid(
+        exp,
+        ablation.experiment_grid(exp.profile),
         progress=False,
         scheduler=scheduler,
         num_threads=1 if workers > 1 else None,
     )
-    out = ablation.results_dir(event, profile)
+    out = ablation.results_dir(exp)
     health = ablation.grid_health(table, out)
     counts = health_counts(health)
     refs = table[table["arm"].isin(["random", "log_ratio"])].set_index("arm")["value"]
-    ens = ablation.ensemble_scores(table, event=event, profile=profile, n_boot=50)
+    labels = prepare_event(exp).split("test").labels
+    ens = ablation.ensemble_scores(table, out, labels, n_boot=50)
     cells = ens[["arm", "train_size", "n_models", "aprc"]].assign(
         scene=data_seed,
         log_ratio=refs["log_ratio"],
@@ -139,7 +131,7 @@ def run_scene(data_seed: int, event: str, profile_name: str, workers: int):
         "max_epochs": int(health["epochs"].max()),
         "cells_above_log_ratio": int(cells["above_log_ratio"].sum()),
         "log_ratio_aprc": float(refs["log_ratio"]),
-        **map_quality(event, profile, out),
+        **map_quality(exp),
     }
     return row, cells
 
@@ -166,12 +158,13 @@ def main(argv=None) -> None:
     )
     args = parser.parse_args(argv)
 
+    base = Experiment.create(args.event, args.profile)
     start = time.perf_counter()
     rows, cells = [], []
     for k in range(args.scenes):
         seed = args.first_seed + k
         t0 = time.perf_counter()
-        row, cell = run_scene(seed, args.event, args.profile, args.workers)
+        row, cell = run_scene(scene(base, seed), args.workers)
         row["seconds"] = time.perf_counter() - t0
         rows.append(row)
         cells.append(cell)

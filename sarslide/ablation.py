@@ -12,19 +12,21 @@ chips), in three *arms*:
     frozen stage-1 embeddings pretrained on Kaikōura chips (point labels, another
     country).
 
-Every run draws its own training subset from the stage-2 training split — at random, as
-the paper does, or balanced (the profile's ``few_shot_draw``, see
-:func:`sarslide.chips.few_shot_subset`) — keeps its top-k checkpoints by validation APRC
-and scores each on the test split.
+What trains takes the :class:`~sarslide.experiment.Experiment` (event, profile, data
+folder, device) and a :class:`Run` — one cell of the grid: arm, training size, seed;
+what reads results takes the table and its folder. A run draws its own training subset
+from the stage-2 training split — at random, as the paper does, or balanced (the
+profile's ``few_shot_draw``, see :func:`sarslide.chips.few_shot_subset`) — keeps its
+top-k checkpoints by validation APRC and scores each on the test split
+(:func:`train_run`).
 
 Results are a *tidy* table — one row per run × checkpoint × metric — stored as Parquet,
-one file per finished run merged on read (:mod:`sarslide.engine.results_table`), so an
-interrupted grid resumes where it stopped (finished runs are skipped) and two processes
-on one folder lose no rows. :func:`grid_plan` says how many runs are missing and about
-how long they take here; ``run_grid(max_minutes=...)`` stops between runs. Runs can be
-dispatched to a dask.distributed cluster: ``scheduler="local"`` starts a
-:class:`~distributed.LocalCluster`, an address such as ``"tcp://10.0.0.5:8786"`` uses a
-real cluster, and ``None`` runs serially in-process.
+one file per finished run merged on read (:mod:`sarslide.engine.results_table`), in a
+folder keyed on the settings (:func:`results_dir`), so an interrupted grid resumes where
+it stopped (finished runs are skipped) and two processes on one folder lose no rows.
+:func:`grid_plan` says how many runs are missing and about how long they take here;
+``train_grid(max_minutes=...)`` stops between runs. Runs can be dispatched to a
+dask.distributed cluster (:mod:`sarslide.engine.dispatch`).
 
 Each run also saves the mean of its checkpoints' test probabilities, so arm-level
 ensembles over seeds × checkpoints (probabilities averaged, see :mod:`sarslide.metrics`)
@@ -39,7 +41,7 @@ import logging
 import os
 import time
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
@@ -48,12 +50,12 @@ import pandas as pd
 
 from .baseline import log_ratio_score
 from .chips import ChipSet, few_shot_subset
-from .datasets import data_dir, prepare_event, store_key
+from .datasets import prepare_event, store_key
 from .engine.atomic import atomic_file
 from .engine.progress import progress_bar
 from .engine.results_table import (
     BASELINE_FILE_ID,
-    RESULTS_FILE,
+    check_settings,
     merge_results,
     read_results,
     run_file,
@@ -61,49 +63,49 @@ from .engine.results_table import (
     write_run_rows,
     write_run_timing,
 )
+from .experiment import Experiment
 from .metrics import (
     GRID_METRICS,
+    SIZE_ALL,
+    SIZE_BASELINE,
     aprc,
     ensemble_mean,
     random_guess_aprc,
     score_probabilities,
     sem,
+    size_sort_key,
     stratified_aprc_interval,
 )
-from .profiles import Profile, get_profile
+from .profiles import Profile
 from .transforms import standardize
 
 __all__ = [
     "ARMS",
     "BASELINE_ARM",
     "METRICS",
-    "SIZE_ALL",
-    "SIZE_BASELINE",
-    "size_sort_key",
+    "GRID_SHAPE_FIELDS",
+    "PAPER_APRC",
     "Run",
     "experiment_grid",
-    "run_one",
-    "run_one_locked",
+    "results_key",
+    "results_dir",
     "split_embeddings",
+    "train_run",
+    "train_run_locked",
     "run_models",
-    "run_baseline",
-    "run_grid",
-    "resolve_scheduler",
+    "score_baseline",
+    "grid_plan",
+    "train_grid",
     "longest_first",
     "summarize",
     "run_means",
-    "ensemble_metrics",
-    "results_dir",
-    "results_key",
-    "GRID_SHAPE_FIELDS",
-    "grid_plan",
-    "ensemble_probabilities",
     "run_health",
     "grid_health",
     "grid_histories",
+    "ensemble_probabilities",
     "ensemble_scores",
+    "ensemble_metrics",
     "paper_comparison",
-    "PAPER_APRC",
 ]
 
 _log = logging.getLogger(__name__)
@@ -112,20 +114,6 @@ ARMS: tuple[str, ...] = ("none", "hokkaido", "kaikoura")
 BASELINE_ARM = "log_ratio"
 METRICS: tuple[str, ...] = GRID_METRICS
 
-#: How the results table stores a training size: the number of chips, or these codes.
-#: ``SIZE_ALL``: the whole stage-2 training split ("all", ``Run.train_size is None``);
-#: ``SIZE_BASELINE``: the non-learned reference rows (log-ratio, random guess).
-SIZE_ALL = -1
-SIZE_BASELINE = 0
-
-
-def size_sort_key(size: int) -> float:
-    """Sort key for stored training sizes: numbers in order, :data:`SIZE_ALL` last."""
-    return np.inf if int(size) == SIZE_ALL else float(size)
-
-
-_RESULTS = RESULTS_FILE
-_SETTINGS = "settings.json"
 _PROBA = "test_proba.npy"
 _HEALTH = "health.json"
 
@@ -133,7 +121,7 @@ _HEALTH = "health.json"
 @dataclass(frozen=True)
 class Run:
     """One cell of the grid: pretraining arm, training-set size (None = all) and
-    seed."""
+    seed (of the few-shot draw and the segmenter's training)."""
 
     arm: str
     train_size: int | None
@@ -149,22 +137,21 @@ class Run:
 
     @property
     def stored_size(self) -> int:
-        """``train_size`` as the results table stores it (:data:`SIZE_ALL` for all
-        chips)."""
+        """``train_size`` as the results table stores it
+        (:data:`sarslide.metrics.SIZE_ALL` for all chips)."""
         return SIZE_ALL if self.train_size is None else self.train_size
 
     @property
     def run_id(self) -> str:
+        """The run's name in the results table and its folder: ``none-n002-s0``,
+        ``hokkaido-nall-s1``."""
         size = "all" if self.train_size is None else f"{self.train_size:03d}"
         return f"{self.arm}-n{size}-s{self.seed}"
 
 
-def experiment_grid(
-    profile: Profile | str | None = None, arms: Sequence[str] = ARMS
-) -> list[Run]:
+def experiment_grid(profile: Profile, arms: Sequence[str] = ARMS) -> list[Run]:
     """All runs of a profile: arms × ``train_sizes`` × seeds (``seeds_smallest`` for the
     smallest size)."""
-    profile = get_profile(profile)
     sizes = list(profile.train_sizes)
     finite = [s for s in sizes if s is not None]
     smallest = min(finite) if finite else None
@@ -174,6 +161,104 @@ def experiment_grid(
             seeds = profile.seeds_smallest if size == smallest else profile.seeds
             runs.extend(Run(arm, size, seed) for seed in seeds)
     return runs
+
+
+#: Profile fields that choose *which* runs a grid holds, not how a run is made: a grid
+#: made with a subset of sizes or seeds (``--set train_sizes=2``) shares its results
+#: folder and table with the full grid, so partial grids merge (:func:`results_key`).
+GRID_SHAPE_FIELDS: tuple[str, ...] = ("train_sizes", "seeds", "seeds_smallest")
+
+
+def results_key(exp: Experiment) -> str:
+    """The fingerprint of a results folder: :func:`sarslide.datasets.store_key` of the
+    event, the data seed and every profile setting that changes a run (all but
+    :data:`GRID_SHAPE_FIELDS` and the name)."""
+    profile = exp.profile
+    keep = [
+        f.name for f in fields(profile) if f.name not in GRID_SHAPE_FIELDS + ("name",)
+    ]
+    return store_key(exp.event, profile, profile.data_seed, fields=keep)
+
+
+def results_dir(exp: Experiment) -> Path:
+    """The results folder of the experiment's grid:
+    ``<data dir>/ablation/<event>-<profile>-<key>``.
+
+    ``key`` is :func:`results_key`, a hash of every profile setting but the grid's sizes
+    and seeds (:data:`GRID_SHAPE_FIELDS`), and of the data seed: results made under
+    other settings are never returned for these, and grids over subsets of sizes or
+    seeds share one folder and one table.
+    """
+    name = f"{exp.event}-{exp.profile.name}-{results_key(exp)}"
+    return exp.data_dir / "ablation" / name
+
+
+def split_embeddings(exp: Experiment, stage1, chips: ChipSet, split: str):
+    """The frozen stage-1 embeddings of one split's standardised chips, cached per
+    event.
+
+    Every run of an arm shares one frozen stage-1 network, so the embeddings of the
+    event's stage-2, validation and test chips are computed once per (arm, event,
+    settings) and stored in the data folder
+    (:func:`sarslide.engine.embeddings.cached_embeddings`, keyed on the weights, the
+    chips and the precision); every run and chapter 4 reuse them. Returns ``None`` for
+    the arm without pretraining.
+    """
+    if stage1 is None:
+        return None
+    from .engine.embeddings import cached_embeddings
+
+    part = chips.split(split)
+    return cached_embeddings(
+        stage1,
+        standardize(part.images, chips.stats),
+        exp.data_dir / "embeddings",
+        batch_size=exp.profile.batch_size,
+        device=exp.device,
+        precision=exp.profile.precision,
+    )
+
+
+def _fit_run(exp: Experiment, run: Run, chips: ChipSet, out_dir: Path, progress: bool):
+    """Train one run (or return it at once if its checkpoints say it is finished).
+
+    Returns the training result, the run's frozen stage-1 network (None for ``none``)
+    and the indices of its training chips in the stage-2 pool.
+    """
+    from .pretrained import pretrained_stage1
+    from .train import fit_segmenter
+
+    stage1 = (
+        None
+        if run.arm == "none"
+        else pretrained_stage1(exp.for_event(run.arm), progress=progress)
+    )
+    subset = few_shot_subset(
+        chips.split("stage2_train"),
+        run.train_size,
+        run.seed,
+        draw=exp.profile.few_shot_draw,
+    )
+    embeddings = (
+        None
+        if stage1 is None
+        else {
+            split: split_embeddings(exp, stage1, chips, split)
+            for split in ("stage2_train", "validation")
+        }
+    )
+    result = fit_segmenter(
+        chips,
+        subset,
+        profile=exp.profile,
+        stage1=stage1,
+        embeddings=embeddings,
+        seed=run.seed,
+        checkpoint_dir=out_dir / run.run_id / "checkpoints",
+        device=exp.device,
+        progress=progress,
+    )
+    return result, stage1, subset
 
 
 def _tidy(run: Run, rows: Iterable[tuple[int, int, dict[str, float]]]) -> pd.DataFrame:
@@ -201,8 +286,7 @@ def _run_timing(
     """What a finished run cost, for :mod:`sarslide.engine.grid_plan`'s estimates: its
     epochs, the median measured seconds per epoch (training + validation, from the
     history), the rest of the run's wall time (``overhead_seconds``: scoring, files) and
-    the
-    device."""
+    the device."""
     from .engine.grid_plan import device_label
 
     seconds = (
@@ -226,92 +310,6 @@ def _run_timing(
     }
 
 
-def split_embeddings(
-    stage1, chips: ChipSet, split: str, profile: Profile, cache_dir, device=None
-):
-    """The frozen stage-1 embeddings of one split's standardised chips, cached per
-    event.
-
-    Every run of an arm shares one frozen stage-1 network, so the embeddings of the
-    event's stage-2, validation and test chips are computed once per (arm, event,
-    settings) and stored with the chips
-    (:func:`sarslide.engine.embeddings.cached_embeddings`, keyed on the weights, the
-    chips and the precision); every run and chapter 4 reuse them. Returns ``None`` for
-    the arm without pretraining.
-    """
-    if stage1 is None:
-        return None
-    from .engine.embeddings import cached_embeddings
-
-    part = chips.split(split)
-    return cached_embeddings(
-        stage1,
-        standardize(part.images, chips.stats),
-        data_dir(cache_dir) / "embeddings",
-        batch_size=profile.batch_size,
-        device=device,
-        precision=profile.precision,
-    )
-
-
-def _fit_run(
-    run: Run,
-    chips: ChipSet,
-    profile: Profile,
-    out_dir: Path,
-    cache_dir,
-    device,
-    progress,
-):
-    """Train one run (or return it at once if its checkpoints say it is finished).
-
-    Returns the training result and the run's frozen stage-1 network (None for
-    ``none``).
-    """
-    import torch
-
-    from .models import Segmenter
-    from .pretrained import pretrained_stage1
-    from .train import TrainConfig, TrainingData, fit, seed_everything
-
-    stage1 = (
-        None
-        if run.arm == "none"
-        else pretrained_stage1(run.arm, profile, cache_dir=cache_dir, progress=progress)
-    )
-    subset = few_shot_subset(
-        chips.split("stage2_train"),
-        run.train_size,
-        run.seed,
-        draw=profile.few_shot_draw,
-    )
-    pool_emb = split_embeddings(
-        stage1, chips, "stage2_train", profile, cache_dir, device
-    )
-    val_emb = split_embeddings(stage1, chips, "validation", profile, cache_dir, device)
-    seed_everything(run.seed)
-    model = Segmenter.from_profile(profile, stage1)
-    result = fit(
-        model,
-        TrainingData.from_chipset(
-            chips,
-            "stage2_train",
-            train_indices=subset,
-            train_embeddings=None
-            if pool_emb is None
-            else pool_emb[torch.as_tensor(subset, dtype=torch.long)],
-            val_embeddings=val_emb,
-        ),
-        task="stage2",
-        config=TrainConfig.from_profile(profile, "stage2"),
-        seed=run.seed,
-        checkpoint_dir=out_dir / run.run_id / "checkpoints",
-        device=device,
-        show_progress=progress,
-    )
-    return result, stage1, subset
-
-
 def _run_health(result, chips: ChipSet, subset, profile: Profile, proba: np.ndarray):
     """The :class:`~sarslide.health.RunHealth` of a finished stage-2 run."""
     from .health import classify_run
@@ -330,14 +328,11 @@ def _run_health(result, chips: ChipSet, subset, profile: Profile, proba: np.ndar
     )
 
 
-def run_one(
+def train_run(
+    exp: Experiment,
     run: Run,
     *,
-    event: str = "hokkaido",
-    profile: Profile | str | None = None,
     out_dir: str | os.PathLike,
-    cache_dir: str | os.PathLike | None = None,
-    device: str | None = None,
     num_threads: int | None = None,
     progress: bool = False,
 ) -> pd.DataFrame:
@@ -346,9 +341,11 @@ def run_one(
     The stage-1 model of the run's arm comes from
     :func:`sarslide.pretrained.pretrained_stage1` (cached; trained on first use). The
     mean test probabilities over the run's checkpoints are saved as
-    ``<out_dir>/<run_id>/test_proba.npy``. ``train_size`` is stored as :data:`SIZE_ALL`
-    for "all chips". The rows and what the run cost are written to ``<out_dir>/runs/``
-    (:mod:`sarslide.engine.results_table`).
+    ``<out_dir>/<run_id>/test_proba.npy``, its training health as ``health.json``
+    beside it. ``train_size`` is stored as :data:`sarslide.metrics.SIZE_ALL` for "all
+    chips". The rows and what the run cost are written to ``<out_dir>/runs/``
+    (:mod:`sarslide.engine.results_table`). ``num_threads`` sets torch's CPU threads;
+    ``progress`` shows progress bars.
     """
     import torch
 
@@ -358,15 +355,14 @@ def run_one(
     started = time.perf_counter()
     if num_threads is not None:
         torch.set_num_threads(num_threads)
-    profile = get_profile(profile)
-    chips = prepare_event(event, profile, cache_dir=cache_dir)
-    run_dir = Path(out_dir) / run.run_id
-    result, stage1, subset = _fit_run(
-        run, chips, profile, Path(out_dir), cache_dir, device, progress
-    )
+    profile, device = exp.profile, exp.device
+    out_dir = Path(out_dir)
+    chips = prepare_event(exp)
+    run_dir = out_dir / run.run_id
+    result, stage1, subset = _fit_run(exp, run, chips, out_dir, progress)
     test = chips.split("test")
     images = standardize(test.images, chips.stats)
-    test_emb = split_embeddings(stage1, chips, "test", profile, cache_dir, device)
+    test_emb = split_embeddings(exp, stage1, chips, "test")
     rows, members = [], []
     for rank, path in enumerate(result.checkpoints):
         model = load_checkpoint(path, "stage2", device="cpu")
@@ -397,42 +393,51 @@ def run_one(
     return tidy
 
 
-def run_models(
+def train_run_locked(
+    exp: Experiment,
     run: Run,
     *,
-    event: str = "hokkaido",
-    profile: Profile | str | None = None,
+    out_dir: str | os.PathLike,
+    num_threads: int | None = None,
+) -> pd.DataFrame:
+    """:func:`train_run` under the run's lock
+    (:func:`sarslide.engine.results_table.run_lock`): if another process finished the
+    run meanwhile, its rows are read back instead."""
+    out = Path(out_dir)
+    with run_lock(out, run.run_id):
+        path = run_file(out, run.run_id)
+        if path.is_file():
+            try:
+                return pd.read_parquet(path)
+            except (
+                Exception
+            ):  # a damaged file: score the run again (from its checkpoints)
+                pass
+        return train_run(exp, run, out_dir=out, num_threads=num_threads)
+
+
+def run_models(
+    exp: Experiment,
+    run: Run,
+    *,
     out_dir: str | os.PathLike | None = None,
-    cache_dir: str | os.PathLike | None = None,
-    device: str | None = None,
     progress: bool = True,
 ) -> list:
     """The kept checkpoints of one run as models (an ensemble), training the run first
     if it has not been trained — the same run, folder and checkpoints as
-    :func:`run_grid`."""
+    :func:`train_grid` (``out_dir``: :func:`results_dir` by default)."""
     from .engine.checkpoints import load_checkpoints
 
-    profile = get_profile(profile)
-    out = (
-        Path(out_dir) if out_dir is not None else results_dir(event, profile, cache_dir)
-    )
-    chips = prepare_event(event, profile, cache_dir=cache_dir)
-    result, _, _ = _fit_run(run, chips, profile, out, cache_dir, device, progress)
-    return load_checkpoints(result.checkpoints, "stage2", device=device or "cpu")
+    out = Path(out_dir) if out_dir is not None else results_dir(exp)
+    chips = prepare_event(exp)
+    result, _, _ = _fit_run(exp, run, chips, out, progress)
+    return load_checkpoints(result.checkpoints, "stage2", device=exp.device or "cpu")
 
 
-def run_baseline(
-    *,
-    event: str = "hokkaido",
-    profile: Profile | str | None = None,
-    cache_dir: str | os.PathLike | None = None,
-    window: int = 5,
-) -> pd.DataFrame:
-    """Rows for the non-learned references on the test split: the log-ratio change score
-    (APRC only: it is not a probability, so there is no 0.5 threshold) and a random
-    guess."""
-    profile = get_profile(profile)
-    test = prepare_event(event, profile, cache_dir=cache_dir).split("test")
+def score_baseline(test: ChipSet, *, window: int = 5) -> pd.DataFrame:
+    """Rows for the non-learned references on the test chips ``test``: the log-ratio
+    change score (APRC only: it is not a probability, so there is no 0.5 threshold) and
+    a random guess."""
     score = log_ratio_score(test.images, window=window)
     base = {
         "arm": BASELINE_ARM,
@@ -460,274 +465,38 @@ def run_baseline(
     )
 
 
-#: Profile fields that choose *which* runs a grid holds, not how a run is made: a grid
-# made : with a subset of sizes or seeds (``--set train_sizes=2``) shares its results
-# folder and : table with the full grid, so partial grids merge (:func:`results_key`).
-GRID_SHAPE_FIELDS: tuple[str, ...] = ("train_sizes", "seeds", "seeds_smallest")
-_SETTINGS_FORMAT = 2
-
-
-def results_key(event: str, profile: Profile | str | None = None) -> str:
-    """The fingerprint of a results folder: :func:`sarslide.datasets.store_key` of every
-    profile setting that changes a run (all but :data:`GRID_SHAPE_FIELDS` and the
-    name)."""
-    from dataclasses import fields
-
-    profile = get_profile(profile)
-    keep = [
-        f.name for f in fields(profile) if f.name not in GRID_SHAPE_FIELDS + ("name",)
-    ]
-    return store_key(event, profile, profile.data_seed, fields=keep)
-
-
-def _read_settings(marker: Path) -> dict[str, Any]:
-    try:
-        old = json.loads(marker.read_text())
-        if not isinstance(old, dict):
-            raise ValueError("not a JSON object")
-        return old
-    except (OSError, ValueError) as err:
-        raise ValueError(
-            f"{marker} is unreadable ({type(err).__name__}: "
-            f"{' '.join(str(err).split())[:80]}); it "
-            "records which settings made the results in its folder. If they were made "
-            "with "
-            f"these settings, delete it (rm '{marker}') and run again (it is "
-            "rewritten); "
-            "otherwise use another out_dir"
-        ) from None
-
-
-def _legacy_key_matches(old: dict[str, Any], event: str, profile: Profile) -> bool:
-    """Whether a marker of an older version (keyed on every setting, grid shape
-    included) was written by these settings: its key is recomputed with its own grid
-    shape."""
-    stored = old.get("profile", {})
-    try:
-        shape = {
-            "train_sizes": tuple(stored["train_sizes"]),
-            "seeds": tuple(stored["seeds"]),
-            "seeds_smallest": tuple(stored["seeds_smallest"]),
-        }
-    except (KeyError, TypeError):
-        return False
-    return old.get("key") == store_key(
-        event, profile.with_overrides(**shape), profile.data_seed
-    )
-
-
-def _check_settings(out: Path, event: str, profile: Profile) -> None:
-    """Refuse to mix runs made under other settings into one results folder.
-
-    The folder records the fingerprint (:func:`results_key`) of the event, profile and
-    data seed it was made with; a folder made with other settings is an error that names
-    both fingerprints and the fix. Only :data:`GRID_SHAPE_FIELDS` may differ. A broken
-    ``settings.json`` is named, with the fix. Nothing is written when the marker is
-    there (a finished grid in a read-only folder stays readable).
-    """
-    key = results_key(event, profile)
-    marker = out / _SETTINGS
-    if marker.exists():
-        old = _read_settings(marker)
-        if old.get("key") == key and old.get("format") == _SETTINGS_FORMAT:
-            return
-        if old.get("format") != _SETTINGS_FORMAT and _legacy_key_matches(
-            old, event, profile
-        ):
-            return
-        normal = json.loads(json.dumps(asdict(profile), default=str))
-        changed = sorted(
-            k
-            for k in set(old.get("profile", {})) | set(normal)
-            if k not in GRID_SHAPE_FIELDS
-            and old.get("profile", {}).get(k) != normal.get(k)
-        )
-        raise ValueError(
-            f"{out} holds results made with other settings (fingerprint "
-            f"{old.get('key')} "
-            f"for event {old.get('event')!r}, this run {key}; changed: "
-            f"{changed or 'event'}); "
-            "use another out_dir, or the default results_dir(event, profile), which "
-            "is keyed "
-            "on the settings"
-        )
-    payload = {
-        "format": _SETTINGS_FORMAT,
-        "key": key,
-        "event": event,
-        "profile": asdict(profile),
-    }
-    with atomic_file(marker) as tmp:
-        Path(tmp).write_text(json.dumps(payload, indent=2, default=str))
-
-
-def resolve_scheduler(
-    scheduler: Any, device: str | None = None, num_threads: int | None = None
-) -> tuple[Any, int | None]:
-    """``(scheduler, num_threads)`` for :func:`run_grid`, with ``"auto"`` resolved.
-
-    ``"auto"`` is ``"local"`` with one torch thread per worker on a machine without a
-    GPU (``device`` not ``"cuda"`` and none available) and with at least two CPU cores
-    — each run's small batches use one core far better than two, so two runs at once
-    finish sooner than one run on both — and ``None`` (serial, in this process)
-    otherwise.  Any other value is returned as it is.
-    """
-    if scheduler != "auto":
-        return scheduler, num_threads
-    import torch
-
-    wants_gpu = (device or "").startswith("cuda") or (
-        device is None and torch.cuda.is_available()
-    )
-    if wants_gpu or (os.cpu_count() or 1) < 2:
-        return None, num_threads
-    return "local", 1 if num_threads is None else num_threads
-
-
-def _client(scheduler: Any):
-    from distributed import Client, LocalCluster
-
-    if isinstance(scheduler, Client):
-        return scheduler, None
-    if scheduler == "local":
-        cluster = LocalCluster(
-            n_workers=min(os.cpu_count() or 1, 4), threads_per_worker=1, processes=True
-        )
-        return Client(cluster), cluster
-    if isinstance(scheduler, str):
-        return _connect(scheduler), None
-    raise ValueError(
-        f"scheduler={scheduler!r}: use None (serial), 'local', an address or a "
-        "distributed.Client"
-    )
-
-
-def _connect(address: str):
-    """A :class:`distributed.Client` of the scheduler at ``address`` within the
-    package's network timeout (:func:`sarslide.engine.network.network_settings`); a
-    scheduler that refuses, or accepts and never answers, raises
-    :class:`~sarslide.acquire.errors.NetworkUnavailableError` naming the address."""
-    import asyncio
-
-    from distributed import Client
-
-    from .acquire.errors import NetworkUnavailableError
-    from .engine.network import network_settings
-
-    settings = network_settings()
-    try:
-        _probe_scheduler(address, settings.timeout)
-        return Client(address, timeout=settings.timeout)
-    except (OSError, TimeoutError, asyncio.TimeoutError) as err:
-        raise NetworkUnavailableError(
-            f"no dask scheduler answered at {address} within "
-            f"{settings.describe().split(',')[0]} "
-            f"({type(err).__name__}: "
-            f"{' '.join(str(err).split())[:120] or 'no answer'}); check "
-            "that `dask scheduler` runs there and the port is open, or run the grid "
-            "serially "
-            "(scheduler=None, or --scheduler serial) or on this machine "
-            "(scheduler='local'); "
-            "SARSLIDE_NETWORK_TIMEOUT sets the wait"
-        ) from None
-
-
-def _probe_scheduler(address: str, timeout: float) -> None:
-    """Connect to ``address`` and complete dask's handshake within ``timeout`` seconds
-    (distributed bounds the connection but not the handshake's read, so a server that
-    accepts and never answers would hold ``Client(address)`` forever). Runs on its own
-    thread and event loop, so it works inside a notebook's running loop too."""
-    import asyncio
-    import threading
-
-    from distributed.comm import connect
-
-    failure: list[BaseException] = []
-
-    async def probe() -> None:
-        comm = await asyncio.wait_for(
-            connect(address, timeout=timeout), timeout=timeout
-        )
-        await comm.close()
-
-    def target() -> None:
-        try:
-            asyncio.run(probe())
-        except BaseException as err:  # handed to the caller's thread
-            failure.append(err)
-
-    thread = threading.Thread(
-        target=target, daemon=True, name="sarslide-scheduler-probe"
-    )
-    thread.start()
-    thread.join(timeout + 5)
-    if thread.is_alive():
-        raise TimeoutError(f"no answer within {timeout:g} s")
-    if failure:
-        err = failure[0]
-        raise (
-            err
-            if isinstance(err, OSError)
-            else TimeoutError(str(err) or type(err).__name__)
-        )
-
-
 def grid_plan(
-    runs: Sequence[Run],
-    *,
-    event: str = "hokkaido",
-    profile: Profile | str | None = None,
-    out_dir: str | os.PathLike | None = None,
-    cache_dir: str | os.PathLike | None = None,
-    device: str | None = None,
-    prepare: bool = True,
+    exp: Experiment, runs: Sequence[Run], *, out_dir: str | os.PathLike | None = None
 ):
-    """How many of ``runs`` are missing from the results folder, and an estimate of
-    their time on this device from the measured per-epoch costs of finished runs
-    (:func:`sarslide.engine.grid_plan.plan_grid`); trains nothing.
-    ``print(plan.describe())``.
-
-    The number of chips of a run on "all" is read from the event's chips
-    (:func:`sarslide.datasets.prepare_event`, built if missing); with ``prepare=False``
-    nothing is built or written, and such runs are estimated from finished "all" runs
-    only.
-    """
+    """How many of ``runs`` are missing from the results folder (``out_dir``:
+    :func:`results_dir` by default), and an estimate of their time on the experiment's
+    device from the measured per-epoch costs of finished runs
+    (:func:`sarslide.engine.grid_plan.plan_grid`); builds and trains nothing.
+    ``print(plan.describe())``."""
     from .engine.grid_plan import plan_grid
 
-    profile = get_profile(profile)
-    out = (
-        Path(out_dir) if out_dir is not None else results_dir(event, profile, cache_dir)
-    )
-    pool = None
-    if prepare and any(r.train_size is None for r in runs):
-        try:
-            pool = len(
-                prepare_event(event, profile, cache_dir=cache_dir).split("stage2_train")
-            )
-        except Exception:  # only for an estimate: the grid itself reports what is wrong
-            pool = None
+    out = Path(out_dir) if out_dir is not None else results_dir(exp)
     return plan_grid(
-        runs, out, max_epochs=profile.stage2_max_epochs, pool_size=pool, device=device
+        runs, out, max_epochs=exp.profile.stage2_max_epochs, device=exp.device
     )
 
 
-def run_grid(
+def train_grid(
+    exp: Experiment,
     runs: Sequence[Run],
     *,
-    event: str = "hokkaido",
-    profile: Profile | str | None = None,
     out_dir: str | os.PathLike | None = None,
-    cache_dir: str | os.PathLike | None = None,
     scheduler: Any = None,
-    device: str | None = None,
     num_threads: int | None = None,
     progress: bool = True,
     max_minutes: float | None = None,
 ) -> pd.DataFrame:
-    """Run every run not yet in the results folder and return the whole table.
+    """Train every run not yet in the results folder and return the whole table.
 
     Parameters
     ----------
+    exp:
+        The experiment: event, profile, data folder, device.
     runs:
         From :func:`experiment_grid` (or any subset).
     out_dir:
@@ -735,39 +504,47 @@ def run_grid(
         the grid's sizes and seeds, so partial grids merge into one table).
     scheduler:
         ``None`` (serial), ``"local"`` (a LocalCluster), ``"auto"``
-        (:func:`resolve_scheduler`: ``"local"`` on a CPU-only machine with several
-        cores, else serial), a scheduler address or a :class:`distributed.Client`.
-        An address that does not answer within ``SARSLIDE_NETWORK_TIMEOUT`` raises
-        ``NetworkUnavailableError``.
+        (:func:`sarslide.engine.dispatch.resolve_scheduler`: ``"local"`` on a CPU-only
+        machine with several cores, else serial), a scheduler address or a
+        :class:`distributed.Client`. An address that does not answer within
+        ``SARSLIDE_NETWORK_TIMEOUT`` raises ``NetworkUnavailableError``.
     num_threads:
         Torch threads per run (``1`` on a multi-worker cluster to avoid
         oversubscription).
+    progress:
+        Print the plan (:func:`grid_plan`) before anything trains and show progress
+        bars.
     max_minutes:
         A time budget: runs start only while the time spent is under it and the next
         run's estimate fits (the first missing run always starts, so every call makes
         progress); the grid stops cleanly between runs, and the next call goes on. Runs
         left out are in ``table.attrs["left_for_later"]``.
 
-    Each finished run's rows go to their own file (``runs/<run_id>.parquet``) and the
-    merged ``results.parquet`` is rewritten under a folder lock, so two processes on one
-    folder lose no rows (:mod:`sarslide.engine.results_table`); a run being trained by
-    another process is waited for and reused, not trained twice. A failed run raises
-    after the finished ones are saved. Runs already in the folder are not run again:
-    their ids are in ``table.attrs["reused_runs"]`` (and logged). With ``progress``, the
-    number of missing runs and their estimated time are printed before anything trains
-    (:func:`grid_plan`). A folder made with other settings is refused. When nothing is
-    missing nothing is written, so a finished grid in a read-only folder is readable.
+    The event's chips are prepared once, with each arm's stage-1 model, before any run
+    starts (so parallel workers never train the same stage-1 network twice). Each
+    finished run's rows go to their own file (``runs/<run_id>.parquet``) and the merged
+    ``results.parquet`` is rewritten under a folder lock, so two processes on one folder
+    lose no rows (:mod:`sarslide.engine.results_table`); a run being trained by another
+    process is waited for and reused, not trained twice. A failed run raises after the
+    finished ones are saved. Runs already in the folder are not run again: their ids are
+    in ``table.attrs["reused_runs"]`` (and logged). A folder made with other settings is
+    refused. When nothing is missing nothing is written, so a finished grid in a
+    read-only folder is readable.
     """
+    from .engine.dispatch import resolve_scheduler
     from .engine.grid_plan import TimeBudget
 
     budget = TimeBudget(max_minutes)
-    profile = get_profile(profile)
-    scheduler, num_threads = resolve_scheduler(scheduler, device, num_threads)
-    out = (
-        Path(out_dir) if out_dir is not None else results_dir(event, profile, cache_dir)
-    )
+    scheduler, num_threads = resolve_scheduler(scheduler, exp.device, num_threads)
+    out = Path(out_dir) if out_dir is not None else results_dir(exp)
     out.mkdir(parents=True, exist_ok=True)
-    _check_settings(out, event, profile)
+    check_settings(
+        out,
+        key=results_key(exp),
+        event=exp.event,
+        profile=exp.profile,
+        shape_fields=GRID_SHAPE_FIELDS,
+    )
     table = read_results(out)
     done = set(table["run_id"]) if len(table) else set()
     reused = sorted({r.run_id for r in runs} & done)
@@ -775,38 +552,20 @@ def run_grid(
         _log.info("reusing %d finished runs from %s", len(reused), out)
     todo = [r for r in runs if r.run_id not in done]
     if progress and runs:
-        plan = grid_plan(
-            runs,
-            event=event,
-            profile=profile,
-            out_dir=out,
-            cache_dir=cache_dir,
-            device=device,
-        )
-        print(plan.describe(), flush=True)
-    if BASELINE_ARM not in done:
-        write_run_rows(
-            out,
-            BASELINE_FILE_ID,
-            run_baseline(event=event, profile=profile, cache_dir=cache_dir),
-        )
-        merge_results(out)
+        print(grid_plan(exp, runs, out_dir=out).describe(), flush=True)
+    if BASELINE_ARM not in done or todo:
+        chips = prepare_event(exp)
+        if BASELINE_ARM not in done:
+            write_run_rows(out, BASELINE_FILE_ID, score_baseline(chips.split("test")))
+            merge_results(out)
     if todo:
-        _prepare_shared_inputs(todo, event, profile, cache_dir, progress)
-    kwargs = dict(
-        event=event,
-        profile=profile,
-        out_dir=out,
-        cache_dir=cache_dir,
-        device=device,
-        num_threads=num_threads,
-    )
+        _prepare_stage1(exp, todo, progress)
     left: list[str] = []
     bar = progress_bar(
         total=len(todo), desc="ablation runs", disable=not progress or not todo
     )
     try:
-        for _rows in _dispatch(todo, kwargs, scheduler, budget, left):
+        for _rows in _dispatch(exp, todo, out, num_threads, scheduler, budget, left):
             merge_results(out)
             bar.update()
     finally:
@@ -823,45 +582,12 @@ def run_grid(
     return table
 
 
-def run_one_locked(run: Run, **kwargs: Any) -> pd.DataFrame:
-    """:func:`run_one` under the run's lock
-    (:func:`sarslide.engine.results_table.run_lock`): if another process finished the
-    run meanwhile, its rows are read back instead."""
-    out = Path(kwargs["out_dir"])
-    with run_lock(out, run.run_id):
-        path = run_file(out, run.run_id)
-        if path.is_file():
-            try:
-                return pd.read_parquet(path)
-            except (
-                Exception
-            ):  # a damaged file: score the run again (from its checkpoints)
-                pass
-        return run_one(run, **kwargs)
-
-
-def _prepare_shared_inputs(
-    todo: Sequence[Run], event: str, profile: Profile, cache_dir, progress: bool
-) -> None:
-    """Build what every run shares once, before any dispatch: the chips and each arm's
-    stage-1 model (so parallel workers never train the same stage-1 network twice)."""
+def _prepare_stage1(exp: Experiment, todo: Sequence[Run], progress: bool) -> None:
+    """Train (or find) each pretrained arm's stage-1 model once, before any dispatch."""
     from .pretrained import pretrained_stage1
 
-    prepare_event(event, profile, cache_dir=cache_dir)
     for arm in sorted({r.arm for r in todo} - {"none"}):
-        pretrained_stage1(arm, profile, cache_dir=cache_dir, progress=progress)
-
-
-def _next_estimate(run: Run, kwargs: dict[str, Any]) -> float | None:
-    plan = grid_plan(
-        [run],
-        event=kwargs["event"],
-        profile=kwargs["profile"],
-        out_dir=kwargs["out_dir"],
-        cache_dir=kwargs["cache_dir"],
-        device=kwargs["device"],
-    )
-    return plan.per_run_s.get(run.run_id)
+        pretrained_stage1(exp.for_event(arm), progress=progress)
 
 
 def longest_first(runs: Sequence[Run]) -> list[Run]:
@@ -871,44 +597,48 @@ def longest_first(runs: Sequence[Run]) -> list[Run]:
 
 
 def _dispatch(
+    exp: Experiment,
     todo: Sequence[Run],
-    kwargs: dict[str, Any],
+    out: Path,
+    num_threads: int | None,
     scheduler: Any,
-    budget=None,
-    left: list[str] | None = None,
+    budget,
+    left: list[str],
 ) -> Iterator[pd.DataFrame]:
     """Each run's tidy rows as it finishes: in this process (``scheduler=None``) or on a
-    dask cluster (:func:`_client`), in completion order. With a ``budget``
-    (:class:`sarslide.engine.grid_plan.TimeBudget`) runs stop starting once it is spent;
-    their ids go to ``left``."""
-    left = left if left is not None else []
+    dask cluster (:func:`sarslide.engine.dispatch.open_client`), in completion order.
+    Runs stop starting once the ``budget``
+    (:class:`sarslide.engine.grid_plan.TimeBudget`) is spent; their ids go to
+    ``left``."""
     if scheduler is None:
         for i, run in enumerate(todo):
-            if (
-                budget is not None
-                and budget.max_s is not None
-                and not budget.allows(_next_estimate(run, kwargs))
-            ):
-                left.extend(r.run_id for r in todo[i:])
-                return
-            yield run_one_locked(run, **kwargs)
+            if budget.max_s is not None:
+                estimate = grid_plan(exp, [run], out_dir=out).per_run_s.get(run.run_id)
+                if not budget.allows(estimate):
+                    left.extend(r.run_id for r in todo[i:])
+                    return
+            yield train_run_locked(exp, run, out_dir=out, num_threads=num_threads)
         return
     if not todo:
         return
     from distributed import as_completed
 
-    client, cluster = _client(scheduler)
+    from .engine.dispatch import open_client
+
+    client, cluster = open_client(scheduler)
     try:
         # largest training sets first (dask starts tasks in submission order): the
         # long runs then overlap, and the short ones fill the workers at the end
         # instead of one long run finishing alone (the results do not depend on order)
         futures = {
             client.submit(
-                run_one_locked,
+                train_run_locked,
+                exp,
                 run,
                 pure=False,
                 key=f"sarslide-{run.run_id}-{uuid.uuid4().hex[:6]}",
-                **kwargs,
+                out_dir=out,
+                num_threads=num_threads,
             ): run
             for run in longest_first(todo)
         }
@@ -917,8 +647,7 @@ def _dispatch(
             pending.pop(future, None)
             yield future.result()
             if (
-                budget is not None
-                and budget.max_s is not None
+                budget.max_s is not None
                 and budget.elapsed_s >= budget.max_s
                 and pending
             ):
@@ -987,30 +716,10 @@ def summarize(table: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def results_dir(
-    event: str = "hokkaido",
-    profile: Profile | str | None = None,
-    cache_dir: str | os.PathLike | None = None,
-) -> Path:
-    """The default results folder of a grid: ``<data
-    dir>/ablation/<event>-<profile>-<key>``.
-
-    ``key`` is :func:`results_key`, a hash of every profile setting but the grid's sizes
-    and seeds (:data:`GRID_SHAPE_FIELDS`), and of the data seed: results made under
-    other settings are never returned for these, and grids over subsets of sizes or
-    seeds share one folder and one table.
-    """
-    profile = get_profile(profile)
-    return (
-        data_dir(cache_dir)
-        / "ablation"
-        / f"{event}-{profile.name}-{results_key(event, profile)}"
-    )
-
-
 def run_health(out_dir: str | os.PathLike, run_ids: Iterable[str]) -> dict[str, Any]:
-    """The :class:`~sarslide.health.RunHealth` of each finished run that has one, by id
-    (runs trained before health was recorded have none)."""
+    """The :class:`~sarslide.health.RunHealth` of each run in ``run_ids`` that has a
+    record (``<out_dir>/<run_id>/health.json``), by id; runs without one are left
+    out."""
     from .health import RunHealth
 
     found = {}
@@ -1120,32 +829,28 @@ def ensemble_probabilities(
 
 def ensemble_scores(
     table: pd.DataFrame,
+    out_dir: str | os.PathLike,
+    labels: np.ndarray,
     *,
-    event: str = "hokkaido",
-    profile: Profile | str | None = None,
-    out_dir: str | os.PathLike | None = None,
-    cache_dir: str | os.PathLike | None = None,
     n_boot: int = 200,
-    seed: int = 0,
-    labels: np.ndarray | None = None,
+    boot_seed: int = 0,
 ) -> pd.DataFrame:
     """Metrics of each arm × size on probabilities averaged over all its seeds ×
-    checkpoints (:func:`ensemble_probabilities`), with a stratified percentile bootstrap
-    95 % interval of the APRC over test chips (:func:`stratified_aprc_interval`).
+    checkpoints (:func:`ensemble_probabilities`, read from the results folder
+    ``out_dir``), with a stratified percentile bootstrap 95 % interval of the APRC over
+    test chips (:func:`sarslide.metrics.stratified_aprc_interval`, ``n_boot`` resamples
+    drawn with ``boot_seed``).
 
-    ``labels`` (N, H, W) are the test labels; by default those of the prepared event.
+    ``labels`` (N, H, W) are the test labels (``prepare_event(exp).split("test")``).
     """
-    out = (
-        Path(out_dir) if out_dir is not None else results_dir(event, profile, cache_dir)
-    )
-    if labels is None:
-        labels = prepare_event(event, profile, cache_dir=cache_dir).split("test").labels
     learned = table[table["arm"].isin(ARMS)]
     records = []
     for (arm, size), _ in learned.groupby(["arm", "train_size"]):
-        mean, n_models = ensemble_probabilities(table, arm, size, out)
+        mean, n_models = ensemble_probabilities(table, arm, size, out_dir)
         scores = score_probabilities(mean, labels)
-        low, high = stratified_aprc_interval(mean, labels, n_boot=n_boot, seed=seed)
+        low, high = stratified_aprc_interval(
+            mean, labels, n_boot=n_boot, seed=boot_seed
+        )
         records.append(
             {
                 "arm": arm,
@@ -1159,8 +864,8 @@ def ensemble_scores(
     return pd.DataFrame.from_records(records)
 
 
-#: The paper's reported APRC, read from its Figure 2; :data:`SIZE_ALL` is "all" (110
-# chips : in the paper).
+#: The paper's reported APRC, read from its Figure 2; :data:`sarslide.metrics.SIZE_ALL`
+#: is "all" (110 chips in the paper).
 PAPER_APRC: dict[str, dict[int, float]] = {
     "none": {2: 0.048, 5: 0.080, 10: 0.132, 20: 0.183, SIZE_ALL: 0.323},
     "hokkaido": {2: 0.047, 5: 0.088, 10: 0.168, 20: 0.179, SIZE_ALL: 0.337},

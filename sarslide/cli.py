@@ -21,12 +21,12 @@ Commands
     from Planetary Computer, loaded and saved as an event cube (zarr). Prints the cache
     path and its size. Afterwards ``map`` and ``grid`` run without network.
 ``grid``
-    :func:`sarslide.ablation.experiment_grid` + :func:`sarslide.ablation.run_grid`: the
-    resumable results table of chapter 5 (``results.parquet``), serially or on a dask
-    cluster (``--scheduler local`` or ``tcp://host:8786``); prints mean ± SEM per arm ×
-    size and writes it to ``summary.csv``. Before training it says how many runs are
-    missing and their estimated time here; ``--max-minutes`` stops between runs (run the
-    command again to go on). Two ``grid`` processes may share one results folder.
+    :func:`sarslide.ablation.experiment_grid` + :func:`sarslide.ablation.train_grid`:
+    the resumable results table of chapter 5 (``results.parquet``), serially or on a
+    dask cluster (``--scheduler local`` or ``tcp://host:8786``); prints mean ± SEM per
+    arm × size and writes it to ``summary.csv``. Before training it says how many runs
+    are missing and their estimated time here; ``--max-minutes`` stops between runs (run
+    the command again to go on). Two ``grid`` processes may share one results folder.
 ``map``
     Maps an event (``--event``) or any area (``--bbox W S E N --date YYYY-MM-DD``: an
     event record is built on the fly, UTM zone from the bbox centre) with an ensemble of
@@ -270,27 +270,29 @@ def apply_overrides(profile, items: Sequence[str] | None):
 
 
 def _profile(args: argparse.Namespace):
+    """The profile of ``--profile`` with the ``--set`` overrides: the one place a
+    command looks a profile name up."""
     from .profiles import get_profile
 
     return apply_overrides(get_profile(args.profile), args.set)
 
 
 def _cache_dir(args: argparse.Namespace) -> Path:
-    from .datasets import data_dir
+    """The data folder (``--cache-dir``, ``$SARSLIDE_DATA_DIR`` or the default),
+    created if missing."""
+    from .experiment import resolve_data_dir
 
-    return data_dir(args.cache_dir)
+    return resolve_data_dir(args.cache_dir)
 
 
 def _checked_cache_dir(args: argparse.Namespace, *, writable: bool) -> Path:
     """The cache folder (``--cache-dir``, ``$SARSLIDE_DATA_DIR`` or the default),
     checked before any compute (:func:`sarslide.engine.filesystem.check_folder`), then
     created."""
-    import pooch
-
-    from .datasets import DATA_DIR_ENV
     from .engine.filesystem import check_folder
+    from .experiment import DATA_DIR_ENV, resolve_data_dir
 
-    raw = args.cache_dir or os.environ.get(DATA_DIR_ENV) or pooch.os_cache("sarslide")
+    raw = resolve_data_dir(args.cache_dir, create=False)
     what = (
         "--cache-dir"
         if args.cache_dir
@@ -464,32 +466,28 @@ def aprc_text_table(summary) -> "Any":
     return table[order]
 
 
-def _grid_done(args: argparse.Namespace, profile, runs) -> set[str]:
+def _grid_done(args: argparse.Namespace, exp) -> set[str]:
     """Run ids already in the grid's results folder, read without writing anything."""
     from .ablation import results_dir
     from .engine.results_table import finished_run_ids
 
     if args.out:
         out = Path(args.out).expanduser()
+    elif not exp.data_dir.is_dir():
+        return set()
     else:
-        import pooch
-
-        from .datasets import DATA_DIR_ENV
-
-        raw = Path(
-            args.cache_dir or os.environ.get(DATA_DIR_ENV) or pooch.os_cache("sarslide")
-        )
-        if not raw.is_dir():
-            return set()
-        out = results_dir(args.event, profile, raw)
+        out = results_dir(exp)
     return finished_run_ids(out) if out.is_dir() else set()
 
 
 def cmd_grid(args: argparse.Namespace) -> int:
     """Run the ablation grid headless and print its summary."""
-    from .ablation import ARMS, experiment_grid, results_dir, run_grid
+    from .ablation import ARMS, experiment_grid, results_dir, train_grid
+    from .experiment import Experiment
 
-    profile = _profile(args)
+    # names the data folder without creating it: it is checked first, below
+    exp = Experiment.create(args.event, _profile(args), args.cache_dir, args.device)
+    profile = exp.profile
     arms = tuple(a.strip() for a in args.arms.split(",")) if args.arms else ARMS
     unknown = [a for a in arms if a not in ARMS]
     if unknown:
@@ -508,18 +506,14 @@ def cmd_grid(args: argparse.Namespace) -> int:
             "e.g. 30"
         )
     runs = experiment_grid(profile, arms)
-    done = _grid_done(args, profile, runs)
+    done = _grid_done(args, exp)
     complete = args.list or all(r.run_id in done for r in runs)
     if args.out:  # checked before the cache is created or anything computed
         from .engine.filesystem import check_folder
 
         check_folder(args.out, "--out", writable=not complete)
-    cache = _checked_cache_dir(args, writable=not complete)
-    out = (
-        Path(args.out).expanduser()
-        if args.out
-        else results_dir(args.event, profile, cache)
-    )
+    _checked_cache_dir(args, writable=not complete)
+    out = Path(args.out).expanduser() if args.out else results_dir(exp)
     if args.list:
         from .ablation import grid_plan
 
@@ -530,29 +524,17 @@ def cmd_grid(args: argparse.Namespace) -> int:
             f"{out / 'results.parquet'}"
         )
         if any(r.run_id not in done for r in runs):
-            plan = grid_plan(
-                runs,
-                event=args.event,
-                profile=profile,
-                out_dir=out,
-                cache_dir=cache,
-                device=args.device,
-                prepare=False,
-            )
-            print(plan.describe())
+            print(grid_plan(exp, runs, out_dir=out).describe())
         return 0
     print(
         f"{len(runs)} runs ({', '.join(arms)}) on {args.event}, profile "
         f"{profile.name}; results in {out}"
     )
-    table = run_grid(
+    table = train_grid(
+        exp,
         runs,
-        event=args.event,
-        profile=profile,
         out_dir=out,
-        cache_dir=cache,
         scheduler=scheduler,
-        device=args.device,
         num_threads=args.threads,
         progress=True,
         max_minutes=args.max_minutes,
@@ -688,57 +670,53 @@ def _training_estimate(profile, chips, run, device: str | None) -> str:
     )
 
 
-def _model_stats(args, profile, cache):
+def _model_stats(args, train):
     """``(run or None, checkpoint paths, band stats, chips or None)`` of ``--model``,
-    without training anything: the statistics the scene is checked against."""
+    without training anything: the statistics the scene is checked against.
+    ``train`` is the :class:`~sarslide.experiment.Experiment` of the training event."""
     from .datasets import prepare_event
 
     spec = args.model or DEFAULT_RUN
     run = parse_run_id(spec)
     if run is not None:
-        chips = prepare_event(args.train_event, profile, cache_dir=cache)
+        chips = prepare_event(train)
         return run, [], chips.stats, chips
     paths, stats = _checkpoint_stats(spec)
     chips = None
     if stats is None or args.threshold is None:
-        chips = prepare_event(args.train_event, profile, cache_dir=cache)
+        chips = prepare_event(train)
         stats = stats or chips.stats
     return None, paths, stats, chips
 
 
-def _load_models(args, profile, cache, run, paths, stats, chips, say: _Say):
+def _load_models(args, train, run, paths, stats, chips, say: _Say):
     """The :class:`sarslide.mapping.MapModels` of ``--model``: the run's checkpoints
     (trained first if missing) or the checkpoint files."""
     from .mapping import checkpoint_map_models, run_map_models
 
     if run is None:
-        return checkpoint_map_models(paths, stats, chips=chips, device=args.device)
+        return checkpoint_map_models(paths, stats, chips=chips, device=train.device)
     from .ablation import results_dir
 
-    run_dir = results_dir(args.train_event, profile, cache) / run.run_id
+    run_dir = results_dir(train) / run.run_id
     if not any((run_dir / "checkpoints").glob("top-epoch*.pt")):
+        profile = train.profile
         say(
-            f"training model {run.run_id} on {args.train_event}'s chips first "
+            f"training model {run.run_id} on {train.event}'s chips first "
             "(not in the "
             f"cache yet; profile {profile.name}, up to {profile.stage2_max_epochs} "
             "stage-2 epochs): "
-            f"{_training_estimate(profile, chips, run, args.device)}"
+            f"{_training_estimate(profile, chips, run, train.device)}"
         )
-    return run_map_models(
-        run,
-        event=args.train_event,
-        profile=profile,
-        cache_dir=cache,
-        device=args.device,
-        progress=not say.quiet,
-    )
+    return run_map_models(train, run, progress=not say.quiet)
 
 
 def _synthetic_pair(event, custom: bool, args, profile, cache):
     from .datasets import prepare_cube, profile_pass_pair
+    from .experiment import Experiment
 
     if not custom and args.scene_size is None:
-        cube = prepare_cube(event.name, profile, cache_dir=cache)
+        cube = prepare_cube(Experiment.create(event.name, profile, cache))
     else:
         from .synthetic import make_cube
 
@@ -1008,7 +986,7 @@ def _cache_path(args: argparse.Namespace) -> Path:
     """The cache folder ``--cache-dir`` / ``$SARSLIDE_DATA_DIR`` names, not created."""
     import pooch
 
-    from .datasets import DATA_DIR_ENV
+    from .experiment import DATA_DIR_ENV
 
     return Path(
         args.cache_dir or os.environ.get(DATA_DIR_ENV) or pooch.os_cache("sarslide")
@@ -1080,7 +1058,11 @@ def cmd_map(args: argparse.Namespace) -> int:
     out = (
         Path(args.out) if args.out else cache / "maps" / f"{event.name}-{profile.name}"
     )
-    run, paths, stats, chips = _model_stats(args, profile, cache)
+    from .experiment import Experiment
+
+    # the experiment of the model's training event: its chips, runs and statistics
+    train = Experiment.create(args.train_event, profile, cache, args.device)
+    run, paths, stats, chips = _model_stats(args, train)
     if source == "synthetic":
         pair = _synthetic_pair(event, custom, args, profile, cache)
     elif source == "files":
@@ -1099,8 +1081,8 @@ def cmd_map(args: argparse.Namespace) -> int:
         # the quality block's baseline is calibrated on the training event's chips
         from .datasets import prepare_event
 
-        chips = prepare_event(args.train_event, profile, cache_dir=cache)
-    models = _load_models(args, profile, cache, run, paths, stats, chips, say)
+        chips = prepare_event(train)
+    models = _load_models(args, train, run, paths, stats, chips, say)
     say(f"model: {models.description}")
     pc = source == "planetary-computer"
     scene = mapping.Scene(

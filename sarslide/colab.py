@@ -14,7 +14,7 @@ import importlib.util
 import os
 from pathlib import Path
 
-from .datasets import DATA_DIR_ENV, data_dir
+from .experiment import DATA_DIR_ENV, resolve_data_dir
 
 __all__ = ["DRIVE_FOLDER", "DRIVE_MOUNT", "USE_DRIVE_ENV", "on_colab", "setup_data_dir"]
 
@@ -65,7 +65,8 @@ def setup_data_dir(
     Returns
     -------
     Path
-        The folder the package caches in (:func:`sarslide.datasets.data_dir`).
+        The folder the package caches in
+        (:func:`sarslide.experiment.resolve_data_dir`).
 
     Off Colab nothing happens (whatever ``use_drive`` says), and a
     ``$SARSLIDE_DATA_DIR`` that is already set is kept everywhere.  If Drive cannot be
@@ -74,17 +75,17 @@ def setup_data_dir(
     many small files; the chip stores and checkpoints are few large files.
     """
     if not on_colab() or os.environ.get(DATA_DIR_ENV):
-        return data_dir()
+        return resolve_data_dir()
     if not _wants_drive(use_drive):
         print(
-            f"sarslide caches data in {data_dir()}, which Colab deletes when the "
-            "runtime "
+            f"sarslide caches data in {resolve_data_dir()}, which Colab deletes when "
+            "the runtime "
             "resets. To keep it (and resume the chapters' training) on Google Drive, "
             "call sarslide.colab.setup_data_dir(use_drive=True) or set use_drive = "
             "True "
             "in the first cell."
         )
-        return data_dir()
+        return resolve_data_dir()
     mount = Path(drive_mount)
     target = mount / folder
     if not target.parent.is_dir():
@@ -95,17 +96,18 @@ def setup_data_dir(
         except Exception as err:  # noqa: BLE001 - any refusal leaves the default cache
             print(
                 f"Google Drive was not mounted ({type(err).__name__}: {err}); sarslide "
-                f"keeps caching in {data_dir()}, which the runtime loses when it resets"
+                f"keeps caching in {resolve_data_dir()}, which the runtime loses when "
+                "it resets"
             )
-            return data_dir()
+            return resolve_data_dir()
     if not target.parent.is_dir():
         print(
             f"Google Drive is mounted but {target.parent} does not exist; sarslide "
             "keeps "
-            f"caching in {data_dir()}"
+            f"caching in {resolve_data_dir()}"
         )
-        return data_dir()
+        return resolve_data_dir()
     target.mkdir(parents=True, exist_ok=True)
     os.environ[DATA_DIR_ENV] = str(target)
     print(f"sarslide caches data on Google Drive in {target} (${DATA_DIR_ENV})")
-    return data_dir()
+    return resolve_data_dir()

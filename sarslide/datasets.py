@@ -6,17 +6,16 @@ fresh runtime: if the chips are not on disk yet they are built through the packa
 balanced, split and standardised with statistics from the stage-1 training split, then
 cached.
 
-The cache lives in ``$SARSLIDE_DATA_DIR`` if set, else in the user cache directory
-(``~/.cache/sarslide`` on Linux). A store's name carries a hash of everything that went
-into it, so changing a profile setting builds a new store instead of reusing a stale
-one.
+The cache lives in the experiment's data folder
+(:func:`sarslide.experiment.resolve_data_dir`). A store's name carries a hash of
+everything that went into it, so changing a profile setting builds a new store instead
+of reusing a stale one.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import warnings
 import zlib
@@ -24,7 +23,6 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Sequence
 
-import pooch
 import xarray as xr
 
 from .chips import (
@@ -38,15 +36,13 @@ from .chips import (
 )
 from .cube import CubeError, open_cube, save_cube
 from .engine.atomic import is_package_store, recover_directory
-from .events import get_event
+from .experiment import Experiment
 from .passes import pass_pair
-from .profiles import CHIP_FIELDS, CUBE_FIELDS, Profile, get_profile
+from .profiles import CHIP_FIELDS, CUBE_FIELDS, Profile
 from .transforms import compute_stats
 
 __all__ = [
-    "DATA_DIR_ENV",
     "CacheRebuiltWarning",
-    "data_dir",
     "prepare_cube",
     "prepare_event",
     "profile_pass_pair",
@@ -58,25 +54,17 @@ class CacheRebuiltWarning(UserWarning):
     """A cached cube or chip store was unreadable (corrupt) and has been built again."""
 
 
-DATA_DIR_ENV = "SARSLIDE_DATA_DIR"
 #: Bump when the synthetic generator or the chip pipeline changes what they produce.
 PIPELINE_VERSION = 5
 
 
-def data_dir(cache_dir: str | os.PathLike | None = None) -> Path:
-    """Where cubes, chips and checkpoints are cached (created if missing)."""
-    path = Path(cache_dir or os.environ.get(DATA_DIR_ENV) or pooch.os_cache("sarslide"))
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def _synthetic_seed(event: str, seed: int) -> int:
-    """Different events get different (but fixed) scenes for the same seed."""
-    return int(seed) + zlib.crc32(event.encode()) % 10_000
+def _synthetic_seed(event: str, data_seed: int) -> int:
+    """Different events get different (but fixed) scenes for the same data seed."""
+    return int(data_seed) + zlib.crc32(event.encode()) % 10_000
 
 
 def store_key(
-    event: str, profile: Profile, seed: int, fields: Sequence[str] | None = None
+    event: str, profile: Profile, data_seed: int, fields: Sequence[str] | None = None
 ) -> str:
     """A short hash of everything that determines a cached product.
 
@@ -92,7 +80,7 @@ def store_key(
         {
             "event": event,
             "profile": settings,
-            "seed": seed,
+            "seed": data_seed,
             "pipeline": PIPELINE_VERSION,
         },
         sort_keys=True,
@@ -101,25 +89,19 @@ def store_key(
     return hashlib.sha256(payload.encode()).hexdigest()[:10]
 
 
-def prepare_cube(
-    event: str,
-    profile: Profile | str | None = None,
-    *,
-    cache_dir: str | os.PathLike | None = None,
-    seed: int | None = None,
-) -> xr.Dataset:
-    """The event cube for a profile: synthetic (demo) or the paper's datacube (paper).
+def prepare_cube(exp: Experiment) -> xr.Dataset:
+    """The cube of the experiment's event: synthetic (demo) or the paper's datacube
+    (paper), as ``exp.profile.data_source`` says.
 
-    Synthetic cubes are generated with enough passes for the profile and cached as zarr;
-    the paper's cubes are downloaded once by :func:`sarslide.acquire.load_paper_cube`.
+    Synthetic cubes are generated with enough passes for the profile from its
+    ``data_seed`` and cached as zarr in the data folder; the paper's cubes are
+    downloaded once by :func:`sarslide.acquire.load_paper_cube`.
     """
-    evt = get_event(event)
-    profile = get_profile(profile)
-    seed = profile.data_seed if seed is None else int(seed)
+    profile = exp.profile
     if profile.data_source == "synthetic":
         from .synthetic import make_cube
 
-        path = _synthetic_cube_path(evt.name, profile, seed, cache_dir)
+        path = _synthetic_cube_path(exp)
         recover_directory(path)
         if path.exists():
             try:
@@ -139,27 +121,27 @@ def prepare_cube(
                 )
         cube = make_cube(
             profile.synthetic_shape,
-            event=evt.name,
+            event=exp.event,
             n_pre=max(profile.n_pre_passes, 1),
             n_post=max(profile.n_post_passes, 1),
-            seed=_synthetic_seed(evt.name, seed),
+            seed=_synthetic_seed(exp.event, profile.data_seed),
         )
         save_cube(cube, path)
         return open_cube(path)
     if profile.data_source == "zenodo":
         from .acquire import load_paper_cube
 
-        return load_paper_cube(evt.name, cache_dir=data_dir(cache_dir))
+        return load_paper_cube(exp.event, cache_dir=exp.data_dir)
     raise ValueError(
         f"profile {profile.name!r} has data_source={profile.data_source!r}; use "
         "'synthetic' or 'zenodo'"
     )
 
 
-def _synthetic_cube_path(event: str, profile: Profile, seed: int, cache_dir) -> Path:
+def _synthetic_cube_path(exp: Experiment) -> Path:
     """Where :func:`prepare_cube` caches a synthetic event cube (a zarr store)."""
-    key = store_key(event, profile, seed, CUBE_FIELDS)
-    return data_dir(cache_dir) / "cubes" / f"{event}-{key}.zarr"
+    key = store_key(exp.event, exp.profile, exp.profile.data_seed, CUBE_FIELDS)
+    return exp.data_dir / "cubes" / f"{exp.event}-{key}.zarr"
 
 
 def _is_chunk_read_error(err: BaseException) -> bool:
@@ -172,17 +154,14 @@ def _is_chunk_read_error(err: BaseException) -> bool:
     )
 
 
-def profile_pass_pair(
-    cube: xr.Dataset, profile: Profile | str | None = None
-) -> xr.Dataset:
+def profile_pass_pair(cube: xr.Dataset, profile: Profile) -> xr.Dataset:
     """The cube's before/after pass pair chosen as the profile says.
 
     The one rule every caller shares (chip stores, chapters 2 and 7, ``sarslide map``):
     the paper's named passes when ``profile.named_passes`` (the paper profile), else the
     nearest same-track passes, ``n_pre_passes`` / ``n_post_passes`` of them averaged
-    (:func:`sarslide.cube.pass_pair`).
+    (:func:`sarslide.passes.pass_pair`).
     """
-    profile = get_profile(profile)
     return pass_pair(
         cube,
         n_pre=profile.n_pre_passes,
@@ -203,31 +182,13 @@ def _event_chips(cube: xr.Dataset, profile: Profile) -> ChipSet:
     )
 
 
-def prepare_event(
-    event: str,
-    profile: Profile | str | None = None,
-    *,
-    cache_dir: str | os.PathLike | None = None,
-    seed: int | None = None,
-    rebuild: bool = False,
-) -> ChipSet:
-    """Balanced, split chips of ``event`` with stage-1 training statistics, cached on
-    disk.
+def prepare_event(exp: Experiment, *, rebuild: bool = False) -> ChipSet:
+    """Balanced, split chips of the experiment's event with stage-1 training
+    statistics, cached in its data folder.
 
-    Parameters
-    ----------
-    event:
-        Event name (``"hokkaido"``, ``"kaikoura"``).
-    profile:
-        A :class:`~sarslide.profiles.Profile`, its name, or ``None`` for
-        ``$SARSLIDE_PROFILE``.
-    cache_dir:
-        Overrides ``$SARSLIDE_DATA_DIR`` / the user cache.
-    seed:
-        Seeds the synthetic scene, the balancing and the split; ``None`` takes the
-        profile's ``data_seed``.
-    rebuild:
-        Build again even if a cached store exists.
+    The profile's ``data_seed`` seeds the synthetic scene, the balancing and the split
+    (another scene: ``exp.with_overrides(data_seed=1)``). ``rebuild`` builds the store
+    again even if a cached one exists.
 
     Returns
     -------
@@ -235,14 +196,9 @@ def prepare_event(
         ``images`` (N, 4, chip, chip) linear float32, ``labels``, ``meta`` with a
         ``split`` column, ``stats`` from the stage-1 training chips.
     """
-    evt = get_event(event)
-    profile = get_profile(profile)
-    seed = profile.data_seed if seed is None else int(seed)
-    path = (
-        data_dir(cache_dir)
-        / "chips"
-        / f"{evt.name}-{store_key(evt.name, profile, seed, CHIP_FIELDS)}"
-    )
+    profile, data_seed = exp.profile, exp.profile.data_seed
+    key = store_key(exp.event, profile, data_seed, CHIP_FIELDS)
+    path = exp.data_dir / "chips" / f"{exp.event}-{key}"
     recover_directory(path)
     if path.exists() and not rebuild:
         try:
@@ -251,7 +207,7 @@ def prepare_event(
             warnings.warn(
                 f"rebuilding the cached chips: {err}", CacheRebuiltWarning, stacklevel=2
             )
-    cube = prepare_cube(evt.name, profile, cache_dir=cache_dir, seed=seed)
+    cube = prepare_cube(exp)
     try:
         chips = _event_chips(cube, profile)
     except Exception as err:
@@ -271,12 +227,13 @@ def prepare_event(
             CacheRebuiltWarning,
             stacklevel=2,
         )
-        damaged = _synthetic_cube_path(evt.name, profile, seed, cache_dir)
+        damaged = _synthetic_cube_path(exp)
         if is_package_store(damaged):  # never delete a folder the package did not write
             shutil.rmtree(damaged)
-        cube = prepare_cube(evt.name, profile, cache_dir=cache_dir, seed=seed)
+        cube = prepare_cube(exp)
         chips = _event_chips(cube, profile)
-    chips = assign_splits(balance(chips, seed=seed), profile.split_scheme, seed=seed)
+    chips = balance(chips, seed=data_seed)
+    chips = assign_splits(chips, profile.split_scheme, seed=data_seed)
     stats = compute_stats(chips.split("stage1_train").images)
     chips = replace(chips, stats=stats.to_dict())
     save_chips(chips, path)

@@ -48,28 +48,20 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .ablation import (
-    ARMS,
-    PAPER_APRC,
-    ensemble_probabilities,
-    results_dir,
-    size_sort_key,
-)
-from .datasets import prepare_event
+from .ablation import ARMS, PAPER_APRC, ensemble_probabilities
 from .metrics import (
     GRID_METRICS,
     PixelRanking,
     ensemble_mean,
     miscounts,
+    size_sort_key,
     stratified_chip_weights,
     weighted_median,
 )
-from .profiles import get_profile
 
 __all__ = [
     "APRC_MARGIN",
@@ -351,8 +343,8 @@ class GridBootstrap:
         The random guess's APRC (the landslide pixel share) on the test set and on each
         chip resample.
     sizes:
-        Stored training sizes, smallest first (:data:`sarslide.ablation.SIZE_ALL` last).
-    n_boot, seed:
+        Stored training sizes, smallest first (:data:`sarslide.metrics.SIZE_ALL` last).
+    n_boot, boot_seed:
         Number of resamples and the seed that drew them.
     """
 
@@ -363,7 +355,7 @@ class GridBootstrap:
     random_samples: np.ndarray
     sizes: list
     n_boot: int
-    seed: int
+    boot_seed: int
     n_models: dict = field(default_factory=dict)
 
     def intervals(self, level: float = 0.95) -> pd.DataFrame:
@@ -409,14 +401,11 @@ def _cell_runs(table: pd.DataFrame, arm: str, size: int) -> pd.DataFrame:
 
 def hierarchical_bootstrap(
     table: pd.DataFrame,
+    out_dir: str | os.PathLike,
+    labels: np.ndarray,
     *,
-    event: str = "hokkaido",
-    profile=None,
-    out_dir: str | os.PathLike | None = None,
-    cache_dir: str | os.PathLike | None = None,
     n_boot: int = N_BOOT,
-    seed: int = 0,
-    labels: np.ndarray | None = None,
+    boot_seed: int = 0,
 ) -> GridBootstrap:
     """Resample seeds within each cell, then test chips, ``n_boot`` times (module
     docstring).
@@ -424,14 +413,15 @@ def hierarchical_bootstrap(
     Parameters
     ----------
     table:
-        The tidy results of :func:`sarslide.ablation.run_grid`.
+        The tidy results of :func:`sarslide.ablation.train_grid`.
     out_dir:
-        The grid's results folder (default :func:`sarslide.ablation.results_dir`), where
-        each run saved the mean of its checkpoints' test probabilities.
-    n_boot, seed:
-        Resamples (at least 1,000 for the book's verdicts) and their seed.
+        The grid's results folder (:func:`sarslide.ablation.results_dir`), where each
+        run saved the mean of its checkpoints' test probabilities.
     labels:
-        (N, H, W) test labels; by default those of the prepared event.
+        (N, H, W) test labels (``prepare_event(exp).split("test").labels``).
+    n_boot, boot_seed:
+        Resamples (at least 1,000 for the book's verdicts) and the seed that draws
+        them.
 
     Every arm at one size must hold the same seeds (as
     :func:`sarslide.ablation.experiment_grid` makes them), so that seed draws pair the
@@ -443,16 +433,10 @@ def hierarchical_bootstrap(
         raise ValueError(
             f"n_boot={n_boot}: draw at least one resample (the book uses {N_BOOT})"
         )
-    profile = get_profile(profile)
-    out = (
-        Path(out_dir) if out_dir is not None else results_dir(event, profile, cache_dir)
-    )
-    if labels is None:
-        labels = prepare_event(event, profile, cache_dir=cache_dir).split("test").labels
     labels = np.asarray(labels)
     has = (labels > 0).any(axis=(1, 2))
-    chip_weights = stratified_chip_weights(has, n_boot, seed)
-    rng = np.random.default_rng([seed, 1])
+    chip_weights = stratified_chip_weights(has, n_boot, boot_seed)
+    rng = np.random.default_rng([boot_seed, 1])
     per_chip = (labels > 0).reshape(len(labels), -1).sum(axis=1)
     learned = table[table["arm"].isin(ARMS)]
     sizes = sorted({int(s) for s in learned["train_size"]}, key=size_sort_key)
@@ -466,7 +450,7 @@ def hierarchical_bootstrap(
         / (chip_weights.sum(axis=1) * labels[0].size),
         sizes=sizes,
         n_boot=int(n_boot),
-        seed=seed,
+        boot_seed=boot_seed,
     )
     for size in sizes:
         arms = [
@@ -488,7 +472,15 @@ def hierarchical_bootstrap(
         counts = np.stack([np.bincount(d, minlength=len(seeds)) for d in draws])
         for arm in arms:
             _bootstrap_cell(
-                boot, learned, arm, size, runs[arm], counts, chip_weights, labels, out
+                boot,
+                learned,
+                arm,
+                size,
+                runs[arm],
+                counts,
+                chip_weights,
+                labels,
+                out_dir,
             )
     return boot
 
@@ -643,51 +635,24 @@ def _judge(finding: Finding, effect: _Effect) -> dict:
 
 
 def evaluate_findings(
-    table: pd.DataFrame,
-    *,
-    event: str = "hokkaido",
-    profile=None,
-    out_dir: str | os.PathLike | None = None,
-    cache_dir: str | os.PathLike | None = None,
-    n_boot: int = N_BOOT,
-    seed: int = 0,
-    labels: np.ndarray | None = None,
-    bootstrap: GridBootstrap | None = None,
+    bootstrap: GridBootstrap,
     checks: tuple[Finding, ...] = FINDINGS + SANITY_CHECKS,
 ) -> pd.DataFrame:
     """Every comparison behind ``checks`` (the paper's findings, then the sanity
-    checks).
-
-    Parameters
-    ----------
-    table, event, profile, out_dir, cache_dir, n_boot, seed, labels:
-        As :func:`hierarchical_bootstrap`, which is run unless ``bootstrap`` is given.
-    bootstrap:
-        A finished :func:`hierarchical_bootstrap` of the same grid (chapter 6 reuses the
-        one its figures are drawn from).
+    checks) on a grid's :func:`hierarchical_bootstrap` (chapter 6 passes the one its
+    figures are drawn from).
 
     Returns
     -------
     pandas.DataFrame
         One row per finding × cell: ``finding``, ``kind`` (paper / sanity), ``arm``,
-        ``train_size`` (:data:`sarslide.ablation.SIZE_ALL` = all), ``comparison``,
+        ``train_size`` (:data:`sarslide.metrics.SIZE_ALL` = all), ``comparison``,
         ``effect`` (on the ensembles, in the finding's unit), ``ci_low``, ``ci_high``,
         ``ci_level`` (0.95 directional, 0.90 equivalence), ``margin`` (equivalence
         only), ``outcome`` (supports / tie / inconclusive / contradicts, module
         docstring), ``supports`` (bool), ``seeds_agree`` of ``n_seeds`` (seeds whose own
         run has the paper's sign, or lies within the margin).
     """
-    if bootstrap is None:
-        bootstrap = hierarchical_bootstrap(
-            table,
-            event=event,
-            profile=profile,
-            out_dir=out_dir,
-            cache_dir=cache_dir,
-            n_boot=n_boot,
-            seed=seed,
-            labels=labels,
-        )
     rows = [
         _judge(finding, effect)
         for finding in checks

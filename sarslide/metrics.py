@@ -45,6 +45,9 @@ __all__ = [
     "range_outside_unit",
     "score_probabilities",
     "GRID_METRICS",
+    "SIZE_ALL",
+    "SIZE_BASELINE",
+    "size_sort_key",
     "sem",
     "PixelRanking",
     "stratified_chip_weights",
@@ -306,6 +309,18 @@ GRID_METRICS: tuple[str, ...] = (
     "median_delta_count_free",
     "median_delta_count_landslide",
 )
+
+#: How a results table stores a training size: the number of chips, or these codes.
+#: ``SIZE_ALL``: the whole stage-2 training split ("all"; ``train_size=None`` of a
+#: :class:`sarslide.ablation.Run`); ``SIZE_BASELINE``: the non-learned reference rows
+#: (log-ratio, random guess).
+SIZE_ALL = -1
+SIZE_BASELINE = 0
+
+
+def size_sort_key(size: int) -> float:
+    """Sort key for stored training sizes: numbers in order, :data:`SIZE_ALL` last."""
+    return np.inf if int(size) == SIZE_ALL else float(size)
 
 
 def score_probabilities(

@@ -1,9 +1,11 @@
 """The stage-1 classifier of an event, trained once and cached: get-or-train.
 
-:func:`train_stage1` trains (or resumes, or just returns) the stage-1 run of an event
-under a profile in :func:`stage1_checkpoint_dir`, a folder named after everything that
-determines the run; :func:`pretrained_stage1` returns its best model, which is what a
-stage-2 chapter calls so that it runs standalone on a fresh runtime.
+:func:`train_stage1` trains (or resumes, or just returns) the stage-1 run of an
+experiment's event in :func:`stage1_checkpoint_dir`, a folder named after everything
+that determines the run; :func:`pretrained_stage1` returns its best model, which is what
+a stage-2 chapter calls so that it runs standalone on a fresh runtime. The pretraining
+arm of another event is the same experiment on that event
+(``exp.for_event("kaikoura")``).
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ from pathlib import Path
 import torch
 
 from .engine.checkpoints import load_checkpoint
+from .experiment import Experiment
 from .models import SiameseClassifier
-from .profiles import Profile, get_profile
+from .profiles import Profile
 from .tasks import STAGE1
 from .train import (
     TrainConfig,
@@ -36,17 +39,12 @@ __all__ = [
 ]
 
 
-def checkpoint_root(cache_dir=None) -> Path:
-    """The folder that holds training runs: ``<data dir>/checkpoints`` (see
-    :func:`sarslide.datasets.data_dir`; ``$SARSLIDE_DATA_DIR`` or the user cache)."""
-    from .datasets import data_dir
-
-    return data_dir(cache_dir) / "checkpoints"
+def checkpoint_root(exp: Experiment) -> Path:
+    """The folder that holds training runs: ``<data dir>/checkpoints``."""
+    return exp.data_dir / "checkpoints"
 
 
-def stage1_precision(
-    profile: Profile | str | None = None, device: str | torch.device | None = None
-) -> str:
+def stage1_precision(profile: Profile, device: str | torch.device | None = None) -> str:
     """The precision an event's stage-1 run trains under on ``device`` (``None``: CUDA
     when available, else CPU): ``profile.precision`` resolved by
     :func:`sarslide.engine.precision.resolve_precision` (``"fp32"``, ``"bf16"`` or
@@ -57,44 +55,35 @@ def stage1_precision(
     """
     from .engine.precision import resolve_precision, select_device
 
-    profile = get_profile(profile)
     return resolve_precision(select_device(device), profile.precision).name
 
 
 def stage1_checkpoint_dir(
-    event: str,
-    profile: Profile | str | None = None,
-    *,
-    config: str | None = None,
-    seed: int = 0,
-    data_seed: int | None = None,
-    cache_dir=None,
-    device: str | torch.device | None = None,
+    exp: Experiment, *, architecture: str | None = None, seed: int = 0
 ) -> Path:
     """Where :func:`train_stage1` keeps a run: ``<data dir>/checkpoints/stage1-...``.
 
-    The name carries the event, configuration, seed and a hash of the chip store's and
-    the stage-1 training's settings (:data:`sarslide.profiles.STAGE1_FIELDS`), with the
-    precision as :func:`stage1_precision` resolves it on ``device`` (a run trained in
-    bf16 on one machine is not the fp16 run of another), so changing the data or a
-    setting starts a new run instead of reusing a stale one, while profiles that differ
-    only in stage-2 settings share one stage-1 model.
+    The name carries the event, the architecture (``None``: the profile's
+    ``stage1_config``), the training seed and a hash of the chip store's and the
+    stage-1 training's settings (:data:`sarslide.profiles.STAGE1_FIELDS`), with the
+    precision as :func:`stage1_precision` resolves it on the experiment's device (a run
+    trained in bf16 on one machine is not the fp16 run of another), so changing the
+    data or a setting starts a new run instead of reusing a stale one, while profiles
+    that differ only in stage-2 settings share one stage-1 model.
     """
     from .datasets import store_key
-    from .events import get_event
     from .profiles import STAGE1_FIELDS
 
-    profile = get_profile(profile)
-    name = get_event(event).name
-    config = config or profile.stage1_config
-    keyed = profile.with_overrides(precision=stage1_precision(profile, device))
-    chip_seed = profile.data_seed if data_seed is None else data_seed
-    key = store_key(name, keyed, chip_seed, STAGE1_FIELDS)
-    return checkpoint_root(cache_dir) / f"stage1-{name}-{config}-seed{seed}-{key}"
+    profile = exp.profile
+    architecture = architecture or profile.stage1_config
+    keyed = profile.with_overrides(precision=stage1_precision(profile, exp.device))
+    key = store_key(exp.event, keyed, profile.data_seed, STAGE1_FIELDS)
+    name = f"stage1-{exp.event}-{architecture}-seed{seed}-{key}"
+    return checkpoint_root(exp) / name
 
 
 def stage1_train_config(
-    profile: Profile | str | None = None, device: str | torch.device | None = None
+    profile: Profile, device: str | torch.device | None = None
 ) -> TrainConfig:
     """The training settings of an event's stage-1 run under ``profile`` on ``device``:
     :meth:`TrainConfig.from_profile` for stage 1 (``stage1_max_epochs``, ``patience``,
@@ -107,42 +96,31 @@ def stage1_train_config(
 
 
 def train_stage1(
-    event: str,
-    profile: Profile | str | None = None,
+    exp: Experiment,
     *,
-    config: str | None = None,
+    architecture: str | None = None,
     seed: int = 0,
-    data_seed: int | None = None,
-    cache_dir=None,
-    device: str | torch.device | None = None,
     progress: bool = True,
     resume: bool = True,
 ) -> TrainResult:
-    """Train (or resume, or just return) the stage-1 classifier of ``event`` under
-    ``profile``.
+    """Train (or resume, or just return) the stage-1 classifier of the experiment's
+    event.
 
     Uses :func:`sarslide.datasets.prepare_event` (split ``stage1_train``, validation
-    split ``validation``), :func:`stage1_train_config` and the profile's
-    ``stage1_config`` architecture, in the profile's precision resolved for ``device``
-    (:func:`stage1_precision`).  Checkpoints go to :func:`stage1_checkpoint_dir`; a
-    finished run is returned without training again.
+    split ``validation``), :func:`stage1_train_config` and the ``architecture``
+    (``None``: the profile's ``stage1_config``), seeded with ``seed``, in the profile's
+    precision resolved for the experiment's device (:func:`stage1_precision`).
+    Checkpoints go to :func:`stage1_checkpoint_dir`; a finished run is returned without
+    training again. ``progress`` shows progress bars.
     """
     from .datasets import prepare_event
 
-    profile = get_profile(profile)
-    architecture = config or profile.stage1_config
-    chips = prepare_event(event, profile, cache_dir=cache_dir, seed=data_seed)
+    profile, device = exp.profile, exp.device
+    architecture = architecture or profile.stage1_config
+    chips = prepare_event(exp)
     seed_everything(seed)
     model = SiameseClassifier(architecture)
-    folder = stage1_checkpoint_dir(
-        event,
-        profile,
-        config=architecture,
-        seed=seed,
-        data_seed=data_seed,
-        cache_dir=cache_dir,
-        device=device,
-    )
+    folder = stage1_checkpoint_dir(exp, architecture=architecture, seed=seed)
     return fit(
         model,
         TrainingData.from_chipset(chips, "stage1_train"),
@@ -151,7 +129,7 @@ def train_stage1(
         seed=seed,
         checkpoint_dir=folder,
         device=device,
-        show_progress=progress,
+        progress=progress,
         resume=resume,
     )
 
@@ -181,18 +159,14 @@ def _finished_stage1(
 
 
 def pretrained_stage1(
-    event: str,
-    profile: Profile | str | None = None,
+    exp: Experiment,
     *,
-    config: str | None = None,
+    architecture: str | None = None,
     seed: int = 0,
-    data_seed: int | None = None,
-    cache_dir=None,
-    device: str | torch.device | None = None,
     progress: bool = True,
 ) -> SiameseClassifier:
-    """The best stage-1 classifier of ``event``: loaded from the cache, trained first if
-    missing.
+    """The best stage-1 classifier of the experiment's event: loaded from the cache,
+    trained first if missing.
 
     This is what a stage-2 chapter calls, so it runs standalone on a fresh runtime.  A
     finished run is read straight from its checkpoint folder (no chips, no network to
@@ -201,27 +175,11 @@ def pretrained_stage1(
     global RNG state result.  The returned model is on the CPU in eval mode; pass it to
     ``Segmenter(stage1=...)``.
     """
-    profile = get_profile(profile)
-    architecture = config or profile.stage1_config
-    folder = stage1_checkpoint_dir(
-        event,
-        profile,
-        config=architecture,
-        seed=seed,
-        data_seed=data_seed,
-        cache_dir=cache_dir,
-        device=device,
-    )
-    result = _finished_stage1(folder, architecture, profile, seed, device)
+    architecture = architecture or exp.profile.stage1_config
+    folder = stage1_checkpoint_dir(exp, architecture=architecture, seed=seed)
+    result = _finished_stage1(folder, architecture, exp.profile, seed, exp.device)
     if result is None:
         result = train_stage1(
-            event,
-            profile,
-            config=architecture,
-            seed=seed,
-            data_seed=data_seed,
-            cache_dir=cache_dir,
-            device=device,
-            progress=progress,
+            exp, architecture=architecture, seed=seed, progress=progress
         )
     return load_checkpoint(result.best, "stage1", device="cpu")

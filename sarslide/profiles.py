@@ -2,7 +2,9 @@
 
 The same notebooks serve CI, a student on Colab and a full reproduction of the paper.
 The active profile is read from the environment variable ``SARSLIDE_PROFILE`` (default
-``"demo"``) and a notebook may override it in its ``parameters`` cell::
+``"demo"``) and a notebook may override it in its ``parameters`` cell. A name is looked
+up once, where an experiment is made (:meth:`sarslide.experiment.Experiment.create`);
+everything after takes the resolved :class:`Profile`::
 
     from sarslide.profiles import get_profile
     profile = get_profile()            # SARSLIDE_PROFILE or "demo"
@@ -257,8 +259,8 @@ PROFILES: dict[str, Profile] = {
 def get_profile(name: "str | Profile | None" = None) -> Profile:
     """The named profile, or the one in ``$SARSLIDE_PROFILE`` (default ``"demo"``).
 
-    A :class:`Profile` passed in is returned as it is, so every entry point can call
-    ``get_profile(profile)`` once and pass the object on.
+    A :class:`Profile` passed in is returned as it is. Entry points call it once
+    (through :meth:`sarslide.experiment.Experiment.create`) and pass the object on.
 
     Raises
     ------

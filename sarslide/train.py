@@ -81,7 +81,7 @@ from .engine.runtime import (
     take_rows,
 )
 from .models import Segmenter, SiameseClassifier
-from .profiles import Profile, get_profile
+from .profiles import Profile
 from .tasks import TaskName, TrainingTask, get_task
 from .transforms import standardize, warn_if_unstandardized
 
@@ -123,7 +123,7 @@ def fit(
     checkpoint_dir: str | os.PathLike,
     seed: int = 0,
     device: str | torch.device | None = None,
-    show_progress: bool = True,
+    progress: bool = True,
     resume: bool = True,
 ) -> TrainResult:
     """Train ``model`` in place for one stage; return its history and kept checkpoints.
@@ -149,7 +149,7 @@ def fit(
         Seeds torch/NumPy/Python at the start and fixes the chip order of every epoch.
     device:
         ``None`` picks CUDA when available, else CPU.
-    show_progress:
+    progress:
         Show a tqdm bar over epochs.
     resume:
         Continue from ``checkpoint_dir/last.pt`` if it exists (it must come from the
@@ -186,7 +186,7 @@ def fit(
         # before any training step (a read-only finished run is only read)
         runs.writable_dir(folder)
         embeddings = (data.train_embeddings, data.val_embeddings)
-        _train_remaining_epochs(trainer, state, embeddings, show_progress)
+        _train_remaining_epochs(trainer, state, embeddings, progress)
     return _result(task, folder, state)
 
 
@@ -297,7 +297,7 @@ def _train_remaining_epochs(
     trainer: _Trainer,
     state: RunState,
     embeddings: tuple[np.ndarray | Tensor | None, np.ndarray | Tensor | None],
-    show_progress: bool,
+    progress: bool,
 ) -> None:
     """Epochs ``state.epoch + 1 .. max_epochs`` (fewer on early stopping), each
     validated, ranked and saved; the weights in the precision's layout meanwhile."""
@@ -307,7 +307,7 @@ def _train_remaining_epochs(
     bar = progress_bar(
         total=max_epochs,
         initial=state.epoch,
-        disable=not show_progress,
+        disable=not progress,
         desc=f"{trainer.task.name} {type(model).__name__}",
         unit="epoch",
         leave=True,
@@ -547,13 +547,13 @@ def fit_segmenter(
     chips: ChipSet,
     train_indices: Sequence[int],
     *,
-    profile: Profile | str | None,
+    profile: Profile,
     stage1: SiameseClassifier | None,
     embeddings: Mapping[str, np.ndarray | Tensor] | None,
     seed: int,
     checkpoint_dir: str | os.PathLike,
     device: str | torch.device | None = None,
-    show_progress: bool = True,
+    progress: bool = True,
 ) -> TrainResult:
     """One stage-2 run: the profile's segmenter trained on a few stage-2 chips.
 
@@ -571,7 +571,7 @@ def fit_segmenter(
         Positions within the ``stage2_train`` split (e.g.
         :func:`sarslide.chips.few_shot_subset`).
     profile:
-        A :class:`~sarslide.profiles.Profile` or its name (``None``: the default).
+        The :class:`~sarslide.profiles.Profile` whose network and recipe to train.
     stage1:
         The frozen stage-1 network whose embeddings join the segmenter's features, or
         ``None`` for the baseline.
@@ -580,10 +580,9 @@ def fit_segmenter(
         (``{"stage2_train": (N, 64, H, W), "validation": ...}``, e.g. from
         :func:`sarslide.ablation.split_embeddings`); the rows of ``train_indices`` are
         taken here.  ``None``: computed by :func:`fit` (always for the baseline).
-    seed, checkpoint_dir, device, show_progress:
+    seed, checkpoint_dir, device, progress:
         As in :func:`fit`.
     """
-    profile = get_profile(profile)
     seed_everything(seed)
     model = Segmenter.from_profile(profile, stage1)
     train_embeddings = val_embeddings = None
@@ -606,7 +605,7 @@ def fit_segmenter(
         seed=seed,
         checkpoint_dir=checkpoint_dir,
         device=device,
-        show_progress=show_progress,
+        progress=progress,
     )
 
 
@@ -825,15 +824,14 @@ class TrainConfig:
 
     @classmethod
     def from_profile(
-        cls, profile: Profile | str | None, stage: TaskName | TrainingTask
+        cls, profile: Profile, stage: TaskName | TrainingTask
     ) -> TrainConfig:
-        """The settings a :class:`~sarslide.profiles.Profile` (or its name; ``None``:
-        the default profile) gives ``stage`` (``"stage1"``/``"stage2"``): its
+        """The settings a :class:`~sarslide.profiles.Profile` gives ``stage``
+        (``"stage1"``/``"stage2"``): its
         ``stage1_max_epochs`` and ``patience`` (Adam, constant learning rate) or the
         ``stage2_*`` recipe (epochs, patience, optimiser, weight decay, clipping and
         learning-rate plateaus), and the shared ``batch_size``, ``learning_rate``,
         ``top_k`` and ``precision``."""
-        profile = get_profile(profile)
         task = get_task(stage)
         shared = dict(
             batch_size=profile.batch_size,

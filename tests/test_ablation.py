@@ -6,6 +6,7 @@ import torch
 from sarslide import ablation, metrics
 from sarslide.ablation import Run, experiment_grid, summarize
 from sarslide.datasets import prepare_event
+from sarslide.experiment import Experiment
 from sarslide.metrics import aprc
 from sarslide.profiles import get_profile
 
@@ -35,7 +36,7 @@ def _one_thread():
 
 
 def test_paper_grid_has_the_papers_runs():
-    runs = experiment_grid("paper")
+    runs = experiment_grid(get_profile("paper"))
     # 3 arms x (5 seeds at 2 chips + 3 seeds at each of 5, 10, 20, all)
     assert len(runs) == 3 * (5 + 3 * 4)
     assert {r.arm for r in runs} == {"none", "hokkaido", "kaikoura"}
@@ -70,25 +71,24 @@ def test_grid_draws_its_few_shot_subset_as_the_profile_says(tmp_path, monkeypatc
     random_draws = TINY.with_overrides(
         name="tiny-random", few_shot_draw="random", stage2_max_epochs=1
     )
-    ablation.run_grid(
-        [Run("none", 2, 3)], profile=random_draws, cache_dir=tmp_path, progress=False
-    )
+    exp = Experiment.create("hokkaido", random_draws, tmp_path)
+    ablation.train_grid(exp, [Run("none", 2, 3)], progress=False)
     assert seen == [(2, 3, "random")]
 
 
 def test_results_of_other_settings_are_never_reused(tmp_path):
     out = tmp_path / "grid"
-    one = TINY.with_overrides(name="tiny-settings", stage2_max_epochs=1)
-    ablation.run_grid([], profile=one, cache_dir=tmp_path, out_dir=out, progress=False)
+    one = Experiment.create(
+        "hokkaido",
+        TINY.with_overrides(name="tiny-settings", stage2_max_epochs=1),
+        tmp_path,
+    )
+    ablation.train_grid(one, [], out_dir=out, progress=False)
     changed = one.with_overrides(top_k=1)
     with pytest.raises(ValueError, match=r"other settings .*changed: \['top_k'\]"):
-        ablation.run_grid(
-            [], profile=changed, cache_dir=tmp_path, out_dir=out, progress=False
-        )
+        ablation.train_grid(changed, [], out_dir=out, progress=False)
     # The default folders are keyed on the settings, so they never collide.
-    assert ablation.results_dir("hokkaido", one, tmp_path) != ablation.results_dir(
-        "hokkaido", changed, tmp_path
-    )
+    assert ablation.results_dir(one) != ablation.results_dir(changed)
 
 
 def test_summary_uses_per_run_means_and_the_sem_formula():
@@ -139,15 +139,11 @@ def grid_dirs(tmp_path_factory):
     ]  # none x2 seeds at size 2, none at all
     runs.append(Run("hokkaido", 2, 0))
     serial = tmp_path_factory.mktemp("serial")
-    table = ablation.run_grid(
-        runs,
-        profile=TINY,
-        cache_dir=cache,
-        out_dir=serial,
-        num_threads=1,
-        progress=False,
+    exp = Experiment.create("hokkaido", TINY, cache)
+    table = ablation.train_grid(
+        exp, runs, out_dir=serial, num_threads=1, progress=False
     )
-    return cache, serial, runs, table
+    return exp, serial, runs, table
 
 
 def test_grid_table_is_tidy_and_complete(grid_dirs):
@@ -164,23 +160,18 @@ def test_grid_table_is_tidy_and_complete(grid_dirs):
 
 
 def test_resumed_grid_skips_finished_runs(grid_dirs, monkeypatch):
-    cache, serial, runs, table = grid_dirs
+    exp, serial, runs, table = grid_dirs
     calls = []
-    real = ablation.run_one
+    real = ablation.train_run
 
-    def counting(run, **kwargs):
+    def counting(exp, run, **kwargs):
         calls.append(run.run_id)
-        return real(run, **kwargs)
+        return real(exp, run, **kwargs)
 
-    monkeypatch.setattr(ablation, "run_one", counting)
+    monkeypatch.setattr(ablation, "train_run", counting)
     extra = Run("hokkaido", 2, 1)
-    again = ablation.run_grid(
-        runs + [extra],
-        profile=TINY,
-        cache_dir=cache,
-        out_dir=serial,
-        num_threads=1,
-        progress=False,
+    again = ablation.train_grid(
+        exp, runs + [extra], out_dir=serial, num_threads=1, progress=False
     )
     assert calls == [extra.run_id]
     assert again.attrs["reused_runs"] == sorted(r.run_id for r in runs)
@@ -189,28 +180,25 @@ def test_resumed_grid_skips_finished_runs(grid_dirs, monkeypatch):
 
 
 def test_ensemble_equals_the_plain_mean_over_all_checkpoints(grid_dirs):
-    cache, serial, runs, table = grid_dirs
-    ens = ablation.ensemble_scores(
-        table, profile=TINY, cache_dir=cache, out_dir=serial, n_boot=20
-    )
+    exp, serial, runs, table = grid_dirs
+    labels = prepare_event(exp).split("test").labels
+    ens = ablation.ensemble_scores(table, serial, labels, n_boot=20)
     row = ens[(ens["arm"] == "none") & (ens["train_size"] == 2)].iloc[0]
     ids = [r.run_id for r in runs if r.arm == "none" and r.train_size == 2]
     counts = [table[table["run_id"] == i]["checkpoint"].nunique() for i in ids]
     means = [np.load(serial / i / "test_proba.npy") for i in ids]
     plain = sum(c * m.astype(np.float64) for c, m in zip(counts, means)) / sum(counts)
-    labels = prepare_event("hokkaido", TINY, cache_dir=cache).split("test").labels
     assert row["aprc"] == pytest.approx(aprc(plain, labels))
     assert row["n_models"] == sum(counts)
 
 
 def test_dask_local_cluster_gives_the_serial_table(grid_dirs, tmp_path):
     pytest.importorskip("distributed")
-    cache, serial, runs, table = grid_dirs
+    exp, serial, runs, table = grid_dirs
     subset = runs[:2]
-    distributed = ablation.run_grid(
+    distributed = ablation.train_grid(
+        exp,
         subset,
-        profile=TINY,
-        cache_dir=cache,
         out_dir=tmp_path,
         scheduler="local",
         num_threads=1,
@@ -227,20 +215,18 @@ def test_run_models_reloads_the_grids_checkpoints_without_retraining(grid_dirs):
     from sarslide.predict import predict_proba
     from sarslide.transforms import standardize
 
-    cache, serial, runs, table = grid_dirs
+    exp, serial, runs, table = grid_dirs
     run = runs[0]
     before = sorted(
         p.stat().st_mtime_ns for p in (serial / run.run_id / "checkpoints").iterdir()
     )
-    models = ablation.run_models(
-        run, profile=TINY, cache_dir=cache, out_dir=serial, progress=False
-    )
+    models = ablation.run_models(exp, run, out_dir=serial, progress=False)
     assert len(models) == table[table["run_id"] == run.run_id]["checkpoint"].nunique()
     after = sorted(
         p.stat().st_mtime_ns for p in (serial / run.run_id / "checkpoints").iterdir()
     )
     assert before == after  # nothing was trained or rewritten
-    chips = prepare_event("hokkaido", TINY, cache_dir=cache)
+    chips = prepare_event(exp)
     images = standardize(chips.split("test").images, chips.stats)
     np.testing.assert_allclose(
         predict_proba(models, images),
@@ -250,15 +236,15 @@ def test_run_models_reloads_the_grids_checkpoints_without_retraining(grid_dirs):
 
 
 def test_stored_sizes_have_names_and_sort_all_last():
-    assert Run("none", None, 0).stored_size == ablation.SIZE_ALL
+    assert Run("none", None, 0).stored_size == metrics.SIZE_ALL
     assert Run("none", 5, 0).stored_size == 5
-    assert sorted([ablation.SIZE_ALL, 20, 2, 5], key=ablation.size_sort_key) == [
+    assert sorted([metrics.SIZE_ALL, 20, 2, 5], key=metrics.size_sort_key) == [
         2,
         5,
         20,
-        ablation.SIZE_ALL,
+        metrics.SIZE_ALL,
     ]
-    assert ablation.SIZE_BASELINE not in {
+    assert metrics.SIZE_BASELINE not in {
         r.stored_size for r in experiment_grid(get_profile("demo"))
     }
 
@@ -266,19 +252,25 @@ def test_stored_sizes_have_names_and_sort_all_last():
 def test_auto_scheduler_is_local_on_a_multicore_cpu_and_serial_on_a_gpu(monkeypatch):
     import torch
 
+    from sarslide.engine import dispatch
+
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.setattr(ablation.os, "cpu_count", lambda: 2)
-    assert ablation.resolve_scheduler("auto") == ("local", 1)
-    assert ablation.resolve_scheduler("auto", num_threads=2) == ("local", 2)
-    assert ablation.resolve_scheduler("auto", device="cuda") == (None, None)
-    monkeypatch.setattr(ablation.os, "cpu_count", lambda: 1)
-    assert ablation.resolve_scheduler("auto") == (None, None)
-    monkeypatch.setattr(ablation.os, "cpu_count", lambda: 8)
+    monkeypatch.setattr(dispatch.os, "cpu_count", lambda: 2)
+    assert dispatch.resolve_scheduler("auto") == ("local", 1)
+    assert dispatch.resolve_scheduler("auto", num_threads=2) == ("local", 2)
+    assert dispatch.resolve_scheduler("auto", device="cuda") == (None, None)
+    assert dispatch.resolve_scheduler("auto", device=torch.device("cuda")) == (
+        None,
+        None,
+    )
+    monkeypatch.setattr(dispatch.os, "cpu_count", lambda: 1)
+    assert dispatch.resolve_scheduler("auto") == (None, None)
+    monkeypatch.setattr(dispatch.os, "cpu_count", lambda: 8)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert ablation.resolve_scheduler("auto") == (None, None)
+    assert dispatch.resolve_scheduler("auto") == (None, None)
     # anything else passes through untouched
-    assert ablation.resolve_scheduler(None, num_threads=3) == (None, 3)
-    assert ablation.resolve_scheduler("tcp://h:8786") == ("tcp://h:8786", None)
+    assert dispatch.resolve_scheduler(None, num_threads=3) == (None, 3)
+    assert dispatch.resolve_scheduler("tcp://h:8786") == ("tcp://h:8786", None)
 
 
 def test_longest_first_orders_runs_by_size_with_all_first():

@@ -4,7 +4,8 @@ Colab runtime (``$COLAB_RELEASE_TAG`` and a stand-in ``google.colab.drive`` whos
 falls back to the runtime's disk when Drive is refused.
 
 References used: the environment and the fake's record of its calls, and
-:func:`sarslide.datasets.data_dir` as every other module of the package reads it.
+:func:`sarslide.experiment.resolve_data_dir` as every other module of the package
+reads it.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import types
 import pytest
 
 from sarslide import colab
-from sarslide.datasets import DATA_DIR_ENV, data_dir
+from sarslide.experiment import DATA_DIR_ENV, resolve_data_dir
 
 
 @pytest.fixture
@@ -68,7 +69,7 @@ def fake_colab(no_colab, monkeypatch):
 
 def test_off_colab_it_does_nothing_whatever_is_asked(no_colab, capsys):
     assert not colab.on_colab()
-    before = data_dir()
+    before = resolve_data_dir()
     assert (
         colab.setup_data_dir(use_drive=True, drive_mount=no_colab / "drive") == before
     )
@@ -87,7 +88,7 @@ def test_the_release_tag_alone_is_not_colab(no_colab, monkeypatch):
 def test_on_colab_the_default_only_makes_the_offer(fake_colab, capsys):
     assert colab.on_colab()
     path = colab.setup_data_dir(drive_mount=fake_colab["mount"])
-    assert path == data_dir() and "runtime-cache" in str(path)
+    assert path == resolve_data_dir() and "runtime-cache" in str(path)
     assert fake_colab["calls"] == []
     out = capsys.readouterr().out
     assert "deletes when the runtime resets" in out and "use_drive=True" in out
@@ -100,7 +101,7 @@ def test_on_colab_use_drive_mounts_once_and_moves_the_cache(
     target = fake_colab["mount"] / "MyDrive" / "sarslide-data"
     assert path == target and target.is_dir()
     assert os.environ[DATA_DIR_ENV] == str(target)
-    assert data_dir() == target  # the rest of the package now caches on Drive
+    assert resolve_data_dir() == target  # the rest of the package now caches on Drive
     assert fake_colab["calls"] == [str(fake_colab["mount"])]
     assert str(target) in capsys.readouterr().out
     # the first cell run again (or another chapter in the same runtime): no second mount
@@ -120,7 +121,7 @@ def test_on_colab_the_environment_can_answer_the_offer(fake_colab, monkeypatch):
 def test_a_refused_mount_keeps_the_runtime_cache(fake_colab, capsys):
     fake_colab["behaviour"]["refuse"] = True
     path = colab.setup_data_dir(use_drive=True, drive_mount=fake_colab["mount"])
-    assert path == data_dir() and "runtime-cache" in str(path)
+    assert path == resolve_data_dir() and "runtime-cache" in str(path)
     assert DATA_DIR_ENV not in os.environ
     out = capsys.readouterr().out
     assert "was not mounted (ValueError: mount failed: permission denied" in out

@@ -2,6 +2,7 @@ import numpy as np
 
 from sarslide import datasets
 from sarslide.chips import SPLITS
+from sarslide.experiment import Experiment
 from sarslide.profiles import get_profile
 from sarslide.transforms import compute_stats
 
@@ -11,18 +12,18 @@ SMALL = get_profile("demo").with_overrides(
 
 
 def test_prepare_event_builds_once_and_caches(tmp_path):
-    chips = datasets.prepare_event("hokkaido", SMALL, cache_dir=tmp_path)
+    chips = datasets.prepare_event(Experiment.create("hokkaido", SMALL, tmp_path))
     stores = list((tmp_path / "chips").iterdir())
     assert len(stores) == 1
     mtime = stores[0].stat().st_mtime_ns
-    again = datasets.prepare_event("hokkaido", SMALL, cache_dir=tmp_path)
+    again = datasets.prepare_event(Experiment.create("hokkaido", SMALL, tmp_path))
     assert stores[0].stat().st_mtime_ns == mtime  # not rebuilt
     np.testing.assert_array_equal(again.images, chips.images)
     assert again.meta.equals(chips.meta)
 
 
 def test_prepared_chips_are_balanced_split_and_use_training_stats(tmp_path):
-    chips = datasets.prepare_event("hokkaido", SMALL, cache_dir=tmp_path)
+    chips = datasets.prepare_event(Experiment.create("hokkaido", SMALL, tmp_path))
     assert chips.has_landslide.mean() == 0.5
     for split in SPLITS:
         part = chips.split(split)
@@ -33,8 +34,8 @@ def test_prepared_chips_are_balanced_split_and_use_training_stats(tmp_path):
 
 
 def test_a_changed_profile_builds_a_new_store(tmp_path):
-    datasets.prepare_event("kaikoura", SMALL, cache_dir=tmp_path)
+    datasets.prepare_event(Experiment.create("kaikoura", SMALL, tmp_path))
     other = SMALL.with_overrides(chip_size=16)
-    chips = datasets.prepare_event("kaikoura", other, cache_dir=tmp_path)
+    chips = datasets.prepare_event(Experiment.create("kaikoura", other, tmp_path))
     assert chips.images.shape[-1] == 16 and chips.attrs["label_kind"] == "points"
     assert len(list((tmp_path / "chips").iterdir())) == 2

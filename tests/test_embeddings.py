@@ -81,7 +81,7 @@ def test_embeddings_are_computed_once_per_event_across_runs(
             task="stage2",
             config=TrainConfig(max_epochs=1, batch_size=4, top_k=1, precision="fp32"),
             checkpoint_dir=tmp_path / f"run{run}",
-            show_progress=False,
+            progress=False,
         )
     assert calls == [len(x)]  # one computation of all 12 chips for three runs
     assert len(list((tmp_path / "cache").glob("embeddings-*-float32.npy"))) == 1
@@ -200,7 +200,7 @@ def test_fit_refuses_embeddings_of_other_chips_or_shapes(tmp_path, stage1, event
             task="stage2",
             config=TrainConfig(max_epochs=1, precision="fp32"),
             checkpoint_dir=tmp_path,
-            show_progress=False,
+            progress=False,
         )
 
     with pytest.raises(ValueError, match="do not belong to these chips"):

@@ -67,7 +67,7 @@ def grid(tmp_path):
 
 def test_figure3_values_are_medians_of_the_ensemble_prediction(grid):
     table, out, labels, probas = grid
-    ens = ablation.ensemble_scores(table, out_dir=out, labels=labels, n_boot=10)
+    ens = ablation.ensemble_scores(table, out, labels, n_boot=10)
     for arm in ("none", "hokkaido"):
         mean = (
             probas[f"{arm}-n002-s0"].astype(np.float64) + probas[f"{arm}-n002-s1"]
@@ -97,7 +97,7 @@ def test_figure3_values_are_medians_of_the_ensemble_prediction(grid):
 
 def test_findings_effects_equal_the_hand_differences(grid):
     table, out, labels, _ = grid
-    cells = evaluate_findings(table, out_dir=out, labels=labels, n_boot=200)
+    cells = evaluate_findings(hierarchical_bootstrap(table, out, labels, n_boot=200))
     fp = cells[cells["finding"] == "fewer_false_positives"].iloc[0]
     # Averaged, a pixel flagged by one model only is (0.9 + <0.09) / 2 < 0.5: the none
     # ensemble keeps the 20 alarms both models raise, hokkaido 2 -> effect −18 px.
@@ -129,10 +129,8 @@ def test_findings_effects_equal_the_hand_differences(grid):
 
 def test_bootstrap_points_are_the_ensemble_scores(grid):
     table, out, labels, _ = grid
-    boot = hierarchical_bootstrap(table, out_dir=out, labels=labels, n_boot=20)
-    ens = ablation.ensemble_scores(
-        table, out_dir=out, labels=labels, n_boot=10
-    ).set_index("arm")
+    boot = hierarchical_bootstrap(table, out, labels, n_boot=20)
+    ens = ablation.ensemble_scores(table, out, labels, n_boot=10).set_index("arm")
     for arm in ("none", "hokkaido"):
         for metric in metrics.GRID_METRICS:
             assert boot.point[(arm, 2)][metric] == pytest.approx(ens.loc[arm, metric])
@@ -147,9 +145,7 @@ def test_bootstrap_resamples_seeds_paired_across_arms(grid):
     20 px per free chip from seeds {0, 0} or {0, 1} and 30 from {1, 1} (a quarter of
     draws)."""
     table, out, labels, _ = grid
-    boot = hierarchical_bootstrap(
-        table, out_dir=out, labels=labels, n_boot=1000, seed=3
-    )
+    boot = hierarchical_bootstrap(table, out, labels, n_boot=1000, boot_seed=3)
     none = boot.samples[("none", 2)]["mean_delta_count_free"]
     hok = boot.samples[("hokkaido", 2)]["mean_delta_count_free"]
     assert set(np.unique(none)) == {20.0, 30.0} and set(np.unique(hok)) == {2.0, 4.0}
@@ -161,9 +157,9 @@ def test_bootstrap_refuses_unpaired_seeds_and_no_resamples(grid):
     table, out, labels, _ = grid
     unpaired = table[~((table["arm"] == "hokkaido") & (table["seed"] == 1))]
     with pytest.raises(ValueError, match="pairs arms by seed"):
-        hierarchical_bootstrap(unpaired, out_dir=out, labels=labels, n_boot=5)
+        hierarchical_bootstrap(unpaired, out, labels, n_boot=5)
     with pytest.raises(ValueError, match="n_boot=0"):
-        hierarchical_bootstrap(table, out_dir=out, labels=labels, n_boot=0)
+        hierarchical_bootstrap(table, out, labels, n_boot=0)
 
 
 def test_aprc_margin_is_the_largest_arm_difference_in_the_papers_figure_2():
@@ -203,7 +199,7 @@ def _hand_boot(values: dict, spread: dict | None = None, seeds=None) -> GridBoot
             }
             for s in (0, 1, 2)
         }
-    sizes = sorted({c[1] for c in values}, key=ablation.size_sort_key)
+    sizes = sorted({c[1] for c in values}, key=metrics.size_sort_key)
     return GridBootstrap(
         point,
         samples,
@@ -218,7 +214,7 @@ def _hand_boot(values: dict, spread: dict | None = None, seeds=None) -> GridBoot
 
 def _outcomes(boot, key):
     check = {f.key: f for f in findings.FINDINGS + findings.SANITY_CHECKS}[key]
-    cells = evaluate_findings(None, bootstrap=boot, checks=(check,))
+    cells = evaluate_findings(boot, checks=(check,))
     return cells.set_index(["arm", "train_size"])["outcome"].to_dict(), cells
 
 
@@ -337,22 +333,22 @@ def test_hokkaido_stronger_and_sanity_checks():
             ("none", 2): {m: 90.0, "aprc": 0.05},
             ("hokkaido", 2): {m: 0.0, "aprc": 0.05},
             ("kaikoura", 2): {m: 40.0, "aprc": 0.02},
-            ("none", ablation.SIZE_ALL): {"aprc": 0.30},
-            ("hokkaido", ablation.SIZE_ALL): {"aprc": 0.02},
-            ("kaikoura", ablation.SIZE_ALL): {"aprc": 0.30},
+            ("none", metrics.SIZE_ALL): {"aprc": 0.30},
+            ("hokkaido", metrics.SIZE_ALL): {"aprc": 0.02},
+            ("kaikoura", metrics.SIZE_ALL): {"aprc": 0.30},
         }
     )
     stronger, _ = _outcomes(boot, "hokkaido_stronger")
     # 0 − 40 < 0 at 2 chips; at all chips both medians are 0: a tie
     assert stronger == {
         ("hokkaido", 2): "supports",
-        ("hokkaido", ablation.SIZE_ALL): "tie",
+        ("hokkaido", metrics.SIZE_ALL): "tie",
     }
     beats, _ = _outcomes(boot, "beats_random")  # random guess 0.03
     assert beats[("none", 2)] == "supports" and beats[("kaikoura", 2)] == "contradicts"
     grows, cells = _outcomes(boot, "aprc_grows")
-    assert grows[("none", ablation.SIZE_ALL)] == "supports"
-    assert grows[("hokkaido", ablation.SIZE_ALL)] == "contradicts"
+    assert grows[("none", metrics.SIZE_ALL)] == "supports"
+    assert grows[("hokkaido", metrics.SIZE_ALL)] == "contradicts"
     assert set(summarize_findings(cells)["kind"]) == {"sanity"}
 
 

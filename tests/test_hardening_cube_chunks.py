@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from sarslide.datasets import CacheRebuiltWarning, prepare_cube, prepare_event
+from sarslide.experiment import Experiment
 from sarslide.profiles import get_profile
 
 TINY = get_profile("demo").with_overrides(
@@ -26,16 +27,16 @@ def _chunk_files(cache):
     "which", [0, -1]
 )  # read by the cube's check, or by the chipping
 def test_a_truncated_cube_chunk_is_rebuilt_with_a_warning(tmp_path, which):
-    clean = prepare_event("hokkaido", TINY, cache_dir=tmp_path / "clean")
+    clean = prepare_event(Experiment.create("hokkaido", TINY, tmp_path / "clean"))
     damaged = tmp_path / "damaged"
-    prepare_cube("hokkaido", TINY, cache_dir=damaged)
+    prepare_cube(Experiment.create("hokkaido", TINY, damaged))
     chunk = _chunk_files(damaged)[which]
     with open(chunk, "r+b") as f:  # half a compressed chunk: blosc cannot decode it
         f.truncate(chunk.stat().st_size // 2)
     with pytest.warns(
         CacheRebuiltWarning, match=r"rebuilding the cached cube.*could not be decoded"
     ):
-        chips = prepare_event("hokkaido", TINY, cache_dir=damaged)
+        chips = prepare_event(Experiment.create("hokkaido", TINY, damaged))
     np.testing.assert_array_equal(chips.images, clean.images)
     np.testing.assert_array_equal(chips.labels, clean.labels)
     assert list(chips.meta["split"]) == list(clean.meta["split"])

@@ -47,6 +47,7 @@ from sarslide.engine.embeddings import (
 from sarslide.engine.filesystem import DiskFullError
 from sarslide.engine.network import NetworkSettings, with_retries
 from sarslide.engine.precision import resolve_precision
+from sarslide.experiment import Experiment
 from sarslide.models import SiameseClassifier
 from sarslide.profiles import get_profile
 from sarslide.train import seed_everything
@@ -242,13 +243,13 @@ SMALL = get_profile("demo").with_overrides(
 
 
 def test_chip_store_missing_meta_parquet_is_named_and_rebuilt(tmp_path):
-    chips = datasets.prepare_event("hokkaido", SMALL, cache_dir=tmp_path)
+    chips = datasets.prepare_event(Experiment.create("hokkaido", SMALL, tmp_path))
     (store,) = (tmp_path / "chips").iterdir()
     (store / "meta.parquet").unlink()
     with pytest.raises(CorruptChipStoreError, match=r"meta\.parquet is missing"):
         open_chips(store)
     with pytest.warns(datasets.CacheRebuiltWarning, match=r"meta\.parquet is missing"):
-        again = datasets.prepare_event("hokkaido", SMALL, cache_dir=tmp_path)
+        again = datasets.prepare_event(Experiment.create("hokkaido", SMALL, tmp_path))
     np.testing.assert_array_equal(again.images, chips.images)
     assert (store / "meta.parquet").is_file()
 

@@ -16,6 +16,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -30,8 +31,11 @@ from sarslide.ablation import Run
 from sarslide.acquire import NetworkUnavailableError
 from sarslide.cli import apply_overrides
 from sarslide.datasets import prepare_event
+from sarslide.engine import dispatch
 from sarslide.engine.grid_plan import TimeBudget, estimate_run_seconds
 from sarslide.engine.results_table import CorruptResultsWarning, read_results, run_file
+from sarslide.experiment import Experiment
+from sarslide.pretrained import pretrained_stage1
 from sarslide.profiles import get_profile
 
 TINY = get_profile("demo").with_overrides(
@@ -84,8 +88,13 @@ def _one_thread():
 def cache(tmp_path_factory):
     """A data cache holding the tiny profile's chips (built once)."""
     path = tmp_path_factory.mktemp("grid-cache")
-    prepare_event("hokkaido", TINY, cache_dir=path)
+    prepare_event(Experiment.create("hokkaido", TINY, path))
     return path
+
+
+def tiny(cache, profile=TINY) -> Experiment:
+    """The experiment of ``profile`` on Hokkaido in the data folder ``cache``."""
+    return Experiment.create("hokkaido", profile, cache)
 
 
 def learned(table: pd.DataFrame) -> pd.DataFrame:
@@ -127,10 +136,9 @@ def test_two_grid_processes_on_one_folder_keep_every_row(tmp_path):
     """`grid --arms none` and `grid --arms hokkaido` at once on one --out: every row of
     both."""
     data = tmp_path / "data"
-    prepare_event("hokkaido", CLI_PROFILE, cache_dir=data)
-    ablation._prepare_shared_inputs(
-        [Run("hokkaido", 2, 0)], "hokkaido", CLI_PROFILE, data, False
-    )
+    exp = Experiment.create("hokkaido", CLI_PROFILE, data)
+    prepare_event(exp)
+    pretrained_stage1(exp, progress=False)  # the hokkaido arm's stage 1, shared
     out = tmp_path / "shared-results"
     env = dict(
         os.environ, SARSLIDE_DATA_DIR=str(data), OMP_NUM_THREADS="1", TQDM_DISABLE="1"
@@ -177,14 +185,14 @@ def test_a_scheduler_that_never_answers_or_refuses_fails_within_the_timeout(
     monkeypatch.setenv("SARSLIDE_NETWORK_TIMEOUT", "1")
     with SilentServer() as server:
         err, seconds = run_bounded(
-            lambda: ablation._connect(f"tcp://127.0.0.1:{server.port}")
+            lambda: dispatch.connect(f"tcp://127.0.0.1:{server.port}")
         )
         assert server.accepted  # it did connect: the handshake is what never came
     assert isinstance(err, NetworkUnavailableError), repr(err)
     assert f"tcp://127.0.0.1:{server.port}" in str(err) and "timeout 1 s" in str(err)
     assert seconds < 15
     port = closed_port()
-    err, seconds = run_bounded(lambda: ablation._connect(f"tcp://127.0.0.1:{port}"))
+    err, seconds = run_bounded(lambda: dispatch.connect(f"tcp://127.0.0.1:{port}"))
     assert isinstance(err, NetworkUnavailableError) and f":{port}" in str(err)
     assert seconds < 15
 
@@ -193,7 +201,7 @@ def test_a_real_scheduler_still_connects():
     from distributed import LocalCluster
 
     with LocalCluster(n_workers=0, processes=False, dashboard_address=None) as cluster:
-        client = ablation._connect(cluster.scheduler_address)
+        client = dispatch.connect(cluster.scheduler_address)
         try:
             assert client.scheduler_info()["address"] == cluster.scheduler_address
         finally:
@@ -222,37 +230,27 @@ def test_cli_grid_with_a_refused_scheduler_gives_one_line(cache):
 def test_a_time_budgeted_grid_stops_between_runs_and_a_second_call_finishes_it(
     cache, tmp_path, capsys
 ):
+    exp = tiny(cache)
     runs = ablation.experiment_grid(TINY, arms=("none",))  # 3 runs
-    whole = ablation.run_grid(
-        runs, profile=TINY, cache_dir=cache, out_dir=tmp_path / "whole", progress=False
-    )
+    whole = ablation.train_grid(exp, runs, out_dir=tmp_path / "whole", progress=False)
     out = tmp_path / "budget"
-    plan = ablation.grid_plan(runs, profile=TINY, out_dir=out, cache_dir=cache)
+    plan = ablation.grid_plan(exp, runs, out_dir=out)
     assert len(plan.missing) == 3 and plan.estimate_s is None  # nothing measured yet
-    first = ablation.run_grid(
-        runs,
-        profile=TINY,
-        cache_dir=cache,
-        out_dir=out,
-        max_minutes=1e-6,
-        progress=True,
-    )
+    first = ablation.train_grid(exp, runs, out_dir=out, max_minutes=1e-6, progress=True)
     said = capsys.readouterr().out
     assert "3 of 3 runs missing" in said and "no estimate yet" in said
     # the first run always starts (progress); the budget is spent, so it stops after it
     assert set(first[first["arm"] == "none"]["run_id"]) == {runs[0].run_id}
     assert first.attrs["left_for_later"] == [r.run_id for r in runs[1:]]
     assert not (out / runs[1].run_id).exists()  # nothing of the next run was started
-    plan = ablation.grid_plan(runs, profile=TINY, out_dir=out, cache_dir=cache)
+    plan = ablation.grid_plan(exp, runs, out_dir=out)
     assert [r.run_id for r in plan.missing] == [r.run_id for r in runs[1:]]
     assert (
         plan.estimate_s is not None
         and plan.estimate_s > 0
         and "2 of 3 runs missing; about" in plan.describe()
     )
-    second = ablation.run_grid(
-        runs, profile=TINY, cache_dir=cache, out_dir=out, progress=False
-    )
+    second = ablation.train_grid(exp, runs, out_dir=out, progress=False)
     assert second.attrs["left_for_later"] == []
     pd.testing.assert_frame_equal(learned(second), learned(whole))
 
@@ -288,26 +286,23 @@ def test_the_estimate_follows_the_measured_per_epoch_costs():
 
 
 def test_partial_grids_over_sizes_and_seeds_merge_into_one_table(cache, tmp_path):
-    small = TINY.with_overrides(train_sizes=(2,), seeds_smallest=(0,))
-    other = TINY.with_overrides(train_sizes=(2, None), seeds=(0,), seeds_smallest=(1,))
-    assert ablation.results_dir("hokkaido", small, cache) == ablation.results_dir(
-        "hokkaido", TINY, cache
+    whole = tiny(cache)
+    small = whole.with_overrides(train_sizes=(2,), seeds_smallest=(0,))
+    other = whole.with_overrides(train_sizes=(2, None), seeds=(0,), seeds_smallest=(1,))
+    assert ablation.results_dir(small) == ablation.results_dir(whole)
+    assert ablation.results_dir(whole.with_overrides(top_k=2)) != ablation.results_dir(
+        whole
     )
-    assert ablation.results_dir(
-        "hokkaido", TINY.with_overrides(top_k=2), cache
-    ) != ablation.results_dir("hokkaido", TINY, cache)
     out = tmp_path / "partial"
-    ablation.run_grid(
-        ablation.experiment_grid(small, arms=("none",)),
-        profile=small,
-        cache_dir=cache,
+    ablation.train_grid(
+        small,
+        ablation.experiment_grid(small.profile, arms=("none",)),
         out_dir=out,
         progress=False,
     )
-    table = ablation.run_grid(
-        ablation.experiment_grid(other, arms=("none",)),
-        profile=other,
-        cache_dir=cache,
+    table = ablation.train_grid(
+        other,
+        ablation.experiment_grid(other.profile, arms=("none",)),
         out_dir=out,
         progress=False,
     )
@@ -319,10 +314,9 @@ def test_partial_grids_over_sizes_and_seeds_merge_into_one_table(cache, tmp_path
         "random",
     }
     # and a full grid call reuses all three
-    again = ablation.run_grid(
+    again = ablation.train_grid(
+        whole,
         ablation.experiment_grid(TINY, arms=("none",)),
-        profile=TINY,
-        cache_dir=cache,
         out_dir=out,
         progress=False,
     )
@@ -333,49 +327,40 @@ def test_partial_grids_over_sizes_and_seeds_merge_into_one_table(cache, tmp_path
     ]
 
 
-def test_a_results_folder_of_an_older_version_is_still_accepted(cache, tmp_path):
-    """settings.json written before the key left out sizes and seeds (format 1)."""
+def test_a_settings_record_of_another_format_is_refused(cache, tmp_path):
+    """settings.json without this version's format (an unreleased layout keyed on every
+    setting, sizes and seeds included) is refused, naming the settings that changed."""
     from dataclasses import asdict
 
     from sarslide.datasets import store_key
 
     out = tmp_path / "old"
     out.mkdir()
-    old_key = store_key(
-        "hokkaido", TINY, TINY.data_seed
-    )  # every setting, sizes and seeds included
+    old_key = store_key("hokkaido", TINY, TINY.data_seed)  # every setting
     (out / "settings.json").write_text(
         json.dumps(
             {"key": old_key, "event": "hokkaido", "profile": asdict(TINY)}, default=str
         )
     )
-    ablation.run_grid(
-        [],
-        profile=TINY.with_overrides(seeds_smallest=(3,)),
-        cache_dir=cache,
-        out_dir=out,
-        progress=False,
-    )
+    with pytest.raises(ValueError, match=r"other settings .*the record's format None"):
+        ablation.train_grid(tiny(cache), [], out_dir=out, progress=False)
     with pytest.raises(ValueError, match=r"changed: \['top_k'\]"):
-        ablation.run_grid(
-            [],
-            profile=TINY.with_overrides(top_k=3),
-            cache_dir=cache,
-            out_dir=out,
-            progress=False,
+        ablation.train_grid(
+            tiny(cache, TINY.with_overrides(top_k=3)), [], out_dir=out, progress=False
         )
+    assert json.loads((out / "settings.json").read_text())["key"] == old_key
 
 
 # ----------------------------------------------------------------- item 4: broken files
 def test_broken_results_files_are_named_and_rebuilt(cache, tmp_path):
     out = tmp_path / "broken"
+    exp = tiny(cache)
     runs = [Run("none", 2, 0), Run("none", 2, 1)]
-    table = ablation.run_grid(
-        runs, profile=TINY, cache_dir=cache, out_dir=out, progress=False
-    )
+    table = ablation.train_grid(exp, runs, out_dir=out, progress=False)
     merged = out / "results.parquet"
     merged.write_bytes(merged.read_bytes()[:100])  # truncated
-    with pytest.warns(CorruptResultsWarning, match=str(merged)):
+    with warnings.catch_warnings():  # the merged copy is never read, only rewritten
+        warnings.simplefilter("error")
         rebuilt = read_results(out)
     pd.testing.assert_frame_equal(learned(rebuilt), learned(table))
     # a truncated run file: that run counts as missing and is scored again (not
@@ -383,18 +368,14 @@ def test_broken_results_files_are_named_and_rebuilt(cache, tmp_path):
     one = run_file(out, "none-n002-s1")
     one.write_bytes(one.read_bytes()[:50])
     with pytest.warns(CorruptResultsWarning, match="none-n002-s1.parquet"):
-        again = ablation.run_grid(
-            runs, profile=TINY, cache_dir=cache, out_dir=out, progress=False
-        )
+        again = ablation.train_grid(exp, runs, out_dir=out, progress=False)
     assert again.attrs["reused_runs"] == ["none-n002-s0"]
     pd.testing.assert_frame_equal(learned(again), learned(table))
     pd.read_parquet(merged)  # rewritten whole
     # a broken settings.json is named, with the fix; nothing is trained
     (out / "settings.json").write_text('{"key": "abc", ')
     with pytest.raises(ValueError, match=r"settings.json is unreadable .*delete it"):
-        ablation.run_grid(
-            runs, profile=TINY, cache_dir=cache, out_dir=out, progress=False
-        )
+        ablation.train_grid(exp, runs, out_dir=out, progress=False)
 
 
 # ----------------------------------------------------------------- items 6 and 7: the
@@ -420,13 +401,10 @@ def test_grid_command_line_folders_and_numbers_are_checked_before_compute(tmp_pa
 def test_a_finished_grid_in_a_read_only_folder_is_readable(cache, tmp_path):
     runs = [Run("none", 2, 0)]
     out = tmp_path / "finished"
-    table = ablation.run_grid(
-        runs, profile=CLI_PROFILE, cache_dir=cache, out_dir=out, progress=False
-    )
+    exp = tiny(cache, CLI_PROFILE)
+    table = ablation.train_grid(exp, runs, out_dir=out, progress=False)
     with read_only_view(out, tmp_path / "ro-results") as view:
-        again = ablation.run_grid(
-            runs, profile=CLI_PROFILE, cache_dir=cache, out_dir=view, progress=False
-        )
+        again = ablation.train_grid(exp, runs, out_dir=view, progress=False)
         pd.testing.assert_frame_equal(learned(again), learned(table))
         proc = run_cli(
             "grid",

@@ -134,7 +134,7 @@ def test_out_of_range_train_indices_are_named(tmp_path):
             task="stage1",
             config=TrainConfig(max_epochs=1),
             checkpoint_dir=tmp_path,
-            show_progress=False,
+            progress=False,
         )
     with pytest.raises(ValueError, match="integer positions"):
         fit(
@@ -143,7 +143,7 @@ def test_out_of_range_train_indices_are_named(tmp_path):
             task="stage1",
             config=TrainConfig(max_epochs=1),
             checkpoint_dir=tmp_path,
-            show_progress=False,
+            progress=False,
         )
 
 
@@ -157,7 +157,7 @@ def test_a_last_batch_of_one_chip_is_skipped_at_the_smallest_size(tmp_path):
         task="stage1",
         config=TrainConfig(max_epochs=2, batch_size=2),
         checkpoint_dir=tmp_path,
-        show_progress=False,
+        progress=False,
     )
     assert result.epochs == 2 and np.isfinite(result.history["train_loss"]).all()
     with pytest.raises(ValueError, match=r"batch of one 8×8 chip.*at least 2 chips"):
@@ -167,7 +167,7 @@ def test_a_last_batch_of_one_chip_is_skipped_at_the_smallest_size(tmp_path):
             task="stage1",
             config=TrainConfig(max_epochs=1, batch_size=2),
             checkpoint_dir=tmp_path / "one",
-            show_progress=False,
+            progress=False,
         )
 
 
@@ -193,7 +193,7 @@ def test_read_only_checkpoint_folder_is_refused_before_training(tmp_path, toy_da
             task="stage1",
             config=TrainConfig(max_epochs=1),
             checkpoint_dir=_read_only_dir(tmp_path),
-            show_progress=False,
+            progress=False,
         )
     after = model.state_dict()
     assert all(
@@ -266,7 +266,7 @@ def test_unstandardised_training_chips_are_warned_about(tmp_path):
             task="stage1",
             config=TrainConfig(max_epochs=1),
             checkpoint_dir=tmp_path / "lin",
-            show_progress=False,
+            progress=False,
         )
     with pytest.warns(UnstandardizedInputWarning, match="looks like decibels"):
         fit(
@@ -275,7 +275,7 @@ def test_unstandardised_training_chips_are_warned_about(tmp_path):
             task="stage1",
             config=TrainConfig(max_epochs=1),
             checkpoint_dir=tmp_path / "db",
-            show_progress=False,
+            progress=False,
         )
     import warnings
 
@@ -287,7 +287,7 @@ def test_unstandardised_training_chips_are_warned_about(tmp_path):
             task="stage1",
             config=TrainConfig(max_epochs=1),
             checkpoint_dir=tmp_path / "std",
-            show_progress=False,
+            progress=False,
         )
 
 
@@ -311,7 +311,7 @@ def test_thread_count_is_recorded_and_a_resume_with_another_count_warns(tmp_path
             task="stage1",
             config=TrainConfig(max_epochs=1),
             checkpoint_dir=tmp_path,
-            show_progress=False,
+            progress=False,
         )
         assert checkpoint_info(result.last)["runtime"]["threads"] == 1
         assert checkpoint_info(result.best)["runtime"]["threads"] == 1
@@ -327,7 +327,7 @@ def test_thread_count_is_recorded_and_a_resume_with_another_count_warns(tmp_path
                 task="stage1",
                 config=TrainConfig(max_epochs=2),
                 checkpoint_dir=tmp_path,
-                show_progress=False,
+                progress=False,
             )
     finally:
         torch.set_num_threads(before)

@@ -32,6 +32,7 @@ from sarslide.engine.atomic import (
 )
 from sarslide.engine.checkpoints import CheckpointError, save_checkpoint
 from sarslide.engine.stores import StaleHandleWarning
+from sarslide.experiment import Experiment
 from sarslide.models import SiameseClassifier
 from sarslide.profiles import get_profile
 
@@ -209,20 +210,22 @@ SMALL = get_profile("demo").with_overrides(
 
 
 def test_prepare_event_rebuilds_a_corrupt_cache(tmp_path):
-    chips = datasets.prepare_event("hokkaido", SMALL, cache_dir=tmp_path)
+    chips = datasets.prepare_event(Experiment.create("hokkaido", SMALL, tmp_path))
     (store,) = (tmp_path / "chips").iterdir()
     (store / "images.npy").write_bytes(b"\x93NUMPY garbage")
     with pytest.warns(datasets.CacheRebuiltWarning, match="images.npy is corrupt"):
-        again = datasets.prepare_event("hokkaido", SMALL, cache_dir=tmp_path)
+        again = datasets.prepare_event(Experiment.create("hokkaido", SMALL, tmp_path))
     np.testing.assert_array_equal(again.images, chips.images)
     (cube_store,) = (tmp_path / "cubes").iterdir()
     (cube_store / ".zmetadata").write_text("{broken")
     with pytest.warns(datasets.CacheRebuiltWarning, match=r"\.zarr is corrupt"):
-        cube = datasets.prepare_cube("hokkaido", SMALL, cache_dir=tmp_path)
+        cube = datasets.prepare_cube(Experiment.create("hokkaido", SMALL, tmp_path))
     assert cube.sizes["y"] == 256
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        datasets.prepare_event("hokkaido", SMALL, cache_dir=tmp_path)  # intact now
+        datasets.prepare_event(
+            Experiment.create("hokkaido", SMALL, tmp_path)
+        )  # intact now
 
 
 def test_corrupt_cube_store_is_named(tmp_path):
@@ -256,7 +259,7 @@ def test_garbage_last_pt_is_named_corrupt_without_unsafe_advice(
             task="stage1",
             config=TrainConfig(max_epochs=1),
             checkpoint_dir=tmp_path,
-            show_progress=False,
+            progress=False,
         )
     text = str(err.value)
     assert str(last) in text and "corrupt" in text and "resume=False" in text
@@ -305,6 +308,6 @@ def test_fit_removes_half_written_checkpoints_of_a_killed_run(tmp_path, toy_data
         task="stage1",
         config=TrainConfig(max_epochs=1),
         checkpoint_dir=run,
-        show_progress=False,
+        progress=False,
     )
     assert hidden(run) == []

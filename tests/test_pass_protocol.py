@@ -19,6 +19,7 @@ from sarslide.acquire.paper import relative_orbit_from_absolute
 from sarslide.chips import make_chips
 from sarslide.cube import validate_cube
 from sarslide.events import get_event
+from sarslide.experiment import Experiment
 from sarslide.orbits import same_track_possible
 from sarslide.passes import PassSelectionError, cube_passes, pass_pair
 
@@ -267,9 +268,9 @@ def test_prepare_event_takes_the_pass_rule_from_the_profile(tmp_path):
     small = get_profile("demo").with_overrides(
         synthetic_shape=(256, 256), chip_size=32, split_scheme="text"
     )
-    auto = prepare_event("hokkaido", small, cache_dir=tmp_path)
+    auto = prepare_event(Experiment.create("hokkaido", small, tmp_path))
     named = prepare_event(
-        "hokkaido", small.with_overrides(named_passes=True), cache_dir=tmp_path
+        Experiment.create("hokkaido", small.with_overrides(named_passes=True), tmp_path)
     )
     assert auto.attrs["pass_rule"] == "same-track"
     assert named.attrs["pass_rule"] == "named"

@@ -155,7 +155,7 @@ def test_miscounts_accept_a_wide_table_without_error_bars(results):
 
 
 def test_size_labels_name_the_stored_codes():
-    from sarslide.ablation import SIZE_ALL, SIZE_BASELINE
+    from sarslide.metrics import SIZE_ALL, SIZE_BASELINE
     from sarslide.plots.evaluation import size_label
 
     assert size_label(SIZE_ALL) == "all" and size_label(SIZE_ALL, 35) == "all (35)"

@@ -250,7 +250,7 @@ def trained():
                 max_epochs=20, patience=20, batch_size=8, precision="fp32"
             ),
             checkpoint_dir=tmp,
-            show_progress=False,
+            progress=False,
         )
         stage1 = SiameseClassifier("reference")
         stage1.train()
@@ -336,7 +336,7 @@ def _train(tmp, data, precision, name="run", epochs=8, build=Segmenter):
             max_epochs=epochs, batch_size=8, top_k=1, precision=precision
         ),
         checkpoint_dir=tmp / name,
-        show_progress=False,
+        progress=False,
     )
     return model, result
 
@@ -570,7 +570,7 @@ def test_float16_with_grad_scaler_trains_stage2(tmp_path):
             max_epochs=8, batch_size=4, top_k=1, precision=_t4_path_on_cpu()
         ),
         checkpoint_dir=tmp_path,
-        show_progress=False,
+        progress=False,
     )
     assert dtypes == {torch.float16}  # every convolution ran in float16
     h = result.history
@@ -611,7 +611,7 @@ def test_float16_with_grad_scaler_resumes_bit_identically(tmp_path):
                 max_epochs=epochs, batch_size=4, top_k=2, precision=_t4_path_on_cpu()
             ),
             checkpoint_dir=tmp_path / name,
-            show_progress=False,
+            progress=False,
         )
         return model, result
 

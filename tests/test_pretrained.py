@@ -8,11 +8,14 @@ again), and the run's own saved statistics and epoch budget.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 from sklearn.metrics import average_precision_score
 
 from sarslide.engine.checkpoints import checkpoint_info, load_checkpoint
+from sarslide.experiment import Experiment
 from sarslide.models import Segmenter, SiameseClassifier
 from sarslide.predict import predict_proba
 from sarslide.pretrained import pretrained_stage1, train_stage1
@@ -38,8 +41,8 @@ def demo_chips(tmp_path_factory):
         split_scheme="text",
         few_shot_draw="balanced",
     )
-    cache = tmp_path_factory.mktemp("cache")
-    return profile, cache, prepare_event("hokkaido", profile, cache_dir=cache)
+    exp = Experiment.create("hokkaido", profile, tmp_path_factory.mktemp("cache"))
+    return exp, prepare_event(exp)
 
 
 def test_demo_segmenter_beats_the_pixel_base_rate(tmp_path, demo_chips):
@@ -55,9 +58,9 @@ def test_demo_segmenter_beats_the_pixel_base_rate(tmp_path, demo_chips):
     """
     from sarslide.transforms import standardize
 
-    profile, cache, chips = demo_chips
+    exp, chips = demo_chips
     test = chips.split("test")
-    stage1 = pretrained_stage1("hokkaido", profile, cache_dir=cache, progress=False)
+    stage1 = pretrained_stage1(exp, progress=False)
     seed_everything(0)
     model = Segmenter(stage1)
     result = fit(
@@ -66,7 +69,7 @@ def test_demo_segmenter_beats_the_pixel_base_rate(tmp_path, demo_chips):
         task="stage2",
         config=TrainConfig(max_epochs=6, batch_size=8, top_k=3),
         checkpoint_dir=tmp_path,
-        show_progress=False,
+        progress=False,
     )
     prob = predict_proba(result.checkpoints, standardize(test.images, chips.stats))
     truth = test.labels.ravel() > 0
@@ -77,15 +80,16 @@ def test_demo_segmenter_beats_the_pixel_base_rate(tmp_path, demo_chips):
 
 
 def test_pretrained_stage1_trains_once_then_reuses(demo_chips):
-    profile, cache, chips = demo_chips
-    model = pretrained_stage1("hokkaido", profile, cache_dir=cache, progress=False)
+    exp, chips = demo_chips
+    profile = exp.profile
+    model = pretrained_stage1(exp, progress=False)
     assert (
         isinstance(model, SiameseClassifier)
         and model.architecture == profile.stage1_config
     )
-    result = train_stage1("hokkaido", profile, cache_dir=cache, progress=False)
+    result = train_stage1(exp, progress=False)
     stamp = result.last.stat().st_mtime_ns
-    again = pretrained_stage1("hokkaido", profile, cache_dir=cache, progress=False)
+    again = pretrained_stage1(exp, progress=False)
     assert result.last.stat().st_mtime_ns == stamp  # not trained again
     for k, v in model.state_dict().items():
         assert torch.equal(v, again.state_dict()[k])
@@ -104,13 +108,9 @@ def test_a_finished_stage1_run_is_fetched_without_chips_or_training(
 
     from sarslide import pretrained
 
-    profile, cache, _ = demo_chips
-    pretrained_stage1(
-        "hokkaido", profile, cache_dir=cache, progress=False
-    )  # trained once
-    slow = load_checkpoint(
-        train_stage1("hokkaido", profile, cache_dir=cache, progress=False).best
-    )
+    exp, _ = demo_chips
+    pretrained_stage1(exp, progress=False)  # trained once
+    slow = load_checkpoint(train_stage1(exp, progress=False).best)
     rng_slow = (torch.get_rng_state(), np.random.get_state()[1].copy(), random.random())
 
     def refuse(*args, **kwargs):
@@ -120,7 +120,7 @@ def test_a_finished_stage1_run_is_fetched_without_chips_or_training(
     torch.manual_seed(
         99
     )  # the caller's RNG state does not matter: it is reset as before
-    fast = pretrained_stage1("hokkaido", profile, cache_dir=cache, progress=False)
+    fast = pretrained_stage1(exp, progress=False)
     assert torch.equal(torch.get_rng_state(), rng_slow[0])
     assert (
         np.array_equal(np.random.get_state()[1], rng_slow[1])
@@ -138,30 +138,25 @@ def test_stage1_trains_keys_and_records_the_profiles_precision(demo_chips):
     from sarslide.engine.precision import resolve_precision
     from sarslide.pretrained import stage1_checkpoint_dir
 
-    profile, cache, _ = demo_chips
+    exp, _ = demo_chips
+    on_cpu = replace(exp, device="cpu")
     auto = resolve_precision("cpu", "auto").name
     other = (
         "fp32" if auto == "bf16" else "bf16"
     )  # a precision "auto" does not give here
-    forced = profile.with_overrides(precision=other)
-    result = train_stage1(
-        "hokkaido", forced, cache_dir=cache, progress=False, device="cpu"
-    )
+    forced = on_cpu.with_overrides(precision=other)
+    result = train_stage1(forced, progress=False)
     for path in (result.best, result.last):
         info = checkpoint_info(path)
         assert info["settings"]["precision"] == other, path.name
         assert info["runtime"]["precision"] == other, path.name
-    assert result.checkpoint_dir == stage1_checkpoint_dir(
-        "hokkaido", forced, cache_dir=cache, device="cpu"
-    )
-    usual = train_stage1(
-        "hokkaido", profile, cache_dir=cache, progress=False, device="cpu"
-    )
+    assert result.checkpoint_dir == stage1_checkpoint_dir(forced)
+    usual = train_stage1(on_cpu, progress=False)
     assert checkpoint_info(usual.best)["settings"]["precision"] == auto
     assert usual.checkpoint_dir != result.checkpoint_dir  # two precisions, two folders
     # the forced run is found again as finished (fetched, not trained again)
     stamp = result.last.stat().st_mtime_ns
-    pretrained_stage1("hokkaido", forced, cache_dir=cache, progress=False, device="cpu")
+    pretrained_stage1(forced, progress=False)
     assert result.last.stat().st_mtime_ns == stamp
 
 
@@ -191,15 +186,12 @@ def test_stage1_key_and_settings_follow_the_device_that_trains(monkeypatch, tmp_
         )
         assert stage1_precision(demo, "cuda") == expected
         assert stage1_train_config(demo, "cuda").precision == expected
-        folder = stage1_checkpoint_dir(
-            "hokkaido", demo, cache_dir=tmp_path, device="cuda"
-        )
-        explicit = demo.with_overrides(precision=expected)
-        assert folder == stage1_checkpoint_dir(
-            "hokkaido", explicit, cache_dir=tmp_path, device="cuda"
-        )
+        on_gpu = Experiment.create("hokkaido", demo, tmp_path, device="cuda")
+        folder = stage1_checkpoint_dir(on_gpu)
+        explicit = on_gpu.with_overrides(precision=expected)
+        assert folder == stage1_checkpoint_dir(explicit)
         folders[expected] = folder
-    cpu = stage1_checkpoint_dir("hokkaido", demo, cache_dir=tmp_path, device="cpu")
+    cpu = stage1_checkpoint_dir(Experiment.create("hokkaido", demo, tmp_path, "cpu"))
     assert len({folders["fp16"], folders["bf16"]}) == 2 and cpu != folders["fp16"]
     assert (
         stage1_train_config(demo, "cpu").precision

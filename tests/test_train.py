@@ -36,7 +36,7 @@ def run(model_cls, data, tmp, task, max_epochs, seed=0, resume=True, **settings)
         config=TrainConfig(max_epochs=max_epochs, **settings),
         checkpoint_dir=tmp,
         seed=seed,
-        show_progress=False,
+        progress=False,
         resume=resume,
     )
     return model, result
@@ -144,7 +144,7 @@ def test_resume_reproduces_an_uninterrupted_run(tmp_path, toy_data, task, cls):
         task=task,
         config=TrainConfig(max_epochs=4, batch_size=3, top_k=2),
         checkpoint_dir=tmp_path / "cut",
-        show_progress=False,
+        progress=False,
     )
     a, b = full.state_dict(), resumed.state_dict()
     assert a.keys() == b.keys()
@@ -167,7 +167,7 @@ def test_finished_run_is_returned_without_training(tmp_path, toy_data):
         task="stage2",
         config=TrainConfig(max_epochs=2, batch_size=3, top_k=2),
         checkpoint_dir=tmp_path,
-        show_progress=False,
+        progress=False,
     )
     assert first.last.stat().st_mtime_ns == stamp
     pd.testing.assert_frame_equal(first.history, second.history)
@@ -267,7 +267,7 @@ def test_bad_inputs_to_fit(tmp_path, toy_data):
             task=task,
             config=TrainConfig(max_epochs=1),
             checkpoint_dir=tmp_path,
-            show_progress=False,
+            progress=False,
         )
 
     nan = x.copy()
@@ -317,7 +317,7 @@ def test_frozen_embeddings_are_computed_once_per_run_not_every_epoch(
         task="stage2",
         config=TrainConfig(max_epochs=3, batch_size=4, top_k=1),
         checkpoint_dir=tmp_path,
-        show_progress=False,
+        progress=False,
     )
     # One pass over the 8 training and 4 validation chips, not one per epoch (3x as
     # many).
@@ -401,7 +401,7 @@ def test_train_config_from_profile_is_the_only_way_to_set_fit(tmp_path, toy_data
     )
     one, two = (
         TrainConfig.from_profile(profile, "stage1"),
-        TrainConfig.from_profile("demo", "stage2"),
+        TrainConfig.from_profile(get_profile("demo"), "stage2"),
     )
     assert (
         one.max_epochs == 7 and two.max_epochs == get_profile("demo").stage2_max_epochs
@@ -444,7 +444,7 @@ def test_fit_on_a_finished_run_in_a_read_only_folder(tmp_path, toy_data):
         task="stage1",
         config=TrainConfig(max_epochs=1),
         checkpoint_dir=folder,
-        show_progress=False,
+        progress=False,
     )
     view = tmp_path / "view"
     view.mkdir()
@@ -464,7 +464,7 @@ def test_fit_on_a_finished_run_in_a_read_only_folder(tmp_path, toy_data):
             task="stage1",
             config=TrainConfig(max_epochs=1),
             checkpoint_dir=view,
-            show_progress=False,
+            progress=False,
         )
         assert [p.name for p in again.checkpoints] == [
             p.name for p in first.checkpoints
@@ -476,7 +476,7 @@ def test_fit_on_a_finished_run_in_a_read_only_folder(tmp_path, toy_data):
                 task="stage1",
                 config=TrainConfig(max_epochs=2),
                 checkpoint_dir=view,
-                show_progress=False,
+                progress=False,
             )
     finally:
         subprocess.run(["umount", "--lazy", str(view)], capture_output=True)
@@ -546,7 +546,7 @@ def test_fit_segmenter_is_the_seeded_few_shot_run_written_out(tmp_path):
             embeddings=emb,
             seed=3,
             checkpoint_dir=tmp_path / f"call-{arm is None}",
-            show_progress=False,
+            progress=False,
         )
         # the same run written out: seed, build, fit on the subset with its embeddings
         seed_everything(3)
@@ -567,7 +567,7 @@ def test_fit_segmenter_is_the_seeded_few_shot_run_written_out(tmp_path):
             config=TrainConfig.from_profile(profile, "stage2"),
             seed=3,
             checkpoint_dir=tmp_path / f"hand-{arm is None}",
-            show_progress=False,
+            progress=False,
         )
         pd.testing.assert_frame_equal(
             by_call.history.drop(columns="seconds"),

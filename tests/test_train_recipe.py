@@ -44,7 +44,7 @@ def _fit(data, folder, max_epochs=3, seed=0, model=None, **settings):
         config=config,
         checkpoint_dir=folder,
         seed=seed,
-        show_progress=False,
+        progress=False,
     )
     return model, result
 

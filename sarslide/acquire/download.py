@@ -44,7 +44,7 @@ _OFFLINE_HINT = (
 
 
 #: Environment variable that overrides where downloads are cached (the same folder
-#: :func:`sarslide.datasets.data_dir` uses for cubes and chips).
+#: :func:`sarslide.experiment.resolve_data_dir` uses for cubes and chips).
 CACHE_ENV = "SARSLIDE_DATA_DIR"
 
 

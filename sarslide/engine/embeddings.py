@@ -138,7 +138,7 @@ def _verified(path: Path) -> bool:
         _VERIFIED[str(path)] = stamp
         return True
     why = (
-        "has no checksum (written by an older version)"
+        "has no checksum (its writer stopped before finishing)"
         if expected is None
         else "does not match its checksum"
     )
@@ -195,7 +195,7 @@ def cached_embeddings(
     batch_size: int = 32,
     device: str | torch.device | None = None,
     precision: str | Precision = "auto",
-    show_progress: bool = False,
+    progress: bool = False,
 ) -> Tensor:
     """Frozen stage-1 embeddings ``(N, 2*embedding_channels, H, W)`` of ``images``,
     cached.
@@ -217,7 +217,7 @@ def cached_embeddings(
     precision:
         As in :class:`sarslide.train.TrainConfig`; pass the same one the stage-2 runs
         use.
-    show_progress:
+    progress:
         A progress bar over chips while computing.
 
     Returns
@@ -250,7 +250,7 @@ def cached_embeddings(
     try:
         with prec.prepared(stage1, dev):
             if path is None:
-                return _compute(stage1, images, batch_size, dev, prec, show_progress)
+                return _compute(stage1, images, batch_size, dev, prec, progress)
             dtype = _STORAGE[storage][0]
             needs = int(np.prod(shape)) * np.dtype(dtype).itemsize
             checksum_path(path).unlink(missing_ok=True)  # of a file being replaced
@@ -259,7 +259,7 @@ def cached_embeddings(
                     tmp, mode="w+", dtype=dtype, shape=shape
                 )
                 _preallocate(tmp)
-                _compute(stage1, images, batch_size, dev, prec, show_progress, out=out)
+                _compute(stage1, images, batch_size, dev, prec, progress, out=out)
                 out.flush()
                 del out
                 digest = file_digest(tmp)
@@ -285,7 +285,7 @@ def _compute(
     batch_size: int,
     device: torch.device,
     precision: Precision,
-    show_progress: bool,
+    progress: bool,
     out: np.ndarray | None = None,
 ) -> Tensor | None:
     """Embed all chips in batches; into the memory map ``out`` if given, else
@@ -295,7 +295,7 @@ def _compute(
         total=len(images),
         desc="stage-1 embeddings",
         unit="chip",
-        disable=not show_progress,
+        disable=not progress,
     ) as bar:
         for idx in batch_indices(len(images), batch_size):
             emb = embed_all(stage1, images[idx], len(idx), device, precision)

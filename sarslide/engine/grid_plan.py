@@ -5,8 +5,8 @@ does. Before anything trains, :func:`plan_grid` says how many runs are missing a
 estimates their time **on this device** from what finished runs cost: every finished run
 records its epochs and measured seconds per epoch
 (:func:`sarslide.engine.results_table.write_run_timing`, from the training history).
-:class:`TimeBudget` lets :func:`sarslide.ablation.run_grid` stop cleanly *between* runs,
-so the grid can be finished over several sessions.
+:class:`TimeBudget` lets :func:`sarslide.ablation.train_grid` stop cleanly *between*
+runs, so the grid can be finished over several sessions.
 
 The estimate of a missing run of arm ``a`` with ``n`` training chips:
 

@@ -2,24 +2,31 @@
 
 Layout of a results folder (:func:`sarslide.ablation.results_dir`)::
 
+    <out>/settings.json              the fingerprint of the settings that made it
     <out>/runs/<run_id>.parquet      the tidy rows of one finished run (written once,
-    atomically) <out>/runs/<run_id>.timing.json  what the run cost: epochs, seconds per
-    epoch, device <out>/runs/baseline.parquet      the non-learned reference rows
-    (log-ratio, random guess) <out>/results.parquet            every run's rows merged:
-    a convenience copy, rewritten
-                                     under a folder lock after each finished run
+                                     atomically)
+    <out>/runs/<run_id>.timing.json  what the run cost: epochs, seconds per epoch,
+                                     device
+    <out>/runs/baseline.parquet      the non-learned reference rows (log-ratio,
+                                     random guess)
+    <out>/results.parquet            every run's rows merged: a convenience copy,
+                                     rewritten under a folder lock after each
+                                     finished run
 
 Each process writes only the files of the runs it finished, so two ``sarslide grid``
 processes on one folder (two terminals, two Colab tabs, a notebook and a cluster) never
-overwrite each other's rows: :func:`read_results` merges whatever is on disk, and the
+overwrite each other's rows: :func:`read_results` merges the run files on disk, and the
 merged copy is rewritten under a lock (:mod:`filelock`) from the files, never from one
-process's memory.  Tables written by older versions (a ``results.parquet`` without a
-``runs/`` folder) are read as before; their rows count for every run that has no file.
+process's memory.
 
-A damaged file is never fatal: a truncated or unreadable ``results.parquet`` or run file
-is named in a :class:`CorruptResultsWarning` and left out, so its runs count as missing;
-the next grid call scores them again from their kept checkpoints (a finished run does
-not train again) and rewrites the file.
+A damaged file is never fatal: a truncated or unreadable run file is named in a
+:class:`CorruptResultsWarning` and left out, so its run counts as missing; the next grid
+call scores it again from its kept checkpoints (a finished run does not train again) and
+rewrites the file. The merged copy is never read, only rewritten.
+
+:func:`check_settings` keeps one folder to one set of settings: the first grid call
+records their fingerprint in ``settings.json``, and a call with other settings is
+refused.
 """
 
 from __future__ import annotations
@@ -27,8 +34,9 @@ from __future__ import annotations
 import json
 import os
 import warnings
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import pandas as pd
 
@@ -37,6 +45,7 @@ from .atomic import atomic_file
 __all__ = [
     "RESULTS_FILE",
     "RUNS_FOLDER",
+    "SETTINGS_FILE",
     "BASELINE_FILE_ID",
     "CorruptResultsWarning",
     "run_file",
@@ -48,10 +57,14 @@ __all__ = [
     "merge_results",
     "run_lock",
     "finished_run_ids",
+    "check_settings",
 ]
 
 RESULTS_FILE = "results.parquet"
 RUNS_FOLDER = "runs"
+SETTINGS_FILE = "settings.json"
+#: The layout of ``settings.json`` this version writes and accepts.
+_SETTINGS_FORMAT = 2
 #: The file id of the non-learned reference rows (run ids ``log_ratio`` and ``random``).
 BASELINE_FILE_ID = "baseline"
 _LOCK = ".results.lock"
@@ -129,26 +142,18 @@ def _read_parquet(path: Path) -> pd.DataFrame | None:
 
 
 def read_results(out: str | os.PathLike) -> pd.DataFrame:
-    """Every run's tidy rows in ``out``: the per-run files, plus the rows of
-    ``results.parquet`` (an older version's table) for runs that have no file.
+    """Every run's tidy rows in ``out``: the per-run files, merged.
 
     An empty frame when nothing is there.  Unreadable files give a
     :class:`CorruptResultsWarning` and are left out.
     """
-    out = Path(out)
     parts: list[pd.DataFrame] = []
-    folder = out / RUNS_FOLDER
+    folder = Path(out) / RUNS_FOLDER
     if folder.is_dir():
         for path in sorted(folder.glob("*.parquet")):
             frame = _read_parquet(path)
             if frame is not None and len(frame):
                 parts.append(frame)
-    have = set().union(*(set(p["run_id"]) for p in parts)) if parts else set()
-    legacy = _read_parquet(out / RESULTS_FILE)
-    if legacy is not None and len(legacy):
-        legacy = legacy[~legacy["run_id"].isin(have)]
-        if len(legacy):
-            parts.insert(0, legacy)
     if not parts:
         return pd.DataFrame()
     return pd.concat(parts, ignore_index=True)
@@ -185,3 +190,77 @@ def run_lock(out: str | os.PathLike, run_id: str):
     path = Path(out) / RUNS_FOLDER / f".{run_id}.lock"
     path.parent.mkdir(parents=True, exist_ok=True)
     return _lock(path)
+
+
+def _read_settings(marker: Path) -> dict[str, Any]:
+    try:
+        recorded = json.loads(marker.read_text())
+        if not isinstance(recorded, dict):
+            raise ValueError("not a JSON object")
+        return recorded
+    except (OSError, ValueError) as err:
+        raise ValueError(
+            f"{marker} is unreadable ({type(err).__name__}: "
+            f"{' '.join(str(err).split())[:80]}); it "
+            "records which settings made the results in its folder. If they were made "
+            "with "
+            f"these settings, delete it (rm '{marker}') and run again (it is "
+            "rewritten); "
+            "otherwise use another out_dir"
+        ) from None
+
+
+def check_settings(
+    out: str | os.PathLike,
+    *,
+    key: str,
+    event: str,
+    profile: Any,
+    shape_fields: Sequence[str] = (),
+) -> None:
+    """Refuse to mix runs made under other settings into one results folder.
+
+    ``<out>/settings.json`` records the fingerprint ``key`` of the settings the folder
+    was made with (:func:`sarslide.ablation.results_key`), the ``event`` and the
+    ``profile`` (a dataclass) in full. A folder made with another fingerprint is an
+    error that names both fingerprints, the settings that changed (all but
+    ``shape_fields``, which choose runs, not how a run is made) and the fix; a broken
+    ``settings.json`` is named, with the fix. Nothing is written when the marker is
+    there (a finished grid in a read-only folder stays readable).
+    """
+    marker = Path(out) / SETTINGS_FILE
+    settings = asdict(profile)
+    if marker.exists():
+        recorded = _read_settings(marker)
+        if recorded.get("key") == key and recorded.get("format") == _SETTINGS_FORMAT:
+            return
+        before = recorded.get("profile", {})
+        now = json.loads(json.dumps(settings, default=str))
+        changed: Any = sorted(
+            k
+            for k in set(before) | set(now)
+            if k not in shape_fields and before.get(k) != now.get(k)
+        )
+        if recorded.get("event") != event:
+            changed = ["event", *changed]
+        if not changed:  # same settings, recorded in a layout this version does not use
+            changed = (
+                f"the record's format {recorded.get('format')!r}, not "
+                f"{_SETTINGS_FORMAT}"
+            )
+        raise ValueError(
+            f"{out} holds results made with other settings (fingerprint "
+            f"{recorded.get('key')} "
+            f"for event {recorded.get('event')!r}, this run {key}; changed: "
+            f"{changed}); "
+            "use another out_dir, or the default results_dir(exp), which is keyed "
+            "on the settings"
+        )
+    payload = {
+        "format": _SETTINGS_FORMAT,
+        "key": key,
+        "event": event,
+        "profile": settings,
+    }
+    with atomic_file(marker) as tmp:
+        Path(tmp).write_text(json.dumps(payload, indent=2, default=str))

@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     from ..ablation import Run
     from ..chips import ChipSet
     from ..events import Event
-    from ..profiles import Profile
+    from ..experiment import Experiment
     from ..transforms import BandStats
 
 __all__ = [
@@ -433,30 +433,16 @@ def map_scene(
     )
 
 
-def run_map_models(
-    run: Run,
-    *,
-    event: str,
-    profile: Profile,
-    cache_dir: str | os.PathLike | None = None,
-    device: str | None = None,
-    progress: bool = True,
-) -> MapModels:
-    """The kept checkpoints of an ablation run trained on ``event``'s chips (trained
-    first if the cache lacks them: :func:`sarslide.ablation.run_models`), with those
-    chips for calibration."""
+def run_map_models(exp: Experiment, run: Run, *, progress: bool = True) -> MapModels:
+    """The kept checkpoints of an ablation run trained on the chips of ``exp``'s event
+    (trained first if the cache lacks them: :func:`sarslide.ablation.run_models`), with
+    those chips for calibration."""
     from ..ablation import run_models
     from ..datasets import prepare_event
 
-    chips = prepare_event(event, profile, cache_dir=cache_dir)
-    models = run_models(
-        run,
-        event=event,
-        profile=profile,
-        cache_dir=cache_dir,
-        device=device,
-        progress=progress,
-    )
+    chips = prepare_event(exp)
+    models = run_models(exp, run, progress=progress)
+    event, profile, device = exp.event, exp.profile, exp.device
     return MapModels(
         models,
         chips.stats,

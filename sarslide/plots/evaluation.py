@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from ..ablation import SIZE_ALL, SIZE_BASELINE, size_sort_key
+from ..metrics import SIZE_ALL, SIZE_BASELINE, size_sort_key
 
 __all__ = [
     "ARM_STYLE",
@@ -44,7 +44,7 @@ _DODGE = 0.25
 
 
 def size_label(size: int, n_all: int | None = None) -> str:
-    """Tick label of a stored training size (:data:`sarslide.ablation.SIZE_ALL`: all
+    """Tick label of a stored training size (:data:`sarslide.metrics.SIZE_ALL`: all
     chips)."""
     if size == SIZE_ALL:
         return "all" if n_all is None else f"all ({n_all})"
@@ -64,7 +64,7 @@ def _tidy(table: pd.DataFrame, what: str) -> pd.DataFrame:
         raise ValueError(
             f"{what} looks like sarslide.ablation.summarize()'s output (means and "
             "SEMs); pass the "
-            "tidy results table instead (ablation.run_grid(...) or results.parquet: "
+            "tidy results table instead (ablation.train_grid(...) or results.parquet: "
             "one row per "
             "run × checkpoint × metric) — seaborn computes the means and error bars "
             "from it"
@@ -169,8 +169,8 @@ def plot_aprc_by_size(
     Parameters
     ----------
     results:
-        The tidy results table of :func:`sarslide.ablation.run_grid` (one row per run ×
-        checkpoint × metric); each run is first reduced to its checkpoints' mean
+        The tidy results table of :func:`sarslide.ablation.train_grid` (one row per
+        run × checkpoint × metric); each run is first reduced to its checkpoints' mean
         (:func:`per_run`), then seaborn draws the mean over runs with ``errorbar``
         (default ``"se"``; any seaborn errorbar spec, e.g. ``("ci", 95)``).
     random_aprc, log_ratio_aprc:
