@@ -827,11 +827,10 @@ class TrainConfig:
         cls, profile: Profile, stage: TaskName | TrainingTask
     ) -> TrainConfig:
         """The settings a :class:`~sarslide.profiles.Profile` gives ``stage``
-        (``"stage1"``/``"stage2"``): its
-        ``stage1_max_epochs`` and ``patience`` (Adam, constant learning rate) or the
-        ``stage2_*`` recipe (epochs, patience, optimiser, weight decay, clipping and
-        learning-rate plateaus), and the shared ``batch_size``, ``learning_rate``,
-        ``top_k`` and ``precision``."""
+        (``"stage1"``/``"stage2"``): its ``stage1_max_epochs`` and ``patience`` (Adam,
+        constant learning rate) or the ``stage2_*`` recipe (epochs, patience,
+        optimiser, weight decay, clipping and learning-rate plateaus), and the shared
+        ``batch_size``, ``learning_rate``, ``top_k`` and ``precision``."""
         task = get_task(stage)
         shared = dict(
             batch_size=profile.batch_size,

@@ -170,7 +170,7 @@ class MapModels:
         if self.chips is None:
             raise MappingError(
                 f"{needed_for} needs validation chips, and these models have none; "
-                "build MapModels with chips=prepare_event(event, profile)"
+                "build MapModels with chips=prepare_event(exp)"
             )
         return self.chips.split("validation")
 

@@ -449,7 +449,7 @@ def predict_probability(
         ``(B, h, w)`` in [0, 1]; or a ``torch.nn.Module`` whose forward returns logits
         ``(B, 1, h, w)`` (it is put in eval mode, moved to ``device`` and its logits
         passed through a sigmoid, without gradients); or a list of these — an ensemble
-        (seeds × checkpoints, e.g. ``sarslide.ablation.run_models(run)``) whose
+        (seeds × checkpoints, e.g. ``sarslide.ablation.run_models(exp, run)``) whose
         probabilities are averaged (:func:`sarslide.metrics.ensemble_mean`).
     stats:
         The band statistics the model was trained with (``chipset.stats``).
