@@ -2,11 +2,13 @@
 
 ::
 
-    sarslide fetch hokkaido --source zenodo            # fill the cache on a machine
-    with network sarslide grid --profile demo --scheduler local      # the ablation grid
-    of chapter 5, headless sarslide map --event hokkaido --out maps/hokkaido   # chapter
-    7's map, as files a GIS opens sarslide map --bbox 141.9 42.7 142.0 42.8 --date
-    2018-09-06 --out maps/aoi
+    # fill the cache on a machine with network
+    sarslide fetch hokkaido --source zenodo
+    # the ablation grid of chapter 5, headless
+    sarslide grid --profile demo --scheduler local
+    # chapter 7's map, as files a GIS opens
+    sarslide map --event hokkaido --out maps/hokkaido
+    sarslide map --bbox 141.9 42.7 142.0 42.8 --date 2018-09-06 --out maps/aoi
 
 Every command has ``--help``. Bad input gives one line on stderr, ``sarslide: error:
 …``, and exit status 1 (2 for a malformed command line); ``--debug`` shows the
