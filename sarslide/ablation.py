@@ -48,7 +48,7 @@ from typing import Any, Iterable, Iterator, Sequence
 import numpy as np
 import pandas as pd
 
-from .baseline import log_ratio_score
+from .baseline import SMOOTHING_WINDOW, log_ratio_score
 from .chips import ChipSet, few_shot_subset
 from .datasets import prepare_event, store_key
 from .engine.atomic import atomic_file
@@ -434,7 +434,7 @@ def run_models(
     return load_checkpoints(result.checkpoints, "stage2", device=exp.device or "cpu")
 
 
-def score_baseline(test: ChipSet, *, window: int = 5) -> pd.DataFrame:
+def score_baseline(test: ChipSet, *, window: int = SMOOTHING_WINDOW) -> pd.DataFrame:
     """Rows for the non-learned references on the test chips ``test``: the log-ratio
     change score (APRC only: it is not a probability, so there is no 0.5 threshold) and
     a random guess."""

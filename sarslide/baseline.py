@@ -28,7 +28,10 @@ from scipy import ndimage
 from .cube import CHANNELS
 from .transforms import LINEAR_FLOOR
 
-__all__ = ["boxcar_mean", "log_ratio_score"]
+__all__ = ["SMOOTHING_WINDOW", "boxcar_mean", "log_ratio_score"]
+
+#: The boxcar window (pixels) of the log-ratio score, wherever it is computed.
+SMOOTHING_WINDOW = 5
 
 
 def boxcar_mean(images: np.ndarray, window: int) -> np.ndarray:
@@ -68,7 +71,7 @@ def boxcar_mean(images: np.ndarray, window: int) -> np.ndarray:
 
 
 def log_ratio_score(
-    images: np.ndarray, window: int = 5, fill_value: float = 0.0
+    images: np.ndarray, window: int = SMOOTHING_WINDOW, fill_value: float = 0.0
 ) -> np.ndarray:
     """Magnitude of the post/pre backscatter log ratio in dB, averaged over VV and VH.
 

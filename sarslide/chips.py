@@ -57,8 +57,8 @@ __all__ = [
 ]
 
 SPLITS: tuple[str, ...] = ("stage1_train", "stage2_train", "validation", "test")
-# : The paper's split: 50% stage-1 training, 25% stage-2 training, 12.5% validation,
-# 12.5% test.
+#: The paper's split: 50% stage-1 training, 25% stage-2 training, 12.5% validation,
+#: 12.5% test.
 SPLIT_FRACTIONS: tuple[float, ...] = (0.5, 0.25, 0.125, 0.125)
 UNASSIGNED = "unassigned"
 
@@ -307,14 +307,13 @@ def balance(chips: ChipSet, seed: int = 0) -> ChipSet:
     return chips.subset(np.sort(np.concatenate([keep_pos, keep_neg])))
 
 
-# : The paper's Table A1: chips per split (stage1_train, stage2_train, validation,
-# test). : Kaikōura has no segmentation labels, so no stage-2 split.
+#: The paper's Table A1: chips per split (stage1_train, stage2_train, validation, test).
+#: Kaikōura has no segmentation labels, so no stage-2 split.
 TABLE_A1: dict[str, tuple[int, int, int, int]] = {
     "hokkaido": (331, 110, 55, 56),
     "kaikoura": (1630, 0, 272, 272),
 }
-# : Named split schemes: ``"text"`` (§2's 50/25/12.5/12.5) and ``"table_a1"`` (Table
-# A1).
+#: Named split schemes: ``"text"`` (§2's 50/25/12.5/12.5) and ``"table_a1"`` (Table A1).
 SPLIT_SCHEMES: tuple[str, ...] = ("text", "table_a1")
 
 

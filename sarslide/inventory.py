@@ -42,8 +42,8 @@ __all__ = [
     "polygons_from_mask",
 ]
 
-# : File endings :func:`read_inventory` understands (``.zip`` = zipped
-# shapefile/GeoPackage).
+#: File endings :func:`read_inventory` understands (``.zip`` = zipped
+#: shapefile/GeoPackage).
 GEOSPATIAL_SUFFIXES: tuple[str, ...] = (
     ".gpkg",
     ".shp",

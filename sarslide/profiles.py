@@ -155,8 +155,8 @@ class Profile:
 
 
 #: The settings that determine each cached product (its cache key hashes only these, so
-# a : profile that changes, say, the few-shot draw reuses the same chips and stage-1
-# model).
+#: a profile that changes, say, the few-shot draw reuses the same chips and stage-1
+#: model).
 CUBE_FIELDS: tuple[str, ...] = (
     "data_source",
     "synthetic_shape",
@@ -180,8 +180,8 @@ STAGE1_FIELDS: tuple[str, ...] = CHIP_FIELDS + (
 )
 
 #: The demo's split: like the paper, stage 1 sees many more chips than the few-shot pool
-# of : stage 2, and the test set holds over 100 chips so that the paper's effects are
-# resolved.
+#: of stage 2, and the test set holds over 100 chips so that the paper's effects are
+#: resolved.
 DEMO_SPLIT_FRACTIONS: tuple[float, float, float, float] = (0.58, 0.08, 0.10, 0.24)
 
 PROFILES: dict[str, Profile] = {

@@ -214,8 +214,8 @@ def _blob_footprint(
     return window, inside
 
 
-# : log10 backscatter of calm water before speckle: VV ≈ −20 dB, VH at Sentinel-1's
-# noise : floor (NESZ ≈ −24 dB), which is what a VH image of calm water records.
+#: log10 backscatter of calm water before speckle: VV ≈ −20 dB, VH at Sentinel-1's noise
+#: floor (NESZ ≈ −24 dB), which is what a VH image of calm water records.
 _WATER_LOG10 = {"vv": -2.0, "vh": -2.4}
 #: Wind roughening of water: per pass, up to this many dB, in smooth gusts.
 _WATER_WIND_DB = 10.0

@@ -30,8 +30,8 @@ __all__ = [
     "warn_if_unstandardized",
 ]
 
-# : Linear values below this (−50 dB, incl. zeros and negative noise) are clipped before
-# log10.
+#: Linear values below this (−50 dB, incl. zeros and negative noise) are clipped before
+#: log10.
 LINEAR_FLOOR = 1e-5
 
 

@@ -32,10 +32,10 @@ from pathlib import Path
 
 import nbformat
 
-# : The paper's protocol constants a page may state without computing them: training
-# sizes : 2/5/10/20/110, 3 seeds (5 at size 2), the 51-run grid, Table A1's 552 Hokkaido
-# chips : (331/110/55/56) and Kaikōura's 1,630/272/272, 128 px chips, 64 embedding
-# channels, : the 0.5 threshold, top-5 checkpoints and the 50-epoch patience.
+#: The paper's protocol constants a page may state without computing them: training
+#: sizes 2/5/10/20/110, 3 seeds (5 at size 2), the 51-run grid, Table A1's 552 Hokkaido
+#: chips (331/110/55/56) and Kaikōura's 1,630/272/272, 128 px chips, 64 embedding
+#: channels, the 0.5 threshold, top-5 checkpoints and the 50-epoch patience.
 PAPER_CONSTANTS: frozenset[str] = frozenset(
     "2 3 5 10 20 110 51 552 331 55 56 1630 272 2174 128 64 0.5 50".split()
 )

@@ -143,7 +143,7 @@ def write_cog(
 
 
 #: Attribute columns of the exported cells, in order (``geometry`` / ``geometry_wkt``
-# follow).
+#: follow).
 CELL_COLUMNS: tuple[str, ...] = (
     "rank",
     "x",

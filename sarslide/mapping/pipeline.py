@@ -26,7 +26,6 @@ ensemble, its training statistics, the validation chips and what it is;
 
 from __future__ import annotations
 
-import functools
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -70,8 +69,6 @@ __all__ = [
 LARGEST_WINDOW = 256
 #: The smallest scene side that can be mapped (pixels).
 SMALLEST_WINDOW = 32
-#: Smoothing window of the log-ratio baseline (pixels), as in the ablation's baseline.
-BASELINE_WINDOW = 5
 #: At most this many most affected cells are compared in the quality block.
 QUALITY_TOP = 10
 
@@ -321,9 +318,10 @@ def baseline_map(
     ``labels``)."""
     from ..baseline import log_ratio_score
 
-    score_fn = functools.partial(log_ratio_score, window=BASELINE_WINDOW)
-    score = predict_raw(pair, score_fn, window=window, progress=False)
-    threshold = calibrate_threshold(score_fn(validation.images), validation.labels)
+    score = predict_raw(pair, log_ratio_score, window=window, progress=False)
+    threshold = calibrate_threshold(
+        log_ratio_score(validation.images), validation.labels
+    )
     return binary_map(score, threshold), float(threshold)
 
 

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 __all__ = ["TILES_ENV", "default_tiles", "web_map", "write_web_map"]
 
 #: Environment variable choosing the basemap: a folium tile name, or
-# ``none``/``0``/``off``.
+#: ``none``/``0``/``off``.
 TILES_ENV = "SARSLIDE_WEBMAP_TILES"
 _NO_TILES = {"", "none", "0", "off", "false", "no"}
 
