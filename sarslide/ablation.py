@@ -420,16 +420,19 @@ def run_models(
     exp: Experiment,
     run: Run,
     *,
+    chips: ChipSet | None = None,
     out_dir: str | os.PathLike | None = None,
     progress: bool = True,
 ) -> list:
     """The kept checkpoints of one run as models (an ensemble), training the run first
     if it has not been trained — the same run, folder and checkpoints as
-    :func:`train_grid` (``out_dir``: :func:`results_dir` by default)."""
+    :func:`train_grid` (``out_dir``: :func:`results_dir` by default). ``chips``: the
+    experiment's chips where the caller holds them already (else
+    :func:`~sarslide.datasets.prepare_event`)."""
     from .engine.checkpoints import load_checkpoints
 
     out = Path(out_dir) if out_dir is not None else results_dir(exp)
-    chips = prepare_event(exp)
+    chips = prepare_event(exp) if chips is None else chips
     result, _, _ = _fit_run(exp, run, chips, out, progress)
     return load_checkpoints(result.checkpoints, "stage2", device=exp.device or "cpu")
 

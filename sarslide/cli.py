@@ -710,7 +710,7 @@ def _load_models(args, train, run, paths, stats, chips, say: _Say):
             "stage-2 epochs): "
             f"{_training_estimate(profile, chips, run, train.device)}"
         )
-    return run_map_models(train, run, progress=not say.quiet)
+    return run_map_models(train, run, chips=chips, progress=not say.quiet)
 
 
 def _synthetic_pair(event, custom: bool, args, profile, cache):

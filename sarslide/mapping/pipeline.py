@@ -431,15 +431,22 @@ def map_scene(
     )
 
 
-def run_map_models(exp: Experiment, run: Run, *, progress: bool = True) -> MapModels:
+def run_map_models(
+    exp: Experiment,
+    run: Run,
+    *,
+    chips: ChipSet | None = None,
+    progress: bool = True,
+) -> MapModels:
     """The kept checkpoints of an ablation run trained on the chips of ``exp``'s event
     (trained first if the cache lacks them: :func:`sarslide.ablation.run_models`), with
-    those chips for calibration."""
+    those chips for calibration (``chips``: where the caller holds them already, else
+    :func:`sarslide.datasets.prepare_event`)."""
     from ..ablation import run_models
     from ..datasets import prepare_event
 
-    chips = prepare_event(exp)
-    models = run_models(exp, run, progress=progress)
+    chips = prepare_event(exp) if chips is None else chips
+    models = run_models(exp, run, chips=chips, progress=progress)
     event, profile, device = exp.event, exp.profile, exp.device
     return MapModels(
         models,
